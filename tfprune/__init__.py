@@ -1,0 +1,1 @@
+"""tfprune: filter-level structured pruning and growing regularization for tf_keras."""
