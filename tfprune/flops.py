@@ -1,0 +1,544 @@
+"""Parameter and FLOPs counting for built tf_keras models, per layer and in total.
+
+Conventions (pinned by ``tests/test_flops.py`` against the numbers of the paper spec, Sec. 2.1):
+
+* **FLOPs unit.** :func:`count_flops` reports **multiply-accumulates (MACs)** per single example
+  (the batch dimension is excluded) by default (``unit="macs"``). ``unit="flops"`` reports
+  ``2 * MACs`` (one multiply plus one add per MAC). The literature mixes both: the ImageNet numbers
+  of the spec (ResNet-50 4.09 G, ResNet-34 3.66 G) are MACs, while the CIFAR numbers (ResNet-56
+  0.25 G, VGG-19 0.80 G) are ``2 * MACs`` (ResNet-56 has 125,485,696 MACs = 0.251 G FLOPs).
+  Speedups (``dense / pruned``) do not depend on the unit.
+* **What is counted.** By default only the weight ops of convolutions and dense layers: Conv1D/2D/3D
+  (with ``groups``), Conv1D/2D/3DTranspose, DepthwiseConv1D/2D (with ``depth_multiplier``),
+  SeparableConv1D/2D and Dense on inputs of any rank. Biases, BatchNormalization, activations,
+  pooling and merges cost nothing, which is the spec's convention ("the code counts only
+  Conv/Linear weights"). ``include_elementwise=True`` adds cheap ops, see :func:`count_flops`.
+* **Params.** :func:`count_params` counts every weight variable of the model once (trainable and
+  non-trainable, so BatchNormalization's moving mean/variance are included), attributed to the
+  first layer that holds it. ``trainable_only=True`` counts trainable weights only. The spec's
+  ResNet-56 "sparsity" (parameter reduction) is computed from **trainable** parameters: conv and
+  FC weights, FC bias and BN gamma/beta, but *not* BN moving statistics. Only that convention
+  reproduces 31.14/49.82/70.58/90.45/95.18 % for PR 0.3/0.5/0.7/0.9/0.95 (counting the moving
+  statistics gives 31.06/49.70/...). :func:`param_reduction` uses trainable parameters.
+* **Nested models and shared layers.** A model used as a layer is expanded: its layers are reported
+  under ``outer/inner`` paths. A layer (or nested model) called several times costs its FLOPs once
+  per call, with the shapes of that call; its params are counted once.
+* **Unknown layers** (custom layers, ``TFOpLambda`` ops, RNNs, ...) cost 0 FLOPs but their weights
+  are counted; the paths of unknown layers that hold weights are listed in
+  :attr:`ModelCount.uncounted`. Counting never fails because of a layer type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from tfprune.compat import is_functional, keras, tf
+from tfprune.errors import InvalidArgumentError, UnsupportedModelError
+
+__all__ = [
+    "ModelCount",
+    "count_params",
+    "count_flops",
+    "summarize",
+    "speedup",
+    "param_reduction",
+]
+
+_UNITS = ("macs", "flops")
+
+_L = keras.layers
+_CONV_BASE = _L.Conv1D.__mro__[1]  # tf_keras' private base class ``Conv`` of every conv layer.
+_SEPARABLE = tuple(c for c in (getattr(_L, "SeparableConv1D", None), _L.SeparableConv2D) if c)
+_DEPTHWISE = tuple(c for c in (getattr(_L, "DepthwiseConv1D", None), _L.DepthwiseConv2D) if c)
+_TRANSPOSE = tuple(
+    c for c in (_L.Conv1DTranspose, _L.Conv2DTranspose, getattr(_L, "Conv3DTranspose", None)) if c
+)
+_MERGE = (_L.Add, _L.Subtract, _L.Multiply, _L.Maximum, _L.Minimum, _L.Average)
+_ACTIVATIONS = (_L.Activation, _L.ReLU, _L.LeakyReLU, _L.PReLU, _L.ELU, _L.Softmax)
+_POOLING = (
+    _L.MaxPooling1D,
+    _L.MaxPooling2D,
+    _L.MaxPooling3D,
+    _L.AveragePooling1D,
+    _L.AveragePooling2D,
+    _L.AveragePooling3D,
+)
+_GLOBAL_POOLING = (
+    _L.GlobalAveragePooling1D,
+    _L.GlobalAveragePooling2D,
+    _L.GlobalAveragePooling3D,
+    _L.GlobalMaxPooling1D,
+    _L.GlobalMaxPooling2D,
+    _L.GlobalMaxPooling3D,
+)
+# Layers that are free under every convention (shape-only or identity at inference).
+_FREE = (
+    _L.InputLayer,
+    _L.Flatten,
+    _L.Reshape,
+    _L.Permute,
+    _L.Dropout,
+    _L.SpatialDropout1D,
+    _L.SpatialDropout2D,
+    _L.SpatialDropout3D,
+    _L.GaussianNoise,
+    _L.GaussianDropout,
+    _L.ZeroPadding1D,
+    _L.ZeroPadding2D,
+    _L.ZeroPadding3D,
+    _L.Cropping1D,
+    _L.Cropping2D,
+    _L.Cropping3D,
+    _L.Concatenate,
+    _L.RepeatVector,
+    _L.UpSampling1D,
+    _L.UpSampling2D,
+    _L.UpSampling3D,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCount:
+    """Per-layer and total counts of one quantity (params or FLOPs) of a model.
+
+    Attributes:
+        metric: ``"params"`` or ``"flops"``.
+        unit: ``"params"``/``"trainable_params"`` for params, ``"macs"``/``"flops"`` for FLOPs.
+        per_layer: ordered ``layer path -> count`` (model layer order; nested layers appear as
+            ``outer/inner``). Every layer of the model has an entry, zero included.
+        layer_types: ``layer path -> class name``.
+        calls: ``layer path -> number of calls counted`` (FLOPs only; shared layers > 1).
+        uncounted: paths of layers holding weights whose type has no FLOPs rule (FLOPs only).
+        notes: human-readable remarks, e.g. layers whose shapes had to be taken from the graph.
+    """
+
+    metric: str
+    unit: str
+    per_layer: OrderedDict[str, int]
+    layer_types: Mapping[str, str]
+    calls: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    uncounted: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+    @property
+    def total(self) -> int:
+        """The sum over all layers."""
+        return int(sum(self.per_layer.values()))
+
+    def __int__(self) -> int:
+        return self.total
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict with every field plus ``total``."""
+        return {
+            "metric": self.metric,
+            "unit": self.unit,
+            "total": self.total,
+            "per_layer": {k: int(v) for k, v in self.per_layer.items()},
+            "layer_types": dict(self.layer_types),
+            "calls": {k: int(v) for k, v in self.calls.items()},
+            "uncounted": list(self.uncounted),
+            "notes": list(self.notes),
+        }
+
+    def __str__(self) -> str:
+        total = self.total
+        width = max([len("layer"), *(len(k) for k in self.per_layer)])
+        twidth = max([len("type"), *(len(v) for v in self.layer_types.values())])
+        header = f"{'layer':<{width}}  {'type':<{twidth}}  {self.unit:>15}  {'share':>7}"
+        lines = [header, "-" * len(header)]
+        for path, value in self.per_layer.items():
+            share = 100.0 * value / total if total else 0.0
+            kind = self.layer_types.get(path, "")
+            lines.append(f"{path:<{width}}  {kind:<{twidth}}  {value:>15,d}  {share:>6.2f}%")
+        lines.append("-" * len(header))
+        lines.append(f"{'total':<{width}}  {'':<{twidth}}  {total:>15,d}  {100.0:>6.2f}%")
+        if self.uncounted:
+            lines.append("no FLOPs rule (counted as 0): " + ", ".join(self.uncounted))
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Params
+
+
+def _is_model(layer: Any) -> bool:
+    return isinstance(layer, keras.Model)
+
+
+def count_params(model: keras.Model, *, trainable_only: bool = False) -> ModelCount:
+    """Counts the parameters of ``model`` per layer and in total.
+
+    Every weight variable is counted once, even when a layer is shared or a variable is held by
+    several layers; it is attributed to the first layer (in model order) that holds it. Nested
+    models are expanded into ``outer/inner`` paths. Works for any model whose weights exist
+    (functional, Sequential or subclassed); raises :class:`UnsupportedModelError` for an unbuilt
+    model.
+
+    Args:
+        model: a built tf_keras model.
+        trainable_only: count only trainable weights (the convention of the spec's ResNet-56
+            "sparsity": BN gamma/beta included, BN moving mean/variance excluded).
+
+    Returns:
+        A :class:`ModelCount` with ``metric="params"``.
+    """
+    _check_model(model)
+    per_layer: OrderedDict[str, int] = OrderedDict()
+    types: dict[str, str] = {}
+    seen: set[int] = set()
+
+    def weights_of(obj: Any) -> list[Any]:
+        return list(obj.trainable_weights if trainable_only else obj.weights)
+
+    def add(path: str, obj: Any, variables: Iterable[Any]) -> None:
+        n = 0
+        for v in variables:
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
+            n += int(math.prod(v.shape.as_list()))
+        per_layer[path] = per_layer.get(path, 0) + n
+        types.setdefault(path, type(obj).__name__)
+
+    def visit(m: keras.Model, prefix: str) -> None:
+        for layer in m.layers:
+            path = prefix + layer.name
+            if _is_model(layer):
+                visit(layer, path + "/")
+                own = weights_of(layer)
+                if any(id(v) not in seen for v in own):
+                    add(path, layer, own)
+            else:
+                add(path, layer, weights_of(layer))
+
+    visit(model, "")
+    rest = [v for v in weights_of(model) if id(v) not in seen]
+    if rest:
+        add(model.name, model, rest)
+    unit = "trainable_params" if trainable_only else "params"
+    return ModelCount("params", unit, per_layer, types)
+
+
+# --------------------------------------------------------------------------------------------
+# FLOPs
+
+
+def _dims(shape: Any) -> tuple | None:
+    """``shape`` as a tuple of ints/None, or None for an unknown rank."""
+    shape = tf.TensorShape(shape)
+    if shape.rank is None:
+        return None
+    return tuple(shape.as_list())
+
+
+def _numel(shape: tuple | None, what: str) -> int:
+    """Number of elements of one example (batch dim excluded)."""
+    if shape is None or any(d is None for d in shape[1:]):
+        raise UnsupportedModelError(
+            f"cannot count FLOPs of {what}: its shape {shape} has unknown non-batch dimensions. "
+            "Build the model with a fixed input shape or pass input_shapes= to count_flops."
+        )
+    return int(math.prod(shape[1:]))
+
+
+def _spatial(layer: Any, shape: tuple | None, what: str) -> int:
+    """Product of the spatial dims of a conv input/output shape (batch and channels excluded)."""
+    _numel(shape, what)  # validates
+    channels_first = getattr(layer, "data_format", "channels_last") == "channels_first"
+    dims = shape[2:] if channels_first else shape[1:-1]
+    return int(math.prod(dims))
+
+
+def _kernel_size(variable: Any) -> int:
+    return int(math.prod(variable.shape.as_list()))
+
+
+def _layer_cost(
+    layer: Any, ins: list[tuple | None], outs: list[tuple | None], what: str, elementwise: bool
+) -> tuple[int, int, bool]:
+    """Returns ``(macs, other_ops, known)`` of one call of a non-model layer."""
+    out = outs[0] if outs else None
+    macs = 0
+    ops = 0
+    if isinstance(layer, _L.Wrapper) and hasattr(layer, "layer"):
+        inner = layer.layer
+        if isinstance(layer, _L.TimeDistributed):
+            steps = ins[0][1] if ins and ins[0] is not None and len(ins[0]) > 1 else None
+            if steps is None:
+                raise UnsupportedModelError(f"cannot count FLOPs of {what}: unknown time steps")
+            fold = [None if s is None else (s[0], *s[2:]) for s in ins]
+            fold_out = [None if s is None else (s[0], *s[2:]) for s in outs]
+            m, o, known = _layer_cost(inner, fold, fold_out, what, elementwise)
+            return m * steps, o * steps, known
+        if getattr(inner, "built", False):
+            return _layer_cost(inner, ins, outs, what, elementwise)
+        return 0, 0, False
+    if isinstance(layer, _SEPARABLE):
+        n = _spatial(layer, out, what)
+        macs = n * (_kernel_size(layer.depthwise_kernel) + _kernel_size(layer.pointwise_kernel))
+    elif isinstance(layer, _DEPTHWISE):
+        macs = _spatial(layer, out, what) * _kernel_size(layer.depthwise_kernel)
+    elif isinstance(layer, _TRANSPOSE):
+        # Every input position scatters one full (k..., filters) slice per input channel.
+        macs = _spatial(layer, ins[0], what) * _kernel_size(layer.kernel)
+    elif isinstance(layer, _CONV_BASE) and hasattr(layer, "kernel"):
+        # kernel = (k..., in_channels / groups, filters): one MAC per weight per output position.
+        macs = _spatial(layer, out, what) * _kernel_size(layer.kernel)
+    elif isinstance(layer, _L.Dense):
+        in_units = int(layer.kernel.shape[0])
+        macs = in_units * _numel(out, what)
+    elif isinstance(layer, _L.BatchNormalization):
+        # Folded at inference into one multiply-add per element (not counted by default).
+        return (_numel(out, what) if elementwise else 0), 0, True
+    elif isinstance(layer, _MERGE):
+        if elementwise:
+            ops = (len(ins) - 1) * _numel(out, what)
+            if isinstance(layer, _L.Average):
+                ops += _numel(out, what)
+        return 0, ops, True
+    elif isinstance(layer, _ACTIVATIONS):
+        return 0, (_numel(out, what) if elementwise else 0), True
+    elif isinstance(layer, _POOLING):
+        if elementwise:
+            window = int(math.prod(layer.pool_size))
+            ops = _numel(out, what) * window
+        return 0, ops, True
+    elif isinstance(layer, _GLOBAL_POOLING):
+        return 0, (_numel(ins[0], what) if elementwise else 0), True
+    elif isinstance(layer, _FREE):
+        return 0, 0, True
+    else:
+        return 0, 0, False
+    # Conv / Dense epilogue: bias add and fused activation.
+    if elementwise:
+        if getattr(layer, "use_bias", False):
+            ops += _numel(out, what)
+        activation = getattr(layer, "activation", None)
+        if activation is not None and activation is not keras.activations.linear:
+            ops += _numel(out, what)
+    return macs, ops, True
+
+
+@dataclasses.dataclass
+class _FlopsState:
+    elementwise: bool
+    macs: OrderedDict[str, int]
+    ops: dict[str, int]
+    types: dict[str, str]
+    calls: dict[str, int]
+    unknown: dict[str, bool]
+    notes: list[str]
+
+
+def _register_paths(model: keras.Model, prefix: str, state: _FlopsState) -> None:
+    """Creates zero entries for every layer in model order, so the table follows model order."""
+    for layer in model.layers:
+        path = prefix + layer.name
+        if _is_model(layer) and is_functional(layer):
+            _register_paths(layer, path + "/", state)
+        else:
+            state.macs.setdefault(path, 0)
+            state.ops.setdefault(path, 0)
+            state.types.setdefault(path, type(layer).__name__)
+            state.calls.setdefault(path, 0)
+
+
+def _ordered_nodes(model: keras.Model) -> list[Any]:
+    nodes = []
+    for depth in sorted(model._nodes_by_depth, reverse=True):  # noqa: SLF001
+        nodes.extend(model._nodes_by_depth[depth])  # noqa: SLF001
+    return nodes
+
+
+def _walk(
+    model: keras.Model, input_shapes: list[tuple | None], prefix: str, state: _FlopsState
+) -> list[tuple | None]:
+    """Counts one call of a functional ``model`` on ``input_shapes``; returns its output shapes."""
+    shapes: dict[int, tuple | None] = {}
+    for tensor, shape in zip(model.inputs, input_shapes):
+        shapes[id(tensor)] = shape
+    for node in _ordered_nodes(model):
+        layer = node.layer
+        outputs = tf.nest.flatten(node.outputs)
+        if node.is_input:
+            continue
+        inputs = list(node.keras_inputs)
+        recorded_in = [_dims(t.shape) for t in inputs]
+        actual_in = [shapes.get(id(t), rec) for t, rec in zip(inputs, recorded_in)]
+        recorded_out = [_dims(t.shape) for t in outputs]
+        path = prefix + layer.name
+        if _is_model(layer) and is_functional(layer):
+            actual_out = _walk(layer, actual_in, path + "/", state)
+        else:
+            if actual_in == recorded_in:
+                actual_out = recorded_out
+            else:
+                actual_out = _infer_output_shapes(layer, actual_in, recorded_out, path, state)
+            what = f"layer '{path}' ({type(layer).__name__})"
+            macs, ops, known = _layer_cost(layer, actual_in, actual_out, what, state.elementwise)
+            state.macs[path] = state.macs.get(path, 0) + macs
+            state.ops[path] = state.ops.get(path, 0) + ops
+            state.types.setdefault(path, type(layer).__name__)
+            state.calls[path] = state.calls.get(path, 0) + 1
+            if not known and layer.weights:
+                state.unknown[path] = True
+        for tensor, shape in zip(outputs, actual_out):
+            shapes[id(tensor)] = shape
+    return [shapes.get(id(t), _dims(t.shape)) for t in model.outputs]
+
+
+def _infer_output_shapes(
+    layer: Any,
+    ins: list[tuple | None],
+    recorded: list[tuple | None],
+    path: str,
+    state: _FlopsState,
+) -> list[tuple | None]:
+    """Output shapes of ``layer`` on new input shapes, or the graph's shapes if that fails."""
+    try:
+        arg = tf.TensorShape(ins[0]) if len(ins) == 1 else [tf.TensorShape(s) for s in ins]
+        result = layer.compute_output_shape(arg)
+        flat = tf.nest.flatten(result, expand_composites=False)
+        if isinstance(result, tf.TensorShape):
+            flat = [result]
+        out = [_dims(s) for s in flat]
+        if len(out) == len(recorded):
+            return out
+    except Exception:  # noqa: BLE001 - any failure falls back to the recorded graph shapes.
+        pass
+    state.notes.append(f"{path}: output shape taken from the model graph")
+    return recorded
+
+
+def _check_model(model: Any) -> None:
+    if not isinstance(model, keras.Model):
+        raise InvalidArgumentError(
+            f"model must be a tf_keras Model, got {type(model).__name__}; import Keras via "
+            "`from tfprune.compat import keras`"
+        )
+    if not model.built:
+        raise UnsupportedModelError(
+            f"model '{model.name}' is not built; call it on data or give its first layer an "
+            "input shape before counting"
+        )
+
+
+def count_flops(
+    model: keras.Model,
+    *,
+    unit: str = "macs",
+    include_elementwise: bool = False,
+    input_shapes: Sequence[Sequence[int | None]] | None = None,
+) -> ModelCount:
+    """Counts the FLOPs of one forward pass on a single example, per layer and in total.
+
+    The shapes come from the model graph per call node, so a shared layer called on different
+    shapes costs the right amount per call; nested models are expanded into ``outer/inner``
+    paths. See the module docstring for the conventions.
+
+    Args:
+        model: a built functional or Sequential tf_keras model (subclassed models have no graph
+            and raise :class:`UnsupportedModelError`).
+        unit: ``"macs"`` (default, multiply-accumulates; the spec's ImageNet convention) or
+            ``"flops"`` (``2 * MACs`` plus the elementwise ops; the spec's CIFAR convention).
+        include_elementwise: also count cheap ops: BatchNormalization one MAC per element
+            (scale and shift folded), bias add and fused activation one op per output element,
+            activation layers one op per element, merges ``(k - 1)`` ops per output element
+            (Average one more), pooling one op per window element per output element, global
+            pooling one op per input element. Elementwise ops other than BN count 1 in both
+            units. Default False: only conv/dense weight MACs (the spec's convention).
+        input_shapes: optional per-input shapes *without* the batch dimension that replace the
+            model's input shapes (e.g. to count a fully convolutional model built on
+            ``(None, None, 3)``); output shapes are re-inferred with ``compute_output_shape``.
+
+    Returns:
+        A :class:`ModelCount` with ``metric="flops"`` and the chosen unit.
+    """
+    if unit not in _UNITS:
+        raise InvalidArgumentError(f"unit must be one of {_UNITS}, got {unit!r}")
+    _check_model(model)
+    if not is_functional(model):
+        raise UnsupportedModelError(
+            f"count_flops needs a functional or built Sequential model; '{model.name}' "
+            f"({type(model).__name__}) has no layer graph. Wrap it: "
+            "keras.Model(inputs, model(inputs))"
+        )
+    state = _FlopsState(bool(include_elementwise), OrderedDict(), {}, {}, {}, {}, [])
+    _register_paths(model, "", state)
+    starts = [_dims(t.shape) for t in model.inputs]
+    if input_shapes is not None:
+        if len(input_shapes) != len(starts):
+            raise InvalidArgumentError(
+                f"input_shapes has {len(input_shapes)} entries but the model has "
+                f"{len(starts)} inputs"
+            )
+        starts = [(None, *tuple(s)) for s in input_shapes]
+    _walk(model, starts, "", state)
+    factor = 2 if unit == "flops" else 1
+    per_layer = OrderedDict(
+        (path, factor * macs + state.ops.get(path, 0)) for path, macs in state.macs.items()
+    )
+    return ModelCount(
+        "flops",
+        unit,
+        per_layer,
+        dict(state.types),
+        dict(state.calls),
+        tuple(p for p in state.unknown),
+        tuple(state.notes),
+    )
+
+
+def summarize(model: keras.Model) -> dict[str, int]:
+    """Headline numbers of a model: ``params``, ``trainable_params``, ``macs`` and ``flops``.
+
+    ``flops`` is ``2 * macs`` (conv/dense weights only); use it for CIFAR-style numbers.
+    """
+    macs = count_flops(model).total
+    return {
+        "params": count_params(model).total,
+        "trainable_params": count_params(model, trainable_only=True).total,
+        "macs": macs,
+        "flops": 2 * macs,
+    }
+
+
+def _total(value: keras.Model | ModelCount | int, counter: Any) -> int:
+    if isinstance(value, ModelCount):
+        return value.total
+    if isinstance(value, keras.Model):
+        return counter(value).total
+    return int(value)
+
+
+def speedup(dense: keras.Model | ModelCount | int, pruned: keras.Model | ModelCount | int) -> float:
+    """``dense FLOPs / pruned FLOPs`` (the spec's speedup); accepts models, counts or numbers."""
+    d = _total(dense, count_flops)
+    p = _total(pruned, count_flops)
+    if p <= 0:
+        raise InvalidArgumentError(f"pruned FLOPs must be positive, got {p}")
+    return d / p
+
+
+def param_reduction(
+    dense: keras.Model | ModelCount | int, pruned: keras.Model | ModelCount | int
+) -> float:
+    """Fraction of parameters removed, ``1 - pruned / dense`` (the spec's "sparsity").
+
+    Models are counted with ``trainable_only=True``, the convention that reproduces the spec's
+    ResNet-56 numbers (BN gamma/beta and FC bias in, BN moving statistics out).
+    """
+
+    def trainable(m: keras.Model) -> ModelCount:
+        return count_params(m, trainable_only=True)
+
+    d = _total(dense, trainable)
+    p = _total(pruned, trainable)
+    if d <= 0:
+        raise InvalidArgumentError(f"dense parameter count must be positive, got {d}")
+    return 1.0 - p / d
