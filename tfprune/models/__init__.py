@@ -1,1 +1,56 @@
-"""tfprune.models."""
+"""tfprune.models: model zoo builders (uncompiled functional tf_keras models, logits outputs).
+
+Use :func:`get_model` / :func:`list_models`, or the builders directly. Layer-ratio schemes
+(``{regex: ratio}``, matched with ``re.fullmatch`` on layer names) come with each family:
+:func:`mlp_scheme`, :func:`lenet_scheme`, :func:`vgg_scheme`, :func:`resnet50_stage_scheme`.
+The CIFAR ResNets live in :mod:`tfprune.models.resnet_cifar` (imported lazily by the registry).
+"""
+
+from tfprune.models.applications import (
+    RESNET50_SCHEMES,
+    keras_application,
+    list_applications,
+    resnet50_stage_scheme,
+)
+from tfprune.models.lenet import lenet5, lenet5_linear, lenet_scheme
+from tfprune.models.mlp import mlp, mlp7_linear, mlp7_relu, mlp_scheme
+from tfprune.models.registry import (
+    get_model,
+    index_pattern,
+    list_models,
+    matching_layers,
+    parse_index_ratios,
+)
+from tfprune.models.vgg import (
+    VGG_CONFIGS,
+    vgg16_bn,
+    vgg16_li_pruned_a_scheme,
+    vgg19_bn,
+    vgg_bn,
+    vgg_scheme,
+)
+
+__all__ = [
+    "RESNET50_SCHEMES",
+    "VGG_CONFIGS",
+    "get_model",
+    "index_pattern",
+    "keras_application",
+    "lenet5",
+    "lenet5_linear",
+    "lenet_scheme",
+    "list_applications",
+    "list_models",
+    "matching_layers",
+    "mlp",
+    "mlp7_linear",
+    "mlp7_relu",
+    "mlp_scheme",
+    "parse_index_ratios",
+    "resnet50_stage_scheme",
+    "vgg16_bn",
+    "vgg16_li_pruned_a_scheme",
+    "vgg19_bn",
+    "vgg_bn",
+    "vgg_scheme",
+]
