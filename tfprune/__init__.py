@@ -1,1 +1,47 @@
-"""tfprune: filter-level structured pruning and growing regularization for tf_keras."""
+"""tfprune: filter-level structured pruning and growing regularization for tf_keras.
+
+The flow: model -> channel groups (:func:`channel_groups`, :func:`explain`) -> importance ->
+masks during ``fit`` (:func:`prune_filters`, :class:`UpdateFilterMasks`) -> physical surgery
+(:func:`strip_filters`, :func:`shrink`) -> SavedModel (:func:`export_saved_model`).
+"""
+
+from tfprune import errors
+from tfprune.callbacks.masks import UpdateFilterMasks
+from tfprune.graph import ChannelGroup, LayerRule, channel_groups, explain, register_rule
+from tfprune.layers import ChannelMask
+from tfprune.plan import PruningPlan
+from tfprune.pruning import FilterPruner, PruningPolicy, custom_objects, prune_filters
+from tfprune.surgery import apply_plan, strip_filters
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ChannelGroup",
+    "ChannelMask",
+    "FilterPruner",
+    "LayerRule",
+    "PruningPlan",
+    "PruningPolicy",
+    "UpdateFilterMasks",
+    "apply_plan",
+    "channel_groups",
+    "custom_objects",
+    "errors",
+    "explain",
+    "prune_filters",
+    "register_rule",
+    "shrink",
+    "strip_filters",
+]
+
+
+def shrink(model, sparsity, importance="l1", **kwargs):
+    """One-shot prune + strip: ``strip_filters(prune_filters(model, sparsity, importance))``.
+
+    Accepts the keyword arguments of :func:`prune_filters` and ``return_plan`` of
+    :func:`strip_filters`.
+    """
+    return_plan = kwargs.pop("return_plan", False)
+    return strip_filters(
+        prune_filters(model, sparsity, importance, **kwargs), return_plan=return_plan
+    )

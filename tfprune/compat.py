@@ -14,9 +14,10 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-__all__ = ["tf", "keras", "functional_class", "is_functional"]
+__all__ = ["tf", "keras", "KerasTensor", "functional_class", "is_functional"]
 
 from tf_keras.src.engine.functional import Functional as functional_class  # noqa: E402
+from tf_keras.src.engine.keras_tensor import KerasTensor  # noqa: E402
 
 
 def is_functional(model: object) -> bool:

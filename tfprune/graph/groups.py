@@ -1,0 +1,432 @@
+"""Channel-group discovery: which channels of which layers must be pruned together.
+
+Every channel axis in the model – the last axis of each tensor, and each channel axis of a
+layer's weights (a conv's input and output channels, BN's per-channel parameters) – is a *dim*;
+every channel of a dim is a node. Layer rules (:mod:`tfprune.graph.rules`) join nodes that must
+be removed together. Connected components of nodes are *units* (the smallest removable piece: a
+filter together with its BN entry, the matching input channel of every consumer, its residual
+partners...). Dims that share units form a :class:`ChannelGroup`.
+
+A unit touched by something not understood (an unknown layer, a model input or output) is
+*blocked*: it is never removed. Fail closed, never guess.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from tfprune.graph.rules import rule_for
+from tfprune.graph.trace import LayerCall, Trace, trace_model
+
+__all__ = [
+    "Member",
+    "ChannelGroup",
+    "Analysis",
+    "analyze",
+    "channel_groups",
+    "explain",
+    "ExplainReport",
+]
+
+_CONSUMER_RULES = ("ConvRule", "ConvTransposeRule", "DenseRule", "SeparableRule")
+
+
+@dataclasses.dataclass(eq=False)
+class Member:
+    """One channel axis inside a group: of a tensor, or of a layer's weights (``role``)."""
+
+    key: tuple
+    path: str  # layer path ("outer/inner/conv"); for tensors, the producing layer's path
+    role: str  # "in" | "out" | "ch" for layer dims, "tensor" for tensors
+    size: int
+    layer: Any = None  # the layer for layer dims
+    tensor: Any = None  # the KerasTensor for tensor dims
+    unit_of_channel: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, int))
+
+    @property
+    def is_layer(self) -> bool:
+        """True for a layer's weight axis, False for a tensor axis."""
+        return self.layer is not None
+
+    def kept_channels(self, kept_units: np.ndarray) -> np.ndarray:
+        """Indices of this member's channels that belong to the kept units (sorted)."""
+        keep = np.zeros(int(self.unit_of_channel.max(initial=-1)) + 1, bool)
+        keep[kept_units[kept_units < keep.size]] = True
+        return np.flatnonzero(keep[self.unit_of_channel])
+
+    def unit_scores(self, per_channel: np.ndarray, n_units: int) -> np.ndarray:
+        """Average per-channel values into per-unit values (NaN for units not here)."""
+        sums = np.bincount(self.unit_of_channel, weights=per_channel, minlength=n_units)
+        counts = np.bincount(self.unit_of_channel, minlength=n_units)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
+@dataclasses.dataclass(eq=False)
+class ChannelGroup:
+    """A set of coupled channel axes and the units (removable pieces) they share."""
+
+    id: int
+    n_units: int
+    members: list[Member]
+    blocked: np.ndarray  # bool per unit
+    reasons: list[str]
+    segments: list[np.ndarray]  # units grouped by the set of layers that produce them
+
+    @property
+    def layers(self) -> list[Member]:
+        """Members that are weight axes of layers."""
+        return [m for m in self.members if m.is_layer]
+
+    @property
+    def producers(self) -> list[Member]:
+        """Members whose layer creates these channels (conv/dense filters)."""
+        return [m for m in self.members if m.role == "out"]
+
+    @property
+    def prunable_units(self) -> np.ndarray:
+        """Indices of units that may be removed."""
+        return np.flatnonzero(~self.blocked)
+
+    @property
+    def prunable(self) -> bool:
+        """Whether at least one unit could be removed without emptying a channel axis."""
+        return self.prunable_units.size > 0 and any(
+            np.unique(m.unit_of_channel).size > 1 for m in self.members
+        )
+
+    @property
+    def name(self) -> str:
+        """A readable name: the producing layers, else the first layer member."""
+        names = [m.path for m in self.producers] or [m.path for m in self.layers][:1]
+        names = names or [self.members[0].path]
+        return "+".join(names[:3]) + ("+..." if len(names) > 3 else "")
+
+    def __repr__(self) -> str:
+        state = "prunable" if self.prunable else "blocked"
+        return (
+            f"ChannelGroup(id={self.id}, name={self.name!r}, units={self.n_units}, "
+            f"prunable_units={self.prunable_units.size}, {state})"
+        )
+
+
+@dataclasses.dataclass
+class Analysis:
+    """Everything the masking and surgery steps need to know about a model."""
+
+    model: Any
+    trace: Trace
+    groups: list[ChannelGroup]
+    members_by_key: dict[tuple, Member]
+    group_of_key: dict[tuple, int]
+    mask_points: list[tuple[LayerCall, Any]]  # (consumer call, input tensor) to mask
+
+    def layer_members(self, layer: Any) -> dict[str, Member]:
+        """The channel axes of ``layer``'s weights, by role."""
+        out = {}
+        for role in ("in", "out", "ch"):
+            m = self.members_by_key.get(("l", id(layer), role))
+            if m is not None:
+                out[role] = m
+        return out
+
+    def tensor_member(self, tensor: Any) -> Member | None:
+        """The member for a tensor's channel axis."""
+        return self.members_by_key.get(("t", id(tensor)))
+
+
+class _Context:
+    """The API that layer rules use to declare couplings (see :mod:`tfprune.graph.rules`)."""
+
+    def __init__(self) -> None:
+        self.dims: dict[tuple, tuple[int, int]] = {}  # key -> (offset, size)
+        self.info: dict[tuple, dict] = {}
+        self.n = 0
+        self.edges: list[tuple[np.ndarray, np.ndarray]] = []
+        self.blocked: dict[tuple, list[str]] = {}
+        self.mixing: list[LayerCall] = []
+        self.current_path = ""
+
+    # -- dims --------------------------------------------------------------------------
+    def _alloc(self, key: tuple, size: int | None, info: dict) -> tuple:
+        if key in self.dims:
+            return key
+        size = int(size) if size else 0
+        self.dims[key] = (self.n, size)
+        self.info[key] = info
+        self.n += size
+        if size == 0:
+            self.blocked.setdefault(key, []).append("unknown channel size")
+        return key
+
+    def tensor_dim(self, t: Any) -> tuple:
+        """The dim of a tensor's last axis."""
+        shape = t.shape
+        size = shape[-1] if shape.rank else None
+        hist = getattr(t, "_keras_history", None)
+        path = getattr(hist.layer, "name", "?") if hist is not None else "?"
+        return self._alloc(("t", id(t)), size, {"tensor": t, "path": path})
+
+    def layer_dim(self, layer: Any, role: str, size: int | None) -> tuple:
+        """The dim of one channel role of a layer's weights."""
+        key = ("l", id(layer), role)
+        if key in self.dims and self.dims[key][1] != (size or 0):
+            self.block(key, f"layer {self.current_path!r} is called with different widths")
+        return self._alloc(key, size, {"layer": layer, "role": role, "path": self.current_path})
+
+    def size(self, key: tuple) -> int:
+        """Number of channels of a dim."""
+        return self.dims[key][1]
+
+    def _nodes(self, key: tuple) -> np.ndarray:
+        off, size = self.dims[key]
+        return np.arange(off, off + size)
+
+    # -- couplings ---------------------------------------------------------------------
+    def identity(self, a: tuple, b: tuple) -> None:
+        """Channel c of ``a`` is channel c of ``b``."""
+        if self.size(a) != self.size(b):
+            reason = f"channel sizes {self.size(a)} and {self.size(b)} disagree"
+            self.block(a, reason)
+            self.block(b, reason)
+            return
+        self.edges.append((self._nodes(a), self._nodes(b)))
+
+    def concat(self, inputs: list[tuple], out: tuple) -> None:
+        """Inputs fill consecutive channel ranges of ``out``."""
+        if sum(self.size(k) for k in inputs) != self.size(out):
+            for k in inputs + [out]:
+                self.block(k, "concatenated channel sizes do not add up")
+            return
+        nodes_out = self._nodes(out)
+        off = 0
+        for k in inputs:
+            s = self.size(k)
+            self.edges.append((self._nodes(k), nodes_out[off : off + s]))
+            off += s
+
+    def expand(self, a: tuple, b: tuple, factor: int) -> None:
+        """Channel c of ``a`` is channels c*factor .. c*factor+factor-1 of ``b``."""
+        if self.size(a) * factor != self.size(b):
+            self.block(a, "depth multiplier does not match")
+            self.block(b, "depth multiplier does not match")
+            return
+        na, nb = self._nodes(a), self._nodes(b)
+        self.edges.append((np.repeat(na, factor), nb))
+
+    def flatten(self, a: tuple, b: tuple) -> None:
+        """Channel c of ``a`` is features p*C + c of ``b`` for every position p."""
+        ca, cb = self.size(a), self.size(b)
+        if ca == 0 or cb % ca:
+            self.block(a, "flatten sizes do not match")
+            self.block(b, "flatten sizes do not match")
+            return
+        na, nb = self._nodes(a), self._nodes(b)
+        self.edges.append((np.tile(na, cb // ca), nb))
+
+    def tie_blocks(self, key: tuple, groups: int) -> None:
+        """Position i of every one of ``groups`` equal blocks is removed together."""
+        size = self.size(key)
+        if size % groups:
+            self.block(key, "channels do not split into equal groups")
+            return
+        nodes = self._nodes(key).reshape(groups, size // groups)
+        for b in range(1, groups):
+            self.edges.append((nodes[0], nodes[b]))
+
+    def block(self, key: tuple, reason: str) -> None:
+        """Never remove any channel of ``key``."""
+        self.blocked.setdefault(key, []).append(reason)
+
+    def block_call(self, call: LayerCall, reason: str) -> None:
+        """Block every tensor the call reads or writes."""
+        for t in list(call.inputs) + list(call.outputs):
+            self.block(self.tensor_dim(t), reason)
+
+    def mark_mixing(self, call: LayerCall) -> None:
+        """The call mixes channels (e.g. normalises over them): mask its inputs."""
+        self.mixing.append(call)
+
+
+def analyze(model: Any) -> Analysis:
+    """Trace ``model`` and discover its channel groups (the internal, complete result)."""
+    trace = trace_model(model)
+    ctx = _Context()
+    for t in trace.inputs:
+        ctx.block(ctx.tensor_dim(t), "model input")
+    mask_points: list[tuple[LayerCall, Any]] = []
+    for call in trace.calls:
+        ctx.current_path = call.path
+        rule = rule_for(call.layer)
+        rule.connect(ctx, call)
+        if type(rule).__name__ in _CONSUMER_RULES and call.inputs:
+            mask_points.append((call, call.inputs[0]))
+    for call in ctx.mixing:
+        mask_points.extend((call, t) for t in call.inputs)
+    for inner, outer in trace.aliases:
+        ctx.identity(ctx.tensor_dim(inner), ctx.tensor_dim(outer))
+    for t in trace.outputs:
+        ctx.block(ctx.tensor_dim(t), "model output")
+    groups, members_by_key, group_of_key = _solve(ctx, trace)
+    return Analysis(model, trace, groups, members_by_key, group_of_key, mask_points)
+
+
+def _solve(ctx: _Context, trace: Trace):
+    n = ctx.n
+    if ctx.edges:
+        a = np.concatenate([e[0] for e in ctx.edges])
+        b = np.concatenate([e[1] for e in ctx.edges])
+    else:
+        a = b = np.zeros(0, dtype=np.int64)
+    graph = coo_matrix((np.ones(a.size, np.int8), (a, b)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+
+    keys = [k for k, (_, s) in ctx.dims.items() if s > 0]
+    # Group dims that share any unit: components of the bipartite dim <-> unit graph.
+    dim_idx = np.concatenate([np.full(ctx.dims[k][1], i) for i, k in enumerate(keys)])
+    node_lab = (
+        np.concatenate([labels[ctx.dims[k][0] : ctx.dims[k][0] + ctx.dims[k][1]] for k in keys])
+        if keys
+        else np.zeros(0, int)
+    )
+    nd = len(keys)
+    n_lab = int(labels.max()) + 1 if n else 0
+    bip = coo_matrix(
+        (np.ones(dim_idx.size, np.int8), (dim_idx, nd + node_lab)), shape=(nd + n_lab,) * 2
+    )
+    _, dim_comp = connected_components(bip, directed=False)
+
+    blocked_labels: dict[int, list[str]] = {}
+    for k, reasons in ctx.blocked.items():
+        off, size = ctx.dims[k]
+        for lab in np.unique(labels[off : off + size]):
+            blocked_labels.setdefault(int(lab), []).extend(reasons)
+
+    by_comp: dict[int, list[tuple]] = {}
+    for i, k in enumerate(keys):
+        by_comp.setdefault(int(dim_comp[i]), []).append(k)
+
+    groups: list[ChannelGroup] = []
+    members_by_key: dict[tuple, Member] = {}
+    group_of_key: dict[tuple, int] = {}
+    order = sorted(by_comp, key=lambda c: min(ctx.dims[k][0] for k in by_comp[c]))
+    for gid, comp in enumerate(order):
+        dims = by_comp[comp]
+        labs = np.unique(
+            np.concatenate([labels[ctx.dims[k][0] : ctx.dims[k][0] + ctx.dims[k][1]] for k in dims])
+        )
+        members = []
+        for k in dims:
+            off, size = ctx.dims[k]
+            info = ctx.info[k]
+            m = Member(
+                key=k,
+                path=info["path"],
+                role=info.get("role", "tensor"),
+                size=size,
+                layer=info.get("layer"),
+                tensor=info.get("tensor"),
+                unit_of_channel=np.searchsorted(labs, labels[off : off + size]),
+            )
+            if m.is_layer:
+                m.path = trace.layer_paths.get(id(m.layer), m.path)
+            members.append(m)
+            members_by_key[k] = m
+            group_of_key[k] = gid
+        blocked = np.array([int(lab) in blocked_labels for lab in labs], bool)
+        reasons: list[str] = []
+        for lab in labs:
+            for r in blocked_labels.get(int(lab), []):
+                if r not in reasons:
+                    reasons.append(r)
+        segments = _segments(members, len(labs))
+        groups.append(ChannelGroup(gid, len(labs), members, blocked, reasons, segments))
+    return groups, members_by_key, group_of_key
+
+
+def _segments(members: list[Member], n_units: int) -> list[np.ndarray]:
+    """Split units by the set of producer layers that create them."""
+    producers = [m for m in members if m.role == "out"]
+    if len(producers) <= 1:
+        return [np.arange(n_units)]
+    signature = np.zeros((n_units, len(producers)), bool)
+    for j, m in enumerate(producers):
+        signature[np.unique(m.unit_of_channel), j] = True
+    _, inverse = np.unique(signature, axis=0, return_inverse=True)
+    inverse = np.asarray(inverse).reshape(-1)
+    return [np.flatnonzero(inverse == s) for s in range(int(inverse.max()) + 1)]
+
+
+def channel_groups(model: Any) -> list[ChannelGroup]:
+    """Find every set of coupled channels in a Sequential or functional tf_keras model.
+
+    Returns one :class:`ChannelGroup` per set of channel axes that share removable units,
+    including groups that cannot be pruned (their ``reasons`` say why). Nested models and
+    shared layers are followed.
+    """
+    return [g for g in analyze(model).groups if g.layers]
+
+
+@dataclasses.dataclass
+class ExplainReport:
+    """What can be pruned in a model and why not: ``print(tfprune.explain(model))``."""
+
+    rows: list[dict]
+
+    @property
+    def prunable_fraction(self) -> float:
+        """Fraction of produced channels (conv/dense filters) that could be removed."""
+        total = sum(r["units"] for r in self.rows if r["producers"])
+        free = sum(r["prunable_units"] for r in self.rows if r["producers"])
+        return free / total if total else 0.0
+
+    @property
+    def blocking_layers(self) -> list[str]:
+        """Reasons that block at least one group."""
+        out: list[str] = []
+        for r in self.rows:
+            for reason in r["reasons"]:
+                if reason not in out and reason not in ("model output", "model input"):
+                    out.append(reason)
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-serialisable form."""
+        return {"groups": self.rows, "prunable_fraction": self.prunable_fraction}
+
+    def __str__(self) -> str:
+        lines = [f"{'group':>5}  {'units':>6}  {'prunable':>8}  status / producers"]
+        for r in self.rows:
+            status = "prunable" if r["prunable"] else "BLOCKED"
+            lines.append(
+                f"{r['id']:>5}  {r['units']:>6}  {r['prunable_units']:>8}  {status}: "
+                f"{', '.join(r['producers'][:4]) or r['name']}"
+            )
+            for reason in r["reasons"][:3]:
+                lines.append(f"{'':>25}- {reason}")
+        lines.append(f"prunable fraction of produced channels: {self.prunable_fraction:.1%}")
+        return "\n".join(lines)
+
+
+def explain(model: Any) -> ExplainReport:
+    """Say which channel groups of ``model`` are prunable, and why the others are not."""
+    rows = []
+    for g in channel_groups(model):
+        rows.append(
+            {
+                "id": g.id,
+                "name": g.name,
+                "units": g.n_units,
+                "prunable_units": int(g.prunable_units.size) if g.prunable else 0,
+                "prunable": g.prunable,
+                "producers": [m.path for m in g.producers],
+                "layers": sorted({m.path for m in g.layers}),
+                "reasons": list(g.reasons),
+            }
+        )
+    return ExplainReport(rows)

@@ -1,0 +1,143 @@
+"""Re-create a graph model call by call, swapping layers and rewriting tensors on the way.
+
+Masking (insert :class:`~tfprune.layers.ChannelMask` before consumers) and surgery (replace
+layers by narrower copies, drop the masks) both go through :func:`rebuild_model`. Nested models
+are rebuilt as nested models of the same kind (Sequential stays Sequential), shared layers stay
+shared, and the new model never shares a variable with the old one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tfprune.compat import KerasTensor, is_functional, keras, tf
+from tfprune.graph.trace import iter_graph_nodes
+
+__all__ = ["rebuild_model", "copy_layer", "LayerFactory", "InputHook"]
+
+#: (old layer, path) -> (new layer or None to drop the call, weights: by short name, a list
+#: in ``layer.weights`` order, or None to keep the fresh initial values)
+LayerFactory = Callable[[Any, str], tuple[Any, dict | list | None]]
+#: (consumer layer path, old input tensor, new input tensor, graph state) -> new input tensor
+InputHook = Callable[[str, Any, Any, dict], Any]
+
+
+def weight_short_name(variable: Any) -> str:
+    """``conv/kernel:0`` -> ``kernel``."""
+    return variable.name.split("/")[-1].split(":")[0]
+
+
+def copy_layer(layer: Any, config: dict | None = None) -> Any:
+    """A fresh layer of the same class from (possibly edited) config."""
+    config = layer.get_config() if config is None else config
+    try:
+        return layer.__class__.from_config(config)
+    except Exception:  # noqa: BLE001 - some custom layers only round-trip with custom objects
+        return keras.layers.deserialize(
+            {"class_name": layer.__class__.__name__, "config": config},
+            custom_objects={layer.__class__.__name__: layer.__class__},
+        )
+
+
+def _new_input(old: Any) -> Any:
+    layer = old._keras_history.layer
+    return keras.Input(
+        batch_shape=tuple(old.shape),
+        dtype=old.dtype,
+        name=layer.name,
+        sparse=getattr(layer, "sparse", False),
+        ragged=getattr(layer, "ragged", False),
+    )
+
+
+def rebuild_model(
+    model: Any,
+    layer_factory: LayerFactory,
+    input_hook: InputHook | None = None,
+) -> Any:
+    """Rebuild ``model`` with layers from ``layer_factory``; returns the new model.
+
+    ``layer_factory`` is called once per distinct layer. Returning ``None`` as the layer drops
+    the call (its first input passes through). The returned weights (by short name, e.g.
+    ``kernel``) are set once the new layer is built. ``input_hook`` may replace any tensor
+    before it enters a layer (used to insert masks).
+    """
+    layers: dict[int, Any] = {}
+    pending: list[tuple[Any, dict]] = []
+    models: dict[int, Any] = {}
+
+    def get_layer(layer: Any, path: str) -> Any:
+        if id(layer) not in layers:
+            new, weights = layer_factory(layer, path)
+            layers[id(layer)] = new
+            if new is not None and weights is not None:
+                pending.append((new, weights))
+        return layers[id(layer)]
+
+    def build_graph(graph: Any, prefix: str) -> Any:
+        new_inputs = [_new_input(t) for t in graph.inputs]
+        tensors = {id(o): n for o, n in zip(graph.inputs, new_inputs, strict=True)}
+        state: dict = {"names": {layer.name for layer in graph.layers}, "masked": {}}
+        sequence: list[Any] = []
+        for node in iter_graph_nodes(graph):
+            layer = node.layer
+            path = prefix + layer.name
+
+            def substitute(x: Any, _path: str = path) -> Any:
+                if isinstance(x, KerasTensor):
+                    new = tensors[id(x)]
+                    if input_hook is not None:
+                        new = input_hook(_path, x, new, state)
+                    return new
+                return x
+
+            args = tf.nest.map_structure(substitute, node.call_args)
+            kwargs = tf.nest.map_structure(substitute, node.call_kwargs)
+            if is_functional(layer):
+                if id(layer) not in models:
+                    models[id(layer)] = build_graph(layer, path + "/")
+                new_layer = models[id(layer)]
+            else:
+                new_layer = get_layer(layer, path)
+            if new_layer is None:
+                outputs = args[0]
+            else:
+                sequence.extend(state.pop("inserted", []))
+                outputs = new_layer(*args, **kwargs)
+                sequence.append(new_layer)
+            for old, new in zip(
+                tf.nest.flatten(node.outputs), tf.nest.flatten(outputs), strict=True
+            ):
+                tensors[id(old)] = new
+        outputs = tf.nest.map_structure(lambda t: tensors[id(t)], graph._nested_outputs)
+        if isinstance(graph, keras.Sequential) and _is_chain(sequence):
+            (inp,) = graph.inputs
+            return keras.Sequential([_new_input(inp)] + sequence, name=graph.name)
+        inputs = tf.nest.pack_sequence_as(graph._nested_inputs, new_inputs)
+        return keras.Model(inputs=inputs, outputs=outputs, name=graph.name)
+
+    new_model = build_graph(model, "")
+    for layer, weights in pending:
+        if isinstance(weights, list):
+            layer.set_weights(weights)
+            continue
+        values = []
+        for v in layer.weights:
+            name = weight_short_name(v)
+            if name not in weights:
+                raise KeyError(f"no value for weight {v.name} of {layer.name}")
+            value = np.asarray(weights[name])
+            if tuple(value.shape) != tuple(v.shape):
+                raise ValueError(
+                    f"weight {v.name} of {layer.name}: shape {value.shape} != {tuple(v.shape)}"
+                )
+            values.append(value)
+        layer.set_weights(values)
+    return new_model
+
+
+def _is_chain(sequence: list[Any]) -> bool:
+    return len({id(x) for x in sequence}) == len(sequence)

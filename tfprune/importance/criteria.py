@@ -1,0 +1,290 @@
+"""Importance criteria: one score per unit of a channel group (low = pruned first).
+
+A criterion is any callable ``criterion(group) -> np.ndarray`` of shape ``(group.n_units,)``.
+The built-in ones score each *producer* of the group (the conv/dense layers whose filters are
+the group's channels) and average over producers, so a residual group is judged by all the
+layers that write into it. Criteria that need data (Taylor) have a ``prepare`` step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from tfprune.compat import keras, tf
+from tfprune.errors import InvalidArgumentError
+from tfprune.graph.groups import ChannelGroup, Member
+from tfprune.graph.rules import rule_for
+
+__all__ = [
+    "Importance",
+    "L1",
+    "L2",
+    "Random",
+    "BNScale",
+    "Taylor",
+    "FPGM",
+    "channel_rows",
+    "get_importance",
+    "IMPORTANCE_NAMES",
+]
+
+_KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
+
+
+def channel_rows(member: Member, names: Iterable[str] = _KERNELS) -> list[np.ndarray]:
+    """The member layer's weights as ``(channels, -1)`` matrices, one per named weight.
+
+    Row ``c`` holds every weight that belongs to channel ``c`` of the member's role (for a
+    producer: the whole filter). Only weights whose short name is in ``names`` are returned.
+    """
+    if not member.is_layer:
+        return []
+    axes = rule_for(member.layer).weight_axes(member.layer)
+    rows = []
+    for v in member.layer.weights:
+        name = v.name.split("/")[-1].split(":")[0]
+        axis = axes.get(name, {}).get(member.role)
+        if name in names and axis is not None:
+            w = np.moveaxis(np.asarray(v.numpy()), axis, 0)
+            rows.append(w.reshape(w.shape[0], -1))
+    return rows
+
+
+def _producer_average(
+    group: ChannelGroup, per_member: Callable[[Member], np.ndarray | None]
+) -> np.ndarray:
+    """Average per-member per-channel scores over the group's producers (fallback: any layer)."""
+    candidates = group.producers or group.layers
+    scores = []
+    for m in candidates:
+        per_channel = per_member(m)
+        if per_channel is not None:
+            scores.append(m.unit_scores(per_channel, group.n_units))
+    if not scores:
+        return np.zeros(group.n_units)
+    stacked = np.vstack(scores)
+    with np.errstate(invalid="ignore"):
+        out = np.nanmean(np.where(np.isnan(stacked), np.nan, stacked), axis=0)
+    return np.nan_to_num(out, nan=0.0)
+
+
+class Importance:
+    """Base class: subclasses implement :meth:`__call__`; ``prepare`` is optional."""
+
+    name = "custom"
+
+    def prepare(self, model: Any, **kwargs: Any) -> None:
+        """Collect what the criterion needs from the model or data before scoring."""
+
+    def __call__(self, group: ChannelGroup) -> np.ndarray:
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        """Arguments that recreate this criterion."""
+        return {}
+
+
+class L1(Importance):
+    """Mean absolute weight of each filter (Li et al. 2017; same ranking as the L1 norm)."""
+
+    name = "l1"
+
+    def __call__(self, group: ChannelGroup) -> np.ndarray:
+        def per_member(m: Member) -> np.ndarray | None:
+            rows = channel_rows(m)
+            if not rows:
+                return None
+            return np.hstack([np.abs(r) for r in rows]).mean(axis=1)
+
+        return _producer_average(group, per_member)
+
+
+class L2(Importance):
+    """L2 norm of each filter."""
+
+    name = "l2"
+
+    def __call__(self, group: ChannelGroup) -> np.ndarray:
+        def per_member(m: Member) -> np.ndarray | None:
+            rows = channel_rows(m)
+            if not rows:
+                return None
+            return np.sqrt((np.hstack(rows) ** 2).sum(axis=1))
+
+        return _producer_average(group, per_member)
+
+
+@dataclasses.dataclass
+class Random(Importance):
+    """Uniform random scores, reproducible from ``seed`` (a baseline)."""
+
+    seed: int = 0
+    name = "random"
+
+    def __call__(self, group: ChannelGroup) -> np.ndarray:
+        return np.random.default_rng([self.seed, group.id]).random(group.n_units)
+
+    def get_config(self) -> dict:
+        return {"seed": self.seed}
+
+
+class BNScale(Importance):
+    """|gamma| of the BatchNormalization layers in the group (network slimming's criterion).
+
+    Groups without a BatchNormalization fall back to :class:`L1`.
+    """
+
+    name = "bn_scale"
+
+    def __call__(self, group: ChannelGroup) -> np.ndarray:
+        bns = [m for m in group.layers if m.role == "ch" and channel_rows(m, ("gamma",))]
+        if not bns:
+            return L1()(group)
+        scores = [
+            m.unit_scores(np.abs(channel_rows(m, ("gamma",))[0][:, 0]), group.n_units) for m in bns
+        ]
+        return np.nan_to_num(np.nanmean(np.vstack(scores), axis=0))
+
+
+class FPGM(Importance):
+    """Filter pruning via geometric median (He et al. 2019).
+
+    A filter's score is its summed Euclidean distance to the other filters of the layer: the
+    filters closest to the geometric median are the most replaceable and go first.
+    """
+
+    name = "fpgm"
+
+    def __call__(self, group: ChannelGroup) -> np.ndarray:
+        def per_member(m: Member) -> np.ndarray | None:
+            rows = channel_rows(m)
+            if not rows:
+                return None
+            x = np.hstack(rows).astype(np.float64)
+            sq = (x**2).sum(axis=1)
+            d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0.0)
+            return np.sqrt(d2).sum(axis=1)
+
+        return _producer_average(group, per_member)
+
+
+class Taylor(Importance):
+    """First-order Taylor importance (Molchanov et al. 2019) of each filter.
+
+    Per batch, a channel's score is ``(sum over its weights of w * dL/dw)^2`` (kernel, bias and
+    the BatchNormalization gamma/beta of the channel), averaged over ``num_batches`` batches.
+    Needs data: pass ``importance_data`` (a dataset or ``(x, y)`` arrays) to
+    :func:`tfprune.prune_filters`; the loss is the model's compiled loss unless ``loss`` is
+    given.
+    """
+
+    name = "taylor"
+
+    def __init__(self, num_batches: int = 4) -> None:
+        if num_batches < 1:
+            raise InvalidArgumentError(
+                f"Taylor importance: num_batches must be >= 1, got {num_batches}."
+            )
+        self.num_batches = num_batches
+        self._scores: dict[int, dict[str, np.ndarray]] = {}
+
+    def get_config(self) -> dict:
+        return {"num_batches": self.num_batches}
+
+    def prepare(self, model: Any, data: Any = None, loss: Any = None, **_: Any) -> None:
+        """Accumulate ``(w * grad)`` products over a few batches of ``data``."""
+        if data is None:
+            raise InvalidArgumentError(
+                "importance='taylor' needs data: pass importance_data=(x, y) or a tf.data "
+                "dataset of (x, y) batches to prune_filters."
+            )
+        loss_fn = loss or getattr(model, "loss", None)
+        if loss_fn is None:
+            raise InvalidArgumentError(
+                "importance='taylor' needs a loss: compile the model first or pass loss=... "
+                "to prune_filters (e.g. 'sparse_categorical_crossentropy')."
+            )
+        loss_fn = keras.losses.get(loss_fn) if isinstance(loss_fn, str) else loss_fn
+        if isinstance(data, tuple):
+            data = tf.data.Dataset.from_tensor_slices(data).batch(64)
+        variables = model.trainable_variables
+        acc: dict[int, Any] = {}
+        n = 0
+        for batch in data.take(self.num_batches):
+            x, y = batch[0], batch[1]
+            with tf.GradientTape() as tape:
+                loss_value = tf.reduce_mean(loss_fn(y, model(x, training=False)))
+            grads = tape.gradient(loss_value, variables)
+            for v, g in zip(variables, grads, strict=True):
+                if g is not None:
+                    acc.setdefault(id(v), []).append(v.numpy() * np.asarray(g))
+            n += 1
+        self._products = acc
+        self._count = max(n, 1)
+
+    def _member_scores(self, m: Member) -> np.ndarray | None:
+        products = getattr(self, "_products", None)
+        if products is None:
+            raise InvalidArgumentError("Taylor importance used before prepare(model, data).")
+        axes = rule_for(m.layer).weight_axes(m.layer)
+        total = None
+        for v in m.layer.weights:
+            name = v.name.split("/")[-1].split(":")[0]
+            axis = axes.get(name, {}).get(m.role)
+            if axis is None or id(v) not in products:
+                continue
+            per_batch = [
+                np.moveaxis(p, axis, 0).reshape(p.shape[axis], -1).sum(axis=1)
+                for p in products[id(v)]
+            ]
+            contrib = np.stack(per_batch)  # (batches, channels)
+            total = contrib if total is None else total + contrib
+        if total is None:
+            return None
+        return (total**2).mean(axis=0)
+
+    def __call__(self, group: ChannelGroup) -> np.ndarray:
+        members = [m for m in group.layers if m.role in ("out", "ch")]
+        scores = []
+        for m in members:
+            s = self._member_scores(m)
+            if s is not None:
+                scores.append(m.unit_scores(s, group.n_units))
+        if not scores:
+            return np.zeros(group.n_units)
+        return np.nan_to_num(np.nansum(np.vstack(scores), axis=0))
+
+
+_REGISTRY: dict[str, Callable[..., Importance]] = {
+    "l1": L1,
+    "l2": L2,
+    "random": Random,
+    "bn_scale": BNScale,
+    "taylor": Taylor,
+    "fpgm": FPGM,
+}
+IMPORTANCE_NAMES = tuple(_REGISTRY)
+
+
+def get_importance(importance: str | Callable | Importance, seed: int = 0) -> Callable:
+    """Resolve an importance name or pass a callable through.
+
+    Names: ``"l1"``, ``"l2"``, ``"random"``, ``"bn_scale"``, ``"taylor"``, ``"fpgm"``.
+    """
+    if isinstance(importance, str):
+        key = importance.lower()
+        if key not in _REGISTRY:
+            raise InvalidArgumentError(
+                f"Unknown importance {importance!r}. Use one of {', '.join(IMPORTANCE_NAMES)}, "
+                "or pass a callable group -> scores."
+            )
+        return _REGISTRY[key](seed=seed) if key == "random" else _REGISTRY[key]()
+    if callable(importance):
+        return importance
+    raise InvalidArgumentError(
+        f"importance must be a name or a callable, got {type(importance).__name__}."
+    )

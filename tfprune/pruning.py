@@ -1,0 +1,445 @@
+"""Masked filter pruning during training: :func:`prune_filters` and the :class:`FilterPruner`.
+
+``prune_filters`` is tfprune's counterpart of ``tfmot.sparsity.keras.prune_low_magnitude``
+for whole filters: it returns a copy of the model with a :class:`~tfprune.layers.ChannelMask`
+in front of every consumer of a prunable channel group. With a float sparsity the masks are
+set at once (one-shot); with a TF-MOT ``PruningSchedule`` they are updated during ``fit`` by
+:class:`tfprune.UpdateFilterMasks`. Either way, :func:`tfprune.strip_filters` then cuts the
+masked channels out for real.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import tensorflow_model_optimization as tfmot
+
+from tfprune.compat import keras, tf
+from tfprune.errors import InvalidArgumentError, UnsupportedModelError
+from tfprune.graph.groups import Analysis, analyze
+from tfprune.graph.rebuild import copy_layer, rebuild_model
+from tfprune.graph.trace import check_graph_model
+from tfprune.importance import Importance, get_importance
+from tfprune.layers.masks import ChannelMask
+from tfprune.selection import RatioSpec, check_ratio, resolve_ratios, select_units
+from tfprune.surgery import pruned_from_masks
+
+__all__ = ["prune_filters", "FilterPruner", "PruningPolicy", "custom_objects"]
+
+PruningSchedule = tfmot.sparsity.keras.PruningSchedule
+SparsitySpec = float | PruningSchedule | Mapping[str, "float | PruningSchedule"]
+
+
+def custom_objects() -> dict[str, type]:
+    """Custom objects to pass to ``keras.models.load_model`` for masked models.
+
+    Usage: ``with keras.utils.custom_object_scope(tfprune.custom_objects()): load_model(p)``.
+    Stripped models need none.
+    """
+    objects: dict[str, type] = {"ChannelMask": ChannelMask, "tfprune>ChannelMask": ChannelMask}
+    try:  # other tfprune layers/callbacks register themselves in tfprune.layers
+        from tfprune import layers as _layers
+
+        for name in getattr(_layers, "__all__", []):
+            obj = getattr(_layers, name)
+            if isinstance(obj, type):
+                objects.setdefault(name, obj)
+                objects.setdefault(f"tfprune>{name}", obj)
+    except ImportError:  # pragma: no cover
+        pass
+    return objects
+
+
+def _serialize_value(value: Any, what: str) -> Any:
+    if isinstance(value, PruningSchedule):
+        return value.get_config()
+    return check_ratio(value, what)
+
+
+def _deserialize_value(value: Any) -> Any:
+    if isinstance(value, dict) and "class_name" in value:
+        cls = getattr(tfmot.sparsity.keras, value["class_name"], None)
+        if cls is None:
+            cls = keras.utils.get_registered_object(value["class_name"])
+        if cls is None:
+            raise InvalidArgumentError(
+                f"Unknown pruning schedule {value['class_name']!r} in a saved policy; load it "
+                "inside keras.utils.custom_object_scope({...}) with your schedule class."
+            )
+        return cls.from_config(value["config"])
+    return value
+
+
+@dataclasses.dataclass
+class PruningPolicy:
+    """How a masked model is pruned: ratios or schedules, importance, selection options.
+
+    It is stored (as :meth:`to_config`) in every ChannelMask so a reloaded model keeps it.
+    """
+
+    sparsity: Any  # float | schedule config | {pattern: float | schedule config}
+    importance: str = "l1"
+    skip: tuple[str, ...] = ()
+    global_ranking: bool = False
+    max_group_sparsity: float = 0.9
+    round_to: int | None = None
+    seed: int = 0
+
+    def to_config(self) -> dict:
+        """JSON-able form."""
+        return {
+            "sparsity": self.sparsity,
+            "importance": self.importance,
+            "skip": list(self.skip),
+            "global_ranking": self.global_ranking,
+            "max_group_sparsity": self.max_group_sparsity,
+            "round_to": self.round_to,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> PruningPolicy:
+        """Inverse of :meth:`to_config`."""
+        config = dict(config)
+        config["skip"] = tuple(config.get("skip", ()))
+        return cls(**config)
+
+    @property
+    def is_gradual(self) -> bool:
+        """Whether any ratio follows a schedule."""
+        values = (
+            self.sparsity.values()
+            if isinstance(self.sparsity, dict) and "class_name" not in self.sparsity
+            else [self.sparsity]
+        )
+        return any(isinstance(v, dict) for v in values)
+
+    def _values(self) -> tuple[Any, list[tuple[str, Any]]]:
+        s = self.sparsity
+        if isinstance(s, dict) and "class_name" not in s:
+            return 0.0, [(k, _deserialize_value(v)) for k, v in s.items()]
+        return _deserialize_value(s), []
+
+    def ratios_at(self, step: int | None) -> tuple[bool, RatioSpec]:
+        """(should the masks change at ``step``, the ratios then). ``None`` = final ratios."""
+        default, patterns = self._values()
+        should = step is None
+        resolved = []
+        for key, value in [("", default)] + patterns:
+            if isinstance(value, PruningSchedule):
+                if step is None:
+                    ratio = _final_sparsity(value)
+                else:
+                    flag, sp = value(tf.constant(step, tf.int64))
+                    should = should or bool(flag.numpy())
+                    ratio = float(sp.numpy())
+            else:
+                ratio = float(value)
+            resolved.append((key, ratio))
+        spec = RatioSpec(
+            default=resolved[0][1], patterns=tuple(resolved[1:]), skip=tuple(self.skip)
+        )
+        return should, spec
+
+
+def _final_sparsity(schedule: PruningSchedule) -> float:
+    cfg = schedule.get_config()["config"]
+    for key in ("final_sparsity", "target_sparsity"):
+        if key in cfg:
+            return float(cfg[key])
+    raise InvalidArgumentError(
+        f"Cannot read the final sparsity of schedule {type(schedule).__name__}; give it a "
+        "'final_sparsity' or 'target_sparsity' config entry."
+    )
+
+
+class FilterPruner:
+    """Computes and sets the masks of a masked model (used by :class:`UpdateFilterMasks`)."""
+
+    def __init__(
+        self,
+        model: Any,
+        policy: PruningPolicy,
+        importance: Callable | Importance | None = None,
+    ) -> None:
+        self.model = model
+        self.policy = policy
+        self.importance = importance or get_importance(policy.importance, seed=policy.seed)
+        self._analysis: Analysis | None = None
+
+    @classmethod
+    def for_model(cls, model: Any) -> FilterPruner:
+        """The pruner attached by prune_filters, or one rebuilt from the masks' saved policy."""
+        pruner = getattr(model, "_tfprune_pruner", None)
+        if pruner is not None:
+            return pruner
+        masks = [layer for layer in _all_layers(model) if isinstance(layer, ChannelMask)]
+        if not masks:
+            raise UnsupportedModelError(
+                f"Model {model.name!r} has no tfprune masks; create it with "
+                "tfprune.prune_filters(model, sparsity, ...) first."
+            )
+        policy_cfg = next((m.policy for m in masks if m.policy), None)
+        if not policy_cfg:
+            raise UnsupportedModelError(
+                f"The masks of model {model.name!r} carry no pruning policy; create it with "
+                "tfprune.prune_filters."
+            )
+        pruner = cls(model, PruningPolicy.from_config(policy_cfg))
+        model._tfprune_pruner = pruner
+        return pruner
+
+    @property
+    def analysis(self) -> Analysis:
+        """Channel groups of the masked model (computed once)."""
+        if self._analysis is None:
+            self._analysis = analyze(self.model)
+        return self._analysis
+
+    def current_pruned(self) -> dict[int, np.ndarray]:
+        """Units the masks currently remove."""
+        return pruned_from_masks(self.analysis)
+
+    def compute(self, spec: RatioSpec, monotone: bool = True) -> dict[int, np.ndarray]:
+        """Units to remove for ratio ``spec`` (keeping already-removed units removed)."""
+        ratios = {k: r for k, r in resolve_ratios(self.analysis, spec).items() if r > 0}
+        gids = sorted({gid for gid, _ in ratios})
+        groups = [g for g in self.analysis.groups if g.id in gids]
+        scores = {}
+        for g in groups:
+            s = np.asarray(self.importance(g), dtype=float)
+            if s.shape != (g.n_units,):
+                raise InvalidArgumentError(
+                    f"importance returned shape {s.shape} for group {g.name!r}; expected "
+                    f"({g.n_units},), one score per unit."
+                )
+            scores[g.id] = s
+        return select_units(
+            groups,
+            scores,
+            ratios,
+            global_ranking=self.policy.global_ranking,
+            max_group_sparsity=self.policy.max_group_sparsity,
+            round_to=self.policy.round_to,
+            pruned=self.current_pruned() if monotone else None,
+        )
+
+    def apply(self, pruned: Mapping[int, np.ndarray]) -> None:
+        """Write masks so that exactly the ``pruned`` units are zeroed."""
+        for g in self.analysis.groups:
+            mask_units = pruned.get(g.id)
+            for m in g.layers:
+                if isinstance(m.layer, ChannelMask):
+                    keep = np.ones(m.size, np.float32)
+                    if mask_units is not None:
+                        keep = (~mask_units[m.unit_of_channel]).astype(np.float32)
+                    m.layer.mask.assign(keep.astype(m.layer.mask.dtype.as_numpy_dtype))
+
+    def update(self, step: int | None = None) -> bool:
+        """Apply the policy at optimizer step ``step`` (None: final ratios). True if changed."""
+        should, spec = self.policy.ratios_at(step)
+        if not should:
+            return False
+        self.apply(self.compute(spec))
+        return True
+
+    def sparsity(self) -> float:
+        """Fraction of prunable units currently masked."""
+        pruned = self.current_pruned()
+        total = sum(int(g.prunable_units.size) for g in self.analysis.groups if g.prunable)
+        return float(sum(int(p.sum()) for p in pruned.values())) / total if total else 0.0
+
+
+def _all_layers(model: Any) -> list:
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if isinstance(layer, keras.Model):
+            out.extend(_all_layers(layer))
+    return out
+
+
+def _validate_sparsity(sparsity: Any) -> Any:
+    if isinstance(sparsity, PruningSchedule):
+        return sparsity.get_config()
+    if isinstance(sparsity, Mapping):
+        if not sparsity:
+            raise InvalidArgumentError(
+                "sparsity mapping is empty; give {layer_name_regex: ratio, ...}."
+            )
+        out = {}
+        for pattern, value in sparsity.items():
+            if not isinstance(pattern, str):
+                raise InvalidArgumentError(
+                    f"sparsity keys must be layer-name regular expressions, got {pattern!r}."
+                )
+            try:
+                import re
+
+                re.compile(pattern)
+            except re.error as e:
+                raise InvalidArgumentError(
+                    f"sparsity pattern {pattern!r} is not a valid regular expression: {e}."
+                ) from None
+            out[pattern] = _serialize_value(value, f"sparsity[{pattern!r}]")
+        return out
+    return check_ratio(sparsity, "sparsity")
+
+
+def _check_skip(model: Any, skip: Any) -> tuple[str, ...]:
+    if isinstance(skip, str):
+        skip = (skip,)
+    skip = tuple(skip or ())
+    names = set()
+    for layer in _all_layers(model):
+        names.add(layer.name)
+    for name in skip:
+        if name not in names:
+            close = difflib.get_close_matches(name, sorted(names), n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise InvalidArgumentError(
+                f"skip names layer {name!r}, which is not in model {model.name!r}.{hint}"
+            )
+    return skip
+
+
+def prune_filters(
+    model: Any,
+    sparsity: SparsitySpec,
+    importance: str | Callable | Importance = "l1",
+    *,
+    skip: Any = (),
+    global_ranking: bool = False,
+    max_group_sparsity: float = 0.9,
+    round_to: int | None = None,
+    seed: int = 0,
+    importance_data: Any = None,
+    loss: Any = None,
+) -> Any:
+    """Return a trainable copy of ``model`` with per-channel masks on its prunable groups.
+
+    Args:
+      model: a built functional or Sequential tf_keras model (nested models and shared layers
+        are fine). It is not modified.
+      sparsity: fraction of filters to remove: a float in [0, 1) (one-shot: masks are set
+        now), a ``tfmot.sparsity.keras.PruningSchedule`` (gradual: fit with
+        :class:`tfprune.UpdateFilterMasks`), or a mapping ``{layer_name_regex: ratio or
+        schedule}`` for per-layer ratios (regexes are matched with ``re.fullmatch`` against
+        the producing layer's name or ``outer/inner`` path; unmatched layers are not pruned;
+        add ``".*": r`` for a default).
+      importance: ``"l1"`` (default, mean |w| per filter as Li et al.), ``"l2"``,
+        ``"random"``, ``"bn_scale"``, ``"taylor"``, ``"fpgm"``, or any callable
+        ``group -> scores`` (one score per unit of the :class:`~tfprune.ChannelGroup`).
+      skip: layer names whose filters are never removed.
+      global_ranking: rank units of all groups together (scores normalised per group) instead
+        of pruning each layer by its ratio.
+      max_group_sparsity: with ``global_ranking``, the largest fraction of any one layer.
+      round_to: keep channel counts multiples of this number (rounded up).
+      seed: seed of the ``"random"`` criterion.
+      importance_data: ``(x, y)`` arrays or a dataset of batches, for ``"taylor"``.
+      loss: loss for ``"taylor"`` (default: the model's compiled loss).
+
+    The model's output layer, model inputs and anything :func:`tfprune.explain` reports as
+    blocked are never pruned. Masks zero a channel after its bias and BatchNormalization, so
+    :func:`tfprune.strip_filters` can later remove it without changing the outputs.
+    """
+    check_graph_model(model)
+    spec = _validate_sparsity(sparsity)
+    if not isinstance(global_ranking, bool):
+        raise InvalidArgumentError(f"global_ranking must be True or False, got {global_ranking!r}.")
+    if not 0.0 < float(max_group_sparsity) < 1.0:
+        raise InvalidArgumentError(
+            f"max_group_sparsity must be in (0, 1), got {max_group_sparsity}."
+        )
+    if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
+        raise InvalidArgumentError(f"round_to must be a positive integer, got {round_to!r}.")
+    criterion = get_importance(importance, seed=seed)
+    skip = _check_skip(model, skip)
+    policy = PruningPolicy(
+        sparsity=spec,
+        importance=importance if isinstance(importance, str) else "custom",
+        skip=skip,
+        global_ranking=global_ranking,
+        max_group_sparsity=float(max_group_sparsity),
+        round_to=round_to,
+        seed=seed,
+    )
+
+    analysis = analyze(model)
+    _, final_spec = policy.ratios_at(None)
+    targets = resolve_ratios(analysis, final_spec)
+    if not any(targets.values()) and (
+        policy.is_gradual
+        or any(r > 0 for r in [final_spec.default] + [r for _, r in final_spec.patterns])
+    ):
+        if not targets:
+            raise UnsupportedModelError(
+                f"Model {model.name!r} has no prunable channel group: every group touches a "
+                "model input/output or a layer tfprune does not understand. Run "
+                "print(tfprune.explain(model)) to see why."
+            )
+        raise InvalidArgumentError(
+            "No prunable layer matches the sparsity patterns "
+            f"{[p for p, _ in final_spec.patterns]}; prunable producers are e.g. "
+            f"{_example_producers(analysis)}. Patterns use re.fullmatch on layer names."
+        )
+    if not targets:
+        raise UnsupportedModelError(
+            f"Model {model.name!r} has no prunable channel group. Run "
+            "print(tfprune.explain(model)) to see which layers block pruning."
+        )
+
+    if isinstance(criterion, Importance) and hasattr(criterion, "prepare"):
+        criterion.prepare(model, data=importance_data, loss=loss)
+
+    masked_tensors = {
+        id(tensor)
+        for call, tensor in analysis.mask_points
+        if analysis.group_of_key.get(("t", id(tensor))) in {gid for gid, _ in targets}
+    }
+    policy_cfg = policy.to_config()
+
+    def factory(layer: Any, path: str) -> tuple[Any, Any]:
+        return copy_layer(layer), layer.get_weights()
+
+    def hook(path: str, old: Any, new: Any, state: dict) -> Any:
+        if id(old) not in masked_tensors:
+            return new
+        cache = state["masked"]
+        if id(old) not in cache:
+            base = getattr(old, "_keras_history", None)
+            stem = base.layer.name if base is not None else "tensor"
+            name = f"{stem}_chmask"
+            i = 1
+            while name in state["names"]:
+                i += 1
+                name = f"{stem}_chmask_{i}"
+            state["names"].add(name)
+            mask_layer = ChannelMask(policy=policy_cfg, name=name, dtype=_dtype_of(new))
+            cache[id(old)] = mask_layer(new)
+            state.setdefault("inserted", []).append(mask_layer)
+        return cache[id(old)]
+
+    masked = rebuild_model(model, factory, hook)
+    pruner = FilterPruner(masked, policy, criterion)
+    masked._tfprune_pruner = pruner
+    if not policy.is_gradual:
+        pruner.update(None)
+    return masked
+
+
+def _dtype_of(tensor: Any) -> Any:
+    dtype = tf.as_dtype(tensor.dtype)
+    return dtype.name if dtype.is_floating else "float32"
+
+
+def _example_producers(analysis: Analysis) -> list[str]:
+    names = []
+    for g in analysis.groups:
+        if g.prunable:
+            names.extend(m.path for m in g.producers)
+    return names[:5]

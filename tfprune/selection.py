@@ -1,0 +1,180 @@
+"""From scores and a ratio specification to the units each group keeps.
+
+Ratios are given per *segment*: the units of a group that the same producer layers create (a
+plain conv's filters; all channels of a residual stream; one input's range of a concat). A
+uniform ratio therefore prunes every producing layer by that ratio, as in Li et al. (2017):
+``ceil(ratio * n)`` lowest-scoring units, never all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from tfprune.errors import InvalidArgumentError
+from tfprune.graph.groups import Analysis, ChannelGroup
+
+__all__ = [
+    "RatioSpec",
+    "check_ratio",
+    "resolve_ratios",
+    "select_units",
+    "segment_layers",
+]
+
+
+def check_ratio(value: Any, what: str = "sparsity") -> float:
+    """Validate a pruning ratio in [0, 1)."""
+    try:
+        ratio = float(value)
+    except (TypeError, ValueError):
+        raise InvalidArgumentError(f"{what} must be a number in [0, 1), got {value!r}.") from None
+    if not 0.0 <= ratio < 1.0 or math.isnan(ratio):
+        raise InvalidArgumentError(
+            f"{what} must be in [0, 1) (the fraction of filters to remove), got {ratio}. "
+            "Use e.g. 0.5 to remove half of the filters; 1.0 would remove every filter."
+        )
+    return ratio
+
+
+@dataclasses.dataclass
+class RatioSpec:
+    """A uniform ratio, or per-layer ratios by regular expression on layer names/paths."""
+
+    default: float = 0.0
+    patterns: tuple[tuple[str, float], ...] = ()
+    skip: tuple[str, ...] = ()
+
+    def ratio_for(self, names: list[str]) -> float:
+        """Most conservative ratio among the producing layers ``names``."""
+        if any(self._skipped(n) for n in names):
+            return 0.0
+        if not self.patterns:
+            return self.default
+        ratios = []
+        for name in names:
+            short = name.split("/")[-1]
+            for pattern, ratio in self.patterns:
+                if re.fullmatch(pattern, name) or re.fullmatch(pattern, short):
+                    ratios.append(ratio)
+                    break
+            else:
+                ratios.append(self.default)
+        return min(ratios) if ratios else self.default
+
+    def _skipped(self, name: str) -> bool:
+        return name in self.skip or name.split("/")[-1] in self.skip
+
+
+def segment_layers(group: ChannelGroup, segment: np.ndarray) -> list[str]:
+    """Paths of the producer layers that create the units of ``segment``."""
+    names = []
+    for m in group.producers:
+        if np.isin(segment, m.unit_of_channel).any():
+            names.append(m.path)
+    return names
+
+
+def resolve_ratios(analysis: Analysis, spec: RatioSpec) -> dict[tuple[int, int], float]:
+    """Ratio for every (group id, segment index) of the prunable groups."""
+    out = {}
+    for g in analysis.groups:
+        if not g.prunable:
+            continue
+        for s, seg in enumerate(g.segments):
+            out[(g.id, s)] = spec.ratio_for(segment_layers(g, seg))
+    return out
+
+
+def _n_prune(n: int, ratio: float, round_to: int | None) -> int:
+    k = math.ceil(ratio * n - 1e-9)
+    kept = n - k
+    if round_to and round_to > 1:
+        kept = min(n, -(-kept // round_to) * round_to)
+    return max(0, min(n - 1, n - kept))
+
+
+def select_units(
+    groups: list[ChannelGroup],
+    scores: Mapping[int, np.ndarray],
+    ratios: Mapping[tuple[int, int], float],
+    *,
+    global_ranking: bool = False,
+    max_group_sparsity: float = 0.9,
+    round_to: int | None = None,
+    pruned: Mapping[int, np.ndarray] | None = None,
+) -> dict[int, np.ndarray]:
+    """Boolean "pruned" arrays per group id.
+
+    Layer-wise (default): each segment drops its ``ceil(ratio * n)`` lowest-scoring unblocked
+    units (at most ``n - 1``). Global: units of all segments are ranked together on scores
+    normalised by their group's mean, and the lowest ``ratio`` fraction (the first segment
+    ratio, i.e. the uniform sparsity) of all candidates is dropped, at most
+    ``max_group_sparsity`` of any segment. Units already in ``pruned`` stay pruned (gradual
+    pruning is monotone). No channel axis of a group is ever emptied.
+    """
+    pruned = pruned or {}
+    result: dict[int, np.ndarray] = {}
+    by_id = {g.id: g for g in groups}
+    plans: list[tuple[ChannelGroup, np.ndarray, int, np.ndarray]] = []
+    for (gid, s), ratio in ratios.items():
+        g = by_id[gid]
+        seg = g.segments[s]
+        before = pruned.get(gid, np.zeros(g.n_units, bool))
+        candidates = seg[~g.blocked[seg]]
+        n_target = _n_prune(len(seg), ratio, round_to) if ratio > 0 else 0
+        n_target = min(n_target, len(candidates))
+        score = np.asarray(scores[gid], float)[candidates]
+        score = np.where(before[candidates], -np.inf, score)
+        plans.append((g, candidates, n_target, score))
+        result.setdefault(gid, before.copy())
+
+    if global_ranking:
+        total = sum(len(c) for _, c, _, _ in plans)
+        ratio = max(ratios.values(), default=0.0)
+        budget = math.ceil(ratio * total - 1e-9)
+        entries = []
+        for i, (_, cand, _, score) in enumerate(plans):
+            finite = score[np.isfinite(score)]
+            scale = finite.mean() if finite.size and finite.mean() > 0 else 1.0
+            for u, sc in zip(cand, score, strict=True):
+                entries.append((sc / scale, i, u))
+        entries.sort(key=lambda e: (e[0], e[1], e[2]))
+        taken = [0] * len(plans)
+        caps = [
+            min(len(c) - 1, _n_prune(len(c), max_group_sparsity, round_to)) if len(c) else 0
+            for _, c, _, _ in plans
+        ]
+        count = 0
+        for _, i, u in entries:
+            if count >= budget:
+                break
+            if taken[i] >= caps[i]:
+                continue
+            result[plans[i][0].id][u] = True
+            taken[i] += 1
+            count += 1
+    else:
+        for g, cand, n_target, score in plans:
+            if n_target <= 0:
+                continue
+            order = np.lexsort((cand, score))
+            result[g.id][cand[order[:n_target]]] = True
+
+    for gid, mask in result.items():
+        _never_empty(by_id[gid], mask, np.asarray(scores[gid], float))
+    return result
+
+
+def _never_empty(group: ChannelGroup, pruned: np.ndarray, scores: np.ndarray) -> None:
+    """Un-prune the best unit of any channel axis that would lose every channel."""
+    for m in group.members:
+        units = np.unique(m.unit_of_channel)
+        if units.size and pruned[units].all():
+            best = units[np.argmax(scores[units])]
+            pruned[best] = False

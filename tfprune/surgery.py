@@ -1,0 +1,101 @@
+"""Physical surgery: cut pruned channels out and return a smaller model of stock layers.
+
+The result has the same inputs and outputs as the masked model and computes the same function
+(the masks zeroed exactly the channels that are cut), but every pruned conv/dense has fewer
+filters, its BatchNormalization fewer entries and every consumer fewer input channels. No
+tfprune layer remains, so the model (and its SavedModel) loads without tfprune installed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tfprune.errors import UnsupportedModelError
+from tfprune.graph.groups import Analysis, analyze
+from tfprune.graph.rebuild import copy_layer, rebuild_model, weight_short_name
+from tfprune.graph.rules import rule_for
+from tfprune.layers.masks import ChannelMask
+from tfprune.plan import PruningPlan, plan_from_pruned, pruned_from_plan
+
+__all__ = ["strip_filters", "apply_plan", "pruned_from_masks", "cut_channels"]
+
+
+def pruned_from_masks(analysis: Analysis) -> dict[int, np.ndarray]:
+    """Pruned units per group id, read from the ChannelMask layers of a masked model."""
+    pruned: dict[int, np.ndarray] = {}
+    covered: dict[int, np.ndarray] = {}
+    for g in analysis.groups:
+        for m in g.layers:
+            if not isinstance(m.layer, ChannelMask):
+                continue
+            values = np.asarray(m.layer.mask.numpy()) > 0.5
+            on = np.zeros(g.n_units, bool)
+            seen = np.zeros(g.n_units, bool)
+            np.logical_or.at(on, m.unit_of_channel, values)
+            seen[m.unit_of_channel] = True
+            pruned.setdefault(g.id, np.zeros(g.n_units, bool))
+            covered.setdefault(g.id, np.zeros(g.n_units, bool))
+            pruned[g.id] |= seen & ~on
+            covered[g.id] |= on
+    # A unit some mask keeps is kept everywhere.
+    return {gid: p & ~covered[gid] & ~analysis.groups[gid].blocked for gid, p in pruned.items()}
+
+
+def cut_channels(analysis: Analysis, pruned: dict[int, np.ndarray]) -> Any:
+    """Rebuild ``analysis.model`` without the pruned units and without any ChannelMask."""
+    kept_units = {gid: np.flatnonzero(~mask) for gid, mask in pruned.items() if mask.any()}
+
+    def factory(layer: Any, path: str) -> tuple[Any, Any]:
+        if isinstance(layer, ChannelMask):
+            return None, None
+        kept = {}
+        for role, m in analysis.layer_members(layer).items():
+            gid = analysis.group_of_key[m.key]
+            if gid in kept_units:
+                idx = m.kept_channels(kept_units[gid])
+                if idx.size < m.size:
+                    kept[role] = idx
+        if not kept:
+            return copy_layer(layer), layer.get_weights()
+        rule = rule_for(layer)
+        config = rule.new_config(layer, layer.get_config(), kept)
+        weights = {weight_short_name(v): v.numpy() for v in layer.weights}
+        return copy_layer(layer, config), rule.slice_weights(layer, weights, kept)
+
+    return rebuild_model(analysis.model, factory)
+
+
+def strip_filters(masked_model: Any, *, return_plan: bool = False) -> Any | tuple[Any, PruningPlan]:
+    """Physically remove the masked channels of a model from :func:`tfprune.prune_filters`.
+
+    Returns a new tf_keras model of stock layers only, with all surviving weights copied, the
+    same input and output signature, and the same outputs as ``masked_model``. With
+    ``return_plan=True`` also returns the :class:`~tfprune.PruningPlan` of what was kept.
+    A model without masks is returned as an unchanged copy.
+    """
+    analysis = analyze(masked_model)
+    pruned = pruned_from_masks(analysis)
+    small = cut_channels(analysis, pruned)
+    if return_plan:
+        return small, plan_from_pruned(analysis, pruned)
+    return small
+
+
+def apply_plan(model: Any, plan: PruningPlan | dict | str) -> Any:
+    """Replay a saved :class:`~tfprune.PruningPlan` on ``model`` (same architecture).
+
+    ``plan`` may be a plan, its dict form, or a path to its JSON file. Raises
+    :class:`~tfprune.errors.IncompatiblePlanError` if the plan does not fit the model.
+    """
+    if isinstance(plan, str):
+        plan = PruningPlan.load(plan)
+    elif isinstance(plan, dict):
+        plan = PruningPlan.from_dict(plan)
+    analysis = analyze(model)
+    if any(isinstance(m.layer, ChannelMask) for g in analysis.groups for m in g.layers):
+        raise UnsupportedModelError(
+            "apply_plan expects a model without tfprune masks; use strip_filters on a masked model."
+        )
+    return cut_channels(analysis, pruned_from_plan(analysis, plan))
