@@ -135,13 +135,12 @@ def _producing_layer(model: keras.Model, output_index: int) -> keras.layers.Laye
     return None
 
 
-def _terminal_layer(layer: keras.layers.Layer | None, output_index: int) -> Any:
-    """Descends through nested models to the innermost layer that produces the output."""
-    seen = 0
-    while isinstance(layer, keras.Model) and seen < 64:
-        layer = _producing_layer(layer, output_index if seen == 0 else 0)
-        output_index = 0
-        seen += 1
+def _terminal_layer(layer: keras.layers.Layer | None) -> Any:
+    """Descends through nested models (first output) to the innermost producing layer."""
+    for _ in range(64):
+        if not isinstance(layer, keras.Model):
+            break
+        layer = _producing_layer(layer, 0)
     return layer
 
 
@@ -181,7 +180,7 @@ class _LogitsFunction:
             layer = self._resolve_layer(model, logits_layer)
             net = self._submodel(model, self._layer_output(layer, logits_layer))
             self._select_output = False
-            target = _terminal_layer(layer, 0)
+            target = _terminal_layer(layer)
         else:
             n_outputs = self._num_outputs(model)
             if n_outputs is not None and self._output_index >= n_outputs:
@@ -190,7 +189,7 @@ class _LogitsFunction:
                     "output(s)."
                 )
             target = (
-                _terminal_layer(_producing_layer(model, self._output_index), 0)
+                _terminal_layer(_producing_layer(model, self._output_index))
                 if isinstance(model, keras.Model)
                 else None
             )
@@ -526,7 +525,10 @@ def mean_jsv(
     The model should output logits. If the layer producing the selected output has
     ``activation="softmax"`` (or ``log_softmax``) and ``strip_softmax`` is true, the Jacobian of
     its pre-activation is used; a trailing standalone ``keras.layers.Softmax`` layer is cut off.
-    Use ``logits_layer`` to take another layer's output as the logits.
+    Use ``logits_layer`` to take another layer's output as the logits. Nested models at the end
+    are searched for their output layer. A subclassed model's output layer cannot be found, so
+    it must return logits itself. (The activation is swapped for the identity only while the
+    Jacobian function is traced; do not trace the same model in another thread meanwhile.)
 
     Cost: one vectorised ``batch_jacobian`` per batch holds a ``(batch_size, C, D)`` tensor, so
     lower ``batch_size`` for large inputs (e.g. ImageNet-sized images with 1,000 classes).
