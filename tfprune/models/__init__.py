@@ -13,14 +13,16 @@ from tfprune.models.applications import (
     resnet50_stage_scheme,
 )
 from tfprune.models.lenet import lenet5, lenet5_linear, lenet_scheme
-from tfprune.models.mlp import mlp, mlp7_linear, mlp7_relu, mlp_scheme
-from tfprune.models.registry import (
-    get_model,
+from tfprune.models.mlp import (
     index_pattern,
-    list_models,
     matching_layers,
+    mlp,
+    mlp7_linear,
+    mlp7_relu,
+    mlp_scheme,
     parse_index_ratios,
 )
+from tfprune.models.registry import get_model, list_models
 from tfprune.models.vgg import (
     VGG_CONFIGS,
     vgg16_bn,

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from tfprune.compat import keras
 from tfprune.errors import InvalidArgumentError
-from tfprune.models.registry import index_pattern
+from tfprune.models.mlp import index_pattern
 
 __all__ = [
     "VGG_CONFIGS",
