@@ -10,6 +10,9 @@ removed or changes its imports.
 Usage:
     python tools/gen_bazel_build.py           # (re)write the BUILD files
     python tools/gen_bazel_build.py --check   # exit 1 if any BUILD file is stale
+    python tools/gen_bazel_build.py --index   # from the git index (staged + committed files) only,
+                                              # ignoring other people's uncommitted work in a
+                                              # shared checkout; then commit the BUILD files
 """
 
 from __future__ import annotations
@@ -56,20 +59,26 @@ class Target:
         return f"//{self.package}:{self.name}"
 
 
-def _python_files(root: pathlib.Path) -> list[pathlib.PurePosixPath]:
-    """Python files under the source roots: git's view (tracked + untracked, not ignored)."""
+def _git(root: pathlib.Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=root, check=True, capture_output=True, text=True
+    ).stdout
+
+
+def _python_files(root: pathlib.Path, index: bool) -> list[pathlib.PurePosixPath]:
+    """Python files under the source roots.
+
+    Git's view of the working tree (tracked + untracked, not ignored), or with `index` only the
+    files in the git index.
+    """
+    which = ["--cached"] if index else ["--cached", "--others", "--exclude-standard"]
     try:
-        out = subprocess.run(
-            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z", "--"]
-            + [f"{d}/" for d in SOURCE_ROOTS],
-            cwd=root,
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
+        out = _git(root, "ls-files", *which, "-z", "--", *(f"{d}/" for d in SOURCE_ROOTS))
         names = [n for n in out.split("\0") if n]
-        files = [pathlib.PurePosixPath(n) for n in names if (root / n).is_file()]
+        files = [pathlib.PurePosixPath(n) for n in names if index or (root / n).is_file()]
     except (OSError, subprocess.CalledProcessError):  # Not a git checkout: walk the tree.
+        if index:
+            raise
         files = [
             pathlib.PurePosixPath(p.relative_to(root).as_posix())
             for d in SOURCE_ROOTS
@@ -199,9 +208,11 @@ def _render_target(target: Target) -> str:
     return "\n".join(lines) + "\n"
 
 
-def generate(root: pathlib.Path = REPO_ROOT) -> tuple[dict[str, str], list[str]]:
+def generate(
+    root: pathlib.Path = REPO_ROOT, index: bool = False
+) -> tuple[dict[str, str], list[str]]:
     """Returns ({BUILD path relative to root: content}, [dropped cyclic edges])."""
-    files = _python_files(root)
+    files = _python_files(root, index)
     modules = {_module_name(f): f for f in files}
     per_file = _make_targets(files)
     by_label = {t.label: t for ts in per_file.values() for t in ts}
@@ -210,7 +221,10 @@ def generate(root: pathlib.Path = REPO_ROOT) -> tuple[dict[str, str], list[str]]
         return per_file[path][0]  # The py_library (or py_test) that holds the code.
 
     for path in files:
-        source = (root / path).read_text(encoding="utf-8")
+        if index:
+            source = _git(root, "show", f":{path}")
+        else:
+            source = (root / path).read_text(encoding="utf-8")
         deps = set()
         for name in _imported_modules(path, source):
             dep = _resolve(name, path, modules)
@@ -261,9 +275,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--check", action="store_true", help="exit 1 if the BUILD files are stale; write nothing"
     )
+    parser.add_argument(
+        "--index",
+        action="store_true",
+        help="read the git index (staged and committed files), not the working tree",
+    )
     args = parser.parse_args(argv)
 
-    builds, dropped = generate(REPO_ROOT)
+    builds, dropped = generate(REPO_ROOT, index=args.index)
     for edge in dropped:
         print(f"warning: import cycle, dependency left out: {edge}", file=sys.stderr)
     stale = sorted(_existing_generated(REPO_ROOT) - builds.keys())
