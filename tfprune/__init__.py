@@ -6,12 +6,16 @@ masks during ``fit`` (:func:`prune_filters`, :class:`UpdateFilterMasks`) -> phys
 """
 
 from tfprune import errors
+from tfprune.callbacks.jsv import JacobianSingularValues
 from tfprune.callbacks.masks import UpdateFilterMasks
+from tfprune.export import export_saved_model
+from tfprune.flops import ModelCount, count_flops, count_params, param_reduction, speedup
 from tfprune.graph import ChannelGroup, LayerRule, channel_groups, explain, register_rule
 from tfprune.layers import ChannelMask
 from tfprune.plan import PruningPlan
 from tfprune.pruning import FilterPruner, PruningPolicy, custom_objects, prune_filters
 from tfprune.surgery import apply_plan, strip_filters
+from tfprune.trainability import JSVStats, mean_jsv, orthp, trainability_accuracy
 
 __version__ = "0.1.0"
 
@@ -19,19 +23,30 @@ __all__ = [
     "ChannelGroup",
     "ChannelMask",
     "FilterPruner",
+    "JSVStats",
+    "JacobianSingularValues",
     "LayerRule",
+    "ModelCount",
     "PruningPlan",
     "PruningPolicy",
     "UpdateFilterMasks",
     "apply_plan",
     "channel_groups",
+    "count_flops",
+    "count_params",
     "custom_objects",
     "errors",
     "explain",
+    "export_saved_model",
+    "mean_jsv",
+    "orthp",
+    "param_reduction",
     "prune_filters",
     "register_rule",
     "shrink",
+    "speedup",
     "strip_filters",
+    "trainability_accuracy",
 ]
 
 

@@ -23,6 +23,7 @@ from tfprune.models.mlp import (
     parse_index_ratios,
 )
 from tfprune.models.registry import get_model, list_models
+from tfprune.models.small_cnn import small_cnn
 from tfprune.models.vgg import (
     VGG_CONFIGS,
     vgg16_bn,
@@ -50,6 +51,7 @@ __all__ = [
     "mlp_scheme",
     "parse_index_ratios",
     "resnet50_stage_scheme",
+    "small_cnn",
     "vgg16_bn",
     "vgg16_li_pruned_a_scheme",
     "vgg19_bn",

@@ -1,0 +1,42 @@
+"""Choosing a ``tf.distribute`` strategy by name (the binaries' ``--strategy`` flag)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tfprune.compat import tf
+from tfprune.errors import InvalidArgumentError
+
+__all__ = ["STRATEGIES", "get_strategy"]
+
+STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu", "one_device")
+
+
+def get_strategy(name: str = "default", *, tpu_address: str = "", devices: Any = None) -> Any:
+    """Return the ``tf.distribute`` strategy called ``name``.
+
+    ``default`` (no distribution), ``mirrored`` (all local GPUs, or the local CPUs/logical
+    devices), ``multi_worker_mirrored`` (reads ``TF_CONFIG``), ``tpu`` (``tpu_address``; empty
+    for a local TPU) or ``one_device``.
+    """
+    key = (name or "default").lower()
+    if key == "default":
+        return tf.distribute.get_strategy()
+    if key == "mirrored":
+        if devices is None:
+            gpus = tf.config.list_logical_devices("GPU")
+            devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        return tf.distribute.MirroredStrategy(devices=devices)
+    if key == "multi_worker_mirrored":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if key == "one_device":
+        gpus = tf.config.list_logical_devices("GPU")
+        return tf.distribute.OneDeviceStrategy(
+            (gpus[0] if gpus else tf.config.list_logical_devices("CPU")[0]).name
+        )
+    if key == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise InvalidArgumentError(f"Unknown strategy {name!r}; use one of {', '.join(STRATEGIES)}.")
