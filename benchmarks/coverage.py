@@ -37,10 +37,11 @@ def measure(name: str, size: int) -> dict:
     """Prune one application at 50% and compare masked vs stripped outputs."""
     shape = SMALL_INPUT.get(name, (size, size, 3))
     builder = getattr(keras.applications, name)
+    kwargs = {"weights": None, "classifier_activation": None}  # compare logits, not softmax
     try:
-        model = builder(weights=None, input_shape=shape)
+        model = builder(input_shape=shape, **kwargs)
     except Exception:  # noqa: BLE001 - some models only accept their default size
-        model = builder(weights=None)
+        model = builder(**kwargs)
         shape = tuple(model.input_shape[1:])
     report = tfprune.explain(model)
     t0 = time.perf_counter()

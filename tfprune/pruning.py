@@ -21,10 +21,10 @@ import tensorflow_model_optimization as tfmot
 from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph.groups import Analysis, analyze
-from tfprune.graph.rebuild import copy_layer, rebuild_model
+from tfprune.graph.rebuild import copy_layer, rebuild_model, weight_short_name
 from tfprune.graph.trace import check_graph_model
 from tfprune.importance import Importance, get_importance
-from tfprune.layers.masks import ChannelMask
+from tfprune.layers.masks import ChannelMask, MaskedLayerNormalization, is_mask_layer
 from tfprune.selection import RatioSpec, check_ratio, resolve_ratios, select_units
 from tfprune.surgery import pruned_from_masks
 
@@ -233,7 +233,7 @@ class FilterPruner:
         for g in self.analysis.groups:
             mask_units = pruned.get(g.id)
             for m in g.layers:
-                if isinstance(m.layer, ChannelMask):
+                if is_mask_layer(m.layer):
                     keep = np.ones(m.size, np.float32)
                     if mask_units is not None:
                         keep = (~mask_units[m.unit_of_channel]).astype(np.float32)
@@ -403,7 +403,21 @@ def prune_filters(
     }
     policy_cfg = policy.to_config()
 
+    target_groups = {gid for gid, _ in targets}
+    # Layer norms over pruned channels must compute their statistics over kept channels only.
+    masked_norms = {
+        id(m.layer): m.size
+        for g in analysis.groups
+        if g.id in target_groups
+        for m in g.layers
+        if type(m.layer) is keras.layers.LayerNormalization
+    }
+
     def factory(layer: Any, path: str) -> tuple[Any, Any]:
+        if id(layer) in masked_norms:
+            weights = {weight_short_name(v): v.numpy() for v in layer.weights}
+            weights["mask"] = np.ones(masked_norms[id(layer)], np.float32)
+            return MaskedLayerNormalization.from_config(layer.get_config()), weights
         return copy_layer(layer), layer.get_weights()
 
     def hook(path: str, old: Any, new: Any, state: dict) -> Any:

@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from tfprune.compat import keras
 from tfprune.errors import UnsupportedModelError
 from tfprune.graph.groups import Analysis, analyze
 from tfprune.graph.rebuild import copy_layer, rebuild_model, weight_short_name
 from tfprune.graph.rules import rule_for
-from tfprune.layers.masks import ChannelMask
+from tfprune.layers.masks import ChannelMask, MaskedLayerNormalization, is_mask_layer
 from tfprune.plan import PruningPlan, plan_from_pruned, pruned_from_plan
 
 __all__ = ["strip_filters", "apply_plan", "pruned_from_masks", "cut_channels"]
@@ -28,7 +29,7 @@ def pruned_from_masks(analysis: Analysis) -> dict[int, np.ndarray]:
     covered: dict[int, np.ndarray] = {}
     for g in analysis.groups:
         for m in g.layers:
-            if not isinstance(m.layer, ChannelMask):
+            if not is_mask_layer(m.layer):
                 continue
             values = np.asarray(m.layer.mask.numpy()) > 0.5
             on = np.zeros(g.n_units, bool)
@@ -57,12 +58,16 @@ def cut_channels(analysis: Analysis, pruned: dict[int, np.ndarray]) -> Any:
                 idx = m.kept_channels(kept_units[gid])
                 if idx.size < m.size:
                     kept[role] = idx
-        if not kept:
-            return copy_layer(layer), layer.get_weights()
         rule = rule_for(layer)
         config = rule.new_config(layer, layer.get_config(), kept)
         weights = {weight_short_name(v): v.numpy() for v in layer.weights}
-        return copy_layer(layer, config), rule.slice_weights(layer, weights, kept)
+        weights = rule.slice_weights(layer, weights, kept)
+        if isinstance(layer, MaskedLayerNormalization):  # back to the stock layer
+            weights.pop("mask", None)
+            return keras.layers.LayerNormalization.from_config(config), weights
+        if not kept:
+            return copy_layer(layer), layer.get_weights()
+        return copy_layer(layer, config), weights
 
     return rebuild_model(analysis.model, factory)
 
@@ -94,7 +99,7 @@ def apply_plan(model: Any, plan: PruningPlan | dict | str) -> Any:
     elif isinstance(plan, dict):
         plan = PruningPlan.from_dict(plan)
     analysis = analyze(model)
-    if any(isinstance(m.layer, ChannelMask) for g in analysis.groups for m in g.layers):
+    if any(is_mask_layer(m.layer) for g in analysis.groups for m in g.layers):
         raise UnsupportedModelError(
             "apply_plan expects a model without tfprune masks; use strip_filters on a masked model."
         )

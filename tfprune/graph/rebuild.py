@@ -42,10 +42,12 @@ def copy_layer(layer: Any, config: dict | None = None) -> Any:
         )
 
 
-def _new_input(old: Any) -> Any:
+def _new_input(old: Any, like: Any = None) -> Any:
+    """A fresh Input like ``old`` (name, dtype), shaped like ``like`` when given."""
     layer = old._keras_history.layer
+    shape = tuple(old.shape) if like is None else (old.shape[0], *tuple(like.shape)[1:])
     return keras.Input(
-        batch_shape=tuple(old.shape),
+        batch_shape=shape,
         dtype=old.dtype,
         name=layer.name,
         sparse=getattr(layer, "sparse", False),
@@ -77,8 +79,9 @@ def rebuild_model(
                 pending.append((new, weights))
         return layers[id(layer)]
 
-    def build_graph(graph: Any, prefix: str) -> Any:
-        new_inputs = [_new_input(t) for t in graph.inputs]
+    def build_graph(graph: Any, prefix: str, like: list | None = None) -> Any:
+        like = like if like is not None and len(like) == len(graph.inputs) else None
+        new_inputs = [_new_input(t, like[i] if like else None) for i, t in enumerate(graph.inputs)]
         tensors = {id(o): n for o, n in zip(graph.inputs, new_inputs, strict=True)}
         state: dict = {"names": {layer.name for layer in graph.layers}, "masked": {}}
         sequence: list[Any] = []
@@ -98,7 +101,9 @@ def rebuild_model(
             kwargs = tf.nest.map_structure(substitute, node.call_kwargs)
             if is_functional(layer):
                 if id(layer) not in models:
-                    models[id(layer)] = build_graph(layer, path + "/")
+                    # Inner inputs take the (possibly narrower) shapes of what is passed in.
+                    passed = [t for t in tf.nest.flatten(args[:1]) if tf.is_tensor(t)]
+                    models[id(layer)] = build_graph(layer, path + "/", passed)
                 new_layer = models[id(layer)]
             else:
                 new_layer = get_layer(layer, path)
@@ -115,7 +120,7 @@ def rebuild_model(
         outputs = tf.nest.map_structure(lambda t: tensors[id(t)], graph._nested_outputs)
         if isinstance(graph, keras.Sequential) and _is_chain(sequence):
             (inp,) = graph.inputs
-            return keras.Sequential([_new_input(inp)] + sequence, name=graph.name)
+            return keras.Sequential([_new_input(inp, new_inputs[0])] + sequence, name=graph.name)
         inputs = tf.nest.pack_sequence_as(graph._nested_inputs, new_inputs)
         return keras.Model(inputs=inputs, outputs=outputs, name=graph.name)
 

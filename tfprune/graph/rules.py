@@ -200,7 +200,12 @@ class ConvRule(LayerRule):
         dout = ctx.layer_dim(layer, "out", _channels(y))
         ctx.identity(ctx.tensor_dim(x), din)
         ctx.identity(ctx.tensor_dim(y), dout)
-        if groups > 1:
+        if groups > 1 and _channels(x) == groups:
+            # One input channel per group (a depthwise conv written as Conv2D(groups=C)):
+            # input channel c passes through to its group of outputs; whole groups go.
+            ctx.expand(din, dout, (_channels(y) or 0) // groups)
+        elif groups > 1:
+            # Keep every group the same size: position i of all groups is removed together.
             ctx.tie_blocks(din, groups)
             ctx.tie_blocks(dout, groups)
 
@@ -210,6 +215,9 @@ class ConvRule(LayerRule):
     def new_config(self, layer: Any, config: dict, kept: dict[Role, np.ndarray]) -> dict:
         if "out" in kept:
             config = dict(config, filters=len(kept["out"]))
+        groups = config.get("groups", 1) or 1
+        if groups > 1 and "in" in kept and layer.kernel.shape[-2] == 1:
+            config = dict(config, groups=len(kept["in"]))  # depthwise-style: groups go
         return config
 
     def slice_weights(self, layer, weights, kept):
@@ -531,10 +539,31 @@ class LayerNormRule(LayerRule):
         d = ctx.layer_dim(layer, "ch", _channels(x))
         ctx.identity(ctx.tensor_dim(x), d)
         ctx.identity(d, ctx.tensor_dim(y))
-        ctx.mark_mixing(call)
 
     def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
-        return {"gamma": {"ch": 0}, "beta": {"ch": 0}}
+        # "mask" exists on tfprune's MaskedLayerNormalization (statistics over kept channels).
+        return {"gamma": {"ch": 0}, "beta": {"ch": 0}, "mask": {"ch": 0}}
+
+
+class LayerScaleRule(LayerRule):
+    """ConvNeXt's ``LayerScale`` (tf_keras.applications): a per-channel learned scale."""
+
+    def applies(self, layer: Any) -> bool:
+        return type(layer).__name__ == "LayerScale" and hasattr(layer, "projection_dim")
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        x, y = call.inputs[0], call.outputs[0]
+        d = ctx.layer_dim(call.layer, "ch", _channels(x))
+        ctx.identity(ctx.tensor_dim(x), d)
+        ctx.identity(d, ctx.tensor_dim(y))
+
+    def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
+        return {"gamma": {"ch": 0}}
+
+    def new_config(self, layer, config, kept):
+        if "ch" in kept:
+            config = dict(config, projection_dim=len(kept["ch"]))
+        return config
 
 
 # ---------------------------------------------------------------------------------------------
@@ -673,6 +702,7 @@ for _rule in (
     ReshapeRule(),
     RescalingRule(),
     LayerNormRule(),
+    LayerScaleRule(),
     TFOpRule(),
     InputRule(),
 ):

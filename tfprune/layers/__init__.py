@@ -1,5 +1,5 @@
 """Keras layers that tfprune inserts into models (per-channel masks)."""
 
-from tfprune.layers.masks import ChannelMask
+from tfprune.layers.masks import ChannelMask, MaskedLayerNormalization
 
-__all__ = ["ChannelMask"]
+__all__ = ["ChannelMask", "MaskedLayerNormalization"]

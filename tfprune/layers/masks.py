@@ -9,7 +9,7 @@ import tensorflow_model_optimization as tfmot
 from tfprune.compat import keras, tf
 from tfprune.graph.rules import LayerRule, register_rule
 
-__all__ = ["ChannelMask"]
+__all__ = ["ChannelMask", "MaskedLayerNormalization", "is_mask_layer"]
 
 
 @keras.utils.register_keras_serializable(package="tfprune")
@@ -60,6 +60,45 @@ class ChannelMask(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "policy": self.policy}
+
+
+@keras.utils.register_keras_serializable(package="tfprune")
+class MaskedLayerNormalization(keras.layers.LayerNormalization):
+    """LayerNormalization over the channel axis whose statistics use only unmasked channels.
+
+    tfprune swaps it in for a ``LayerNormalization`` whose channels are being pruned, so the
+    mean and variance are those the stripped model (a plain ``LayerNormalization`` over the
+    kept channels) will compute. Masked channels come out as zero.
+    """
+
+    def build(self, input_shape: Any) -> None:
+        super().build(input_shape)
+        channels = tf.TensorShape(input_shape)[-1]
+        self.mask = self.add_weight(
+            name="mask",
+            shape=(int(channels),),
+            initializer="ones",
+            trainable=False,
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
+
+    def call(self, inputs: Any) -> Any:
+        x = tf.cast(inputs, self.compute_dtype)
+        m = tf.cast(self.mask, x.dtype)
+        n = tf.maximum(tf.reduce_sum(m), 1.0)
+        mean = tf.reduce_sum(x * m, axis=-1, keepdims=True) / n
+        var = tf.reduce_sum(tf.square(x - mean) * m, axis=-1, keepdims=True) / n
+        y = (x - mean) * tf.math.rsqrt(var + self.epsilon)
+        if self.scale:
+            y = y * tf.cast(self.gamma, y.dtype)
+        if self.center:
+            y = y + tf.cast(self.beta, y.dtype)
+        return y * m
+
+
+def is_mask_layer(layer: Any) -> bool:
+    """Whether ``layer`` holds a per-channel ``mask`` variable managed by tfprune."""
+    return isinstance(layer, (ChannelMask, MaskedLayerNormalization))
 
 
 class _ChannelMaskRule(LayerRule):
