@@ -24,11 +24,6 @@ def test_strip_matches_masked_on_hand_built_architecture(name):
     check_equivalent(model, 0.5)
 
 
-@pytest.mark.xfail(
-    reason="BUG: strip_filters rebuilds a nested model with its original input width, so a "
-    "group crossing the nested-model boundary fails with 'expected axis -1 ... to have value 10'",
-    strict=True,
-)
 @pytest.mark.parametrize("name", sorted(NESTED_CROSSING))
 def test_strip_matches_masked_when_group_crosses_nested_model_boundary(name):
     model = randomize(NESTED_CROSSING[name]())
