@@ -1,1 +1,62 @@
-"""tfprune.configs."""
+"""tfprune.configs: typed, layered, strictly validated experiment and protocol configs.
+
+Layers: registered default → YAML file (``--config``) → ``--params_override`` strings; unknown
+keys fail with a "did you mean" hint and every known field is checked before training starts
+(see :func:`resolve_protocol_config`). The resolved config is saved as ``config.yaml``.
+"""
+
+from tfprune.configs.base import (
+    atomic_write_text,
+    did_you_mean,
+    dump_yaml,
+    load_yaml,
+    merge_strict,
+    parse_params_override,
+)
+from tfprune.configs.checks import (
+    check_dataset,
+    check_dataset_files,
+    check_epochs,
+    check_model,
+    check_ratio,
+    check_schedule,
+    check_seeds,
+)
+from tfprune.configs.experiment import ExperimentConfig, RecipeConfig, TrainConfig
+from tfprune.configs.protocol import (
+    CONFIG_FILE,
+    DEFAULT_PROTOCOL,
+    OutputConfig,
+    ProtocolConfig,
+    RunnerConfig,
+    resolve_protocol_config,
+    save_config,
+    validate_params,
+)
+
+__all__ = [
+    "CONFIG_FILE",
+    "DEFAULT_PROTOCOL",
+    "ExperimentConfig",
+    "OutputConfig",
+    "ProtocolConfig",
+    "RecipeConfig",
+    "RunnerConfig",
+    "TrainConfig",
+    "atomic_write_text",
+    "check_dataset",
+    "check_dataset_files",
+    "check_epochs",
+    "check_model",
+    "check_ratio",
+    "check_schedule",
+    "check_seeds",
+    "did_you_mean",
+    "dump_yaml",
+    "load_yaml",
+    "merge_strict",
+    "parse_params_override",
+    "resolve_protocol_config",
+    "save_config",
+    "validate_params",
+]

@@ -1,0 +1,233 @@
+"""Field checks shared by every config: dataset (and its files), model, ratio, schedule, seeds.
+
+Each check raises :class:`~tfprune.errors.ConfigError` (or
+:class:`~tfprune.errors.DatasetNotFoundError` for missing dataset files) with a message that
+names the field, the bad value and the fix. They only look at names and paths; nothing is
+trained or read beyond a directory listing.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tfprune.configs.base import did_you_mean
+from tfprune.errors import ConfigError, DatasetNotFoundError
+
+__all__ = [
+    "check_dataset",
+    "check_dataset_files",
+    "check_epochs",
+    "check_model",
+    "check_ratio",
+    "check_schedule",
+    "check_seeds",
+    "schedule_epochs",
+]
+
+_PIECEWISE_ITEM = re.compile(r"^\s*(-?\d+)\s*:\s*([-+0-9.eE]+)\s*$")
+SCHEDULE_KINDS = ("ft", "fixed", "cosine", "halving", "lrw", "slr", "clr")
+
+
+def check_dataset(name: Any, where: str = "dataset") -> str:
+    """``name`` must be a dataset known to :func:`tfprune.data.load_dataset`."""
+    from tfprune.data import DATASET_NAMES
+
+    if name not in DATASET_NAMES:
+        raise ConfigError(
+            f"{where}={name!r} is not a known dataset{did_you_mean(str(name), DATASET_NAMES)}; "
+            f"use one of {', '.join(DATASET_NAMES)}"
+        )
+    return str(name)
+
+
+def check_dataset_files(name: str, data_dir: str | os.PathLike[str] | None) -> None:
+    """Check that the files of dataset ``name`` exist (without reading them).
+
+    Uses the readers' own file lists and error messages: MNIST needs at least the two t10k IDX
+    files, CIFAR the pickled batches, ImageNet TFRecord shards or class folders. ``digits`` is
+    embedded and must not get a ``data_dir``.
+
+    Raises:
+      DatasetNotFoundError: the message names the folder and the expected files.
+      ConfigError: ``data_dir`` was given for ``digits``.
+    """
+    from tfprune.data.bundle import missing_files_error, resolve_data_dir
+
+    check_dataset(name)
+    if name == "digits":
+        if data_dir is not None:
+            raise ConfigError(
+                "data_dir must be empty (null) for dataset 'digits': it is embedded in "
+                f"scikit-learn, got data_dir={str(data_dir)!r}"
+            )
+        return
+    folder = resolve_data_dir(name, data_dir)
+    if name == "mnist":
+        from tfprune.data import mnist
+
+        found = mnist.find_mnist_files(folder) if folder is not None and folder.is_dir() else None
+        if found is None or not (found["test_images"] and found["test_labels"]):
+            expected = [stem + "[.gz]" for stem in mnist.MNIST_FILES.values()]
+            raise missing_files_error("MNIST", folder, expected, mnist._HOW_TO_GET)
+        return
+    if name in ("cifar10", "cifar100"):
+        from tfprune.data import cifar
+
+        n = 10 if name == "cifar10" else 100
+        sub, train, test = cifar.CIFAR_LAYOUT[n]
+        ok = folder is not None and any(
+            all((c / f).is_file() for f in train + test) for c in (folder, folder / sub)
+        )
+        if not ok:
+            expected = [f"{sub}/{f}" for f in train + test]
+            raise missing_files_error(
+                f"CIFAR-{n}",
+                folder,
+                expected,
+                f"Download and extract {cifar._URLS[n]} into that folder (data_dir may also be "
+                f"the {sub} folder itself).",
+            )
+        return
+    if name == "imagenet":
+        from tfprune.data import imagenet
+
+        expected = [
+            "train-00000-of-NNNNN ... (TFRecord shards)",
+            "validation-00000-of-NNNNN ... (TFRecord shards)",
+            "or train/<wnid>/*.JPEG and val/<wnid>/*.JPEG",
+        ]
+        root = Path(folder) if folder is not None else None
+        ok = root is not None and root.is_dir()
+        if ok:
+            shards = any(root.glob("train-*")) and any(root.glob("validation-*"))
+            folders = (root / "train").is_dir() and any(
+                (root / v).is_dir() for v in ("val", "validation")
+            )
+            ok = shards or folders
+        if not ok:
+            raise missing_files_error("ImageNet", root, expected, imagenet._HOW_TO_GET)
+        return
+    raise DatasetNotFoundError(f"no file check for dataset {name!r}")  # pragma: no cover
+
+
+def check_model(name: Any, where: str = "model") -> str:
+    """``name`` must be in :func:`tfprune.models.list_models` (or ``keras:<Application>``)."""
+    from tfprune.models import list_models
+
+    known = list_models(include_applications=True)
+    if name not in known:
+        zoo = list_models(include_applications=False)
+        raise ConfigError(
+            f"{where}={name!r} is not a known model{did_you_mean(str(name), known)}; "
+            f"use one of {', '.join(zoo)} or keras:<Application> (e.g. keras:ResNet50)"
+        )
+    return str(name)
+
+
+def check_ratio(value: Any, where: str = "ratio") -> Any:
+    """A pruning ratio in [0, 1), a ``{layer regex: ratio}`` mapping, or a list of those."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ConfigError(f"{where} must not be an empty list")
+        return [check_ratio(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            check_ratio(v, f"{where}[{k!r}]")
+        return dict(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ConfigError(f"{where} must be a number in [0, 1), got {value!r}")
+    if not 0.0 <= float(value) < 1.0:
+        raise ConfigError(
+            f"{where}={value!r} is outside [0, 1): it is the fraction of filters removed "
+            "(e.g. 0.5 removes half; 1.0 would remove every filter)"
+        )
+    return float(value)
+
+
+def check_epochs(value: Any, where: str = "epochs") -> int:
+    """A non-negative whole number of epochs."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise ConfigError(f"{where} must be a whole number of epochs, got {value!r}")
+    if value < 0:
+        raise ConfigError(f"{where}={value!r} is negative; use 0 or more epochs")
+    return int(value)
+
+
+def schedule_epochs(schedule: str) -> list[int] | None:
+    """The epoch milestones of a piecewise ``"0:0.01,30:0.001"`` schedule, else None."""
+    items = [s for s in str(schedule).split(",") if s.strip()]
+    matches = [_PIECEWISE_ITEM.match(s) for s in items]
+    if not items or not all(matches):
+        return None
+    return [int(m.group(1)) for m in matches if m]
+
+
+def check_schedule(schedule: Any, where: str = "schedule", epochs: int | None = None) -> str:
+    """An LR schedule string.
+
+    Piecewise schedules ``"epoch:lr,..."`` must start at epoch 0 with strictly increasing epochs
+    and positive LRs; named schedules (``cosine:0.01:1e-4``, ``ft:0.001``, ...) must use a known
+    kind and, when available, parse with :func:`tfprune.protocols.schedules.parse_schedule`.
+    """
+    if not isinstance(schedule, str) or not schedule.strip():
+        raise ConfigError(
+            f"{where} must be a non-empty LR schedule string like '0:0.01,30:0.001' or "
+            f"'cosine:0.01:1e-4', got {schedule!r}"
+        )
+    milestones = schedule_epochs(schedule)
+    if milestones is not None:
+        if any(e < 0 for e in milestones):
+            raise ConfigError(f"{where}={schedule!r} has a negative epoch; epochs start at 0")
+        if milestones[0] != 0:
+            raise ConfigError(f"{where}={schedule!r} must start at epoch 0 (e.g. '0:0.01,...')")
+        for a, b in zip(milestones, milestones[1:]):
+            if b <= a:
+                raise ConfigError(
+                    f"{where}={schedule!r} has decreasing epochs ({a} then {b}); list the "
+                    "'epoch:lr' steps in increasing epoch order"
+                )
+        for item in schedule.split(","):
+            lr = float(item.split(":")[1])
+            if not lr > 0:
+                raise ConfigError(f"{where}={schedule!r} has a non-positive LR {lr}")
+        return _parse_with_protocols(schedule, where, epochs)
+    kind = schedule.split(":", 1)[0].strip().lower()
+    if kind not in SCHEDULE_KINDS:
+        raise ConfigError(
+            f"{where}={schedule!r} is not a known schedule{did_you_mean(kind, SCHEDULE_KINDS)}: "
+            "use 'epoch:lr,...' (e.g. '0:0.01,30:0.001') or one of "
+            + ", ".join(f"'{k}:...'" for k in SCHEDULE_KINDS)
+        )
+    return _parse_with_protocols(schedule, where, epochs)
+
+
+def _parse_with_protocols(schedule: str, where: str, epochs: int | None) -> str:
+    """Full parse by :func:`tfprune.protocols.schedules.parse_schedule` when it is importable."""
+    try:
+        from tfprune.protocols.schedules import parse_schedule
+    except ImportError:  # pragma: no cover - protocols not installed
+        return schedule
+    parse_schedule(schedule, max(int(epochs or 1), 1), field=where)
+    return schedule
+
+
+def check_seeds(seeds: Any, where: str = "seeds") -> list[int]:
+    """A non-empty list of distinct integer seeds >= 1 (a single int ``n`` means ``[n]``)."""
+    values: Sequence[Any] = seeds if isinstance(seeds, (list, tuple)) else [seeds]
+    if not values:
+        raise ConfigError(f"{where} must list at least one seed, e.g. [1, 2, 3]")
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{where} must be integers >= 1, got {v!r}")
+        if v < 1:
+            raise ConfigError(f"{where} must be integers >= 1 (seed 0 is reserved), got {v}")
+        out.append(int(v))
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{where} has duplicates: {out}")
+    return out

@@ -1,0 +1,308 @@
+"""Typed protocol configs and their layered resolution (default → YAML → overrides).
+
+A protocol config file is flat YAML::
+
+    protocol: finetune_lr  # a key of tfprune.protocols.grids.PROTOCOLS
+    runner: {continue_on_error: false}
+    output: {report: true, plots: true}
+    # every other key belongs to the protocol (its ``default_config``): dataset, model,
+    # grid axes, budgets, seeds, baselines, ...
+    dataset: mnist
+    seeds: [1, 2, 3]
+
+:func:`resolve_protocol_config` starts from the protocol's registered ``default_config``, merges
+the YAML file and then each ``--params_override`` strictly (unknown keys fail with a "did you
+mean" hint), and validates every field it recognises by name (dataset and its files, model,
+ratios, epochs, schedules, recipes, seeds) before any training starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from tfprune.configs import checks
+from tfprune.configs.base import (
+    atomic_write_text,
+    config_from_dict,
+    config_to_dict,
+    did_you_mean,
+    dump_yaml,
+    load_yaml,
+    merge_strict,
+    parse_params_override,
+)
+from tfprune.configs.experiment import RecipeConfig
+from tfprune.errors import ConfigError
+
+__all__ = [
+    "CONFIG_FILE",
+    "DEFAULT_PROTOCOL",
+    "OutputConfig",
+    "ProtocolConfig",
+    "RunnerConfig",
+    "resolve_protocol_config",
+    "save_config",
+    "validate_params",
+]
+
+DEFAULT_PROTOCOL = "finetune_lr"
+CONFIG_FILE = "config.yaml"
+_ENVELOPE = ("protocol", "runner", "output")
+_RECIPE_FIELDS = {f.name for f in dataclasses.fields(RecipeConfig)}
+
+
+@dataclasses.dataclass
+class RunnerConfig:
+    """How the runner treats the grid.
+
+    Attributes:
+      continue_on_error: Record a failing run's ``error.json`` and go on with the next run
+        (the runner still exits with an error at the end); ``False`` re-raises at once.
+      summarize: Write the report (tables, plots) once every run of the grid is finished.
+    """
+
+    continue_on_error: bool = False
+    summarize: bool = True
+
+    def validate(self) -> None:
+        """Booleans only."""
+        for f in dataclasses.fields(self):
+            if not isinstance(getattr(self, f.name), bool):
+                raise ConfigError(f"runner.{f.name} must be true or false")
+
+
+@dataclasses.dataclass
+class OutputConfig:
+    """What the report writes under ``<output_dir>/report/``.
+
+    Attributes:
+      report: Write the Markdown/CSV tables.
+      plots: Also write PNG plots (matplotlib, Agg backend).
+    """
+
+    report: bool = True
+    plots: bool = True
+
+    def validate(self) -> None:
+        """Booleans only."""
+        for f in dataclasses.fields(self):
+            if not isinstance(getattr(self, f.name), bool):
+                raise ConfigError(f"output.{f.name} must be true or false")
+
+
+@dataclasses.dataclass
+class ProtocolConfig:
+    """A resolved protocol config.
+
+    Attributes:
+      protocol: Protocol name.
+      params: The protocol's own config (its ``default_config`` with the YAML file and overrides
+        merged in); what :meth:`Protocol.expand` receives.
+      runner: Runner options.
+      output: Report options.
+    """
+
+    protocol: str = DEFAULT_PROTOCOL
+    params: dict = dataclasses.field(default_factory=dict)
+    runner: RunnerConfig = dataclasses.field(default_factory=RunnerConfig)
+    output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat form written to ``config.yaml`` (envelope keys first, then the params)."""
+        out: dict[str, Any] = {
+            "protocol": self.protocol,
+            "runner": config_to_dict(self.runner),
+            "output": config_to_dict(self.output),
+        }
+        out.update(copy.deepcopy(self.params))
+        return out
+
+    def to_yaml(self) -> str:
+        """YAML text of :meth:`to_dict`; loading it back gives the same config."""
+        return dump_yaml(self.to_dict())
+
+    @classmethod
+    def from_flat_dict(cls, data: Mapping[str, Any]) -> ProtocolConfig:
+        """Inverse of :meth:`to_dict` (no defaults merged, no validation)."""
+        data = dict(data)
+        return cls(
+            protocol=str(data.pop("protocol", DEFAULT_PROTOCOL)),
+            runner=config_from_dict(RunnerConfig, data.pop("runner", {}), "runner"),
+            output=config_from_dict(OutputConfig, data.pop("output", {}), "output"),
+            params=data,
+        )
+
+    def validate(self, check_files: bool = True) -> ProtocolConfig:
+        """Validate the envelope and every recognised field of ``params``; returns ``self``."""
+        self.runner.validate()
+        self.output.validate()
+        validate_params(self.params, check_files=check_files)
+        return self
+
+
+def _is_recipe(d: Mapping[str, Any]) -> bool:
+    return {"schedule", "epochs"} <= set(d) and set(d) <= _RECIPE_FIELDS
+
+
+def _each(value: Any) -> list[Any]:
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, Mapping):
+        return list(value.values())
+    return [value]
+
+
+def _validate_node(node: Mapping[str, Any], path: str) -> None:
+    if _is_recipe(node):
+        try:
+            config_from_dict(RecipeConfig, node, path).validate(path or "recipe")
+        except ConfigError:
+            raise
+        return
+    epochs = node.get("epochs") if isinstance(node.get("epochs"), int) else None
+    for key, value in node.items():
+        key = str(key)
+        where = f"{path}.{key}" if path else key
+        if value is None:
+            continue
+        if key == "dataset" or key == "datasets":
+            for v in _each(value):
+                checks.check_dataset(v, where)
+        elif key in ("model", "models"):
+            for v in _each(value):
+                checks.check_model(v, where)
+        elif key in ("ratio", "ratios") or key.endswith(("_ratio", "_ratios")):
+            checks.check_ratio(value, where)
+        elif key == "seeds":
+            checks.check_seeds(value, where)
+        elif key == "seed":
+            checks.check_seeds([value], where)
+        elif key == "epochs" or key.endswith(("_epochs", "epochs_list")):
+            if isinstance(value, Mapping):
+                _validate_node(value, where)
+                continue
+            for i, v in enumerate(_each(value)):
+                checks.check_epochs(v, where if not isinstance(value, list) else f"{where}[{i}]")
+        elif key in ("schedule", "schedules", "lr", "lrs") or key.endswith(
+            ("_schedule", "_schedules", "_lr", "_lrs")
+        ):
+            if isinstance(value, Mapping) and _is_recipe(value):
+                _validate_node(value, where)
+                continue
+            items = value.items() if isinstance(value, Mapping) else enumerate(_each(value))
+            for k, v in items:
+                sub = where if isinstance(value, str) else f"{where}[{k!r}]"
+                if isinstance(v, Mapping):
+                    _validate_node(v, sub)
+                else:
+                    checks.check_schedule(v, sub, epochs)
+        elif key == "batch_size" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{where} must be an integer >= 1, got {value!r}")
+        elif key == "batch_size" and value < 1:
+            raise ConfigError(f"{where} must be >= 1, got {value}")
+        elif isinstance(value, Mapping):
+            _validate_node(value, where)
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                if isinstance(v, Mapping):
+                    _validate_node(v, f"{where}[{i}]")
+
+
+def validate_params(params: Mapping[str, Any], check_files: bool = True) -> None:
+    """Validate a protocol's params by field name, then the dataset files.
+
+    Recognised anywhere in the tree: ``dataset``, ``model``/``models``, ``ratio``/``ratios``/
+    ``*_ratio``, ``seeds``/``seed``, ``epochs``/``*_epochs``, LR schedules (``schedule``,
+    ``schedules``, ``lr``, ``lrs``, ``*_schedule``, ``*_lr``, ...), ``batch_size``, and recipe
+    mappings (``schedule`` + ``epochs`` + optimizer fields). With ``check_files``, the
+    top-level ``dataset``'s files must exist in ``data_dir``.
+    """
+    _validate_node(params, "")
+    if check_files and isinstance(params.get("dataset"), str):
+        checks.check_dataset_files(params["dataset"], params.get("data_dir"))
+
+
+def _registry(registry: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if registry is not None:
+        return registry
+    from tfprune.protocols.grids import PROTOCOLS
+
+    return PROTOCOLS
+
+
+def resolve_protocol_config(
+    protocol: str | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Iterable[str | Mapping[str, Any]] | str | None = None,
+    *,
+    registry: Mapping[str, Any] | None = None,
+    check_files: bool = True,
+) -> ProtocolConfig:
+    """Registered default → ``config_file`` → ``overrides``, validated.
+
+    Args:
+      protocol: Protocol name (e.g. the ``--protocol`` flag); ``None`` takes the YAML file's
+        ``protocol`` or :data:`DEFAULT_PROTOCOL`. A YAML file naming another protocol is an error.
+      config_file: Optional YAML file.
+      overrides: ``--params_override`` strings (``"a.b=1,c=x"`` or YAML/JSON mappings) or dicts,
+        applied in order.
+      registry: Name → protocol (with a ``default_config`` dict); defaults to
+        :data:`tfprune.protocols.grids.PROTOCOLS`.
+      check_files: Also check that the dataset files exist.
+
+    Raises:
+      ConfigError: unknown protocol or field (with "did you mean"), bad value.
+      DatasetNotFoundError: the dataset files are missing (names the expected files).
+    """
+    registry = _registry(registry)
+    from_file = load_yaml(config_file) if config_file else {}
+    if isinstance(overrides, (str, Mapping)):
+        overrides = [overrides]
+    layers = [
+        parse_params_override(o) if not isinstance(o, Mapping) else dict(o) for o in overrides or ()
+    ]
+
+    name = protocol
+    file_name = from_file.get("protocol")
+    if name and file_name and name != file_name:
+        raise ConfigError(
+            f"--protocol={name!r} but config file {str(config_file)!r} says protocol: "
+            f"{file_name!r}; drop one of them"
+        )
+    name = name or file_name or DEFAULT_PROTOCOL
+    for layer in layers:
+        if "protocol" in layer and layer["protocol"] != name:
+            raise ConfigError(
+                f"params_override cannot switch the protocol ({name!r} -> "
+                f"{layer['protocol']!r}); use --protocol or the config file's protocol: field"
+            )
+    if name not in registry:
+        raise ConfigError(
+            f"unknown protocol {name!r}{did_you_mean(name, registry)}; "
+            f"known protocols: {', '.join(sorted(registry))}"
+        )
+    default = copy.deepcopy(dict(getattr(registry[name], "default_config", {}) or {}))
+    for key in _ENVELOPE:
+        if key in default:
+            raise ConfigError(f"protocol {name!r} default_config uses the reserved key {key!r}")
+    resolved: dict[str, Any] = {
+        "protocol": name,
+        "runner": config_to_dict(RunnerConfig()),
+        "output": config_to_dict(OutputConfig()),
+        **default,
+    }
+    resolved = merge_strict(resolved, from_file)
+    for layer in layers:
+        resolved = merge_strict(resolved, layer)
+    config = ProtocolConfig.from_flat_dict(resolved)
+    return config.validate(check_files=check_files)
+
+
+def save_config(config: ProtocolConfig, output_dir: str | os.PathLike[str]) -> Path:
+    """Write ``config.yaml`` (the resolved config) into ``output_dir`` atomically."""
+    return atomic_write_text(Path(output_dir) / CONFIG_FILE, config.to_yaml())

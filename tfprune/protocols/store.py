@@ -1,0 +1,263 @@
+"""The run store: one directory per run, a run is finished iff its ``record.json`` exists.
+
+Layout of an output directory::
+
+    <output_dir>/config.yaml              the resolved protocol config
+    <output_dir>/runs/<run_id>/spec.json          what the run is (RunSpec.to_dict())
+    <output_dir>/runs/<run_id>/environment.json   package versions, git commit, seeds, shard
+    <output_dir>/runs/<run_id>/history.csv        per-epoch metrics
+    <output_dir>/runs/<run_id>/error.json         only when the run raised
+    <output_dir>/runs/<run_id>/record.json        written atomically and LAST
+
+Every file is written through a temporary file in the same folder and ``os.replace``, so a
+reader never sees half a file. ``record.json`` is written last: a run killed at any moment
+leaves either a finished run or a stale partial folder, which :meth:`RunStore.prepare` wipes
+before the run starts again. A crash therefore loses at most the run in progress.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tfprune.configs.base import atomic_write_text
+
+__all__ = [
+    "ENVIRONMENT_FILE",
+    "ERROR_FILE",
+    "HISTORY_FILE",
+    "RECORD_FILE",
+    "SPEC_FILE",
+    "RunStore",
+    "atomic_write_json",
+    "atomic_write_text",
+    "environment_info",
+    "history_to_csv",
+]
+
+RUNS_DIR = "runs"
+SPEC_FILE = "spec.json"
+ENVIRONMENT_FILE = "environment.json"
+HISTORY_FILE = "history.csv"
+RECORD_FILE = "record.json"
+ERROR_FILE = "error.json"
+
+_PACKAGES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "keras-tuner", "numpy")
+
+
+def _json_default(value: Any) -> Any:
+    """Make numpy scalars/arrays and other simple objects JSON-serialisable."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable: {value!r}")
+
+
+def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
+    """Write ``data`` as indented JSON to ``path`` atomically."""
+    text = json.dumps(data, indent=2, sort_keys=True, default=_json_default, allow_nan=True)
+    return atomic_write_text(path, text + "\n")
+
+
+def history_to_csv(history: Mapping[str, Sequence[Any]]) -> str:
+    """Per-epoch history (metric -> list of values) as CSV text, one row per epoch.
+
+    Metrics with fewer values than the longest list get empty cells in the missing rows.
+    """
+    keys = [k for k in history if isinstance(history[k], (list, tuple))]
+    n = max((len(history[k]) for k in keys), default=0)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["epoch", *keys])
+    for i in range(n):
+        row: list[Any] = [i + 1]
+        for k in keys:
+            values = history[k]
+            row.append(values[i] if i < len(values) else "")
+        writer.writerow(row)
+    return buf.getvalue()
+
+
+def _git_commit() -> str | None:
+    """The git commit of the tfprune checkout, or None when not in a git checkout."""
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    if out.returncode != 0 or not commit:
+        return None
+    try:
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        dirty = ""
+    return commit + ("-dirty" if dirty else "")
+
+
+_GIT_COMMIT: list[str | None] = []
+
+
+def environment_info(
+    *,
+    seeds: Sequence[int] | int | None = None,
+    strategy: str | None = None,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What produced a run: package versions, Python, platform, git commit, seeds, shard."""
+    versions: dict[str, str | None] = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    if not _GIT_COMMIT:
+        _GIT_COMMIT.append(_git_commit())
+    info: dict[str, Any] = {
+        "packages": versions,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "hostname": platform.node(),
+        "git_commit": _GIT_COMMIT[0],
+        "seeds": list(seeds) if isinstance(seeds, (list, tuple)) else seeds,
+        "strategy": strategy,
+        "shard": {"index": int(shard_index), "count": int(num_shards)},
+        "pid": os.getpid(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if extra:
+        info.update(extra)
+    return info
+
+
+class RunStore:
+    """The ``runs/`` folder of one output directory.
+
+    Args:
+      output_dir: the protocol's output directory (created if missing).
+    """
+
+    def __init__(self, output_dir: str | os.PathLike[str]):
+        self.output_dir = Path(output_dir)
+        self.runs_dir = self.output_dir / RUNS_DIR
+
+    def run_dir(self, run_id: str) -> Path:
+        """Folder of run ``run_id``."""
+        return self.runs_dir / run_id
+
+    def is_finished(self, run_id: str) -> bool:
+        """Whether ``run_id`` has a ``record.json`` (the only mark of a finished run)."""
+        return (self.run_dir(run_id) / RECORD_FILE).is_file()
+
+    def run_ids(self) -> list[str]:
+        """Sorted ids of every run folder, finished or not."""
+        if not self.runs_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.runs_dir.iterdir() if p.is_dir())
+
+    def finished_ids(self) -> list[str]:
+        """Sorted ids of the finished runs."""
+        return [r for r in self.run_ids() if self.is_finished(r)]
+
+    def prepare(self, run_id: str, spec: Mapping[str, Any], environment: Mapping[str, Any]) -> Path:
+        """Start (or restart) run ``run_id``: wipe a stale partial folder, write spec/environment.
+
+        Raises:
+          FileExistsError: the run is already finished (callers skip finished runs).
+        """
+        folder = self.run_dir(run_id)
+        if self.is_finished(run_id):
+            raise FileExistsError(f"run {run_id} is already finished ({folder / RECORD_FILE})")
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        atomic_write_json(folder / SPEC_FILE, dict(spec))
+        atomic_write_json(folder / ENVIRONMENT_FILE, dict(environment))
+        return folder
+
+    def write_history(self, run_id: str, history: Mapping[str, Sequence[Any]]) -> Path:
+        """Write the per-epoch ``history.csv`` of ``run_id``."""
+        return atomic_write_text(self.run_dir(run_id) / HISTORY_FILE, history_to_csv(history))
+
+    def write_record(self, run_id: str, record: Mapping[str, Any]) -> Path:
+        """Write ``record.json`` atomically; from now on the run counts as finished."""
+        folder = self.run_dir(run_id)
+        error = folder / ERROR_FILE
+        if error.exists():
+            error.unlink()
+        return atomic_write_json(folder / RECORD_FILE, dict(record))
+
+    def write_error(self, run_id: str, error: BaseException) -> Path:
+        """Record why ``run_id`` failed (type, message, traceback) in ``error.json``."""
+        return atomic_write_json(
+            self.run_dir(run_id) / ERROR_FILE,
+            {
+                "run_id": run_id,
+                "type": type(error).__name__,
+                "message": str(error),
+                "traceback": "".join(
+                    traceback.format_exception(type(error), error, error.__traceback__)
+                ),
+                "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        )
+
+    def load_record_dict(self, run_id: str) -> dict[str, Any]:
+        """The ``record.json`` of ``run_id`` as a dict."""
+        with open(self.run_dir(run_id) / RECORD_FILE, encoding="utf-8") as f:
+            return json.load(f)
+
+    def load_record_dicts(self, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Every finished record (or those of ``run_ids`` that are finished), sorted by id."""
+        ids = self.finished_ids() if run_ids is None else sorted(run_ids)
+        return [self.load_record_dict(r) for r in ids if self.is_finished(r)]
+
+    def load_records(self, run_ids: Sequence[str] | None = None) -> list[Any]:
+        """Finished records as :class:`tfprune.protocols.spec.RunRecord` objects, sorted by id."""
+        from tfprune.protocols.spec import RunRecord
+
+        return [RunRecord.from_dict(d) for d in self.load_record_dicts(run_ids)]
+
+    def errors(self) -> dict[str, dict[str, Any]]:
+        """``error.json`` contents of unfinished runs that failed, by run id."""
+        out = {}
+        for run_id in self.run_ids():
+            path = self.run_dir(run_id) / ERROR_FILE
+            if path.is_file() and not self.is_finished(run_id):
+                with open(path, encoding="utf-8") as f:
+                    out[run_id] = json.load(f)
+        return out
