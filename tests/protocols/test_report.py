@@ -1,0 +1,127 @@
+"""Reports: Markdown/CSV/JSON tables with mean ± std, verdicts and PNG plots from a run store."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from tfprune.protocols.grids import Protocol, Summary
+from tfprune.protocols.report import format_value, markdown_table, summary_csv, write_report
+from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
+from tfprune.protocols.store import RunStore
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class CellMeans(Protocol):
+    """One row per cell: n, mean/std of final_acc, speed-up."""
+
+    name = "cells"
+    description = "two cells"
+    default_config = {}
+
+    def summarize(self, records):
+        rows = []
+        for cell in sorted({r.spec["cell"] for r in records}):
+            accs = [r.metrics["final_acc"] for r in records if r.spec["cell"] == cell]
+            mean = sum(accs) / len(accs)
+            std = (sum((a - mean) ** 2 for a in accs) / len(accs)) ** 0.5
+            rows.append(
+                {
+                    "cell": cell,
+                    "n": len(accs),
+                    "mean": mean,
+                    "std": std,
+                    "speedup": 2.0,
+                    "setup": "S3.2",
+                }
+            )
+        return Summary(
+            rows=rows,
+            verdicts=["lr=0.01 beats lr=0.001"],
+            columns=["cell", "n", "mean", "std", "speedup", "setup"],
+        )
+
+
+def fill(store: RunStore, with_jsv: bool = True) -> None:
+    for lr, base in ((0.01, 0.9), (0.001, 0.8)):
+        for seed in (1, 2):
+            spec = RunSpec(
+                protocol="cells",
+                cell=f"lr={lr:g}",
+                dataset="digits",
+                model="mlp7_linear",
+                method="l1",
+                ratio=0.5,
+                retrain=RetrainRecipe(schedule=f"0:{lr}", epochs=3),
+                seed=seed,
+                base={"schedule": "0:0.01", "epochs": 1},
+            )
+            acc = [base - 0.1, base - 0.05, base + 0.01 * seed]
+            history = {"loss": [1.0, 0.5, 0.3], "val_accuracy": acc}
+            if with_jsv:
+                history["jsv_mean"] = [0.01, 0.1, 0.5, 0.9]
+            record = RunRecord(
+                spec=spec.to_dict(),
+                metrics={"final_acc": acc[-1], "speedup": 2.0 + seed / 10},
+                history=history,
+                setup={},
+            )
+            store.prepare(
+                spec.run_id(), spec.to_dict(), {"python": "3", "packages": {"numpy": "1"}}
+            )
+            store.write_record(spec.run_id(), record.to_dict())
+
+
+def test_write_report_files_and_table(tmp_path):
+    fill(RunStore(tmp_path))
+    lines = []
+    report = write_report(tmp_path, registry={"cells": CellMeans()}, log=lines.append)
+    out = tmp_path / "report"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "accuracy_vs_epoch.png",
+        "accuracy_vs_speedup.png",
+        "jsv_vs_epoch.png",
+        "summary.csv",
+        "summary.json",
+        "summary.md",
+    ]
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
+    assert report.finished == 4 and report.expected is None
+    table = report.markdown.splitlines()
+    assert table[0] == "| cell | n | mean ± std | speedup | setup |"
+    assert table[2] == "| lr=0.001 | 2 | 0.815 ± 0.005 | 2 | S3.2 |"
+    assert table[3] == "| lr=0.01 | 2 | 0.915 ± 0.005 | 2 | S3.2 |"
+    assert "- lr=0.01 beats lr=0.001" in report.markdown
+    md = (out / "summary.md").read_text()
+    assert "4 finished runs" in md and "![jsv_vs_epoch](jsv_vs_epoch.png)" in md
+    rows = list(csv.DictReader(io.StringIO((out / "summary.csv").read_text())))
+    assert [r["cell"] for r in rows] == ["lr=0.001", "lr=0.01"]
+    assert float(rows[1]["mean"]) == pytest.approx(0.915) and float(
+        rows[1]["std"]
+    ) == pytest.approx(0.005)
+
+
+def test_no_jsv_plot_without_jsv(tmp_path):
+    fill(RunStore(tmp_path), with_jsv=False)
+    report = write_report(tmp_path, registry={"cells": CellMeans()}, log=lambda s: None)
+    assert "jsv_vs_epoch" not in report.paths and "accuracy_vs_epoch" in report.paths
+
+
+def test_report_of_empty_dir_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no finished runs.*tfprune-compare"):
+        write_report(tmp_path, registry={"cells": CellMeans()})
+
+
+def test_formatting_helpers():
+    assert format_value(0.123456) == "0.1235" and format_value(1234567.0) == "1.23e+06"
+    assert (
+        format_value(None) == "-" and format_value(True) == "yes" and format_value("a|b") == "a\\|b"
+    )
+    assert (
+        markdown_table([{"a": 1, "a_std": 0.5}], ["a", "a_std"]).splitlines()[-1] == "| 1 ± 0.5 |"
+    )
+    assert summary_csv([{"a": [1, 2]}], ["a"]) == 'a\n"[1, 2]"\n'

@@ -1,0 +1,194 @@
+"""Runner: deterministic sharding, skip finished runs, errors recorded and re-raised, report.
+
+The grid here comes from a small in-test protocol whose ``execute`` is a plain function (no
+training); the real protocols run end to end in tests/bin/test_compare.py.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tfprune.configs import ProtocolConfig
+from tfprune.errors import ConfigError
+from tfprune.protocols.grids import Protocol, Summary
+from tfprune.protocols.runner import RunFailedError, plan_shard, run_protocol
+from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
+from tfprune.protocols.store import RunStore
+
+
+class ToyProtocol(Protocol):
+    """lrs × ratios × seeds; summarize = mean/std of final_acc per cell."""
+
+    name = "toy"
+    description = "toy grid"
+    default_config = {"lrs": [0.01, 0.001], "ratios": [0.5], "seeds": [1, 2], "fail_cell": None}
+
+    def expand(self, config):
+        specs = []
+        for lr in config["lrs"]:
+            for ratio in config["ratios"]:
+                for seed in config["seeds"]:
+                    specs.append(
+                        RunSpec(
+                            protocol="toy",
+                            cell=f"lr={lr:g} pr={ratio:g}",
+                            dataset="digits",
+                            model="mlp7_linear",
+                            method="l1",
+                            ratio=ratio,
+                            retrain=RetrainRecipe(schedule=f"0:{lr}", epochs=3),
+                            seed=seed,
+                            base={"schedule": "0:0.01", "epochs": 1},
+                            options={"fail": f"lr={lr:g} pr={ratio:g}" == config["fail_cell"]},
+                        )
+                    )
+        return specs
+
+    def summarize(self, records):
+        cells = {}
+        for r in records:
+            cells.setdefault(r.spec["cell"], []).append(r.metrics["final_acc"])
+        rows = []
+        for cell, accs in sorted(cells.items()):
+            mean = sum(accs) / len(accs)
+            std = math.sqrt(sum((a - mean) ** 2 for a in accs) / len(accs))
+            rows.append({"cell": cell, "n": len(accs), "final_acc": mean, "final_acc_std": std})
+        return Summary(
+            rows=rows, verdicts=["toy verdict"], columns=["cell", "n", "final_acc", "final_acc_std"]
+        )
+
+
+CALLS: list[str] = []
+
+
+def toy_execute(spec, workdir, *, strategy=None, log=print):
+    """Deterministic fake training: accuracy from lr, ratio and seed."""
+    CALLS.append(spec.run_id())
+    if spec.options.get("fail"):
+        raise ArithmeticError(f"cell {spec.cell} diverged")
+    lr = float(spec.retrain.schedule.split(":")[1])
+    acc = [0.5 + 10 * lr * (e + 1) / 3 - 0.01 * spec.seed for e in range(spec.retrain.epochs)]
+    return RunRecord(
+        spec=spec.to_dict(),
+        metrics={"final_acc": acc[-1], "best_acc": max(acc), "speedup": 1 / (1 - spec.ratio)},
+        history={"val_accuracy": acc, "jsv_mean": [0.1 * (e + 1) for e in range(4)]},
+        setup={"base_id": spec.base_id()},
+    )
+
+
+REGISTRY = {"toy": ToyProtocol()}
+
+
+def config(**params):
+    merged = {**ToyProtocol.default_config, **params}
+    return ProtocolConfig(protocol="toy", params=merged)
+
+
+def run(cfg, out, **kw):
+    lines = []
+    records = run_protocol(
+        cfg, out, registry=REGISTRY, execute_fn=toy_execute, log=lines.append, **kw
+    )
+    return records, lines
+
+
+def test_plan_shard_partitions_sorted_grid():
+    specs = ToyProtocol().expand({**ToyProtocol.default_config, "seeds": [1, 2, 3]})
+    ids = sorted(s.run_id() for s in specs)
+    shards = [plan_shard(specs, i, 4) for i in range(4)]
+    got = [s.run_id() for shard in shards for s in shard]
+    assert sorted(got) == ids and len(got) == len(set(got)) == 6
+    assert [s.run_id() for s in shards[1]] == ids[1::4]
+    # Duplicated specs are one run.
+    assert len(plan_shard(specs + specs, 0, 1)) == 6
+    with pytest.raises(ConfigError, match=r"shard_index must be in \[0, 1\]"):
+        plan_shard(specs, 2, 2)
+    with pytest.raises(ConfigError, match="num_shards must be >= 1"):
+        plan_shard(specs, 0, 0)
+
+
+def test_two_shards_equal_one_process(tmp_path):
+    one, _ = run(config(), tmp_path / "one")
+    s0, lines0 = run(config(), tmp_path / "two", shard_index=0, num_shards=2)
+    s1, _ = run(config(), tmp_path / "two", shard_index=1, num_shards=2)
+    ids_one = {r.run_spec().run_id() for r in one}
+    assert len(ids_one) == 4
+    assert {r.run_spec().run_id() for r in s0}.isdisjoint({r.run_spec().run_id() for r in s1})
+    assert {r.run_spec().run_id() for r in s0 + s1} == ids_one
+
+    def acc(records):
+        return {r.run_spec().run_id(): r.metrics["final_acc"] for r in records}
+
+    assert acc(s0 + s1) == acc(one)
+    assert any("tfprune-report" in line for line in lines0)  # shard 0 finished first
+    # The last shard to finish wrote the report.
+    assert (tmp_path / "two" / "report" / "summary.md").is_file()
+    assert (tmp_path / "one" / "report" / "summary.csv").is_file()
+    grid = json.loads((tmp_path / "one" / "grid.json").read_text())
+    assert sorted(r["run_id"] for r in grid["runs"]) == sorted(ids_one)
+    assert (tmp_path / "one" / "config.yaml").is_file()
+
+
+def test_rerun_skips_finished_runs(tmp_path):
+    CALLS.clear()
+    first, _ = run(config(), tmp_path)
+    assert len(CALLS) == 4
+    mtimes = {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/*/record.json")}
+    CALLS.clear()
+    again, lines = run(config(), tmp_path)
+    assert CALLS == []
+    assert "4 already finished, 0 to run" in lines[0]
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/*/record.json")} == mtimes
+    assert [r.to_dict() for r in again] == [r.to_dict() for r in first]
+    # A larger grid only runs the new cells.
+    CALLS.clear()
+    run(config(seeds=[1, 2, 3]), tmp_path)
+    assert len(CALLS) == 2
+
+
+def test_stale_partial_run_is_redone(tmp_path):
+    specs = ToyProtocol().expand(ToyProtocol.default_config)
+    store = RunStore(tmp_path)
+    stale = specs[0].run_id()
+    folder = store.prepare(stale, {"stale": True}, {})
+    (folder / "history.csv").write_text("epoch\n1\n")
+    CALLS.clear()
+    run(config(), tmp_path)
+    assert stale in CALLS and len(CALLS) == 4
+    assert json.loads((folder / "spec.json").read_text()) == specs[0].to_dict()
+    assert (folder / "history.csv").read_text().splitlines()[0] == "epoch,val_accuracy,jsv_mean"
+
+
+def test_failure_recorded_and_reraised(tmp_path):
+    cfg = config(fail_cell="lr=0.001 pr=0.5")
+    with pytest.raises(ArithmeticError, match="diverged"):
+        run(cfg, tmp_path)
+    errors = RunStore(tmp_path).errors()
+    assert len(errors) == 1
+    ((run_id, err),) = errors.items()
+    assert err["type"] == "ArithmeticError" and "diverged" in err["traceback"]
+    assert not (tmp_path / "report").exists()
+
+
+def test_continue_on_error_runs_the_rest_then_raises(tmp_path):
+    cfg = config(fail_cell="lr=0.001 pr=0.5")
+    cfg.runner.continue_on_error = True
+    CALLS.clear()
+    with pytest.raises(RunFailedError, match="2 run\\(s\\) failed") as info:
+        run(cfg, tmp_path)
+    assert len(CALLS) == 4
+    assert set(info.value.failed) == set(RunStore(tmp_path).errors())
+    assert len(RunStore(tmp_path).finished_ids()) == 2
+    # Fixing the config and rerunning only retries the failed runs... which now differ in
+    # their spec (options.fail), so they are new runs; the finished ones are kept.
+    CALLS.clear()
+    run(config(), tmp_path)
+    assert len(CALLS) == 2
+
+
+def test_unknown_protocol(tmp_path):
+    with pytest.raises(ConfigError, match="unknown protocol 'nope'"):
+        run(ProtocolConfig(protocol="nope"), tmp_path)

@@ -1,0 +1,385 @@
+"""Reports of an output directory: Markdown/CSV tables, verdicts and PNG plots.
+
+:func:`write_report` loads every finished record of ``<output_dir>/runs/``, asks the protocol's
+``summarize`` for one row per grid cell (mean ± std over seeds, n, achieved params/FLOPs/speed-up
+next to the target, fairness setup label) and its verdicts, and writes into
+``<output_dir>/report/``:
+
+* ``summary.md`` — the table, the verdicts, grid completeness and the environment;
+* ``summary.csv`` — the same rows, raw numbers (mean and std in separate columns);
+* ``summary.json`` — ``Summary.to_dict()``;
+* ``accuracy_vs_epoch.png`` — test accuracy per retraining epoch, mean over seeds, per cell;
+* ``jsv_vs_epoch.png`` — mean JSV per epoch (only when runs recorded ``jsv_mean``);
+* ``accuracy_vs_speedup.png`` — final accuracy against the achieved FLOPs speed-up.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tfprune.protocols.spec import RunRecord
+from tfprune.protocols.store import (
+    ENVIRONMENT_FILE,
+    RunStore,
+    atomic_write_json,
+    atomic_write_text,
+)
+
+__all__ = [
+    "REPORT_DIR",
+    "Report",
+    "format_value",
+    "markdown_table",
+    "plot_accuracy_vs_epoch",
+    "plot_accuracy_vs_speedup",
+    "plot_jsv_vs_epoch",
+    "summary_csv",
+    "write_report",
+]
+
+REPORT_DIR = "report"
+_ACC_KEYS = ("val_accuracy", "test_accuracy", "accuracy")
+
+
+@dataclasses.dataclass
+class Report:
+    """What :func:`write_report` produced.
+
+    Attributes:
+      protocol: Protocol name.
+      markdown: The Markdown table plus verdicts (what ``tfprune-report`` prints).
+      paths: Files written, by kind (``md``, ``csv``, ``json``, plot names).
+      finished: Number of finished runs.
+      expected: Number of runs in the grid (from ``grid.json``), or None when unknown.
+    """
+
+    protocol: str
+    markdown: str
+    paths: dict[str, Path]
+    finished: int
+    expected: int | None
+
+
+def format_value(value: Any) -> str:
+    """Table text of one cell value (floats to 4 significant digits, lists joined)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
+            return f"{value:.3g}"
+        return f"{value:.4g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(format_value(v) for v in value)
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _display_columns(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    cols = list(columns) or sorted({k for r in rows for k in r})
+    return cols
+
+
+def _pair(columns: Sequence[str]) -> dict[str, str]:
+    """Columns shown as ``mean ± std``: ``x`` with ``x_std`` / ``mean`` with ``std``."""
+    pairs = {}
+    for c in columns:
+        if c == "mean" and "std" in columns:
+            pairs["mean"] = "std"
+        elif f"{c}_std" in columns:
+            pairs[c] = f"{c}_std"
+        elif c.endswith("_mean") and c[: -len("_mean")] + "_std" in columns:
+            pairs[c] = c[: -len("_mean")] + "_std"
+    return pairs
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = ()) -> str:
+    """Markdown table of ``rows``; ``x`` with ``x_std`` (or ``mean``/``std``) shown ``x ± std``."""
+    cols = _display_columns(columns, rows)
+    pairs = _pair(cols)
+    hidden = set(pairs.values())
+    shown = [c for c in cols if c not in hidden]
+    heads = [f"{c} ± std" if c in pairs else c for c in shown]
+    lines = ["| " + " | ".join(heads) + " |", "|" + "|".join("---" for _ in shown) + "|"]
+    for r in rows:
+        cells = []
+        for c in shown:
+            text = format_value(r.get(c))
+            if c in pairs and r.get(pairs[c]) is not None and r.get(c) is not None:
+                text += f" ± {format_value(r.get(pairs[c]))}"
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary_csv(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = ()) -> str:
+    """CSV text of ``rows`` (all listed columns, raw values; lists and dicts as JSON)."""
+    cols = _display_columns(columns, rows)
+    extra = sorted({k for r in rows for k in r} - set(cols))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(cols + extra)
+    for r in rows:
+        out = []
+        for c in cols + extra:
+            v = r.get(c)
+            out.append(json.dumps(v) if isinstance(v, (list, dict)) else ("" if v is None else v))
+        writer.writerow(out)
+    return buf.getvalue()
+
+
+def _acc_history(record: RunRecord) -> list[float] | None:
+    for key in _ACC_KEYS:
+        values = record.history.get(key)
+        if isinstance(values, list) and values:
+            return [float(v) for v in values]
+    return None
+
+
+def _mean_curves(
+    records: Sequence[RunRecord], pick: Callable[[RunRecord], list[float] | None]
+) -> dict[str, list[float]]:
+    by_cell: dict[str, list[list[float]]] = defaultdict(list)
+    for r in records:
+        values = pick(r)
+        if values:
+            by_cell[str(r.spec.get("cell", "?"))].append(values)
+    curves = {}
+    for cell, runs in by_cell.items():
+        n = min(len(v) for v in runs)
+        curves[cell] = [sum(v[i] for v in runs) / len(runs) for i in range(n)]
+    return curves
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _line_plot(
+    curves: Mapping[str, Sequence[float]],
+    path: Path,
+    ylabel: str,
+    title: str,
+    *,
+    logy: bool = False,
+    first_epoch: int = 1,
+) -> Path | None:
+    if not curves:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for cell, ys in sorted(curves.items()):
+        ax.plot(range(first_epoch, first_epoch + len(ys)), ys, label=cell, linewidth=1.5)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    _write_bytes(path, buf.getvalue())
+    return path
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_bytes(data)
+    tmp.replace(path)
+
+
+def plot_accuracy_vs_epoch(records: Sequence[RunRecord], path: str | Path) -> Path | None:
+    """Test accuracy per retraining epoch (mean over seeds), one line per cell."""
+    return _line_plot(
+        _mean_curves(records, _acc_history),
+        Path(path),
+        "test accuracy",
+        "Accuracy during retraining (mean over seeds)",
+    )
+
+
+def plot_jsv_vs_epoch(records: Sequence[RunRecord], path: str | Path) -> Path | None:
+    """Mean JSV per epoch (entry 0 = right after pruning), one line per cell; None if absent."""
+
+    def jsv(r: RunRecord) -> list[float] | None:
+        values = r.history.get("jsv_mean")
+        if not isinstance(values, list):
+            return None
+        clean = [float(v) for v in values if isinstance(v, (int, float))]
+        return clean if len(clean) == len(values) and clean else None
+
+    return _line_plot(
+        _mean_curves(records, jsv),
+        Path(path),
+        "mean JSV",
+        "Mean Jacobian singular value (0 = right after pruning)",
+        logy=True,
+        first_epoch=0,
+    )
+
+
+def plot_accuracy_vs_speedup(records: Sequence[RunRecord], path: str | Path) -> Path | None:
+    """Final accuracy against the achieved FLOPs speed-up (one marker per run, per cell)."""
+    points: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for r in records:
+        s, a = r.metrics.get("speedup"), r.metrics.get("final_acc")
+        if isinstance(s, (int, float)) and isinstance(a, (int, float)):
+            points[str(r.spec.get("cell", "?"))].append((float(s), float(a)))
+    if not points:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for cell, pts in sorted(points.items()):
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=cell, s=18)
+    ax.set_xlabel("FLOPs speed-up (×)")
+    ax.set_ylabel("final test accuracy")
+    ax.set_title("Accuracy vs speed-up")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    path = Path(path)
+    _write_bytes(path, buf.getvalue())
+    return path
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _environment_lines(store: RunStore, run_ids: Sequence[str]) -> list[str]:
+    if not run_ids:
+        return []
+    env = _read_json(store.run_dir(run_ids[0]) / ENVIRONMENT_FILE) or {}
+    pkgs = env.get("packages") or {}
+    text = ", ".join(f"{k} {v}" for k, v in pkgs.items() if v)
+    return [
+        f"Environment (first run): Python {env.get('python')}, {text}; "
+        f"git {env.get('git_commit') or 'unknown'}; strategy {env.get('strategy')}."
+    ]
+
+
+def write_report(
+    output_dir: str | Path,
+    *,
+    protocol: str | None = None,
+    registry: Mapping[str, Any] | None = None,
+    plots: bool = True,
+    tables: bool = True,
+    log: Callable[[str], None] = print,
+) -> Report:
+    """Summarize every finished run of ``output_dir`` into ``<output_dir>/report/``.
+
+    Args:
+      output_dir: A ``tfprune-compare`` output folder.
+      protocol: Protocol whose ``summarize`` is used (default: ``grid.json``/``config.yaml``,
+        else the records' ``spec.protocol``).
+      registry: Protocol registry (default :data:`tfprune.protocols.grids.PROTOCOLS`).
+      plots: Write the PNG plots.
+      tables: Write ``summary.md``/``.csv``/``.json`` (the Markdown is returned either way).
+      log: Where to say what was written.
+
+    Raises:
+      FileNotFoundError: ``output_dir`` has no finished run.
+      KeyError: the protocol is not registered.
+    """
+    output_dir = Path(output_dir)
+    store = RunStore(output_dir)
+    records = store.load_records()
+    if not records:
+        raise FileNotFoundError(
+            f"no finished runs in {output_dir / 'runs'} (a run is finished when its "
+            "record.json exists); run tfprune-compare --output_dir=... first"
+        )
+    grid = _read_json(output_dir / "grid.json") or {}
+    if protocol is None:
+        protocol = grid.get("protocol") or str(records[0].spec.get("protocol"))
+    if registry is None:
+        from tfprune.protocols.grids import PROTOCOLS
+
+        registry = PROTOCOLS
+    if protocol not in registry:
+        raise KeyError(f"protocol {protocol!r} is not registered; known: {sorted(registry)}")
+    proto = registry[protocol]
+    records = [r for r in records if r.spec.get("protocol", protocol) == protocol]
+    expected_ids = [r["run_id"] for r in grid.get("runs", [])] if grid else None
+    if expected_ids is not None:
+        wanted = set(expected_ids)
+        in_grid = [r for r in records if r.run_spec().run_id() in wanted]
+        records = in_grid or records
+    summary = proto.summarize(records)
+
+    report_dir = output_dir / REPORT_DIR
+    report_dir.mkdir(parents=True, exist_ok=True)
+    table = markdown_table(summary.rows, summary.columns)
+    verdicts = "\n".join(f"- {v}" for v in summary.verdicts)
+    printed = table + ("\n\n" + verdicts if verdicts else "")
+    paths: dict[str, Path] = {}
+    n_expected = len(expected_ids) if expected_ids is not None else None
+    if plots:
+        for name, fn in (
+            ("accuracy_vs_epoch", plot_accuracy_vs_epoch),
+            ("jsv_vs_epoch", plot_jsv_vs_epoch),
+            ("accuracy_vs_speedup", plot_accuracy_vs_speedup),
+        ):
+            written = fn(records, report_dir / f"{name}.png")
+            if written is not None:
+                paths[name] = written
+    if tables:
+        done = f"{len(records)} finished runs" + (
+            f" of {n_expected} in the grid" if n_expected is not None else ""
+        )
+        doc = [
+            f"# {protocol}",
+            "",
+            getattr(proto, "description", "") or "",
+            "",
+            f"{done}; mean ± std over seeds.",
+            "",
+            table,
+            "",
+        ]
+        if summary.verdicts:
+            doc += ["## Verdicts", "", verdicts, ""]
+        if paths:
+            doc += ["## Plots", ""] + [f"![{k}]({p.name})" for k, p in paths.items()] + [""]
+        ids = sorted(r.run_spec().run_id() for r in records)
+        doc += _environment_lines(store, ids)
+        paths["md"] = atomic_write_text(report_dir / "summary.md", "\n".join(doc) + "\n")
+        paths["csv"] = atomic_write_text(
+            report_dir / "summary.csv", summary_csv(summary.rows, summary.columns)
+        )
+        paths["json"] = atomic_write_json(report_dir / "summary.json", summary.to_dict())
+    log(f"report written to {report_dir} ({', '.join(sorted(p.name for p in paths.values()))})")
+    return Report(
+        protocol=protocol,
+        markdown=printed,
+        paths=paths,
+        finished=len(records),
+        expected=n_expected,
+    )

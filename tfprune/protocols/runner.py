@@ -1,0 +1,227 @@
+"""Run a protocol's grid: expand → shard → skip finished runs → execute → record → report.
+
+:func:`run_protocol` is what ``tfprune-compare`` calls. Runs are identified by
+:meth:`RunSpec.run_id` (a content hash), sharded deterministically (sorted by id, index modulo
+``num_shards``) so that any number of processes or cluster array jobs together produce exactly the
+runs one process would, and stored with :class:`~tfprune.protocols.store.RunStore` (a run is
+finished iff its ``record.json`` exists), so that a rerun after a crash or kill only does the
+runs that are missing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from tfprune.configs.protocol import ProtocolConfig, save_config
+from tfprune.errors import ConfigError
+from tfprune.protocols.spec import RunRecord, RunSpec
+from tfprune.protocols.store import RunStore, atomic_write_json, environment_info
+
+__all__ = ["GRID_FILE", "RunFailedError", "plan_shard", "run_protocol"]
+
+GRID_FILE = "grid.json"
+
+ExecuteFn = Callable[..., RunRecord]
+
+
+class RunFailedError(RuntimeError):
+    """One or more runs raised; their ``error.json`` files say why.
+
+    Attributes:
+      failed: ``{run_id: "ExceptionType: message"}``.
+    """
+
+    def __init__(self, failed: Mapping[str, str], output_dir: str | Path):
+        self.failed = dict(failed)
+        lines = "\n".join(f"  {rid}: {msg}" for rid, msg in self.failed.items())
+        super().__init__(
+            f"{len(self.failed)} run(s) failed (see {Path(output_dir) / 'runs'}/<id>/error.json; "
+            f"rerun to retry only the unfinished runs):\n{lines}"
+        )
+
+
+def check_shard(shard_index: int, num_shards: int) -> None:
+    """``0 <= shard_index < num_shards`` with ``num_shards >= 1``, else :class:`ConfigError`."""
+    for name, value in (("shard_index", shard_index), ("num_shards", num_shards)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if num_shards < 1:
+        raise ConfigError(f"num_shards must be >= 1, got {num_shards}")
+    if not 0 <= shard_index < num_shards:
+        raise ConfigError(
+            f"shard_index must be in [0, {num_shards - 1}] for num_shards={num_shards}, "
+            f"got {shard_index}"
+        )
+
+
+def plan_shard(
+    specs: Sequence[RunSpec], shard_index: int = 0, num_shards: int = 1
+) -> list[RunSpec]:
+    """The runs of one shard: unique specs sorted by run id, every ``num_shards``-th from index.
+
+    The union over ``shard_index = 0 .. num_shards-1`` is exactly the whole (deduplicated) grid,
+    and the shards are disjoint.
+    """
+    check_shard(shard_index, num_shards)
+    unique = {s.run_id(): s for s in specs}
+    ordered = [unique[k] for k in sorted(unique)]
+    return [s for i, s in enumerate(ordered) if i % num_shards == shard_index]
+
+
+def _as_config(config: ProtocolConfig | Mapping[str, Any]) -> ProtocolConfig:
+    if isinstance(config, ProtocolConfig):
+        return config
+    return ProtocolConfig.from_flat_dict(config)
+
+
+def _fmt_seconds(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _bar(done: int, total: int, width: int = 20) -> str:
+    filled = int(width * done / total) if total else width
+    return "[" + "#" * filled + "." * (width - filled) + f"] {done}/{total}"
+
+
+def _metric_text(record: RunRecord) -> str:
+    m = record.metrics
+    parts = []
+    for key in ("final_acc", "best_acc"):
+        if isinstance(m.get(key), (int, float)):
+            parts.append(f"{key}={m[key]:.4f}")
+    return " ".join(parts)
+
+
+def run_protocol(
+    config: ProtocolConfig | Mapping[str, Any],
+    output_dir: str | Path,
+    *,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    strategy: Any = "default",
+    log: Callable[[str], None] = print,
+    registry: Mapping[str, Any] | None = None,
+    execute_fn: ExecuteFn | None = None,
+) -> list[RunRecord]:
+    """Run (this shard of) the protocol grid into ``output_dir`` and return its records.
+
+    Args:
+      config: A resolved :class:`~tfprune.configs.ProtocolConfig` (or its flat dict form).
+      output_dir: Results folder (``config.yaml``, ``grid.json``, ``runs/<id>/``, ``report/``).
+      shard_index: This process's shard, in ``[0, num_shards)``.
+      num_shards: Number of shards the grid is split into (cluster job arrays).
+      strategy: ``tf.distribute`` strategy name (see :data:`tfprune.distribute.STRATEGIES`) or
+        object, passed to every run.
+      log: Progress lines go here.
+      registry: Protocol registry (default :data:`tfprune.protocols.grids.PROTOCOLS`).
+      execute_fn: Runs one spec: ``execute_fn(spec, workdir, strategy=..., log=...)``
+        (default :func:`tfprune.protocols.spec.execute`).
+
+    Returns:
+      The records of this shard's runs (finished earlier or now), sorted by run id.
+
+    Raises:
+      ConfigError: unknown protocol, bad shard arguments.
+      RunFailedError: with ``runner.continue_on_error``, after the other runs, if any run failed.
+      Exception: without it, the first failing run's exception (after its ``error.json``).
+    """
+    config = _as_config(config)
+    check_shard(shard_index, num_shards)
+    if registry is None:
+        from tfprune.protocols.grids import PROTOCOLS
+
+        registry = PROTOCOLS
+    if config.protocol not in registry:
+        raise ConfigError(
+            f"unknown protocol {config.protocol!r}; known: {', '.join(sorted(registry))}"
+        )
+    protocol = registry[config.protocol]
+    if execute_fn is None:
+        from tfprune.protocols.spec import execute as execute_fn
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    store = RunStore(output_dir)
+
+    specs = protocol.expand(config.params)
+    grid = plan_shard(specs, 0, 1)
+    mine = plan_shard(grid, shard_index, num_shards)
+    save_config(config, output_dir)
+    atomic_write_json(
+        output_dir / GRID_FILE,
+        {
+            "protocol": config.protocol,
+            "runs": [{"run_id": s.run_id(), "cell": s.cell, "seed": s.seed} for s in grid],
+        },
+    )
+    todo = [s for s in mine if not store.is_finished(s.run_id())]
+    log(
+        f"{config.protocol}: {len(grid)} runs in the grid; shard {shard_index}/{num_shards} has "
+        f"{len(mine)}, {len(mine) - len(todo)} already finished, {len(todo)} to run "
+        f"(output {output_dir})"
+    )
+
+    strategy_name = strategy if isinstance(strategy, str) else type(strategy).__name__
+    strategy_obj = strategy
+    if isinstance(strategy, str):
+        from tfprune.distribute import get_strategy
+
+        strategy_obj = get_strategy(strategy)
+    failed: dict[str, str] = {}
+    started = time.monotonic()
+    for k, spec in enumerate(todo):
+        run_id = spec.run_id()
+        log(f"{_bar(k, len(todo))} run {run_id} ({spec.cell}, seed {spec.seed}) starting")
+        env = environment_info(
+            seeds=[spec.seed],
+            strategy=strategy_name,
+            shard_index=shard_index,
+            num_shards=num_shards,
+            extra={"run_id": run_id, "protocol": config.protocol},
+        )
+        store.prepare(run_id, spec.to_dict(), env)
+        t0 = time.monotonic()
+        try:
+            record = execute_fn(spec, str(output_dir), strategy=strategy_obj, log=log)
+            if not isinstance(record, RunRecord):
+                raise TypeError(f"execute returned {type(record).__name__}, not a RunRecord")
+            record.metrics.setdefault("wall_seconds", time.monotonic() - t0)
+            store.write_history(run_id, record.history)
+            store.write_record(run_id, record.to_dict())
+        except Exception as err:  # noqa: BLE001 - recorded, logged and re-raised below
+            store.write_error(run_id, err)
+            log(f"run {run_id} ({spec.cell}, seed {spec.seed}) FAILED: {type(err).__name__}: {err}")
+            if not config.runner.continue_on_error:
+                raise
+            failed[run_id] = f"{type(err).__name__}: {err}"
+            continue
+        elapsed = time.monotonic() - started
+        eta = elapsed / (k + 1) * (len(todo) - k - 1)
+        log(
+            f"{_bar(k + 1, len(todo))} run {run_id} done in {_fmt_seconds(time.monotonic() - t0)} "
+            f"{_metric_text(record)} (ETA {_fmt_seconds(eta)})"
+        )
+
+    records = store.load_records([s.run_id() for s in mine])
+    if failed:
+        raise RunFailedError(failed, output_dir)
+    missing = [s.run_id() for s in grid if not store.is_finished(s.run_id())]
+    if missing:
+        log(
+            f"{len(grid) - len(missing)}/{len(grid)} runs of the grid are finished; when every "
+            f"shard is done, run: tfprune-report --output_dir={output_dir}"
+        )
+    elif config.runner.summarize:
+        from tfprune.protocols.report import write_report
+
+        write_report(
+            output_dir,
+            registry=registry,
+            plots=config.output.plots,
+            tables=config.output.report,
+            log=log,
+        )
+    return records
