@@ -1,0 +1,22 @@
+"""Regularization-based pruning on channel groups: GReg-1/2, TPP, network slimming, group lasso.
+
+Each method is a Keras callback for a model from :func:`tfprune.prune_filters` (use
+``sparsity=0.0`` to get all-ones masks on every prunable group). It adds its penalty to the
+model's losses, follows its schedule during ``fit`` and finally sets the masks, so that
+:func:`tfprune.strip_filters` removes the regularized filters.
+"""
+
+from tfprune.regularization.greg import GrowingRegularization
+from tfprune.regularization.group_lasso import GroupLasso
+from tfprune.regularization.penalty import GroupRegularizer, RegularizationState
+from tfprune.regularization.slimming import NetworkSlimming
+from tfprune.regularization.tpp import TrainabilityPreserving
+
+__all__ = [
+    "GroupLasso",
+    "GroupRegularizer",
+    "GrowingRegularization",
+    "NetworkSlimming",
+    "RegularizationState",
+    "TrainabilityPreserving",
+]

@@ -1,0 +1,286 @@
+"""Trainability-preserving pruning (TPP) regularizer (spec section 3.3, "OPP scheme v5").
+
+The filters to remove are chosen once, before training, by L1 (``ceil(ratio * n)`` smallest
+mean |w| per layer). Only they are regularized, with a coefficient ``λ`` that grows by
+``delta`` every ``update_every`` steps up to ``ceiling``:
+
+* Gram decorrelation, per producer layer with filters as rows ``W`` (N x C·k·k) and keep
+  vector ``m``: ``gram_weight * λ * mean((W Wᵀ ⊙ (1 - m mᵀ))²)`` - every Gram entry whose row
+  or column is a pruned filter goes to 0 (pruned filters decorrelated from the kept ones and
+  shrunk); kept-kept entries are free.
+* L2 ``λ`` on the pruned filters' weights and biases and on the gamma/beta of their
+  BatchNormalization (``regularize_bn=False`` drops the latter, the authors' ``--no_bn_reg``),
+  written as the loss ``0.5 λ Σ w²`` (gradient ``λ w``).
+
+Then ``λ`` is held ``stabilize_steps`` steps; during them the groups are hard-zeroed one after
+the other every ``zero_out_interval`` steps (pruned weights, biases, gamma, beta). At the end
+the pruned units are masked and training stops; :func:`tfprune.strip_filters` removes them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from tfprune.compat import keras, tf
+from tfprune.regularization.penalty import (
+    GroupRegularizer,
+    check_number,
+    gram_penalty,
+    unit_magnitudes,
+    weighted_l2,
+)
+
+__all__ = ["TrainabilityPreserving"]
+
+logger = logging.getLogger("tfprune")
+
+PHASES = ("select", "grow", "stabilize", "done")
+_SELECT, _GROW, _STABILIZE, _DONE = range(4)
+
+
+@keras.utils.register_keras_serializable(package="tfprune")
+class TrainabilityPreserving(GroupRegularizer):
+    """TPP: Gram + L2 growing regularization of the L1-chosen filters, then masks.
+
+    Same usage and state handling as :class:`tfprune.GrowingRegularization`: a model from
+    ``tfprune.prune_filters(base, sparsity=0.0)``, ``fit(..., callbacks=[tpp])``, which stops
+    once stabilized; the state (``λ``, selection, phase, step) is attached to the model
+    (``model._tfprune_tpp``) and travels with its checkpoints. Logged at every epoch end:
+    ``{log_prefix}/lambda``, ``{log_prefix}/phase``, ``{log_prefix}/step`` and per group
+    ``{log_prefix}/{group}/gram`` (mean squared Gram entry of the pruned rows/columns) and
+    ``{log_prefix}/{group}/mag_ratio`` (kept/pruned mean |w|).
+
+    Args:
+      sparsity: fraction of each prunable layer's filters to remove, in [0, 1), or
+        ``{layer_name_regex: ratio}``.
+      delta: increment of λ per update (> 0). Default 1e-4.
+      ceiling: final λ (>= delta). Default 1.0.
+      update_every: optimizer steps between updates (>= 1). Default 10 (ImageNet: 5).
+      stabilize_steps: steps λ is held before the masks are set (>= 0). Default 10,000.
+      zero_out_interval: during stabilization, hard-zero one more group every this many steps
+        (>= 1). Default 100.
+      gram_weight: weight of the Gram term relative to λ (the authors' ``lw_opp``). Default 1000.
+      regularize_bn: include the L2 term on the BatchNorm gamma/beta of pruned units.
+      skip: producer layer names never regularized.
+      stop_training: set ``model.stop_training`` once the masks are set.
+      log_prefix: prefix of the log keys.
+    """
+
+    state_key = "tpp"
+
+    def __init__(
+        self,
+        sparsity: Any = 0.5,
+        *,
+        delta: float = 1e-4,
+        ceiling: float = 1.0,
+        update_every: int = 10,
+        stabilize_steps: int = 10_000,
+        zero_out_interval: int = 100,
+        gram_weight: float = 1000.0,
+        regularize_bn: bool = True,
+        skip: Any = (),
+        stop_training: bool = True,
+        log_prefix: str = "tpp",
+    ) -> None:
+        super().__init__(sparsity, skip, log_prefix)
+        self.delta = check_number("delta", delta, low=0.0, low_open=True, hint=" (spec: 1e-4)")
+        self.ceiling = check_number(
+            "ceiling",
+            ceiling,
+            low=self.delta,
+            hint=f" It must be at least the increment delta={self.delta} (spec: 1.0).",
+        )
+        self.update_every = check_number(
+            "update_every", update_every, low=1, integer=True, hint=" (steps; spec: 10)"
+        )
+        self.stabilize_steps = check_number(
+            "stabilize_steps", stabilize_steps, low=0, integer=True, hint=" (spec: 10000)"
+        )
+        self.zero_out_interval = check_number(
+            "zero_out_interval", zero_out_interval, low=1, integer=True, hint=" (spec: 100)"
+        )
+        self.gram_weight = check_number("gram_weight", gram_weight, low=0.0, hint=" (spec: 1000)")
+        self.regularize_bn = bool(regularize_bn)
+        self.stop_training_when_done = bool(stop_training)
+        self._mirror: dict[str, int] | None = None
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {
+            **self._base_config(),
+            "delta": self.delta,
+            "ceiling": self.ceiling,
+            "update_every": self.update_every,
+            "stabilize_steps": self.stabilize_steps,
+            "zero_out_interval": self.zero_out_interval,
+            "gram_weight": self.gram_weight,
+            "regularize_bn": self.regularize_bn,
+            "stop_training": self.stop_training_when_done,
+        }
+
+    # -- state -------------------------------------------------------------------------
+    def _slice_kinds(self) -> tuple[str, ...]:
+        return ("filter", "bias", "norm") if self.regularize_bn else ("filter", "bias")
+
+    def _state_specs(self) -> dict:
+        specs: dict[str, tuple] = {
+            "begin": ((), tf.int64, -1),
+            "phase": ((), tf.int64, _SELECT),
+            "updates": ((), tf.int64, 0),
+            "stabilize_begin": ((), tf.int64, -1),
+            "zeroed": ((), tf.int64, 0),
+            "lambda": ((), tf.float32, 0.0),
+        }
+        for g in self.groups:
+            specs[f"g{g.id}_pruned"] = ((g.n_units,), tf.float32, 0.0)
+        return specs
+
+    def _active(self) -> bool:
+        return int(self.state["phase"].numpy()) != _DONE
+
+    def _on_wired(self) -> None:
+        if int(self.state["phase"].numpy()) == _SELECT:
+            pruned = self.select(lambda g: unit_magnitudes(g, self.slices[g.id]))
+            for g in self.groups:
+                p = pruned[g.id] & self.candidates[g.id]
+                self.state[f"g{g.id}_pruned"].assign(p.astype(np.float32))
+            self.state["phase"].assign(_GROW)
+
+    def _loss(self) -> Any:
+        lam = tf.cast(self.state["lambda"], tf.float32)
+        total = tf.constant(0.0, tf.float32)
+        for g in self.groups:
+            pruned = tf.cast(self.state[f"g{g.id}_pruned"], tf.float32)
+            keep = 1.0 - pruned
+            for s, u in zip(self.slices[g.id], self.units_t[g.id], strict=True):
+                if s.kind == "filter" and self.gram_weight > 0:
+                    total += self.gram_weight * lam * gram_penalty(s, tf.gather(keep, u))
+            total += weighted_l2(self.slices[g.id], lam * pruned, self.units_t[g.id])
+        return total
+
+    # -- schedule ----------------------------------------------------------------------
+    @property
+    def phase(self) -> str:
+        """Current phase name: ``select``, ``grow``, ``stabilize`` or ``done``."""
+        return PHASES[int(self.state["phase"].numpy())] if self.state is not None else "select"
+
+    @property
+    def coefficient(self) -> float:
+        """Current λ."""
+        return float(self.state["lambda"].numpy())
+
+    def pruned_units(self) -> dict[str, np.ndarray]:
+        """Units selected for removal, by group name."""
+        return {
+            g.name: np.flatnonzero(self.state[f"g{g.id}_pruned"].numpy() > 0.5) for g in self.groups
+        }
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._mirror = None
+        if int(self.state["begin"].numpy()) < 0:
+            self.state["begin"].assign(int(self.model.optimizer.iterations.numpy()))
+
+    def _sync(self) -> dict[str, int]:
+        if self._mirror is None:
+            keys = ("begin", "phase", "updates", "stabilize_begin", "zeroed")
+            self._mirror = {k: int(self.state[k].numpy()) for k in keys}
+        return self._mirror
+
+    def _set(self, key: str, value: int) -> None:
+        self._mirror[key] = int(value)
+        self.state[key].assign(int(value))
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        mirror = self._sync()
+        if mirror["phase"] == _DONE:
+            return
+        iterations = int(self.model.optimizer.iterations.numpy())
+        step = iterations - mirror["begin"]
+        if step < 0:
+            self._set("begin", iterations)
+            step = 0
+        if mirror["phase"] == _GROW:
+            due = step // self.update_every
+            if mirror["updates"] < due:
+                self._set("updates", due)
+                lam = min(due * self.delta, self.ceiling)
+                self.state["lambda"].assign(lam)
+                if lam >= self.ceiling * (1 - 1e-6):
+                    self._set("phase", _STABILIZE)
+                    self._set("stabilize_begin", step)
+                    logger.info("%s: λ final at step %d; stabilizing", self.log_prefix, step)
+        if mirror["phase"] == _STABILIZE:
+            elapsed = step - mirror["stabilize_begin"]
+            while mirror["zeroed"] < len(self.groups) and elapsed >= (
+                (mirror["zeroed"] + 1) * self.zero_out_interval
+            ):
+                self._zero_group(self.groups[mirror["zeroed"]])
+                self._set("zeroed", mirror["zeroed"] + 1)
+            if elapsed >= self.stabilize_steps:
+                while mirror["zeroed"] < len(self.groups):
+                    self._zero_group(self.groups[mirror["zeroed"]])
+                    self._set("zeroed", mirror["zeroed"] + 1)
+                self._finish(step)
+
+    def _zero_group(self, g: Any) -> None:
+        """Hard-zero the pruned units' weights, biases and BatchNorm gamma/beta of ``g``."""
+        pruned = self.state[f"g{g.id}_pruned"].numpy() > 0.5
+        for s in self.slices[g.id]:
+            rows = pruned[s.units]
+            if not rows.any():
+                continue
+            w = np.asarray(s.variable.numpy())
+            w = np.moveaxis(w, s.axis, 0).copy()
+            w[rows] = 0
+            s.variable.assign(np.moveaxis(w, 0, s.axis))
+
+    def _finish(self, step: int) -> None:
+        pruned = {g.id: self.state[f"g{g.id}_pruned"].numpy() > 0.5 for g in self.groups}
+        self._apply_masks(pruned)
+        self._set("phase", _DONE)
+        logger.info("%s: masks set at step %d", self.log_prefix, step)
+        if self.stop_training_when_done:
+            self.model.stop_training = True
+
+    def gram_values(self) -> dict[str, float]:
+        """Per group: mean squared Gram entry over the pruned rows/columns (0 = decorrelated)."""
+        out = {}
+        for g in self.groups:
+            keep = 1.0 - self.state[f"g{g.id}_pruned"].numpy()
+            vals = []
+            for s in self.slices[g.id]:
+                if s.kind == "filter":
+                    w = s.rows().numpy()
+                    k = keep[s.units]
+                    sel = 1.0 - np.outer(k, k)
+                    if sel.any():
+                        vals.append(float(((w @ w.T) ** 2 * sel).sum() / sel.sum()))
+            out[g.name] = float(np.mean(vals)) if vals else 0.0
+        return out
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is None:
+            return
+        grams = self.gram_values()
+        for g in self.groups:
+            pruned = self.state[f"g{g.id}_pruned"].numpy() > 0.5
+            mags = unit_magnitudes(g, self.slices[g.id])
+            kept = self.candidates[g.id] & ~pruned
+            den = float(mags[pruned].mean()) if pruned.any() else 0.0
+            ratio = float(mags[kept].mean()) / den if den > 0 and kept.any() else float("inf")
+            logs[self.key(g, "gram")] = grams[g.name]
+            logs[self.key(g, "mag_ratio")] = min(ratio, 1e12)
+        logs[f"{self.log_prefix}/lambda"] = self.coefficient
+        logs[f"{self.log_prefix}/phase"] = float(self.state["phase"].numpy())
+        begin = int(self.state["begin"].numpy())
+        logs[f"{self.log_prefix}/step"] = float(
+            max(int(self.model.optimizer.iterations.numpy()) - begin, 0) if begin >= 0 else 0
+        )
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.state is not None and int(self.state["phase"].numpy()) == _DONE:
+            self._remove_loss()
