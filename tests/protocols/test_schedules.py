@@ -11,9 +11,11 @@ from tfprune.compat import keras
 from tfprune.errors import ConfigError
 from tfprune.protocols.schedules import (
     EpochLRScheduler,
+    StepLRScheduler,
     format_piecewise,
     halving_schedule,
     lr_rewinding,
+    lr_scheduler,
     parse_piecewise,
     parse_schedule,
     rescale_piecewise,
@@ -164,7 +166,8 @@ def test_callback_sets_and_records_lr():
 def test_callback_continuous_updates_per_step():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
     model.compile(keras.optimizers.SGD(0.5), "mse")
-    cb = EpochLRScheduler(parse_schedule("cosine:0.01:0.001", 2))
+    cb = lr_scheduler(parse_schedule("cosine:0.01:0.001", 2))
+    assert isinstance(cb, StepLRScheduler)
     x = np.ones((8, 3), "float32")
     model.fit(x, np.zeros((8, 2)), epochs=2, batch_size=4, verbose=0, callbacks=[cb])
     # last step is at epoch 1.5 of 2

@@ -57,9 +57,9 @@ from tfprune.data import load_dataset
 from tfprune.errors import ConfigError
 from tfprune.models import get_model
 from tfprune.protocols.schedules import (
-    EpochLRScheduler,
     LRSchedule,
     format_piecewise,
+    lr_scheduler,
     parse_schedule,
     rescale_piecewise,
     scratch_b_epochs,
@@ -112,7 +112,7 @@ def base_recipe(spec: RunSpec) -> RetrainRecipe:
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int, **kw: Any):
-    """``get_model(name, ...)`` with input size, classes and seed passed as the builder takes them."""
+    """``get_model(name)`` with input size, classes and seed passed as the builder takes them."""
     from tfprune.models.registry import _builders
 
     builder = _builders().get(name)
@@ -182,7 +182,7 @@ def _train(
         _compile(model, recipe, schedule.lr_at(0))
     if epochs <= 0:
         return {}
-    sched_cb = EpochLRScheduler(schedule)
+    sched_cb = lr_scheduler(schedule)
     callbacks: list[Any] = [sched_cb, *(extra_callbacks or [])]
     jsv_cb = None
     if jsv_inputs is not None:

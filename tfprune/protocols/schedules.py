@@ -31,11 +31,13 @@ from tfprune.compat import keras
 from tfprune.errors import ConfigError
 
 __all__ = [
-    "LRSchedule",
     "EpochLRScheduler",
+    "LRSchedule",
+    "StepLRScheduler",
     "format_piecewise",
     "halving_schedule",
     "lr_rewinding",
+    "lr_scheduler",
     "parse_piecewise",
     "parse_schedule",
     "rescale_piecewise",
@@ -333,8 +335,8 @@ def parse_schedule(spec: str, epochs: int, field: str = "schedule") -> LRSchedul
 class EpochLRScheduler(keras.callbacks.Callback):
     """Sets the optimizer LR from an :class:`LRSchedule` and records it per epoch.
 
-    Piecewise schedules are applied at the start of every epoch; continuous ones (cosine, SLR,
-    CLR) at every training step, at fractional epoch ``epoch + step / steps_per_epoch``. The LR at
+    The LR is set at the start of every epoch (for continuous schedules — cosine, SLR, CLR — use
+    :class:`StepLRScheduler` or :func:`lr_scheduler`, which also update every step). The LR at
     the start of each epoch is appended to :attr:`lrs` and written to the epoch logs as ``lr``.
 
     Args:
@@ -364,15 +366,6 @@ class EpochLRScheduler(keras.callbacks.Callback):
         self._set(lr)
         self.lrs.append(float(lr))
 
-    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        """For continuous schedules, set the LR of this step."""
-        if not self.schedule.continuous:
-            return
-        steps = self.steps_per_epoch or (self.params or {}).get("steps")
-        if not steps:
-            return
-        self._set(self.schedule.lr_at(self._epoch + batch / steps))
-
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         """Log the epoch's starting LR as ``lr``."""
         if logs is not None and self.lrs:
@@ -386,6 +379,28 @@ class EpochLRScheduler(keras.callbacks.Callback):
             "steps_per_epoch": self.steps_per_epoch,
             "initial_epoch": self.initial_epoch,
         }
+
+
+class StepLRScheduler(EpochLRScheduler):
+    """:class:`EpochLRScheduler` that also updates the LR at every step (continuous schedules).
+
+    Kept separate because a batch-level hook makes Keras synchronise every step; piecewise
+    schedules do not need it. :func:`lr_scheduler` picks the right class.
+    """
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        """Set the LR of this step (fractional epoch ``epoch + batch / steps``)."""
+        steps = self.steps_per_epoch or (self.params or {}).get("steps")
+        if steps:
+            self._set(self.schedule.lr_at(self._epoch + batch / steps))
+
+
+def lr_scheduler(
+    schedule: LRSchedule, steps_per_epoch: int | None = None, initial_epoch: int = 0
+) -> EpochLRScheduler:
+    """The callback for ``schedule``: per-step updates only when the schedule is continuous."""
+    cls = StepLRScheduler if schedule.continuous else EpochLRScheduler
+    return cls(schedule, steps_per_epoch, initial_epoch)
 
 
 def scratch_e_epochs(pretrain_epochs: int, retrain_epochs: int, prune_epochs: int = 0) -> int:
