@@ -12,6 +12,7 @@ from tfprune.errors import ConfigError
 from tfprune.protocols.schedules import (
     EpochLRScheduler,
     StepLRScheduler,
+    equal_steps,
     format_piecewise,
     halving_schedule,
     lr_rewinding,
@@ -71,6 +72,13 @@ def test_halving_p90f30_first_stage_is_15_epochs(lr):
 def test_halving_rejects_final_above_start():
     with pytest.raises(ConfigError, match="final_lr"):
         halving_schedule(1e-5, 30, final_lr=1e-3)
+
+
+def test_equal_steps_match_di_mnist_schedules():
+    assert format_piecewise(equal_steps(0.01, 90)) == "0:0.01,30:0.001,60:0.0001"
+    assert format_piecewise(equal_steps(0.001, 90)) == "0:0.001,45:0.0001"
+    assert parse_schedule("steps:0.01:1e-4", 900).describe() == "0:0.01,300:0.001,600:0.0001"
+    assert parse_schedule("steps:0.001", 20).describe() == "0:0.001,10:0.0001"
 
 
 def test_piecewise_lr_per_epoch_and_first_stage():

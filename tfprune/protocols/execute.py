@@ -38,6 +38,7 @@ epoch on the test split).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import math
@@ -333,18 +334,17 @@ def _regularized_prune(
             f"method {spec.method!r} needs tfprune.regularization (GrowingRegularization), "
             f"which is not available in this installation: {err}"
         ) from None
-    cls = getattr(reg, "GrowingRegularization", None)
+    name = "TrainabilityPreserving" if spec.method == "tpp" else "GrowingRegularization"
+    cls = getattr(reg, name, None)
     if cls is None:
-        raise ConfigError(
-            f"method {spec.method!r}: tfprune.regularization has no GrowingRegularization"
-        )
+        raise ConfigError(f"method {spec.method!r}: tfprune.regularization has no {name}")
     opts = dict(spec.options.get("regularization", {}))
     params = inspect.signature(cls).parameters
-    for key, value in (("method", spec.method), ("variant", spec.method)):
-        if key in params:
-            opts.setdefault(key, value)
-    if "sparsity" in params:
-        opts.setdefault("sparsity", spec.ratio)
+    if "variant" in params and spec.method != "tpp":
+        opts.setdefault("variant", spec.method)
+    opts.setdefault("sparsity", spec.ratio)
+    if spec.options.get("skip"):
+        opts.setdefault("skip", tuple(spec.options["skip"]))
     prune_epochs = int(spec.options.get("prune_epochs", 1))
     lr0 = parse_schedule(spec.retrain.schedule, spec.retrain.epochs, "retrain.schedule").lr_at(0)
     prune_sched = str(spec.options.get("prune_schedule", f"0:{lr0:g}"))
@@ -365,7 +365,15 @@ def _regularized_prune(
         extra_callbacks=[callback],
     )
     small = tfprune.strip_filters(masked)
-    return small, {"prune_epochs": prune_epochs, "prune_schedule": prune_sched, "history": hist}
+    ran = len(hist.get("loss", [])) if hist else 0
+    if tfprune.count_params(small).total >= tfprune.count_params(base).total:
+        raise ConfigError(
+            f"{spec.method}: the regularization did not finish within options.prune_epochs="
+            f"{prune_epochs} epochs (no filter was removed); raise prune_epochs or shorten the "
+            "schedule in options.regularization (delta, update_every, stabilize_steps)"
+        )
+    info = {"prune_epochs": ran, "prune_schedule": prune_sched, "history": hist}
+    return small, info
 
 
 # --------------------------------------------------------------------------------------------
@@ -423,6 +431,27 @@ def _jsv(model: Any, x: np.ndarray | None) -> float | None:
 # --------------------------------------------------------------------------------------------
 
 
+def _squeezed(spec: RunSpec, strategy: Any) -> RunSpec:
+    """SX-B (WHY Tab. 4): the base is trained ``round(P / k)`` epochs, k = measured speed-up."""
+    data = _load_data(spec, spec.retrain.batch_size, strategy)
+    with _scope(strategy):
+        dense = build_model(
+            spec.model,
+            data.input_shape,
+            data.num_classes,
+            spec.seed,
+            **spec.options.get("model_kwargs", {}),
+        )
+        _, small = _prune(dense, spec, "l1", data)
+    k = tfprune.count_flops(dense).total / max(tfprune.count_flops(small).total, 1)
+    base = dict(spec.base)
+    base.setdefault("schedule_epochs", base["epochs"])
+    base["epochs"] = max(1, int(round(base["epochs"] / k)))
+    options = {key: v for key, v in spec.options.items() if key != "squeeze_base_by_speedup"}
+    options["squeezed_from"] = int(spec.base["epochs"])
+    return dataclasses.replace(spec, base=base, options=options)
+
+
 def execute_spec(
     spec: RunSpec,
     workdir: str,
@@ -432,6 +461,8 @@ def execute_spec(
 ) -> RunRecord:
     """Run ``spec`` (see the module doc) and return its :class:`RunRecord`."""
     t_start = time.time()
+    if spec.options.get("squeeze_base_by_speedup") and spec.method != "scratch":
+        spec = _squeezed(spec, strategy)
     opts = spec.options
     method = spec.method
     recipe = spec.retrain

@@ -1,16 +1,60 @@
-"""Comparison protocols: config -> run specs (grid cells × seeds) -> summary tables.
+"""Comparison protocols: config -> run specs (grid cells × seeds) -> summary tables and verdicts.
 
-Skeleton of the contract; the protocols are filled in below.
+Every protocol merges the user config over its :attr:`Protocol.default_config` (unknown keys raise
+:class:`~tfprune.errors.ConfigError`), expands it into :class:`RunSpec` objects — every cell
+runs every seed (3 by default) — and summarises finished :class:`RunRecord` objects into one row
+per cell: mean ± std of the final accuracy over seeds (``mean``/``std``), best accuracy,
+accuracy and mean JSV right after pruning, trainability accuracy, the achieved params/FLOPs/
+speed-up next to the target ratio, the fairness setup label of the cell against the row's
+reference (:func:`~tfprune.protocols.setups.setup_check`) and a paired t-test against the
+reference where the same seeds exist. Random pruning and scratch training of the pruned shape are
+added as baselines unless ``baselines: false``.
+
+Protocols (spec section 7):
+
+* ``finetune_lr`` — M1 (E8/E5/E6): methods × retraining LRs × budgets, mean-JSV curves; the
+  default is the README main job (digits, MLP-7-Linear, L1 vs L1+OrthP, LR 1e-2 vs 1e-3).
+* ``scratch_vs_prune`` — M2 (E4/E14): Scratch vs S4.2 / SX-A / SX-B pipelines (PxFy).
+* ``retrain_schedules`` — LEHUA (E15): FT / LRW / SLR / CLR at several budgets.
+* ``cross_recipe`` — WHY's calibration suggestion 4 (E16): the 2×2 grid and its verdict.
+* ``ratio_sweep`` — accuracy and mean JSV versus pruning ratio (E7).
+* ``setup_check`` — run given specs and state the strictest setup each pair shares (E17).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from tfprune.protocols.spec import RunRecord, RunSpec
+from tfprune.errors import ConfigError
+from tfprune.protocols.schedules import (
+    format_piecewise,
+    halving_schedule,
+    parse_piecewise,
+    parse_schedule,
+    truncate_piecewise,
+)
+from tfprune.protocols.setups import setup_check
+from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
+from tfprune.protocols.stats import mean_std, paired_test
 
-__all__ = ["PROTOCOLS", "Protocol", "Summary"]
+__all__ = [
+    "PROTOCOLS",
+    "CrossRecipe",
+    "FinetuneLR",
+    "Protocol",
+    "RatioSweep",
+    "RetrainSchedules",
+    "ScratchVsPrune",
+    "SetupCheck",
+    "Summary",
+    "cross_recipe_verdict",
+    "method_label",
+    "summarize_cells",
+]
 
 
 @dataclasses.dataclass
@@ -22,23 +66,306 @@ class Summary:
             speed-up next to the target, ``setup`` label, paired-test columns, ...).
         verdicts: Sentences stating the findings (one per comparison).
         columns: The row keys to show, in order.
+        curves: Optional per-cell mean curves, ``{"val_accuracy": {cell: [...]}, "jsv_mean":
+            {...}}`` (epoch 0 of ``jsv_mean`` is right after pruning).
     """
 
     rows: list[dict]
     verdicts: list[str]
     columns: list[str]
+    curves: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict."""
         return dataclasses.asdict(self)
 
 
+# --------------------------------------------------------------------------------------------
+# Shared config handling
+# --------------------------------------------------------------------------------------------
+
+_COMMON_DEFAULTS: dict[str, Any] = {
+    "dataset": "digits",
+    "data_dir": None,
+    "model": "mlp7_linear",
+    "model_kwargs": {},
+    "data_options": {},
+    "base": {"schedule": "0:0.02,15:0.002", "epochs": 20, "batch_size": 32},
+    "seeds": 3,
+    "ratio": 0.8,
+    "batch_size": 32,
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "optimizer": "sgd",
+    "baselines": True,
+    "jsv_samples": 256,
+    "jsv_every_epoch": False,
+    "metric": "final_acc",
+}
+
+_METHOD_LABELS = {
+    "l1": "L1",
+    "l2": "L2",
+    "l1_orthp": "L1+OrthP",
+    "random": "Random",
+    "scratch": "Scratch",
+    "dense": "Dense",
+    "greg1": "GReg-1",
+    "greg2": "GReg-2",
+    "tpp": "TPP",
+}
+
+
+def method_label(method: str) -> str:
+    """Display name of a method (``l1_orthp`` -> ``L1+OrthP``)."""
+    if method in _METHOD_LABELS:
+        return _METHOD_LABELS[method]
+    if method.endswith("_orthp"):
+        return method_label(method[: -len("_orthp")]) + "+OrthP"
+    return method
+
+
+def _merge(defaults: Mapping[str, Any], config: Mapping[str, Any] | None, name: str) -> dict:
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(defaults))
+    if unknown:
+        raise ConfigError(f"{name}: unknown config key(s) {unknown}; allowed: {sorted(defaults)}")
+    out = copy.deepcopy(dict(defaults))
+    for k, v in config.items():
+        if isinstance(out.get(k), dict) and isinstance(v, Mapping) and k == "base":
+            out[k] = {**out[k], **dict(v)}
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _seeds(cfg: Mapping[str, Any], name: str) -> list[int]:
+    seeds = cfg["seeds"]
+    if isinstance(seeds, bool):
+        raise ConfigError(f"{name}.seeds must be a count or a list of ints, got {seeds!r}")
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ConfigError(f"{name}.seeds must be >= 1, got {seeds}")
+        return list(range(seeds))
+    if isinstance(seeds, Sequence) and seeds and all(isinstance(s, int) for s in seeds):
+        return [int(s) for s in seeds]
+    raise ConfigError(f"{name}.seeds must be a count or a non-empty list of ints, got {seeds!r}")
+
+
+def _lr_text(lr: float) -> str:
+    exp = math.log10(lr)
+    if abs(exp - round(exp)) < 1e-9:
+        return f"1e{int(round(exp))}"
+    return f"{lr:g}"
+
+
+def _recipe(cfg: Mapping[str, Any], schedule: str, epochs: int) -> RetrainRecipe:
+    parse_schedule(schedule, epochs, field="schedule")  # validate early, naming the field
+    return RetrainRecipe(
+        schedule=schedule,
+        epochs=int(epochs),
+        batch_size=int(cfg["batch_size"]),
+        momentum=float(cfg["momentum"]),
+        weight_decay=float(cfg["weight_decay"]),
+        optimizer=str(cfg["optimizer"]),
+    )
+
+
+def _options(cfg: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    opts: dict[str, Any] = {
+        "jsv_samples": int(cfg["jsv_samples"]),
+        "jsv_every_epoch": bool(cfg["jsv_every_epoch"]),
+    }
+    if cfg.get("model_kwargs"):
+        opts["model_kwargs"] = dict(cfg["model_kwargs"])
+    if cfg.get("data_options"):
+        opts["data_options"] = dict(cfg["data_options"])
+    opts.update({k: v for k, v in extra.items() if v is not None})
+    return opts
+
+
+def _spec(
+    protocol: str,
+    cfg: Mapping[str, Any],
+    cell: str,
+    method: str,
+    recipe: RetrainRecipe,
+    seed: int,
+    *,
+    ratio: Any = None,
+    base: Mapping[str, Any] | None = None,
+    **options: Any,
+) -> RunSpec:
+    return RunSpec(
+        protocol=protocol,
+        cell=cell,
+        dataset=str(cfg["dataset"]),
+        model=str(cfg["model"]),
+        method=method,
+        ratio=cfg["ratio"] if ratio is None else ratio,
+        retrain=recipe,
+        seed=seed,
+        base=dict(base if base is not None else cfg["base"]),
+        data_dir=cfg.get("data_dir"),
+        options=_options(cfg, **options),
+    )
+
+
+def _ratio_text(ratio: Any) -> str:
+    if isinstance(ratio, Mapping):
+        return ", ".join(f"{k}:{v:g}" for k, v in ratio.items())
+    return f"{float(ratio):g}"
+
+
+# --------------------------------------------------------------------------------------------
+# Summaries
+# --------------------------------------------------------------------------------------------
+
+ROW_COLUMNS = [
+    "cell",
+    "n",
+    "mean",
+    "std",
+    "best_mean",
+    "best_std",
+    "after_prune_mean",
+    "jsv_after_prune",
+    "jsv_final",
+    "ta_mean",
+    "target_ratio",
+    "param_reduction",
+    "speedup",
+    "params",
+    "flops",
+    "epochs",
+    "reference",
+    "setup",
+    "diff_vs_ref",
+    "p_vs_ref",
+]
+
+
+def _group(records: Iterable[RunRecord]) -> dict[str, list[RunRecord]]:
+    cells: dict[str, list[RunRecord]] = {}
+    for r in records:
+        cells.setdefault(str(r.spec.get("cell")), []).append(r)
+    return cells
+
+
+def _by_seed(recs: Sequence[RunRecord], metric: str) -> dict[int, float]:
+    return {int(r.spec["seed"]): r.metrics.get(metric) for r in recs}
+
+
+def _mean_curve(recs: Sequence[RunRecord], key: str) -> list[float]:
+    curves = [r.history.get(key) for r in recs if r.history.get(key)]
+    if not curves:
+        return []
+    n = min(len(c) for c in curves)
+    return [sum(float(c[i]) for c in curves) / len(curves) for i in range(n)]
+
+
+def summarize_cells(
+    records: Sequence[RunRecord],
+    *,
+    metric: str = "final_acc",
+    reference: Callable[[str, list[RunRecord]], str | None] | None = None,
+) -> tuple[list[dict], dict[str, list[RunRecord]], dict]:
+    """One row per cell (in first-seen order), plus the grouped records and mean curves.
+
+    ``reference(cell, recs)`` names the cell each row is compared with (setup label and paired
+    t-test on common seeds); ``None`` or the cell itself leaves those columns empty.
+    """
+    cells = _group(records)
+    rows: list[dict] = []
+    for cell, recs in cells.items():
+        m = [r.metrics for r in recs]
+        mean, std, n = mean_std([x.get(metric) for x in m])
+        best, best_std, _ = mean_std([x.get("best_acc") for x in m])
+        after, after_std, _ = mean_std([x.get("acc_after_prune") for x in m])
+        jsv, _, _ = mean_std([x.get("jsv_after_prune") for x in m])
+        jsv_f, _, _ = mean_std([x.get("jsv_final") for x in m])
+        ta, ta_std, _ = mean_std([x.get("trainability_acc") for x in m])
+        spec = recs[0].spec
+        row = {
+            "cell": cell,
+            "method": spec.get("method"),
+            "n": n,
+            "mean": mean,
+            "std": std,
+            "best_mean": best,
+            "best_std": best_std,
+            "after_prune_mean": after,
+            "after_prune_std": after_std,
+            "jsv_after_prune": jsv,
+            "jsv_final": jsv_f,
+            "ta_mean": ta,
+            "ta_std": ta_std,
+            "target_ratio": _ratio_text(spec.get("ratio", 0.0)),
+            "param_reduction": m[0].get("param_reduction"),
+            "speedup": m[0].get("speedup"),
+            "params": m[0].get("params"),
+            "flops": m[0].get("flops"),
+            "epochs": m[0].get("retrain_epochs"),
+            "schedule": recs[0].setup.get("finetune_schedule"),
+            "seeds": sorted(int(r.spec["seed"]) for r in recs),
+            "reference": None,
+            "setup": None,
+            "diff_vs_ref": None,
+            "p_vs_ref": None,
+        }
+        rows.append(row)
+    if reference is not None:
+        for row in rows:
+            ref = reference(row["cell"], cells[row["cell"]])
+            if ref is None or ref == row["cell"] or ref not in cells:
+                continue
+            a, b = cells[row["cell"]], cells[ref]
+            verdict = setup_check(a[0], b[0])
+            test = paired_test(_by_seed(a, metric), _by_seed(b, metric))
+            row.update(
+                reference=ref,
+                setup=verdict.label,
+                setup_mismatches=verdict.mismatches,
+                diff_vs_ref=test.mean_diff,
+                p_vs_ref=test.p,
+            )
+    curves = {
+        "val_accuracy": {c: _mean_curve(r, "val_accuracy") for c, r in cells.items()},
+        "jsv_mean": {c: _mean_curve(r, "jsv_mean") for c, r in cells.items()},
+    }
+    curves = {k: {c: v for c, v in d.items() if v} for k, d in curves.items()}
+    return rows, cells, curves
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
+
+
+def _p(p: float | None) -> str:
+    return "n/a" if p is None or math.isnan(p) else f"{p:.3g}"
+
+
+# --------------------------------------------------------------------------------------------
+# Protocol base class
+# --------------------------------------------------------------------------------------------
+
+
 class Protocol:
-    """A named comparison protocol (subclasses implement :meth:`expand` and :meth:`summarize`)."""
+    """A named comparison protocol (subclasses implement :meth:`expand` and :meth:`summarize`).
+
+    Attributes:
+        name: Registry key.
+        description: One line for ``--help`` and reports.
+        default_config: Every accepted key with its default.
+    """
 
     name: str = ""
     description: str = ""
     default_config: dict = {}
+
+    def config(self, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """``config`` merged over :attr:`default_config` (unknown keys raise ConfigError)."""
+        return _merge(self.default_config, config, self.name)
 
     def expand(self, config: dict) -> list[RunSpec]:
         """Run specs (every cell × seed) of ``config`` merged over :attr:`default_config`."""
@@ -49,4 +376,609 @@ class Protocol:
         raise NotImplementedError
 
 
-PROTOCOLS: dict[str, Protocol] = {}
+# --------------------------------------------------------------------------------------------
+# finetune_lr (M1)
+# --------------------------------------------------------------------------------------------
+
+
+class FinetuneLR(Protocol):
+    """M1: pruning methods × retraining LRs × budgets (E5/E6/E8), with mean-JSV curves.
+
+    Config keys (besides the common ones): ``methods`` (default ``["l1", "l1_orthp"]``), ``lrs``
+    (initial retraining LRs), ``final_lr`` (end LR of every schedule), ``schedule_type``
+    (``"steps"``: ×0.1 decays in equal stages, the DI MNIST schedules; ``"cosine"``; or
+    ``"halving"``), ``budgets`` (retraining epochs), ``scratch_budget`` (``"E"``/``"B"``/None for
+    the scratch baseline).
+    """
+
+    name = "finetune_lr"
+    description = (
+        "M1: retraining LR × pruning method (L1 vs L1+OrthP) at fixed budgets, with mean JSV"
+    )
+    default_config = {
+        **_COMMON_DEFAULTS,
+        "methods": ["l1", "l1_orthp"],
+        "lrs": [1e-2, 1e-3],
+        "final_lr": 1e-4,
+        "schedule_type": "steps",
+        "budgets": [20],
+        "jsv_every_epoch": True,
+        "scratch_budget": "E",
+    }
+
+    def _schedule(self, cfg: Mapping[str, Any], lr: float) -> str:
+        kind = cfg["schedule_type"]
+        if kind not in ("steps", "cosine", "halving"):
+            raise ConfigError(
+                f"{self.name}.schedule_type must be 'steps', 'cosine' or 'halving', got {kind!r}"
+            )
+        return f"{kind}:{lr:g}:{float(cfg['final_lr']):g}"
+
+    def expand(self, config: dict) -> list[RunSpec]:
+        """Cells: method × LR × budget (+ Random at every LR/budget, Scratch per budget)."""
+        cfg = self.config(config)
+        methods = list(cfg["methods"])
+        if not methods:
+            raise ConfigError(f"{self.name}.methods must not be empty")
+        if cfg["baselines"] and "random" not in methods:
+            methods.append("random")
+        lrs = [float(x) for x in cfg["lrs"]]
+        if not lrs or any(not lr > 0 for lr in lrs):
+            raise ConfigError(f"{self.name}.lrs must be a non-empty list of LRs > 0")
+        specs = []
+        for budget in cfg["budgets"]:
+            for method in methods:
+                for lr in lrs:
+                    cell = f"{method_label(method)} / lr={_lr_text(lr)} / {budget}ep"
+                    recipe = _recipe(cfg, self._schedule(cfg, lr), budget)
+                    for seed in _seeds(cfg, self.name):
+                        specs.append(_spec(self.name, cfg, cell, method, recipe, seed))
+            if cfg["baselines"]:
+                lr = lrs[0]
+                cell = f"Scratch ({cfg['scratch_budget'] or 'same'}) / lr={_lr_text(lr)}"
+                recipe = _recipe(cfg, self._schedule(cfg, lr), budget)
+                for seed in _seeds(cfg, self.name):
+                    specs.append(
+                        _spec(
+                            self.name,
+                            cfg,
+                            cell + f" / {budget}ep",
+                            "scratch",
+                            recipe,
+                            seed,
+                            scratch_budget=cfg["scratch_budget"],
+                            pipeline_epochs=int(budget),
+                        )
+                    )
+        return specs
+
+    def summarize(self, records: list[RunRecord]) -> Summary:
+        """Rows per cell (reference: the first method at the same LR and budget) and verdicts.
+
+        Verdicts: the LR effect per method (paired t-test over seeds), mean JSV after pruning and
+        trainability accuracy, and whether OrthP closes the LR gap.
+        """
+        records = list(records)
+        first_method: dict[tuple, str] = {}
+        for r in records:
+            key = (r.spec["retrain"]["epochs"], r.spec["retrain"]["schedule"])
+            if r.spec["method"] != "scratch":
+                first_method.setdefault(key, r.spec["cell"])
+
+        def ref(cell: str, recs: list[RunRecord]) -> str | None:
+            s = recs[0].spec
+            if s["method"] == "scratch":
+                return None
+            return first_method.get((s["retrain"]["epochs"], s["retrain"]["schedule"]))
+
+        rows, cells, curves = summarize_cells(records, reference=ref)
+        verdicts = []
+        by_method: dict[tuple[str, int], list[tuple[float, dict]]] = {}
+        for row in rows:
+            s = cells[row["cell"]][0].spec
+            if s["method"] == "scratch":
+                continue
+            lr = parse_schedule(s["retrain"]["schedule"], s["retrain"]["epochs"]).lr_at(0)
+            row["lr"] = lr
+            by_method.setdefault((s["method"], s["retrain"]["epochs"]), []).append((lr, row))
+        gaps: dict[tuple[str, int], float] = {}
+        for (method, epochs), items in by_method.items():
+            if len(items) < 2:
+                continue
+            items.sort(key=lambda t: -t[0])
+            (hi_lr, hi), (lo_lr, lo) = items[0], items[-1]
+            gap = hi["mean"] - lo["mean"]
+            gaps[(method, epochs)] = gap
+            test = paired_test(
+                _by_seed(cells[hi["cell"]], "final_acc"), _by_seed(cells[lo["cell"]], "final_acc")
+            )
+            better = "beats" if gap > 0 else "does not beat"
+            verdicts.append(
+                f"{method_label(method)} at {epochs} epochs: LR {_lr_text(hi_lr)} {better} "
+                f"LR {_lr_text(lo_lr)} ({_pct(hi['mean'])} vs {_pct(lo['mean'])}, "
+                f"{100 * gap:+.2f} points, paired p={_p(test.p)}, n={test.n})."
+            )
+            verdicts.append(
+                f"{method_label(method)}: mean JSV right after pruning "
+                f"{hi['jsv_after_prune']:.4g}; trainability accuracy {_pct(hi['ta_mean'])} "
+                f"(LR {_lr_text(hi_lr)}) vs {_pct(lo['ta_mean'])} (LR {_lr_text(lo_lr)})."
+            )
+        for (method, epochs), gap in gaps.items():
+            if method.endswith("_orthp") and (method[: -len("_orthp")], epochs) in gaps:
+                plain = gaps[(method[: -len("_orthp")], epochs)]
+                closes = abs(gap) < abs(plain)
+                verdicts.append(
+                    f"{method_label(method)} {'closes' if closes else 'does not close'} the LR "
+                    f"gap at {epochs} epochs: {100 * gap:+.2f} points vs "
+                    f"{100 * plain:+.2f} for {method_label(method[: -len('_orthp')])}."
+                )
+        return Summary(rows, verdicts, [*ROW_COLUMNS[:9], "ta_mean", *ROW_COLUMNS[10:]], curves)
+
+
+# --------------------------------------------------------------------------------------------
+# scratch_vs_prune (M2)
+# --------------------------------------------------------------------------------------------
+
+
+class ScratchVsPrune(Protocol):
+    """M2 (WHY Tab. 4, E4/E14): scratch training of the pruned shape vs PxFy pipelines.
+
+    ``scratch_schedule`` over ``total_epochs`` is both the scratch and the dense recipe. For each
+    pruning epoch P in ``prune_epochs`` and each ratio: S4.2 (retraining continues the scratch
+    schedule), SX-A (same total epochs, retraining from ``sxa_lr`` with the WHY halving rule down
+    to the scratch's final LR), SX-B (pretraining squeezed to P/k, k = measured speed-up;
+    retraining from ``sxb_lr``). Scratch rows: Scratch-E (``total_epochs``) and, with
+    ``scratch_b``, Scratch-B (``K1*F1/F2 + K2`` of the first P).
+    """
+
+    name = "scratch_vs_prune"
+    description = "M2: scratch vs pruning under S4.2 / SX-A / SX-B (PxFy rows), Scratch-E/B"
+    default_config = {
+        **_COMMON_DEFAULTS,
+        "base": {"batch_size": 32},
+        "ratios": [0.5, 0.8],
+        "scratch_schedule": "0:0.02,10:0.002,15:0.0002",
+        "total_epochs": 20,
+        "prune_epochs": [5, 10],
+        "sxa_lr": 0.02,
+        "sxb_lr": 0.02,
+        "setups": ["S4.2", "SX-A", "SX-B"],
+        "scratch_b": True,
+        "halving_stage_cap": 30,
+    }
+
+    def expand(self, config: dict) -> list[RunSpec]:
+        """Cells per ratio: Scratch-E, Scratch-B, and each setup × pruning epoch."""
+        cfg = self.config(config)
+        total = int(cfg["total_epochs"])
+        stages = parse_piecewise(cfg["scratch_schedule"], f"{self.name}.scratch_schedule")
+        final_lr = stages[-1][1]
+        unknown = sorted(set(cfg["setups"]) - {"S4.2", "SX-A", "SX-B"})
+        if unknown:
+            raise ConfigError(f"{self.name}.setups: unknown {unknown}; use S4.2, SX-A, SX-B")
+        base_extra = {k: v for k, v in cfg["base"].items() if k not in ("schedule", "epochs")}
+        specs: list[RunSpec] = []
+        seeds = _seeds(cfg, self.name)
+        for ratio in cfg["ratios"]:
+            r = _ratio_text(ratio)
+            scratch_recipe = _recipe(cfg, cfg["scratch_schedule"], total)
+            # Scratch: the base recipe is irrelevant, but a valid one is recorded.
+            base_full = {**base_extra, "schedule": cfg["scratch_schedule"], "epochs": total}
+            for seed in seeds:
+                specs.append(
+                    _spec(
+                        self.name,
+                        cfg,
+                        f"Scratch-E / pr={r}",
+                        "scratch",
+                        scratch_recipe,
+                        seed,
+                        ratio=ratio,
+                        base=base_full,
+                    )
+                )
+            for p in cfg["prune_epochs"]:
+                p = int(p)
+                if not 0 < p < total:
+                    raise ConfigError(
+                        f"{self.name}.prune_epochs: {p} must be in (0, total_epochs={total})"
+                    )
+                f = total - p
+                base_p = {**base_full, "epochs": p, "schedule_epochs": total}
+                if "S4.2" in cfg["setups"]:
+                    sched = format_piecewise(truncate_piecewise(stages, p))
+                    for seed in seeds:
+                        specs.append(
+                            _spec(
+                                self.name,
+                                cfg,
+                                f"S4.2 P{p}F{f} / pr={r}",
+                                "l1",
+                                _recipe(cfg, sched, f),
+                                seed,
+                                ratio=ratio,
+                                base=base_p,
+                            )
+                        )
+                if "SX-A" in cfg["setups"]:
+                    lr = float(cfg["sxa_lr"])
+                    sched = format_piecewise(
+                        halving_schedule(lr, f, final_lr, int(cfg["halving_stage_cap"]))
+                    )
+                    for seed in seeds:
+                        specs.append(
+                            _spec(
+                                self.name,
+                                cfg,
+                                f"SX-A P{p}F{f},{_lr_text(lr)} / pr={r}",
+                                "l1",
+                                _recipe(cfg, sched, f),
+                                seed,
+                                ratio=ratio,
+                                base=base_p,
+                            )
+                        )
+                if "SX-B" in cfg["setups"]:
+                    lr = float(cfg["sxb_lr"])
+                    sched = format_piecewise(
+                        halving_schedule(lr, f, final_lr, int(cfg["halving_stage_cap"]))
+                    )
+                    for seed in seeds:
+                        specs.append(
+                            _spec(
+                                self.name,
+                                cfg,
+                                f"SX-B P{p}/kF{f},{_lr_text(lr)} / pr={r}",
+                                "l1",
+                                _recipe(cfg, sched, f),
+                                seed,
+                                ratio=ratio,
+                                base=base_p,
+                                squeeze_base_by_speedup=True,
+                            )
+                        )
+            if cfg["scratch_b"] and cfg["prune_epochs"]:
+                p = int(cfg["prune_epochs"][0])
+                base_p = {**base_full, "epochs": p, "schedule_epochs": total}
+                for seed in seeds:
+                    specs.append(
+                        _spec(
+                            self.name,
+                            cfg,
+                            f"Scratch-B (P{p}F{total - p}) / pr={r}",
+                            "scratch",
+                            scratch_recipe,
+                            seed,
+                            ratio=ratio,
+                            base=base_p,
+                            scratch_budget="B",
+                            pipeline_epochs=total - p,
+                        )
+                    )
+        return specs
+
+    def summarize(self, records: list[RunRecord]) -> Summary:
+        """Rows per cell, each pipeline compared with Scratch-E of its ratio; a verdict per row.
+
+        The setup label comes from :func:`setup_check`; the p-value from a paired t-test.
+        """
+        records = list(records)
+        scratch_of: dict[str, str] = {}
+        for r in records:
+            if r.spec["method"] == "scratch" and r.spec["cell"].startswith("Scratch-E"):
+                scratch_of.setdefault(_ratio_text(r.spec["ratio"]), r.spec["cell"])
+
+        def ref(cell: str, recs: list[RunRecord]) -> str | None:
+            if cell.startswith("Scratch-E"):
+                return None
+            return scratch_of.get(_ratio_text(recs[0].spec["ratio"]))
+
+        rows, cells, curves = summarize_cells(records, reference=ref)
+        verdicts = []
+        for row in rows:
+            if row["reference"] is None:
+                continue
+            ref_row = next(x for x in rows if x["cell"] == row["reference"])
+            diff = row["diff_vs_ref"]
+            word = "beats" if diff and diff > 0 else "does not beat"
+            sig = " (significant)" if row["p_vs_ref"] is not None and row["p_vs_ref"] < 0.05 else ""
+            verdicts.append(
+                f"{row['cell']} {word} {row['reference']}: {_pct(row['mean'])} vs "
+                f"{_pct(ref_row['mean'])} ({100 * (diff or 0):+.2f} points, paired "
+                f"p={_p(row['p_vs_ref'])}{sig}); setup {row['setup']}."
+            )
+        return Summary(rows, verdicts, list(ROW_COLUMNS), curves)
+
+
+# --------------------------------------------------------------------------------------------
+# retrain_schedules (LEHUA)
+# --------------------------------------------------------------------------------------------
+
+
+class RetrainSchedules(Protocol):
+    """LEHUA (E15): FT / LRW / SLR / CLR retraining of L1- and randomly pruned models.
+
+    ``schedules`` maps a label to a spec; ``{base}`` in a spec is replaced by the base recipe
+    (``lrw:{base}`` rewinds the base schedule). Budgets are retraining epochs.
+    """
+
+    name = "retrain_schedules"
+    description = "LEHUA: FT vs LR rewinding vs SLR vs CLR, L1 and random pruning, per budget"
+    default_config = {
+        **_COMMON_DEFAULTS,
+        "methods": ["l1"],
+        "schedules": {
+            "FT": "ft:0.0002",
+            "LRW": "lrw:{base}",
+            "SLR": "slr:0.02:0.0002",
+            "CLR": "clr:0.02",
+        },
+        "budgets": [10],
+    }
+
+    def expand(self, config: dict) -> list[RunSpec]:
+        """Cells: method × schedule × budget (+ Random baseline)."""
+        cfg = self.config(config)
+        methods = list(cfg["methods"])
+        if cfg["baselines"] and "random" not in methods:
+            methods.append("random")
+        base = cfg["base"]
+        base_text = f"{int(base['epochs'])}@{base['schedule']}"
+        specs = []
+        for budget in cfg["budgets"]:
+            for method in methods:
+                for label, sched in cfg["schedules"].items():
+                    sched = str(sched).replace("{base}", base_text)
+                    recipe = _recipe(cfg, sched, int(budget))
+                    cell = f"{method_label(method)} / {label} / {budget}ep"
+                    for seed in _seeds(cfg, self.name):
+                        specs.append(_spec(self.name, cfg, cell, method, recipe, seed))
+        return specs
+
+    def summarize(self, records: list[RunRecord]) -> Summary:
+        """Rows per cell (reference: the first method's FT cell at the same budget) and verdicts.
+
+        Every cell is compared with L1 + FT (LEHUA: large-LR schedules beat FT; Random with a
+        good schedule can match L1 + FT).
+        """
+        records = list(records)
+        ft_of: dict[int, str] = {}
+        for r in records:
+            if "/ FT /" in r.spec["cell"] and r.spec["method"] != "random":
+                ft_of.setdefault(r.spec["retrain"]["epochs"], r.spec["cell"])
+
+        def ref(cell: str, recs: list[RunRecord]) -> str | None:
+            return ft_of.get(recs[0].spec["retrain"]["epochs"])
+
+        rows, cells, curves = summarize_cells(records, reference=ref)
+        verdicts = []
+        for row in rows:
+            if row["reference"] and row["diff_vs_ref"] is not None:
+                verdicts.append(
+                    f"{row['cell']} vs {row['reference']}: {100 * row['diff_vs_ref']:+.2f} "
+                    f"points (paired p={_p(row['p_vs_ref'])})."
+                )
+        return Summary(rows, verdicts, list(ROW_COLUMNS), curves)
+
+
+# --------------------------------------------------------------------------------------------
+# cross_recipe (WHY calibration suggestion 4)
+# --------------------------------------------------------------------------------------------
+
+
+def cross_recipe_verdict(acc: Mapping[tuple[str, str], float]) -> tuple[str, str]:
+    """Verdict of the 2×2 method × retraining-recipe grid (WHY section 5.2, spec 6 item 4).
+
+    Args:
+        acc: ``{(method, recipe): accuracy}`` for two methods × two recipes.
+
+    Returns:
+        ``(kind, sentence)``: kind ``"consistent winner"`` when one method wins under both
+        recipes (ties count for nobody), else ``"interaction"`` — the winner flips, and the
+        combination with the higher absolute accuracy weighs more.
+    """
+    methods = sorted({m for m, _ in acc}, key=lambda m: [k[0] for k in acc].index(m))
+    recipes = sorted({r for _, r in acc}, key=lambda r: [k[1] for k in acc].index(r))
+    if len(methods) != 2 or len(recipes) != 2 or len(acc) != 4:
+        raise ConfigError("cross_recipe needs exactly 2 methods × 2 recipes with results")
+    a, b = methods
+    winners = []
+    for rec in recipes:
+        da = acc[(a, rec)] - acc[(b, rec)]
+        winners.append(a if da > 0 else b if da < 0 else None)
+    if winners[0] is not None and winners[0] == winners[1]:
+        w = winners[0]
+        return (
+            "consistent winner",
+            f"consistent winner: {w} beats {b if w == a else a} under both recipes "
+            f"({', '.join(recipes)}); trust it.",
+        )
+    best = max(acc, key=lambda k: acc[k])
+    return (
+        "interaction",
+        f"interaction: the winner depends on the recipe ({recipes[0]}: {winners[0] or 'tie'}, "
+        f"{recipes[1]}: {winners[1] or 'tie'}); the higher-accuracy cell weighs more: "
+        f"{best[0]} + {best[1]} ({_pct(acc[best])}) favours {best[0]}.",
+    )
+
+
+class CrossRecipe(Protocol):
+    """WHY suggestion 4 (E16): A+FT_A, A+FT_B, B+FT_A, B+FT_B and the verdict.
+
+    ``methods`` = ``{"A": method, "B": method}``; ``recipes`` = ``{"FT_A": spec, "FT_B": spec}``
+    (each spec a schedule; ``epochs`` per recipe in ``recipe_epochs``).
+    """
+
+    name = "cross_recipe"
+    description = "2×2 cross-validation of two methods and their retraining recipes"
+    default_config = {
+        **_COMMON_DEFAULTS,
+        "methods": {"A": "l1", "B": "random"},
+        "recipes": {"FT_A": "ft:0.001", "FT_B": "0:0.01,7:0.001,14:0.0001"},
+        "recipe_epochs": {"FT_A": 20, "FT_B": 20},
+    }
+
+    def expand(self, config: dict) -> list[RunSpec]:
+        """Four cells × seeds (no extra baselines: both methods are the comparison)."""
+        cfg = self.config(config)
+        methods, recipes = dict(cfg["methods"]), dict(cfg["recipes"])
+        if len(methods) != 2 or len(recipes) != 2:
+            raise ConfigError(f"{self.name}: needs exactly 2 methods and 2 recipes")
+        specs = []
+        for mkey, method in methods.items():
+            for rkey, sched in recipes.items():
+                epochs = int(cfg["recipe_epochs"].get(rkey, 0))
+                if epochs < 1:
+                    raise ConfigError(f"{self.name}.recipe_epochs[{rkey!r}] must be >= 1")
+                cell = f"{mkey}={method_label(method)} + {rkey}"
+                for seed in _seeds(cfg, self.name):
+                    specs.append(
+                        _spec(self.name, cfg, cell, method, _recipe(cfg, sched, epochs), seed)
+                    )
+        return specs
+
+    def summarize(self, records: list[RunRecord]) -> Summary:
+        """The four rows and the cross-validation verdict."""
+        records = list(records)
+        first = records[0].spec["cell"] if records else None
+
+        def ref(cell: str, recs: list[RunRecord]) -> str | None:
+            return first
+
+        rows, cells, curves = summarize_cells(records, reference=ref)
+        verdicts = []
+        acc = {}
+        for row in rows:
+            left, _, rkey = row["cell"].partition(" + ")
+            acc[(left, rkey)] = row["mean"]
+        if len(acc) == 4:
+            kind, sentence = cross_recipe_verdict(acc)
+            verdicts.append(sentence)
+        else:
+            verdicts.append(f"incomplete 2×2 grid ({len(acc)} of 4 cells): no verdict yet")
+        return Summary(rows, verdicts, list(ROW_COLUMNS), curves)
+
+
+# --------------------------------------------------------------------------------------------
+# ratio_sweep
+# --------------------------------------------------------------------------------------------
+
+
+class RatioSweep(Protocol):
+    """Accuracy, mean JSV after pruning and speed-up versus the pruning ratio (E7)."""
+
+    name = "ratio_sweep"
+    description = "accuracy and mean JSV after pruning vs pruning ratio"
+    default_config = {
+        **_COMMON_DEFAULTS,
+        "methods": ["l1"],
+        "ratios": [0.1, 0.3, 0.5, 0.7, 0.9],
+        "schedule": "steps:0.01:1e-4",
+        "epochs": 10,
+    }
+
+    def expand(self, config: dict) -> list[RunSpec]:
+        """Cells: method × ratio (+ Random, and Scratch of each pruned shape)."""
+        cfg = self.config(config)
+        methods = list(cfg["methods"])
+        if cfg["baselines"]:
+            methods += [m for m in ("random", "scratch") if m not in methods]
+        recipe = _recipe(cfg, cfg["schedule"], int(cfg["epochs"]))
+        specs = []
+        for ratio in cfg["ratios"]:
+            for method in methods:
+                cell = f"{method_label(method)} / pr={_ratio_text(ratio)}"
+                for seed in _seeds(cfg, self.name):
+                    specs.append(_spec(self.name, cfg, cell, method, recipe, seed, ratio=ratio))
+        return specs
+
+    def summarize(self, records: list[RunRecord]) -> Summary:
+        """Rows per cell (reference: the first method at the same ratio); JSV-collapse verdict."""
+        records = list(records)
+        first: dict[str, str] = {}
+        for r in records:
+            first.setdefault(_ratio_text(r.spec["ratio"]), r.spec["cell"])
+
+        def ref(cell: str, recs: list[RunRecord]) -> str | None:
+            return first.get(_ratio_text(recs[0].spec["ratio"]))
+
+        rows, cells, curves = summarize_cells(records, reference=ref)
+        verdicts = []
+        by_method: dict[str, list[tuple[float, float]]] = {}
+        for row in rows:
+            s = cells[row["cell"]][0].spec
+            if s["method"] != "scratch" and not isinstance(s["ratio"], dict):
+                by_method.setdefault(s["method"], []).append((s["ratio"], row["jsv_after_prune"]))
+        for method, pts in by_method.items():
+            pts.sort()
+            text = ", ".join(f"{r:g}: {j:.4g}" for r, j in pts)
+            mono = all(pts[i][1] >= pts[i + 1][1] for i in range(len(pts) - 1))
+            verdicts.append(
+                f"{method_label(method)} mean JSV after pruning by ratio ({text}): "
+                f"{'monotone collapse' if mono else 'not monotone'}."
+            )
+        return Summary(rows, verdicts, list(ROW_COLUMNS), curves)
+
+
+# --------------------------------------------------------------------------------------------
+# setup_check
+# --------------------------------------------------------------------------------------------
+
+
+class SetupCheck(Protocol):
+    """E17: the strictest comparison setup every pair of given runs shares.
+
+    ``runs`` is a list of RunSpec dicts; they are run, and every pair is labelled with its setup
+    and the mismatched items.
+    """
+
+    name = "setup_check"
+    description = "strictest comparison setup (S1..S4.2, SX-A/B) of every pair of given runs"
+    default_config = {"runs": []}
+
+    def expand(self, config: dict) -> list[RunSpec]:
+        """The given specs, as they are."""
+        cfg = self.config(config)
+        if len(cfg["runs"]) < 2:
+            raise ConfigError(f"{self.name}.runs needs at least two run specs")
+        return [RunSpec.from_dict(d) if isinstance(d, Mapping) else d for d in cfg["runs"]]
+
+    def summarize(self, records: list[RunRecord]) -> Summary:
+        """One row per pair: labels, setup, mismatches."""
+        records = list(records)
+        rows, verdicts = [], []
+        for i in range(len(records)):
+            for j in range(i + 1, len(records)):
+                a, b = records[i], records[j]
+                v = setup_check(a, b)
+                label_a = f"{a.spec.get('cell')} (seed {a.spec.get('seed')})"
+                label_b = f"{b.spec.get('cell')} (seed {b.spec.get('seed')})"
+                rows.append(
+                    {
+                        "cell": f"{label_a} vs {label_b}",
+                        "setup": v.label,
+                        "fair": v.fair(),
+                        "mismatches": "; ".join(v.mismatches) or "none",
+                        "a_acc": a.metrics.get("final_acc"),
+                        "b_acc": b.metrics.get("final_acc"),
+                    }
+                )
+                verdicts.append(
+                    f"{label_a} vs {label_b}: {v.label}"
+                    + (f" (differs in: {'; '.join(v.mismatches)})" if v.mismatches else "")
+                )
+        return Summary(rows, verdicts, ["cell", "setup", "fair", "mismatches", "a_acc", "b_acc"])
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    p.name: p
+    for p in (
+        FinetuneLR(),
+        ScratchVsPrune(),
+        RetrainSchedules(),
+        CrossRecipe(),
+        RatioSweep(),
+        SetupCheck(),
+    )
+}
+"""Protocol name -> protocol."""

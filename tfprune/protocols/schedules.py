@@ -5,6 +5,9 @@ Spec strings (parsed by :func:`parse_schedule`, always together with the number 
 * ``"0:0.01,30:0.001,60:0.0001"`` — piecewise constant, ``epoch:lr`` (the WHY/GReg/TPP scripts'
   notation); the first entry must be epoch 0 and epochs must increase.
 * ``"ft:0.001"`` — LEHUA fine-tuning (FT): one fixed small LR.
+* ``"steps:0.01:1e-4"`` — step decay ×0.1 from start to end LR in equal-length stages (the DI
+  MNIST runs: ``steps:0.01:1e-4`` over 90 epochs = ``0:0.01,30:0.001,60:0.0001``,
+  ``steps:0.001:1e-4`` = ``0:0.001,45:0.0001``) (:func:`equal_steps`).
 * ``"cosine:0.01:1e-4"`` — cosine annealing from start to end LR over the run (PyTorch
   ``CosineAnnealingLR`` with ``T_max`` = epochs, ``eta_min`` = end), updated every step.
 * ``"halving:0.1:1e-5"`` — WHY App. A rule (spec 2.3): stages from the start LR down to the
@@ -34,6 +37,7 @@ __all__ = [
     "EpochLRScheduler",
     "LRSchedule",
     "StepLRScheduler",
+    "equal_steps",
     "format_piecewise",
     "halving_schedule",
     "lr_rewinding",
@@ -123,6 +127,27 @@ def halving_schedule(
         start += length
         remaining -= length
     return stages
+
+
+def equal_steps(lr: float, epochs: int, final_lr: float = 1e-4) -> list[tuple[int, float]]:
+    """Step decay ×0.1 from ``lr`` to ``final_lr`` in equal-length stages over ``epochs``.
+
+    Stage ``i`` of ``n`` starts at ``round(i * epochs / n)``; stages that would be empty are
+    dropped. ``(0.01, 90)`` -> ``0:0.01,30:0.001,60:0.0001``;
+    ``(0.001, 90)`` -> ``0:0.001,45:0.0001``.
+    """
+    if not lr > 0 or not final_lr > 0 or final_lr > lr * (1 + 1e-9):
+        raise ConfigError(f"steps: need 0 < final_lr ({final_lr}) <= lr ({lr})")
+    if int(epochs) != epochs or epochs < 1:
+        raise ConfigError(f"steps: epochs must be an integer >= 1, got {epochs!r}")
+    n = int(round(math.log10(lr / final_lr))) + 1
+    out: list[tuple[int, float]] = []
+    for i in range(n):
+        start = int(round(i * epochs / n))
+        if out and start <= out[-1][0]:
+            continue
+        out.append((start, float(f"{lr * 10.0**-i:.6g}")))
+    return out
 
 
 def lr_rewinding(
@@ -288,6 +313,11 @@ def parse_schedule(spec: str, epochs: int, field: str = "schedule") -> LRSchedul
     if head == "ft" or head == "fixed":
         (lr,) = nums(1, 1)
         return LRSchedule(text, epochs, "piecewise", stages=[(0, lr)])
+    if head == "steps":
+        v = nums(1, 2)
+        final = v[1] if len(v) > 1 else 1e-4
+        stages = equal_steps(v[0], max(int(epochs), 1), final)
+        return LRSchedule(text, epochs, "piecewise", stages=stages)
     if head == "cosine":
         start, end = nums(2, 2)
         if end > start:
@@ -327,7 +357,7 @@ def parse_schedule(spec: str, epochs: int, field: str = "schedule") -> LRSchedul
     if head[:1].isdigit() or head == "":
         return LRSchedule(text, epochs, "piecewise", stages=parse_piecewise(text, field))
     raise ConfigError(
-        f"{field}: unknown LR schedule {text!r}; use 'epoch:lr,...', 'ft:', 'cosine:', "
+        f"{field}: unknown LR schedule {text!r}; use 'epoch:lr,...', 'ft:', 'steps:', 'cosine:', "
         "'halving:', 'lrw:', 'slr:' or 'clr:'"
     )
 

@@ -1,0 +1,77 @@
+"""The run-spec contract: stable content ids, JSON round trips, validation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tfprune.errors import ConfigError
+from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
+
+
+def _spec(**over):
+    kw = dict(
+        protocol="finetune_lr",
+        cell="L1 / lr=1e-2 / 20ep",
+        dataset="digits",
+        model="mlp7_linear",
+        method="l1",
+        ratio=0.8,
+        retrain=RetrainRecipe("0:0.01,7:0.001", 20),
+        seed=0,
+        base={"schedule": "0:0.02", "epochs": 20, "batch_size": 32},
+        options={"jsv_samples": 64, "data_options": {"test_fraction": 0.2}},
+    )
+    kw.update(over)
+    return RunSpec(**kw)
+
+
+def test_run_id_is_stable_and_content_derived():
+    a = _spec()
+    b = _spec(
+        base={"batch_size": 32, "epochs": 20, "schedule": "0:0.02"},
+        options={"data_options": {"test_fraction": 0.2}, "jsv_samples": 64},
+    )
+    assert a.run_id() == b.run_id()
+    assert len(a.run_id()) == 12 and all(c in "0123456789abcdef" for c in a.run_id())
+    assert _spec(seed=1).run_id() != a.run_id()
+    assert _spec(ratio=1 / 2).run_id() == _spec(ratio=0.5).run_id()
+    assert a.base_id() == _spec(method="l1_orthp", cell="x").base_id()
+    assert a.base_id() != _spec(seed=1).base_id()
+
+
+def test_round_trip_through_json():
+    a = _spec(ratio={"fc[0-5]": 0.8})
+    b = RunSpec.from_dict(json.loads(json.dumps(a.to_dict())))
+    assert b == a and b.run_id() == a.run_id()
+    rec = RunRecord(spec=a.to_dict(), metrics={"final_acc": 0.9}, history={"loss": [1.0]}, setup={})
+    back = RunRecord.from_dict(json.loads(json.dumps(rec.to_dict())))
+    assert back == rec
+    assert back.run_spec() == a
+
+
+@pytest.mark.parametrize(
+    ("over", "needle"),
+    [
+        ({"ratio": 1.0}, "ratio"),
+        ({"ratio": {"fc0": -0.1}}, "ratio"),
+        ({"method": ""}, "method"),
+        ({"seed": 0.5}, "seed"),
+        ({"base": "x"}, "base"),
+    ],
+)
+def test_spec_validation_names_the_field(over, needle):
+    with pytest.raises(ConfigError, match=needle):
+        _spec(**over)
+
+
+def test_recipe_validation():
+    with pytest.raises(ConfigError, match="retrain.schedule"):
+        RetrainRecipe("", 10)
+    with pytest.raises(ConfigError, match="retrain.epochs"):
+        RetrainRecipe("0:0.1", -1)
+    with pytest.raises(ConfigError, match="optimizer"):
+        RetrainRecipe("0:0.1", 1, optimizer="rmsprop")
+    with pytest.raises(ConfigError, match="unknown"):
+        RetrainRecipe.from_dict({"schedule": "0:0.1", "epochs": 1, "lr": 0.1})

@@ -1,0 +1,210 @@
+"""Fair retraining-LR search: every method gets its own best LR within the same budget.
+
+WHY's point (spec 2.4, 6.6): a method that is retrained with a better LR looks better. To compare
+methods fairly when their recipes differ, tune the retraining LR of *each* method over the same
+grid and the same number of epochs, and compare every method at its own best LR.
+
+:class:`RetrainLRTuner` is a :class:`keras_tuner.Tuner` subclass whose :meth:`run_trial` builds,
+fits and measures itself through :func:`tfprune.protocols.spec.execute` (keras-tuner's default
+build path expects a hypermodel returning a Keras 3 model and rejects tf_keras models). The LR
+grid is a :class:`keras_tuner.oracles.GridSearchOracle` over one ``Choice("lr", lrs)``; the
+tuner's state lives under ``workdir/tuning/<project>`` so an interrupted search resumes, and the
+shared base model is reused from ``workdir/base_models``.
+
+Distributed search (not covered by tests): keras-tuner's chief/worker mode is configured
+entirely by environment variables; start the same script once as the chief and N times as
+workers::
+
+    export KERASTUNER_ORACLE_IP=10.0.0.1 KERASTUNER_ORACLE_PORT=8000
+    KERASTUNER_TUNER_ID=chief python run.py    # on the chief
+    KERASTUNER_TUNER_ID=tuner0 python run.py   # on each worker (tuner0, tuner1, ...)
+
+The chief serves the oracle and hands out LRs; each worker runs its trials with a shared
+``workdir`` (a shared file system, so the base model is trained once: the cache write is atomic).
+
+Note on selection data: trials are scored on the dataset's test split (``best_acc`` by default),
+as the papers' tables do; pass ``data_options`` with a held-out split (e.g. MNIST ``holdout``) in
+the spec to select on held-out data instead.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import keras_tuner
+
+from tfprune.errors import ConfigError
+from tfprune.protocols.schedules import parse_schedule
+from tfprune.protocols.spec import RunRecord, RunSpec, execute
+
+__all__ = ["RetrainLRTuner", "TuneResult", "compare_at_best_lr", "tune_retrain_lr"]
+
+
+def _with_lr(spec: RunSpec, template: str, lr: float) -> RunSpec:
+    schedule = template.replace("{lr}", f"{lr:g}")
+    parse_schedule(schedule, spec.retrain.epochs, field="schedule_template")
+    retrain = dataclasses.replace(spec.retrain, schedule=schedule)
+    return dataclasses.replace(spec, retrain=retrain, cell=f"{spec.cell} / lr={lr:g}")
+
+
+class RetrainLRTuner(keras_tuner.Tuner):
+    """Grid search of the retraining LR of one run spec (see the module doc).
+
+    Args:
+        spec: The run to tune (method, ratio, budget ``retrain.epochs``, seed, base...).
+        lrs: The LR grid.
+        workdir: Results root: the base-model cache and ``tuning/<project_name>``.
+        schedule_template: Retraining schedule with ``{lr}`` for the initial LR, e.g.
+            ``"steps:{lr}:1e-4"`` or ``"0:{lr},10:1e-4"``.
+        metric: Record metric to maximise (``best_acc``, ``final_acc``, ``trainability_acc``).
+        project_name: Folder under ``workdir/tuning`` (default: method and spec id).
+        strategy: Passed to :func:`execute`.
+        log: Progress messages.
+        **kwargs: Other :class:`keras_tuner.Tuner` arguments (``overwrite``, ``tuner_id``...).
+    """
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        lrs: Sequence[float],
+        workdir: str,
+        *,
+        schedule_template: str = "steps:{lr}:1e-4",
+        metric: str = "best_acc",
+        project_name: str | None = None,
+        strategy: Any = None,
+        log: Callable[[str], None] = print,
+        **kwargs: Any,
+    ) -> None:
+        lrs = [float(x) for x in lrs]
+        if not lrs or any(not x > 0 for x in lrs):
+            raise ConfigError(f"tuning: lrs must be a non-empty list of LRs > 0, got {lrs!r}")
+        if "{lr}" not in schedule_template:
+            raise ConfigError(
+                f"tuning: schedule_template {schedule_template!r} must contain '{{lr}}'"
+            )
+        for lr in lrs:  # validate every schedule before any work
+            _with_lr(spec, schedule_template, lr)
+        hp = keras_tuner.HyperParameters()
+        hp.Choice("lr", lrs)
+        oracle = keras_tuner.oracles.GridSearchOracle(
+            objective=keras_tuner.Objective(metric, direction="max"),
+            max_trials=len(lrs),
+            hyperparameters=hp,
+            tune_new_entries=False,
+            seed=spec.seed,
+        )
+        super().__init__(
+            oracle=oracle,
+            directory=os.path.join(workdir, "tuning"),
+            project_name=project_name or f"{spec.method}-{spec.run_id()}",
+            **kwargs,
+        )
+        self.spec = spec
+        self.lrs = lrs
+        self.workdir = workdir
+        self.schedule_template = schedule_template
+        self.metric = metric
+        self.strategy = strategy
+        self.log = log
+        self.records: dict[float, RunRecord] = {}
+
+    def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """Run the spec at this trial's LR and return its metrics (no Keras model is built here)."""
+        lr = float(trial.hyperparameters.get("lr"))
+        spec = _with_lr(self.spec, self.schedule_template, lr)
+        record = execute(spec, self.workdir, strategy=self.strategy, log=self.log)
+        self.records[lr] = record
+        out = {
+            k: float(v)
+            for k, v in record.metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k.endswith("acc")
+        }
+        if self.metric not in out:
+            raise ConfigError(f"tuning: metric {self.metric!r} is not in the run's metrics")
+        return out
+
+    def save_model(self, trial_id: str, model: Any, step: int = 0) -> None:
+        """Nothing to save: run records hold the results."""
+
+    def load_model(self, trial: Any) -> Any:
+        """Not supported: this tuner keeps records, not models."""
+        raise NotImplementedError("RetrainLRTuner keeps run records, not models")
+
+
+@dataclasses.dataclass
+class TuneResult:
+    """The LR search of one method.
+
+    Attributes:
+        method: The spec's method.
+        best_lr: LR with the highest metric (the first in grid order on ties).
+        best_value: Its metric value.
+        values: ``{lr: metric}`` for every LR tried.
+        records: ``{lr: RunRecord}`` of the trials run in this process.
+    """
+
+    method: str
+    best_lr: float
+    best_value: float
+    values: dict[float, float]
+    records: dict[float, RunRecord]
+
+
+def tune_retrain_lr(
+    spec: RunSpec,
+    lrs: Sequence[float],
+    workdir: str,
+    *,
+    schedule_template: str = "steps:{lr}:1e-4",
+    metric: str = "best_acc",
+    strategy: Any = None,
+    log: Callable[[str], None] = print,
+    overwrite: bool = False,
+) -> TuneResult:
+    """Grid-search the retraining LR of ``spec`` and return the best LR and all values."""
+    tuner = RetrainLRTuner(
+        spec,
+        lrs,
+        workdir,
+        schedule_template=schedule_template,
+        metric=metric,
+        strategy=strategy,
+        log=log,
+        overwrite=overwrite,
+    )
+    tuner.search()
+    values: dict[float, float] = {}
+    for trial in tuner.oracle.trials.values():
+        lr = float(trial.hyperparameters.get("lr"))
+        value = trial.metrics.get_best_value(metric) if trial.metrics.exists(metric) else None
+        if value is not None:
+            values[lr] = float(value)
+    if not values:
+        raise ConfigError("tuning: no trial finished")
+    order = [lr for lr in tuner.lrs if lr in values]
+    best_lr = max(order, key=lambda lr: (values[lr], -order.index(lr)))
+    return TuneResult(spec.method, best_lr, values[best_lr], values, dict(tuner.records))
+
+
+def compare_at_best_lr(
+    specs: Mapping[str, RunSpec] | Sequence[RunSpec],
+    lrs: Sequence[float],
+    workdir: str,
+    **kwargs: Any,
+) -> dict[str, TuneResult]:
+    """Tune every method's LR over the same grid and budget; ``{method: TuneResult}``.
+
+    All specs must share the budget (``retrain.epochs``) and everything but the method; the
+    comparison is then each method at its own best LR.
+    """
+    items = list(specs.values()) if isinstance(specs, Mapping) else list(specs)
+    if not items:
+        raise ConfigError("tuning: no specs to compare")
+    budgets = {s.retrain.epochs for s in items}
+    if len(budgets) != 1:
+        raise ConfigError(f"tuning: every method needs the same budget, got epochs {budgets}")
+    return {s.method: tune_retrain_lr(s, lrs, workdir, **kwargs) for s in items}
