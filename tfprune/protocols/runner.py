@@ -17,10 +17,22 @@ from typing import Any
 
 from tfprune.configs.protocol import ProtocolConfig, save_config
 from tfprune.errors import ConfigError
-from tfprune.protocols.spec import RunRecord, RunSpec
-from tfprune.protocols.store import RunStore, atomic_write_json, environment_info
+from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
+from tfprune.protocols.store import (
+    RunStore,
+    atomic_write_json,
+    atomic_write_text,
+    environment_info,
+)
 
-__all__ = ["GRID_FILE", "RunFailedError", "plan_shard", "run_protocol"]
+__all__ = [
+    "GRID_FILE",
+    "RunFailedError",
+    "check_shard",
+    "plan_shard",
+    "run_protocol",
+    "train_base_model",
+]
 
 GRID_FILE = "grid.json"
 
@@ -217,11 +229,78 @@ def run_protocol(
     elif config.runner.summarize:
         from tfprune.protocols.report import write_report
 
-        write_report(
+        report = write_report(
             output_dir,
             registry=registry,
             plots=config.output.plots,
             tables=config.output.report,
             log=log,
         )
+        log(report.markdown)
     return records
+
+
+def train_base_model(
+    config: Any, *, log: Callable[[str], None] = print, strategy: Any = None
+) -> dict[str, Any]:
+    """Train (or load from the cache) one base model and save it (what ``tfprune-train`` runs).
+
+    The model is trained by the protocols' own base-model code
+    (:func:`tfprune.protocols.execute.get_base_model`), so it is also cached under
+    ``<output_dir>/base_models/<base_id>/`` and a ``tfprune-compare`` run with the same dataset,
+    model, base recipe and seed and ``--output_dir`` reuses it. Writes into ``output_dir``:
+    ``model.keras``, ``history.csv``, ``metrics.json``, ``environment.json`` and ``config.yaml``.
+
+    Args:
+      config: A :class:`tfprune.configs.TrainConfig` (validated here).
+      log: Progress lines go here.
+      strategy: Strategy object (default: ``config.strategy`` by name).
+
+    Returns:
+      The metrics (``base_id``, ``acc``, ``seconds``, ``params``, ``flops``, ``model_path``).
+    """
+    from tfprune.configs import dump_yaml
+    from tfprune.distribute import get_strategy
+    from tfprune.flops import count_flops, count_params
+    from tfprune.protocols.execute import get_base_model
+    from tfprune.protocols.store import history_to_csv
+
+    config.validate()
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "config.yaml", dump_yaml(config.to_dict()))
+    recipe = config.recipe
+    spec = RunSpec(
+        protocol="train",
+        cell="base",
+        dataset=config.dataset,
+        model=config.model,
+        method="dense",
+        ratio=0.0,
+        retrain=RetrainRecipe(schedule=recipe.schedule, epochs=0),
+        seed=config.seed,
+        base=recipe.to_dict(),
+        data_dir=config.data_dir,
+    )
+    if strategy is None:
+        strategy = get_strategy(config.strategy)
+    atomic_write_json(
+        out / "environment.json",
+        environment_info(seeds=[config.seed], strategy=config.strategy),
+    )
+    base = get_base_model(spec, str(out), strategy=strategy, log=log)
+    model_path = out / "model.keras"
+    base.model.save(model_path)
+    history = base.meta.get("history") or {}
+    atomic_write_text(out / "history.csv", history_to_csv(history))
+    metrics = {
+        "base_id": spec.base_id(),
+        "acc": base.meta.get("acc"),
+        "seconds": base.meta.get("seconds"),
+        "cached": base.meta.get("cached"),
+        "params": int(count_params(base.model).total),
+        "flops": int(count_flops(base.model).total),
+        "model_path": str(model_path),
+    }
+    atomic_write_json(out / "metrics.json", metrics)
+    return metrics

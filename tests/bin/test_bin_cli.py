@@ -1,0 +1,104 @@
+"""The binaries' command lines: --help, readable usage errors (no tracebacks), tfprune-train.
+
+Every case starts a Python process that imports TensorFlow (~5-10 s on 2 cores), so only one case
+per binary is in the fast subset; the rest are marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_bin(name: str, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
+    return subprocess.run(
+        [sys.executable, "-m", f"tfprune.bin.{name}", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=REPO,
+    )
+
+
+slow = pytest.mark.slow
+
+
+@pytest.mark.parametrize(
+    "name, flag",
+    [
+        ("compare", "--params_override"),
+        pytest.param("report", "--output_dir", marks=slow),
+        pytest.param("train", "--schedule", marks=slow),
+    ],
+)
+def test_help(name, flag):
+    proc = run_bin(name, "--help")
+    assert proc.returncode in (0, 1), proc.stderr  # absl exits 1 after --help
+    assert flag in proc.stdout and f"tfprune-{name}" in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "name, args, message",
+    [
+        ("compare", ["--protocol=finetune_lrr"], "unknown protocol 'finetune_lrr'"),
+        ("compare", ["--num_shards=2", "--shard_index=2"], "shard_index must be in [0, 1]"),
+        (
+            "compare",
+            ["--config=/nonexistent.yaml"],
+            "config file '/nonexistent.yaml' does not exist",
+        ),
+        ("compare", ["--strategy=gpu"], "value should be one of"),
+        ("compare", ["extra_arg"], "Unexpected arguments: extra_arg"),
+        ("train", ["--output_dir=/tmp/x", "--model=resnet57"], "did you mean 'resnet56'"),
+        ("train", ["--output_dir=/tmp/x", "--epochs=-3"], "recipe.epochs=-3 is negative"),
+        (
+            "train",
+            ["--output_dir=/tmp/x", "--dataset=mnist", "--data_dir=/nonexistent"],
+            "t10k-images-idx3-ubyte",
+        ),
+        ("report", ["--output_dir=/nonexistent"], "is not a folder"),
+        ("report", [], "--output_dir"),
+    ],
+)
+def test_bad_flags_are_usage_errors(name, args, message, tmp_path):
+    proc = run_bin(name, *args)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert message in out, out[-2000:]
+    assert "Traceback" not in out
+
+
+def test_report_of_empty_folder(tmp_path):
+    proc = run_bin("report", f"--output_dir={tmp_path}")
+    assert proc.returncode == 1
+    assert "no finished runs" in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+@slow
+def test_train_saves_model_and_history(tmp_path):
+    out = tmp_path / "base"
+    proc = run_bin("train", f"--output_dir={out}", "--epochs=2", "--schedule=0:0.05,1:0.01")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["params"] > 0 and 0.0 <= metrics["acc"] <= 1.0 and metrics["cached"] is False
+    assert (out / "model.keras").is_file()
+    assert (out / "history.csv").read_text().splitlines()[0].startswith("epoch,")
+    assert len((out / "history.csv").read_text().splitlines()) == 3
+    assert "recipe:" in (out / "config.yaml").read_text()
+    assert (out / "base_models" / metrics["base_id"] / "meta.json").is_file()
+    env = json.loads((out / "environment.json").read_text())
+    assert env["packages"]["tensorflow"] and env["seeds"] == [1]
+    # Second call reuses the cached base model.
+    proc = run_bin("train", f"--output_dir={out}", "--epochs=2", "--schedule=0:0.05,1:0.01")
+    assert proc.returncode == 0 and json.loads((out / "metrics.json").read_text())["cached"]
