@@ -234,8 +234,8 @@ def get_base_model(
     base_id = spec.base_id()
     root = os.path.join(workdir, "base_models")
     final = os.path.join(root, base_id)
-    data = _load_data(spec, recipe.batch_size, strategy)
     keras.utils.set_random_seed(spec.seed)
+    data = _load_data(spec, recipe.batch_size, strategy)
     with _scope(strategy):
         model = build_model(
             spec.model,
@@ -467,6 +467,7 @@ def execute_spec(
     method = spec.method
     recipe = spec.retrain
     base_rec = base_recipe(spec)
+    keras.utils.set_random_seed(spec.seed)  # the pipelines' shuffles depend on the global seed
     data = _load_data(spec, recipe.batch_size, strategy)
     jsv_x = _jsv_inputs(data, int(opts.get("jsv_samples", 1000)))
     jsv_every = bool(opts.get("jsv_every_epoch", False))

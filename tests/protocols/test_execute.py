@@ -1,0 +1,149 @@
+"""tfprune.protocols.execute: one tiny run per method on digits (1-2 epochs each)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from tfprune.errors import ConfigError
+from tfprune.protocols.setups import setup_check
+from tfprune.protocols.spec import RetrainRecipe, RunSpec, execute
+
+BASE = {"schedule": "0:0.05", "epochs": 4, "batch_size": 64}
+QUIET = {"log": lambda _: None}
+
+
+def _spec(method: str, **over) -> RunSpec:
+    kw = dict(
+        protocol="test",
+        cell=method,
+        dataset="digits",
+        model="mlp7_linear",
+        method=method,
+        ratio=0.5,
+        retrain=RetrainRecipe("0:0.01,1:0.001", 2, batch_size=64),
+        seed=0,
+        base=BASE,
+        options={"jsv_samples": 32},
+    )
+    kw.update(over)
+    return RunSpec(**kw)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("results"))
+
+
+@pytest.fixture(scope="module")
+def l1_record(workdir):
+    return execute(
+        _spec("l1", options={"jsv_samples": 32, "jsv_every_epoch": True}), workdir, **QUIET
+    )
+
+
+def test_l1_record_has_metrics_history_and_setup(l1_record, workdir):
+    m, h, s = l1_record.metrics, l1_record.history, l1_record.setup
+    assert m["params"] < m["base_params"] and m["flops"] < m["base_flops"]
+    assert m["speedup"] == pytest.approx(m["base_flops"] / m["flops"])
+    assert 0 < m["param_reduction"] < 1
+    assert len(h["loss"]) == len(h["val_accuracy"]) == len(h["lr"]) == 2
+    assert h["lr"] == pytest.approx([0.01, 0.001])
+    assert len(h["jsv_mean"]) == 3  # right after pruning + every epoch
+    assert h["jsv_mean"][0] == pytest.approx(m["jsv_after_prune"])
+    assert m["best_acc"] == pytest.approx(max(h["val_accuracy"]))
+    assert m["final_acc"] == pytest.approx(h["val_accuracy"][-1], abs=1e-6)
+    assert m["trainability_acc"] == pytest.approx(h["val_accuracy"][0])  # first stage: 1 epoch
+    assert m["jsv_after_prune"] < m["jsv_base"]  # the sparsifying action damages isometry
+    assert s["finetune_schedule"] == "0:0.01,1:0.001" and s["finetune_epochs"] == 2
+    assert s["total_epochs"] == 4 + 2 and s["base_id"] == _spec("l1").base_id()
+    assert os.listdir(os.path.join(workdir, "base_models")) == [_spec("l1").base_id()]
+
+
+def test_execute_is_deterministic_and_reuses_the_base(l1_record, workdir):
+    again = execute(
+        _spec("l1", options={"jsv_samples": 32, "jsv_every_epoch": True}), workdir, **QUIET
+    )
+    assert again.metrics["base_cached"] is True
+    assert again.metrics["final_acc"] == l1_record.metrics["final_acc"]
+    np.testing.assert_allclose(again.history["loss"], l1_record.history["loss"], rtol=1e-6)
+    entries = os.listdir(os.path.join(workdir, "base_models"))
+    assert entries == [_spec("l1").base_id()]  # no temp folders left behind
+
+
+def test_orthp_restores_isometry(workdir):
+    rec = execute(_spec("l1_orthp"), workdir, **QUIET)
+    assert rec.metrics["jsv_after_prune"] == pytest.approx(1.0, abs=1e-4)
+
+
+def test_random_and_other_criteria_prune_the_same_shape(l1_record, workdir):
+    rec = execute(_spec("random"), workdir, **QUIET)
+    assert rec.metrics["params"] == l1_record.metrics["params"]
+    l2 = execute(_spec("l2"), workdir, **QUIET)
+    assert l2.metrics["flops"] == l1_record.metrics["flops"]
+    assert setup_check(rec, l2).label == "S4.2"  # same base, same schedule, one-shot
+
+
+def test_dense_is_the_base_model(workdir):
+    rec = execute(
+        _spec("dense", retrain=RetrainRecipe("0:0.01", 0, batch_size=64)), workdir, **QUIET
+    )
+    m = rec.metrics
+    assert m["params"] == m["base_params"] and m["speedup"] == 1.0
+    assert m["final_acc"] == pytest.approx(m["base_acc"], abs=1e-6)
+    assert rec.history == {}
+
+
+def test_scratch_budgets(l1_record, workdir):
+    e = execute(
+        _spec("scratch", options={"jsv_samples": 0, "scratch_budget": "E"}), workdir, **QUIET
+    )
+    assert e.metrics["params"] == l1_record.metrics["params"]
+    assert e.metrics["retrain_epochs"] == 4 + 2  # base epochs + retraining epochs
+    assert e.setup["scratch"] is True and e.setup["base_id"] is None
+    assert e.setup["total_epochs"] == l1_record.setup["total_epochs"]
+    assert setup_check(l1_record, e).label == "SX-A"
+    retrain = RetrainRecipe("0:0.01", 2, batch_size=64)
+    base = {"schedule": "0:0.05", "epochs": 1, "batch_size": 64}
+    b = execute(
+        _spec(
+            "scratch", retrain=retrain, base=base, options={"jsv_samples": 0, "scratch_budget": "B"}
+        ),
+        workdir,
+        **QUIET,
+    )
+    k = b.metrics["base_flops"] / b.metrics["flops"]
+    assert b.metrics["retrain_epochs"] == round(1 * k + 2)  # K1 * F1/F2 + K2
+    with pytest.raises(ConfigError, match="scratch_budget"):
+        execute(_spec("scratch", options={"scratch_budget": "C"}), workdir, **QUIET)
+
+
+def test_greg1_regularized_pruning_stage(workdir):
+    reg = {"delta": 0.5, "ceiling": 1.0, "update_every": 1, "stabilize_steps": 2}
+    spec = _spec(
+        "greg1",
+        options={
+            "jsv_samples": 0,
+            "prune_epochs": 2,
+            "prune_schedule": "0:0.01",
+            "regularization": reg,
+        },
+    )
+    rec = execute(spec, workdir, **QUIET)
+    assert rec.metrics["params"] < rec.metrics["base_params"]
+    assert 1 <= rec.setup["prune_epochs"] <= 2
+    assert rec.setup["prune_schedule"] == "0:0.01"
+    assert rec.setup["total_epochs"] == 4 + rec.setup["prune_epochs"] + 2
+
+
+def test_mirrored_strategy_run(mirrored_strategy, workdir):
+    rec = execute(
+        _spec("l1", retrain=RetrainRecipe("0:0.01", 1, batch_size=64), options={"jsv_samples": 0}),
+        workdir,
+        strategy=mirrored_strategy,
+        **QUIET,
+    )
+    assert rec.metrics["params"] < rec.metrics["base_params"]
+    assert 0.0 <= rec.metrics["final_acc"] <= 1.0
