@@ -24,7 +24,12 @@ from tfprune.graph.groups import Analysis, analyze
 from tfprune.graph.rebuild import copy_layer, rebuild_model, weight_short_name
 from tfprune.graph.trace import check_graph_model
 from tfprune.importance import Importance, get_importance
-from tfprune.layers.masks import ChannelMask, MaskedLayerNormalization, is_mask_layer
+from tfprune.layers.masks import (
+    ChannelMask,
+    MaskedLayerNormalization,
+    is_mask_layer,
+    masked_consumer_class,
+)
 from tfprune.selection import RatioSpec, check_ratio, resolve_ratios, select_units
 from tfprune.surgery import pruned_from_masks
 
@@ -177,7 +182,7 @@ class FilterPruner:
         pruner = getattr(model, "_tfprune_pruner", None)
         if pruner is not None:
             return pruner
-        masks = [layer for layer in _all_layers(model) if isinstance(layer, ChannelMask)]
+        masks = [layer for layer in _all_layers(model) if is_mask_layer(layer)]
         if not masks:
             raise UnsupportedModelError(
                 f"Model {model.name!r} has no tfprune masks; create it with "
@@ -233,7 +238,7 @@ class FilterPruner:
         for g in self.analysis.groups:
             mask_units = pruned.get(g.id)
             for m in g.layers:
-                if is_mask_layer(m.layer):
+                if is_mask_layer(m.layer) and m.role == m.layer.mask_role:
                     keep = np.ones(m.size, np.float32)
                     if mask_units is not None:
                         keep = (~mask_units[m.unit_of_channel]).astype(np.float32)
@@ -396,14 +401,21 @@ def prune_filters(
     if isinstance(criterion, Importance) and hasattr(criterion, "prepare"):
         criterion.prepare(model, data=importance_data, loss=loss)
 
-    masked_tensors = {
-        id(tensor)
-        for call, tensor in analysis.mask_points
-        if analysis.group_of_key.get(("t", id(tensor))) in {gid for gid, _ in targets}
-    }
-    policy_cfg = policy.to_config()
-
     target_groups = {gid for gid, _ in targets}
+    policy_cfg = policy.to_config()
+    # Consumers of pruned channels get a mask: on their kernel when a masked twin class
+    # exists (cheap: the kernel is small), otherwise a ChannelMask on their input tensor.
+    kernel_masked: dict[int, int] = {}
+    masked_inputs: set[tuple[str, int]] = set()
+    for call, tensor in analysis.mask_points:
+        if analysis.group_of_key.get(("t", id(tensor))) not in target_groups:
+            continue
+        member = analysis.layer_members(call.layer).get("in")
+        if masked_consumer_class(call.layer) is not None and member is not None:
+            kernel_masked[id(call.layer)] = member.size
+        else:
+            masked_inputs.add((call.path, id(tensor)))
+
     # Layer norms over pruned channels must compute their statistics over kept channels only.
     masked_norms = {
         id(m.layer): m.size
@@ -414,14 +426,20 @@ def prune_filters(
     }
 
     def factory(layer: Any, path: str) -> tuple[Any, Any]:
-        if id(layer) in masked_norms:
+        if id(layer) in masked_norms or id(layer) in kernel_masked:
+            cls = (
+                MaskedLayerNormalization
+                if id(layer) in masked_norms
+                else masked_consumer_class(layer)
+            )
+            size = masked_norms.get(id(layer)) or kernel_masked[id(layer)]
             weights = {weight_short_name(v): v.numpy() for v in layer.weights}
-            weights["mask"] = np.ones(masked_norms[id(layer)], np.float32)
-            return MaskedLayerNormalization.from_config(layer.get_config()), weights
+            weights["mask"] = np.ones(size, np.float32)
+            return cls.from_config({**layer.get_config(), "policy": policy_cfg}), weights
         return copy_layer(layer), layer.get_weights()
 
     def hook(path: str, old: Any, new: Any, state: dict) -> Any:
-        if id(old) not in masked_tensors:
+        if (path, id(old)) not in masked_inputs:
             return new
         cache = state["masked"]
         if id(old) not in cache:

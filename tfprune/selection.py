@@ -22,6 +22,7 @@ from tfprune.graph.groups import Analysis, ChannelGroup
 __all__ = [
     "RatioSpec",
     "check_ratio",
+    "pruned_count",
     "resolve_ratios",
     "select_units",
     "segment_layers",
@@ -91,8 +92,17 @@ def resolve_ratios(analysis: Analysis, spec: RatioSpec) -> dict[tuple[int, int],
     return out
 
 
+def pruned_count(n: int, ratio: float) -> int:
+    """Units removed from ``n`` at ``ratio``: ``ceil(ratio * n)`` in exact arithmetic, < n.
+
+    The tiny tolerance makes float noise irrelevant: ``0.14 * 50 = 7.000000000000001`` and
+    ``0.3 * 10`` both prune exactly 7 and 3 (the authors' code would prune 8 and 4).
+    """
+    return max(0, min(n - 1, math.ceil(ratio * n - 1e-9)))
+
+
 def _n_prune(n: int, ratio: float, round_to: int | None) -> int:
-    k = math.ceil(ratio * n - 1e-9)
+    k = pruned_count(n, ratio)
     kept = n - k
     if round_to and round_to > 1:
         kept = min(n, -(-kept // round_to) * round_to)

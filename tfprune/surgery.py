@@ -12,12 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras
 from tfprune.errors import UnsupportedModelError
 from tfprune.graph.groups import Analysis, analyze
 from tfprune.graph.rebuild import copy_layer, rebuild_model, weight_short_name
 from tfprune.graph.rules import rule_for
-from tfprune.layers.masks import ChannelMask, MaskedLayerNormalization, is_mask_layer
+from tfprune.layers.masks import ChannelMask, is_mask_layer, stock_class
 from tfprune.plan import PruningPlan, plan_from_pruned, pruned_from_plan
 
 __all__ = ["strip_filters", "apply_plan", "pruned_from_masks", "cut_channels"]
@@ -29,7 +28,7 @@ def pruned_from_masks(analysis: Analysis) -> dict[int, np.ndarray]:
     covered: dict[int, np.ndarray] = {}
     for g in analysis.groups:
         for m in g.layers:
-            if not is_mask_layer(m.layer):
+            if not is_mask_layer(m.layer) or m.role != m.layer.mask_role:
                 continue
             values = np.asarray(m.layer.mask.numpy()) > 0.5
             on = np.zeros(g.n_units, bool)
@@ -62,9 +61,11 @@ def cut_channels(analysis: Analysis, pruned: dict[int, np.ndarray]) -> Any:
         config = rule.new_config(layer, layer.get_config(), kept)
         weights = {weight_short_name(v): v.numpy() for v in layer.weights}
         weights = rule.slice_weights(layer, weights, kept)
-        if isinstance(layer, MaskedLayerNormalization):  # back to the stock layer
+        stock = stock_class(layer)
+        if stock is not None:  # a tfprune masked layer goes back to its stock class
             weights.pop("mask", None)
-            return keras.layers.LayerNormalization.from_config(config), weights
+            config.pop("policy", None)
+            return stock.from_config(config), weights
         if not kept:
             return copy_layer(layer), layer.get_weights()
         return copy_layer(layer, config), weights

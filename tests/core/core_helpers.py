@@ -8,6 +8,7 @@ import numpy as np
 
 import tfprune
 from tfprune.compat import keras, tf
+from tfprune.layers import is_mask_layer
 
 L = keras.layers
 
@@ -76,15 +77,15 @@ def max_rel_error(a: list[np.ndarray], b: list[np.ndarray]) -> float:
 
 
 def has_mask(model: keras.Model) -> bool:
-    """Whether any ChannelMask is in ``model`` (nested models entered)."""
-    return any(isinstance(layer, tfprune.ChannelMask) for layer in all_layers(model))
+    """Whether any tfprune mask layer is in ``model`` (nested models entered)."""
+    return any(is_mask_layer(layer) for layer in all_layers(model))
 
 
 def masked_fraction(model: keras.Model) -> float:
-    """Fraction of zero mask entries over every ChannelMask."""
+    """Fraction of zero mask entries over every tfprune mask layer."""
     zeros = total = 0
     for layer in all_layers(model):
-        if isinstance(layer, tfprune.ChannelMask):
+        if is_mask_layer(layer):
             m = layer.mask.numpy()
             zeros += int((m == 0).sum())
             total += m.size

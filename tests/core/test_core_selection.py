@@ -44,19 +44,13 @@ def test_uniform_ratio_removes_ceil_ratio_n_per_layer(ratio, removed):
     assert f["out"] == 3
 
 
-@pytest.mark.xfail(
-    reason="BUG: selection prunes ceil(pr*n - 1e-9) but the spec / resnet_cifar.kept_channels "
-    "prune ceil(pr*n) on the raw float product (0.14*50 -> 8 of 50), so shrink() and "
-    "conv1_widths_from_ratios() disagree",
-    strict=True,
-)
 def test_selection_agrees_with_zoo_kept_channels_on_float_artifacts():
     from tfprune.models.resnet_cifar import kept_channels
 
-    # 0.14 * 50 == 7.000000000000001: the spec's ceil(pr * n) prunes 8, keeps 42.
+    # 0.14 * 50 == 7.000000000000001 in floats; both prune exactly ceil(7) = 7 and keep 43.
     model = randomize(_chain(widths=(50,)))
     small = tfprune.shrink(model, 0.14)
-    assert small.get_layer("conv0").filters == kept_channels(50, 0.14)
+    assert small.get_layer("conv0").filters == kept_channels(50, 0.14) == 43
 
 
 def test_uniform_ratio_never_removes_all_filters():

@@ -16,6 +16,7 @@ from core_helpers import (
 
 import tfprune
 from tfprune.compat import keras, tf
+from tfprune.layers import is_mask_layer
 
 L = keras.layers
 
@@ -48,21 +49,33 @@ def _compile(model, lr=0.1):
 
 def _masks(model):
     return {
-        layer.name: layer.mask.numpy().copy()
-        for layer in all_layers(model)
-        if isinstance(layer, tfprune.ChannelMask)
+        layer.name: layer.mask.numpy().copy() for layer in all_layers(model) if is_mask_layer(layer)
     }
 
 
 def _zeroed_channels_of_c1_stay_zero(masked, x):
-    """Activations of masked channels entering the consumer are exactly zero."""
+    """Masked channels contribute nothing where they are consumed.
+
+    A ChannelMask's output is exactly zero on them; a kernel-masked consumer (MaskedConv2D,
+    MaskedDense) gives the same output whatever values those input channels hold.
+    """
+    seen = False
     for layer in all_layers(masked):
+        if not is_mask_layer(layer) or isinstance(layer, tfprune.layers.MaskedLayerNormalization):
+            continue
+        off = layer.mask.numpy() == 0
         if isinstance(layer, tfprune.ChannelMask):
-            probe = keras.Model(masked.inputs, layer.output)
-            act = probe(x, training=False).numpy()
-            off = layer.mask.numpy() == 0
-            assert off.any()
+            act = keras.Model(masked.inputs, layer.output)(x, training=False).numpy()
             assert np.all(act[..., off] == 0)
+        else:
+            act = keras.Model(masked.inputs, layer.input)(x, training=False).numpy()
+            noisy = act.copy()
+            noisy[..., off] = np.random.default_rng(0).normal(size=noisy[..., off].shape)
+            np.testing.assert_allclose(
+                layer(act).numpy(), layer(noisy).numpy(), rtol=1e-5, atol=1e-5
+            )
+        seen = seen or bool(off.any())
+    assert seen
 
 
 def test_fit_keeps_masked_channels_zero_and_strips_to_same_outputs():
@@ -211,18 +224,19 @@ def test_reloaded_gradual_model_continues_pruning(tmp_path, fmt):
     assert small.get_layer("c1").filters == 2
 
 
-def test_channel_mask_get_config_round_trip():
+def test_mask_layers_get_config_round_trip():
     masked = tfprune.prune_filters(randomize(_model()), 0.5, "random", seed=2, round_to=2)
-    for layer in all_layers(masked):
-        if isinstance(layer, tfprune.ChannelMask):
-            cfg = layer.get_config()
-            clone = tfprune.ChannelMask.from_config(cfg)
-            assert clone.get_config() == cfg
-            assert cfg["policy"]["importance"] == "random"
-            assert cfg["policy"]["seed"] == 2 and cfg["policy"]["round_to"] == 2
-            ser = keras.layers.serialize(layer)
-            again = keras.layers.deserialize(ser, custom_objects=tfprune.custom_objects())
-            assert again.get_config() == cfg
+    mask_layers = [layer for layer in all_layers(masked) if is_mask_layer(layer)]
+    assert mask_layers
+    for layer in mask_layers:
+        cfg = layer.get_config()
+        clone = type(layer).from_config(cfg)
+        assert clone.get_config() == cfg
+        assert cfg["policy"]["importance"] == "random"
+        assert cfg["policy"]["seed"] == 2 and cfg["policy"]["round_to"] == 2
+        ser = keras.layers.serialize(layer)
+        again = keras.layers.deserialize(ser, custom_objects=tfprune.custom_objects())
+        assert again.get_config() == cfg
 
 
 def test_update_filter_masks_get_config_round_trip():

@@ -210,7 +210,8 @@ class ConvRule(LayerRule):
             ctx.tie_blocks(dout, groups)
 
     def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
-        return {"kernel": {"in": -2, "out": -1}, "bias": {"out": 0}}
+        # "mask" exists on tfprune's kernel-masked consumers (MaskedConv2D...).
+        return {"kernel": {"in": -2, "out": -1}, "bias": {"out": 0}, "mask": {"in": 0}}
 
     def new_config(self, layer: Any, config: dict, kept: dict[Role, np.ndarray]) -> dict:
         if "out" in kept:
@@ -252,7 +253,7 @@ class DenseRule(LayerRule):
         ctx.identity(ctx.tensor_dim(y), ctx.layer_dim(layer, "out", _channels(y)))
 
     def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
-        return {"kernel": {"in": 0, "out": 1}, "bias": {"out": 0}}
+        return {"kernel": {"in": 0, "out": 1}, "bias": {"out": 0}, "mask": {"in": 0}}
 
     def new_config(self, layer: Any, config: dict, kept: dict[Role, np.ndarray]) -> dict:
         if "out" in kept:

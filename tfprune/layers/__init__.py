@@ -1,5 +1,21 @@
-"""Keras layers that tfprune inserts into models (per-channel masks)."""
+"""Keras layers that tfprune puts into masked models (per-channel masks)."""
 
-from tfprune.layers.masks import ChannelMask, MaskedLayerNormalization
+from tfprune.layers.masks import (
+    ChannelMask,
+    MaskedConv1D,
+    MaskedConv2D,
+    MaskedConv3D,
+    MaskedDense,
+    MaskedLayerNormalization,
+    is_mask_layer,
+)
 
-__all__ = ["ChannelMask", "MaskedLayerNormalization"]
+__all__ = [
+    "ChannelMask",
+    "MaskedConv1D",
+    "MaskedConv2D",
+    "MaskedConv3D",
+    "MaskedDense",
+    "MaskedLayerNormalization",
+    "is_mask_layer",
+]

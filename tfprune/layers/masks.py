@@ -9,7 +9,28 @@ import tensorflow_model_optimization as tfmot
 from tfprune.compat import keras, tf
 from tfprune.graph.rules import LayerRule, register_rule
 
-__all__ = ["ChannelMask", "MaskedLayerNormalization", "is_mask_layer"]
+__all__ = [
+    "ChannelMask",
+    "MaskedConv1D",
+    "MaskedConv2D",
+    "MaskedConv3D",
+    "MaskedDense",
+    "MaskedLayerNormalization",
+    "is_mask_layer",
+    "masked_consumer_class",
+    "stock_class",
+]
+
+
+class _PolicyMixin:
+    """Keeps the model's pruning policy (a JSON-able dict) in the layer config."""
+
+    def __init__(self, *args: Any, policy: dict | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.policy = dict(policy or {})
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "policy": self.policy}
 
 
 @keras.utils.register_keras_serializable(package="tfprune")
@@ -28,6 +49,8 @@ class ChannelMask(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
     It is a TF-MOT ``PrunableLayer`` with no prunable weights, so
     ``tfmot.sparsity.keras.prune_low_magnitude`` accepts models that contain it.
     """
+
+    mask_role = "ch"
 
     def __init__(self, policy: dict | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -63,13 +86,15 @@ class ChannelMask(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
 
 
 @keras.utils.register_keras_serializable(package="tfprune")
-class MaskedLayerNormalization(keras.layers.LayerNormalization):
+class MaskedLayerNormalization(_PolicyMixin, keras.layers.LayerNormalization):
     """LayerNormalization over the channel axis whose statistics use only unmasked channels.
 
     tfprune swaps it in for a ``LayerNormalization`` whose channels are being pruned, so the
     mean and variance are those the stripped model (a plain ``LayerNormalization`` over the
     kept channels) will compute. Masked channels come out as zero.
     """
+
+    mask_role = "ch"
 
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)
@@ -96,9 +121,132 @@ class MaskedLayerNormalization(keras.layers.LayerNormalization):
         return y * m
 
 
+def _add_mask(layer: Any, channels: int) -> Any:
+    return layer.add_weight(
+        name="mask",
+        shape=(int(channels),),
+        initializer="ones",
+        trainable=False,
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+    )
+
+
+class _InputMasked(_PolicyMixin):
+    """Mixin: a consumer whose kernel is multiplied by a 0/1 mask over its input channels.
+
+    ``conv(x, W * m) == conv(x * m, W)`` with identical gradients, but masking the (small)
+    kernel instead of the (large) activation keeps the training step as fast as plain
+    ``fit``. Only the product is used; the stored kernel is untouched.
+    """
+
+    mask_role = "in"
+
+    def get_prunable_weights(self) -> list:
+        """The kernel, so TF-MOT's ``prune_low_magnitude`` can also sparsify it."""
+        return [self.kernel]
+
+    def _masked_kernel(self, kernel: Any) -> Any:
+        m = tf.cast(self.mask, kernel.dtype)
+        shape = [1] * (kernel.shape.rank - 2) + [-1, 1]
+        return kernel * tf.reshape(m, shape)
+
+
+@keras.utils.register_keras_serializable(package="tfprune")
+class MaskedConv1D(_InputMasked, keras.layers.Conv1D, tfmot.sparsity.keras.PrunableLayer):
+    """Conv1D with a tfprune input-channel mask on its kernel."""
+
+    def build(self, input_shape: Any) -> None:
+        super().build(input_shape)
+        self.mask = _add_mask(self, tf.TensorShape(input_shape)[-1])
+
+    def convolution_op(self, inputs: Any, kernel: Any) -> Any:
+        return super().convolution_op(inputs, self._masked_kernel(kernel))
+
+
+@keras.utils.register_keras_serializable(package="tfprune")
+class MaskedConv2D(_InputMasked, keras.layers.Conv2D, tfmot.sparsity.keras.PrunableLayer):
+    """Conv2D with a tfprune input-channel mask on its kernel."""
+
+    def build(self, input_shape: Any) -> None:
+        super().build(input_shape)
+        self.mask = _add_mask(self, tf.TensorShape(input_shape)[-1])
+
+    def convolution_op(self, inputs: Any, kernel: Any) -> Any:
+        return super().convolution_op(inputs, self._masked_kernel(kernel))
+
+
+@keras.utils.register_keras_serializable(package="tfprune")
+class MaskedConv3D(_InputMasked, keras.layers.Conv3D, tfmot.sparsity.keras.PrunableLayer):
+    """Conv3D with a tfprune input-channel mask on its kernel."""
+
+    def build(self, input_shape: Any) -> None:
+        super().build(input_shape)
+        self.mask = _add_mask(self, tf.TensorShape(input_shape)[-1])
+
+    def convolution_op(self, inputs: Any, kernel: Any) -> Any:
+        return super().convolution_op(inputs, self._masked_kernel(kernel))
+
+
+@keras.utils.register_keras_serializable(package="tfprune")
+class MaskedDense(_InputMasked, keras.layers.Dense, tfmot.sparsity.keras.PrunableLayer):
+    """Dense with a tfprune input-channel mask on its kernel."""
+
+    def build(self, input_shape: Any) -> None:
+        super().build(input_shape)
+        self.mask = _add_mask(self, tf.TensorShape(input_shape)[-1])
+
+    def call(self, inputs: Any) -> Any:
+        if not isinstance(inputs, tf.Tensor) or isinstance(inputs, tf.RaggedTensor):
+            return super().call(inputs)  # ragged/sparse: not produced by prunable groups
+        inputs = tf.cast(inputs, self._compute_dtype_object)
+        kernel = self._masked_kernel(tf.convert_to_tensor(self.kernel))
+        rank = inputs.shape.rank
+        if rank == 2:
+            outputs = tf.matmul(inputs, kernel)
+        else:
+            outputs = tf.tensordot(inputs, kernel, [[rank - 1], [0]])
+            if not tf.executing_eagerly():
+                outputs.set_shape(inputs.shape[:-1].concatenate([self.units]))
+        if self.use_bias:
+            outputs = tf.nn.bias_add(outputs, self.bias)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+
+_MASKED_CONSUMERS = {
+    keras.layers.Conv1D: MaskedConv1D,
+    keras.layers.Conv2D: MaskedConv2D,
+    keras.layers.Conv3D: MaskedConv3D,
+    keras.layers.Dense: MaskedDense,
+}
+
+
+def masked_consumer_class(layer: Any) -> type | None:
+    """The kernel-masked class for a stock consumer layer, or None (use a ChannelMask)."""
+    cls = _MASKED_CONSUMERS.get(type(layer))
+    if cls is None or (getattr(layer, "groups", 1) or 1) > 1:
+        return None
+    if getattr(layer, "data_format", "channels_last") == "channels_first":
+        return None
+    if getattr(layer, "padding", "") == "causal":
+        return None
+    return cls
+
+
+def stock_class(layer: Any) -> type | None:
+    """The stock tf_keras class a tfprune masked layer stands for (None for ChannelMask)."""
+    for stock, masked in _MASKED_CONSUMERS.items():
+        if type(layer) is masked:
+            return stock
+    if type(layer) is MaskedLayerNormalization:
+        return keras.layers.LayerNormalization
+    return None
+
+
 def is_mask_layer(layer: Any) -> bool:
     """Whether ``layer`` holds a per-channel ``mask`` variable managed by tfprune."""
-    return isinstance(layer, (ChannelMask, MaskedLayerNormalization))
+    return isinstance(layer, (ChannelMask, MaskedLayerNormalization, _InputMasked))
 
 
 class _ChannelMaskRule(LayerRule):

@@ -31,13 +31,13 @@ ResNet-56 scheme ``[0, pr, pr, pr, 0]``) are built directly with ``conv1_widths`
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError
+from tfprune.selection import pruned_count
 
 __all__ = [
     "SUPPORTED_DEPTHS",
@@ -74,14 +74,13 @@ def blocks_per_stage(depth: int) -> int:
 def kept_channels(n: int, ratio: float) -> int:
     """Filters kept when pruning ``ratio`` of ``n``: ``n - ceil(ratio * n)``, at least 1.
 
-    This is the spec's rule (Sec. 2.1, GReg code): prune ``math.ceil(pr * n)`` filters, never all.
-    Like the authors' code the float product is not rounded, so ``0.3 * 10 = 3.0000000000000004``
-    prunes 4 of 10.
+    The spec's rule (Sec. 2.1, GReg code), computed exactly as tfprune's selection does
+    (:func:`tfprune.selection.pruned_count`), so a small-dense model built from these widths
+    matches ``tfprune.shrink`` with the same ratios.
     """
     if not 0.0 <= ratio < 1.0:
         raise InvalidArgumentError(f"ratio must be in [0, 1), got {ratio!r}")
-    pruned = math.ceil(ratio * n)
-    return max(1, n - pruned)
+    return n - pruned_count(n, ratio)
 
 
 def _stage_widths(width_multipliers: float | Sequence[float] | None) -> tuple[int, int, int]:
