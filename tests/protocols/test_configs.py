@@ -82,6 +82,14 @@ def test_open_dicts_accept_new_keys():
     cfg = resolve("options.jsv_samples=100,runner.continue_on_error=true")
     assert cfg.params["options"] == {"jsv_samples": 100}
     assert cfg.runner.continue_on_error is True
+    # Label maps take new labels; null drops one.
+    cfg = resolve("lrs.mid='0:0.005',lrs.small=null")
+    assert cfg.params["lrs"] == {"large": "0:0.01", "mid": "0:0.005"}
+    # ... but "base" is merged strictly.
+    with pytest.raises(ConfigError, match=r"'base.epoch' \(did you mean 'epochs'\?\)"):
+        resolve("base.epoch=3")
+    # A count may replace a list of seeds and vice versa.
+    assert resolve("seeds=3").params["seeds"] == 3
 
 
 def test_unknown_key_did_you_mean():
@@ -120,7 +128,8 @@ def test_protocol_mismatch_between_flag_and_file(tmp_path):
         ("retrain.schedule='0:0.01,30:0.001,20:0.0001'", r"decreasing epochs \(30 then 20\)"),
         ("retrain.epochs=-1", r"retrain.epochs=-1 is negative"),
         ("base.epochs=2.5", r"base.epochs must be a whole number"),
-        ("seeds=[0,1]", r"seeds must be integers >= 1"),
+        ("seeds=0", r"seeds=0 must be >= 1 \(the number of seeds to run\)"),
+        ("seeds=[-1,1]", r"seeds must hold integers >= 0"),
         ("seeds=[1,1]", r"duplicates"),
         ("retrain.batch_size=0", r"retrain.batch_size must be >= 1"),
         ("lrs.small='0:-0.1'", r"non-positive LR"),

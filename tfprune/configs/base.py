@@ -240,7 +240,8 @@ def merge_strict(
 ) -> dict[str, Any]:
     """Deep-merge ``override`` onto a copy of ``base``; unknown keys raise :class:`ConfigError`.
 
-    Dicts that are empty in ``base`` and the dotted paths in ``open_keys`` accept any key. Values
+    Dicts that are empty in ``base`` and the dotted paths in ``open_keys`` accept any key (in an
+    ``open_keys`` dict, a key set to ``None`` is removed). Values
     whose type clearly differs from the default (e.g. a list where a number is expected) are
     rejected; ``None`` defaults accept anything, and a number may replace a list or a mapping
     where a sweep axis allows a single value (the protocol validates those).
@@ -262,7 +263,11 @@ def merge_strict(
         if isinstance(current, Mapping) and isinstance(value, Mapping):
             if not current or where in open_keys:
                 merged = dict(current)
-                merged.update(copy.deepcopy(dict(value)))
+                for k, v in value.items():
+                    if v is None and where in open_keys:
+                        merged.pop(k, None)
+                    else:
+                        merged[k] = copy.deepcopy(v)
                 out[key] = merged
             else:
                 out[key] = merge_strict(current, value, path=where, open_keys=open_keys)
@@ -272,7 +277,7 @@ def merge_strict(
             kc == kv
             or "none" in (kc, kv)
             or (kc in ("list", "dict") and kv in ("number", "str", "list", "dict"))
-            or (kc == "number" and kv in ("dict",))
+            or (kc == "number" and kv in ("dict", "list"))
             or (kc == "str" and kv == "number")
         )
         if not compatible:

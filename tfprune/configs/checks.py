@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ __all__ = [
     "check_dataset",
     "check_dataset_files",
     "check_epochs",
+    "check_lr",
     "check_model",
     "check_ratio",
     "check_schedule",
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 _PIECEWISE_ITEM = re.compile(r"^\s*(-?\d+)\s*:\s*([-+0-9.eE]+)\s*$")
-SCHEDULE_KINDS = ("ft", "fixed", "cosine", "halving", "lrw", "slr", "clr")
+SCHEDULE_KINDS = ("ft", "fixed", "steps", "cosine", "halving", "lrw", "slr", "clr")
 
 
 def check_dataset(name: Any, where: str = "dataset") -> str:
@@ -196,6 +197,8 @@ def check_schedule(schedule: Any, where: str = "schedule", epochs: int | None = 
             if not lr > 0:
                 raise ConfigError(f"{where}={schedule!r} has a non-positive LR {lr}")
         return _parse_with_protocols(schedule, where, epochs)
+    if "{" in schedule:  # a template filled in by the protocol (e.g. "lrw:{base}")
+        return schedule
     kind = schedule.split(":", 1)[0].strip().lower()
     if kind not in SCHEDULE_KINDS:
         raise ConfigError(
@@ -216,18 +219,36 @@ def _parse_with_protocols(schedule: str, where: str, epochs: int | None) -> str:
     return schedule
 
 
-def check_seeds(seeds: Any, where: str = "seeds") -> list[int]:
-    """A non-empty list of distinct integer seeds >= 1 (a single int ``n`` means ``[n]``)."""
-    values: Sequence[Any] = seeds if isinstance(seeds, (list, tuple)) else [seeds]
-    if not values:
-        raise ConfigError(f"{where} must list at least one seed, e.g. [1, 2, 3]")
+def check_seeds(seeds: Any, where: str = "seeds") -> list[int] | int:
+    """A seed count ``n >= 1`` (seeds ``0..n-1``) or a non-empty list of distinct ints >= 0."""
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, list, tuple)):
+        raise ConfigError(f"{where} must be a count >= 1 or a list of integer seeds, got {seeds!r}")
+    if isinstance(seeds, int):
+        if seeds < 1:
+            raise ConfigError(
+                f"{where}={seeds} must be >= 1 (the number of seeds to run), or a list of seeds"
+            )
+        return int(seeds)
+    if not seeds:
+        raise ConfigError(f"{where} must list at least one seed, e.g. [0, 1, 2]")
     out = []
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise ConfigError(f"{where} must be integers >= 1, got {v!r}")
-        if v < 1:
-            raise ConfigError(f"{where} must be integers >= 1 (seed 0 is reserved), got {v}")
+    for v in seeds:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ConfigError(f"{where} must hold integers >= 0, got {v!r}")
         out.append(int(v))
     if len(set(out)) != len(out):
         raise ConfigError(f"{where} has duplicates: {out}")
     return out
+
+
+def check_lr(value: Any, where: str = "lr") -> Any:
+    """A learning rate > 0 (or a list/mapping of them); strings are checked as schedules."""
+    if isinstance(value, str):
+        return check_schedule(value, where)
+    if isinstance(value, (list, tuple)):
+        return [check_lr(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        return {k: check_lr(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{where} must be a learning rate > 0, got {value!r}")
+    return float(value)

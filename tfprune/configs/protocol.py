@@ -182,14 +182,17 @@ def _validate_node(node: Mapping[str, Any], path: str) -> None:
             checks.check_seeds(value, where)
         elif key == "seed":
             checks.check_seeds([value], where)
-        elif key == "epochs" or key.endswith(("_epochs", "epochs_list")):
+        elif key in ("epochs", "budgets") or key.endswith(("_epochs", "_budgets")):
             if isinstance(value, Mapping):
-                _validate_node(value, where)
+                for k, v in value.items():
+                    checks.check_epochs(v, f"{where}[{k!r}]")
                 continue
             for i, v in enumerate(_each(value)):
                 checks.check_epochs(v, where if not isinstance(value, list) else f"{where}[{i}]")
-        elif key in ("schedule", "schedules", "lr", "lrs") or key.endswith(
-            ("_schedule", "_schedules", "_lr", "_lrs")
+        elif key in ("lr", "lrs") or key.endswith(("_lr", "_lrs")):
+            checks.check_lr(value, where)
+        elif key in ("schedule", "schedules", "recipes") or key.endswith(
+            ("_schedule", "_schedules")
         ):
             if isinstance(value, Mapping) and _is_recipe(value):
                 _validate_node(value, where)
@@ -217,10 +220,11 @@ def validate_params(params: Mapping[str, Any], check_files: bool = True) -> None
     """Validate a protocol's params by field name, then the dataset files.
 
     Recognised anywhere in the tree: ``dataset``, ``model``/``models``, ``ratio``/``ratios``/
-    ``*_ratio``, ``seeds``/``seed``, ``epochs``/``*_epochs``, LR schedules (``schedule``,
-    ``schedules``, ``lr``, ``lrs``, ``*_schedule``, ``*_lr``, ...), ``batch_size``, and recipe
-    mappings (``schedule`` + ``epochs`` + optimizer fields). With ``check_files``, the
-    top-level ``dataset``'s files must exist in ``data_dir``.
+    ``*_ratio``, ``seeds``/``seed``, ``epochs``/``budgets``/``*_epochs``, LRs (``lr``, ``lrs``,
+    ``*_lr``: numbers > 0), LR schedules (``schedule``, ``schedules``, ``recipes``,
+    ``*_schedule``), ``batch_size``, and recipe mappings (``schedule`` + ``epochs`` +
+    optimizer fields). With ``check_files``, the top-level ``dataset``'s files must exist in
+    ``data_dir``.
     """
     _validate_node(params, "")
     if check_files and isinstance(params.get("dataset"), str):
@@ -296,9 +300,16 @@ def resolve_protocol_config(
         "output": config_to_dict(OutputConfig()),
         **default,
     }
-    resolved = merge_strict(resolved, from_file)
+    # Label maps of the protocol (e.g. schedules: {FT: ..., CLR: ...}) take new labels, and a
+    # label set to null is dropped; recipes ("base", ...), "runner" and "output" are strict.
+    open_keys = {
+        k
+        for k, v in default.items()
+        if isinstance(v, Mapping) and k != "base" and not {"schedule", "epochs"} & set(v)
+    }
+    resolved = merge_strict(resolved, from_file, open_keys=open_keys)
     for layer in layers:
-        resolved = merge_strict(resolved, layer)
+        resolved = merge_strict(resolved, layer, open_keys=open_keys)
     config = ProtocolConfig.from_flat_dict(resolved)
     return config.validate(check_files=check_files)
 
