@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 
 import pytest
 
@@ -28,8 +29,14 @@ def _spec(method: str) -> RunSpec:
     )
 
 
-def test_tuner_tries_every_lr_and_picks_the_best(tmp_path):
-    res = tune_retrain_lr(_spec("l1"), [1e-2, 1e-4], str(tmp_path), log=lambda _: None)
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("tuning"))
+
+
+def test_tuner_tries_every_lr_and_picks_the_best(workdir):
+    tmp_path = pathlib.Path(workdir)
+    res = tune_retrain_lr(_spec("l1"), [1e-2, 1e-4], workdir, log=lambda _: None)
     assert set(res.values) == {1e-2, 1e-4}
     assert res.best_value == max(res.values.values())
     assert res.values[res.best_lr] == res.best_value
@@ -39,11 +46,14 @@ def test_tuner_tries_every_lr_and_picks_the_best(tmp_path):
     }
     assert os.path.isdir(tmp_path / "tuning")
     assert len(os.listdir(tmp_path / "base_models")) == 1  # one shared base model
+    resumed = tune_retrain_lr(_spec("l1"), [1e-2, 1e-4], workdir, log=lambda _: None)
+    assert resumed.records == {}  # every trial was already done: nothing re-runs
+    assert resumed.values == res.values and resumed.best_lr == res.best_lr
 
 
-def test_compare_at_best_lr_runs_each_method(tmp_path):
+def test_compare_at_best_lr_runs_each_method(workdir):
     out = compare_at_best_lr(
-        [_spec("l1"), _spec("random")], [1e-2], str(tmp_path), log=lambda _: None
+        [_spec("l1"), _spec("random")], [1e-2], workdir, overwrite=True, log=lambda _: None
     )
     assert set(out) == {"l1", "random"}
     assert all(r.best_lr == 1e-2 for r in out.values())
