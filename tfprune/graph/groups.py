@@ -381,8 +381,8 @@ class ExplainReport:
     @property
     def prunable_fraction(self) -> float:
         """Fraction of produced channels (conv/dense filters) that could be removed."""
-        total = sum(r["units"] for r in self.rows if r["producers"])
-        free = sum(r["prunable_units"] for r in self.rows if r["producers"])
+        total = sum(r["channels"] for r in self.rows)
+        free = sum(r["prunable_channels"] for r in self.rows)
         return free / total if total else 0.0
 
     @property
@@ -417,12 +417,18 @@ def explain(model: Any) -> ExplainReport:
     """Say which channel groups of ``model`` are prunable, and why the others are not."""
     rows = []
     for g in channel_groups(model):
+        channels = sum(m.size for m in g.producers)
+        free = 0
+        if g.prunable:
+            free = sum(int((~g.blocked[m.unit_of_channel]).sum()) for m in g.producers)
         rows.append(
             {
                 "id": g.id,
                 "name": g.name,
                 "units": g.n_units,
                 "prunable_units": int(g.prunable_units.size) if g.prunable else 0,
+                "channels": channels,
+                "prunable_channels": free,
                 "prunable": g.prunable,
                 "producers": [m.path for m in g.producers],
                 "layers": sorted({m.path for m in g.layers}),

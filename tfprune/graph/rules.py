@@ -567,6 +567,18 @@ class LayerScaleRule(LayerRule):
         return config
 
 
+class ScaledSumRule(LayerRule):
+    """InceptionResNetV2's ``CustomScaleLayer``: ``inputs[0] + inputs[1] * scale`` (scalar)."""
+
+    def applies(self, layer: Any) -> bool:
+        return type(layer).__name__ == "CustomScaleLayer" and _is_scalar(
+            getattr(layer, "scale", None)
+        )
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        MergeRule().connect(ctx, call)
+
+
 # ---------------------------------------------------------------------------------------------
 # TF-op layers (``x * 2``, ``tf.nn.relu6(x)``, ``x[:, ::2]`` ...) as tf_keras records them
 
@@ -704,6 +716,7 @@ for _rule in (
     RescalingRule(),
     LayerNormRule(),
     LayerScaleRule(),
+    ScaledSumRule(),
     TFOpRule(),
     InputRule(),
 ):
