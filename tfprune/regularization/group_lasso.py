@@ -75,8 +75,9 @@ class GroupLasso(GroupRegularizer):
 
     def _loss(self) -> Any:
         total = tf.constant(0.0, tf.float32)
+        cache: dict = {}
         for g in self.groups:
-            sq = unit_sq_norms(self.slices[g.id], self.units_t[g.id], g.n_units)
+            sq = unit_sq_norms(self.slices[g.id], self.units_t[g.id], g.n_units, cache)
             total += tf.reduce_sum(self._cand_t[g.id] * tf.sqrt(sq + self.eps))
         return self.strength * total
 

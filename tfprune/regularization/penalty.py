@@ -151,10 +151,25 @@ class WeightSlice:
         """All axes but the channel axis."""
         return [a for a in range(len(self.variable.shape)) if a != self.axis]
 
-    def channel_sq(self) -> Any:
-        """Sum of squares per channel, shape ``(channels,)`` (float32)."""
-        w = tf.cast(self.variable, tf.float32)
-        return tf.reduce_sum(tf.square(w), axis=self.other_axes())
+    def channel_sq(self, cache: dict | None = None) -> Any:
+        """Sum of squares per channel, shape ``(channels,)`` (float32).
+
+        ``cache`` (a dict kept for one loss evaluation) shares ``w**2`` between the slices of
+        one variable (a kernel is a producer in one group and a consumer in another).
+        """
+        if cache is None:
+            sq = tf.square(tf.cast(self.variable, tf.float32))
+        else:
+            key = id(self.variable)
+            if key not in cache:
+                cache[key] = tf.square(tf.cast(self.variable, tf.float32))
+            sq = cache[key]
+        return tf.reduce_sum(sq, axis=self.other_axes())
+
+    @property
+    def identity_units(self) -> bool:
+        """Whether channel ``c`` is unit ``c`` for every channel (no gather needed)."""
+        return bool(np.array_equal(self.units, np.arange(self.units.size)))
 
     def rows(self) -> Any:
         """The weight as a ``(channels, -1)`` float32 matrix (row c = channel c's weights)."""
@@ -210,16 +225,22 @@ def weighted_l2(slices: list[WeightSlice], coef: Any, units_t: list[Any]) -> Any
     total = tf.constant(0.0, tf.float32)
     coef = tf.convert_to_tensor(coef)
     for s, u in zip(slices, units_t, strict=True):
-        total += tf.reduce_sum(tf.gather(coef, u) * s.channel_sq())
+        c = coef if s.identity_units and s.channels == coef.shape[0] else tf.gather(coef, u)
+        total += tf.reduce_sum(c * s.channel_sq())
     return 0.5 * total
 
 
-def unit_sq_norms(slices: list[WeightSlice], units_t: list[Any], n_units: int) -> Any:
+def unit_sq_norms(
+    slices: list[WeightSlice], units_t: list[Any], n_units: int, cache: dict | None = None
+) -> Any:
     """Per-unit sum of squares over all ``slices``, shape ``(n_units,)``."""
-    total = tf.zeros((n_units,), tf.float32)
+    terms = []
     for s, u in zip(slices, units_t, strict=True):
-        total += tf.math.unsorted_segment_sum(s.channel_sq(), u, n_units)
-    return total
+        if s.identity_units and s.channels == n_units:
+            terms.append(s.channel_sq(cache))
+        else:
+            terms.append(tf.math.unsorted_segment_sum(s.channel_sq(cache), u, n_units))
+    return tf.add_n(terms) if terms else tf.zeros((n_units,), tf.float32)
 
 
 def gram_penalty(s: WeightSlice, keep: Any) -> Any:
