@@ -69,8 +69,9 @@ def measure(name: str, size: int) -> dict:
     except Exception:  # noqa: BLE001 - some models only accept their default size
         model = builder(**kwargs)
         shape = tuple(model.input_shape[1:])
-    x = np.random.default_rng(0).normal(size=(4, *shape)).astype(np.float32)
-    _calibrate_batch_norm(model, x)
+    rng = np.random.default_rng(0)
+    _calibrate_batch_norm(model, rng.normal(size=(16, *shape)).astype(np.float32))
+    x = rng.normal(size=(2, *shape)).astype(np.float32)
     report = tfprune.explain(model)
     t0 = time.perf_counter()
     masked = tfprune.prune_filters(model, 0.5)

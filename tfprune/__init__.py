@@ -14,6 +14,12 @@ from tfprune.graph import ChannelGroup, LayerRule, channel_groups, explain, regi
 from tfprune.layers import ChannelMask
 from tfprune.plan import PruningPlan
 from tfprune.pruning import FilterPruner, PruningPolicy, custom_objects, prune_filters
+from tfprune.regularization import (
+    GroupLasso,
+    GrowingRegularization,
+    NetworkSlimming,
+    TrainabilityPreserving,
+)
 from tfprune.surgery import apply_plan, strip_filters
 from tfprune.trainability import JSVStats, mean_jsv, orthp, trainability_accuracy
 
@@ -23,12 +29,16 @@ __all__ = [
     "ChannelGroup",
     "ChannelMask",
     "FilterPruner",
+    "GroupLasso",
+    "GrowingRegularization",
     "JSVStats",
     "JacobianSingularValues",
     "LayerRule",
     "ModelCount",
+    "NetworkSlimming",
     "PruningPlan",
     "PruningPolicy",
+    "TrainabilityPreserving",
     "UpdateFilterMasks",
     "apply_plan",
     "channel_groups",

@@ -1,6 +1,16 @@
-"""Keras callbacks: filter-mask updates on a schedule, Jacobian singular values logging."""
+"""Keras callbacks: filter masks on a schedule, regularization-based pruning, JSV logging."""
 
+from tfprune.callbacks.greg import GrowingRegularization
 from tfprune.callbacks.jsv import JacobianSingularValues
 from tfprune.callbacks.masks import UpdateFilterMasks
+from tfprune.callbacks.tpp import TrainabilityPreserving
+from tfprune.regularization import GroupLasso, NetworkSlimming
 
-__all__ = ["JacobianSingularValues", "UpdateFilterMasks"]
+__all__ = [
+    "GroupLasso",
+    "GrowingRegularization",
+    "JacobianSingularValues",
+    "NetworkSlimming",
+    "TrainabilityPreserving",
+    "UpdateFilterMasks",
+]

@@ -58,6 +58,7 @@ from tfprune.data import load_dataset
 from tfprune.errors import ConfigError
 from tfprune.models import get_model
 from tfprune.protocols.schedules import (
+    EpochLRScheduler,
     LRSchedule,
     format_piecewise,
     lr_scheduler,
@@ -133,7 +134,7 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed:
     return get_model(name, **kwargs)
 
 
-def _compile(model: Any, recipe: RetrainRecipe, lr: float) -> None:
+def _compile(model: Any, recipe: RetrainRecipe, lr: float, steps_per_execution: int = 1) -> None:
     if recipe.optimizer == "adam":
         opt = keras.optimizers.Adam(lr, weight_decay=recipe.weight_decay or None)
     else:
@@ -144,7 +145,19 @@ def _compile(model: Any, recipe: RetrainRecipe, lr: float) -> None:
         optimizer=opt,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
     )
+
+
+def _steps_per_execution(schedule: LRSchedule, extra_callbacks: list | None = None) -> int:
+    """Steps per graph call: 32 when nothing acts between steps, else 1.
+
+    Several SGD steps per call give the same updates with far less Python overhead on small
+    models; that needs a per-epoch LR schedule and no step-level callbacks.
+    """
+    if extra_callbacks or type(lr_scheduler(schedule)) is not EpochLRScheduler:
+        return 1
+    return 32
 
 
 def _load_data(spec: RunSpec, batch_size: int, strategy: Any) -> Any:
@@ -177,13 +190,23 @@ def _train(
     jsv_inputs: np.ndarray | None = None,
     eval_every_epoch: bool = True,
     extra_callbacks: list | None = None,
+    compile_model: bool = True,
 ) -> dict[str, list[float]]:
-    """Compile and fit ``model``; returns the per-epoch history (with ``lr`` and ``jsv_mean``)."""
-    with _scope(strategy):
-        _compile(model, recipe, schedule.lr_at(0))
+    """Compile (unless already done) and fit ``model``; returns the per-epoch history.
+
+    The history includes ``lr`` and, with ``jsv_inputs``, ``jsv_mean`` per epoch.
+    """
+    sched_cb = lr_scheduler(schedule)
+    if compile_model:
+        with _scope(strategy):
+            _compile(
+                model,
+                recipe,
+                schedule.lr_at(0),
+                _steps_per_execution(schedule, extra_callbacks),
+            )
     if epochs <= 0:
         return {}
-    sched_cb = lr_scheduler(schedule)
     callbacks: list[Any] = [sched_cb, *(extra_callbacks or [])]
     jsv_cb = None
     if jsv_inputs is not None:
@@ -548,8 +571,8 @@ def execute_spec(
     elif epochs != recipe.epochs:
         schedule = parse_schedule(recipe.schedule, epochs, field="retrain.schedule")
 
-    with _scope(strategy):
-        _compile(model, recipe, schedule.lr_at(0))
+    with _scope(strategy):  # compiled once: the evaluation here and the retraining share it
+        _compile(model, recipe, schedule.lr_at(0), _steps_per_execution(schedule))
     acc_after = _evaluate(model, data)
     jsv_after = _jsv(model, jsv_x)
     log(
@@ -569,6 +592,7 @@ def execute_spec(
         epochs=epochs,
         jsv_inputs=jsv_x if jsv_every else None,
         eval_every_epoch=eval_every,
+        compile_model=False,
     )
     train_seconds = time.time() - t0
     final_acc = _evaluate(model, data) if epochs else acc_after

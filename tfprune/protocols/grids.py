@@ -415,13 +415,11 @@ class FinetuneLR(Protocol):
         return f"{kind}:{lr:g}:{float(cfg['final_lr']):g}"
 
     def expand(self, config: dict) -> list[RunSpec]:
-        """Cells: method × LR × budget (+ Random at every LR/budget, Scratch per budget)."""
+        """Cells: method × LR × budget (+ Random and Scratch at the first LR, per budget)."""
         cfg = self.config(config)
         methods = list(cfg["methods"])
         if not methods:
             raise ConfigError(f"{self.name}.methods must not be empty")
-        if cfg["baselines"] and "random" not in methods:
-            methods.append("random")
         lrs = [float(x) for x in cfg["lrs"]]
         if not lrs or any(not lr > 0 for lr in lrs):
             raise ConfigError(f"{self.name}.lrs must be a non-empty list of LRs > 0")
@@ -434,7 +432,14 @@ class FinetuneLR(Protocol):
                     for seed in _seeds(cfg, self.name):
                         specs.append(_spec(self.name, cfg, cell, method, recipe, seed))
             if cfg["baselines"]:
+                # Baselines at the first LR only: random selection and the scratch-trained
+                # pruned shape answer "does the method matter at all" without a full LR grid.
                 lr = lrs[0]
+                if "random" not in methods:
+                    cell = f"{method_label('random')} / lr={_lr_text(lr)} / {budget}ep"
+                    recipe = _recipe(cfg, self._schedule(cfg, lr), budget)
+                    for seed in _seeds(cfg, self.name):
+                        specs.append(_spec(self.name, cfg, cell, "random", recipe, seed))
                 cell = f"Scratch ({cfg['scratch_budget'] or 'same'}) / lr={_lr_text(lr)}"
                 recipe = _recipe(cfg, self._schedule(cfg, lr), budget)
                 for seed in _seeds(cfg, self.name):

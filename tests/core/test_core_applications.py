@@ -1,0 +1,117 @@
+"""One architecture per tf_keras.applications family pruned at 50% and exported.
+
+The full sweep over every application (with the README's coverage table) is
+``benchmarks/coverage.py``; this test keeps one member of each family in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import tfprune
+from tfprune.compat import keras
+from tfprune.flops import count_flops, count_params
+
+# family representative -> input size (the smallest each builder accepts comfortably)
+FAMILIES = {
+    "ConvNeXtTiny": 32,
+    "DenseNet121": 32,
+    "EfficientNetB0": 32,
+    "EfficientNetV2B0": 32,
+    "InceptionV3": 75,
+    "InceptionResNetV2": 75,
+    "MobileNet": 32,
+    "MobileNetV2": 32,
+    "MobileNetV3Small": 32,
+    "NASNetMobile": 32,
+    "RegNetX002": 32,
+    "RegNetY002": 32,
+    "ResNet50": 32,
+    "ResNet50V2": 32,
+    "ResNetRS50": 32,
+    "VGG16": 32,
+    "Xception": 71,
+}
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
+def _calibrate_batch_norm(model, x):
+    """Moving statistics := one batch's statistics, so inference activations stay O(1)."""
+    norms = [la for la in _all_layers(model) if isinstance(la, keras.layers.BatchNormalization)]
+    for la in norms:
+        la.momentum = 0.0
+    model(x, training=True)
+    for la in norms:
+        la.momentum = 0.99
+
+
+@pytest.fixture(scope="module")
+def export_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("applications")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_application_prunes_at_half_and_exports(name, export_root):
+    size = FAMILIES[name]
+    kwargs = {"weights": None, "classifier_activation": None, "classes": 10}
+    model = getattr(keras.applications, name)(input_shape=(size, size, 3), **kwargs)
+    rng = np.random.default_rng(0)
+    # Calibrate on 16 samples: with very few, some channels get near-zero variance and the
+    # network amplifies float rounding (eager vs tf.function of one model then differ).
+    _calibrate_batch_norm(model, rng.normal(size=(16, size, size, 3)).astype(np.float32))
+    x = rng.normal(size=(2, size, size, 3)).astype(np.float32)
+    assert tfprune.explain(model).prunable_fraction > 0.5
+
+    masked = tfprune.prune_filters(model, 0.5)
+    small = tfprune.strip_filters(masked)
+
+    a = masked(x, training=False).numpy()
+    b = small(x, training=False).numpy()
+    assert small.output_shape == model.output_shape
+    assert np.abs(a - b).max() / max(np.abs(a).max(), 1e-6) < 1e-5
+    assert count_params(small).total < count_params(model).total
+    assert count_flops(small).total < 0.6 * count_flops(model).total
+    tfprune.export_saved_model(small, str(export_root / name), check_inputs=x)
+    np.save(export_root / f"{name}.x.npy", x)
+    np.save(export_root / f"{name}.y.npy", b)
+
+
+@pytest.mark.slow
+def test_every_exported_application_runs_without_tfprune(export_root):
+    """All SavedModels from the test above load and run in a process without tfprune."""
+    names = sorted(n for n in FAMILIES if (export_root / n).is_dir())
+    if not names:
+        pytest.skip("no exports (run together with test_application_prunes_at_half_and_exports)")
+    script = textwrap.dedent(
+        f"""
+        import sys, numpy as np, tensorflow as tf
+        for name in {names!r}:
+            fn = tf.saved_model.load({str(export_root)!r} + "/" + name).signatures[
+                "serving_default"]
+            x = np.load({str(export_root)!r} + f"/{{name}}.x.npy")
+            y = np.load({str(export_root)!r} + f"/{{name}}.y.npy")
+            (out,) = fn(**{{list(fn.structured_input_signature[1])[0]: tf.constant(x)}}).values()
+            assert np.abs(out.numpy() - y).max() <= 1e-4 * max(1.0, np.abs(y).max()), name
+        assert "tfprune" not in sys.modules
+        print("ok", len({names!r}))
+        """
+    )
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"ok {len(names)}" in result.stdout
