@@ -97,30 +97,49 @@ def measure(name: str, size: int) -> dict:
     }
 
 
+HEADER = (
+    "| model | input | prunable channels | FLOPs reduction at 50% | params | rel. error "
+    "| blocked by |\n|---|---|---|---|---|---|---|"
+)
+
+
+def row_markdown(r: dict) -> str:
+    """One table row (the blocking reasons of models that are not fully prunable)."""
+    if "error" in r:
+        return f"| {r['model']} | FAILED: {r['error'][:120]} | | | | | |"
+    blocked = "; ".join(r.get("blocking", [])[:2]) if r["prunable_fraction"] < 0.995 else ""
+    return (
+        f"| {r['model']} | {r['input']} | {r['prunable_fraction']:.0%} | "
+        f"{r['flops_reduction']:.0%} | {r['params_before'] / 1e6:.1f}M → "
+        f"{r['params_after'] / 1e6:.1f}M | {r['rel_error']:.1e} | {blocked} |"
+    )
+
+
 def main() -> None:
     """Run the coverage sweep and print a Markdown table."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", default="", help="comma-separated subset")
     parser.add_argument("--size", type=int, default=96, help="input size where allowed")
     parser.add_argument("--json", default="", help="also write the rows here")
+    parser.add_argument("--from_json", default="", help="only render a table from saved rows")
     args = parser.parse_args()
+    if args.from_json:
+        with open(args.from_json, encoding="utf-8") as f:
+            print(HEADER)
+            for r in json.load(f):
+                print(row_markdown(r))
+        return
     names = [n for n in args.models.split(",") if n] or all_applications()
     rows = []
-    print("| model | input | prunable channels | FLOPs reduction at 50% | params | rel. error |")
-    print("|---|---|---|---|---|---|")
+    print(HEADER)
     for name in names:
         try:
             r = measure(name, args.size)
             rows.append(r)
-            print(
-                f"| {name} | {r['input']} | {r['prunable_fraction']:.0%} | "
-                f"{r['flops_reduction']:.0%} | {r['params_before'] / 1e6:.1f}M → "
-                f"{r['params_after'] / 1e6:.1f}M | {r['rel_error']:.1e} |",
-                flush=True,
-            )
+            print(row_markdown(r), flush=True)
         except Exception as e:  # noqa: BLE001 - report and go on
             rows.append({"model": name, "error": f"{type(e).__name__}: {e}"})
-            print(f"| {name} | FAILED: {type(e).__name__}: {str(e)[:120]} |", flush=True)
+            print(row_markdown(rows[-1]), flush=True)
             traceback.print_exc(file=sys.stderr)
         keras.backend.clear_session()
         gc.collect()

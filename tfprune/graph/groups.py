@@ -387,9 +387,15 @@ class ExplainReport:
 
     @property
     def blocking_layers(self) -> list[str]:
-        """Reasons that block at least one group."""
+        """Reasons that keep produced channels (conv/dense filters) from being pruned.
+
+        Model inputs/outputs are left out (never pruned by design), and so are groups without
+        a producing layer (e.g. preprocessing on the input image).
+        """
         out: list[str] = []
         for r in self.rows:
+            if not r["producers"] or r["prunable_channels"] == r["channels"]:
+                continue
             for reason in r["reasons"]:
                 if reason not in out and reason not in ("model output", "model input"):
                     out.append(reason)
