@@ -287,9 +287,9 @@ def test_explain_report_fields_and_dict():
     report = tfprune.explain(model)
     d = report.to_dict()
     assert set(d) >= {"groups", "prunable_fraction"}
-    # 12 (stem stream) + 12 (b_conv1) prunable of 12 + 12 + 12 + 12 + 3 produced... counted per
-    # group: producer groups are the stream (12 units), b_conv1 (12) and out (3).
-    assert report.prunable_fraction == pytest.approx(24 / 27)
+    # Counted in filters of producing layers: the residual stream is written by two convs
+    # (2 x 12 filters, prunable), b_conv1 has 12 (prunable), the output Dense 3 (never pruned).
+    assert report.prunable_fraction == pytest.approx(36 / 39)
     assert 0 < report.prunable_fraction < 1
     assert "prunable" in str(report) and "BLOCKED" in str(report)
     assert report.blocking_layers == []

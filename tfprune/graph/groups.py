@@ -239,6 +239,16 @@ class _Context:
         for b in range(1, groups):
             self.edges.append((nodes[0], nodes[b]))
 
+    def per_channel(self, layer: Any, x: Any, y: Any) -> tuple:
+        """Channel c of ``x`` is channel c of ``y`` and of ``layer``'s per-channel parameter.
+
+        For BN's gamma, a mask, a layer scale...: input, parameter and output axes are one.
+        """
+        d = self.layer_dim(layer, "ch", x.shape[-1] if x.shape.rank else None)
+        self.identity(self.tensor_dim(x), d)
+        self.identity(d, self.tensor_dim(y))
+        return d
+
     def block(self, key: tuple, reason: str) -> None:
         """Never remove any channel of ``key``."""
         self.blocked.setdefault(key, []).append(reason)

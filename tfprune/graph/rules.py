@@ -101,6 +101,11 @@ def _is_scalar(x: Any) -> bool:
     return False
 
 
+def _with_count(config: dict, key: str, kept: dict, role: Role) -> dict:
+    """``config`` with ``key`` set to the number of kept ``role`` channels, if any were cut."""
+    return dict(config, **{key: len(kept[role])}) if role in kept else config
+
+
 class LayerRule:
     """Base class of channel rules; the default blocks everything (an unknown layer)."""
 
@@ -214,8 +219,7 @@ class ConvRule(LayerRule):
         return {"kernel": {"in": -2, "out": -1}, "bias": {"out": 0}, "mask": {"in": 0}}
 
     def new_config(self, layer: Any, config: dict, kept: dict[Role, np.ndarray]) -> dict:
-        if "out" in kept:
-            config = dict(config, filters=len(kept["out"]))
+        config = _with_count(config, "filters", kept, "out")
         groups = config.get("groups", 1) or 1
         if groups > 1 and "in" in kept and layer.kernel.shape[-2] == 1:
             config = dict(config, groups=len(kept["in"]))  # depthwise-style: groups go
@@ -256,9 +260,7 @@ class DenseRule(LayerRule):
         return {"kernel": {"in": 0, "out": 1}, "bias": {"out": 0}, "mask": {"in": 0}}
 
     def new_config(self, layer: Any, config: dict, kept: dict[Role, np.ndarray]) -> dict:
-        if "out" in kept:
-            config = dict(config, units=len(kept["out"]))
-        return config
+        return _with_count(config, "units", kept, "out")
 
 
 class DepthwiseRule(LayerRule):
@@ -311,9 +313,7 @@ class SeparableRule(LayerRule):
         }
 
     def new_config(self, layer: Any, config: dict, kept: dict[Role, np.ndarray]) -> dict:
-        if "out" in kept:
-            config = dict(config, filters=len(kept["out"]))
-        return config
+        return _with_count(config, "filters", kept, "out")
 
     def slice_weights(self, layer, weights, kept):
         out = super().slice_weights(layer, weights, kept)
@@ -339,9 +339,7 @@ class EmbeddingRule(LayerRule):
         return {"embeddings": {"out": 1}}
 
     def new_config(self, layer, config, kept):
-        if "out" in kept:
-            config = dict(config, output_dim=len(kept["out"]))
-        return config
+        return _with_count(config, "output_dim", kept, "out")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -427,9 +425,7 @@ class PerChannelParamRule(LayerRule):
             if [a % rank for a in axis] != [rank - 1]:
                 ctx.block_call(call, f"batch norm {call.path!r} is not over the last axis")
                 return
-        d = ctx.layer_dim(layer, "ch", _channels(x))
-        ctx.identity(ctx.tensor_dim(x), d)
-        ctx.identity(d, ctx.tensor_dim(y))
+        ctx.per_channel(layer, x, y)
 
     def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
         if isinstance(layer, L.PReLU):
@@ -497,9 +493,7 @@ class ReshapeRule(LayerRule):
         x, y = call.inputs[0], call.outputs[0]
         cx, cy = _channels(x), _channels(y)
         if cx is not None and cx == cy:
-            d = ctx.layer_dim(call.layer, "ch", cx)
-            ctx.identity(ctx.tensor_dim(x), d)
-            ctx.identity(d, ctx.tensor_dim(y))
+            ctx.per_channel(call.layer, x, y)
         else:
             ctx.block_call(call, f"reshape {call.path!r} mixes the channel axis")
 
@@ -537,9 +531,7 @@ class LayerNormRule(LayerRule):
         if [a % rank for a in axis] != [rank - 1]:
             ctx.block_call(call, f"layer norm {call.path!r} normalises over non-channel axes")
             return
-        d = ctx.layer_dim(layer, "ch", _channels(x))
-        ctx.identity(ctx.tensor_dim(x), d)
-        ctx.identity(d, ctx.tensor_dim(y))
+        ctx.per_channel(layer, x, y)
 
     def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
         # "mask" exists on tfprune's MaskedLayerNormalization (statistics over kept channels).
@@ -554,17 +546,13 @@ class LayerScaleRule(LayerRule):
 
     def connect(self, ctx: Any, call: Any) -> None:
         x, y = call.inputs[0], call.outputs[0]
-        d = ctx.layer_dim(call.layer, "ch", _channels(x))
-        ctx.identity(ctx.tensor_dim(x), d)
-        ctx.identity(d, ctx.tensor_dim(y))
+        ctx.per_channel(call.layer, x, y)
 
     def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
         return {"gamma": {"ch": 0}}
 
     def new_config(self, layer, config, kept):
-        if "ch" in kept:
-            config = dict(config, projection_dim=len(kept["ch"]))
-        return config
+        return _with_count(config, "projection_dim", kept, "ch")
 
 
 class ScaledSumRule(LayerRule):

@@ -85,6 +85,16 @@ class ChannelMask(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
         return {**super().get_config(), "policy": self.policy}
 
 
+def _add_mask(layer: Any, channels: int) -> Any:
+    return layer.add_weight(
+        name="mask",
+        shape=(int(channels),),
+        initializer="ones",
+        trainable=False,
+        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+    )
+
+
 @keras.utils.register_keras_serializable(package="tfprune")
 class MaskedLayerNormalization(_PolicyMixin, keras.layers.LayerNormalization):
     """LayerNormalization over the channel axis whose statistics use only unmasked channels.
@@ -98,14 +108,7 @@ class MaskedLayerNormalization(_PolicyMixin, keras.layers.LayerNormalization):
 
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)
-        channels = tf.TensorShape(input_shape)[-1]
-        self.mask = self.add_weight(
-            name="mask",
-            shape=(int(channels),),
-            initializer="ones",
-            trainable=False,
-            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-        )
+        self.mask = _add_mask(self, tf.TensorShape(input_shape)[-1])
 
     def call(self, inputs: Any) -> Any:
         x = tf.cast(inputs, self.compute_dtype)
@@ -121,16 +124,6 @@ class MaskedLayerNormalization(_PolicyMixin, keras.layers.LayerNormalization):
         return y * m
 
 
-def _add_mask(layer: Any, channels: int) -> Any:
-    return layer.add_weight(
-        name="mask",
-        shape=(int(channels),),
-        initializer="ones",
-        trainable=False,
-        aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-    )
-
-
 class _InputMasked(_PolicyMixin):
     """Mixin: a consumer whose kernel is multiplied by a 0/1 mask over its input channels.
 
@@ -140,6 +133,10 @@ class _InputMasked(_PolicyMixin):
     """
 
     mask_role = "in"
+
+    def build(self, input_shape: Any) -> None:
+        super().build(input_shape)
+        self.mask = _add_mask(self, tf.TensorShape(input_shape)[-1])
 
     def get_prunable_weights(self) -> list:
         """The kernel, so TF-MOT's ``prune_low_magnitude`` can also sparsify it."""
@@ -151,49 +148,31 @@ class _InputMasked(_PolicyMixin):
         return kernel * tf.reshape(m, shape)
 
 
+class _KernelMaskedConv(_InputMasked):
+    """Mixin for Conv1D/2D/3D: the convolution sees the masked kernel."""
+
+    def convolution_op(self, inputs: Any, kernel: Any) -> Any:
+        return super().convolution_op(inputs, self._masked_kernel(kernel))
+
+
 @keras.utils.register_keras_serializable(package="tfprune")
-class MaskedConv1D(_InputMasked, keras.layers.Conv1D, tfmot.sparsity.keras.PrunableLayer):
+class MaskedConv1D(_KernelMaskedConv, keras.layers.Conv1D, tfmot.sparsity.keras.PrunableLayer):
     """Conv1D with a tfprune input-channel mask on its kernel."""
 
-    def build(self, input_shape: Any) -> None:
-        super().build(input_shape)
-        self.mask = _add_mask(self, tf.TensorShape(input_shape)[-1])
-
-    def convolution_op(self, inputs: Any, kernel: Any) -> Any:
-        return super().convolution_op(inputs, self._masked_kernel(kernel))
-
 
 @keras.utils.register_keras_serializable(package="tfprune")
-class MaskedConv2D(_InputMasked, keras.layers.Conv2D, tfmot.sparsity.keras.PrunableLayer):
+class MaskedConv2D(_KernelMaskedConv, keras.layers.Conv2D, tfmot.sparsity.keras.PrunableLayer):
     """Conv2D with a tfprune input-channel mask on its kernel."""
 
-    def build(self, input_shape: Any) -> None:
-        super().build(input_shape)
-        self.mask = _add_mask(self, tf.TensorShape(input_shape)[-1])
-
-    def convolution_op(self, inputs: Any, kernel: Any) -> Any:
-        return super().convolution_op(inputs, self._masked_kernel(kernel))
-
 
 @keras.utils.register_keras_serializable(package="tfprune")
-class MaskedConv3D(_InputMasked, keras.layers.Conv3D, tfmot.sparsity.keras.PrunableLayer):
+class MaskedConv3D(_KernelMaskedConv, keras.layers.Conv3D, tfmot.sparsity.keras.PrunableLayer):
     """Conv3D with a tfprune input-channel mask on its kernel."""
-
-    def build(self, input_shape: Any) -> None:
-        super().build(input_shape)
-        self.mask = _add_mask(self, tf.TensorShape(input_shape)[-1])
-
-    def convolution_op(self, inputs: Any, kernel: Any) -> Any:
-        return super().convolution_op(inputs, self._masked_kernel(kernel))
 
 
 @keras.utils.register_keras_serializable(package="tfprune")
 class MaskedDense(_InputMasked, keras.layers.Dense, tfmot.sparsity.keras.PrunableLayer):
     """Dense with a tfprune input-channel mask on its kernel."""
-
-    def build(self, input_shape: Any) -> None:
-        super().build(input_shape)
-        self.mask = _add_mask(self, tf.TensorShape(input_shape)[-1])
 
     def call(self, inputs: Any) -> Any:
         if not isinstance(inputs, tf.Tensor) or isinstance(inputs, tf.RaggedTensor):
@@ -255,10 +234,7 @@ class _ChannelMaskRule(LayerRule):
     layer_types = (ChannelMask,)
 
     def connect(self, ctx: Any, call: Any) -> None:
-        x, y = call.inputs[0], call.outputs[0]
-        d = ctx.layer_dim(call.layer, "ch", x.shape[-1])
-        ctx.identity(ctx.tensor_dim(x), d)
-        ctx.identity(d, ctx.tensor_dim(y))
+        ctx.per_channel(call.layer, call.inputs[0], call.outputs[0])
 
     def weight_axes(self, layer: Any) -> dict[str, dict[str, int]]:
         return {"mask": {"ch": 0}}
