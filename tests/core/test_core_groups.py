@@ -287,9 +287,10 @@ def test_explain_report_fields_and_dict():
     report = tfprune.explain(model)
     d = report.to_dict()
     assert set(d) >= {"groups", "prunable_fraction"}
-    # Counted in filters of producing layers: the residual stream is written by two convs
-    # (2 x 12 filters, prunable), b_conv1 has 12 (prunable), the output Dense 3 (never pruned).
-    assert report.prunable_fraction == pytest.approx(36 / 39)
+    # Counted in filters of producing layers: the residual stream is written by three convs
+    # (stem, b_conv2, proj: 3 x 12 filters, prunable), b_conv1 has 12 (prunable), the output
+    # Dense 3 (never pruned).
+    assert report.prunable_fraction == pytest.approx(48 / 51)
     assert 0 < report.prunable_fraction < 1
     assert "prunable" in str(report) and "BLOCKED" in str(report)
     assert report.blocking_layers == []
