@@ -48,8 +48,7 @@ def test_finetune_lr_default_grid():
         "L1 / lr=1e-3 / 20ep",
         "L1+OrthP / lr=1e-2 / 20ep",
         "L1+OrthP / lr=1e-3 / 20ep",
-        "Random / lr=1e-2 / 20ep",
-        "Random / lr=1e-3 / 20ep",
+        "Random / lr=1e-2 / 20ep",  # baselines run at the first LR only
         "Scratch (E) / lr=1e-2 / 20ep",
     ]
     first = specs[0]
