@@ -400,6 +400,30 @@ class GroupRegularizer(keras.callbacks.Callback):
         self.ratios: dict[tuple[int, int], float] = {}
         self.state: RegularizationState | None = None
 
+    def _set_growth_schedule(
+        self, delta: float, ceiling: float, update_every: int, stabilize_steps: int
+    ) -> None:
+        """Validate and keep the growing-penalty schedule that GReg and TPP share.
+
+        Spec 3.3/4.2: ``+delta`` every ``update_every`` steps up to ``ceiling``, then
+        ``stabilize_steps`` steps with the penalty held.
+        """
+        self.delta = check_number(
+            "delta", delta, low=0.0, low_open=True, hint=" The spec's value is 1e-4."
+        )
+        self.ceiling = check_number(
+            "ceiling",
+            ceiling,
+            low=self.delta,
+            hint=f" It must be at least the increment delta={self.delta} (spec: 1.0).",
+        )
+        self.update_every = check_number(
+            "update_every", update_every, low=1, integer=True, hint=" (steps; spec: 10)"
+        )
+        self.stabilize_steps = check_number(
+            "stabilize_steps", stabilize_steps, low=0, integer=True, hint=" (spec: 10000)"
+        )
+
     # -- set-up ------------------------------------------------------------------------
     def _slice_kinds(self) -> tuple[str, ...]:
         return ("filter",)

@@ -87,19 +87,7 @@ class TrainabilityPreserving(GroupRegularizer):
         log_prefix: str = "tpp",
     ) -> None:
         super().__init__(sparsity, skip, log_prefix)
-        self.delta = check_number("delta", delta, low=0.0, low_open=True, hint=" (spec: 1e-4)")
-        self.ceiling = check_number(
-            "ceiling",
-            ceiling,
-            low=self.delta,
-            hint=f" It must be at least the increment delta={self.delta} (spec: 1.0).",
-        )
-        self.update_every = check_number(
-            "update_every", update_every, low=1, integer=True, hint=" (steps; spec: 10)"
-        )
-        self.stabilize_steps = check_number(
-            "stabilize_steps", stabilize_steps, low=0, integer=True, hint=" (spec: 10000)"
-        )
+        self._set_growth_schedule(delta, ceiling, update_every, stabilize_steps)
         self.zero_out_interval = check_number(
             "zero_out_interval", zero_out_interval, low=1, integer=True, hint=" (spec: 100)"
         )
