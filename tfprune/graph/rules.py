@@ -89,6 +89,12 @@ def _channels(t: Any) -> int | None:
     return shape[-1]
 
 
+def _only_channel_axis(axis: Any, rank: int) -> bool:
+    """Whether a layer's ``axis`` argument (int or list) is exactly the last (channel) axis."""
+    axes = axis if isinstance(axis, (list, tuple)) else [axis]
+    return [a % rank for a in axes] == [rank - 1]
+
+
 def _is_kt(x: Any) -> bool:
     return isinstance(x, KerasTensor)
 
@@ -421,8 +427,7 @@ class PerChannelParamRule(LayerRule):
         x, y = call.inputs[0], call.outputs[0]
         rank = x.shape.rank
         if isinstance(layer, L.BatchNormalization):
-            axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-            if [a % rank for a in axis] != [rank - 1]:
+            if not _only_channel_axis(layer.axis, rank):
                 ctx.block_call(call, f"batch norm {call.path!r} is not over the last axis")
                 return
         ctx.per_channel(layer, x, y)
@@ -527,8 +532,7 @@ class LayerNormRule(LayerRule):
         layer = call.layer
         x, y = call.inputs[0], call.outputs[0]
         rank = x.shape.rank
-        axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-        if [a % rank for a in axis] != [rank - 1]:
+        if not _only_channel_axis(layer.axis, rank):
             ctx.block_call(call, f"layer norm {call.path!r} normalises over non-channel axes")
             return
         ctx.per_channel(layer, x, y)

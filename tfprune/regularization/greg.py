@@ -34,7 +34,7 @@ import numpy as np
 from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError
 from tfprune.regularization.penalty import (
-    GroupRegularizer,
+    GrowingPenaltyRegularizer,
     check_number,
     magnitude_ratio,
     unit_magnitudes,
@@ -53,7 +53,7 @@ _RATIO_CAP = 1e12
 
 
 @keras.utils.register_keras_serializable(package="tfprune")
-class GrowingRegularization(GroupRegularizer):
+class GrowingRegularization(GrowingPenaltyRegularizer):
     """GReg-1 / GReg-2 growing L2 regularization of the filters to prune, then masks.
 
     Usage::
@@ -233,17 +233,6 @@ class GrowingRegularization(GroupRegularizer):
     def magnitude_ratios(self) -> dict[str, float]:
         """Smoothed kept/pruned magnitude ratio of every regularized group, by group name."""
         return {g.name: float(self.state[f"g{g.id}_hist"].numpy()) for g in self.groups}
-
-    def pruned_units(self) -> dict[str, np.ndarray]:
-        """Units selected for removal (empty before GReg-2 picks), by group name."""
-        return {
-            g.name: np.flatnonzero(self.state[f"g{g.id}_pruned"].numpy() > 0.5) for g in self.groups
-        }
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self._mirror = None
-        if int(self.state["begin"].numpy()) < 0:
-            self.state["begin"].assign(int(self.model.optimizer.iterations.numpy()))
 
     def _sync(self) -> dict[str, int]:
         if self._mirror is None:

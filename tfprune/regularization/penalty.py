@@ -41,6 +41,7 @@ from tfprune.selection import RatioSpec, check_ratio, resolve_ratios, select_uni
 __all__ = [
     "KERNEL_NAMES",
     "GroupRegularizer",
+    "GrowingPenaltyRegularizer",
     "RegularizationState",
     "WeightSlice",
     "check_number",
@@ -400,30 +401,6 @@ class GroupRegularizer(keras.callbacks.Callback):
         self.ratios: dict[tuple[int, int], float] = {}
         self.state: RegularizationState | None = None
 
-    def _set_growth_schedule(
-        self, delta: float, ceiling: float, update_every: int, stabilize_steps: int
-    ) -> None:
-        """Validate and keep the growing-penalty schedule that GReg and TPP share.
-
-        Spec 3.3/4.2: ``+delta`` every ``update_every`` steps up to ``ceiling``, then
-        ``stabilize_steps`` steps with the penalty held.
-        """
-        self.delta = check_number(
-            "delta", delta, low=0.0, low_open=True, hint=" The spec's value is 1e-4."
-        )
-        self.ceiling = check_number(
-            "ceiling",
-            ceiling,
-            low=self.delta,
-            hint=f" It must be at least the increment delta={self.delta} (spec: 1.0).",
-        )
-        self.update_every = check_number(
-            "update_every", update_every, low=1, integer=True, hint=" (steps; spec: 10)"
-        )
-        self.stabilize_steps = check_number(
-            "stabilize_steps", stabilize_steps, low=0, integer=True, hint=" (spec: 10000)"
-        )
-
     # -- set-up ------------------------------------------------------------------------
     def _slice_kinds(self) -> tuple[str, ...]:
         return ("filter",)
@@ -522,3 +499,46 @@ class GroupRegularizer(keras.callbacks.Callback):
     def from_config(cls, config: dict) -> GroupRegularizer:
         """Inverse of ``get_config``."""
         return cls(**config)
+
+
+class GrowingPenaltyRegularizer(GroupRegularizer):
+    """Base of the callbacks whose penalty grows on a schedule and then stabilises (GReg, TPP).
+
+    Subclasses keep ``begin`` (first optimizer step) and ``g<id>_pruned`` (0/1 per unit) in
+    their state.
+    """
+
+    def _set_growth_schedule(
+        self, delta: float, ceiling: float, update_every: int, stabilize_steps: int
+    ) -> None:
+        """Validate and keep the growing-penalty schedule that GReg and TPP share.
+
+        Spec 3.3/4.2: ``+delta`` every ``update_every`` steps up to ``ceiling``, then
+        ``stabilize_steps`` steps with the penalty held.
+        """
+        self.delta = check_number(
+            "delta", delta, low=0.0, low_open=True, hint=" The spec's value is 1e-4."
+        )
+        self.ceiling = check_number(
+            "ceiling",
+            ceiling,
+            low=self.delta,
+            hint=f" It must be at least the increment delta={self.delta} (spec: 1.0).",
+        )
+        self.update_every = check_number(
+            "update_every", update_every, low=1, integer=True, hint=" (steps; spec: 10)"
+        )
+        self.stabilize_steps = check_number(
+            "stabilize_steps", stabilize_steps, low=0, integer=True, hint=" (spec: 10000)"
+        )
+
+    def pruned_units(self) -> dict[str, np.ndarray]:
+        """Units selected for removal, by group name (empty before GReg-2 picks)."""
+        return {
+            g.name: np.flatnonzero(self.state[f"g{g.id}_pruned"].numpy() > 0.5) for g in self.groups
+        }
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        self._mirror = None
+        if int(self.state["begin"].numpy()) < 0:
+            self.state["begin"].assign(int(self.model.optimizer.iterations.numpy()))

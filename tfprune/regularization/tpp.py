@@ -26,7 +26,7 @@ import numpy as np
 
 from tfprune.compat import keras, tf
 from tfprune.regularization.penalty import (
-    GroupRegularizer,
+    GrowingPenaltyRegularizer,
     check_number,
     gram_penalty,
     unit_magnitudes,
@@ -42,7 +42,7 @@ _SELECT, _GROW, _STABILIZE, _DONE = range(4)
 
 
 @keras.utils.register_keras_serializable(package="tfprune")
-class TrainabilityPreserving(GroupRegularizer):
+class TrainabilityPreserving(GrowingPenaltyRegularizer):
     """TPP: Gram + L2 growing regularization of the L1-chosen filters, then masks.
 
     Same usage and state handling as :class:`tfprune.GrowingRegularization`: a model from
@@ -160,17 +160,6 @@ class TrainabilityPreserving(GroupRegularizer):
     def coefficient(self) -> float:
         """Current λ."""
         return float(self.state["lambda"].numpy())
-
-    def pruned_units(self) -> dict[str, np.ndarray]:
-        """Units selected for removal, by group name."""
-        return {
-            g.name: np.flatnonzero(self.state[f"g{g.id}_pruned"].numpy() > 0.5) for g in self.groups
-        }
-
-    def on_train_begin(self, logs: dict | None = None) -> None:
-        self._mirror = None
-        if int(self.state["begin"].numpy()) < 0:
-            self.state["begin"].assign(int(self.model.optimizer.iterations.numpy()))
 
     def _sync(self) -> dict[str, int]:
         if self._mirror is None:
