@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tfprune.protocols.setups import setup_check
+from tfprune.protocols.setups import setup_check, strictest_shared, strictest_shared_named
 from tfprune.protocols.spec import RunRecord
 
 HYPER = {"batch_size": 100, "momentum": 0.9, "weight_decay": 1e-4, "optimizer": "sgd"}
@@ -121,3 +121,29 @@ def test_unknown_items_are_not_granted():
     v = setup_check(run(), b)
     assert v.label == "S3.1"
     assert "hyper: unknown" in v.mismatches
+
+
+def test_scratch_b_vs_scratch_e_is_not_s2():
+    # Two scratch runs share no base model (base_id None): never S2; different budgets -> S1.
+    e = run(scratch=True, base_id=None, total_epochs=20, total_flops=20.0, overall_schedule="e")
+    b = run(scratch=True, base_id=None, total_epochs=45, total_flops=45.0, overall_schedule="b")
+    v = setup_check(b, e)
+    assert v.label == "S1" and v.scratch
+    assert "S2" not in v.satisfied
+    assert any(m.startswith("total_flops") for m in v.mismatches)
+
+
+def test_unknown_base_models_are_not_the_same_base():
+    v = setup_check(run(base_id=None), run(base_id=None))
+    assert v.label == "S1" and "base_id: unknown" in v.mismatches
+
+
+def test_strictest_shared_takes_the_weakest_pair():
+    same = setup_check(run(), run())
+    other_base = setup_check(run(), run(base_id="own"))
+    v = strictest_shared_named([("seed 0", same), ("seed 1", other_base)])
+    assert v.label == "S1"
+    assert v.mismatches == ["seed 1: base_id: 'torchvision' vs 'own'"]
+    both = strictest_shared([other_base, other_base])
+    assert both.label == "S1" and both.mismatches == ["base_id: 'torchvision' vs 'own'"]
+    assert strictest_shared([]).label == "none"

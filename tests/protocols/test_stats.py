@@ -43,5 +43,7 @@ def test_paired_test_degenerate_cases():
     assert one.n == 1 and math.isnan(one.p)
     same = paired_test({0: 0.5, 1: 0.6}, {0: 0.5, 1: 0.6})
     assert same.p == 1.0 and not same.significant()
-    const = paired_test({0: 0.6, 1: 0.7}, {0: 0.5, 1: 0.6})
-    assert const.p == 0.0 and const.significant() and const.t > 0
+    # Equal non-zero differences: zero spread, so no p-value (never p = 0).
+    const = paired_test({0: 0.6, 1: 0.7, 2: 0.8}, {0: 0.5, 1: 0.6, 2: 0.7})
+    assert const.n == 3 and const.mean_diff == pytest.approx(0.1)
+    assert math.isnan(const.p) and math.isnan(const.t) and not const.significant()

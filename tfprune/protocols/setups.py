@@ -8,9 +8,11 @@ items that differ:
   < ``S2`` (+ same base model) < ``S3.1`` (+ same number of retraining epochs) < ``S3.2``
   (+ identical retraining LR schedule and hyper-parameters) < ``S4.1`` (+ same pruning-stage
   epochs) < ``S4.2`` (+ same pruning-stage LR schedule);
-* pruning vs scratch (exactly one run has ``scratch: True``): ``S4.2`` when the overall LR
-  schedules (pretraining + pruning + retraining vs scratch) are identical, else ``SX-B`` (same
-  total training FLOPs), else ``SX-A`` (same total epochs), else ``S1``;
+* pruning vs scratch (at least one run has ``scratch: True``): ``S4.2`` when the overall LR
+  schedules (pretraining + pruning + retraining vs scratch) and the hyper-parameters are
+  identical, else ``SX-B`` (same total training FLOPs), else ``SX-A`` (same total epochs), else
+  ``S1``. Two scratch runs (e.g. Scratch-B vs Scratch-E) are compared the same way: they share no
+  base model, so S2 and above never apply;
 * ``"none"`` when not even S1 holds (different dataset, network or compression).
 
 Setup dict keys: ``dataset``, ``model``, ``params``, ``flops``, ``base_id``,
@@ -25,10 +27,21 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["SETUP_ORDER", "SetupVerdict", "setup_check", "setup_of"]
+__all__ = [
+    "SCRATCH_ORDER",
+    "SETUP_ORDER",
+    "SetupVerdict",
+    "setup_check",
+    "setup_of",
+    "strictest_shared",
+    "strictest_shared_named",
+]
 
 SETUP_ORDER: tuple[str, ...] = ("none", "S1", "S2", "S3.1", "S3.2", "S4.1", "S4.2")
 """Pruning-vs-pruning setups from least to most strict."""
+
+SCRATCH_ORDER: tuple[str, ...] = ("none", "S1", "SX-A", "SX-B", "S4.2")
+"""Comparisons that involve scratch training, from least to most strict."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,11 +52,14 @@ class SetupVerdict:
         label: ``"none"``, ``"S1"`` ... ``"S4.2"``, ``"SX-A"`` or ``"SX-B"``.
         mismatches: ``"item: a vs b"`` for every compared item that differs (or is unknown).
         satisfied: Every setup label that holds (for scratch comparisons SX-A and SX-B may both).
+        scratch: True when at least one run is scratch training (labels from
+            :data:`SCRATCH_ORDER`, else from :data:`SETUP_ORDER`).
     """
 
     label: str
     mismatches: list[str]
     satisfied: list[str] = dataclasses.field(default_factory=list)
+    scratch: bool = False
 
     def fair(self) -> bool:
         """True at S3.2 or stricter (WHY's recommendation), or any scratch setup (SX/S4.2)."""
@@ -107,10 +123,11 @@ def setup_check(run_a: Any, run_b: Any, *, rel_tol: float = 0.02) -> SetupVerdic
     s1 = same_data and same_net and (same_params or same_flops)
 
     scratch_a, scratch_b = bool(a.get("scratch", False)), bool(b.get("scratch", False))
-    if scratch_a != scratch_b:
+    if scratch_a or scratch_b:
         satisfied = ["S1"] if s1 else []
         if s1:
-            if same("overall_schedule"):
+            same_overall = same("overall_schedule")
+            if same("hyper") and same_overall:
                 satisfied.append("S4.2")
             if same("total_flops", numeric=True):
                 satisfied.append("SX-B")
@@ -121,12 +138,15 @@ def setup_check(run_a: Any, run_b: Any, *, rel_tol: float = 0.02) -> SetupVerdic
             if candidate in satisfied:
                 label = candidate
                 break
-        return SetupVerdict(label, mismatches, satisfied)
+        return SetupVerdict(label, mismatches, satisfied, scratch=True)
 
     satisfied: list[str] = []
     if s1:
         satisfied.append("S1")
     s2 = s1 and same("base_id")
+    if s2 and a.get("base_id") is None:  # an unknown base model is not "the same" one
+        mismatches.append("base_id: unknown")
+        s2 = False
     if s2:
         satisfied.append("S2")
     same_epochs = same("finetune_epochs")
@@ -147,3 +167,37 @@ def setup_check(run_a: Any, run_b: Any, *, rel_tol: float = 0.02) -> SetupVerdic
         satisfied.append("S4.2")
     label = satisfied[-1] if satisfied else "none"
     return SetupVerdict(label, mismatches, satisfied)
+
+
+def strictest_shared(verdicts: list[SetupVerdict]) -> SetupVerdict:
+    """The strictest setup that *every* verdict satisfies, with all their mismatches.
+
+    Used for a pair of grid cells: each seed-paired pair of runs has its own verdict, and the
+    cells are only as comparable as their least comparable pair. Mismatches shared by every pair
+    are listed once; the others are prefixed by the pair they come from (when the verdicts are
+    given as ``(name, verdict)`` via :func:`strictest_shared_named`).
+    """
+    return strictest_shared_named([("", v) for v in verdicts])
+
+
+def strictest_shared_named(named: list[tuple[str, SetupVerdict]]) -> SetupVerdict:
+    """:func:`strictest_shared` where every verdict has a name (e.g. ``"seed 1"``)."""
+    if not named:
+        return SetupVerdict("none", ["no pair of runs to compare"], [])
+    scratch = any(v.scratch for _, v in named)
+    order = SCRATCH_ORDER if scratch else SETUP_ORDER
+    shared = set(named[0][1].satisfied)
+    for _, v in named[1:]:
+        shared &= set(v.satisfied)
+    label = "none"
+    for candidate in order:
+        if candidate in shared:
+            label = candidate
+    common = [m for m in named[0][1].mismatches if all(m in v.mismatches for _, v in named)]
+    mismatches = list(common)
+    for name, v in named:
+        for m in v.mismatches:
+            if m not in common:
+                mismatches.append(f"{name}: {m}" if name else m)
+    satisfied = [c for c in order if c in shared]
+    return SetupVerdict(label, mismatches, satisfied, scratch=scratch)

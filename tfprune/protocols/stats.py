@@ -40,9 +40,9 @@ class PairedTest:
     Attributes:
         n: Number of pairs.
         mean_diff: Mean of ``a - b``.
-        t: t statistic (``nan`` when undefined: n < 2; ``±inf`` for identical non-zero
-            differences).
-        p: Two-sided p-value (``nan`` when undefined).
+        t: t statistic (``nan`` when undefined: n < 2, or every difference equal, where the
+            spread over seeds is zero and the t-test cannot weigh the evidence).
+        p: Two-sided p-value (``nan`` when undefined; ``1.0`` when every difference is 0).
     """
 
     n: int
@@ -70,10 +70,12 @@ def paired_test(a: Mapping[Any, float], b: Mapping[Any, float]) -> PairedTest:
     mean_diff = float(diffs.mean())
     if n < 2:
         return PairedTest(n, mean_diff, float("nan"), float("nan"))
-    if np.allclose(diffs, diffs[0]):
-        if diffs[0] == 0:
+    if np.allclose(diffs, diffs[0], rtol=0.0, atol=1e-12):
+        # Zero spread: identical results say nothing against "no difference" (p = 1); equal
+        # non-zero differences leave the t statistic undefined, so no p-value is claimed.
+        if abs(diffs[0]) <= 1e-12:
             return PairedTest(n, 0.0, float("nan"), 1.0)
-        return PairedTest(n, mean_diff, math.copysign(math.inf, mean_diff), 0.0)
+        return PairedTest(n, mean_diff, float("nan"), float("nan"))
     from scipy import stats  # noqa: PLC0415
 
     res = stats.ttest_rel([x for x, _ in pairs], [y for _, y in pairs])
