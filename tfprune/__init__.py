@@ -13,7 +13,13 @@ from tfprune.flops import ModelCount, count_flops, count_params, param_reduction
 from tfprune.graph import ChannelGroup, LayerRule, channel_groups, explain, register_rule
 from tfprune.layers import ChannelMask
 from tfprune.plan import PruningPlan
-from tfprune.pruning import FilterPruner, PruningPolicy, custom_objects, prune_filters
+from tfprune.pruning import (
+    FilterPruner,
+    PruningPolicy,
+    custom_objects,
+    find_sparsity_for_target,
+    prune_filters,
+)
 from tfprune.regularization import (
     GroupLasso,
     GrowingRegularization,
@@ -21,6 +27,7 @@ from tfprune.regularization import (
     TrainabilityPreserving,
 )
 from tfprune.surgery import apply_plan, strip_filters
+from tfprune.targets import TargetResult
 from tfprune.trainability import JSVStats, mean_jsv, orthp, trainability_accuracy
 
 __version__ = "0.1.0"
@@ -38,6 +45,7 @@ __all__ = [
     "NetworkSlimming",
     "PruningPlan",
     "PruningPolicy",
+    "TargetResult",
     "TrainabilityPreserving",
     "UpdateFilterMasks",
     "apply_plan",
@@ -47,6 +55,7 @@ __all__ = [
     "custom_objects",
     "errors",
     "explain",
+    "find_sparsity_for_target",
     "export_saved_model",
     "mean_jsv",
     "orthp",

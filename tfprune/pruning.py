@@ -32,8 +32,15 @@ from tfprune.layers.masks import (
 )
 from tfprune.selection import RatioSpec, check_ratio, resolve_ratios, select_units
 from tfprune.surgery import pruned_from_masks
+from tfprune.targets import ReducedCounter, TargetResult, check_target, search_target
 
-__all__ = ["prune_filters", "FilterPruner", "PruningPolicy", "custom_objects"]
+__all__ = [
+    "prune_filters",
+    "find_sparsity_for_target",
+    "FilterPruner",
+    "PruningPolicy",
+    "custom_objects",
+]
 
 PruningSchedule = tfmot.sparsity.keras.PruningSchedule
 SparsitySpec = float | PruningSchedule | Mapping[str, "float | PruningSchedule"]
@@ -93,10 +100,12 @@ class PruningPolicy:
     max_group_sparsity: float = 0.9
     round_to: int | None = None
     seed: int = 0
+    target: dict | None = None  # TargetResult.to_dict() when the ratio came from a target
 
     def to_config(self) -> dict:
         """JSON-able form."""
         return {
+            "target": self.target,
             "sparsity": self.sparsity,
             "importance": self.importance,
             "skip": list(self.skip),
@@ -312,11 +321,150 @@ def _check_skip(model: Any, skip: Any) -> tuple[str, ...]:
     return skip
 
 
-def prune_filters(
+def _check_options(global_ranking: Any, max_group_sparsity: Any, round_to: Any) -> None:
+    if not isinstance(global_ranking, bool):
+        raise InvalidArgumentError(f"global_ranking must be True or False, got {global_ranking!r}.")
+    if not 0.0 < float(max_group_sparsity) < 1.0:
+        raise InvalidArgumentError(
+            f"max_group_sparsity must be in (0, 1), got {max_group_sparsity}."
+        )
+    if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
+        raise InvalidArgumentError(f"round_to must be a positive integer, got {round_to!r}.")
+
+
+def _target_scheme(sparsity: Any) -> dict[str, float] | None:
+    """The ratio mapping a target scales (None: search a uniform ratio)."""
+    if sparsity is None:
+        return None
+    if isinstance(sparsity, Mapping):
+        spec = _validate_sparsity(sparsity)
+        if any(not isinstance(v, float) for v in spec.values()):
+            raise InvalidArgumentError(
+                "With target=, sparsity must be None (search a uniform ratio) or a mapping "
+                "{layer_name_regex: ratio} of floats whose scale is searched; schedules "
+                "cannot be combined with a target."
+            )
+        return spec
+    raise InvalidArgumentError(
+        f"Give either sparsity={sparsity!r} or target=, not both; with target=, sparsity may "
+        "only be a {layer_name_regex: ratio} mapping whose common scale is searched."
+    )
+
+
+def _search(
     model: Any,
-    sparsity: SparsitySpec,
+    analysis: Analysis,
+    criterion: Callable,
+    target: Any,
+    scheme: dict[str, float] | None,
+    skip: tuple[str, ...],
+    global_ranking: bool,
+    max_group_sparsity: float,
+    round_to: int | None,
+    tolerance: float,
+) -> TargetResult:
+    metric, value = check_target(target)
+    if isinstance(tolerance, bool) or not 0.0 < float(tolerance) < 1.0:
+        raise InvalidArgumentError(
+            f"target_tolerance must be in (0, 1) (relative, 0.01 = 1 %), got {tolerance!r}."
+        )
+    prunable = [g for g in analysis.groups if g.prunable]
+    if not prunable:
+        raise UnsupportedModelError(
+            f"Model {model.name!r} has no prunable channel group. Run "
+            "print(tfprune.explain(model)) to see which layers block pruning."
+        )
+    scores = {g.id: np.asarray(criterion(g), float) for g in prunable}
+
+    def pruned_for(spec: RatioSpec) -> dict[int, np.ndarray]:
+        ratios = {k: r for k, r in resolve_ratios(analysis, spec).items() if r > 0}
+        gids = {gid for gid, _ in ratios}
+        return select_units(
+            [g for g in prunable if g.id in gids],
+            scores,
+            ratios,
+            global_ranking=global_ranking,
+            max_group_sparsity=max_group_sparsity,
+            round_to=round_to,
+        )
+
+    return search_target(
+        metric,
+        value,
+        ReducedCounter(model, analysis),
+        pruned_for,
+        scheme,
+        skip,
+        float(tolerance),
+    )
+
+
+def find_sparsity_for_target(
+    model: Any,
+    target: Mapping[str, float],
+    sparsity: Mapping[str, float] | None = None,
     importance: str | Callable | Importance = "l1",
     *,
+    skip: Any = (),
+    global_ranking: bool = False,
+    max_group_sparsity: float = 0.9,
+    round_to: int | None = None,
+    seed: int = 0,
+    importance_data: Any = None,
+    loss: Any = None,
+    tolerance: float = 0.01,
+) -> TargetResult:
+    """Find the pruning ratio whose pruned model meets a FLOPs or parameter reduction.
+
+    ``target`` is ``{"flops_reduction": f}`` (dense conv/dense MACs divided by the pruned
+    model's) or ``{"params_reduction": f}`` (dense trainable parameters divided by the pruned
+    model's), with ``f >= 1``. Without ``sparsity`` the uniform ratio is searched; with a
+    mapping ``{layer_name_regex: ratio}`` (a layer-wise scheme) the factor that scales all its
+    ratios is searched, keeping their proportions. The search bisects over the exact counts of
+    the model :func:`tfprune.strip_filters` would build (computed from the kept channel counts,
+    no model is built) and returns the ratio whose reduction is closest to ``f``; it must lie
+    within ``tolerance`` (relative, default 1 %).
+
+    The other arguments are those of :func:`prune_filters` and select the same filters.
+    Pass ``result.sparsity`` to ``prune_filters`` or to a regularization callback
+    (:class:`tfprune.GrowingRegularization`, :class:`tfprune.TrainabilityPreserving`: they
+    remove as many filters per layer as layer-wise ``prune_filters``), and record
+    ``result.target`` next to ``result.achieved``.
+
+    Raises:
+      InvalidArgumentError: for a bad target, or one that cannot be reached (the message names
+        the largest achievable reduction) or met within the tolerance (it names the two
+        closest operating points).
+    """
+    check_graph_model(model)
+    check_target(target)
+    _check_options(global_ranking, max_group_sparsity, round_to)
+    scheme = _target_scheme(sparsity)
+    skip = _check_skip(model, skip)
+    criterion = get_importance(importance, seed=seed)
+    if isinstance(criterion, Importance) and hasattr(criterion, "prepare"):
+        criterion.prepare(model, data=importance_data, loss=loss)
+    return _search(
+        model,
+        analyze(model),
+        criterion,
+        target,
+        scheme,
+        skip,
+        global_ranking,
+        float(max_group_sparsity),
+        round_to,
+        tolerance,
+    )
+
+
+def prune_filters(
+    model: Any,
+    sparsity: SparsitySpec | None = None,
+    importance: str | Callable | Importance = "l1",
+    *,
+    target: Mapping[str, float] | None = None,
+    target_tolerance: float = 0.01,
     skip: Any = (),
     global_ranking: bool = False,
     max_group_sparsity: float = 0.9,
@@ -335,10 +483,18 @@ def prune_filters(
         :class:`tfprune.UpdateFilterMasks`), or a mapping ``{layer_name_regex: ratio or
         schedule}`` for per-layer ratios (regexes are matched with ``re.fullmatch`` against
         the producing layer's name or ``outer/inner`` path; unmatched layers are not pruned;
-        add ``".*": r`` for a default).
+        add ``".*": r`` for a default). With ``target``: omit it (a uniform ratio is
+        searched) or give a ``{layer_name_regex: ratio}`` scheme whose scale is searched.
       importance: ``"l1"`` (default, mean |w| per filter as Li et al.), ``"l2"``,
         ``"random"``, ``"bn_scale"``, ``"taylor"``, ``"fpgm"``, or any callable
         ``group -> scores`` (one score per unit of the :class:`~tfprune.ChannelGroup`).
+      target: prune to a matched operating point instead of a ratio: ``{"flops_reduction":
+        2.0}`` (dense / pruned conv+dense FLOPs) or ``{"params_reduction": 2.0}`` (dense /
+        pruned trainable parameters). The ratio is found by
+        :func:`tfprune.find_sparsity_for_target`; its result (target, achieved, ratio) is
+        stored in the masks' policy (``policy.target``) and as ``model.tfprune_target``.
+      target_tolerance: the relative distance the achieved reduction may have from
+        ``target`` (default 0.01 = 1 %).
       skip: layer names whose filters are never removed.
       global_ranking: rank units of all groups together (scores normalised per group) instead
         of pruning each layer by its ratio.
@@ -353,17 +509,35 @@ def prune_filters(
     :func:`tfprune.strip_filters` can later remove it without changing the outputs.
     """
     check_graph_model(model)
-    spec = _validate_sparsity(sparsity)
-    if not isinstance(global_ranking, bool):
-        raise InvalidArgumentError(f"global_ranking must be True or False, got {global_ranking!r}.")
-    if not 0.0 < float(max_group_sparsity) < 1.0:
+    if target is None and sparsity is None:
         raise InvalidArgumentError(
-            f"max_group_sparsity must be in (0, 1), got {max_group_sparsity}."
+            "prune_filters needs sparsity= (a ratio, schedule or mapping) or target= (e.g. "
+            "{'flops_reduction': 2.0})."
         )
-    if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
-        raise InvalidArgumentError(f"round_to must be a positive integer, got {round_to!r}.")
+    scheme = _target_scheme(sparsity) if target is not None else None
+    if target is not None:
+        check_target(target)
+    _check_options(global_ranking, max_group_sparsity, round_to)
     criterion = get_importance(importance, seed=seed)
     skip = _check_skip(model, skip)
+    if isinstance(criterion, Importance) and hasattr(criterion, "prepare"):
+        criterion.prepare(model, data=importance_data, loss=loss)
+    found: TargetResult | None = None
+    if target is not None:
+        found = _search(
+            model,
+            analyze(model),
+            criterion,
+            target,
+            scheme,
+            skip,
+            global_ranking,
+            float(max_group_sparsity),
+            round_to,
+            target_tolerance,
+        )
+        sparsity = found.sparsity
+    spec = _validate_sparsity(sparsity)
     policy = PruningPolicy(
         sparsity=spec,
         importance=importance if isinstance(importance, str) else "custom",
@@ -372,6 +546,7 @@ def prune_filters(
         max_group_sparsity=float(max_group_sparsity),
         round_to=round_to,
         seed=seed,
+        target=found.to_dict() if found is not None else None,
     )
 
     analysis = analyze(model)
@@ -397,9 +572,6 @@ def prune_filters(
             f"Model {model.name!r} has no prunable channel group. Run "
             "print(tfprune.explain(model)) to see which layers block pruning."
         )
-
-    if isinstance(criterion, Importance) and hasattr(criterion, "prepare"):
-        criterion.prepare(model, data=importance_data, loss=loss)
 
     target_groups = {gid for gid, _ in targets}
     policy_cfg = policy.to_config()
@@ -459,6 +631,7 @@ def prune_filters(
     masked = rebuild_model(model, factory, hook)
     pruner = FilterPruner(masked, policy, criterion)
     masked._tfprune_pruner = pruner
+    masked.tfprune_target = found
     if not policy.is_gradual:
         pruner.update(None)
     return masked
