@@ -8,7 +8,8 @@ masks during ``fit`` (:func:`prune_filters`, :class:`UpdateFilterMasks`) -> phys
 from tfprune import errors
 from tfprune.callbacks.jsv import JacobianSingularValues
 from tfprune.callbacks.masks import UpdateFilterMasks
-from tfprune.export import export_saved_model
+from tfprune.deploy import optimize_for_inference
+from tfprune.export import export_for_serving, export_saved_model
 from tfprune.flops import ModelCount, count_flops, count_params, param_reduction, speedup
 from tfprune.graph import ChannelGroup, LayerRule, channel_groups, explain, register_rule
 from tfprune.layers import ChannelMask
@@ -56,8 +57,10 @@ __all__ = [
     "errors",
     "explain",
     "find_sparsity_for_target",
+    "export_for_serving",
     "export_saved_model",
     "mean_jsv",
+    "optimize_for_inference",
     "orthp",
     "param_reduction",
     "prune_filters",

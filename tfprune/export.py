@@ -1,37 +1,67 @@
-"""SavedModel export for TF Serving, with a reload-and-compare check.
+"""SavedModel export for TF Serving, checked honestly before anything is put in place.
 
-:func:`export_saved_model` writes a SavedModel whose serving signature takes the model's inputs
-and returns its outputs under their Keras names, reloads it with ``tf.saved_model.load`` (the
-path TF Serving takes: no Python classes, only the traced graph) and checks that it computes what
-the Keras model computes. The export is written to a temporary folder next to the target and
-renamed into place only after the check passed, so a failure never leaves a half-written or
-unchecked export behind.
+:func:`export_saved_model` writes one SavedModel folder; :func:`export_for_serving` writes the
+TF Serving layout ``<base>/<version>/`` (next free version by default) with warm-up requests.
+Both
 
-The SavedModel needs nothing but TensorFlow to load and run. It is also loadable with
-``tf_keras.models.load_model`` when the model contains only stock Keras layers (as the output of
-tfprune's surgery does).
+1. refuse models that still hold tfprune masks or TF-MOT wrappers (strip them first),
+2. optimise the model for inference (BatchNorm/Rescaling folded, Dropout and noise dropped; see
+   :func:`tfprune.deploy.optimize_for_inference`) unless ``fold=False``,
+3. write a ``serving_default`` signature with one named argument per model input and a dict of
+   named outputs, plus an optional signature that runs a preprocessing model first,
+4. reload the SavedModel with ``tf.saved_model.load`` (the path TF Serving takes: no Python
+   classes) and compare its outputs with the original model run as a ``tf.function`` (graph
+   mode, as served). The tolerance is ``max(rtol, 10 x the model's own eager-vs-graph
+   difference)``, relative to the largest output value; both numbers are stated in the result
+   and in any error,
+5. optionally convert to TFLite and ONNX next to ``saved_model.pb`` and check those runtimes,
+   and reload the export in a fresh Python process that never imports tfprune.
+
+Everything is written to a temporary folder next to the target and renamed into place only after
+every check passed, so a failure never leaves a half-written or unchecked export behind. The
+model passed in is never modified.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from tfprune.compat import keras, tf
-from tfprune.errors import InvalidArgumentError, TfpruneError
+from tfprune.deploy import runtimes, serving
+from tfprune.deploy.fold import FoldReport, check_no_masks, optimize_for_inference
+from tfprune.deploy.inputs import (
+    call_model,
+    example_inputs,
+    input_names,
+    input_specs,
+    normalise_inputs,
+)
+from tfprune.deploy.serving import VersionExistsError
+from tfprune.errors import InvalidArgumentError, TfpruneError, UnsupportedModelError
 
 __all__ = [
-    "ExportError",
     "ExportDirectoryNotEmptyError",
+    "ExportError",
     "ExportMismatchError",
+    "ExportResult",
+    "VersionExistsError",
+    "export_for_serving",
     "export_saved_model",
     "serving_signature",
 ]
+
+#: Tolerance factor on the model's own eager-vs-graph difference.
+NOISE_FACTOR = 10.0
+#: Above this relative tolerance a check says nothing; the export is refused instead.
+MAX_RTOL = 1e-2
 
 
 class ExportError(TfpruneError):
@@ -46,35 +76,65 @@ class ExportMismatchError(ExportError):
     """The reloaded SavedModel computes something different from the Keras model."""
 
 
-def _input_names(model: keras.Model) -> list[str]:
-    return [str(n) for n in model.input_names]
+@dataclasses.dataclass
+class ExportResult:
+    """What an export wrote and what its checks measured.
 
+    Attributes:
+        path: the SavedModel folder (``<base>/<version>`` for :func:`export_for_serving`).
+        version: the TF Serving version (None for :func:`export_saved_model`).
+        signatures: signature names written.
+        tolerance: relative tolerance the checks used.
+        eager_graph_difference: the original model's own eager-vs-graph relative difference.
+        max_relative_difference: reloaded SavedModel vs the original model in graph mode.
+        fold_report: what inference optimisation folded/dropped/kept (None with ``fold=False``).
+        warmup_path: the warm-up requests file, if written.
+        tflite_path / onnx_path: converted models, if asked.
+        runtime_differences: relative difference of each converted runtime vs the SavedModel.
+        runtime_tolerance: relative tolerance of those runtime checks.
+        verify: the fresh-process check's summary (``signatures`` holds its printed text).
+    """
 
-def _input_specs(model: keras.Model) -> list[tf.TensorSpec]:
-    if getattr(model, "inputs", None) is None:
-        raise InvalidArgumentError(
-            f"model '{model.name}' has no symbolic inputs (subclassed or unbuilt); export a "
-            "functional or Sequential model built with an input shape"
+    path: str
+    version: int | None = None
+    signatures: list[str] = dataclasses.field(default_factory=list)
+    tolerance: float = 0.0
+    eager_graph_difference: float = 0.0
+    max_relative_difference: float = 0.0
+    fold_report: FoldReport | None = None
+    warmup_path: str | None = None
+    tflite_path: str | None = None
+    onnx_path: str | None = None
+    runtime_differences: dict[str, float] = dataclasses.field(default_factory=dict)
+    runtime_tolerance: float = 0.0
+    verify: dict[str, Any] | None = None
+
+    def summary(self) -> str:
+        """A few lines for a terminal: where, what was checked, with which tolerance."""
+        lines = [
+            f"SavedModel: {self.path}" + (f" (version {self.version})" if self.version else "")
+        ]
+        lines.append(f"signatures: {', '.join(self.signatures)}")
+        if self.fold_report is not None:
+            lines.append("inference optimisation: " + str(self.fold_report).replace("\n", "\n  "))
+        lines.append(
+            f"reloaded vs model (graph mode): max relative difference "
+            f"{self.max_relative_difference:.2e} (tolerance {self.tolerance:.1e}; the model's own "
+            f"eager-vs-graph difference {self.eager_graph_difference:.1e})"
         )
-    return [
-        tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=name)
-        for t, name in zip(model.inputs, _input_names(model))
-    ]
-
-
-def _call_model(model: keras.Model, args: Sequence[Any]) -> dict[str, tf.Tensor]:
-    """Calls the model in inference mode; returns ``{output name: tensor}``."""
-    if len(args) == 1:
-        result = model(args[0], training=False)
-    else:
-        result = model(dict(zip(_input_names(model), args)), training=False)
-    if isinstance(result, Mapping):
-        return {str(k): v for k, v in result.items()}
-    flat = tf.nest.flatten(result)
-    names = [str(n) for n in model.output_names]
-    if len(names) != len(flat) or len(set(names)) != len(names):
-        names = [f"output_{i}" for i in range(len(flat))]
-    return dict(zip(names, flat))
+        for name, diff in self.runtime_differences.items():
+            lines.append(
+                f"{name} vs SavedModel: max relative difference {diff:.2e} "
+                f"(tolerance {self.runtime_tolerance:.0e})"
+            )
+        if self.warmup_path:
+            lines.append(f"warm-up requests: {self.warmup_path}")
+        if self.verify is not None:
+            lines.append(
+                f"fresh process (no tfprune): max relative difference "
+                f"{self.verify['max_relative_difference']:.2e} -> ok"
+            )
+        return "\n".join(lines)
 
 
 def serving_signature(model: keras.Model) -> tf.types.experimental.ConcreteFunction:
@@ -82,79 +142,299 @@ def serving_signature(model: keras.Model) -> tf.types.experimental.ConcreteFunct
 
     Input names are the model's input layer names, output names its output layer names.
     """
-    specs = _input_specs(model)
 
-    @tf.function(input_signature=specs)
+    @tf.function(input_signature=input_specs(model))
     def serve(*args: tf.Tensor) -> dict[str, tf.Tensor]:
-        outputs = _call_model(model, args)
+        outputs = call_model(model, args)
         return {name: tf.identity(t, name=name) for name, t in outputs.items()}
 
     return serve.get_concrete_function()
 
 
-def _random_inputs(model: keras.Model, batch_size: int, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    inputs = {}
-    for spec in _input_specs(model):
-        dims = spec.shape.as_list()[1:]
-        if any(d is None for d in dims):
-            raise InvalidArgumentError(
-                f"input '{spec.name}' has unknown dimensions {spec.shape}; pass check_inputs= "
-                "with example data of the shape you serve"
-            )
-        shape = (batch_size, *dims)
-        dtype = spec.dtype
-        if dtype.is_floating:
-            value = rng.standard_normal(shape).astype(dtype.as_numpy_dtype)
-        elif dtype.is_integer:
-            value = rng.integers(0, 2, size=shape).astype(dtype.as_numpy_dtype)
-        elif dtype.is_bool:
-            value = rng.integers(0, 2, size=shape).astype(bool)
-        else:
-            raise InvalidArgumentError(
-                f"cannot make random data of dtype {dtype.name} for input '{spec.name}'; pass "
-                "check_inputs="
-            )
-        inputs[spec.name] = value
-    return inputs
-
-
-def _normalise_inputs(model: keras.Model, check_inputs: Any) -> dict[str, np.ndarray]:
-    names = _input_names(model)
-    if isinstance(check_inputs, Mapping):
-        missing = [n for n in names if n not in check_inputs]
-        if missing:
-            raise InvalidArgumentError(
-                f"check_inputs is missing inputs {missing}; the model's inputs are {names}"
-            )
-        values = [check_inputs[n] for n in names]
-    elif isinstance(check_inputs, (list, tuple)):
-        values = list(check_inputs)
-    else:
-        values = [check_inputs]
-    if len(values) != len(names):
+def _preprocessing_signature(
+    model: keras.Model, preprocessing: keras.Model
+) -> tf.types.experimental.ConcreteFunction:
+    if not isinstance(preprocessing, keras.Model) or getattr(preprocessing, "inputs", None) is None:
         raise InvalidArgumentError(
-            f"check_inputs has {len(values)} arrays but the model has {len(names)} inputs {names}"
+            "preprocessing must be a tf_keras functional or Sequential model built with an "
+            f"input shape (raw input -> model input), got {type(preprocessing).__name__}"
         )
-    specs = _input_specs(model)
-    return {n: np.asarray(v, dtype=s.dtype.as_numpy_dtype) for n, v, s in zip(names, values, specs)}
+    outs = tf.nest.flatten(preprocessing.outputs)
+    if len(outs) != len(model.inputs) or any(
+        not o.shape[1:].is_compatible_with(i.shape[1:]) or o.dtype != i.dtype
+        for o, i in zip(outs, model.inputs)
+    ):
+        got = [(tuple(o.shape), o.dtype.name) for o in outs]
+        want = [(tuple(i.shape), i.dtype.name) for i in model.inputs]
+        raise InvalidArgumentError(
+            f"preprocessing outputs {got} do not fit the model inputs {want}; its outputs must "
+            "be the model's inputs, in order, with the same shapes and dtypes"
+        )
+
+    @tf.function(input_signature=input_specs(preprocessing))
+    def serve_raw(*args: tf.Tensor) -> dict[str, tf.Tensor]:
+        prepared = tf.nest.flatten(call_model(preprocessing, args))
+        outputs = call_model(model, prepared)
+        return {name: tf.identity(t, name=name) for name, t in outputs.items()}
+
+    return serve_raw.get_concrete_function()
+
+
+def _relative(want: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> float:
+    worst = 0.0
+    for name, a in want.items():
+        a = np.asarray(a, np.float64)
+        b = np.asarray(got[name], np.float64)
+        if a.size:
+            worst = max(worst, float(np.max(np.abs(a - b))) / max(float(np.max(np.abs(a))), 1e-12))
+    return worst
 
 
 def _compare(
     expected: Mapping[str, Any], got: Mapping[str, Any], rtol: float, atol: float
 ) -> list[str]:
-    problems = []
+    """Problems where ``max |got - expected| > atol + rtol * max |expected|``."""
     if set(expected) != set(got):
         return [f"output names differ: keras {sorted(expected)} vs SavedModel {sorted(got)}"]
+    problems = []
     for name, value in expected.items():
-        a = np.asarray(value)
-        b = np.asarray(got[name])
+        a = np.asarray(value, np.float64)
+        b = np.asarray(got[name], np.float64)
         if a.shape != b.shape:
             problems.append(f"output '{name}': shape {a.shape} vs {b.shape}")
-        elif not np.allclose(a, b, rtol=rtol, atol=atol):
-            diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
-            problems.append(f"output '{name}': max |difference| {diff:.3g}")
+            continue
+        if not a.size:
+            continue
+        diff = float(np.max(np.abs(a - b)))
+        scale = float(np.max(np.abs(a)))
+        if not diff <= atol + rtol * scale:
+            problems.append(
+                f"output '{name}': max |difference| {diff:.3g} ({diff / max(scale, 1e-12):.3g} "
+                f"relative to max |output| {scale:.3g})"
+            )
     return problems
+
+
+def _graph_reference(
+    model: keras.Model, inputs: Mapping[str, np.ndarray], rtol: float
+) -> tuple[dict[str, np.ndarray], float, float]:
+    """The model's outputs in graph mode, its eager-vs-graph difference, and the tolerance."""
+    names = input_names(model)
+    args = [tf.constant(inputs[n]) for n in names]
+    graph_fn = tf.function(lambda *a: call_model(model, a))
+    first = {k: v.numpy() for k, v in graph_fn(*args).items()}
+    second = {k: v.numpy() for k, v in graph_fn(*args).items()}
+    eager = {k: v.numpy() for k, v in call_model(model, args).items()}
+    repeat = _relative(first, second)
+    if repeat > rtol:
+        problems = _compare(first, second, rtol, 0.0)
+        raise ExportMismatchError(
+            f"model {model.name!r} computes different outputs on the same inputs in two graph "
+            f"runs (relative difference {repeat:.3g}): " + "; ".join(problems) + ". It has a "
+            "random or stateful op that a served model cannot have. Nothing was written."
+        )
+    noise = _relative(first, eager)
+    tolerance = max(rtol, NOISE_FACTOR * noise)
+    if tolerance > MAX_RTOL:
+        raise ExportMismatchError(
+            f"model {model.name!r} differs from itself between eager and graph mode by "
+            f"{noise:.3g} relative on the check inputs, so no check is meaningful (tolerance "
+            f"would be {tolerance:.3g} > {MAX_RTOL}). Pass check_inputs= with realistic data "
+            "(random inputs can saturate an untrained model). Nothing was written."
+        )
+    return first, noise, tolerance
+
+
+def _check_target(target: str, overwrite: bool) -> None:
+    if os.path.exists(target):
+        if not os.path.isdir(target):
+            raise ExportError(f"export_dir {target!r} exists and is not a directory")
+        if os.listdir(target) and not overwrite:
+            raise ExportDirectoryNotEmptyError(
+                f"export_dir {target!r} exists and is not empty; choose a new directory or pass "
+                "overwrite=True to replace it"
+            )
+
+
+def _export(
+    model: keras.Model,
+    target: str,
+    *,
+    overwrite: bool,
+    version: int | None,
+    signature_name: str,
+    check_inputs: Any,
+    rtol: float,
+    atol: float,
+    seed: int,
+    batch_size: int,
+    fold: bool,
+    preprocessing: keras.Model | None,
+    preprocessing_signature_name: str,
+    warmup: bool,
+    model_name: str | None,
+    tflite: bool,
+    onnx: bool,
+    runtime_rtol: float,
+    verify: bool,
+    allow_masked: bool,
+) -> ExportResult:
+    if not isinstance(model, keras.Model):
+        raise InvalidArgumentError(f"model must be a tf_keras Model, got {type(model).__name__}")
+    for name, value in (
+        ("signature_name", signature_name),
+        ("preprocessing_signature_name", preprocessing_signature_name),
+    ):
+        if not value or not isinstance(value, str):
+            raise InvalidArgumentError(f"{name} must be a non-empty str, got {value!r}")
+    if preprocessing is not None and preprocessing_signature_name == signature_name:
+        raise InvalidArgumentError("preprocessing_signature_name must differ from signature_name")
+    if rtol < 0 or atol < 0 or runtime_rtol < 0:
+        raise InvalidArgumentError(
+            f"rtol, atol and runtime_rtol must be >= 0, got {rtol}, {atol}, {runtime_rtol}"
+        )
+    if batch_size < 1:
+        raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}")
+    try:
+        check_no_masks(model)
+    except UnsupportedModelError as err:
+        if not allow_masked:
+            raise UnsupportedModelError(
+                f"{err} (or pass allow_masked=True / --allow_masked to export the masked model "
+                "at its full size)"
+            ) from None
+        warnings.warn(f"exporting a model with masks at full size: {err}", stacklevel=3)
+        fold = False
+    input_names(model)  # raises for a model without symbolic inputs
+    inputs = (
+        example_inputs(model, batch_size, seed)
+        if check_inputs is None
+        else normalise_inputs(model, check_inputs)
+    )
+    expected, noise, tolerance = _graph_reference(model, inputs, rtol)
+    result = ExportResult(path=target, version=version, tolerance=tolerance)
+    result.eager_graph_difference = noise
+    served = model
+    if fold:
+        served, result.fold_report = optimize_for_inference(
+            model, check_inputs=inputs, rtol=max(tolerance, 1e-4), return_report=True
+        )
+    signatures = {signature_name: serving_signature(served)}
+    raw_inputs = raw_expected = None
+    if preprocessing is not None:
+        signatures[preprocessing_signature_name] = _preprocessing_signature(served, preprocessing)
+        raw_inputs = example_inputs(preprocessing, batch_size, seed)
+        prepared = tf.nest.flatten(
+            call_model(
+                preprocessing, [tf.constant(raw_inputs[n]) for n in input_names(preprocessing)]
+            )
+        )
+        raw_expected = {k: v.numpy() for k, v in call_model(model, prepared).items()}
+    result.signatures = list(signatures)
+
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a server must read it
+    try:
+        try:
+            keras.models.save_model(
+                served,
+                staging,
+                save_format="tf",
+                include_optimizer=False,
+                signatures=signatures,
+            )
+        except Exception as err:  # noqa: BLE001 - re-raised as a tfprune error with context.
+            raise ExportError(f"writing the SavedModel failed: {err}") from err
+        got = _run_saved_model(staging, signature_name, inputs)
+        _raise_on_mismatch(expected, got, tolerance, atol, noise, rtol, "")
+        result.max_relative_difference = _relative(expected, got)
+        if raw_inputs is not None:
+            got_raw = _run_saved_model(staging, preprocessing_signature_name, raw_inputs)
+            _raise_on_mismatch(
+                raw_expected, got_raw, tolerance, atol, noise, rtol, preprocessing_signature_name
+            )
+        if warmup:
+            written = serving.write_warmup_requests(
+                staging,
+                inputs,
+                signature_name=signature_name,
+                model_name=model_name or served.name,
+            )
+            result.warmup_path = os.path.join(target, os.path.relpath(written, staging))
+        result.runtime_tolerance = runtime_rtol
+        for wanted, kind in ((tflite, "tflite"), (onnx, "onnx")):
+            if not wanted:
+                continue
+            file = os.path.join(staging, f"model.{kind}")
+            if kind == "tflite":
+                runtimes.convert_to_tflite(staging, file, signature_name=signature_name)
+                outs = runtimes.run_tflite(file, inputs, signature_name=signature_name)
+                result.tflite_path = os.path.join(target, os.path.basename(file))
+            else:
+                runtimes.convert_to_onnx(staging, file, signature_name=signature_name)
+                outs = runtimes.run_onnx(file, inputs)
+                result.onnx_path = os.path.join(target, os.path.basename(file))
+            problems = _compare(got, outs, runtime_rtol, atol)
+            if problems:
+                raise runtimes.RuntimeMismatchError(
+                    f"{kind} outputs differ from the SavedModel's beyond runtime_rtol="
+                    f"{runtime_rtol}: " + "; ".join(problems) + ". Nothing was written."
+                )
+            result.runtime_differences[kind] = _relative(got, outs)
+        if verify:
+            report = serving.verify_in_fresh_process(
+                staging, inputs, expected, signature_name=signature_name, rtol=tolerance, atol=atol
+            )
+            if not report["ok"] or report["tfprune_imported"]:
+                raise ExportMismatchError(
+                    "the export does not reproduce the model in a fresh TensorFlow process: max "
+                    f"relative difference {report['max_relative_difference']:.3g} (tolerance "
+                    f"{tolerance:.3g}), tfprune imported: {report['tfprune_imported']}. Nothing "
+                    "was written."
+                )
+            result.verify = report
+        _move_into_place(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return result
+
+
+def _run_saved_model(
+    path: str, signature_name: str, inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    try:
+        loaded = tf.saved_model.load(path)
+        fn = loaded.signatures[signature_name]
+        got = fn(**{n: tf.constant(v) for n, v in inputs.items()})
+    except Exception as err:  # noqa: BLE001 - re-raised as a tfprune error with context.
+        raise ExportError(f"reloading and running the exported SavedModel failed: {err}") from err
+    return {k: v.numpy() for k, v in got.items()}
+
+
+def _raise_on_mismatch(
+    expected: Mapping[str, np.ndarray],
+    got: Mapping[str, np.ndarray],
+    tolerance: float,
+    atol: float,
+    noise: float,
+    rtol: float,
+    what: str,
+) -> None:
+    problems = _compare(expected, got, tolerance, atol)
+    if problems:
+        where = f" (signature {what!r})" if what else ""
+        raise ExportMismatchError(
+            f"the exported SavedModel{where} does not reproduce the Keras model in graph mode: "
+            + "; ".join(problems)
+            + f". Tolerance: {tolerance:.3g} relative (max of rtol={rtol} and {NOISE_FACTOR:g} x "
+            f"the model's own eager-vs-graph difference {noise:.3g}) + atol={atol}. If folding "
+            "is the cause, export with fold=False. Nothing was written."
+        )
 
 
 def export_saved_model(
@@ -168,107 +448,166 @@ def export_saved_model(
     overwrite: bool = False,
     seed: int = 0,
     batch_size: int = 2,
-) -> str:
-    """Exports ``model`` as a checked SavedModel for TF Serving; returns the export path.
+    fold: bool = True,
+    preprocessing: keras.Model | None = None,
+    preprocessing_signature_name: str = "serving_preprocess",
+    warmup: bool = False,
+    model_name: str | None = None,
+    tflite: bool = False,
+    onnx: bool = False,
+    runtime_rtol: float = 1e-4,
+    verify: bool = False,
+    allow_masked: bool = False,
+    return_result: bool = False,
+) -> str | ExportResult:
+    """Exports ``model`` as a checked SavedModel folder; returns the export path.
 
     The signature ``signature_name`` takes one keyword argument per model input (named after the
     input layers, batch dimension free) and returns a dict keyed by the output layer names, so
-    multi-input/multi-output models are supported. After writing, the SavedModel is reloaded with
-    ``tf.saved_model.load`` and run on ``check_inputs`` (or random inputs of batch ``batch_size``
-    drawn with ``seed``) next to the Keras model in inference mode.
+    multi-input/multi-output models are supported. See the module docstring for the checks.
 
     Args:
-        model: a functional or Sequential tf_keras model with symbolic inputs.
+        model: a functional or Sequential tf_keras model with symbolic inputs (stripped).
         export_dir: target folder; must not exist or be empty unless ``overwrite``.
+        overwrite: replace a non-empty ``export_dir`` (only after the new export passed).
+        return_result: return an :class:`ExportResult` instead of the path.
         signature_name: key of the serving signature.
         check_inputs: one array, a list of arrays in model input order, or a dict keyed by input
-            names; default random normal floats (integers in {0, 1} for integer inputs).
-        rtol: relative tolerance of the comparison (``numpy.allclose``).
-        atol: absolute tolerance of the comparison.
-        overwrite: replace a non-empty ``export_dir`` (only after the new export passed).
+            names; default random inputs (standard normal floats; integer inputs that feed an
+            Embedding are ids within its vocabulary).
+        rtol: smallest relative tolerance of the reload check (relative to max |output|).
+        atol: absolute tolerance added to it.
         seed: seed of the random check inputs.
         batch_size: batch of the random check inputs.
-
-    Returns:
-        The absolute export path.
+        fold: optimise for inference first (fold BatchNorm/Rescaling, drop Dropout and noise).
+        preprocessing: optional tf_keras model from raw inputs to the model's inputs; adds the
+            signature ``preprocessing_signature_name`` that runs it before the model.
+        preprocessing_signature_name: key of that signature.
+        warmup: write TF Serving warm-up requests (the check inputs) into ``assets.extra/``.
+        model_name: model name in the warm-up requests (default the Keras model's name).
+        tflite: also write ``model.tflite`` beside ``saved_model.pb`` and check it.
+        onnx: also write ``model.onnx`` beside ``saved_model.pb`` and check it.
+        runtime_rtol: relative tolerance of the TFLite/ONNX checks against the SavedModel.
+        verify: reload the export in a fresh Python process that never imports tfprune.
+        allow_masked: export a model that still holds tfprune masks (with a warning) instead of
+            refusing it.
 
     Raises:
         ExportDirectoryNotEmptyError: ``export_dir`` is non-empty and ``overwrite`` is False.
-        ExportMismatchError: the reloaded SavedModel's outputs differ from the Keras model's.
-        ExportError: writing or reloading failed.
-        InvalidArgumentError: bad arguments (message names the argument).
+        ExportMismatchError: the reloaded SavedModel's outputs differ from the model's.
+        UnsupportedModelError: the model still holds tfprune masks or TF-MOT wrappers.
+        ExportError: writing, reloading or converting failed.
+        InvalidArgumentError: bad arguments (the message names the argument).
     """
-    if not isinstance(model, keras.Model):
-        raise InvalidArgumentError(f"model must be a tf_keras Model, got {type(model).__name__}")
-    if not signature_name or not isinstance(signature_name, str):
-        raise InvalidArgumentError(
-            f"signature_name must be a non-empty str, got {signature_name!r}"
-        )
-    if rtol < 0 or atol < 0:
-        raise InvalidArgumentError(f"rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
-    if batch_size < 1:
-        raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}")
     target = os.path.abspath(os.fspath(export_dir))
-    if os.path.exists(target):
-        if not os.path.isdir(target):
-            raise ExportError(f"export_dir {target!r} exists and is not a directory")
-        if os.listdir(target) and not overwrite:
-            raise ExportDirectoryNotEmptyError(
-                f"export_dir {target!r} exists and is not empty; choose a new directory or pass "
-                "overwrite=True to replace it"
-            )
-    inputs = (
-        _random_inputs(model, batch_size, seed)
-        if check_inputs is None
-        else _normalise_inputs(model, check_inputs)
+    _check_target(target, overwrite)
+    result = _export(
+        model,
+        target,
+        overwrite=overwrite,
+        version=None,
+        signature_name=signature_name,
+        check_inputs=check_inputs,
+        rtol=rtol,
+        atol=atol,
+        seed=seed,
+        batch_size=batch_size,
+        fold=fold,
+        preprocessing=preprocessing,
+        preprocessing_signature_name=preprocessing_signature_name,
+        warmup=warmup,
+        model_name=model_name,
+        tflite=tflite,
+        onnx=onnx,
+        runtime_rtol=runtime_rtol,
+        verify=verify,
+        allow_masked=allow_masked,
     )
-    parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
-    try:
-        signature = serving_signature(model)
-        try:
-            keras.models.save_model(
-                model,
-                staging,
-                save_format="tf",
-                include_optimizer=False,
-                signatures={signature_name: signature},
-            )
-        except Exception as err:  # noqa: BLE001 - re-raised as a tfprune error with context.
-            raise ExportError(f"writing the SavedModel failed: {err}") from err
-        _check_export(model, staging, signature_name, inputs, rtol, atol)
-        _move_into_place(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+    return result if return_result else result.path
 
 
-def _check_export(
+def export_for_serving(
     model: keras.Model,
-    path: str,
-    signature_name: str,
-    inputs: Mapping[str, np.ndarray],
-    rtol: float,
-    atol: float,
-) -> None:
-    names = _input_names(model)
-    expected = _call_model(model, [tf.constant(inputs[n]) for n in names])
-    expected = {k: v.numpy() for k, v in expected.items()}
-    try:
-        loaded = tf.saved_model.load(path)
-        fn = loaded.signatures[signature_name]
-        got = fn(**{n: tf.constant(v) for n, v in inputs.items()})
-    except Exception as err:  # noqa: BLE001 - re-raised as a tfprune error with context.
-        raise ExportError(f"reloading and running the exported SavedModel failed: {err}") from err
-    got = {k: v.numpy() for k, v in got.items()}
-    problems = _compare(expected, got, rtol, atol)
-    if problems:
-        raise ExportMismatchError(
-            f"the exported SavedModel does not reproduce the Keras model (rtol={rtol}, "
-            f"atol={atol}): " + "; ".join(problems) + ". Nothing was written."
-        )
+    base_dir: str | os.PathLike[str],
+    *,
+    version: int | None = None,
+    signature_name: str = "serving_default",
+    check_inputs: Any = None,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    seed: int = 0,
+    batch_size: int = 2,
+    fold: bool = True,
+    preprocessing: keras.Model | None = None,
+    preprocessing_signature_name: str = "serving_preprocess",
+    warmup: bool = True,
+    model_name: str | None = None,
+    tflite: bool = False,
+    onnx: bool = False,
+    runtime_rtol: float = 1e-4,
+    verify: bool = False,
+    allow_masked: bool = False,
+) -> ExportResult:
+    """Exports ``model`` into the TF Serving layout ``<base_dir>/<version>/``.
+
+    ``version=None`` takes the next free version (1 + the largest integer folder, or 1); an
+    existing version folder is an error (versions are immutable in TF Serving). Warm-up
+    requests are written by default. Returns an :class:`ExportResult`.
+
+    Args:
+        model: a functional or Sequential tf_keras model with symbolic inputs (stripped).
+        base_dir: the folder TF Serving watches (``--model_base_path``).
+        version: the version number; default the next free one.
+        signature_name: key of the serving signature.
+        check_inputs: one array, a list of arrays in model input order, or a dict keyed by input
+            names; default random inputs (standard normal floats; integer inputs that feed an
+            Embedding are ids within its vocabulary).
+        rtol: smallest relative tolerance of the reload check (relative to max |output|).
+        atol: absolute tolerance added to it.
+        seed: seed of the random check inputs.
+        batch_size: batch of the random check inputs.
+        fold: optimise for inference first (fold BatchNorm/Rescaling, drop Dropout and noise).
+        preprocessing: optional tf_keras model from raw inputs to the model's inputs; adds the
+            signature ``preprocessing_signature_name`` that runs it before the model.
+        preprocessing_signature_name: key of that signature.
+        warmup: write TF Serving warm-up requests (the check inputs) into ``assets.extra/``.
+        model_name: model name in the warm-up requests (default the Keras model's name).
+        tflite: also write ``model.tflite`` beside ``saved_model.pb`` and check it.
+        onnx: also write ``model.onnx`` beside ``saved_model.pb`` and check it.
+        runtime_rtol: relative tolerance of the TFLite/ONNX checks against the SavedModel.
+        verify: reload the export in a fresh Python process that never imports tfprune.
+        allow_masked: export a model that still holds tfprune masks (with a warning) instead of
+            refusing it.
+
+    Raises:
+        VersionExistsError: the version folder exists.
+        ExportMismatchError: the reloaded SavedModel's outputs differ from the model's.
+        UnsupportedModelError: the model still holds tfprune masks or TF-MOT wrappers.
+        ExportError: writing, reloading or converting failed.
+    """
+    target, version = serving.version_dir(base_dir, version)
+    return _export(
+        model,
+        target,
+        overwrite=False,
+        version=version,
+        signature_name=signature_name,
+        check_inputs=check_inputs,
+        rtol=rtol,
+        atol=atol,
+        seed=seed,
+        batch_size=batch_size,
+        fold=fold,
+        preprocessing=preprocessing,
+        preprocessing_signature_name=preprocessing_signature_name,
+        warmup=warmup,
+        model_name=model_name,
+        tflite=tflite,
+        onnx=onnx,
+        runtime_rtol=runtime_rtol,
+        verify=verify,
+        allow_masked=allow_masked,
+    )
 
 
 def _move_into_place(staging: str, target: str) -> None:

@@ -1,0 +1,391 @@
+"""Inference graph optimisation: fold BatchNormalization and Rescaling, drop training-only layers.
+
+In inference a ``BatchNormalization`` computes ``gamma * (x - mean) / sqrt(var + eps) + beta``,
+a per-channel affine map. When ``x`` is the output of a convolution or dense layer with a linear
+activation, that map can be merged into the layer's kernel and bias, and the BN layer removed.
+The same holds for a ``Rescaling`` that follows such a layer. ``Dropout`` and noise layers
+compute the identity in inference and are removed.
+
+:func:`optimize_for_inference` returns a new functional model of stock Keras layers; the model
+passed in is never modified. A BN that cannot be folded exactly is left in place and reported
+with the reason (its input is not the output of a conv/dense with a linear activation, that
+output also feeds other layers, the BN normalises a non-channel axis, ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from tfprune.compat import KerasTensor, is_functional, keras, tf
+from tfprune.deploy.inputs import call_outputs, example_inputs
+from tfprune.errors import TfpruneError, UnsupportedModelError
+from tfprune.graph.rebuild import copy_layer, rebuild_model, weight_short_name
+from tfprune.graph.trace import check_graph_model, iter_graph_nodes
+from tfprune.layers import is_mask_layer
+
+__all__ = ["FoldError", "FoldReport", "optimize_for_inference", "check_no_masks"]
+
+L = keras.layers
+
+#: Layers a per-output-channel affine map folds into: class -> (weight scaled, kernel layout).
+#: "last": output channels on the last kernel axis; "transpose": on the second-to-last;
+#: "depthwise": (..., in, multiplier) flattened to in * multiplier output channels.
+_TARGETS: dict[type, tuple[str, str]] = {
+    L.Dense: ("kernel", "last"),
+    L.Conv1D: ("kernel", "last"),
+    L.Conv2D: ("kernel", "last"),
+    L.Conv3D: ("kernel", "last"),
+    L.Conv1DTranspose: ("kernel", "transpose"),
+    L.Conv2DTranspose: ("kernel", "transpose"),
+    L.Conv3DTranspose: ("kernel", "transpose"),
+    L.DepthwiseConv1D: ("depthwise_kernel", "depthwise"),
+    L.DepthwiseConv2D: ("depthwise_kernel", "depthwise"),
+    L.SeparableConv1D: ("pointwise_kernel", "last"),
+    L.SeparableConv2D: ("pointwise_kernel", "last"),
+}
+
+#: Layers that compute the identity in inference.
+_TRAINING_ONLY: tuple[type, ...] = (
+    L.Dropout,
+    L.SpatialDropout1D,
+    L.SpatialDropout2D,
+    L.SpatialDropout3D,
+    L.AlphaDropout,
+    L.GaussianDropout,
+    L.GaussianNoise,
+    L.ActivityRegularization,
+)
+
+
+class FoldError(TfpruneError):
+    """The optimised model does not compute what the original model computes."""
+
+
+@dataclasses.dataclass
+class FoldReport:
+    """What :func:`optimize_for_inference` did.
+
+    Attributes:
+        folded: ``"bn_path -> conv_path"`` for every BatchNormalization or Rescaling folded.
+        dropped: paths of the training-only layers removed (Dropout, noise).
+        left: ``(layer path, reason)`` for every BatchNormalization, Rescaling or training-only
+            layer that was kept, with the reason it could not be removed exactly.
+        max_relative_error: max |optimised - original| / max |original| over the outputs on
+            the check inputs (None when the check was off or nothing changed).
+    """
+
+    folded: list[str] = dataclasses.field(default_factory=list)
+    dropped: list[str] = dataclasses.field(default_factory=list)
+    left: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    max_relative_error: float | None = None
+
+    @property
+    def changed(self) -> bool:
+        """Whether any layer was folded or dropped."""
+        return bool(self.folded or self.dropped)
+
+    def __str__(self) -> str:
+        lines = [
+            f"folded {len(self.folded)} layer(s) into the layer before them, dropped "
+            f"{len(self.dropped)} training-only layer(s), left {len(self.left)} in place"
+        ]
+        if self.max_relative_error is not None:
+            lines.append(f"max relative output error {self.max_relative_error:.2e}")
+        lines += [f"  kept {path}: {reason}" for path, reason in self.left]
+        return "\n".join(lines)
+
+
+def _is(layer: Any, cls: type) -> bool:
+    """``layer`` is exactly the stock class (a subclass may compute something else)."""
+    return type(layer) is cls
+
+
+def _target_kind(layer: Any) -> tuple[str, str] | None:
+    return _TARGETS.get(type(layer))
+
+
+def _channel_axis(layer: Any, rank: int) -> int:
+    fmt = getattr(layer, "data_format", "channels_last")
+    return 1 if fmt == "channels_first" else rank - 1
+
+
+def _bn_axis(layer: Any, rank: int) -> int | None:
+    axis = layer.axis
+    axes = list(axis) if isinstance(axis, (list, tuple)) else [axis]
+    if len(axes) != 1:
+        return None
+    return axes[0] % rank
+
+
+class _Target:
+    """A conv/dense layer whose kernel and bias accumulate the affine maps folded into it."""
+
+    def __init__(self, layer: Any, path: str, rank: int) -> None:
+        self.layer = layer
+        self.path = path
+        self.rank = rank
+        self.channel_axis = _channel_axis(layer, rank)
+        self.weight_name, self.layout = _TARGETS[type(layer)]
+        weights = {weight_short_name(v): v.numpy().astype(np.float64) for v in layer.weights}
+        self.weights = weights
+        self.dtypes = {weight_short_name(v): v.dtype.as_numpy_dtype for v in layer.weights}
+        self.n_out = int(layer.compute_output_shape(layer.input_shape)[self.channel_axis])
+        self.bias = weights.get("bias", np.zeros(self.n_out))
+        self.folded = False
+
+    def apply(self, scale: np.ndarray, shift: np.ndarray) -> None:
+        """Fold ``y = scale * out + shift`` (per output channel) into the layer."""
+        scale = np.broadcast_to(np.asarray(scale, np.float64), (self.n_out,))
+        shift = np.broadcast_to(np.asarray(shift, np.float64), (self.n_out,))
+        kernel = self.weights[self.weight_name]
+        if self.layout == "last":
+            kernel = kernel * scale
+        elif self.layout == "transpose":
+            kernel = kernel * scale[:, None]
+        else:  # depthwise: (..., in, multiplier), output channel c * multiplier + m
+            kernel = kernel * scale.reshape(kernel.shape[-2], kernel.shape[-1])
+        self.weights[self.weight_name] = kernel
+        self.bias = self.bias * scale + shift
+        self.folded = True
+
+    def new_layer(self) -> tuple[Any, dict[str, np.ndarray]]:
+        config = dict(self.layer.get_config())
+        config["use_bias"] = True
+        weights = dict(self.weights)
+        weights["bias"] = self.bias
+        dtype = self.dtypes[self.weight_name]
+        out = {k: np.asarray(v, dtype=self.dtypes.get(k, dtype)) for k, v in weights.items()}
+        return copy_layer(self.layer, config), out
+
+
+def _walk_models(model: Any, prefix: str = "") -> list[tuple[Any, str]]:
+    found = [(model, prefix)]
+    for layer in model.layers:
+        if is_functional(layer):
+            found += _walk_models(layer, prefix + layer.name + "/")
+    return found
+
+
+def check_no_masks(model: Any, what: str = "model") -> None:
+    """Raise a clear error if ``model`` still holds tfprune masks or TF-MOT pruning wrappers."""
+    for graph, prefix in _walk_models(model):
+        for layer in graph.layers:
+            if is_mask_layer(layer):
+                raise UnsupportedModelError(
+                    f"{what} {model.name!r} still holds tfprune masks (layer "
+                    f"{prefix + layer.name!r}); masked filters are zero but still computed. Call "
+                    "tfprune.strip_filters(model) first to remove them physically."
+                )
+            if type(layer).__module__.startswith("tensorflow_model_optimization"):
+                raise UnsupportedModelError(
+                    f"{what} {model.name!r} holds the TF-MOT wrapper {prefix + layer.name!r} "
+                    f"({type(layer).__name__}); call "
+                    "tfmot.sparsity.keras.strip_pruning(model) first."
+                )
+
+
+def _plan(model: Any, report: FoldReport, options: Mapping[str, bool]) -> dict[int, Any]:
+    """Decide per layer id: a :class:`_Target`, ``None`` (drop) or absent (copy)."""
+    decisions: dict[int, Any] = {}
+    top_outputs = {id(t) for t in model.outputs}
+
+    for graph, prefix in _walk_models(model):
+        nodes = list(iter_graph_nodes(graph))
+        consumers: dict[int, int] = {}
+        for node in nodes:
+            for t in node.keras_inputs:
+                consumers[id(t)] = consumers.get(id(t), 0) + 1
+        for t in graph.outputs:
+            consumers[id(t)] = consumers.get(id(t), 0) + 1
+        source: dict[int, _Target] = {}  # tensor id -> target whose (folded) output it is
+
+        def sole_input(node: Any) -> Any:
+            args = node.call_args
+            x = args[0] if args else None
+            if not isinstance(x, KerasTensor) or len(node.keras_inputs) != 1:
+                return None
+            return x
+
+        for node in nodes:
+            layer = node.layer
+            path = prefix + layer.name
+            outs = tf.nest.flatten(node.outputs)
+            once = len(layer._inbound_nodes) == 1
+            if _target_kind(layer) is not None:
+                if once and layer.get_config().get("activation") == "linear" and len(outs) == 1:
+                    source[id(outs[0])] = _Target(layer, path, outs[0].shape.rank)
+                continue
+            is_bn = _is(layer, L.BatchNormalization)
+            is_rescale = _is(layer, L.Rescaling)
+            is_train = type(layer) in _TRAINING_ONLY
+            if not (is_bn or is_rescale or is_train) and not isinstance(
+                layer, (L.BatchNormalization, L.Rescaling, L.Dropout)
+            ):
+                continue
+            if not (is_bn or is_rescale or is_train):
+                report.left.append((path, f"{type(layer).__name__} is not the stock layer"))
+                continue
+            if (is_bn and not options["fold_batch_norm"]) or (
+                is_rescale and not options["fold_rescaling"]
+            ):
+                continue
+            if is_train and not options["drop_training_only"]:
+                continue
+            x = sole_input(node)
+            training = node.call_kwargs.get("training")
+            reason = None
+            if not once:
+                reason = "the layer is called more than once (shared)"
+            elif x is None:
+                reason = "the layer is not called on a single tensor"
+            elif training is not None and not (isinstance(training, bool) and training is False):
+                reason = f"the layer is called with training={training!r}"
+            elif id(outs[0]) in top_outputs:
+                reason = "its output is a model output (removing it would rename the output)"
+            if is_train:
+                if reason is not None:
+                    report.left.append((path, reason))
+                    continue
+                decisions[id(layer)] = None
+                report.dropped.append(path)
+                if id(x) in source and consumers.get(id(x), 0) == 1:
+                    source[id(outs[0])] = source[id(x)]
+                continue
+            target = source.get(id(x)) if x is not None else None
+            if reason is None and target is None:
+                reason = (
+                    "its input is not the output of a Conv/Dense/DepthwiseConv/SeparableConv "
+                    "layer with a linear activation, called once"
+                )
+            elif reason is None and consumers.get(id(x), 0) != 1:
+                reason = f"the output of {target.path!r} also feeds other layers"
+            if reason is None and is_bn:
+                axis = _bn_axis(layer, x.shape.rank)
+                if axis is None or axis != target.channel_axis:
+                    reason = (
+                        f"it normalises axis {layer.axis} but the channels of {target.path!r} "
+                        f"are on axis {target.channel_axis}"
+                    )
+                elif getattr(layer, "virtual_batch_size", None) or layer.adjustment is not None:
+                    reason = "virtual_batch_size/adjustment change what it computes"
+            if reason is None and is_rescale:
+                sizes = {np.asarray(layer.scale).size, np.asarray(layer.offset).size}
+                per_channel = target.channel_axis == x.shape.rank - 1 and sizes <= {1, target.n_out}
+                if (
+                    not (sizes == {1} or per_channel)
+                    or max(np.ndim(layer.scale), np.ndim(layer.offset)) > 1
+                ):
+                    reason = "its scale/offset is not a scalar or per-channel on the channel axis"
+            if reason is not None:
+                report.left.append((path, reason))
+                continue
+            if is_bn:
+                mean = layer.moving_mean.numpy().astype(np.float64)
+                var = layer.moving_variance.numpy().astype(np.float64)
+                gamma = layer.gamma.numpy().astype(np.float64) if layer.scale else 1.0
+                beta = layer.beta.numpy().astype(np.float64) if layer.center else 0.0
+                scale = gamma / np.sqrt(var + layer.epsilon)
+                target.apply(scale, beta - mean * scale)
+            else:
+                target.apply(
+                    np.asarray(layer.scale, np.float64), np.asarray(layer.offset, np.float64)
+                )
+            decisions[id(target.layer)] = target
+            decisions[id(layer)] = None
+            report.folded.append(f"{path} -> {target.path}")
+            source[id(outs[0])] = target
+    return decisions
+
+
+def optimize_for_inference(
+    model: keras.Model,
+    *,
+    fold_batch_norm: bool = True,
+    fold_rescaling: bool = True,
+    drop_training_only: bool = True,
+    check: bool = True,
+    check_inputs: Any = None,
+    rtol: float = 1e-4,
+    seed: int = 0,
+    return_report: bool = False,
+) -> keras.Model | tuple[keras.Model, FoldReport]:
+    """A copy of ``model`` for serving: BatchNorm/Rescaling folded, Dropout and noise dropped.
+
+    Every ``BatchNormalization`` (and ``Rescaling``) whose input is the output of a
+    ``Conv1D/2D/3D``, ``Conv*Transpose``, ``DepthwiseConv1D/2D``, ``SeparableConv1D/2D``
+    (pointwise part) or ``Dense`` layer with a linear activation, used by nothing else, is
+    merged into that layer's kernel and bias. Training-only layers (``Dropout`` and its
+    variants, ``GaussianNoise``, ``GaussianDropout``, ``ActivityRegularization``) are removed.
+    Everything else is copied unchanged, nested models included. The result is a new model of
+    stock Keras layers; ``model`` itself is not modified.
+
+    Args:
+        model: a functional or Sequential tf_keras model (stripped, not masked).
+        fold_batch_norm: fold BatchNormalization layers.
+        fold_rescaling: fold Rescaling layers that follow a conv/dense layer.
+        drop_training_only: remove Dropout and noise layers.
+        check: compare the new model's outputs with the original's on ``check_inputs`` (random
+            inputs by default) and raise :class:`FoldError` if the relative error exceeds
+            ``rtol``.
+        check_inputs: inputs for the check (one array, a list, or a dict by input name).
+        rtol: tolerance of the check: max |new - original| / max |original|.
+        seed: seed of the random check inputs.
+        return_report: also return a :class:`FoldReport` (what was folded, dropped, kept and
+            why, and the measured relative error).
+
+    Returns:
+        The optimised model, or ``(model, report)`` with ``return_report=True``. A model with
+        nothing to fold is returned as it is (no copy).
+
+    Raises:
+        UnsupportedModelError: the model is subclassed, unbuilt or still holds tfprune masks.
+        FoldError: the check failed.
+    """
+    check_graph_model(model)
+    check_no_masks(model)
+    report = FoldReport()
+    options = {
+        "fold_batch_norm": fold_batch_norm,
+        "fold_rescaling": fold_rescaling,
+        "drop_training_only": drop_training_only,
+    }
+    decisions = _plan(model, report, options)
+    if not report.changed:
+        return (model, report) if return_report else model
+
+    def factory(layer: Any, path: str) -> tuple[Any, Any]:
+        if id(layer) in decisions:
+            decision = decisions[id(layer)]
+            if decision is None:
+                return None, None
+            return decision.new_layer()
+        return copy_layer(layer), layer.get_weights()
+
+    new_model = rebuild_model(model, factory)
+    if check:
+        inputs = example_inputs(model, 2, seed) if check_inputs is None else check_inputs
+        want = call_outputs(model, inputs)
+        got = call_outputs(new_model, inputs)
+        report.max_relative_error = max_relative_error(want, got)
+        if not report.max_relative_error <= rtol:
+            raise FoldError(
+                f"folding changed the outputs of {model.name!r}: max relative error "
+                f"{report.max_relative_error:.3g} > rtol={rtol}. Export with folding off "
+                "(fold=False / --nofold) and report this model."
+            )
+    return (new_model, report) if return_report else new_model
+
+
+def max_relative_error(want: Mapping[str, Any], got: Mapping[str, Any]) -> float:
+    """Largest, over outputs, of max |got - want| / max |want| (float64)."""
+    worst = 0.0
+    for name, a in want.items():
+        a = np.asarray(a, np.float64)
+        b = np.asarray(got[name], np.float64)
+        scale = max(float(np.max(np.abs(a))) if a.size else 0.0, 1e-12)
+        worst = max(worst, float(np.max(np.abs(a - b))) / scale if a.size else 0.0)
+    return worst

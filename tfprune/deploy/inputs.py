@@ -1,0 +1,156 @@
+"""Model inputs and outputs for serving: names, signatures, valid example data, calls.
+
+Example data is valid for the model: floats are standard normal, and integer inputs that feed an
+``Embedding`` (or ``CategoryEncoding``) are ids within its vocabulary, so checks never fail on an
+out-of-range lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from tfprune.compat import is_functional, keras, tf
+from tfprune.errors import InvalidArgumentError
+from tfprune.graph.trace import iter_graph_nodes
+
+__all__ = [
+    "call_outputs",
+    "example_inputs",
+    "input_names",
+    "input_specs",
+    "normalise_inputs",
+    "output_names",
+]
+
+
+def input_names(model: keras.Model) -> list[str]:
+    """The model's input names (its input layers' names), in input order."""
+    return [str(n) for n in model.input_names]
+
+
+def input_specs(model: keras.Model) -> list[tf.TensorSpec]:
+    """One ``TensorSpec`` per input, batch dimension free, named after the input."""
+    if getattr(model, "inputs", None) is None:
+        raise InvalidArgumentError(
+            f"model '{model.name}' has no symbolic inputs (subclassed or unbuilt); export a "
+            "functional or Sequential model built with an input shape"
+        )
+    return [
+        tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=name)
+        for t, name in zip(model.inputs, input_names(model))
+    ]
+
+
+def output_names(model: keras.Model) -> list[str]:
+    """Serving output names: the output layers' names (``output_<i>`` when they collide)."""
+    names = [str(n) for n in model.output_names]
+    if len(set(names)) != len(names):
+        names = [f"output_{i}" for i in range(len(names))]
+    return names
+
+
+def call_model(model: keras.Model, args: Sequence[Any]) -> dict[str, tf.Tensor]:
+    """Calls the model in inference mode on positional inputs; returns ``{output name: tensor}``."""
+    if len(args) == 1:
+        result = model(args[0], training=False)
+    else:
+        result = model(dict(zip(input_names(model), args)), training=False)
+    if isinstance(result, Mapping):
+        return {str(k): v for k, v in result.items()}
+    flat = tf.nest.flatten(result)
+    names = output_names(model)
+    if len(names) != len(flat):
+        names = [f"output_{i}" for i in range(len(flat))]
+    return dict(zip(names, flat))
+
+
+def call_outputs(model: keras.Model, inputs: Any) -> dict[str, np.ndarray]:
+    """Eager inference-mode outputs of ``model`` on ``inputs`` as numpy arrays by output name."""
+    values = normalise_inputs(model, inputs)
+    outs = call_model(model, [tf.constant(values[n]) for n in input_names(model)])
+    return {k: v.numpy() for k, v in outs.items()}
+
+
+def _id_limits(model: keras.Model) -> dict[int, int]:
+    """id(input tensor) -> smallest vocabulary of an Embedding/CategoryEncoding it feeds."""
+    limits: dict[int, int] = {}
+
+    def visit(graph: Any, aliases: dict[int, int]) -> None:
+        for node in iter_graph_nodes(graph):
+            layer = node.layer
+            ins = [aliases.get(id(t), id(t)) for t in node.keras_inputs]
+            if is_functional(layer):
+                inner = {id(a): b for a, b in zip(layer.inputs, ins)}
+                visit(layer, inner)
+                continue
+            size = None
+            if isinstance(layer, keras.layers.Embedding):
+                size = int(layer.input_dim)
+            elif isinstance(layer, keras.layers.CategoryEncoding):
+                size = int(layer.num_tokens)
+            if size is not None:
+                for key in ins:
+                    limits[key] = min(limits.get(key, size), size)
+
+    visit(model, {})
+    return limits
+
+
+def example_inputs(model: keras.Model, batch_size: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
+    """Random inputs the model accepts, by input name.
+
+    Floats are standard normal; integer inputs that feed an ``Embedding`` or
+    ``CategoryEncoding`` are ids in ``[0, vocabulary)`` (``{0, 1}`` otherwise); booleans are
+    random. Raises :class:`~tfprune.errors.InvalidArgumentError` for unknown dimensions.
+    """
+    rng = np.random.default_rng(seed)
+    limits = _id_limits(model)
+    inputs = {}
+    for t, spec in zip(model.inputs, input_specs(model)):
+        dims = spec.shape.as_list()[1:]
+        if any(d is None for d in dims):
+            raise InvalidArgumentError(
+                f"input '{spec.name}' has unknown dimensions {spec.shape}; pass check_inputs= "
+                "with example data of the shape you serve"
+            )
+        shape = (batch_size, *dims)
+        dtype = spec.dtype
+        if dtype.is_floating:
+            value = rng.standard_normal(shape).astype(dtype.as_numpy_dtype)
+        elif dtype.is_integer:
+            high = limits.get(id(t), 2)
+            value = rng.integers(0, max(high, 1), size=shape).astype(dtype.as_numpy_dtype)
+        elif dtype.is_bool:
+            value = rng.integers(0, 2, size=shape).astype(bool)
+        else:
+            raise InvalidArgumentError(
+                f"cannot make random data of dtype {dtype.name} for input '{spec.name}'; pass "
+                "check_inputs="
+            )
+        inputs[spec.name] = value
+    return inputs
+
+
+def normalise_inputs(model: keras.Model, inputs: Any) -> dict[str, np.ndarray]:
+    """One array, a list in input order, or a dict by input name -> ``{input name: array}``."""
+    names = input_names(model)
+    if isinstance(inputs, Mapping):
+        missing = [n for n in names if n not in inputs]
+        if missing:
+            raise InvalidArgumentError(
+                f"check_inputs is missing inputs {missing}; the model's inputs are {names}"
+            )
+        values = [inputs[n] for n in names]
+    elif isinstance(inputs, (list, tuple)):
+        values = list(inputs)
+    else:
+        values = [inputs]
+    if len(values) != len(names):
+        raise InvalidArgumentError(
+            f"check_inputs has {len(values)} arrays but the model has {len(names)} inputs {names}"
+        )
+    specs = input_specs(model)
+    return {n: np.asarray(v, dtype=s.dtype.as_numpy_dtype) for n, v, s in zip(names, values, specs)}

@@ -1,0 +1,120 @@
+"""Other runtimes: convert a SavedModel to TFLite and ONNX, run them, compare with TensorFlow.
+
+TFLite conversion uses TensorFlow's own converter; the model runs with ``ai-edge-litert``'s
+interpreter when installed, else ``tf.lite.Interpreter``. ONNX conversion uses ``tf2onnx`` and
+runs with ``onnxruntime`` (``pip install 'tfprune[deploy]'``). Both are float32 conversions (no
+quantisation), so outputs match TensorFlow's up to float rounding and kernel choice.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from tfprune.compat import tf
+from tfprune.errors import TfpruneError
+
+__all__ = [
+    "RuntimeMismatchError",
+    "convert_to_onnx",
+    "convert_to_tflite",
+    "run_onnx",
+    "run_tflite",
+]
+
+
+class RuntimeMismatchError(TfpruneError):
+    """A converted model (TFLite/ONNX) computes something different from the SavedModel."""
+
+
+def convert_to_tflite(
+    saved_model_dir: str, output_path: str, *, signature_name: str = "serving_default"
+) -> str:
+    """Convert the SavedModel's ``signature_name`` to a float32 ``.tflite`` file (path returned)."""
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        saved_model_dir, signature_keys=[signature_name]
+    )
+    try:
+        flatbuffer = converter.convert()
+    except Exception as err:  # noqa: BLE001 - re-raised with context
+        raise TfpruneError(f"TFLite conversion of {saved_model_dir!r} failed: {err}") from err
+    with open(output_path, "wb") as f:
+        f.write(flatbuffer)
+    return output_path
+
+
+def _interpreter(path: str) -> Any:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        Interpreter = tf.lite.Interpreter  # noqa: N806 - a class
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+        return Interpreter(model_path=path)
+
+
+def run_tflite(
+    path: str, inputs: Mapping[str, np.ndarray], *, signature_name: str = "serving_default"
+) -> dict[str, np.ndarray]:
+    """Run a ``.tflite`` file's signature on ``inputs`` (by input name); outputs by name."""
+    interpreter = _interpreter(path)
+    runner = interpreter.get_signature_runner(signature_name)
+    return {k: np.asarray(v) for k, v in runner(**dict(inputs)).items()}
+
+
+def convert_to_onnx(
+    saved_model_dir: str,
+    output_path: str,
+    *,
+    signature_name: str = "serving_default",
+    opset: int | None = None,
+) -> str:
+    """Convert the SavedModel's ``signature_name`` to ONNX with tf2onnx; returns the path.
+
+    Input and output names of the ONNX graph are the signature's input and output names.
+    """
+    try:
+        import tf2onnx
+    except ImportError as err:
+        raise TfpruneError("ONNX export needs tf2onnx: pip install 'tfprune[deploy]'") from err
+    loaded = tf.saved_model.load(saved_model_dir)  # keeps the variables alive while converting
+    fn = loaded.signatures[signature_name]
+    _, kwargs = fn.structured_input_signature
+    specs = [tf.TensorSpec(s.shape, s.dtype, name=name) for name, s in kwargs.items()]
+
+    @tf.function(input_signature=specs)
+    def serve(*args: tf.Tensor) -> dict[str, tf.Tensor]:
+        outs = fn(**{name: a for name, a in zip(kwargs, args)})
+        return {k: tf.identity(v, name=k) for k, v in outs.items()}
+
+    try:
+        model_proto, _ = tf2onnx.convert.from_function(
+            serve, input_signature=specs, opset=opset, output_path=output_path
+        )
+    except Exception as err:  # noqa: BLE001 - re-raised with context
+        raise TfpruneError(f"ONNX conversion of {saved_model_dir!r} failed: {err}") from err
+    return output_path
+
+
+def run_onnx(path: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run an ONNX file with onnxruntime (CPU) on ``inputs``; outputs by signature name."""
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise TfpruneError("running ONNX needs onnxruntime: pip install 'tfprune[deploy]'") from err
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    feeds = {}
+    for info in session.get_inputs():
+        name = info.name.split(":")[0]
+        feeds[info.name] = np.asarray(inputs[name])
+    names = [o.name for o in session.get_outputs()]
+    values = session.run(names, feeds)
+    return {_onnx_output_name(n): np.asarray(v) for n, v in zip(names, values)}
+
+
+def _onnx_output_name(name: str) -> str:
+    """tf2onnx names outputs after the graph tensors (``Identity:0``, ``fc:0``)."""
+    return name.split(":")[0]
