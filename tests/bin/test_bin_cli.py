@@ -102,3 +102,19 @@ def test_train_saves_model_and_history(tmp_path):
     # Second call reuses the cached base model.
     proc = run_bin("train", f"--output_dir={out}", "--epochs=2", "--schedule=0:0.05,1:0.01")
     assert proc.returncode == 0 and json.loads((out / "metrics.json").read_text())["cached"]
+
+
+def test_prune_run_with_taylor_importance_uses_training_data():
+    from tfprune.protocols.single_run import PruneRunConfig, run_prune
+
+    config = PruneRunConfig(
+        importance="taylor",
+        train_epochs=1,
+        retrain_epochs=1,
+        weight_decay=1e-4,
+        latency_batch=4,
+    )
+    result = run_prune(config, log=lambda _: None)
+    base, small = result.rows[0], result.rows[-1]
+    assert small["params"] < base["params"] and small["flops"] < base["flops"]
+    assert 0.0 <= small["accuracy"] <= 1.0

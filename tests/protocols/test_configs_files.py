@@ -8,6 +8,7 @@ import pytest
 
 from tfprune.configs import resolve_protocol_config
 from tfprune.protocols.grids import PROTOCOLS
+from tfprune.protocols.schedules import parse_schedule
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
@@ -39,3 +40,80 @@ def test_override_on_top_of_a_file():
     )
     assert cfg.params["budgets"] == [5] and cfg.params["seeds"] == [7]
     assert cfg.params["lrs"] == [0.1] and cfg.params["dataset"] == "mnist"
+
+
+def _resolved(name: str) -> tuple[str, dict, list]:
+    cfg = resolve_protocol_config(None, CONFIGS[0].parent / name, check_files=False)
+    return cfg.protocol, cfg.params, PROTOCOLS[cfg.protocol].expand(cfg.params)
+
+
+def _stages(spec) -> list[tuple[int, float]]:
+    return parse_schedule(spec.retrain.schedule, spec.retrain.epochs).stages
+
+
+# The spec's retraining schedules (sections 2.2, 2.5, 2.6, 5.2, 8), per config and LR.
+SPEC_RETRAIN = {
+    "finetune_lr_mnist.yaml": {
+        0.01: [(0, 0.01), (30, 0.001), (60, 0.0001)],
+        0.001: [(0, 0.001), (45, 0.0001)],
+    },
+    "finetune_lr_cifar10_resnet56.yaml": {
+        0.01: [(0, 0.01), (60, 0.001), (90, 0.0001)],
+        0.001: [(0, 0.001), (80, 0.0001)],
+    },
+    "finetune_lr_imagenet_resnet50.yaml": {
+        0.01: [(0, 0.01), (30, 0.001), (60, 0.0001), (75, 1e-5)],
+        0.001: [(0, 0.001), (30, 0.0001), (60, 1e-5)],
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(SPEC_RETRAIN))
+def test_finetune_configs_reproduce_the_spec_schedules(name):
+    protocol, params, specs = _resolved(name)
+    assert protocol == "finetune_lr"
+    seen = {}
+    for s in specs:
+        if s.method == "scratch":
+            continue
+        lr = parse_schedule(s.retrain.schedule, s.retrain.epochs).lr_at(0)
+        seen[lr] = _stages(s)
+        assert s.retrain.weight_decay_mode == "coupled"
+    for lr, stages in SPEC_RETRAIN[name].items():
+        assert seen[lr] == stages  # parsed from decimal text: exact
+
+
+def test_cifar_configs_use_the_spec_recipes():
+    _, params, specs = _resolved("finetune_lr_cifar10_resnet56.yaml")
+    s = specs[0]
+    assert parse_schedule(s.base["schedule"], s.base["epochs"]).stages == [
+        (0, 0.1),
+        (100, 0.01),
+        (150, 0.001),
+    ]
+    assert s.base["epochs"] == 200 and s.retrain.weight_decay == 5e-4
+    assert s.base_recipe().weight_decay == 5e-4 and s.base_recipe().batch_size == 128
+    scratch = [x for x in specs if x.method == "scratch"]
+    # Scratch baselines train with the dense recipe (spec 1.1), not a retraining schedule.
+    assert scratch and all(x.retrain == x.base_recipe() for x in scratch)
+    # RETHINK's CIFAR recipe for M2 (spec 5.2): 160 epochs, 0.1 x0.1 at 80/120, batch 64, 1e-4.
+    _, params, specs = _resolved("scratch_vs_prune_cifar10_resnet56.yaml")
+    e = next(x for x in specs if x.cell.startswith("Scratch-E"))
+    assert _stages(e) == [(0, 0.1), (80, 0.01), (120, 0.001)]
+    assert e.retrain.epochs == 160 and e.retrain.batch_size == 64
+    assert e.retrain.weight_decay == 1e-4
+    s42 = next(x for x in specs if x.cell.startswith("S4.2 P30F130"))
+    assert _stages(s42) == [(0, 0.1), (50, 0.01), (90, 0.001)]  # the rest of the scratch run
+
+
+def test_lehua_ft_is_the_last_base_lr():
+    _, params, specs = _resolved("retrain_schedules.yaml")
+    ft = next(s for s in specs if "/ FT /" in s.cell)
+    base_last = parse_schedule(ft.base["schedule"], ft.base["epochs"]).final_lr()
+    assert _stages(ft) == [(0, pytest.approx(base_last))]
+
+
+def test_milestone_syntax_in_every_digits_schedule():
+    _, _, specs = _resolved("ratio_sweep.yaml")
+    l1 = next(s for s in specs if s.method == "l1")
+    assert _stages(l1) == [(0, 0.01), (3, 0.001), (7, 0.0001)]

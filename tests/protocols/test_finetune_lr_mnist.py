@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tfprune.protocols.execute import execute
 from tfprune.protocols.grids import PROTOCOLS
-from tfprune.protocols.spec import execute
 
 
 @pytest.mark.slow

@@ -49,7 +49,7 @@ def test_finetune_lr_default_grid():
         "L1+OrthP / lr=1e-2 / 20ep",
         "L1+OrthP / lr=1e-3 / 20ep",
         "Random / lr=1e-2 / 20ep",  # baselines run at the first LR only
-        "Scratch (E) / lr=1e-2 / 20ep",
+        "Scratch-E / 20ep",
     ]
     first = specs[0]
     assert (first.dataset, first.model, first.ratio) == ("digits", "mlp7_linear", 0.8)
@@ -57,6 +57,10 @@ def test_finetune_lr_default_grid():
     assert len({s.base_id() for s in specs if s.seed == 0}) == 1  # one base per seed
     scratch = [s for s in specs if s.method == "scratch"]
     assert all(s.options["scratch_budget"] == "E" for s in scratch)
+    # Scratch trains with the dense model's recipe (spec 1.1), not the retraining recipe.
+    assert all(s.retrain.schedule == s.base["schedule"] for s in scratch)
+    assert all(s.retrain.epochs == s.base["epochs"] for s in scratch)
+    assert all(s.retrain.weight_decay_mode == "coupled" for s in specs)
 
 
 def test_finetune_lr_without_baselines_and_with_budgets():

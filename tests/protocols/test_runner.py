@@ -42,7 +42,12 @@ class ToyProtocol(Protocol):
                             retrain=RetrainRecipe(schedule=f"0:{lr}", epochs=3),
                             seed=seed,
                             base={"schedule": "0:0.01", "epochs": 1},
-                            options={"fail": f"lr={lr:g} pr={ratio:g}" == config["fail_cell"]},
+                            # The toy executor fails on a marked model (options are typed).
+                            options={
+                                "model_kwargs": {
+                                    "fail": f"lr={lr:g} pr={ratio:g}" == config["fail_cell"]
+                                }
+                            },
                         )
                     )
         return specs
@@ -67,7 +72,7 @@ CALLS: list[str] = []
 def toy_execute(spec, workdir, *, strategy=None, log=print):
     """Deterministic fake training: accuracy from lr, ratio and seed."""
     CALLS.append(spec.run_id())
-    if spec.options.get("fail"):
+    if spec.opts.model_kwargs.get("fail"):
         raise ArithmeticError(f"cell {spec.cell} diverged")
     lr = float(spec.retrain.schedule.split(":")[1])
     acc = [0.5 + 10 * lr * (e + 1) / 3 - 0.01 * spec.seed for e in range(spec.retrain.epochs)]
@@ -183,7 +188,7 @@ def test_continue_on_error_runs_the_rest_then_raises(tmp_path):
     assert set(info.value.failed) == set(RunStore(tmp_path).errors())
     assert len(RunStore(tmp_path).finished_ids()) == 2
     # Fixing the config and rerunning only retries the failed runs... which now differ in
-    # their spec (options.fail), so they are new runs; the finished ones are kept.
+    # their spec (the failure marker), so they are new runs; the finished ones are kept.
     CALLS.clear()
     run(config(), tmp_path)
     assert len(CALLS) == 2

@@ -29,6 +29,13 @@ flags.DEFINE_integer("retrain_epochs", 10, "Epochs to retrain the pruned model."
 flags.DEFINE_integer("batch_size", 64, "Per-replica batch size.")
 flags.DEFINE_float("learning_rate", 0.05, "Base training learning rate (SGD, momentum 0.9).")
 flags.DEFINE_float("retrain_learning_rate", 0.01, "Retraining learning rate.")
+flags.DEFINE_float("weight_decay", 0.0, "Weight decay of training and retraining.")
+flags.DEFINE_enum(
+    "weight_decay_mode",
+    "coupled",
+    ["coupled", "decoupled"],
+    "coupled: L2 added to the gradient before momentum (PyTorch SGD); decoupled: Keras'.",
+)
 flags.DEFINE_integer("seed", 0, "Random seed.")
 flags.DEFINE_enum("strategy", "default", list(STRATEGIES), "tf.distribute strategy.")
 flags.DEFINE_string("export_dir", None, "Where to write the stripped SavedModel.")
@@ -54,6 +61,8 @@ def main(argv: list[str]) -> None:
         batch_size=FLAGS.batch_size,
         learning_rate=FLAGS.learning_rate,
         retrain_learning_rate=FLAGS.retrain_learning_rate,
+        weight_decay=FLAGS.weight_decay,
+        weight_decay_mode=FLAGS.weight_decay_mode,
         seed=FLAGS.seed,
         strategy=FLAGS.strategy,
         export_dir=FLAGS.export_dir,

@@ -31,8 +31,10 @@ class RecipeConfig:
       epochs: Number of epochs (>= 0).
       batch_size: Global batch size (>= 1).
       momentum: SGD momentum in [0, 1).
-      weight_decay: L2 coefficient (>= 0).
+      weight_decay: Weight-decay coefficient (>= 0).
       optimizer: ``"sgd"`` or ``"adam"``.
+      weight_decay_mode: ``"coupled"`` (PyTorch: L2 added to the gradient before momentum, the
+        default of every recipe in the pruning papers) or ``"decoupled"`` (Keras/AdamW).
     """
 
     schedule: str = "0:0.01,30:0.001,60:0.0001"
@@ -41,6 +43,7 @@ class RecipeConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     optimizer: str = "sgd"
+    weight_decay_mode: str = "coupled"
 
     def validate(self, where: str = "recipe") -> RecipeConfig:
         """Check every field; returns ``self``."""
@@ -57,6 +60,11 @@ class RecipeConfig:
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(
                 f"{where}.optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            )
+        if self.weight_decay_mode not in ("coupled", "decoupled"):
+            raise ConfigError(
+                f"{where}.weight_decay_mode must be 'coupled' (PyTorch SGD) or 'decoupled', "
+                f"got {self.weight_decay_mode!r}"
             )
         return self
 

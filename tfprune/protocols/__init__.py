@@ -6,10 +6,11 @@
 :class:`RunRecord`; :func:`run_protocol` runs a whole (sharded) grid with a resumable store.
 """
 
+from tfprune.protocols.execute import execute
 from tfprune.protocols.grids import PROTOCOLS
 from tfprune.protocols.runner import run_protocol
 from tfprune.protocols.setups import setup_check
-from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec, execute
+from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
 
 __all__ = [
     "PROTOCOLS",

@@ -30,19 +30,20 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from tfprune.errors import ConfigError
+from tfprune.protocols.methods import METHODS, REGULARIZED, get_method
 from tfprune.protocols.schedules import (
     format_piecewise,
     halving_schedule,
-    parse_piecewise,
     parse_schedule,
     truncate_piecewise,
 )
-from tfprune.protocols.setups import setup_check
-from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
+from tfprune.protocols.setups import setup_check, strictest_shared_named
+from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec, base_recipe
 from tfprune.protocols.stats import mean_std, paired_test
 
 __all__ = [
     "PROTOCOLS",
+    "CellComparison",
     "CrossRecipe",
     "FinetuneLR",
     "Protocol",
@@ -51,6 +52,7 @@ __all__ = [
     "ScratchVsPrune",
     "SetupCheck",
     "Summary",
+    "compare_cells",
     "cross_recipe_verdict",
     "method_label",
     "summarize_cells",
@@ -98,31 +100,19 @@ _COMMON_DEFAULTS: dict[str, Any] = {
     "weight_decay": 1e-4,
     "optimizer": "sgd",
     "baselines": True,
-    "jsv_samples": 256,
+    "weight_decay_mode": "coupled",
+    "jsv_samples": 1000,
     "jsv_every_epoch": False,
     "metric": "final_acc",
 }
 
-_METHOD_LABELS = {
-    "l1": "L1",
-    "l2": "L2",
-    "l1_orthp": "L1+OrthP",
-    "random": "Random",
-    "scratch": "Scratch",
-    "dense": "Dense",
-    "greg1": "GReg-1",
-    "greg2": "GReg-2",
-    "tpp": "TPP",
-}
+_REG_DEFAULTS: dict[str, Any] = {"method": None, "max_epochs": 30, "lr_prune": 1e-3}
+"""``regularization:`` keys besides the callback's own arguments."""
 
 
 def method_label(method: str) -> str:
-    """Display name of a method (``l1_orthp`` -> ``L1+OrthP``)."""
-    if method in _METHOD_LABELS:
-        return _METHOD_LABELS[method]
-    if method.endswith("_orthp"):
-        return method_label(method[: -len("_orthp")]) + "+OrthP"
-    return method
+    """Display name of a method (``l1_orthp`` -> ``L1+OrthP``; unknown names as they are)."""
+    return METHODS[method].label if method in METHODS else method
 
 
 def _merge(defaults: Mapping[str, Any], config: Mapping[str, Any] | None, name: str) -> dict:
@@ -168,7 +158,70 @@ def _recipe(cfg: Mapping[str, Any], schedule: str, epochs: int) -> RetrainRecipe
         momentum=float(cfg["momentum"]),
         weight_decay=float(cfg["weight_decay"]),
         optimizer=str(cfg["optimizer"]),
+        weight_decay_mode=str(cfg["weight_decay_mode"]),
     )
+
+
+def _base(cfg: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The base recipe dict: the config's hyper-parameters unless ``base`` sets its own."""
+    out = {
+        "batch_size": int(cfg["batch_size"]),
+        "momentum": float(cfg["momentum"]),
+        "weight_decay": float(cfg["weight_decay"]),
+        "optimizer": str(cfg["optimizer"]),
+        "weight_decay_mode": str(cfg["weight_decay_mode"]),
+    }
+    out.update(dict(cfg["base"] if base is None else base))
+    return out
+
+
+def _scratch_recipe(cfg: Mapping[str, Any]) -> RetrainRecipe:
+    """Scratch baselines train with the dense model's recipe (spec 1.1, 5.2).
+
+    The run stretches its piecewise schedule to the scratch budget (Scratch-E/B).
+    """
+    return base_recipe(_base(cfg))
+
+
+def _regularization(cfg: Mapping[str, Any], name: str) -> tuple[str | None, dict[str, Any]]:
+    """``(method, run options)`` of the ``regularization:`` config block (method None: none)."""
+    block = dict(cfg.get("regularization") or {})
+    if not block:
+        return None, {}
+    if "method" not in block or block["method"] not in REGULARIZED:
+        raise ConfigError(
+            f"{name}.regularization.method must be one of {', '.join(REGULARIZED)}, got "
+            f"{block.get('method')!r}"
+        )
+    method = str(block.pop("method"))
+    max_epochs = block.pop("max_epochs", _REG_DEFAULTS["max_epochs"])
+    lr_prune = float(block.pop("lr_prune", _REG_DEFAULTS["lr_prune"]))
+    if not lr_prune > 0:
+        raise ConfigError(f"{name}.regularization.lr_prune must be > 0, got {lr_prune}")
+    opts = {"regularization": block, "prune_max_epochs": max_epochs}
+    opts["prune_schedule"] = f"0:{lr_prune:g}"
+    return method, opts
+
+
+def _method_options(method: str, reg: tuple[str | None, dict[str, Any]]) -> dict[str, Any]:
+    """Run options of ``method``: the regularization block's, for the regularized method."""
+    name, opts = reg
+    if method in REGULARIZED:
+        if method == name:
+            return dict(opts)
+        return {"prune_schedule": f"0:{_REG_DEFAULTS['lr_prune']:g}"}
+    return {}
+
+
+def _methods(cfg: Mapping[str, Any], name: str) -> tuple[list[str], tuple]:
+    """The configured methods (plus the regularized one), each checked against the registry."""
+    methods = list(cfg["methods"])
+    reg = _regularization(cfg, name)
+    if reg[0] is not None and reg[0] not in methods:
+        methods.append(reg[0])
+    for m in methods:
+        get_method(m)
+    return methods, reg
 
 
 def _options(cfg: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
@@ -196,7 +249,7 @@ def _spec(
     base: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> RunSpec:
-    return RunSpec(
+    spec = RunSpec(
         protocol=protocol,
         cell=cell,
         dataset=str(cfg["dataset"]),
@@ -205,10 +258,13 @@ def _spec(
         ratio=cfg["ratio"] if ratio is None else ratio,
         retrain=recipe,
         seed=seed,
-        base=dict(base if base is not None else cfg["base"]),
+        base=_base(cfg, base),
         data_dir=cfg.get("data_dir"),
         options=_options(cfg, **options),
     )
+    spec.base_recipe()  # validate the base recipe now
+    get_method(method).check(spec)
+    return spec
 
 
 def _ratio_text(ratio: Any) -> str:
@@ -238,6 +294,7 @@ ROW_COLUMNS = [
     "params",
     "flops",
     "epochs",
+    "prune_epochs",
     "reference",
     "setup",
     "diff_vs_ref",
@@ -246,14 +303,68 @@ ROW_COLUMNS = [
 
 
 def _group(records: Iterable[RunRecord]) -> dict[str, list[RunRecord]]:
+    """Records per cell (first-seen cell order), each cell's runs sorted by seed."""
     cells: dict[str, list[RunRecord]] = {}
     for r in records:
         cells.setdefault(str(r.spec.get("cell")), []).append(r)
+    for recs in cells.values():
+        recs.sort(key=lambda r: (int(r.spec.get("seed", 0)), r.run_spec().run_id()))
     return cells
 
 
 def _by_seed(recs: Sequence[RunRecord], metric: str) -> dict[int, float]:
-    return {int(r.spec["seed"]): r.metrics.get(metric) for r in recs}
+    out: dict[int, float] = {}
+    for r in recs:
+        out.setdefault(int(r.spec["seed"]), r.metrics.get(metric))
+    return out
+
+
+def _seed_map(recs: Sequence[RunRecord]) -> dict[int, RunRecord]:
+    out: dict[int, RunRecord] = {}
+    for r in recs:
+        out.setdefault(int(r.spec["seed"]), r)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class CellComparison:
+    """Two grid cells compared through their seed-paired runs (same seed, same base model).
+
+    Attributes:
+        seeds: The seeds both cells ran (the pairs).
+        setup: The strictest setup label every pair shares.
+        mismatches: What differs, per pair where not shared by all (``"seed 1: base_id: ..."``),
+            plus the seeds that have no partner.
+        diff: Mean paired difference of the metric (cell minus reference).
+        p: Two-sided paired t-test p-value over exactly those pairs (``nan`` when undefined).
+    """
+
+    seeds: list[int]
+    setup: str
+    mismatches: list[str]
+    diff: float
+    p: float
+
+
+def compare_cells(
+    cell: Sequence[RunRecord], reference: Sequence[RunRecord], metric: str = "final_acc"
+) -> CellComparison:
+    """Compare two cells only through runs paired by seed (see :class:`CellComparison`)."""
+    a, b = _seed_map(cell), _seed_map(reference)
+    seeds = sorted(set(a) & set(b))
+    verdict = strictest_shared_named([(f"seed {s}", setup_check(a[s], b[s])) for s in seeds])
+    mismatches = list(verdict.mismatches) if seeds else ["no seed in common"]
+    only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    if only_a:
+        mismatches.append(f"seeds without a reference run: {only_a}")
+    if only_b:
+        mismatches.append(f"reference seeds without a run here: {only_b}")
+    test = paired_test(
+        {s: a[s].metrics.get(metric) for s in seeds}, {s: b[s].metrics.get(metric) for s in seeds}
+    )
+    return CellComparison(
+        seeds, verdict.label if seeds else "none", mismatches, test.mean_diff, test.p
+    )
 
 
 def _mean_curve(recs: Sequence[RunRecord], key: str) -> list[float]:
@@ -272,8 +383,10 @@ def summarize_cells(
 ) -> tuple[list[dict], dict[str, list[RunRecord]], dict]:
     """One row per cell (in first-seen order), plus the grouped records and mean curves.
 
-    ``reference(cell, recs)`` names the cell each row is compared with (setup label and paired
-    t-test on common seeds); ``None`` or the cell itself leaves those columns empty.
+    ``reference(cell, recs)`` names the cell each row is compared with; the setup label,
+    ``diff_vs_ref`` and ``p_vs_ref`` come from :func:`compare_cells` (seed-paired runs only).
+    ``None`` or the cell itself leaves those columns empty. Achieved counts are those of the
+    lowest seed's run.
     """
     cells = _group(records)
     rows: list[dict] = []
@@ -306,28 +419,31 @@ def summarize_cells(
             "params": m[0].get("params"),
             "flops": m[0].get("flops"),
             "epochs": m[0].get("retrain_epochs"),
+            "prune_epochs": recs[0].setup.get("prune_epochs"),
+            "weight_decay_mode": (recs[0].setup.get("hyper") or {}).get("weight_decay_mode"),
             "schedule": recs[0].setup.get("finetune_schedule"),
-            "seeds": sorted(int(r.spec["seed"]) for r in recs),
+            "seeds": [int(r.spec["seed"]) for r in recs],
             "reference": None,
             "setup": None,
             "diff_vs_ref": None,
             "p_vs_ref": None,
         }
+        if "flops_vs_scratch_e" in m[0]:
+            row["flops_vs_scratch_e"] = m[0].get("flops_vs_scratch_e")
         rows.append(row)
     if reference is not None:
         for row in rows:
             ref = reference(row["cell"], cells[row["cell"]])
             if ref is None or ref == row["cell"] or ref not in cells:
                 continue
-            a, b = cells[row["cell"]], cells[ref]
-            verdict = setup_check(a[0], b[0])
-            test = paired_test(_by_seed(a, metric), _by_seed(b, metric))
+            comp = compare_cells(cells[row["cell"]], cells[ref], metric)
             row.update(
                 reference=ref,
-                setup=verdict.label,
-                setup_mismatches=verdict.mismatches,
-                diff_vs_ref=test.mean_diff,
-                p_vs_ref=test.p,
+                setup=comp.setup,
+                setup_mismatches=comp.mismatches,
+                paired_seeds=comp.seeds,
+                diff_vs_ref=comp.diff,
+                p_vs_ref=comp.p,
             )
     curves = {
         "val_accuracy": {c: _mean_curve(r, "val_accuracy") for c, r in cells.items()},
@@ -371,9 +487,23 @@ class Protocol:
         """Run specs (every cell × seed) of ``config`` merged over :attr:`default_config`."""
         raise NotImplementedError
 
-    def summarize(self, records: list[RunRecord]) -> Summary:
-        """One row per cell with mean ± std and the achieved compression, plus verdicts."""
+    def summarize(
+        self, records: list[RunRecord], config: Mapping[str, Any] | None = None
+    ) -> Summary:
+        """One row per cell with mean ± std and the achieved compression, plus verdicts.
+
+        ``config`` is the protocol config the records were run with (its ``reference`` names
+        the cell every row is compared with); ``None`` takes the defaults.
+        """
         raise NotImplementedError
+
+
+def _check_reference(name: str, ref: Any, allowed: Sequence[str], what: str) -> str:
+    if ref not in allowed:
+        raise ConfigError(
+            f"{name}.reference must name {what} of this grid, one of {list(allowed)}; got {ref!r}"
+        )
+    return str(ref)
 
 
 # --------------------------------------------------------------------------------------------
@@ -387,8 +517,12 @@ class FinetuneLR(Protocol):
     Config keys (besides the common ones): ``methods`` (default ``["l1", "l1_orthp"]``), ``lrs``
     (initial retraining LRs), ``final_lr`` (end LR of every schedule), ``schedule_type``
     (``"steps"``: ×0.1 decays in equal stages, the DI MNIST schedules; ``"cosine"``; or
-    ``"halving"``), ``budgets`` (retraining epochs), ``scratch_budget`` (``"E"``/``"B"``/None for
-    the scratch baseline).
+    ``"halving"``), ``lr_schedules`` (``{lr: schedule}``: the exact schedule of an LR, e.g.
+    ``steps:0.01@0,0.001@60,0.0001@90``, overriding ``schedule_type``), ``budgets`` (retraining
+    epochs), ``scratch_budget`` (``"E"``/``"B"``/None for the scratch baseline, trained with the
+    base recipe stretched to that budget), ``regularization`` (``{method: greg1|greg2|tpp|
+    slimming|group_lasso, max_epochs, lr_prune, <callback arguments>}`` adds that method) and
+    ``reference`` (the method every cell is compared with at the same LR and budget).
     """
 
     name = "finetune_lr"
@@ -398,15 +532,34 @@ class FinetuneLR(Protocol):
     default_config = {
         **_COMMON_DEFAULTS,
         "methods": ["l1", "l1_orthp"],
+        "reference": "l1",
         "lrs": [1e-2, 1e-3],
         "final_lr": 1e-4,
         "schedule_type": "steps",
+        "lr_schedules": {},
         "budgets": [20],
         "jsv_every_epoch": True,
         "scratch_budget": "E",
+        "regularization": {},
     }
 
+    def _lr_schedules(self, cfg: Mapping[str, Any], lrs: list[float]) -> dict[float, str]:
+        out: dict[float, str] = {}
+        for key, text in dict(cfg["lr_schedules"] or {}).items():
+            try:
+                lr = float(key)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{self.name}.lr_schedules: key {key!r} is not an LR") from None
+            if not any(math.isclose(lr, x, rel_tol=1e-9) for x in lrs):
+                raise ConfigError(f"{self.name}.lr_schedules: LR {key!r} is not one of lrs={lrs}")
+            out[lr] = str(text)
+        return out
+
     def _schedule(self, cfg: Mapping[str, Any], lr: float) -> str:
+        lrs = [float(x) for x in cfg["lrs"]]
+        for key, text in self._lr_schedules(cfg, lrs).items():
+            if math.isclose(key, lr, rel_tol=1e-9):
+                return text
         kind = cfg["schedule_type"]
         if kind not in ("steps", "cosine", "halving"):
             raise ConfigError(
@@ -415,22 +568,26 @@ class FinetuneLR(Protocol):
         return f"{kind}:{lr:g}:{float(cfg['final_lr']):g}"
 
     def expand(self, config: dict) -> list[RunSpec]:
-        """Cells: method × LR × budget (+ Random and Scratch at the first LR, per budget)."""
+        """Cells: method × LR × budget (+ Random at the first LR and Scratch, per budget)."""
         cfg = self.config(config)
-        methods = list(cfg["methods"])
+        methods, reg = _methods(cfg, self.name)
         if not methods:
             raise ConfigError(f"{self.name}.methods must not be empty")
         lrs = [float(x) for x in cfg["lrs"]]
         if not lrs or any(not lr > 0 for lr in lrs):
             raise ConfigError(f"{self.name}.lrs must be a non-empty list of LRs > 0")
+        baseline_methods = ["random"] if cfg["baselines"] else []
+        _check_reference(self.name, cfg["reference"], methods + baseline_methods, "a method")
         specs = []
+        seeds = _seeds(cfg, self.name)
         for budget in cfg["budgets"]:
             for method in methods:
                 for lr in lrs:
                     cell = f"{method_label(method)} / lr={_lr_text(lr)} / {budget}ep"
                     recipe = _recipe(cfg, self._schedule(cfg, lr), budget)
-                    for seed in _seeds(cfg, self.name):
-                        specs.append(_spec(self.name, cfg, cell, method, recipe, seed))
+                    extra = _method_options(method, reg)
+                    for seed in seeds:
+                        specs.append(_spec(self.name, cfg, cell, method, recipe, seed, **extra))
             if cfg["baselines"]:
                 # Baselines at the first LR only: random selection and the scratch-trained
                 # pruned shape answer "does the method matter at all" without a full LR grid.
@@ -438,45 +595,54 @@ class FinetuneLR(Protocol):
                 if "random" not in methods:
                     cell = f"{method_label('random')} / lr={_lr_text(lr)} / {budget}ep"
                     recipe = _recipe(cfg, self._schedule(cfg, lr), budget)
-                    for seed in _seeds(cfg, self.name):
+                    for seed in seeds:
                         specs.append(_spec(self.name, cfg, cell, "random", recipe, seed))
-                cell = f"Scratch ({cfg['scratch_budget'] or 'same'}) / lr={_lr_text(lr)}"
-                recipe = _recipe(cfg, self._schedule(cfg, lr), budget)
-                for seed in _seeds(cfg, self.name):
+                sb = cfg["scratch_budget"]
+                cell = f"Scratch-{sb} / {budget}ep" if sb else f"Scratch / {budget}ep"
+                recipe = _scratch_recipe(cfg)
+                for seed in seeds:
                     specs.append(
                         _spec(
                             self.name,
                             cfg,
-                            cell + f" / {budget}ep",
+                            cell,
                             "scratch",
                             recipe,
                             seed,
-                            scratch_budget=cfg["scratch_budget"],
+                            scratch_budget=sb,
                             pipeline_epochs=int(budget),
                         )
                     )
         return specs
 
-    def summarize(self, records: list[RunRecord]) -> Summary:
-        """Rows per cell (reference: the first method at the same LR and budget) and verdicts.
+    def summarize(
+        self, records: list[RunRecord], config: Mapping[str, Any] | None = None
+    ) -> Summary:
+        """Rows per cell, each compared with the ``reference`` method at its LR and budget.
 
-        Verdicts: the LR effect per method (paired t-test over seeds), mean JSV after pruning and
-        trainability accuracy, and whether OrthP closes the LR gap.
+        Scratch rows are compared with the reference at the first LR. Verdicts: the LR effect
+        per method (paired t-test over seeds), mean JSV after pruning and trainability
+        accuracy, and whether OrthP closes the LR gap.
         """
+        cfg = self.config(config)
         records = list(records)
-        first_method: dict[tuple, str] = {}
+        ref_method = cfg["reference"]
+        first_lr_schedule = self._schedule(cfg, float(cfg["lrs"][0]))
+        ref_cell: dict[tuple, str] = {}
         for r in records:
-            key = (r.spec["retrain"]["epochs"], r.spec["retrain"]["schedule"])
-            if r.spec["method"] != "scratch":
-                first_method.setdefault(key, r.spec["cell"])
+            if r.spec["method"] == ref_method:
+                key = (r.spec["retrain"]["epochs"], r.spec["retrain"]["schedule"])
+                ref_cell.setdefault(key, r.spec["cell"])
 
         def ref(cell: str, recs: list[RunRecord]) -> str | None:
             s = recs[0].spec
             if s["method"] == "scratch":
-                return None
-            return first_method.get((s["retrain"]["epochs"], s["retrain"]["schedule"]))
+                key = (s["options"].get("pipeline_epochs"), first_lr_schedule)
+            else:
+                key = (s["retrain"]["epochs"], s["retrain"]["schedule"])
+            return ref_cell.get(key)
 
-        rows, cells, curves = summarize_cells(records, reference=ref)
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
         verdicts = []
         by_method: dict[tuple[str, int], list[tuple[float, dict]]] = {}
         for row in rows:
@@ -492,16 +658,15 @@ class FinetuneLR(Protocol):
                 continue
             items.sort(key=lambda t: -t[0])
             (hi_lr, hi), (lo_lr, lo) = items[0], items[-1]
-            gap = hi["mean"] - lo["mean"]
+            comp = compare_cells(cells[hi["cell"]], cells[lo["cell"]], cfg["metric"])
+            gap = comp.diff
             gaps[(method, epochs)] = gap
-            test = paired_test(
-                _by_seed(cells[hi["cell"]], "final_acc"), _by_seed(cells[lo["cell"]], "final_acc")
-            )
             better = "beats" if gap > 0 else "does not beat"
             verdicts.append(
                 f"{method_label(method)} at {epochs} epochs: LR {_lr_text(hi_lr)} {better} "
                 f"LR {_lr_text(lo_lr)} ({_pct(hi['mean'])} vs {_pct(lo['mean'])}, "
-                f"{100 * gap:+.2f} points, paired p={_p(test.p)}, n={test.n})."
+                f"{100 * gap:+.2f} points, paired p={_p(comp.p)}, n={len(comp.seeds)}; "
+                f"setup {comp.setup})."
             )
             verdicts.append(
                 f"{method_label(method)}: mean JSV right after pruning "
@@ -509,15 +674,20 @@ class FinetuneLR(Protocol):
                 f"(LR {_lr_text(hi_lr)}) vs {_pct(lo['ta_mean'])} (LR {_lr_text(lo_lr)})."
             )
         for (method, epochs), gap in gaps.items():
-            if method.endswith("_orthp") and (method[: -len("_orthp")], epochs) in gaps:
-                plain = gaps[(method[: -len("_orthp")], epochs)]
+            m = METHODS.get(method)
+            if not getattr(m, "orthp", False):
+                continue
+            plain_name = m.criterion
+            if (plain_name, epochs) in gaps:
+                plain = gaps[(plain_name, epochs)]
                 closes = abs(gap) < abs(plain)
                 verdicts.append(
                     f"{method_label(method)} {'closes' if closes else 'does not close'} the LR "
                     f"gap at {epochs} epochs: {100 * gap:+.2f} points vs "
-                    f"{100 * plain:+.2f} for {method_label(method[: -len('_orthp')])}."
+                    f"{100 * plain:+.2f} for {method_label(plain_name)}."
                 )
-        return Summary(rows, verdicts, [*ROW_COLUMNS[:9], "ta_mean", *ROW_COLUMNS[10:]], curves)
+        columns = [*ROW_COLUMNS[:9], "ta_mean", *ROW_COLUMNS[10:]]
+        return Summary(rows, verdicts, columns, curves)
 
 
 # --------------------------------------------------------------------------------------------
@@ -529,18 +699,23 @@ class ScratchVsPrune(Protocol):
     """M2 (WHY Tab. 4, E4/E14): scratch training of the pruned shape vs PxFy pipelines.
 
     ``scratch_schedule`` over ``total_epochs`` is both the scratch and the dense recipe. For each
-    pruning epoch P in ``prune_epochs`` and each ratio: S4.2 (retraining continues the scratch
-    schedule), SX-A (same total epochs, retraining from ``sxa_lr`` with the WHY halving rule down
-    to the scratch's final LR), SX-B (pretraining squeezed to P/k, k = measured speed-up;
-    retraining from ``sxb_lr``). Scratch rows: Scratch-E (``total_epochs``) and, with
-    ``scratch_b``, Scratch-B (``K1*F1/F2 + K2`` of the first P).
+    pruning epoch P in ``prune_epochs``, each ratio and each method of ``methods`` (default
+    ``["l1"]``; ``regularization`` adds a regularized one): S4.2 (retraining continues the
+    scratch schedule), SX-A (same total epochs, retraining from ``sxa_lr`` with the WHY halving
+    rule down to the scratch's final LR), SX-B (pretraining squeezed to ``P/k`` epochs' worth of
+    steps, k = measured speed-up, so the pipeline's FLOPs equal Scratch-E's; retraining from
+    ``sxb_lr``). Scratch rows: Scratch-E (``total_epochs``) and, with ``scratch_b``, Scratch-B
+    (``K1*F1/F2 + K2`` of the first P). Every row is compared with the ``reference`` scratch row
+    (``Scratch-E`` or ``Scratch-B``) of its ratio.
     """
 
     name = "scratch_vs_prune"
     description = "M2: scratch vs pruning under S4.2 / SX-A / SX-B (PxFy rows), Scratch-E/B"
     default_config = {
         **_COMMON_DEFAULTS,
-        "base": {"batch_size": 32},
+        "base": {},
+        "methods": ["l1"],
+        "reference": "Scratch-E",
         "ratios": [0.5, 0.8],
         "scratch_schedule": "0:0.02,10:0.002,15:0.0002",
         "total_epochs": 20,
@@ -550,25 +725,35 @@ class ScratchVsPrune(Protocol):
         "setups": ["S4.2", "SX-A", "SX-B"],
         "scratch_b": True,
         "halving_stage_cap": 30,
+        "regularization": {},
     }
 
     def expand(self, config: dict) -> list[RunSpec]:
-        """Cells per ratio: Scratch-E, Scratch-B, and each setup × pruning epoch."""
+        """Cells per ratio: Scratch-E, Scratch-B, and each method × setup × pruning epoch."""
         cfg = self.config(config)
         total = int(cfg["total_epochs"])
-        stages = parse_piecewise(cfg["scratch_schedule"], f"{self.name}.scratch_schedule")
+        sched = parse_schedule(cfg["scratch_schedule"], total, f"{self.name}.scratch_schedule")
+        if sched.kind != "piecewise":
+            raise ConfigError(
+                f"{self.name}.scratch_schedule must be piecewise constant ('0:0.1,80:0.01' or "
+                f"'steps:0.1@0,0.01@80'), got {cfg['scratch_schedule']!r}"
+            )
+        stages = sched.stages
         final_lr = stages[-1][1]
         unknown = sorted(set(cfg["setups"]) - {"S4.2", "SX-A", "SX-B"})
         if unknown:
             raise ConfigError(f"{self.name}.setups: unknown {unknown}; use S4.2, SX-A, SX-B")
+        refs = ["Scratch-E"] + (["Scratch-B"] if cfg["scratch_b"] else [])
+        _check_reference(self.name, cfg["reference"], refs, "a scratch row")
+        methods, reg = _methods(cfg, self.name)
         base_extra = {k: v for k, v in cfg["base"].items() if k not in ("schedule", "epochs")}
         specs: list[RunSpec] = []
         seeds = _seeds(cfg, self.name)
         for ratio in cfg["ratios"]:
             r = _ratio_text(ratio)
-            scratch_recipe = _recipe(cfg, cfg["scratch_schedule"], total)
-            # Scratch: the base recipe is irrelevant, but a valid one is recorded.
+            # The dense model's recipe: the scratch schedule with the base hyper-parameters.
             base_full = {**base_extra, "schedule": cfg["scratch_schedule"], "epochs": total}
+            scratch_recipe = base_recipe(_base(cfg, base_full))
             for seed in seeds:
                 specs.append(
                     _spec(
@@ -590,58 +775,42 @@ class ScratchVsPrune(Protocol):
                     )
                 f = total - p
                 base_p = {**base_full, "epochs": p, "schedule_epochs": total}
+                rows = []
                 if "S4.2" in cfg["setups"]:
                     sched = format_piecewise(truncate_piecewise(stages, p))
-                    for seed in seeds:
-                        specs.append(
-                            _spec(
-                                self.name,
-                                cfg,
-                                f"S4.2 P{p}F{f} / pr={r}",
-                                "l1",
-                                _recipe(cfg, sched, f),
-                                seed,
-                                ratio=ratio,
-                                base=base_p,
-                            )
-                        )
+                    rows.append((f"S4.2 P{p}F{f}", sched, {}))
                 if "SX-A" in cfg["setups"]:
                     lr = float(cfg["sxa_lr"])
                     sched = format_piecewise(
                         halving_schedule(lr, f, final_lr, int(cfg["halving_stage_cap"]))
                     )
-                    for seed in seeds:
-                        specs.append(
-                            _spec(
-                                self.name,
-                                cfg,
-                                f"SX-A P{p}F{f},{_lr_text(lr)} / pr={r}",
-                                "l1",
-                                _recipe(cfg, sched, f),
-                                seed,
-                                ratio=ratio,
-                                base=base_p,
-                            )
-                        )
+                    rows.append((f"SX-A P{p}F{f},{_lr_text(lr)}", sched, {}))
                 if "SX-B" in cfg["setups"]:
                     lr = float(cfg["sxb_lr"])
                     sched = format_piecewise(
                         halving_schedule(lr, f, final_lr, int(cfg["halving_stage_cap"]))
                     )
-                    for seed in seeds:
-                        specs.append(
-                            _spec(
-                                self.name,
-                                cfg,
-                                f"SX-B P{p}/kF{f},{_lr_text(lr)} / pr={r}",
-                                "l1",
-                                _recipe(cfg, sched, f),
-                                seed,
-                                ratio=ratio,
-                                base=base_p,
-                                squeeze_base_by_speedup=True,
+                    squeeze = {"squeeze_base_by_speedup": True}
+                    rows.append((f"SX-B P{p}/kF{f},{_lr_text(lr)}", sched, squeeze))
+                for method in methods:
+                    prefix = "" if method == "l1" else f"{method_label(method)} "
+                    extra = _method_options(method, reg)
+                    for label, sched, opts in rows:
+                        for seed in seeds:
+                            specs.append(
+                                _spec(
+                                    self.name,
+                                    cfg,
+                                    f"{prefix}{label} / pr={r}",
+                                    method,
+                                    _recipe(cfg, sched, f),
+                                    seed,
+                                    ratio=ratio,
+                                    base=base_p,
+                                    **opts,
+                                    **extra,
+                                )
                             )
-                        )
             if cfg["scratch_b"] and cfg["prune_epochs"]:
                 p = int(cfg["prune_epochs"][0])
                 base_p = {**base_full, "epochs": p, "schedule_epochs": total}
@@ -662,23 +831,26 @@ class ScratchVsPrune(Protocol):
                     )
         return specs
 
-    def summarize(self, records: list[RunRecord]) -> Summary:
-        """Rows per cell, each pipeline compared with Scratch-E of its ratio; a verdict per row.
+    def summarize(
+        self, records: list[RunRecord], config: Mapping[str, Any] | None = None
+    ) -> Summary:
+        """Rows per cell, each compared with the ``reference`` scratch row of its ratio.
 
-        The setup label comes from :func:`setup_check`; the p-value from a paired t-test.
+        Setup labels and p-values come from the seed-paired runs (:func:`compare_cells`); SX-B
+        rows also show ``flops_vs_scratch_e``, their achieved pipeline FLOPs over Scratch-E's.
         """
+        cfg = self.config(config)
         records = list(records)
+        prefix = cfg["reference"]
         scratch_of: dict[str, str] = {}
         for r in records:
-            if r.spec["method"] == "scratch" and r.spec["cell"].startswith("Scratch-E"):
+            if r.spec["method"] == "scratch" and r.spec["cell"].startswith(prefix):
                 scratch_of.setdefault(_ratio_text(r.spec["ratio"]), r.spec["cell"])
 
         def ref(cell: str, recs: list[RunRecord]) -> str | None:
-            if cell.startswith("Scratch-E"):
-                return None
             return scratch_of.get(_ratio_text(recs[0].spec["ratio"]))
 
-        rows, cells, curves = summarize_cells(records, reference=ref)
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
         verdicts = []
         for row in rows:
             if row["reference"] is None:
@@ -687,12 +859,18 @@ class ScratchVsPrune(Protocol):
             diff = row["diff_vs_ref"]
             word = "beats" if diff and diff > 0 else "does not beat"
             sig = " (significant)" if row["p_vs_ref"] is not None and row["p_vs_ref"] < 0.05 else ""
+            flops = (
+                f"; pipeline FLOPs {row['flops_vs_scratch_e']:.3f}× Scratch-E's"
+                if row.get("flops_vs_scratch_e") is not None
+                else ""
+            )
             verdicts.append(
                 f"{row['cell']} {word} {row['reference']}: {_pct(row['mean'])} vs "
                 f"{_pct(ref_row['mean'])} ({100 * (diff or 0):+.2f} points, paired "
-                f"p={_p(row['p_vs_ref'])}{sig}); setup {row['setup']}."
+                f"p={_p(row['p_vs_ref'])}{sig}); setup {row['setup']}{flops}."
             )
-        return Summary(rows, verdicts, list(ROW_COLUMNS), curves)
+        columns = [*ROW_COLUMNS, "flops_vs_scratch_e"]
+        return Summary(rows, verdicts, columns, curves)
 
 
 # --------------------------------------------------------------------------------------------
@@ -704,7 +882,9 @@ class RetrainSchedules(Protocol):
     """LEHUA (E15): FT / LRW / SLR / CLR retraining of L1- and randomly pruned models.
 
     ``schedules`` maps a label to a spec; ``{base}`` in a spec is replaced by the base recipe
-    (``lrw:{base}`` rewinds the base schedule). Budgets are retraining epochs.
+    (``lrw:{base}`` rewinds the base schedule) and ``{last}`` by the base schedule's last LR
+    (LEHUA's FT: ``ft:{last}``). Budgets are retraining epochs. ``reference``
+    (``{method, retrain}``) names the cell every row of a budget is compared with.
     """
 
     name = "retrain_schedules"
@@ -712,8 +892,9 @@ class RetrainSchedules(Protocol):
     default_config = {
         **_COMMON_DEFAULTS,
         "methods": ["l1"],
+        "reference": {"method": "l1", "retrain": "FT"},
         "schedules": {
-            "FT": "ft:0.0002",
+            "FT": "ft:{last}",
             "LRW": "lrw:{base}",
             "SLR": "slr:0.02:0.0002",
             "CLR": "clr:0.02",
@@ -721,47 +902,67 @@ class RetrainSchedules(Protocol):
         "budgets": [10],
     }
 
+    def _reference(self, cfg: Mapping[str, Any]) -> tuple[str, str]:
+        ref = dict(cfg["reference"] or {})
+        unknown = sorted(set(ref) - {"method", "retrain"})
+        if unknown or "method" not in ref or "retrain" not in ref:
+            raise ConfigError(
+                f"{self.name}.reference must be {{method: <method>, retrain: <schedule label>}}, "
+                f"got {cfg['reference']!r}"
+            )
+        return str(ref["method"]), str(ref["retrain"])
+
     def expand(self, config: dict) -> list[RunSpec]:
         """Cells: method × schedule × budget (+ Random baseline)."""
         cfg = self.config(config)
-        methods = list(cfg["methods"])
+        methods, reg = _methods(cfg, self.name)
         if cfg["baselines"] and "random" not in methods:
             methods.append("random")
+        ref_method, ref_label = self._reference(cfg)
+        _check_reference(self.name, ref_method, methods, "a method")
+        _check_reference(self.name, ref_label, list(cfg["schedules"]), "a schedule label")
         base = cfg["base"]
         base_text = f"{int(base['epochs'])}@{base['schedule']}"
+        last = parse_schedule(str(base["schedule"]), int(base["epochs"]), "base.schedule")
+        last_text = f"{last.final_lr():g}"
         specs = []
         for budget in cfg["budgets"]:
             for method in methods:
                 for label, sched in cfg["schedules"].items():
-                    sched = str(sched).replace("{base}", base_text)
+                    sched = str(sched).replace("{base}", base_text).replace("{last}", last_text)
                     recipe = _recipe(cfg, sched, int(budget))
                     cell = f"{method_label(method)} / {label} / {budget}ep"
+                    extra = _method_options(method, reg)
                     for seed in _seeds(cfg, self.name):
-                        specs.append(_spec(self.name, cfg, cell, method, recipe, seed))
+                        specs.append(_spec(self.name, cfg, cell, method, recipe, seed, **extra))
         return specs
 
-    def summarize(self, records: list[RunRecord]) -> Summary:
-        """Rows per cell (reference: the first method's FT cell at the same budget) and verdicts.
+    def summarize(
+        self, records: list[RunRecord], config: Mapping[str, Any] | None = None
+    ) -> Summary:
+        """Rows per cell (reference: ``reference`` at the same budget) and verdicts.
 
-        Every cell is compared with L1 + FT (LEHUA: large-LR schedules beat FT; Random with a
-        good schedule can match L1 + FT).
+        LEHUA: large-LR schedules beat FT; Random with a good schedule can match L1 + FT.
         """
+        cfg = self.config(config)
+        ref_method, ref_label = self._reference(cfg)
         records = list(records)
-        ft_of: dict[int, str] = {}
+        ref_of: dict[int, str] = {}
         for r in records:
-            if "/ FT /" in r.spec["cell"] and r.spec["method"] != "random":
-                ft_of.setdefault(r.spec["retrain"]["epochs"], r.spec["cell"])
+            label = r.spec["cell"].split(" / ")[1] if " / " in r.spec["cell"] else None
+            if r.spec["method"] == ref_method and label == ref_label:
+                ref_of.setdefault(r.spec["retrain"]["epochs"], r.spec["cell"])
 
         def ref(cell: str, recs: list[RunRecord]) -> str | None:
-            return ft_of.get(recs[0].spec["retrain"]["epochs"])
+            return ref_of.get(recs[0].spec["retrain"]["epochs"])
 
-        rows, cells, curves = summarize_cells(records, reference=ref)
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
         verdicts = []
         for row in rows:
             if row["reference"] and row["diff_vs_ref"] is not None:
                 verdicts.append(
                     f"{row['cell']} vs {row['reference']}: {100 * row['diff_vs_ref']:+.2f} "
-                    f"points (paired p={_p(row['p_vs_ref'])})."
+                    f"points (paired p={_p(row['p_vs_ref'])}; setup {row['setup']})."
                 )
         return Summary(rows, verdicts, list(ROW_COLUMNS), curves)
 
@@ -810,8 +1011,9 @@ def cross_recipe_verdict(acc: Mapping[tuple[str, str], float]) -> tuple[str, str
 class CrossRecipe(Protocol):
     """WHY suggestion 4 (E16): A+FT_A, A+FT_B, B+FT_A, B+FT_B and the verdict.
 
-    ``methods`` = ``{"A": method, "B": method}``; ``recipes`` = ``{"FT_A": spec, "FT_B": spec}``
-    (each spec a schedule; ``epochs`` per recipe in ``recipe_epochs``).
+    ``methods`` = ``{"A": method, "B": method}`` (a regularized method takes its options from
+    ``regularization``); ``recipes`` = ``{"FT_A": spec, "FT_B": spec}`` (each spec a schedule;
+    ``epochs`` per recipe in ``recipe_epochs``); ``reference`` = ``{method: A, recipe: FT_A}``.
     """
 
     name = "cross_recipe"
@@ -819,9 +1021,23 @@ class CrossRecipe(Protocol):
     default_config = {
         **_COMMON_DEFAULTS,
         "methods": {"A": "l1", "B": "random"},
+        "reference": {"method": "A", "recipe": "FT_A"},
         "recipes": {"FT_A": "ft:0.001", "FT_B": "0:0.01,7:0.001,14:0.0001"},
         "recipe_epochs": {"FT_A": 20, "FT_B": 20},
+        "regularization": {},
     }
+
+    def _reference(self, cfg: Mapping[str, Any]) -> str:
+        ref = dict(cfg["reference"] or {})
+        if set(ref) != {"method", "recipe"}:
+            raise ConfigError(
+                f"{self.name}.reference must be {{method: <A or B>, recipe: <recipe label>}}, "
+                f"got {cfg['reference']!r}"
+            )
+        _check_reference(self.name, ref["method"], list(cfg["methods"]), "a method key")
+        _check_reference(self.name, ref["recipe"], list(cfg["recipes"]), "a recipe key")
+        method = cfg["methods"][ref["method"]]
+        return f"{ref['method']}={method_label(method)} + {ref['recipe']}"
 
     def expand(self, config: dict) -> list[RunSpec]:
         """Four cells × seeds (no extra baselines: both methods are the comparison)."""
@@ -829,6 +1045,14 @@ class CrossRecipe(Protocol):
         methods, recipes = dict(cfg["methods"]), dict(cfg["recipes"])
         if len(methods) != 2 or len(recipes) != 2:
             raise ConfigError(f"{self.name}: needs exactly 2 methods and 2 recipes")
+        reg = _regularization(cfg, self.name)
+        if reg[0] is not None and reg[0] not in methods.values():
+            raise ConfigError(
+                f"{self.name}.regularization.method {reg[0]!r} is neither methods.A nor methods.B"
+            )
+        for m in methods.values():
+            get_method(m)
+        self._reference(cfg)
         specs = []
         for mkey, method in methods.items():
             for rkey, sched in recipes.items():
@@ -836,21 +1060,33 @@ class CrossRecipe(Protocol):
                 if epochs < 1:
                     raise ConfigError(f"{self.name}.recipe_epochs[{rkey!r}] must be >= 1")
                 cell = f"{mkey}={method_label(method)} + {rkey}"
+                extra = _method_options(method, reg)
                 for seed in _seeds(cfg, self.name):
                     specs.append(
-                        _spec(self.name, cfg, cell, method, _recipe(cfg, sched, epochs), seed)
+                        _spec(
+                            self.name,
+                            cfg,
+                            cell,
+                            method,
+                            _recipe(cfg, sched, epochs),
+                            seed,
+                            **extra,
+                        )
                     )
         return specs
 
-    def summarize(self, records: list[RunRecord]) -> Summary:
-        """The four rows and the cross-validation verdict."""
+    def summarize(
+        self, records: list[RunRecord], config: Mapping[str, Any] | None = None
+    ) -> Summary:
+        """The four rows (compared with ``reference``) and the cross-validation verdict."""
+        cfg = self.config(config)
+        reference = self._reference(cfg)
         records = list(records)
-        first = records[0].spec["cell"] if records else None
 
         def ref(cell: str, recs: list[RunRecord]) -> str | None:
-            return first
+            return reference
 
-        rows, cells, curves = summarize_cells(records, reference=ref)
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
         verdicts = []
         acc = {}
         for row in rows:
@@ -870,44 +1106,64 @@ class CrossRecipe(Protocol):
 
 
 class RatioSweep(Protocol):
-    """Accuracy, mean JSV after pruning and speed-up versus the pruning ratio (E7)."""
+    """Accuracy, mean JSV after pruning and speed-up versus the pruning ratio (E7).
+
+    Baselines per ratio: Random (same recipe) and Scratch-E (the dense model's recipe stretched
+    to the pipeline's total epochs). ``reference`` names the method each ratio's rows are
+    compared with; ``regularization`` adds a regularized method.
+    """
 
     name = "ratio_sweep"
     description = "accuracy and mean JSV after pruning vs pruning ratio"
     default_config = {
         **_COMMON_DEFAULTS,
         "methods": ["l1"],
+        "reference": "l1",
         "ratios": [0.1, 0.3, 0.5, 0.7, 0.9],
         "schedule": "steps:0.01:1e-4",
         "epochs": 10,
+        "regularization": {},
     }
 
     def expand(self, config: dict) -> list[RunSpec]:
-        """Cells: method × ratio (+ Random, and Scratch of each pruned shape)."""
+        """Cells: method × ratio (+ Random, and Scratch-E of each pruned shape)."""
         cfg = self.config(config)
-        methods = list(cfg["methods"])
+        methods, reg = _methods(cfg, self.name)
         if cfg["baselines"]:
             methods += [m for m in ("random", "scratch") if m not in methods]
+        _check_reference(self.name, cfg["reference"], methods, "a method")
         recipe = _recipe(cfg, cfg["schedule"], int(cfg["epochs"]))
         specs = []
         for ratio in cfg["ratios"]:
             for method in methods:
-                cell = f"{method_label(method)} / pr={_ratio_text(ratio)}"
+                if method == "scratch":
+                    cell = f"Scratch-E / pr={_ratio_text(ratio)}"
+                    rec = _scratch_recipe(cfg)
+                    extra = {"scratch_budget": "E", "pipeline_epochs": int(cfg["epochs"])}
+                else:
+                    cell = f"{method_label(method)} / pr={_ratio_text(ratio)}"
+                    rec, extra = recipe, _method_options(method, reg)
                 for seed in _seeds(cfg, self.name):
-                    specs.append(_spec(self.name, cfg, cell, method, recipe, seed, ratio=ratio))
+                    specs.append(
+                        _spec(self.name, cfg, cell, method, rec, seed, ratio=ratio, **extra)
+                    )
         return specs
 
-    def summarize(self, records: list[RunRecord]) -> Summary:
-        """Rows per cell (reference: the first method at the same ratio); JSV-collapse verdict."""
+    def summarize(
+        self, records: list[RunRecord], config: Mapping[str, Any] | None = None
+    ) -> Summary:
+        """Rows per cell (reference: ``reference`` at the same ratio); JSV-collapse verdict."""
+        cfg = self.config(config)
         records = list(records)
-        first: dict[str, str] = {}
+        ref_of: dict[str, str] = {}
         for r in records:
-            first.setdefault(_ratio_text(r.spec["ratio"]), r.spec["cell"])
+            if r.spec["method"] == cfg["reference"]:
+                ref_of.setdefault(_ratio_text(r.spec["ratio"]), r.spec["cell"])
 
         def ref(cell: str, recs: list[RunRecord]) -> str | None:
-            return first.get(_ratio_text(recs[0].spec["ratio"]))
+            return ref_of.get(_ratio_text(recs[0].spec["ratio"]))
 
-        rows, cells, curves = summarize_cells(records, reference=ref)
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
         verdicts = []
         by_method: dict[str, list[tuple[float, float]]] = {}
         for row in rows:
@@ -948,7 +1204,9 @@ class SetupCheck(Protocol):
             raise ConfigError(f"{self.name}.runs needs at least two run specs")
         return [RunSpec.from_dict(d) if isinstance(d, Mapping) else d for d in cfg["runs"]]
 
-    def summarize(self, records: list[RunRecord]) -> Summary:
+    def summarize(
+        self, records: list[RunRecord], config: Mapping[str, Any] | None = None
+    ) -> Summary:
         """One row per pair: labels, setup, mismatches."""
         records = list(records)
         rows, verdicts = [], []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import inspect
 import io
 import json
 import math
@@ -25,6 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tfprune.configs.base import load_yaml
+from tfprune.configs.protocol import CONFIG_FILE, ProtocolConfig
 from tfprune.protocols.spec import RunRecord
 from tfprune.protocols.store import (
     ENVIRONMENT_FILE,
@@ -264,6 +267,21 @@ def plot_accuracy_vs_speedup(records: Sequence[RunRecord], path: str | Path) -> 
     return path
 
 
+def _protocol_params(output_dir: Path) -> dict[str, Any] | None:
+    """The protocol's own config from ``config.yaml`` (None when the folder has none)."""
+    path = output_dir / CONFIG_FILE
+    if not path.exists():
+        return None
+    return dict(ProtocolConfig.from_flat_dict(load_yaml(path)).params)
+
+
+def _summarize(proto: Any, records: list[RunRecord], params: dict[str, Any] | None) -> Any:
+    """``proto.summarize`` with the run's config when the protocol takes one."""
+    if params is not None and "config" in inspect.signature(proto.summarize).parameters:
+        return proto.summarize(records, config=params)
+    return proto.summarize(records)
+
+
 def _read_json(path: Path) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
@@ -332,7 +350,7 @@ def write_report(
         wanted = set(expected_ids)
         in_grid = [r for r in records if r.run_spec().run_id() in wanted]
         records = in_grid or records
-    summary = proto.summarize(records)
+    summary = _summarize(proto, records, _protocol_params(output_dir))
 
     report_dir = output_dir / REPORT_DIR
     report_dir.mkdir(parents=True, exist_ok=True)

@@ -131,7 +131,7 @@ def run_protocol(
       log: Progress lines go here.
       registry: Protocol registry (default :data:`tfprune.protocols.grids.PROTOCOLS`).
       execute_fn: Runs one spec: ``execute_fn(spec, workdir, strategy=..., log=...)``
-        (default :func:`tfprune.protocols.spec.execute`).
+        (default :func:`tfprune.protocols.execute.execute`).
 
     Returns:
       The records of this shard's runs (finished earlier or now), sorted by run id.
@@ -153,7 +153,7 @@ def run_protocol(
         )
     protocol = registry[config.protocol]
     if execute_fn is None:
-        from tfprune.protocols.spec import execute as execute_fn
+        from tfprune.protocols.execute import execute as execute_fn
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     store = RunStore(output_dir)

@@ -1,7 +1,7 @@
 """Comparison-setup bookkeeping (WHY Tab. 2, spec 1.3): which setup do two runs share?
 
 :func:`setup_check` takes two runs (records, record dicts or bare ``setup`` dicts as written by
-:func:`tfprune.protocols.spec.execute`) and returns the *strictest* setup both satisfy plus the
+:func:`tfprune.protocols.execute.execute`) and returns the *strictest* setup both satisfy plus the
 items that differ:
 
 * pruning vs pruning: ``S1`` (same dataset, network and compression: params or FLOPs)

@@ -1,5 +1,9 @@
 """One prune run end to end: train (or load) → prune → retrain → strip → export → compare.
 
+Training goes through the same pipeline as the protocols (:func:`tfprune.training.fit`, SGD
+momentum 0.9 with coupled weight decay unless ``weight_decay_mode="decoupled"``), and pruning
+through the protocols' one-shot method (``importance="taylor"`` gets training examples).
+
 This is what ``tfprune-prune`` runs. It returns a :class:`PruneRunResult` whose table puts the
 base, the masked-and-retrained and the stripped model side by side (params, FLOPs, accuracy,
 measured latency) so that the physical speed-up is measured, not assumed.
@@ -22,7 +26,11 @@ from tfprune.export import export_saved_model
 from tfprune.flops import count_flops, count_params
 from tfprune.models import get_model
 from tfprune.profiling import measure_latency
+from tfprune.protocols.methods import one_shot_masks
+from tfprune.protocols.spec import RetrainRecipe
 from tfprune.selection import check_ratio
+from tfprune.training import WEIGHT_DECAY_MODES, pipeline
+from tfprune.training.schedules import parse_schedule
 
 __all__ = ["PruneRunConfig", "PruneRunResult", "run_prune"]
 
@@ -42,6 +50,8 @@ class PruneRunConfig:
     batch_size: int = 64
     learning_rate: float = 0.05
     retrain_learning_rate: float = 0.01
+    weight_decay: float = 0.0
+    weight_decay_mode: str = "coupled"
     seed: int = 0
     strategy: str = "default"
     export_dir: str | None = None
@@ -59,6 +69,13 @@ class PruneRunConfig:
         for name in ("learning_rate", "retrain_learning_rate"):
             if not getattr(self, name) > 0:
                 raise InvalidArgumentError(f"{name} must be > 0, got {getattr(self, name)}.")
+        if not self.weight_decay >= 0:
+            raise InvalidArgumentError(f"weight_decay must be >= 0, got {self.weight_decay}.")
+        if self.weight_decay_mode not in WEIGHT_DECAY_MODES:
+            raise InvalidArgumentError(
+                f"weight_decay_mode must be one of {WEIGHT_DECAY_MODES}, got "
+                f"{self.weight_decay_mode!r}."
+            )
         if self.load_model and not os.path.exists(self.load_model):
             raise InvalidArgumentError(
                 f"load_model path {self.load_model!r} does not exist; give a saved Keras model "
@@ -94,11 +111,14 @@ class PruneRunResult:
         return "\n".join(lines)
 
 
-def _compile(model: Any, lr: float) -> None:
-    model.compile(
-        optimizer=keras.optimizers.SGD(lr, momentum=0.9),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
+def _recipe(config: PruneRunConfig, lr: float, epochs: int) -> RetrainRecipe:
+    return RetrainRecipe(
+        schedule=f"0:{lr:g}",
+        epochs=epochs,
+        batch_size=config.batch_size,
+        momentum=0.9,
+        weight_decay=config.weight_decay,
+        weight_decay_mode=config.weight_decay_mode,
     )
 
 
@@ -115,6 +135,8 @@ def run_prune(config: PruneRunConfig, log: Any = print) -> PruneRunResult:
         strategy=strategy,
     )
     log(f"data: {data.description}")
+    train = _recipe(config, config.learning_rate, config.train_epochs)
+    retrain = _recipe(config, config.retrain_learning_rate, config.retrain_epochs)
     with strategy.scope():
         if config.load_model:
             base = keras.models.load_model(config.load_model, compile=False)
@@ -122,23 +144,42 @@ def run_prune(config: PruneRunConfig, log: Any = print) -> PruneRunResult:
             base = get_model(
                 config.model, input_shape=data.input_shape, num_classes=data.num_classes
             )
-        _compile(base, config.learning_rate)
+        pipeline.compile_model(base, train, config.learning_rate)
     if not config.load_model and config.train_epochs:
         log(f"training {base.name} for {config.train_epochs} epochs")
-        base.fit(data.train, epochs=config.train_epochs, verbose=0)
-    base_acc = float(base.evaluate(data.test, verbose=0)[1])
+        schedule = parse_schedule(train.schedule, train.epochs)
+        pipeline.fit(
+            base,
+            data,
+            train,
+            schedule,
+            strategy=strategy,
+            epochs=train.epochs,
+            eval_every_epoch=False,
+        )
+    base_acc = pipeline.evaluate(base, data)
 
     with strategy.scope():
-        masked = tfprune.prune_filters(base, config.sparsity, config.importance, seed=config.seed)
-        _compile(masked, config.retrain_learning_rate)
-    pruned_acc = float(masked.evaluate(data.test, verbose=0)[1])
+        masked = one_shot_masks(base, config.sparsity, config.importance, data, seed=config.seed)
+        pipeline.compile_model(masked, retrain, config.retrain_learning_rate)
+    pruned_acc = pipeline.evaluate(masked, data)
     if config.retrain_epochs:
         log(f"retraining the masked model for {config.retrain_epochs} epochs")
-        masked.fit(data.train, epochs=config.retrain_epochs, verbose=0)
-    retrained_acc = float(masked.evaluate(data.test, verbose=0)[1])
+        schedule = parse_schedule(retrain.schedule, retrain.epochs)
+        pipeline.fit(
+            masked,
+            data,
+            retrain,
+            schedule,
+            strategy=strategy,
+            epochs=retrain.epochs,
+            eval_every_epoch=False,
+            compile=False,
+        )
+    retrained_acc = pipeline.evaluate(masked, data)
     small, plan = tfprune.strip_filters(masked, return_plan=True)
-    _compile(small, config.retrain_learning_rate)
-    small_acc = float(small.evaluate(data.test, verbose=0)[1])
+    pipeline.compile_model(small, retrain, config.retrain_learning_rate)
+    small_acc = pipeline.evaluate(small, data)
 
     x = np.stack([x for x, _ in data.test.unbatch().take(config.latency_batch)])
     rows = []

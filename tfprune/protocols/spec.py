@@ -1,8 +1,9 @@
 """The contract between protocols, the runner and the run store.
 
 A protocol expands a config into :class:`RunSpec` objects (one per run: grid cell × seed);
-:func:`execute` runs one spec and returns a :class:`RunRecord` (final metrics, per-epoch history
-and the fairness descriptors that :func:`tfprune.protocols.setups.setup_check` compares). Every
+:func:`tfprune.protocols.execute.execute` runs one spec and returns a :class:`RunRecord` (final
+metrics, per-epoch history and the fairness descriptors that
+:func:`tfprune.protocols.setups.setup_check` compares). Every
 dataclass here round-trips through plain JSON (``to_dict`` / ``from_dict``), and
 :meth:`RunSpec.run_id` is a stable content hash, so a run is identified by what it does, not by
 where it sits in a grid.
@@ -11,14 +12,23 @@ where it sits in a grid.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from tfprune.errors import ConfigError
 
-__all__ = ["RetrainRecipe", "RunRecord", "RunSpec", "canonical_json", "execute"]
+__all__ = [
+    "BASE_DEFAULTS",
+    "RetrainRecipe",
+    "RunOptions",
+    "RunRecord",
+    "RunSpec",
+    "base_recipe",
+    "canonical_json",
+]
 
 
 def _plain(value: Any) -> Any:
@@ -51,8 +61,12 @@ class RetrainRecipe:
         epochs: Number of training epochs (>= 0).
         batch_size: Global batch size.
         momentum: SGD momentum.
-        weight_decay: L2 coefficient added to the loss for every conv/dense kernel.
+        weight_decay: Weight-decay coefficient for every trainable variable.
         optimizer: ``"sgd"`` or ``"adam"``.
+        weight_decay_mode: ``"coupled"`` (default: ``weight_decay * w`` is added to the
+            gradient before momentum, as PyTorch's SGD does in every recipe of the pruning
+            papers) or ``"decoupled"`` (Keras' ``weight_decay``: ``w -= lr * wd * w``, about
+            ``1 - momentum`` times as strong).
     """
 
     schedule: str
@@ -61,6 +75,7 @@ class RetrainRecipe:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     optimizer: str = "sgd"
+    weight_decay_mode: str = "coupled"
 
     def __post_init__(self) -> None:
         if not isinstance(self.schedule, str) or not self.schedule.strip():
@@ -75,6 +90,11 @@ class RetrainRecipe:
             raise ConfigError(f"retrain.weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.optimizer not in ("sgd", "adam"):
             raise ConfigError(f"retrain.optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.weight_decay_mode not in ("coupled", "decoupled"):
+            raise ConfigError(
+                "retrain.weight_decay_mode must be 'coupled' (PyTorch SGD) or 'decoupled', got "
+                f"{self.weight_decay_mode!r}"
+            )
         object.__setattr__(self, "epochs", int(self.epochs))
         object.__setattr__(self, "batch_size", int(self.batch_size))
         object.__setattr__(self, "momentum", float(self.momentum))
@@ -92,6 +112,147 @@ class RetrainRecipe:
         if unknown:
             raise ConfigError(f"retrain: unknown field(s) {unknown}; allowed: {sorted(names)}")
         return cls(**dict(data))
+
+
+BASE_DEFAULTS: dict[str, Any] = {
+    "batch_size": 100,
+    "momentum": 0.9,
+    "weight_decay": 1e-4,
+    "optimizer": "sgd",
+    "weight_decay_mode": "coupled",
+}
+"""Base-recipe fields a ``base`` dict may leave out."""
+
+BASE_EXTRA_FIELDS = ("schedule_epochs", "train_steps")
+"""Base-dict fields besides the recipe: the length the schedule is laid out over (a base
+stopped early, WHY's pruning epoch) and an exact number of optimizer steps (SX-B's squeezed
+pretraining)."""
+
+
+def base_recipe(base: Mapping[str, Any]) -> RetrainRecipe:
+    """A base-model recipe dict (``schedule``, ``epochs``, optional hyper-parameters) as a recipe.
+
+    Raises:
+        ConfigError: unknown fields, or ``schedule`` / ``epochs`` missing.
+    """
+    base = dict(base)
+    known = {f.name for f in dataclasses.fields(RetrainRecipe)}
+    extra = set(base) - known - set(BASE_EXTRA_FIELDS)
+    if extra:
+        allowed = sorted(known | set(BASE_EXTRA_FIELDS))
+        raise ConfigError(f"base: unknown field(s) {sorted(extra)}; allowed: {allowed}")
+    if "schedule" not in base or "epochs" not in base:
+        raise ConfigError("base: needs 'schedule' and 'epochs' (the base-model training recipe)")
+    kw = {**BASE_DEFAULTS, **{k: base[k] for k in known if k in base}}
+    try:
+        return RetrainRecipe(**kw)
+    except ConfigError as err:
+        raise ConfigError(str(err).replace("retrain.", "base.")) from None
+
+
+_SCRATCH_BUDGETS = (None, "E", "B")
+_SCRATCH_B_VARIANTS = ("why", "rethink_cifar", "rethink_imagenet")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """The typed options of a :class:`RunSpec` (every key of ``RunSpec.options``).
+
+    An unknown (e.g. misspelt) key or a value of the wrong type is a :class:`ConfigError` when
+    the spec is built, before anything trains.
+
+    Attributes:
+        jsv_samples: Training images for the mean JSV (0 disables it). Default 1000 (10 × 100).
+        jsv_every_epoch: Also measure the mean JSV after every retraining epoch.
+        eval_every_epoch: Test accuracy after every retraining epoch (``val_accuracy``).
+        model_kwargs: Extra model-builder arguments.
+        data_options: Extra :func:`tfprune.data.load_dataset` options.
+        skip: Layer names never pruned.
+        scratch_budget: Scratch runs: ``None`` (the recipe's epochs), ``"E"`` (the pipeline's
+            total epochs) or ``"B"`` (its total FLOPs).
+        scratch_b_variant: Scratch-B formula (``why``, ``rethink_cifar``, ``rethink_imagenet``).
+        pipeline_epochs: Retraining epochs of the pipeline a scratch budget is matched to.
+        pipeline_prune_epochs: Pruning-stage epochs of that pipeline.
+        squeeze_base_by_speedup: SX-B: pretrain ``base.epochs / k`` epochs' worth of steps
+            (k = measured speed-up), so the pipeline's FLOPs equal Scratch-E's.
+        squeezed_from: Set by SX-B: the unsqueezed pretraining epochs.
+        regularization: Keyword arguments of the regularized method's callback.
+        prune_max_epochs: Upper bound of a regularized pruning stage (it stops when the callback
+            finishes).
+        prune_schedule: LR schedule of the regularized pruning stage (default constant 1e-3,
+            the authors' ``lr_prune``).
+    """
+
+    jsv_samples: int = 1000
+    jsv_every_epoch: bool = False
+    eval_every_epoch: bool = True
+    model_kwargs: dict = dataclasses.field(default_factory=dict)
+    data_options: dict = dataclasses.field(default_factory=dict)
+    skip: tuple = ()
+    scratch_budget: str | None = None
+    scratch_b_variant: str = "why"
+    pipeline_epochs: int | None = None
+    pipeline_prune_epochs: int = 0
+    squeeze_base_by_speedup: bool = False
+    squeezed_from: int | None = None
+    regularization: dict = dataclasses.field(default_factory=dict)
+    prune_max_epochs: int = 30
+    prune_schedule: str = "0:0.001"
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunOptions:
+        """Validated options; unknown keys raise :class:`ConfigError` naming the allowed ones."""
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            hints = []
+            for key in unknown:
+                close = difflib.get_close_matches(key, names, n=1)
+                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            raise ConfigError(
+                f"options: unknown key(s) {', '.join(hints)}; allowed: {', '.join(names)}"
+            )
+        kw = dict(data)
+        for key in ("jsv_samples", "pipeline_prune_epochs", "prune_max_epochs"):
+            if key in kw:
+                kw[key] = _int_option(key, kw[key], low=0 if key != "prune_max_epochs" else 1)
+        for key in ("pipeline_epochs", "squeezed_from"):
+            if kw.get(key) is not None:
+                kw[key] = _int_option(key, kw[key], low=0)
+        for key in ("jsv_every_epoch", "eval_every_epoch", "squeeze_base_by_speedup"):
+            if key in kw and not isinstance(kw[key], bool):
+                raise ConfigError(f"options.{key} must be true or false, got {kw[key]!r}")
+        for key in ("model_kwargs", "data_options", "regularization"):
+            if key in kw and not isinstance(kw[key], Mapping):
+                raise ConfigError(f"options.{key} must be a mapping, got {kw[key]!r}")
+        if "skip" in kw:
+            if isinstance(kw["skip"], str) or not all(isinstance(x, str) for x in kw["skip"]):
+                raise ConfigError(f"options.skip must be a list of layer names, got {kw['skip']!r}")
+            kw["skip"] = tuple(kw["skip"])
+        if kw.get("scratch_budget") not in _SCRATCH_BUDGETS:
+            raise ConfigError(
+                f"options.scratch_budget must be 'E', 'B' or null, got {kw['scratch_budget']!r}"
+            )
+        if kw.get("scratch_b_variant", "why") not in _SCRATCH_B_VARIANTS:
+            raise ConfigError(
+                f"options.scratch_b_variant must be one of {_SCRATCH_B_VARIANTS}, got "
+                f"{kw['scratch_b_variant']!r}"
+            )
+        if "prune_schedule" in kw and (
+            not isinstance(kw["prune_schedule"], str) or not kw["prune_schedule"].strip()
+        ):
+            raise ConfigError(
+                f"options.prune_schedule must be an LR schedule text, got {kw['prune_schedule']!r}"
+            )
+        return cls(**kw)
+
+
+def _int_option(key: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise ConfigError(f"options.{key} must be an integer, got {value!r}")
+    if value < low:
+        raise ConfigError(f"options.{key} must be >= {low}, got {value!r}")
+    return int(value)
 
 
 def _normalize_ratio(ratio: Any) -> float | dict[str, float]:
@@ -129,9 +290,8 @@ class RunSpec:
             ``weight_decay``, ``optimizer``, ``model_kwargs``, ``data_options``); identifies the
             shared base model together with dataset, model and seed.
         data_dir: Dataset directory (``None``: the dataset's default).
-        options: Extra knobs (see :mod:`tfprune.protocols.execute`): ``jsv_samples``,
-            ``jsv_every_epoch``, ``prune_epoch``, ``scratch_budget``, ``model_kwargs``,
-            ``data_options``, ``regularization``, ...
+        options: Extra knobs, validated as :class:`RunOptions` (unknown keys fail); only the
+            keys given are stored, so defaults do not change run ids.
     """
 
     protocol: str
@@ -162,6 +322,7 @@ class RunSpec:
             raise ConfigError(f"base must be a dict (the base-model recipe), got {self.base!r}")
         object.__setattr__(self, "base", _plain(dict(self.base)))
         object.__setattr__(self, "options", _plain(dict(self.options or {})))
+        RunOptions.from_dict(self.options)  # unknown or ill-typed options fail here
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict of the spec (``retrain`` as a nested dict)."""
@@ -195,6 +356,15 @@ class RunSpec:
         """Stable content id: the first 12 hex digits of the SHA-1 of the canonical JSON."""
         return hashlib.sha1(canonical_json(self.to_dict()).encode("utf-8")).hexdigest()[:12]
 
+    @property
+    def opts(self) -> RunOptions:
+        """:attr:`options` as validated, typed :class:`RunOptions` (defaults filled in)."""
+        return RunOptions.from_dict(self.options)
+
+    def base_recipe(self) -> RetrainRecipe:
+        """The base-model recipe (:attr:`base`) as a :class:`RetrainRecipe`, defaults filled in."""
+        return base_recipe(self.base)
+
     def base_id(self) -> str:
         """Id of the shared base model: (dataset, data_dir, model, base recipe, seed)."""
         key = {
@@ -205,6 +375,7 @@ class RunSpec:
             "seed": self.seed,
             "model_kwargs": self.options.get("model_kwargs", {}),
             "data_options": self.options.get("data_options", {}),
+            "weight_decay_mode": self.base.get("weight_decay_mode", "coupled"),
         }
         return hashlib.sha1(canonical_json(key).encode("utf-8")).hexdigest()[:12]
 
@@ -250,21 +421,3 @@ class RunRecord:
     def run_spec(self) -> RunSpec:
         """The :class:`RunSpec` this record was produced from."""
         return RunSpec.from_dict(self.spec)
-
-
-def execute(
-    spec: RunSpec,
-    workdir: str,
-    *,
-    strategy: Any = None,
-    log: Callable[[str], None] = print,
-) -> RunRecord:
-    """Run one spec end to end and return its record (see :mod:`tfprune.protocols.execute`).
-
-    Deterministic given ``spec.seed``; the base model is cached under
-    ``workdir/base_models/<base_id>/`` and shared by every spec with the same base; nothing else is
-    written outside ``workdir``.
-    """
-    from tfprune.protocols.execute import execute_spec
-
-    return execute_spec(spec, workdir, strategy=strategy, log=log)

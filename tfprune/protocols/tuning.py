@@ -5,7 +5,7 @@ methods fairly when their recipes differ, tune the retraining LR of *each* metho
 grid and the same number of epochs, and compare every method at its own best LR.
 
 :class:`RetrainLRTuner` is a :class:`keras_tuner.Tuner` subclass whose :meth:`run_trial` builds,
-fits and measures itself through :func:`tfprune.protocols.spec.execute` (keras-tuner's default
+fits and measures itself through :func:`tfprune.protocols.execute.execute` (keras-tuner's default
 build path expects a hypermodel returning a Keras 3 model and rejects tf_keras models). The LR
 grid is a :class:`keras_tuner.oracles.GridSearchOracle` over one ``Choice("lr", lrs)``; the
 tuner's state lives under ``workdir/tuning/<project>`` so an interrupted search resumes, and the
@@ -37,8 +37,9 @@ from typing import Any
 import keras_tuner
 
 from tfprune.errors import ConfigError
+from tfprune.protocols.execute import execute
 from tfprune.protocols.schedules import parse_schedule
-from tfprune.protocols.spec import RunRecord, RunSpec, execute
+from tfprune.protocols.spec import RunRecord, RunSpec
 
 __all__ = ["RetrainLRTuner", "TuneResult", "compare_at_best_lr", "tune_retrain_lr"]
 

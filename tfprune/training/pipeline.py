@@ -1,0 +1,142 @@
+"""The one training pipeline: recipe -> optimizer and LR schedule -> ``fit`` -> per-epoch history.
+
+Every binary and protocol trains through :func:`fit`: base models, retraining, scratch
+baselines, regularized pruning stages and ``tfprune-prune``. A *recipe* is any object with the
+fields of :class:`tfprune.protocols.RetrainRecipe` (``optimizer``, ``momentum``,
+``weight_decay``, ``weight_decay_mode``); the schedule is an
+:class:`~tfprune.training.schedules.LRSchedule`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+
+from tfprune.callbacks.jsv import JacobianSingularValues
+from tfprune.compat import keras
+from tfprune.training.optimizers import make_optimizer
+from tfprune.training.schedules import EpochLRScheduler, LRSchedule, lr_scheduler
+
+__all__ = ["compile_model", "evaluate", "fit", "scope", "steps_per_execution"]
+
+
+def scope(strategy: Any) -> Any:
+    """``strategy.scope()``, or a no-op context without a strategy."""
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
+
+
+def compile_model(model: Any, recipe: Any, lr: float, steps_per_execution: int = 1) -> None:
+    """Compile ``model`` for sparse-label classification with the recipe's optimizer at ``lr``."""
+    opt = make_optimizer(
+        recipe.optimizer,
+        lr,
+        momentum=recipe.momentum,
+        weight_decay=recipe.weight_decay,
+        weight_decay_mode=getattr(recipe, "weight_decay_mode", "coupled"),
+    )
+    model.compile(
+        optimizer=opt,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        steps_per_execution=steps_per_execution,
+    )
+
+
+def steps_per_execution(schedule: LRSchedule, extra_callbacks: list | None = None) -> int:
+    """Steps per graph call: 32 when nothing acts between steps, else 1.
+
+    Several SGD steps per call give the same updates with far less Python overhead on small
+    models; that needs a per-epoch LR schedule and no step-level callbacks.
+    """
+    if extra_callbacks or type(lr_scheduler(schedule)) is not EpochLRScheduler:
+        return 1
+    return 32
+
+
+def evaluate(model: Any, data: Any) -> float:
+    """Test accuracy of a compiled model on ``data.test``."""
+    return float(model.evaluate(data.test, verbose=0)[1])
+
+
+def fit(
+    model: Any,
+    data: Any,
+    recipe: Any,
+    schedule: LRSchedule,
+    *,
+    strategy: Any = None,
+    epochs: int,
+    steps: int | None = None,
+    jsv_inputs: np.ndarray | None = None,
+    eval_every_epoch: bool = True,
+    extra_callbacks: list | None = None,
+    compile: bool = True,
+) -> dict[str, list[float]]:
+    """Compile (unless ``compile=False``) and train ``model``; returns the per-epoch history.
+
+    Args:
+      model: The Keras model.
+      data: A :class:`tfprune.data.DatasetBundle`.
+      recipe: Optimizer fields (see the module doc).
+      schedule: LR schedule, set per epoch (per step when continuous).
+      strategy: ``tf.distribute`` strategy (compiles in its scope).
+      epochs: Number of epochs (ignored when ``steps`` is given).
+      steps: Exact number of optimizer steps instead of whole epochs: ``steps // spe`` full
+        epochs, then one partial epoch of the remaining batches (SX-B's squeezed pretraining).
+      jsv_inputs: Inputs for the mean JSV after every epoch (``jsv_mean`` in the history).
+      eval_every_epoch: Evaluate on ``data.test`` after every epoch (``val_accuracy``).
+      extra_callbacks: More callbacks (e.g. a regularization).
+      compile: Compile first (``False``: the model is already compiled for this recipe).
+
+    Returns:
+      ``{metric: [per epoch]}`` with ``lr`` (LR at each epoch start) and, with ``jsv_inputs``,
+      ``jsv_mean``; empty when nothing is trained.
+    """
+    sched_cb = lr_scheduler(schedule)
+    if compile:
+        with scope(strategy):
+            compile_model(
+                model, recipe, schedule.lr_at(0), steps_per_execution(schedule, extra_callbacks)
+            )
+    full, partial = int(epochs), 0
+    if steps is not None:
+        spe = data.steps_per_epoch
+        if not spe:
+            raise ValueError("training for an exact number of steps needs a known epoch length")
+        full, partial = divmod(int(steps), int(spe))
+    if full <= 0 and partial <= 0:
+        return {}
+    callbacks: list[Any] = [sched_cb, *(extra_callbacks or [])]
+    jsv_cb = None
+    if jsv_inputs is not None:
+        jsv_cb = JacobianSingularValues(jsv_inputs, every_n_epochs=1, log_on_train_begin=False)
+        callbacks.append(jsv_cb)
+    val = data.test if eval_every_epoch else None
+    out: dict[str, list[float]] = {}
+    runs = []
+    if full > 0:
+        runs.append((data.train, full, 0))
+    if partial > 0:
+        runs.append((data.train.take(partial), full + 1, full))
+    for ds, until, initial in runs:
+        hist = model.fit(
+            ds,
+            epochs=until,
+            initial_epoch=initial,
+            validation_data=val,
+            callbacks=callbacks,
+            verbose=0,
+        )
+        for k, vals in hist.history.items():
+            out.setdefault(k, []).extend(float(v) for v in vals)
+        if getattr(model, "stop_training", False):
+            break
+    out["lr"] = list(sched_cb.lrs)
+    if jsv_cb is not None:
+        out["jsv_mean"] = [float(h["mean"]) for h in jsv_cb.history]
+        for k in list(out):
+            if k.startswith("jsv_") and k != "jsv_mean":
+                del out[k]
+    return out
