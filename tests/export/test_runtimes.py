@@ -1,0 +1,69 @@
+"""TFLite and ONNX conversions of stripped+folded exports match TensorFlow (tolerance 1e-4)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pytest
+
+import tfprune
+from tfprune.compat import keras, tf
+from tfprune.deploy import runtimes
+from tfprune.models import keras_application
+from tfprune.models.resnet_cifar import resnet_cifar
+
+HAS_ONNX = all(importlib.util.find_spec(m) for m in ("tf2onnx", "onnxruntime"))
+RUNTIME_RTOL = 1e-4
+
+
+def _calibrated(model, seed=0):
+    """Give BN layers the statistics of real activations so outputs are O(1)."""
+    x = np.random.default_rng(seed).normal(size=(8, *model.input_shape[1:])).astype(np.float32)
+    model(x, training=True)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+    model(x, training=True)
+    return model
+
+
+@pytest.mark.slow  # two conversions each of two models (~30 s on 2 cores)
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(
+            lambda: keras_application("MobileNet", input_shape=(32, 32, 3), alpha=0.25),
+            id="keras-MobileNet",
+        ),
+        pytest.param(lambda: resnet_cifar(8, width_multipliers=0.5), id="zoo-resnet8"),
+    ],
+)
+def test_tflite_and_onnx_match_the_saved_model(build, tmp_path):
+    model = _calibrated(build())
+    small = tfprune.shrink(model, 0.5)
+    result = tfprune.export_saved_model(
+        small,
+        tmp_path / "m",
+        tflite=True,
+        onnx=HAS_ONNX,
+        runtime_rtol=RUNTIME_RTOL,
+        return_result=True,
+    )
+    assert result.fold_report.folded and os.path.isfile(result.tflite_path)
+    assert result.runtime_differences["tflite"] <= RUNTIME_RTOL
+    # run the written files again on new inputs, against the reloaded SavedModel
+    x = np.random.default_rng(7).normal(size=(3, 32, 32, 3)).astype(np.float32)
+    name = small.input_names[0]
+    want = tf.saved_model.load(result.path).signatures["serving_default"](**{name: x})
+    want = {k: v.numpy() for k, v in want.items()}
+    outputs = {"tflite": runtimes.run_tflite(result.tflite_path, {name: x})}
+    if HAS_ONNX:
+        assert result.runtime_differences["onnx"] <= RUNTIME_RTOL
+        outputs["onnx"] = runtimes.run_onnx(result.onnx_path, {name: x})
+    for kind, got in outputs.items():
+        assert sorted(got) == sorted(want), kind
+        for key, value in want.items():
+            scale = np.abs(value).max()
+            assert np.abs(got[key] - value).max() <= RUNTIME_RTOL * scale + 1e-6, kind
