@@ -423,13 +423,21 @@ def test_orthp_on_pruned_mlp7_linear_restores_exact_isometry(data784: np.ndarray
     assert stats.max == pytest.approx(1.0, abs=1e-4)
 
 
-def test_orthp_matches_the_qr_recipe_and_keeps_biases():
+@pytest.mark.parametrize(
+    "gain, gains",
+    [
+        # the authors' code: one gain (the network's activation) for every layer, logits too
+        (None, (math.sqrt(2.0), math.sqrt(2.0))),
+        ("per_layer", (math.sqrt(2.0), 1.0)),
+    ],
+)
+def test_orthp_matches_the_qr_recipe_and_keeps_biases(gain, gains):
     model = make_mlp((30, 50, 8), activation="relu", seed=9)
     old = [layer.get_weights() for layer in model.layers[1:]]
 
-    orthp(model)
+    orthp(model, gain=gain)
 
-    for layer, (kernel, bias), gain in zip(model.layers[1:], old, (math.sqrt(2.0), 1.0)):
+    for layer, (kernel, bias), gain in zip(model.layers[1:], old, gains):
         np.testing.assert_array_equal(layer.bias.numpy(), bias)
         w = kernel.T.astype(np.float64)  # (out, in)
         a = w.T if w.shape[0] < w.shape[1] else w
@@ -474,8 +482,9 @@ def test_orthp_on_conv2d_model_makes_kernels_semi_orthogonal_with_gain():
     model = keras.Model(inputs, outputs)
     biases = {name: model.get_layer(name).bias.numpy().copy() for name in ("wide", "tall")}
     bn_before = [w.copy() for w in model.get_layer("bn").get_weights()]
+    global_model = keras.models.clone_model(model)
 
-    orthp(model)
+    orthp(model, gain="per_layer")
 
     wide = _conv_matrix(model.get_layer("wide").kernel.numpy())  # (8, 27): rows orthonormal
     np.testing.assert_allclose(wide @ wide.T, 2.0 * np.eye(8), atol=1e-5)
@@ -489,6 +498,26 @@ def test_orthp_on_conv2d_model_makes_kernels_semi_orthogonal_with_gain():
         np.testing.assert_array_equal(model.get_layer(name).bias.numpy(), bias)
     for a, b in zip(bn_before, model.get_layer("bn").get_weights()):
         np.testing.assert_array_equal(a, b)
+
+    orthp(global_model)  # default: the authors' one gain, sqrt(2) of the ReLUs, everywhere
+    lin = _conv_matrix(global_model.get_layer("linear_conv").kernel.numpy())
+    np.testing.assert_allclose(lin @ lin.T, 2.0 * np.eye(6), atol=1e-5)
+    head = global_model.get_layer("head").kernel.numpy().T.astype(np.float64)
+    np.testing.assert_allclose(head @ head.T, 2.0 * np.eye(4), atol=1e-5)
+
+
+def test_orthp_one_gain_needs_one_activation_gain():
+    inputs = keras.Input((6,))
+    h = keras.layers.Dense(5, activation="relu", name="r")(inputs)
+    h = keras.layers.Dense(5, activation="tanh", name="t")(h)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(h))
+    with pytest.raises(InvalidArgumentError, match=r"different gains \(1\.414: r; 1\.667: t\)"):
+        orthp(model)
+    orthp(model, gain="per_layer")
+    t = model.get_layer("t").kernel.numpy()
+    np.testing.assert_allclose(t.T @ t, (5.0 / 3.0) ** 2 * np.eye(5), atol=1e-4)
+    with pytest.raises(InvalidArgumentError, match="per_layer"):
+        orthp(model, gain="global")
 
 
 def test_orthp_uses_pytorch_kernel_layout_for_tall_conv_kernels():

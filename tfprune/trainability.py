@@ -12,8 +12,8 @@ Three tools from the pruning-trainability literature (paper spec sections 3.1, 3
   the WHY paper), read from a Keras ``History``.
 * :func:`orthp` — OrthP re-initialisation: every conv / dense kernel is replaced by the
   sign-corrected ``Q`` factor of the QR decomposition of its (tall-oriented) weight matrix, scaled
-  by the gain of the activation that follows it. On a pruned *linear* MLP this restores exact
-  isometry (mean JSV = 1).
+  by one gain for the whole network (that of its activation, as in the authors' code). On a
+  pruned *linear* MLP this restores exact isometry (mean JSV = 1).
 
 The Jacobians are computed with ``tf.GradientTape.batch_jacobian`` (vectorised with ``pfor``)
 inside one ``tf.function``, followed by a batched ``tf.linalg.svd(compute_uv=False)``; the model is
@@ -834,10 +834,29 @@ def _kernels_of(layer: Any) -> list[tuple[Any, str]]:
     return found
 
 
+def _one_gain(
+    plan: list[tuple[Any, float, list[tuple[Any, str]]]],
+) -> list[tuple[Any, float, list[tuple[Any, str]]]]:
+    """The authors' single gain: that of the network's (one) non-linear activation, else 1."""
+    gains = {}
+    for layer, scale, _ in plan:
+        if scale != 1.0:
+            gains.setdefault(round(scale, 12), []).append(layer.name)
+    if len(gains) > 1:
+        listing = "; ".join(f"{g:.4g}: {', '.join(names[:3])}" for g, names in gains.items())
+        raise InvalidArgumentError(
+            f"orthp uses one gain for every layer, but the activations of this model have "
+            f"different gains ({listing}); pass gain=<float> (e.g. math.sqrt(2) for ReLU) or "
+            "gain='per_layer'."
+        )
+    value = next(iter(gains), 1.0)
+    return [(layer, float(value), kernels) for layer, _, kernels in plan]
+
+
 def orthp(
     model: keras.Model,
     *,
-    gain: float | Mapping[str, float] | None = None,
+    gain: float | str | Mapping[str, float] | None = None,
 ) -> keras.Model:
     """OrthP: re-initialises every conv/dense kernel, in place, to a scaled (semi-)orthogonal one.
 
@@ -858,31 +877,35 @@ def orthp(
       row per output channel, as a PyTorch grouped ``Conv2d`` weight is treated.
     * ``SeparableConv1D/2D``: the depthwise kernel as above and the pointwise kernel as a 1x1 conv.
 
-    Gain: the default gain of a layer follows its activation via :func:`activation_gain`
-    (``None``/linear 1, ReLU ``sqrt(2)``, ...). If the layer's own activation is linear, a single
-    chain of consumers through BatchNormalization/LayerNormalization/Dropout/Add/Flatten/Reshape
-    layers ending in an activation layer (``ReLU``, ``Activation("relu")``, ...) is followed, so
-    ``Conv -> BN -> ReLU`` gets ``sqrt(2)``. The reference code instead uses one global gain for
-    every layer; pass ``gain=math.sqrt(2)`` to reproduce that.
+    Gain: as in the authors' code, one gain multiplies every kernel, the gain of the network's
+    activation (:func:`activation_gain`: linear 1, ReLU ``sqrt(2)``, tanh 5/3, ...) - also for
+    the layers that are not followed by it, such as the logits layer. By default it is read
+    from the model: the activations that follow the kernels (a layer's own ``activation``, or
+    an activation layer reached through BatchNormalization/LayerNormalization/Dropout/Add/
+    Flatten/Reshape layers, so ``Conv -> BN -> ReLU`` counts as ReLU) must agree on one
+    non-linear gain, or there are none (a linear network: gain 1). ``gain="per_layer"`` gives
+    every layer the gain of its own following activation instead (1 for the logits layer).
 
     Args:
         model: A built Keras model (or layer); modified in place.
-        gain: None (automatic per layer), a float used for every kernel, or a dict
-            ``{layer_name: gain}`` overriding the automatic gain of the named layers.
+        gain: None (one gain, from the network's activation), a float used for every kernel,
+            ``"per_layer"`` (each layer's own activation), or a dict ``{layer_name: gain}``
+            overriding the per-layer gain of the named layers.
 
     Returns:
         ``model`` itself.
 
     Raises:
-        InvalidArgumentError: A bad ``gain``, a dict naming no re-initialised layer, or an
-            activation without a known gain (and no override).
+        InvalidArgumentError: A bad ``gain``, a dict naming no re-initialised layer, an
+            activation without a known gain (and no override), or (default ``gain``) a network
+            whose activations have different gains.
         UnsupportedModelError: The model is unbuilt or has no conv/dense kernel.
     """
-    if gain is not None and not isinstance(gain, Mapping):
+    if gain is not None and gain != "per_layer" and not isinstance(gain, Mapping):
         if isinstance(gain, bool) or not isinstance(gain, numbers.Real) or not gain > 0:
             raise InvalidArgumentError(
-                f"gain must be a positive number, a dict of layer name to gain, or None; "
-                f"got {gain!r}."
+                f"gain must be a positive number, 'per_layer', a dict of layer name to gain, "
+                f"or None; got {gain!r}."
             )
     overrides: Mapping[str, float] = gain if isinstance(gain, Mapping) else {}
     for name, value in overrides.items():
@@ -909,6 +932,8 @@ def orthp(
                 raise InvalidArgumentError(f"Layer {layer.name!r}: {err}") from err
         plan.append((layer, scale, kernels))
 
+    if gain is None and plan:
+        plan = _one_gain(plan)
     if not plan:
         raise UnsupportedModelError(
             f"orthp found no Dense/Conv kernel in {getattr(model, 'name', model)!r}; is the model "

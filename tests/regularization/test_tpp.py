@@ -62,12 +62,13 @@ def test_tpp_drives_pruned_gram_entries_and_bn_params_to_zero_then_masks():
         gram_weight=100.0,
         update_every=1,
         stabilize_steps=60,
-        zero_out_interval=15,
+        zero_out_interval=12,
+        mag_ratio_limit=2.0,
     )
     tpp.set_model(model)
     gram0 = tpp.gram_values()
     bn0 = _bn_params(tpp)
-    # growth: 4 steps; the first group is hard-zeroed 15 steps into stabilization
+    # growth: 4 steps; the first conv's group is hard-zeroed 12 steps into stabilization
     model.fit(fixed_batches(), epochs=1, steps_per_epoch=14, callbacks=[tpp], verbose=0)
     assert tpp.phase == "stabilize" and int(tpp.state["zeroed"].numpy()) == 0
     gram1 = tpp.gram_values()

@@ -8,7 +8,11 @@ model's losses, follows its schedule during ``fit`` and finally sets the masks, 
 
 from tfprune.regularization.greg import GrowingRegularization
 from tfprune.regularization.group_lasso import GroupLasso
-from tfprune.regularization.penalty import GroupRegularizer, RegularizationState
+from tfprune.regularization.penalty import (
+    GroupRegularizer,
+    RegularizationState,
+    SeparationWarning,
+)
 from tfprune.regularization.slimming import NetworkSlimming
 from tfprune.regularization.tpp import TrainabilityPreserving
 
@@ -18,5 +22,6 @@ __all__ = [
     "GrowingRegularization",
     "NetworkSlimming",
     "RegularizationState",
+    "SeparationWarning",
     "TrainabilityPreserving",
 ]

@@ -6,15 +6,28 @@ weights) enters the loss as ``0.5 * sum(R * w**2)``, whose gradient is the autho
 steps, so the compiled training step is traced once.
 
 GReg-1: the ``ceil(ratio * n)`` filters of smallest mean |w| are chosen before training; their
-penalty grows by ``delta`` every ``update_every`` optimizer steps until it passes ``ceiling``
-or, in every group, the smoothed ratio ``mean|w_kept| / mean|w_pruned|`` reaches
-``mag_ratio_limit``. The penalty is then held ``stabilize_steps`` steps, the pruned units are
-masked, and training stops: the model is ready for :func:`tfprune.strip_filters`.
+penalty grows by ``delta`` every ``update_every`` optimizer steps. A group stops growing when
+its penalty reaches ``ceiling``, and every group stops once the smoothed ratio
+``mean|w_kept| / mean|w_pruned|`` reaches ``mag_ratio_limit`` in *all* groups. When every
+group has stopped, the penalty is held ``stabilize_steps`` steps, the pruned units are masked,
+and training stops: the model is ready for :func:`tfprune.strip_filters`.
 
 GReg-2: first a uniform penalty on every candidate filter grows by ``pick_delta`` until
 ``pick_ceiling``; the filters of smallest magnitude *then* are picked (the overlap with the
 plain-L1 choice is logged), and GReg-1's schedule follows, with the kept filters' penalty set
-to ``recover`` (the authors' code: -1e-4, which lets kept weights regrow slightly).
+to ``recover`` (the authors' code: -1e-4, which lets kept weights regrow slightly). Each group
+stops on its own, when its smoothed ratio reaches ``mag_ratio_limit`` or its penalty reaches
+``ceiling``.
+
+The smoothed ratio follows the authors' code: it starts at the first measured ratio, then
+``hist = 0.9 * hist + 0.1 * ratio`` at every update; during GReg-2's picking it is measured
+against the filters that would be picked at that moment.
+
+When the masks are set, the kept/pruned magnitude ratio of every group is recorded
+(``{log_prefix}/{group}/mask_ratio``); if it is below ``mag_ratio_limit`` a
+:class:`~tfprune.regularization.SeparationWarning` names the groups and the figure: the pruned
+filters still carry magnitude, so removing them changes the outputs (raise ``ceiling`` or
+``stabilize_steps``).
 
 Which weights: as in the authors' code only conv/dense *kernels* are penalised - no bias and
 no BatchNorm - and, for filter pruning, only the producers' filters (all producers of a
@@ -34,12 +47,14 @@ import numpy as np
 from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError
 from tfprune.regularization.penalty import (
+    MAGNITUDE_RATIO_CAP,
     GrowingPenaltyRegularizer,
     check_number,
     magnitude_ratio,
     unit_magnitudes,
     weighted_l2,
 )
+from tfprune.selection import select_units
 
 __all__ = ["GrowingRegularization", "VARIANTS", "PHASES"]
 
@@ -49,7 +64,6 @@ VARIANTS = ("greg1", "greg2")
 #: Names of the phases stored in the state (index = value of the ``phase`` variable).
 PHASES = ("select", "pick", "grow", "stabilize", "done")
 _SELECT, _PICK, _GROW, _STABILIZE, _DONE = range(5)
-_RATIO_CAP = 1e12
 
 
 @keras.utils.register_keras_serializable(package="tfprune")
@@ -75,7 +89,10 @@ class GrowingRegularization(GrowingPenaltyRegularizer):
 
     Logged at every epoch end (list this callback *before* ``TensorBoard`` / ``CSVLogger``):
     ``{log_prefix}/{group}/penalty`` (the pruned units' penalty; during GReg-2's picking, the
-    uniform one), ``{log_prefix}/{group}/mag_ratio`` (smoothed kept/pruned magnitude ratio),
+    uniform one), ``{log_prefix}/{group}/mag_ratio`` (smoothed kept/pruned magnitude ratio;
+    0 before the first update), ``{log_prefix}/{group}/mask_ratio`` and
+    ``{log_prefix}/low_separation`` (once the masks are set: the ratio then, and how many
+    groups were below ``mag_ratio_limit``; see :meth:`mask_ratios`),
     ``{log_prefix}/{group}/overlap`` (GReg-2: fraction of the picked units that L1 would also
     have picked), ``{log_prefix}/phase`` (index into :data:`PHASES`) and
     ``{log_prefix}/step``. GReg-2's picks are also in :attr:`picks` and the ``tfprune`` logger.
@@ -90,11 +107,15 @@ class GrowingRegularization(GrowingPenaltyRegularizer):
       variant: ``"greg1"`` or ``"greg2"``.
       delta: penalty increment of the pruned filters per update (Δ, > 0). Default 1e-4.
       ceiling: the penalty at which a group stops growing (τ, >= delta). Default 1.0.
+        Raise it (or ``stabilize_steps``) when a :class:`SeparationWarning` reports that the
+        pruned filters still carried magnitude when the masks were set.
       update_every: optimizer steps between updates (K_u, >= 1). Default 10.
       stabilize_steps: steps the final penalty is held before the masks are set (K_s, >= 0).
         Default 10,000.
-      mag_ratio_limit: stop growing when every group's smoothed kept/pruned magnitude ratio
-        reaches this (> 1). Default 1000.
+      mag_ratio_limit: the kept/pruned magnitude ratio that counts as separated (> 1).
+        GReg-1 stops growing when every group's smoothed ratio reaches it, GReg-2 stops each
+        group when its own does; a group below it when the masks are set is warned about.
+        Default 1000.
       pick_delta: GReg-2's uniform increment (δ_pick, > 0). Default 1e-5.
       pick_ceiling: GReg-2 picks when the uniform penalty reaches this (τ_pick, >= pick_delta).
         Default 1e-2.
@@ -192,10 +213,10 @@ class GrowingRegularization(GrowingPenaltyRegularizer):
             specs[f"g{g.id}_coef"] = (n, tf.float32, 0.0)
             specs[f"g{g.id}_pruned"] = (n, tf.float32, 0.0)
             specs[f"g{g.id}_l1"] = (n, tf.float32, 0.0)
-            specs[f"g{g.id}_hist"] = ((), tf.float32, 0.0)
+            specs[f"g{g.id}_hist"] = ((), tf.float32, -1.0)  # -1: not measured yet
             specs[f"g{g.id}_stopped"] = ((), tf.float32, 0.0)
             specs[f"g{g.id}_picked"] = ((), tf.float32, 0.0)
-        return specs
+        return {**specs, **self._separation_specs()}
 
     def _active(self) -> bool:
         return int(self.state["phase"].numpy()) != _DONE
@@ -231,8 +252,11 @@ class GrowingRegularization(GrowingPenaltyRegularizer):
         return {g.name: self.state[f"g{g.id}_coef"].numpy().copy() for g in self.groups}
 
     def magnitude_ratios(self) -> dict[str, float]:
-        """Smoothed kept/pruned magnitude ratio of every regularized group, by group name."""
-        return {g.name: float(self.state[f"g{g.id}_hist"].numpy()) for g in self.groups}
+        """Smoothed kept/pruned magnitude ratio of every regularized group (0 before measured)."""
+        return {g.name: self._hist(g) for g in self.groups}
+
+    def _hist(self, g: Any) -> float:
+        return max(float(self.state[f"g{g.id}_hist"].numpy()), 0.0)
 
     def _sync(self) -> dict[str, int]:
         if self._mirror is None:
@@ -267,37 +291,36 @@ class GrowingRegularization(GrowingPenaltyRegularizer):
             self._finish(step)
 
     def _update(self) -> None:
-        """One penalty update (every ``update_every`` steps)."""
-        picking = False
+        """One penalty update (every ``update_every`` steps), per group as the authors' code."""
+        masked_before = self.pruner.current_pruned()
         for g in self.groups:
             if float(self.state[f"g{g.id}_stopped"].numpy()) > 0:
                 continue
             cand = self.candidates[g.id]
             coef = self.state[f"g{g.id}_coef"].numpy()
-            if float(self.state[f"g{g.id}_picked"].numpy()) == 0:  # GReg-2 uniform stage
-                picking = True
+            mags = unit_magnitudes(g, self.slices[g.id])
+            if float(self.state[f"g{g.id}_picked"].numpy()) > 0:
+                pruned = self.state[f"g{g.id}_pruned"].numpy() > 0.5
+                coef[cand & pruned] += self.delta
+                if self.variant == "greg2":
+                    coef[cand & ~pruned] = self.recover
+                self.state[f"g{g.id}_coef"].assign(coef)
+            else:  # GReg-2's uniform stage: the ratio is measured against today's pick
                 coef[cand] += self.pick_delta
                 self.state[f"g{g.id}_coef"].assign(coef)
+                pruned = self._smallest(g, mags, masked_before)
                 if coef[cand].max() >= self.pick_ceiling * (1 - 1e-6):
-                    self._pick(g)
+                    self._pick(g, pruned)
+            self._smooth_ratio(g, magnitude_ratio(mags, pruned, cand & ~g.blocked))
+            if float(self.state[f"g{g.id}_picked"].numpy()) == 0:
                 continue
-            pruned = self.state[f"g{g.id}_pruned"].numpy() > 0.5
-            coef[cand & pruned] += self.delta
-            if self.variant == "greg2":
-                coef[cand & ~pruned] = self.recover
-            self.state[f"g{g.id}_coef"].assign(coef)
-            ratio = magnitude_ratio(
-                unit_magnitudes(g, self.slices[g.id]), pruned, cand & ~g.blocked
-            )
-            hist = float(self.state[f"g{g.id}_hist"].numpy())
-            hist = min(0.9 * hist + 0.1 * min(ratio, _RATIO_CAP), _RATIO_CAP)
-            self.state[f"g{g.id}_hist"].assign(hist)
-            if coef[cand & pruned].max(initial=0.0) >= self.ceiling * (1 - 1e-6):
+            done = coef[cand & pruned].max(initial=0.0) >= self.ceiling * (1 - 1e-6)
+            if self.variant == "greg2":  # each group stops on its own ratio
+                done = done or self._hist(g) >= self.mag_ratio_limit
+            if done:
                 self.state[f"g{g.id}_stopped"].assign(1.0)
-        if not picking and all(
-            float(self.state[f"g{g.id}_picked"].numpy()) > 0
-            and float(self.state[f"g{g.id}_hist"].numpy()) >= self.mag_ratio_limit
-            for g in self.groups
+        if self.variant == "greg1" and all(
+            self._hist(g) >= self.mag_ratio_limit for g in self.groups
         ):
             for g in self.groups:
                 self.state[f"g{g.id}_stopped"].assign(1.0)
@@ -306,10 +329,22 @@ class GrowingRegularization(GrowingPenaltyRegularizer):
         ):
             self._set("phase", _GROW)
 
-    def _pick(self, g: Any) -> None:
-        """GReg-2: pick the smallest-magnitude filters of ``g`` now; log overlap with L1."""
-        pruned = self.select(lambda h: unit_magnitudes(h, self.slices[h.id]))[g.id]
-        pruned &= self.candidates[g.id]
+    def _smooth_ratio(self, g: Any, ratio: float) -> None:
+        """``hist = ratio`` the first time, then ``0.9 * hist + 0.1 * ratio`` (authors' code)."""
+        ratio = min(ratio, MAGNITUDE_RATIO_CAP)
+        hist = float(self.state[f"g{g.id}_hist"].numpy())
+        hist = ratio if hist < 0 else min(0.9 * hist + 0.1 * ratio, MAGNITUDE_RATIO_CAP)
+        self.state[f"g{g.id}_hist"].assign(hist)
+
+    def _smallest(self, g: Any, mags: np.ndarray, masked_before: dict) -> np.ndarray:
+        """The ``ceil(ratio * n)`` candidate units of ``g`` with the smallest magnitude now."""
+        ratios = {k: r for k, r in self.ratios.items() if k[0] == g.id}
+        before = {g.id: masked_before[g.id]} if g.id in masked_before else None
+        chosen = select_units([g], {g.id: mags}, ratios, pruned=before)[g.id]
+        return chosen & self.candidates[g.id]
+
+    def _pick(self, g: Any, pruned: np.ndarray) -> None:
+        """GReg-2: make ``pruned`` (the smallest filters now) ``g``'s choice; log the L1 overlap."""
         self.state[f"g{g.id}_pruned"].assign(pruned.astype(np.float32))
         self.state[f"g{g.id}_picked"].assign(1.0)
         info = self._pick_info(g)
@@ -335,6 +370,12 @@ class GrowingRegularization(GrowingPenaltyRegularizer):
 
     def _finish(self, step: int) -> None:
         pruned = {g.id: self.state[f"g{g.id}_pruned"].numpy() > 0.5 for g in self.groups}
+        for g in self.groups:
+            self._record_separation(g)
+        self._warn_separation(
+            f"raise ceiling (now {self.ceiling:g}) or stabilize_steps (now "
+            f"{self.stabilize_steps}) so that the penalty drives the pruned filters to zero"
+        )
         self._apply_masks(pruned)
         self._set("phase", _DONE)
         logger.info("%s: masks set at step %d", self.log_prefix, step)
@@ -356,9 +397,10 @@ class GrowingRegularization(GrowingPenaltyRegularizer):
             picked = float(self.state[f"g{g.id}_picked"].numpy()) > 0
             sel = cand & pruned if picked and (cand & pruned).any() else cand
             out[self.key(g, "penalty")] = float(coef[sel].max(initial=0.0))
-            out[self.key(g, "mag_ratio")] = float(self.state[f"g{g.id}_hist"].numpy())
+            out[self.key(g, "mag_ratio")] = self._hist(g)
             if self.variant == "greg2" and picked:
                 out[self.key(g, "overlap")] = self._pick_info(g)["overlap"]
+        out.update(self.separation_logs())
         out[f"{self.log_prefix}/phase"] = float(self.state["phase"].numpy())
         begin = int(self.state["begin"].numpy())
         out[f"{self.log_prefix}/step"] = float(

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -40,9 +41,11 @@ from tfprune.selection import RatioSpec, check_ratio, resolve_ratios, select_uni
 
 __all__ = [
     "KERNEL_NAMES",
+    "MAGNITUDE_RATIO_CAP",
     "GroupRegularizer",
     "GrowingPenaltyRegularizer",
     "RegularizationState",
+    "SeparationWarning",
     "WeightSlice",
     "check_number",
     "group_slices",
@@ -56,6 +59,14 @@ __all__ = [
 logger = logging.getLogger("tfprune")
 
 KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
+#: Magnitude ratios are stored capped at this value (a ratio of inf: pruned weights are 0).
+MAGNITUDE_RATIO_CAP = 1e12
+
+
+class SeparationWarning(UserWarning):
+    """Masks were set while the filters to remove still carried much of their magnitude."""
+
+
 NORM_NAMES = ("gamma", "beta")
 SLICE_KINDS = ("filter", "bias", "input", "norm")
 
@@ -365,6 +376,17 @@ def detach_loss(model: Any, fn: Callable[[], Any]) -> bool:
     return removed
 
 
+def leaf_layers(model: Any) -> list[Any]:
+    """Every layer of ``model`` in model order, nested models entered (not listed)."""
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            out.extend(leaf_layers(layer))
+        else:
+            out.append(layer)
+    return out
+
+
 def safe_name(name: str) -> str:
     """A log-key-friendly version of a group name."""
     return name.replace("+", "_").replace("/", ".")
@@ -531,6 +553,64 @@ class GrowingPenaltyRegularizer(GroupRegularizer):
         self.stabilize_steps = check_number(
             "stabilize_steps", stabilize_steps, low=0, integer=True, hint=" (spec: 10000)"
         )
+
+    def _separation_specs(self) -> dict[str, tuple[tuple[int, ...], Any, Any]]:
+        """State of the separation check: ``g<id>_mask_ratio`` (-1 until measured)."""
+        return {f"g{g.id}_mask_ratio": ((), tf.float32, -1.0) for g in self.groups}
+
+    def current_magnitude_ratio(self, g: ChannelGroup) -> float:
+        """``mean|w_kept| / mean|w_pruned|`` of ``g``'s filters now (capped; inf -> cap)."""
+        pruned = self.state[f"g{g.id}_pruned"].numpy() > 0.5
+        ratio = magnitude_ratio(
+            unit_magnitudes(g, self.slices[g.id]), pruned, self.candidates[g.id] & ~g.blocked
+        )
+        return min(ratio, MAGNITUDE_RATIO_CAP)
+
+    def _record_separation(self, g: ChannelGroup, ratio: float | None = None) -> None:
+        """Store the kept/pruned magnitude ratio of ``g`` at the moment its filters go."""
+        value = self.current_magnitude_ratio(g) if ratio is None else ratio
+        self.state[f"g{g.id}_mask_ratio"].assign(min(value, MAGNITUDE_RATIO_CAP))
+
+    def mask_ratios(self) -> dict[str, float]:
+        """Kept/pruned mean |w| ratio of each group when its filters were removed (nan: not yet)."""
+        out = {}
+        for g in self.groups:
+            v = float(self.state[f"g{g.id}_mask_ratio"].numpy())
+            out[g.name] = v if v >= 0 else float("nan")
+        return out
+
+    def low_separation(self) -> dict[str, float]:
+        """Groups whose recorded ratio (:meth:`mask_ratios`) is below ``mag_ratio_limit``."""
+        return {k: v for k, v in self.mask_ratios().items() if v < self.mag_ratio_limit}
+
+    def _warn_separation(self, advice: str) -> None:
+        """Warn (and log) if a group's recorded ratio is below ``mag_ratio_limit``."""
+        limit = self.mag_ratio_limit
+        ratios = {k: v for k, v in self.mask_ratios().items() if not math.isnan(v)}
+        low = self.low_separation()
+        if not low:
+            return
+        worst = min(low, key=low.get)
+        listing = ", ".join(f"{k}: {v:.3g}" for k, v in sorted(low.items(), key=lambda kv: kv[1]))
+        message = (
+            f"{self.log_prefix}: masks set while the filters to remove still carry magnitude: "
+            f"the kept/pruned mean |w| ratio is {low[worst]:.3g} in {worst} ({len(low)} of "
+            f"{len(ratios)} groups below {limit:g}: {listing}). Removing them changes the "
+            f"model's outputs; {advice}."
+        )
+        logger.warning(message)
+        warnings.warn(message, SeparationWarning, stacklevel=3)
+
+    def separation_logs(self) -> dict[str, float]:
+        """Log values of the separation check (present once measured)."""
+        out = {}
+        for g in self.groups:
+            v = float(self.state[f"g{g.id}_mask_ratio"].numpy())
+            if v >= 0:
+                out[self.key(g, "mask_ratio")] = v
+        if out:
+            out[f"{self.log_prefix}/low_separation"] = float(len(self.low_separation()))
+        return out
 
     def pruned_units(self) -> dict[str, np.ndarray]:
         """Units selected for removal, by group name (empty before GReg-2 picks)."""

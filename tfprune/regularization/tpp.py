@@ -12,23 +12,35 @@ mean |w| per layer). Only they are regularized, with a coefficient ``λ`` that g
   BatchNormalization (``regularize_bn=False`` drops the latter, the authors' ``--no_bn_reg``),
   written as the loss ``0.5 λ Σ w²`` (gradient ``λ w``).
 
-Then ``λ`` is held ``stabilize_steps`` steps; during them the groups are hard-zeroed one after
-the other every ``zero_out_interval`` steps (pruned weights, biases, gamma, beta). At the end
-the pruned units are masked and training stops; :func:`tfprune.strip_filters` removes them.
+Then ``λ`` is held ``stabilize_steps`` steps. As in the authors' code, the conv/dense layers
+of the model are numbered in model order (all of them, pruned or not); the pruned filters of
+the layer numbered ``i`` are hard-zeroed, together with their BatchNormalization gamma/beta
+(not their biases, and whether or not the BN term is regularized), after every training step
+from ``(i + 1) * zero_out_interval`` steps into stabilization on. At the end the pruned units
+are masked and training stops; :func:`tfprune.strip_filters` removes them.
+
+Just before a group's filters are first zeroed, its kept/pruned magnitude ratio is recorded
+(``{log_prefix}/{group}/mask_ratio``); when the masks are set, a
+:class:`~tfprune.regularization.SeparationWarning` names the groups whose ratio was below
+``mag_ratio_limit``.
 """
 
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 import numpy as np
 
 from tfprune.compat import keras, tf
 from tfprune.regularization.penalty import (
+    KERNEL_NAMES,
     GrowingPenaltyRegularizer,
     check_number,
     gram_penalty,
+    group_slices,
+    leaf_layers,
     unit_magnitudes,
     weighted_l2,
 )
@@ -51,7 +63,9 @@ class TrainabilityPreserving(GrowingPenaltyRegularizer):
     (``model._tfprune_tpp``) and travels with its checkpoints. Logged at every epoch end:
     ``{log_prefix}/lambda``, ``{log_prefix}/phase``, ``{log_prefix}/step`` and per group
     ``{log_prefix}/{group}/gram`` (mean squared Gram entry of the pruned rows/columns) and
-    ``{log_prefix}/{group}/mag_ratio`` (kept/pruned mean |w|).
+    ``{log_prefix}/{group}/mag_ratio`` (kept/pruned mean |w|); once a group's filters were
+    zeroed also ``{log_prefix}/{group}/mask_ratio`` (the ratio just before) and
+    ``{log_prefix}/low_separation`` (groups below ``mag_ratio_limit``).
 
     Args:
       sparsity: fraction of each prunable layer's filters to remove, in [0, 1), or
@@ -60,10 +74,15 @@ class TrainabilityPreserving(GrowingPenaltyRegularizer):
       ceiling: final λ (>= delta). Default 1.0.
       update_every: optimizer steps between updates (>= 1). Default 10 (ImageNet: 5).
       stabilize_steps: steps λ is held before the masks are set (>= 0). Default 10,000.
-      zero_out_interval: during stabilization, hard-zero one more group every this many steps
-        (>= 1). Default 100.
+      zero_out_interval: during stabilization, the pruned filters of the ``i``-th conv/dense
+        layer (model order, counting every such layer) are zeroed after every step from
+        ``(i + 1) * zero_out_interval`` steps on (>= 1). Default 100. ``stabilize_steps``
+        should be at least this times the number of conv/dense layers (the authors' code
+        refuses otherwise; here the remaining groups are zeroed when the masks are set).
       gram_weight: weight of the Gram term relative to λ (the authors' ``lw_opp``). Default 1000.
       regularize_bn: include the L2 term on the BatchNorm gamma/beta of pruned units.
+      mag_ratio_limit: warn when a group's kept/pruned magnitude ratio is below this just
+        before its filters are zeroed (> 1). Default 1000.
       skip: producer layer names never regularized.
       stop_training: set ``model.stop_training`` once the masks are set.
       log_prefix: prefix of the log keys.
@@ -82,6 +101,7 @@ class TrainabilityPreserving(GrowingPenaltyRegularizer):
         zero_out_interval: int = 100,
         gram_weight: float = 1000.0,
         regularize_bn: bool = True,
+        mag_ratio_limit: float = 1000.0,
         skip: Any = (),
         stop_training: bool = True,
         log_prefix: str = "tpp",
@@ -93,6 +113,9 @@ class TrainabilityPreserving(GrowingPenaltyRegularizer):
         )
         self.gram_weight = check_number("gram_weight", gram_weight, low=0.0, hint=" (spec: 1000)")
         self.regularize_bn = bool(regularize_bn)
+        self.mag_ratio_limit = check_number(
+            "mag_ratio_limit", mag_ratio_limit, low=1.0, low_open=True, hint=" (default 1000)"
+        )
         self.stop_training_when_done = bool(stop_training)
         self._mirror: dict[str, int] | None = None
 
@@ -107,6 +130,7 @@ class TrainabilityPreserving(GrowingPenaltyRegularizer):
             "zero_out_interval": self.zero_out_interval,
             "gram_weight": self.gram_weight,
             "regularize_bn": self.regularize_bn,
+            "mag_ratio_limit": self.mag_ratio_limit,
             "stop_training": self.stop_training_when_done,
         }
 
@@ -125,12 +149,13 @@ class TrainabilityPreserving(GrowingPenaltyRegularizer):
         }
         for g in self.groups:
             specs[f"g{g.id}_pruned"] = ((g.n_units,), tf.float32, 0.0)
-        return specs
+        return {**specs, **self._separation_specs()}
 
     def _active(self) -> bool:
         return int(self.state["phase"].numpy()) != _DONE
 
     def _on_wired(self) -> None:
+        self._turn_order()
         if int(self.state["phase"].numpy()) == _SELECT:
             pruned = self.select(lambda g: unit_magnitudes(g, self.slices[g.id]))
             for g in self.groups:
@@ -192,31 +217,68 @@ class TrainabilityPreserving(GrowingPenaltyRegularizer):
                     logger.info("%s: λ final at step %d; stabilizing", self.log_prefix, step)
         if mirror["phase"] == _STABILIZE:
             elapsed = step - mirror["stabilize_begin"]
-            while mirror["zeroed"] < len(self.groups) and elapsed >= (
-                (mirror["zeroed"] + 1) * self.zero_out_interval
-            ):
-                self._zero_group(self.groups[mirror["zeroed"]])
-                self._set("zeroed", mirror["zeroed"] + 1)
-            if elapsed >= self.stabilize_steps:
-                while mirror["zeroed"] < len(self.groups):
-                    self._zero_group(self.groups[mirror["zeroed"]])
-                    self._set("zeroed", mirror["zeroed"] + 1)
+            final = elapsed >= self.stabilize_steps
+            for g in self.groups:
+                if final or elapsed >= self.turn[g.id] * self.zero_out_interval:
+                    self._zero_group(g)
+            zeroed = sum(int(self._zeroing(g)) for g in self.groups)
+            if zeroed != mirror["zeroed"]:
+                self._set("zeroed", zeroed)
+            if final:
                 self._finish(step)
 
+    def _turn_order(self) -> None:
+        """Number every conv/dense layer in model order; a group's turn follows its first one."""
+        order: dict[int, int] = {}
+        for layer in leaf_layers(self.model):
+            names = {v.name.split("/")[-1].split(":")[0] for v in layer.weights}
+            if names & set(KERNEL_NAMES[:3]):
+                order.setdefault(id(layer), len(order))
+        self.layer_count = len(order)
+        self.turn = {}
+        for g in self.groups:
+            idx = [order[id(m.layer)] for m in g.producers if id(m.layer) in order]
+            self.turn[g.id] = (min(idx) if idx else len(order)) + 1
+        self._zero_slices = {g.id: group_slices(g, ("filter", "norm")) for g in self.groups}
+        self._zero_keep: dict[int, list] = {}
+        if self.stabilize_steps < self.zero_out_interval * self.layer_count:
+            warnings.warn(
+                f"{self.log_prefix}: stabilize_steps={self.stabilize_steps} is shorter than "
+                f"zero_out_interval={self.zero_out_interval} x {self.layer_count} conv/dense "
+                "layers; the authors' code refuses this. Groups whose turn has not come are "
+                "zeroed when the masks are set.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+    def _zeroing(self, g: Any) -> bool:
+        return g.id in self._zero_keep
+
     def _zero_group(self, g: Any) -> None:
-        """Hard-zero the pruned units' weights, biases and BatchNorm gamma/beta of ``g``."""
-        pruned = self.state[f"g{g.id}_pruned"].numpy() > 0.5
-        for s in self.slices[g.id]:
-            rows = pruned[s.units]
-            if not rows.any():
-                continue
-            w = np.asarray(s.variable.numpy())
-            w = np.moveaxis(w, s.axis, 0).copy()
-            w[rows] = 0
-            s.variable.assign(np.moveaxis(w, 0, s.axis))
+        """Hard-zero the pruned filters of ``g`` and their BatchNorm gamma/beta (not biases)."""
+        if g.id not in self._zero_keep:
+            if float(self.state[f"g{g.id}_mask_ratio"].numpy()) < 0:
+                self._record_separation(g)  # the first time: just before zeroing
+            pruned = self.state[f"g{g.id}_pruned"].numpy() > 0.5
+            keep = []
+            for s in self._zero_slices[g.id]:
+                rows = pruned[s.units]
+                if rows.any():
+                    shape = [1] * len(s.variable.shape)
+                    shape[s.axis] = rows.size
+                    mult = (~rows).astype(s.variable.dtype.as_numpy_dtype).reshape(shape)
+                    keep.append((s.variable, tf.constant(mult)))
+            self._zero_keep[g.id] = keep
+        for variable, mult in self._zero_keep[g.id]:
+            variable.assign(variable * mult)
 
     def _finish(self, step: int) -> None:
         pruned = {g.id: self.state[f"g{g.id}_pruned"].numpy() > 0.5 for g in self.groups}
+        self._warn_separation(
+            f"raise ceiling (the final λ, now {self.ceiling:g}) or zero_out_interval (now "
+            f"{self.zero_out_interval}) so that the pruned filters are near zero before they "
+            "are zeroed"
+        )
         self._apply_masks(pruned)
         self._set("phase", _DONE)
         logger.info("%s: masks set at step %d", self.log_prefix, step)
@@ -244,13 +306,9 @@ class TrainabilityPreserving(GrowingPenaltyRegularizer):
             return
         grams = self.gram_values()
         for g in self.groups:
-            pruned = self.state[f"g{g.id}_pruned"].numpy() > 0.5
-            mags = unit_magnitudes(g, self.slices[g.id])
-            kept = self.candidates[g.id] & ~pruned
-            den = float(mags[pruned].mean()) if pruned.any() else 0.0
-            ratio = float(mags[kept].mean()) / den if den > 0 and kept.any() else float("inf")
             logs[self.key(g, "gram")] = grams[g.name]
-            logs[self.key(g, "mag_ratio")] = min(ratio, 1e12)
+            logs[self.key(g, "mag_ratio")] = self.current_magnitude_ratio(g)
+        logs.update(self.separation_logs())
         logs[f"{self.log_prefix}/lambda"] = self.coefficient
         logs[f"{self.log_prefix}/phase"] = float(self.state["phase"].numpy())
         begin = int(self.state["begin"].numpy())
