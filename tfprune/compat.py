@@ -14,8 +14,23 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
-__all__ = ["tf", "keras", "KerasTensor", "functional_class", "is_functional"]
+__all__ = [
+    "tf",
+    "keras",
+    "KerasTensor",
+    "functional_class",
+    "is_functional",
+    "tfmot_prune_wrapper_class",
+    "tfmot_quantize_wrapper_class",
+]
 
+# TF-MOT's wrapper classes are not in its public API; tfprune's rules need to recognise them.
+from tensorflow_model_optimization.python.core.quantization.keras.quantize_wrapper import (  # noqa: E402
+    QuantizeWrapper as tfmot_quantize_wrapper_class,
+)
+from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (  # noqa: E402
+    PruneLowMagnitude as tfmot_prune_wrapper_class,
+)
 from tf_keras.src.engine.functional import Functional as functional_class  # noqa: E402
 from tf_keras.src.engine.keras_tensor import KerasTensor  # noqa: E402
 

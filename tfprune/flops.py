@@ -8,11 +8,19 @@ Conventions (pinned by ``tests/test_flops.py`` against the numbers of the paper 
   of the spec (ResNet-50 4.09 G, ResNet-34 3.66 G) are MACs, while the CIFAR numbers (ResNet-56
   0.25 G, VGG-19 0.80 G) are ``2 * MACs`` (ResNet-56 has 125,485,696 MACs = 0.251 G FLOPs).
   Speedups (``dense / pruned``) do not depend on the unit.
-* **What is counted.** By default only the weight ops of convolutions and dense layers: Conv1D/2D/3D
-  (with ``groups``), Conv1D/2D/3DTranspose, DepthwiseConv1D/2D (with ``depth_multiplier``),
-  SeparableConv1D/2D and Dense on inputs of any rank. Biases, BatchNormalization, activations,
-  pooling and merges cost nothing, which is the spec's convention ("the code counts only
-  Conv/Linear weights"). ``include_elementwise=True`` adds cheap ops, see :func:`count_flops`.
+* **What is counted.** By default the weight ops of every layer type whose channel rule
+  (:mod:`tfprune.graph.rules`) knows its cost: Conv1D/2D/3D (with ``groups``),
+  Conv1D/2D/3DTranspose, DepthwiseConv1D/2D (with ``depth_multiplier``), SeparableConv1D/2D,
+  Dense on inputs of any rank, LocallyConnected1D/2D (one MAC per weight per output position),
+  SimpleRNN/GRU/LSTM (``steps * gates * units * (features + units)``: input and recurrent
+  kernels of every gate at every step), Bidirectional (both directions), TimeDistributed (the
+  wrapped layer once per step), MultiHeadAttention (query/key/value/output projections plus
+  ``QK^T`` and the attention-weighted sum of values, ``heads * Tq * Tv * (key_dim +
+  value_dim)``), ``tf.matmul`` ops, and TF-MOT's pruning/quantization wrappers (what they
+  wrap). Embedding lookups cost 0 MACs (their table is counted in params). Biases,
+  normalisation, activations, pooling and merges cost nothing, which is the spec's convention
+  ("the code counts only Conv/Linear weights"). ``include_elementwise=True`` adds cheap ops,
+  see :func:`count_flops`.
 * **Params.** :func:`count_params` counts every weight variable of the model once (trainable and
   non-trainable, so BatchNormalization's moving mean/variance are included), attributed to the
   first layer that holds it. ``trainable_only=True`` counts trainable weights only. The spec's
@@ -23,9 +31,11 @@ Conventions (pinned by ``tests/test_flops.py`` against the numbers of the paper 
 * **Nested models and shared layers.** A model used as a layer is expanded: its layers are reported
   under ``outer/inner`` paths. A layer (or nested model) called several times costs its FLOPs once
   per call, with the shapes of that call; its params are counted once.
-* **Unknown layers** (custom layers, ``TFOpLambda`` ops, RNNs, ...) cost 0 FLOPs but their weights
-  are counted; the paths of unknown layers that hold weights are listed in
-  :attr:`ModelCount.uncounted`. Counting never fails because of a layer type.
+* **Uncounted layers never flatter.** A layer no rule can cost (a custom layer or subclassed
+  model, a ``Lambda``, a TF op such as ``einsum``) counts 0 FLOPs but is listed in
+  :attr:`ModelCount.uncounted`, and :attr:`ModelCount.is_lower_bound` is then True; printed
+  tables say "LOWER BOUND", and :func:`speedup` returns a :class:`CountRatio` that carries the
+  uncounted layers (``strict=True`` raises instead). Params are always counted exactly.
 """
 
 from __future__ import annotations
@@ -38,8 +48,10 @@ from typing import Any
 
 from tfprune.compat import is_functional, keras, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
+from tfprune.graph import rules
 
 __all__ = [
+    "CountRatio",
     "ModelCount",
     "count_params",
     "count_flops",
@@ -52,10 +64,15 @@ _UNITS = ("macs", "flops")
 
 _L = keras.layers
 _CONV_BASE = _L.Conv1D.__mro__[1]  # tf_keras' private base class ``Conv`` of every conv layer.
-_SEPARABLE = tuple(c for c in (getattr(_L, "SeparableConv1D", None), _L.SeparableConv2D) if c)
-_DEPTHWISE = tuple(c for c in (getattr(_L, "DepthwiseConv1D", None), _L.DepthwiseConv2D) if c)
-_TRANSPOSE = tuple(
-    c for c in (_L.Conv1DTranspose, _L.Conv2DTranspose, getattr(_L, "Conv3DTranspose", None)) if c
+# Layers whose multiply-accumulates come with a bias add and a fused activation.
+_WEIGHT_OPS = (
+    _CONV_BASE,
+    _L.Dense,
+    _L.SimpleRNN,
+    _L.GRU,
+    _L.LSTM,
+    _L.LocallyConnected1D,
+    _L.LocallyConnected2D,
 )
 _MERGE = (_L.Add, _L.Subtract, _L.Multiply, _L.Maximum, _L.Minimum, _L.Average)
 _ACTIVATIONS = (_L.Activation, _L.ReLU, _L.LeakyReLU, _L.PReLU, _L.ELU, _L.Softmax)
@@ -112,7 +129,9 @@ class ModelCount:
             ``outer/inner``). Every layer of the model has an entry, zero included.
         layer_types: ``layer path -> class name``.
         calls: ``layer path -> number of calls counted`` (FLOPs only; shared layers > 1).
-        uncounted: paths of layers holding weights whose type has no FLOPs rule (FLOPs only).
+        uncounted: paths of layers whose computation no FLOPs rule covers (FLOPs only): custom
+            layers, subclassed models, ``Lambda`` layers, TF ops such as ``einsum``. They count
+            0, so ``total`` is then a lower bound (:attr:`is_lower_bound`).
         notes: human-readable remarks, e.g. layers whose shapes had to be taken from the graph.
     """
 
@@ -126,8 +145,13 @@ class ModelCount:
 
     @property
     def total(self) -> int:
-        """The sum over all layers."""
+        """The sum over all layers (a lower bound when :attr:`is_lower_bound`)."""
         return int(sum(self.per_layer.values()))
+
+    @property
+    def is_lower_bound(self) -> bool:
+        """True when some layer's FLOPs could not be counted (see :attr:`uncounted`)."""
+        return bool(self.uncounted)
 
     def __int__(self) -> int:
         return self.total
@@ -142,6 +166,7 @@ class ModelCount:
             "layer_types": dict(self.layer_types),
             "calls": {k: int(v) for k, v in self.calls.items()},
             "uncounted": list(self.uncounted),
+            "is_lower_bound": self.is_lower_bound,
             "notes": list(self.notes),
         }
 
@@ -158,7 +183,10 @@ class ModelCount:
         lines.append("-" * len(header))
         lines.append(f"{'total':<{width}}  {'':<{twidth}}  {total:>15,d}  {100.0:>6.2f}%")
         if self.uncounted:
-            lines.append("no FLOPs rule (counted as 0): " + ", ".join(self.uncounted))
+            lines.append(
+                "total is a LOWER BOUND: no FLOPs rule for (counted as 0): "
+                + ", ".join(self.uncounted)
+            )
         return "\n".join(lines)
 
 
@@ -236,26 +264,29 @@ def _dims(shape: Any) -> tuple | None:
     return tuple(shape.as_list())
 
 
-def _numel(shape: tuple | None, what: str) -> int:
-    """Number of elements of one example (batch dim excluded)."""
-    if shape is None or any(d is None for d in shape[1:]):
-        raise UnsupportedModelError(
-            f"cannot count FLOPs of {what}: its shape {shape} has unknown non-batch dimensions. "
-            "Build the model with a fixed input shape or pass input_shapes= to count_flops."
-        )
-    return int(math.prod(shape[1:]))
+_numel = rules.numel
+
+# Wrappers that only add behaviour around the wrapped layer's computation (TF-MOT's pruning and
+# quantization wrappers): they cost what the wrapped layer costs.
+_TRANSPARENT_WRAPPERS = ("PruneLowMagnitude", "QuantizeWrapper", "QuantizeWrapperV2")
 
 
-def _spatial(layer: Any, shape: tuple | None, what: str) -> int:
-    """Product of the spatial dims of a conv input/output shape (batch and channels excluded)."""
-    _numel(shape, what)  # validates
-    channels_first = getattr(layer, "data_format", "channels_last") == "channels_first"
-    dims = shape[2:] if channels_first else shape[1:-1]
-    return int(math.prod(dims))
+def _is_transparent_wrapper(layer: Any) -> bool:
+    return (
+        isinstance(layer, _L.Wrapper)
+        and hasattr(layer, "layer")
+        and any(c.__name__ in _TRANSPARENT_WRAPPERS for c in type(layer).__mro__)
+    )
 
 
-def _kernel_size(variable: Any) -> int:
-    return int(math.prod(variable.shape.as_list()))
+def _recurrent_ops(layer: Any, ins: list[tuple | None]) -> int:
+    """Gate ops of a recurrent layer: bias add and activation per gate, unit and step."""
+    if not isinstance(layer, (_L.SimpleRNN, _L.GRU, _L.LSTM)):
+        return 0
+    gates = rules.RecurrentRule.gates(layer)
+    x = ins[0]
+    steps = x[0] if getattr(layer, "time_major", False) else x[1]
+    return 2 * gates * int(layer.units) * int(steps)
 
 
 def _layer_cost(
@@ -263,65 +294,59 @@ def _layer_cost(
 ) -> tuple[int, int, bool]:
     """Returns ``(macs, other_ops, known)`` of one call of a non-model layer."""
     out = outs[0] if outs else None
-    macs = 0
     ops = 0
-    if isinstance(layer, _L.Wrapper) and hasattr(layer, "layer"):
-        inner = layer.layer
-        if isinstance(layer, _L.TimeDistributed):
-            steps = ins[0][1] if ins and ins[0] is not None and len(ins[0]) > 1 else None
-            if steps is None:
-                raise UnsupportedModelError(f"cannot count FLOPs of {what}: unknown time steps")
-            fold = [None if s is None else (s[0], *s[2:]) for s in ins]
-            fold_out = [None if s is None else (s[0], *s[2:]) for s in outs]
-            m, o, known = _layer_cost(inner, fold, fold_out, what, elementwise)
-            return m * steps, o * steps, known
-        if getattr(inner, "built", False):
-            return _layer_cost(inner, ins, outs, what, elementwise)
+    if _is_transparent_wrapper(layer):
+        if getattr(layer.layer, "built", False):
+            return _layer_cost(layer.layer, ins, outs, what, elementwise)
         return 0, 0, False
-    if isinstance(layer, _SEPARABLE):
-        n = _spatial(layer, out, what)
-        macs = n * (_kernel_size(layer.depthwise_kernel) + _kernel_size(layer.pointwise_kernel))
-    elif isinstance(layer, _DEPTHWISE):
-        macs = _spatial(layer, out, what) * _kernel_size(layer.depthwise_kernel)
-    elif isinstance(layer, _TRANSPOSE):
-        # Every input position scatters one full (k..., filters) slice per input channel.
-        macs = _spatial(layer, ins[0], what) * _kernel_size(layer.kernel)
-    elif isinstance(layer, _CONV_BASE) and hasattr(layer, "kernel"):
-        # kernel = (k..., in_channels / groups, filters): one MAC per weight per output position.
-        macs = _spatial(layer, out, what) * _kernel_size(layer.kernel)
-    elif isinstance(layer, _L.Dense):
-        in_units = int(layer.kernel.shape[0])
-        macs = in_units * _numel(out, what)
-    elif isinstance(layer, _L.BatchNormalization):
+    if type(layer) is _L.TimeDistributed:
+        steps = ins[0][1] if ins and ins[0] is not None and len(ins[0]) > 1 else None
+        if steps is None:
+            raise UnsupportedModelError(f"cannot count FLOPs of {what}: unknown time steps")
+        fold = [None if t is None else (t[0], *t[2:]) for t in ins]
+        fold_out = [None if t is None else (t[0], *t[2:]) for t in outs]
+        m, o, known = _layer_cost(layer.layer, fold, fold_out, what, elementwise)
+        return m * steps, o * steps, known
+    if type(layer) is _L.Bidirectional:
+        parts = [
+            _layer_cost(inner, ins[:1], outs[:1], what, elementwise)
+            for inner in (layer.forward_layer, layer.backward_layer)
+        ]
+        return sum(p[0] for p in parts), sum(p[1] for p in parts), all(p[2] for p in parts)
+    macs = rules.rule_for(layer).macs(layer, ins, outs)
+    if macs is not None and isinstance(layer, _WEIGHT_OPS):
+        # Conv / Dense / RNN epilogue: bias add and fused activation.
+        if elementwise:
+            if isinstance(layer, (_L.SimpleRNN, _L.GRU, _L.LSTM)):
+                ops += _recurrent_ops(layer, ins)
+            else:
+                if getattr(layer, "use_bias", False):
+                    ops += _numel(out, what)
+                activation = getattr(layer, "activation", None)
+                if activation is not None and activation is not keras.activations.linear:
+                    ops += _numel(out, what)
+        return int(macs), ops, True
+    if isinstance(layer, _L.BatchNormalization):
         # Folded at inference into one multiply-add per element (not counted by default).
         return (_numel(out, what) if elementwise else 0), 0, True
-    elif isinstance(layer, _MERGE):
+    if isinstance(layer, _MERGE):
         if elementwise:
             ops = (len(ins) - 1) * _numel(out, what)
             if isinstance(layer, _L.Average):
                 ops += _numel(out, what)
         return 0, ops, True
-    elif isinstance(layer, _ACTIVATIONS):
+    if isinstance(layer, _ACTIVATIONS):
         return 0, (_numel(out, what) if elementwise else 0), True
-    elif isinstance(layer, _POOLING):
+    if isinstance(layer, _POOLING):
         if elementwise:
             window = int(math.prod(layer.pool_size))
             ops = _numel(out, what) * window
         return 0, ops, True
-    elif isinstance(layer, _GLOBAL_POOLING):
+    if isinstance(layer, _GLOBAL_POOLING):
         return 0, (_numel(ins[0], what) if elementwise else 0), True
-    elif isinstance(layer, _FREE):
-        return 0, 0, True
-    else:
-        return 0, 0, False
-    # Conv / Dense epilogue: bias add and fused activation.
-    if elementwise:
-        if getattr(layer, "use_bias", False):
-            ops += _numel(out, what)
-        activation = getattr(layer, "activation", None)
-        if activation is not None and activation is not keras.activations.linear:
-            ops += _numel(out, what)
-    return macs, ops, True
+    if isinstance(layer, _FREE) or macs is not None:
+        return int(macs or 0), 0, True
+    return 0, 0, False
 
 
 @dataclasses.dataclass
@@ -385,7 +410,7 @@ def _walk(
             state.ops[path] = state.ops.get(path, 0) + ops
             state.types.setdefault(path, type(layer).__name__)
             state.calls[path] = state.calls.get(path, 0) + 1
-            if not known and layer.weights:
+            if not known:
                 state.unknown[path] = True
         for tensor, shape in zip(outputs, actual_out):
             shapes[id(tensor)] = shape
@@ -508,21 +533,70 @@ def summarize(model: keras.Model) -> dict[str, int]:
     }
 
 
-def _total(value: keras.Model | ModelCount | int, counter: Any) -> int:
-    if isinstance(value, ModelCount):
-        return value.total
+class CountRatio(float):
+    """A ratio of two counts (a speed-up or a reduction) that says whether the counts were exact.
+
+    It is a plain ``float`` (formats, compares and serialises as one). ``uncounted`` lists the
+    layers whose FLOPs could not be counted on either side; when it is not empty
+    (``is_exact`` is False) the ratio treats them as free, which overstates a speed-up whenever
+    those layers are not pruned.
+    """
+
+    uncounted: tuple[str, ...]
+
+    def __new__(cls, value: float, uncounted: Iterable[str] = ()) -> CountRatio:
+        obj = super().__new__(cls, value)
+        obj.uncounted = tuple(dict.fromkeys(uncounted))
+        return obj
+
+    @property
+    def is_exact(self) -> bool:
+        """Whether both counts covered every layer."""
+        return not self.uncounted
+
+    def __repr__(self) -> str:
+        if self.is_exact:
+            return super().__repr__()
+        shown = ", ".join(self.uncounted[:3]) + (", ..." if len(self.uncounted) > 3 else "")
+        return f"{float(self):.6g} (from lower-bound counts; uncounted: {shown})"
+
+
+def _total(value: keras.Model | ModelCount | int, counter: Any) -> tuple[int, tuple[str, ...]]:
     if isinstance(value, keras.Model):
-        return counter(value).total
-    return int(value)
+        value = counter(value)
+    if isinstance(value, ModelCount):
+        return value.total, tuple(value.uncounted)
+    return int(value), ()
 
 
-def speedup(dense: keras.Model | ModelCount | int, pruned: keras.Model | ModelCount | int) -> float:
-    """``dense FLOPs / pruned FLOPs`` (the spec's speedup); accepts models, counts or numbers."""
-    d = _total(dense, count_flops)
-    p = _total(pruned, count_flops)
+def _checked(value: float, uncounted: tuple[str, ...], what: str, strict: bool) -> CountRatio:
+    if strict and uncounted:
+        raise UnsupportedModelError(
+            f"cannot compute an exact {what}: the FLOPs of {', '.join(uncounted)} are not "
+            "counted (custom layers, subclassed models or ops without a FLOPs rule). Register a "
+            "rule for them (tfprune.register_rule) or pass strict=False to accept a ratio from "
+            "lower-bound counts."
+        )
+    return CountRatio(value, uncounted)
+
+
+def speedup(
+    dense: keras.Model | ModelCount | int,
+    pruned: keras.Model | ModelCount | int,
+    *,
+    strict: bool = False,
+) -> CountRatio:
+    """``dense FLOPs / pruned FLOPs`` (the spec's speedup); accepts models, counts or numbers.
+
+    Returns a :class:`CountRatio`: a float whose ``uncounted``/``is_exact`` say whether some
+    layer's FLOPs were missing from the counts. ``strict=True`` raises
+    :class:`UnsupportedModelError` instead of returning a ratio of lower-bound counts.
+    """
+    d, d_missing = _total(dense, count_flops)
+    p, p_missing = _total(pruned, count_flops)
     if p <= 0:
         raise InvalidArgumentError(f"pruned FLOPs must be positive, got {p}")
-    return d / p
+    return _checked(d / p, d_missing + p_missing, "speedup", strict)
 
 
 def param_reduction(
@@ -531,14 +605,15 @@ def param_reduction(
     """Fraction of parameters removed, ``1 - pruned / dense`` (the spec's "sparsity").
 
     Models are counted with ``trainable_only=True``, the convention that reproduces the spec's
-    ResNet-56 numbers (BN gamma/beta and FC bias in, BN moving statistics out).
+    ResNet-56 numbers (BN gamma/beta and FC bias in, BN moving statistics out). Parameters are
+    counted exactly for every layer type.
     """
 
     def trainable(m: keras.Model) -> ModelCount:
         return count_params(m, trainable_only=True)
 
-    d = _total(dense, trainable)
-    p = _total(pruned, trainable)
+    d, _ = _total(dense, trainable)
+    p, _ = _total(pruned, trainable)
     if d <= 0:
         raise InvalidArgumentError(f"dense parameter count must be positive, got {d}")
     return 1.0 - p / d

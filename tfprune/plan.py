@@ -120,6 +120,7 @@ def pruned_from_plan(analysis: Analysis, plan: PruningPlan) -> dict[int, np.ndar
     """Translate a plan back into pruned units of ``analysis``; checks that it fits."""
     members = {(m.path, m.role): m for g in analysis.groups for m in g.layers}
     pruned: dict[int, np.ndarray] = {}
+    decided: dict[int, list[tuple[str, str, np.ndarray, np.ndarray]]] = {}
     for path, roles in plan.layers.items():
         for role, entry in roles.items():
             m = members.get((path, role))
@@ -153,4 +154,42 @@ def pruned_from_plan(analysis: Analysis, plan: PruningPlan) -> dict[int, np.ndar
                     "this model (see tfprune.explain(model))."
                 )
             mask[drop] = True
+            decided.setdefault(gid, []).append((path, role, units_here, units_kept))
+    for gid, entries in decided.items():
+        _check_coupling(analysis.groups[gid], entries, pruned[gid])
     return pruned
+
+
+def _check_coupling(
+    group: Any, entries: list[tuple[str, str, np.ndarray, np.ndarray]], pruned: np.ndarray
+) -> None:
+    """Raise unless every coupled layer of ``group`` keeps exactly what the plan says it keeps.
+
+    Channels of one group are removed together (e.g. the inputs of an Add): a plan that keeps a
+    channel in one layer and removes it from a coupled one cannot be applied exactly.
+    """
+    for path, role, _, units_kept in entries:
+        dropped_elsewhere = np.intersect1d(units_kept, np.flatnonzero(pruned))
+        if dropped_elsewhere.size == 0:
+            continue
+        unit = int(dropped_elsewhere[0])
+        other = next((p, r) for p, r, here, kept in entries if unit in here and unit not in kept)
+        raise IncompatiblePlanError(
+            f"The plan contradicts a channel coupling: layer {path!r} ({role}) keeps a channel "
+            f"that layer {other[0]!r} ({other[1]}) removes, but both belong to channel group "
+            f"{group.name!r} and must be pruned together (e.g. the inputs of an Add). Make "
+            "the plan with tfprune.strip_filters(..., return_plan=True) on this architecture."
+        )
+    named = {(p, r) for p, r, _, _ in entries}
+    for m in group.layers:
+        if type(m.layer).__name__ == "ChannelMask" or (m.path, m.role) in named:
+            continue
+        lost = np.intersect1d(np.unique(m.unit_of_channel), np.flatnonzero(pruned))
+        if lost.size:
+            first = entries[0]
+            raise IncompatiblePlanError(
+                f"The plan contradicts a channel coupling: it removes channels of layer "
+                f"{first[0]!r} ({first[1]}) but says nothing of layer {m.path!r} ({m.role}), "
+                f"which shares them (channel group {group.name!r}). Make the plan with "
+                "tfprune.strip_filters(..., return_plan=True) on this architecture."
+            )

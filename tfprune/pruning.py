@@ -22,13 +22,14 @@ from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph.groups import Analysis, analyze
 from tfprune.graph.rebuild import copy_layer, rebuild_model, weight_short_name
+from tfprune.graph.rules import rule_for
 from tfprune.graph.trace import check_graph_model
 from tfprune.importance import Importance, get_importance
 from tfprune.layers.masks import (
     ChannelMask,
-    MaskedLayerNormalization,
     is_mask_layer,
     masked_consumer_class,
+    masked_twin_class,
 )
 from tfprune.selection import RatioSpec, check_ratio, resolve_ratios, select_units
 from tfprune.surgery import pruned_from_masks
@@ -588,19 +589,21 @@ def prune_filters(
         else:
             masked_inputs.add((call.path, id(tensor)))
 
-    # Layer norms over pruned channels must compute their statistics over kept channels only.
+    # Layers whose own computation mixes pruned channels (a layer norm's statistics, an RNN's
+    # state feeding back) mask those channels themselves: their rule names the role.
     masked_norms = {
         id(m.layer): m.size
         for g in analysis.groups
         if g.id in target_groups
         for m in g.layers
-        if type(m.layer) is keras.layers.LayerNormalization
+        if masked_twin_class(m.layer) is not None
+        and rule_for(m.layer).self_mask_role(m.layer) == m.role
     }
 
     def factory(layer: Any, path: str) -> tuple[Any, Any]:
         if id(layer) in masked_norms or id(layer) in kernel_masked:
             cls = (
-                MaskedLayerNormalization
+                masked_twin_class(layer)
                 if id(layer) in masked_norms
                 else masked_consumer_class(layer)
             )

@@ -150,3 +150,36 @@ def test_mirrored_strategy_run(mirrored_strategy, workdir):
     )
     assert rec.metrics["params"] < rec.metrics["base_params"]
     assert 0.0 <= rec.metrics["final_acc"] <= 1.0
+
+
+def test_sx_b_pretraining_is_squeezed_in_steps_to_scratch_e_flops(workdir):
+    base = {"schedule": "0:0.05", "epochs": 2, "batch_size": 64, "schedule_epochs": 4}
+    spec = _spec(
+        "l1",
+        retrain=RetrainRecipe("0:0.01", 2, batch_size=64),
+        base=base,
+        options={"jsv_samples": 0, "eval_every_epoch": False, "squeeze_base_by_speedup": True},
+    )
+    rec = execute(spec, workdir, **QUIET)
+    m = rec.metrics
+    k = m["base_flops"] / m["flops"]
+    spe = -(-int(0.8 * 1797) // 64)  # digits training split, batches of 64
+    assert m["base_train_steps"] == pytest.approx(2 * spe / k, abs=1)  # whole steps, not epochs
+    # Pipeline FLOPs (P/k * F1 + F * F2) within 2% of Scratch-E's (P + F) * F2.
+    assert m["flops_vs_scratch_e"] == pytest.approx(1.0, abs=0.02)
+    scratch_e = {**rec.setup, "scratch": True, "base_id": None, "overall_schedule": "0:0.05"}
+    scratch_e["total_flops"] = 4.0 * m["flops"]
+    assert setup_check(rec, scratch_e).label == "SX-B"
+
+
+def test_target_operating_point_is_met_and_recorded(workdir):
+    spec = _spec(
+        "random",
+        retrain=RetrainRecipe("0:0.01", 1, batch_size=64),
+        options={"jsv_samples": 0, "eval_every_epoch": False, "target": {"flops_reduction": 2.0}},
+    )
+    m = execute(spec, workdir, **QUIET).metrics
+    assert m["target"] == 2.0 and m["target_metric"] == "flops_reduction"
+    assert m["target_achieved"] == pytest.approx(2.0, rel=0.01)
+    assert m["speedup"] == pytest.approx(m["target_achieved"])
+    assert 0 < m["target_ratio"] < 1

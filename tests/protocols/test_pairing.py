@@ -166,3 +166,19 @@ def test_regularized_method_enters_budget_and_label():
         PROTOCOLS["finetune_lr"].expand({**cfg, "regularization": {"method": "greg1", "dleta": 1}})
     with pytest.raises(ConfigError, match="regularization.method"):
         PROTOCOLS["finetune_lr"].expand({**cfg, "regularization": {"method": "obd"}})
+
+
+def test_target_reaches_every_run_and_the_report_columns():
+    cfg = {"target": {"flops_reduction": 2.0}, "seeds": 1}
+    specs = PROTOCOLS["ratio_sweep"].expand({**cfg, "ratios": [0.5]})
+    assert all(s.opts.target == {"flops_reduction": 2.0} for s in specs)
+    recs = []
+    for spec in specs:
+        metrics = {"final_acc": 0.9, "target": 2.0, "target_metric": "flops_reduction"}
+        metrics.update(target_achieved=2.01, target_ratio=0.29)
+        setup = setup_descriptor(spec, params=10, flops=10, base_flops=20)
+        recs.append(RunRecord(spec.to_dict(), metrics, {}, setup))
+    summary = PROTOCOLS["ratio_sweep"].summarize(recs, cfg)
+    assert {"target", "achieved"} <= set(summary.columns)
+    row = summary.rows[0]
+    assert row["target"] == "FLOPs ×2" and row["achieved"] == 2.01

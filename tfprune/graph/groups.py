@@ -20,7 +20,8 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from tfprune.graph.rules import rule_for
+from tfprune.compat import keras
+from tfprune.graph.rules import ChannelContext, rule_for
 from tfprune.graph.trace import LayerCall, Trace, trace_model
 
 __all__ = [
@@ -32,8 +33,6 @@ __all__ = [
     "explain",
     "ExplainReport",
 ]
-
-_CONSUMER_RULES = ("ConvRule", "ConvTransposeRule", "DenseRule", "SeparableRule")
 
 
 @dataclasses.dataclass(eq=False)
@@ -140,8 +139,8 @@ class Analysis:
         return self.members_by_key.get(("t", id(tensor)))
 
 
-class _Context:
-    """The API that layer rules use to declare couplings (see :mod:`tfprune.graph.rules`)."""
+class _Context(ChannelContext):
+    """The :class:`~tfprune.graph.rules.ChannelContext` channel-group discovery hands to rules."""
 
     def __init__(self) -> None:
         self.dims: dict[tuple, tuple[int, int]] = {}  # key -> (offset, size)
@@ -274,7 +273,7 @@ def analyze(model: Any) -> Analysis:
         ctx.current_path = call.path
         rule = rule_for(call.layer)
         rule.connect(ctx, call)
-        if type(rule).__name__ in _CONSUMER_RULES and call.inputs:
+        if call.inputs and rule.input_mask(call.layer) is not None:
             mask_points.append((call, call.inputs[0]))
     for call in ctx.mixing:
         mask_points.extend((call, t) for t in call.inputs)
@@ -387,11 +386,21 @@ class ExplainReport:
     """What can be pruned in a model and why not: ``print(tfprune.explain(model))``."""
 
     rows: list[dict]
+    #: Filters of layers that no channel group covers (inside layers tfprune cannot look into,
+    #: or of types without a rule), by layer path: never prunable, but counted as filters.
+    unseen_filters: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: Calls tfprune could not look inside: {"layer": path, "class": name, "reason": why}.
+    opaque: list[dict] = dataclasses.field(default_factory=list)
+
+    @property
+    def total_filters(self) -> int:
+        """Every filter (conv/dense filter, RNN unit, attention head) in the model."""
+        return sum(r["channels"] for r in self.rows) + sum(self.unseen_filters.values())
 
     @property
     def prunable_fraction(self) -> float:
-        """Fraction of produced channels (conv/dense filters) that could be removed."""
-        total = sum(r["channels"] for r in self.rows)
+        """Fraction of all the model's filters (blocked and unseen ones included) removable."""
+        total = self.total_filters
         free = sum(r["prunable_channels"] for r in self.rows)
         return free / total if total else 0.0
 
@@ -413,7 +422,13 @@ class ExplainReport:
 
     def to_dict(self) -> dict:
         """JSON-serialisable form."""
-        return {"groups": self.rows, "prunable_fraction": self.prunable_fraction}
+        return {
+            "groups": self.rows,
+            "unseen_filters": dict(self.unseen_filters),
+            "total_filters": self.total_filters,
+            "prunable_fraction": self.prunable_fraction,
+            "opaque": list(self.opaque),
+        }
 
     def __str__(self) -> str:
         lines = [f"{'group':>5}  {'units':>6}  {'prunable':>8}  status / producers"]
@@ -425,14 +440,52 @@ class ExplainReport:
             )
             for reason in r["reasons"][:3]:
                 lines.append(f"{'':>25}- {reason}")
-        lines.append(f"prunable fraction of produced channels: {self.prunable_fraction:.1%}")
+        if self.unseen_filters:
+            names = list(self.unseen_filters)
+            lines.append(
+                f"{sum(self.unseen_filters.values())} filters in layers no group covers "
+                f"(never pruned): {', '.join(names[:4])}{', ...' if len(names) > 4 else ''}"
+            )
+        if self.opaque:
+            lines.append("not looked inside (their channels are blocked):")
+            for o in self.opaque[:8]:
+                lines.append(f"  - {o['layer']} ({o['class']}): {o['reason']}")
+            if len(self.opaque) > 8:
+                lines.append(f"  - ... and {len(self.opaque) - 8} more")
+        lines.append(f"prunable fraction of all filters: {self.prunable_fraction:.1%}")
         return "\n".join(lines)
 
 
+def _unseen_filters(analysis: Analysis) -> dict[str, int]:
+    """Filters of layers that produce channels but are no producer of any group."""
+    seen: set[int] = set()
+    for g in analysis.groups:
+        for m in g.producers:
+            seen.add(id(m.layer))
+            for inner in ("layer", "forward_layer", "backward_layer"):
+                seen.add(id(getattr(m.layer, inner, None)))
+    out: dict[str, int] = {}
+    for layer in analysis.model.submodules:
+        if id(layer) in seen or isinstance(layer, keras.Model):
+            continue
+        if not isinstance(layer, keras.layers.Layer) or isinstance(layer, keras.layers.Wrapper):
+            continue
+        n = rule_for(layer).filters(layer)
+        if n:
+            path = analysis.trace.layer_paths.get(id(layer), layer.name)
+            out[path] = out.get(path, 0) + n
+    return out
+
+
 def explain(model: Any) -> ExplainReport:
-    """Say which channel groups of ``model`` are prunable, and why the others are not."""
+    """Say which channel groups of ``model`` are prunable, and why the others are not.
+
+    Its prunable fraction is over every filter of the model, those of layers tfprune cannot
+    look into included.
+    """
+    analysis = analyze(model)
     rows = []
-    for g in channel_groups(model):
+    for g in (g for g in analysis.groups if g.layers):
         channels = sum(m.size for m in g.producers)
         free = 0
         if g.prunable:
@@ -451,4 +504,5 @@ def explain(model: Any) -> ExplainReport:
                 "reasons": list(g.reasons),
             }
         )
-    return ExplainReport(rows)
+    opaque = [{"layer": p, "class": c, "reason": r} for p, c, r in analysis.opaque_calls]
+    return ExplainReport(rows, _unseen_filters(analysis), opaque)

@@ -140,7 +140,8 @@ def rebuild_model(
                     f"weight {v.name} of {layer.name}: shape {value.shape} != {tuple(v.shape)}"
                 )
             values.append(value)
-        layer.set_weights(values)
+        # Assign variable by variable: wrappers (TF-MOT's) redefine set_weights for the inner layer.
+        keras.backend.batch_set_value(list(zip(layer.weights, values, strict=True)))
     return new_model
 
 

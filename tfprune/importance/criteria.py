@@ -32,26 +32,24 @@ __all__ = [
     "IMPORTANCE_NAMES",
 ]
 
-_KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
+
+def _short(v: Any) -> str:
+    return v.name.split("/")[-1].split(":")[0]
 
 
-def channel_rows(member: Member, names: Iterable[str] = _KERNELS) -> list[np.ndarray]:
+def channel_rows(member: Member, names: Iterable[str] | None = None) -> list[np.ndarray]:
     """The member layer's weights as ``(channels, -1)`` matrices, one per named weight.
 
     Row ``c`` holds every weight that belongs to channel ``c`` of the member's role (for a
-    producer: the whole filter). Only weights whose short name is in ``names`` are returned.
+    producer: the whole filter). Only weights whose short name is in ``names`` are returned
+    (default: the layer's kernels, as its rule names them). The layer's rule knows the layout.
     """
     if not member.is_layer:
         return []
-    axes = rule_for(member.layer).weight_axes(member.layer)
-    rows = []
-    for v in member.layer.weights:
-        name = v.name.split("/")[-1].split(":")[0]
-        axis = axes.get(name, {}).get(member.role)
-        if name in names and axis is not None:
-            w = np.moveaxis(np.asarray(v.numpy()), axis, 0)
-            rows.append(w.reshape(w.shape[0], -1))
-    return rows
+    rule = rule_for(member.layer)
+    names = rule.kernel_names(member.layer) if names is None else tuple(names)
+    arrays = {_short(v): v.numpy() for v in member.layer.weights if _short(v) in names}
+    return rule.channel_rows(member.layer, member.role, arrays, names)
 
 
 def _producer_average(
@@ -230,19 +228,17 @@ class Taylor(Importance):
         products = getattr(self, "_products", None)
         if products is None:
             raise InvalidArgumentError("Taylor importance used before prepare(model, data).")
-        axes = rule_for(m.layer).weight_axes(m.layer)
+        rule = rule_for(m.layer)
+        present = [v for v in m.layer.weights if id(v) in products]
         total = None
-        for v in m.layer.weights:
-            name = v.name.split("/")[-1].split(":")[0]
-            axis = axes.get(name, {}).get(m.role)
-            if axis is None or id(v) not in products:
-                continue
-            per_batch = [
-                np.moveaxis(p, axis, 0).reshape(p.shape[axis], -1).sum(axis=1)
-                for p in products[id(v)]
-            ]
-            contrib = np.stack(per_batch)  # (batches, channels)
-            total = contrib if total is None else total + contrib
+        n_batches = min((len(products[id(v)]) for v in present), default=0)
+        for b in range(n_batches):
+            arrays = {_short(v): products[id(v)][b] for v in present}
+            rows = rule.channel_rows(m.layer, m.role, arrays)
+            if not rows:
+                break
+            per_channel = np.sum([r.sum(axis=1) for r in rows], axis=0)
+            total = per_channel[None] if total is None else np.vstack([total, per_channel[None]])
         if total is None:
             return None
         return (total**2).mean(axis=0)

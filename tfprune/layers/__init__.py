@@ -6,7 +6,10 @@ from tfprune.layers.masks import (
     MaskedConv2D,
     MaskedConv3D,
     MaskedDense,
+    MaskedGRU,
     MaskedLayerNormalization,
+    MaskedLSTM,
+    MaskedSimpleRNN,
     is_mask_layer,
 )
 
@@ -16,6 +19,9 @@ __all__ = [
     "MaskedConv2D",
     "MaskedConv3D",
     "MaskedDense",
+    "MaskedGRU",
+    "MaskedLSTM",
     "MaskedLayerNormalization",
+    "MaskedSimpleRNN",
     "is_mask_layer",
 ]

@@ -7,7 +7,7 @@ from typing import Any
 import tensorflow_model_optimization as tfmot
 
 from tfprune.compat import keras, tf
-from tfprune.graph.rules import LayerRule, register_rule
+from tfprune.graph.rules import LayerRule, register_rule, rule_for
 
 __all__ = [
     "ChannelMask",
@@ -15,9 +15,13 @@ __all__ = [
     "MaskedConv2D",
     "MaskedConv3D",
     "MaskedDense",
+    "MaskedGRU",
+    "MaskedLSTM",
     "MaskedLayerNormalization",
+    "MaskedSimpleRNN",
     "is_mask_layer",
     "masked_consumer_class",
+    "masked_twin_class",
     "stock_class",
 ]
 
@@ -193,39 +197,120 @@ class MaskedDense(_InputMasked, keras.layers.Dense, tfmot.sparsity.keras.Prunabl
         return outputs
 
 
+class _MaskedRecurrentCell:
+    """Cell mixin: each unit's previous state reaches the gates through a 0/1 mask.
+
+    The cell's ``recurrent_kernel`` reads as the stored kernel with the rows of masked units
+    zeroed, so a pruned unit's state no longer feeds the kept units – exactly what the layer
+    with that unit cut out computes. Its gradients flow to the stored kernel.
+    """
+
+    def build(self, input_shape: Any) -> None:
+        super().build(input_shape)
+        self.mask = _add_mask(self, self.units)
+
+    @property
+    def recurrent_kernel(self) -> Any:
+        kernel = self._tfprune_recurrent_kernel
+        mask = getattr(self, "mask", None)
+        if mask is None:
+            return kernel
+        return kernel * tf.cast(mask, kernel.dtype)[:, None]
+
+    @recurrent_kernel.setter
+    def recurrent_kernel(self, value: Any) -> None:
+        self._tfprune_recurrent_kernel = value
+
+
+class _MaskedRecurrent(_PolicyMixin):
+    """Mixin for SimpleRNN/GRU/LSTM whose cell masks the recurrent kernel by unit."""
+
+    mask_role = "out"
+    _cell_class: type = type(None)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cell.__class__ = self._cell_class  # the stock cell, not built yet
+
+    @property
+    def mask(self) -> Any:
+        """The per-unit 0/1 mask (held by the cell)."""
+        return self.cell.mask
+
+
+def _masked_cell(cell: type) -> type:
+    return type(f"Masked{cell.__name__}", (_MaskedRecurrentCell, cell), {})
+
+
+@keras.utils.register_keras_serializable(package="tfprune")
+class MaskedSimpleRNN(_MaskedRecurrent, keras.layers.SimpleRNN):
+    """SimpleRNN whose pruned units stop feeding their state back (tfprune mask by unit)."""
+
+    _cell_class = _masked_cell(keras.layers.SimpleRNNCell)
+    _tfprune_stock = keras.layers.SimpleRNN
+
+
+@keras.utils.register_keras_serializable(package="tfprune")
+class MaskedGRU(_MaskedRecurrent, keras.layers.GRU):
+    """GRU whose pruned units stop feeding their state back (tfprune mask by unit)."""
+
+    _cell_class = _masked_cell(keras.layers.GRUCell)
+    _tfprune_stock = keras.layers.GRU
+
+
+@keras.utils.register_keras_serializable(package="tfprune")
+class MaskedLSTM(_MaskedRecurrent, keras.layers.LSTM):
+    """LSTM whose pruned units stop feeding their state back (tfprune mask by unit)."""
+
+    _cell_class = _masked_cell(keras.layers.LSTMCell)
+    _tfprune_stock = keras.layers.LSTM
+
+
+# Stock layer class -> its tfprune twin with a mask (on the kernel's input rows for consumers,
+# on the statistics of a layer norm, on the recurrent state of an RNN). Whether a layer may use
+# its twin is its rule's decision (``input_mask``/``self_mask_role``).
 _MASKED_CONSUMERS = {
     keras.layers.Conv1D: MaskedConv1D,
     keras.layers.Conv2D: MaskedConv2D,
     keras.layers.Conv3D: MaskedConv3D,
     keras.layers.Dense: MaskedDense,
 }
+_MASKED_SELF = {
+    keras.layers.LayerNormalization: MaskedLayerNormalization,
+    keras.layers.SimpleRNN: MaskedSimpleRNN,
+    keras.layers.GRU: MaskedGRU,
+    keras.layers.LSTM: MaskedLSTM,
+}
 
 
 def masked_consumer_class(layer: Any) -> type | None:
     """The kernel-masked class for a stock consumer layer, or None (use a ChannelMask)."""
     cls = _MASKED_CONSUMERS.get(type(layer))
-    if cls is None or (getattr(layer, "groups", 1) or 1) > 1:
-        return None
-    if getattr(layer, "data_format", "channels_last") == "channels_first":
-        return None
-    if getattr(layer, "padding", "") == "causal":
+    if cls is None or rule_for(layer).input_mask(layer) != "kernel":
         return None
     return cls
 
 
+def masked_twin_class(layer: Any) -> type | None:
+    """The class that masks ``layer``'s own channels (its rule's ``self_mask_role``), or None."""
+    if rule_for(layer).self_mask_role(layer) is None:
+        return None
+    return _MASKED_SELF.get(type(layer))
+
+
 def stock_class(layer: Any) -> type | None:
     """The stock tf_keras class a tfprune masked layer stands for (None for ChannelMask)."""
-    for stock, masked in _MASKED_CONSUMERS.items():
+    for stock, masked in list(_MASKED_CONSUMERS.items()) + list(_MASKED_SELF.items()):
         if type(layer) is masked:
             return stock
-    if type(layer) is MaskedLayerNormalization:
-        return keras.layers.LayerNormalization
     return None
 
 
 def is_mask_layer(layer: Any) -> bool:
     """Whether ``layer`` holds a per-channel ``mask`` variable managed by tfprune."""
-    return isinstance(layer, (ChannelMask, MaskedLayerNormalization, _InputMasked))
+    return isinstance(
+        layer, (ChannelMask, MaskedLayerNormalization, _InputMasked, _MaskedRecurrent)
+    )
 
 
 class _ChannelMaskRule(LayerRule):

@@ -415,8 +415,21 @@ def execute_spec(
     base_params = tfprune.count_params(base_model).total
     base_flops = tfprune.count_flops(base_model).total
 
+    target = None
+    run_spec = spec
+    if opts.target:
+        # One operating point for every method: the ratio whose exact counts meet the target.
+        target = tfprune.find_sparsity_for_target(
+            base_model,
+            dict(opts.target),
+            sparsity=spec.ratio if isinstance(spec.ratio, dict) else None,
+            skip=opts.skip,
+        )
+        options = {k: v for k, v in spec.options.items() if k != "target"}
+        run_spec = dataclasses.replace(spec, ratio=target.sparsity, options=options)
+        log(f"target {target.metric} {target.target:g}: ratio {target.scale:.4g}")
     keras.utils.set_random_seed(spec.seed + 7919)
-    result = method.apply(base_model, spec, data, strategy, log)
+    result = method.apply(base_model, run_spec, data, strategy, log)
     model = result.model
     prune_epochs = result.prune_epochs
     params = tfprune.count_params(model).total
@@ -491,6 +504,15 @@ def execute_spec(
         "base_seconds": float(base_meta.get("seconds", 0.0)),
         "base_cached": bool(base_meta.get("cached", False)),
     }
+    if target is not None:
+        metrics["target_metric"] = target.metric
+        metrics["target"] = float(target.target)
+        metrics["target_achieved"] = float(
+            base_flops / max(flops, 1)
+            if target.metric == "flops_reduction"
+            else base_params / max(params, 1)
+        )
+        metrics["target_ratio"] = target.scale
     if opts.squeezed_from is not None:
         # SX-B: achieved pipeline FLOPs over Scratch-E's (the full schedule, all at F2).
         scratch_e = float(spec.base.get("schedule_epochs", opts.squeezed_from)) * flops

@@ -101,6 +101,7 @@ _COMMON_DEFAULTS: dict[str, Any] = {
     "optimizer": "sgd",
     "baselines": True,
     "weight_decay_mode": "coupled",
+    "target": None,
     "jsv_samples": 1000,
     "jsv_every_epoch": False,
     "metric": "final_acc",
@@ -229,6 +230,8 @@ def _options(cfg: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
         "jsv_samples": int(cfg["jsv_samples"]),
         "jsv_every_epoch": bool(cfg["jsv_every_epoch"]),
     }
+    if cfg.get("target"):
+        opts["target"] = dict(cfg["target"])
     if cfg.get("model_kwargs"):
         opts["model_kwargs"] = dict(cfg["model_kwargs"])
     if cfg.get("data_options"):
@@ -300,6 +303,17 @@ ROW_COLUMNS = [
     "diff_vs_ref",
     "p_vs_ref",
 ]
+
+
+def _columns(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """``columns`` plus the optional ones some row has (target vs achieved, SX-B FLOPs ratio)."""
+    out = [c for c in columns if c != "flops_vs_scratch_e"]
+    if any(r.get("target") is not None for r in rows) and "target" not in out:
+        i = out.index("target_ratio") + 1 if "target_ratio" in out else len(out)
+        out[i:i] = ["target", "achieved"]
+    if any(r.get("flops_vs_scratch_e") is not None for r in rows):
+        out.append("flops_vs_scratch_e")
+    return out
 
 
 def _group(records: Iterable[RunRecord]) -> dict[str, list[RunRecord]]:
@@ -430,6 +444,11 @@ def summarize_cells(
         }
         if "flops_vs_scratch_e" in m[0]:
             row["flops_vs_scratch_e"] = m[0].get("flops_vs_scratch_e")
+        if m[0].get("target") is not None:
+            name = "FLOPs" if m[0].get("target_metric") == "flops_reduction" else "params"
+            row["target"] = f"{name} ×{m[0]['target']:g}"
+            row["target_ratio"] = f"{m[0].get('target_ratio', float('nan')):.4g}"
+            row["achieved"] = m[0].get("target_achieved")
         rows.append(row)
     if reference is not None:
         for row in rows:
@@ -519,8 +538,8 @@ class FinetuneLR(Protocol):
     (``"steps"``: ×0.1 decays in equal stages, the DI MNIST schedules; ``"cosine"``; or
     ``"halving"``), ``lr_schedules`` (``{lr: schedule}``: the exact schedule of an LR, e.g.
     ``steps:0.01@0,0.001@60,0.0001@90``, overriding ``schedule_type``), ``budgets`` (retraining
-    epochs), ``scratch_budget`` (``"E"``/``"B"``/None for the scratch baseline, trained with the
-    base recipe stretched to that budget), ``regularization`` (``{method: greg1|greg2|tpp|
+    epochs), ``scratch_budget`` (a list of ``"E"``/``"B"``/None, one scratch baseline each, trained with the base recipe stretched to that budget; ``scratch_b_variant``
+    picks the Scratch-B formula), ``regularization`` (``{method: greg1|greg2|tpp|
     slimming|group_lasso, max_epochs, lr_prune, <callback arguments>}`` adds that method) and
     ``reference`` (the method every cell is compared with at the same LR and budget).
     """
@@ -539,7 +558,8 @@ class FinetuneLR(Protocol):
         "lr_schedules": {},
         "budgets": [20],
         "jsv_every_epoch": True,
-        "scratch_budget": "E",
+        "scratch_budget": ["E"],
+        "scratch_b_variant": "why",
         "regularization": {},
     }
 
@@ -597,22 +617,27 @@ class FinetuneLR(Protocol):
                     recipe = _recipe(cfg, self._schedule(cfg, lr), budget)
                     for seed in seeds:
                         specs.append(_spec(self.name, cfg, cell, "random", recipe, seed))
-                sb = cfg["scratch_budget"]
-                cell = f"Scratch-{sb} / {budget}ep" if sb else f"Scratch / {budget}ep"
+                budgets = cfg["scratch_budget"]
+                if not isinstance(budgets, (list, tuple)):
+                    budgets = [budgets]
                 recipe = _scratch_recipe(cfg)
-                for seed in seeds:
-                    specs.append(
-                        _spec(
-                            self.name,
-                            cfg,
-                            cell,
-                            "scratch",
-                            recipe,
-                            seed,
-                            scratch_budget=sb,
-                            pipeline_epochs=int(budget),
+                for sb in budgets:
+                    cell = f"Scratch-{sb} / {budget}ep" if sb else f"Scratch / {budget}ep"
+                    extra = {"scratch_b_variant": cfg["scratch_b_variant"]} if sb == "B" else {}
+                    for seed in seeds:
+                        specs.append(
+                            _spec(
+                                self.name,
+                                cfg,
+                                cell,
+                                "scratch",
+                                recipe,
+                                seed,
+                                scratch_budget=sb,
+                                pipeline_epochs=int(budget),
+                                **extra,
+                            )
                         )
-                    )
         return specs
 
     def summarize(
@@ -686,8 +711,7 @@ class FinetuneLR(Protocol):
                     f"gap at {epochs} epochs: {100 * gap:+.2f} points vs "
                     f"{100 * plain:+.2f} for {method_label(plain_name)}."
                 )
-        columns = [*ROW_COLUMNS[:9], "ta_mean", *ROW_COLUMNS[10:]]
-        return Summary(rows, verdicts, columns, curves)
+        return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
 
 
 # --------------------------------------------------------------------------------------------
@@ -869,8 +893,7 @@ class ScratchVsPrune(Protocol):
                 f"{_pct(ref_row['mean'])} ({100 * (diff or 0):+.2f} points, paired "
                 f"p={_p(row['p_vs_ref'])}{sig}); setup {row['setup']}{flops}."
             )
-        columns = [*ROW_COLUMNS, "flops_vs_scratch_e"]
-        return Summary(rows, verdicts, columns, curves)
+        return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
 
 
 # --------------------------------------------------------------------------------------------
@@ -964,7 +987,7 @@ class RetrainSchedules(Protocol):
                     f"{row['cell']} vs {row['reference']}: {100 * row['diff_vs_ref']:+.2f} "
                     f"points (paired p={_p(row['p_vs_ref'])}; setup {row['setup']})."
                 )
-        return Summary(rows, verdicts, list(ROW_COLUMNS), curves)
+        return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1097,7 +1120,7 @@ class CrossRecipe(Protocol):
             verdicts.append(sentence)
         else:
             verdicts.append(f"incomplete 2×2 grid ({len(acc)} of 4 cells): no verdict yet")
-        return Summary(rows, verdicts, list(ROW_COLUMNS), curves)
+        return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1178,7 +1201,7 @@ class RatioSweep(Protocol):
                 f"{method_label(method)} mean JSV after pruning by ratio ({text}): "
                 f"{'monotone collapse' if mono else 'not monotone'}."
             )
-        return Summary(rows, verdicts, list(ROW_COLUMNS), curves)
+        return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
 
 
 # --------------------------------------------------------------------------------------------

@@ -181,6 +181,11 @@ class RunOptions:
             finishes).
         prune_schedule: LR schedule of the regularized pruning stage (default constant 1e-3,
             the authors' ``lr_prune``).
+        target: A matched operating point instead of the ratio, e.g.
+            ``{"flops_reduction": 2.0}`` or ``{"params_reduction": 3.0}``: the uniform ratio
+            (or the scale of a ``{regex: ratio}`` scheme) is searched with
+            :func:`tfprune.find_sparsity_for_target` so that every method of a grid prunes to
+            the same achieved reduction (within 1 %).
     """
 
     jsv_samples: int = 1000
@@ -198,6 +203,7 @@ class RunOptions:
     regularization: dict = dataclasses.field(default_factory=dict)
     prune_max_epochs: int = 30
     prune_schedule: str = "0:0.001"
+    target: dict | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunOptions:
@@ -222,6 +228,11 @@ class RunOptions:
         for key in ("jsv_every_epoch", "eval_every_epoch", "squeeze_base_by_speedup"):
             if key in kw and not isinstance(kw[key], bool):
                 raise ConfigError(f"options.{key} must be true or false, got {kw[key]!r}")
+        if kw.get("target") is not None and not isinstance(kw["target"], Mapping):
+            raise ConfigError(
+                f"options.target must be a mapping such as {{flops_reduction: 2.0}}, got "
+                f"{kw['target']!r}"
+            )
         for key in ("model_kwargs", "data_options", "regularization"):
             if key in kw and not isinstance(kw[key], Mapping):
                 raise ConfigError(f"options.{key} must be a mapping, got {kw[key]!r}")

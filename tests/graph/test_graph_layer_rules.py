@@ -1,0 +1,214 @@
+"""Rules for layer types users have: recurrent units, wrappers, locally connected, tf.split.
+
+Each prunable family is checked the same way: the stripped model computes what the masked one
+computes (relative error <= 1e-5), is smaller, and counts fewer FLOPs. Families tfprune cannot
+prune yet block with a reason that names the layer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow_model_optimization as tfmot
+
+import tfprune
+from tfprune.compat import keras, tf
+from tfprune.errors import IncompatiblePlanError
+
+L = keras.layers
+
+
+def _inputs(model, seed=1):
+    rng = np.random.default_rng(seed)
+    xs = []
+    for t in model.inputs:
+        shape = (3, *t.shape[1:])
+        if t.dtype.is_integer:
+            xs.append(rng.integers(0, 20, shape).astype(t.dtype.as_numpy_dtype))
+        else:
+            xs.append(rng.standard_normal(shape).astype("float32"))
+    return xs
+
+
+def _rel_err(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12))
+
+
+def _check(model, sparsity=0.5):
+    """Prune + strip; asserts masked == stripped, fewer params and FLOPs. Returns both."""
+    masked = tfprune.prune_filters(model, sparsity)
+    small = tfprune.strip_filters(masked)
+    xs = _inputs(model)
+    err = _rel_err(masked(xs), small(xs))
+    assert err <= 1e-5, err
+    assert small.count_params() < model.count_params()
+    assert tfprune.count_flops(small).total < tfprune.count_flops(model).total
+    return masked, small
+
+
+def _text_classifier():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((12,), dtype="int32")
+    h = L.Embedding(20, 16, name="emb")(x)
+    h = L.LSTM(10, return_sequences=True, name="lstm")(h)
+    h = L.GRU(8, return_sequences=True, name="gru")(h)
+    h = L.SimpleRNN(6, name="rnn")(h)
+    return keras.Model(x, L.Dense(3, name="head")(h))
+
+
+def test_lstm_gru_simple_rnn_text_classifier_prunes_units_exactly():
+    model = _text_classifier()
+    report = tfprune.explain(model)
+    assert report.prunable_fraction > 0.9
+    _, small = _check(model)
+    assert [small.get_layer(n).units for n in ("lstm", "gru", "rnn")] == [5, 4, 3]
+    assert small.get_layer("emb").output_dim == 8
+    assert all(type(layer).__module__.startswith("tf_keras.") for layer in small.layers)
+
+
+def test_masked_lstm_trains_with_pruned_units_kept_out():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6,), dtype="int32")
+    h = L.LSTM(8, name="lstm")(L.Embedding(20, 4)(x))
+    model = keras.Model(x, L.Dense(2)(h))
+    masked = tfprune.prune_filters(model, 0.5)
+    assert type(masked.get_layer("lstm")).__name__ == "MaskedLSTM"
+    masked.compile("sgd", "mse", run_eagerly=True)
+    xs = _inputs(model, seed=3)
+    before = masked.get_layer("lstm").cell.mask.numpy().copy()
+    masked.fit(xs[0], np.ones((3, 2), "float32"), epochs=1, verbose=0)
+    assert np.array_equal(masked.get_layer("lstm").cell.mask.numpy(), before)
+    small = tfprune.strip_filters(masked)
+    assert small.get_layer("lstm").units == 4
+    assert _rel_err(masked(xs), small(xs)) <= 1e-5
+
+
+def test_recurrent_layer_called_with_initial_state_blocks_with_a_reason():
+    x = keras.Input((4, 3))
+    s = keras.Input((5,))
+    y = L.GRU(5, name="gru")(x, initial_state=s)
+    model = keras.Model([x, s], L.Dense(2)(y))
+    reasons = [r for row in tfprune.explain(model).rows for r in row["reasons"]]
+    assert any("'gru'" in r and "states" in r for r in reasons), reasons
+
+
+def test_time_distributed_conv_and_dense_prune_through_the_wrapper():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((4, 6, 6, 3))
+    h = L.TimeDistributed(L.Conv2D(8, 3), name="td_conv")(x)
+    h = L.TimeDistributed(L.Flatten(), name="td_flat")(h)
+    h = L.TimeDistributed(L.Dense(7, activation="relu"), name="td_dense")(h)
+    h = L.LSTM(5, name="lstm")(h)
+    model = keras.Model(x, L.Dense(2)(h))
+    _, small = _check(model)
+    assert small.get_layer("td_conv").layer.filters == 4
+    assert small.get_layer("td_dense").layer.units == 3
+
+
+def test_tfmot_prune_low_magnitude_wrapper_prunes_filters_through_it():
+    keras.utils.set_random_seed(0)
+    plm = tfmot.sparsity.keras.prune_low_magnitude
+    x = keras.Input((10,))
+    h = plm(L.Dense(12, activation="relu", name="d1"))(x)
+    h = plm(L.Dense(6, name="d2"))(h)
+    model = keras.Model(x, L.Dense(2)(h))
+    _, small = _check(model)
+    wrapped = small.get_layer("prune_low_magnitude_d1")
+    assert type(wrapped).__name__ == "PruneLowMagnitude" and wrapped.layer.units == 6
+    # Its sparsity mask is sliced with the kernel it masks.
+    masks = [v for v in wrapped.weights if v.name.endswith("/mask:0")]
+    assert masks and tuple(masks[0].shape) == (10, 6)
+
+
+def test_quantize_wrapper_blocks_and_says_to_prune_before_quantizing():
+    x = keras.Input((6,))
+    h = L.Dense(8, name="d1")(x)
+    annotate = tfmot.quantization.keras.quantize_annotate_layer
+    model = keras.Model(x, L.Dense(2, name="d2")(annotate(L.Dense(4, name="q"))(h)))
+    q_model = tfmot.quantization.keras.quantize_apply(model)
+    reasons = [r for row in tfprune.explain(q_model).rows for r in row["reasons"]]
+    assert any("quantiz" in r and "prune the float model first" in r for r in reasons)
+
+
+def test_locally_connected_1d_and_2d_prune_filters_and_input_channels():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((8, 8, 3))
+    h = L.Conv2D(6, 3, name="conv")(x)
+    h = L.LocallyConnected2D(5, 3, activation="relu", name="lc2")(h)
+    h = L.Reshape((16, 5))(h)
+    h = L.LocallyConnected1D(4, 3, name="lc1")(h)
+    model = keras.Model(x, L.Dense(2)(L.Flatten()(h)))
+    _, small = _check(model)
+    assert small.get_layer("lc2").filters == 2 and small.get_layer("lc1").filters == 2
+
+
+def test_split_on_channels_prunes_each_part_alike_and_concat_undoes_it():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6, 6, 3))
+    h = L.Conv2D(8, 3, padding="same", name="conv")(x)
+    a, b = tf.split(h, 2, axis=-1)
+    a = L.Conv2D(5, 1, name="after_a")(a)
+    h = tf.concat([L.ReLU()(b), a], axis=-1)
+    model = keras.Model(x, L.Dense(2)(L.GlobalAveragePooling2D()(h)))
+    _, small = _check(model)
+    assert small.get_layer("conv").filters % 2 == 0 and small.get_layer("conv").filters < 8
+
+
+def test_split_into_fixed_sizes_on_channels_blocks():
+    x = keras.Input((6,))
+    h = L.Dense(6, name="d")(x)
+    a, b = tf.split(h, [2, 4], axis=-1)
+    model = keras.Model(x, [L.Dense(1)(a), L.Dense(1)(b)])
+    row = next(r for r in tfprune.explain(model).rows if "d" in r["producers"])
+    assert not row["prunable"] and any("fixed sizes" in r for r in row["reasons"])
+
+
+def _vit_like():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((16, 16, 3))
+    h = L.Conv2D(16, 4, strides=4, name="patches")(x)
+    h = L.Reshape((16, 16))(h)
+    for i in range(2):
+        a = L.LayerNormalization(name=f"ln{i}a")(h)
+        h = L.Add()([h, L.MultiHeadAttention(2, 8, name=f"mha{i}")(a, a)])
+        m = L.LayerNormalization(name=f"ln{i}b")(h)
+        m = L.Dense(32, activation="gelu", name=f"mlp{i}_up")(m)
+        h = L.Add()([h, L.Dense(16, name=f"mlp{i}_down")(m)])
+    return keras.Model(x, L.Dense(3, name="head")(L.GlobalAveragePooling1D()(h)))
+
+
+def test_vit_like_model_prunes_its_mlp_units_and_counts_attention():
+    model = _vit_like()
+    flops = tfprune.count_flops(model)
+    assert not flops.is_lower_bound and flops.per_layer["mha0"] > 0
+    _, small = _check(model)
+    assert small.get_layer("mlp0_up").units == 16
+
+
+def test_bidirectional_blocks_with_a_reason_that_names_it():
+    x = keras.Input((5, 4))
+    h = L.Dense(6, name="before")(x)
+    h = L.Bidirectional(L.LSTM(3), name="bi")(h)
+    model = keras.Model(x, L.Dense(2)(h))
+    reasons = [r for row in tfprune.explain(model).rows for r in row["reasons"]]
+    assert any("bi" in r and "Bidirectional" in r for r in reasons)
+
+
+def test_apply_plan_rejects_a_plan_that_contradicts_an_add_coupling():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6,))
+    a = L.Dense(8, name="a")(x)
+    b = L.Dense(8, name="b")(x)
+    model = keras.Model(x, L.Dense(2, name="head")(L.Add(name="add")([a, b])))
+    _, plan = tfprune.strip_filters(tfprune.prune_filters(model, 0.5), return_plan=True)
+    assert tfprune.apply_plan(model, plan).get_layer("a").units == 4  # the honest plan fits
+    bad = plan.to_dict()
+    kept_a = bad["layers"]["a"]["out"]["kept"]
+    other = [i for i in range(8) if i not in kept_a]
+    bad["layers"]["b"]["out"]["kept"] = other[: len(kept_a)]
+    with pytest.raises(IncompatiblePlanError, match=r"'a'.*'b'|'b'.*'a'"):
+        tfprune.apply_plan(model, bad)
+    del bad["layers"]["b"]
+    with pytest.raises(IncompatiblePlanError, match="coupling"):
+        tfprune.apply_plan(model, bad)
