@@ -538,8 +538,9 @@ class FinetuneLR(Protocol):
     (``"steps"``: ×0.1 decays in equal stages, the DI MNIST schedules; ``"cosine"``; or
     ``"halving"``), ``lr_schedules`` (``{lr: schedule}``: the exact schedule of an LR, e.g.
     ``steps:0.01@0,0.001@60,0.0001@90``, overriding ``schedule_type``), ``budgets`` (retraining
-    epochs), ``scratch_budget`` (a list of ``"E"``/``"B"``/None, one scratch baseline each, trained with the base recipe stretched to that budget; ``scratch_b_variant``
-    picks the Scratch-B formula), ``regularization`` (``{method: greg1|greg2|tpp|
+    epochs), ``scratch_budget`` (a list of ``"E"``/``"B"``/None, one scratch baseline each,
+    trained with the base recipe stretched to that budget; ``scratch_b_variant`` picks the
+    Scratch-B formula), ``regularization`` (``{method: greg1|greg2|tpp|
     slimming|group_lasso, max_epochs, lr_prune, <callback arguments>}`` adds that method) and
     ``reference`` (the method every cell is compared with at the same LR and budget).
     """
