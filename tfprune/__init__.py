@@ -22,8 +22,10 @@ from tfprune.pruning import (
     prune_filters,
 )
 from tfprune.regularization import (
+    ConvOrthogonality,
     GroupLasso,
     GrowingRegularization,
+    KernelOrthogonality,
     NetworkSlimming,
     TrainabilityPreserving,
 )
@@ -36,11 +38,13 @@ __version__ = "0.1.0"
 __all__ = [
     "ChannelGroup",
     "ChannelMask",
+    "ConvOrthogonality",
     "FilterPruner",
     "GroupLasso",
     "GrowingRegularization",
     "JSVStats",
     "JacobianSingularValues",
+    "KernelOrthogonality",
     "LayerRule",
     "ModelCount",
     "NetworkSlimming",
