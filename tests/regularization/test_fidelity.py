@@ -177,3 +177,25 @@ def test_tpp_warns_when_stabilization_is_shorter_than_the_zeroing_turns():
     tpp = TrainabilityPreserving(0.5, stabilize_steps=100, zero_out_interval=100)
     with pytest.warns(UserWarning, match="shorter than zero_out_interval=100 x 5"):
         tpp.set_model(model)
+
+
+def test_tpp_zeroing_under_mirrored_strategy(mirrored_strategy):
+    model = masked_cnn(strategy=mirrored_strategy)
+    tpp = TrainabilityPreserving(
+        0.5,
+        delta=1.0,
+        ceiling=1.0,
+        update_every=1,
+        stabilize_steps=100,
+        zero_out_interval=1,
+        mag_ratio_limit=1.01,
+    )
+    _fit(model, tpp, 1 + 6)  # every group's turn (1..5 for 5 conv/dense layers) has passed
+    assert int(tpp.state["zeroed"].numpy()) == len(tpp.groups)
+    for g in tpp.groups:
+        pruned = tpp.state[f"g{g.id}_pruned"].numpy() > 0.5
+        for s in tpp.slices[g.id]:
+            if s.kind in ("filter", "norm"):
+                for replica in getattr(s.variable, "values", [s.variable]):
+                    rows = np.moveaxis(replica.numpy(), s.axis, 0)[pruned[s.units]]
+                    np.testing.assert_array_equal(rows, 0.0)
