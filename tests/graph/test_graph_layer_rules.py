@@ -81,6 +81,11 @@ def test_masked_lstm_trains_with_pruned_units_kept_out():
     assert np.array_equal(masked.get_layer("lstm").cell.mask.numpy(), before)
     small = tfprune.strip_filters(masked)
     assert small.get_layer("lstm").units == 4
+    # The masked layer serialises like any Keras layer and comes back with its masked cell.
+    copy = keras.layers.deserialize(
+        keras.layers.serialize(masked.get_layer("lstm")), custom_objects=tfprune.custom_objects()
+    )
+    assert type(copy).__name__ == "MaskedLSTM" and type(copy.cell).__name__ == "MaskedLSTMCell"
     assert _rel_err(masked(xs), small(xs)) <= 1e-5
 
 

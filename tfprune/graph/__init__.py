@@ -8,9 +8,10 @@ from tfprune.graph.groups import (
     channel_groups,
     explain,
 )
-from tfprune.graph.rules import LayerRule, register_rule
+from tfprune.graph.rules import ChannelContext, LayerRule, register_rule, unregister_rule
 
 __all__ = [
+    "ChannelContext",
     "ChannelGroup",
     "ExplainReport",
     "LayerRule",
@@ -19,4 +20,5 @@ __all__ = [
     "channel_groups",
     "explain",
     "register_rule",
+    "unregister_rule",
 ]

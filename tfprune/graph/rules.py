@@ -31,13 +31,14 @@ from tfprune.compat import (
     tfmot_prune_wrapper_class,
     tfmot_quantize_wrapper_class,
 )
-from tfprune.errors import UnsupportedModelError
+from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 
 __all__ = [
     "ChannelContext",
     "LayerRule",
     "register_rule",
     "rule_for",
+    "unregister_rule",
     "ELEMENTWISE_OPS",
     "KERNEL_NAMES",
     "Role",
@@ -345,12 +346,26 @@ _RULES: list[LayerRule] = []
 
 
 def register_rule(rule: LayerRule, *, first: bool = True) -> LayerRule:
-    """Register a channel rule; user rules go first so they override the built-in ones."""
+    """Register a rule (a :class:`LayerRule` instance) for a layer type tfprune should prune.
+
+    User rules go first (``first=True``) so they override the built-in ones. Returns ``rule``,
+    so it can later be removed with :func:`unregister_rule`.
+    """
+    if not isinstance(rule, LayerRule):
+        raise InvalidArgumentError(
+            f"register_rule expects a LayerRule instance, got {type(rule).__name__}"
+        )
     if first:
         _RULES.insert(0, rule)
     else:
         _RULES.append(rule)
     return rule
+
+
+def unregister_rule(rule: LayerRule) -> None:
+    """Remove a rule added with :func:`register_rule` (a no-op if it is not registered)."""
+    while rule in _RULES:
+        _RULES.remove(rule)
 
 
 def rule_for(layer: Any) -> LayerRule:
