@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import tfprune
@@ -117,3 +118,28 @@ def test_target_one_means_no_pruning():
     model = small_cnn(width=8, seed=0)
     found = tfprune.find_sparsity_for_target(model, {"flops_reduction": 1.0})
     assert found.sparsity == 0.0 and found.achieved == 1.0
+
+
+def test_speedup_target_is_measured_on_stripped_models():
+    # Latency is measured, so only the plumbing is asserted here (no timing assertions).
+    model = small_cnn(width=32, seed=0)
+    x = np.random.default_rng(0).normal(size=(16, 8, 8, 1)).astype(np.float32)
+    found = tfprune.find_sparsity_for_target(
+        model, {"speedup": 1.2}, latency_inputs=x, tolerance=0.9
+    )
+    assert found.metric == "speedup" and found.tolerance == 0.9
+    assert found.dense > 0 and found.pruned > 0  # median seconds per batch
+    assert found.achieved == pytest.approx(found.dense / found.pruned)
+    assert 0.0 <= found.sparsity < 1.0 and found.evaluations <= 12
+    json.dumps(found.to_dict())
+    with pytest.raises(InvalidArgumentError, match=r"speedup=1000 is not reachable"):
+        tfprune.prune_filters(model, target={"speedup": 1000.0}, latency_inputs=x)
+
+
+def test_speedup_target_needs_inputs_for_unknown_shapes():
+    inputs = keras.Input((None, None, 3))
+    h = keras.layers.Conv2D(8, 3, name="c1")(inputs)
+    h = keras.layers.Conv2D(8, 3, name="c2")(h)
+    model = keras.Model(inputs, keras.layers.GlobalAveragePooling2D()(h))
+    with pytest.raises(InvalidArgumentError, match="latency_inputs="):
+        tfprune.find_sparsity_for_target(model, {"speedup": 1.5})

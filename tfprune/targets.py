@@ -1,8 +1,9 @@
 """Matched operating points: the pruning ratio that reaches a FLOPs or parameter reduction.
 
 Comparing pruning methods is only fair at equal cost of the pruned model. Instead of a ratio,
-ask for a *target*: ``{"flops_reduction": 2.0}`` (dense FLOPs / pruned FLOPs) or
-``{"params_reduction": 2.0}`` (dense parameters / pruned parameters). The search bisects the
+ask for a *target*: ``{"flops_reduction": 2.0}`` (dense FLOPs / pruned FLOPs),
+``{"params_reduction": 2.0}`` (dense parameters / pruned parameters) or ``{"speedup": 1.5}``
+(dense / pruned measured inference latency, see :class:`LatencyMeter`). The search bisects the
 uniform ratio (or the scale factor of a per-layer ratio mapping) over the exact counts of the
 model that :func:`tfprune.strip_filters` would build, and returns the ratio whose achieved
 reduction is closest to the target, within a relative tolerance (1 % by default).
@@ -29,20 +30,25 @@ from tfprune.flops import count_flops, count_params
 from tfprune.graph.groups import Analysis
 from tfprune.graph.rebuild import weight_short_name
 from tfprune.graph.rules import rule_for
+from tfprune.profiling import measure_latency
 from tfprune.selection import RatioSpec
+from tfprune.surgery import cut_channels
 
 __all__ = [
     "TARGET_METRICS",
     "MAX_RATIO",
+    "LatencyMeter",
     "ReducedCounter",
     "TargetResult",
     "check_target",
     "search_target",
 ]
 
-#: The reductions a target can name: dense / pruned FLOPs (MACs of conv and dense layers) or
-#: dense / pruned trainable parameters.
-TARGET_METRICS = ("flops_reduction", "params_reduction")
+#: The reductions a target can name: dense / pruned FLOPs (MACs of conv and dense layers),
+#: dense / pruned trainable parameters, or dense / pruned measured latency.
+TARGET_METRICS = ("flops_reduction", "params_reduction", "speedup")
+#: Default relative tolerance: exact counts, and the noisier measured latency.
+DEFAULT_TOLERANCE = {"flops_reduction": 0.01, "params_reduction": 0.01, "speedup": 0.05}
 #: Largest ratio the search gives any layer (a layer always keeps at least one filter anyway).
 MAX_RATIO = 1.0 - 1e-6
 _KERNELS = ("kernel", "depthwise_kernel", "pointwise_kernel")
@@ -77,14 +83,15 @@ class TargetResult:
     """The outcome of a target search.
 
     Attributes:
-      metric: ``"flops_reduction"`` or ``"params_reduction"``.
+      metric: ``"flops_reduction"``, ``"params_reduction"`` or ``"speedup"``.
       target: the requested factor (dense / pruned).
       achieved: the factor the returned ``sparsity`` gives (exact counts).
       sparsity: what to pass as ``sparsity=`` to :func:`tfprune.prune_filters` or to a
         regularization callback: the uniform ratio, or the scaled ``{pattern: ratio}`` mapping.
       scale: the uniform ratio, or the factor the given mapping's ratios were multiplied by.
-      dense: the dense model's count (MACs or trainable parameters).
-      pruned: the pruned model's count.
+      dense: the dense model's count (MACs or trainable parameters), or its median latency in
+        seconds per batch for ``"speedup"``.
+      pruned: the same for the pruned model.
       tolerance: the relative tolerance the search had to meet.
       evaluations: how many ratios were counted.
       uncounted: layers with weights but no FLOPs rule (their FLOPs count as 0 on both sides).
@@ -95,8 +102,8 @@ class TargetResult:
     achieved: float
     sparsity: float | dict[str, float]
     scale: float
-    dense: int
-    pruned: int
+    dense: float
+    pruned: float
     tolerance: float
     evaluations: int
     uncounted: tuple[str, ...] = ()
@@ -181,6 +188,43 @@ class ReducedCounter:
         return macs, params
 
 
+class LatencyMeter:
+    """Measured speedup of the stripped model: dense / pruned median latency per batch.
+
+    The dense model is timed once; every try builds the stripped model (as
+    :func:`tfprune.strip_filters` would) and times it the same way
+    (:func:`tfprune.profiling.measure_latency`, inference mode inside one ``tf.function``).
+    Latency is noisy: ratios are compared on medians of ``runs`` calls.
+    """
+
+    def __init__(self, model: Any, analysis: Analysis, inputs: Any, runs: int = 30) -> None:
+        self.analysis = analysis
+        self.inputs = inputs
+        self.runs = int(runs)
+        self.dense = measure_latency(model, inputs, runs=self.runs)["median"]
+
+    def measure(self, pruned: Mapping[int, np.ndarray]) -> tuple[float, float]:
+        """(speedup, pruned latency) of the model without ``pruned``."""
+        small = cut_channels(self.analysis, dict(pruned))
+        latency = measure_latency(small, self.inputs, runs=self.runs)["median"]
+        return (self.dense / latency if latency > 0 else math.inf), latency
+
+
+def latency_inputs(model: Any, batch_size: int = 32, seed: int = 0) -> Any:
+    """Random float inputs of ``batch_size`` for every model input (for :class:`LatencyMeter`)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for t in model.inputs:
+        dims = list(t.shape)[1:]
+        if any(d is None for d in dims):
+            raise InvalidArgumentError(
+                f"target speedup needs latency_inputs=: input {t.name!r} has shape "
+                f"{tuple(t.shape)} with unknown dimensions; pass a batch of real inputs."
+            )
+        out.append(rng.normal(size=(batch_size, *dims)).astype(np.float32))
+    return out[0] if len(out) == 1 else out
+
+
 def search_target(
     metric: str,
     target: float,
@@ -189,13 +233,15 @@ def search_target(
     sparsity: Mapping[str, float] | None,
     skip: tuple[str, ...],
     tolerance: float = 0.01,
+    meter: LatencyMeter | None = None,
 ) -> TargetResult:
     """Bisect the uniform ratio (``sparsity=None``) or the scale of a ratio mapping.
 
     ``pruned_for(spec)`` returns the units the selection removes for ``spec``. The achieved
     reduction grows monotonically with the ratio and changes in steps (a layer's filter count is
     an integer): the search locates the step that crosses ``target`` to 1e-9 in ratio and takes
-    the closer side.
+    the closer side. For ``"speedup"`` (``meter`` given) every try builds and times a model, so
+    the ratio is located to 1/256 of its range.
     """
     if sparsity is not None:
         base = {str(k): float(v) for k, v in sparsity.items()}
@@ -216,7 +262,12 @@ def search_target(
         def spec_for(s: float) -> tuple[RatioSpec, Any]:
             return RatioSpec(float(s), (), skip), float(s)
 
-    dense = counter.dense_macs if metric == "flops_reduction" else counter.dense_params
+    if metric == "speedup":
+        if meter is None:  # pragma: no cover - internal misuse
+            raise ValueError("speedup needs a LatencyMeter")
+        dense = meter.dense
+    else:
+        dense = counter.dense_macs if metric == "flops_reduction" else counter.dense_params
     if dense <= 0:
         raise UnsupportedModelError(
             f"the model has no {'conv/dense FLOPs' if metric == 'flops_reduction' else 'params'}"
@@ -226,9 +277,13 @@ def search_target(
 
     def reduction(s: float) -> tuple[float, int]:
         if s not in cache:
-            macs, params = counter.counts(pruned_for(spec_for(s)[0]))
-            n = macs if metric == "flops_reduction" else params
-            cache[s] = (dense / n if n > 0 else math.inf, n)
+            pruned = pruned_for(spec_for(s)[0])
+            if meter is not None:
+                cache[s] = meter.measure(pruned)
+            else:
+                macs, params = counter.counts(pruned)
+                n = macs if metric == "flops_reduction" else params
+                cache[s] = (dense / n if n > 0 else math.inf, n)
         return cache[s]
 
     def result(s: float) -> TargetResult:
@@ -239,8 +294,8 @@ def search_target(
             achieved=float(achieved),
             sparsity=spec_for(s)[1],
             scale=float(s),
-            dense=int(dense),
-            pruned=int(n),
+            dense=dense,
+            pruned=n,
             tolerance=float(tolerance),
             evaluations=len(cache),
             uncounted=counter.uncounted,
@@ -258,7 +313,8 @@ def search_target(
             "max_group_sparsity)."
         )
     lo, hi = 0.0, s_max  # reduction(lo) < target <= reduction(hi), or hi is s_max
-    while hi - lo > 1e-9:
+    resolution = 1e-9 if meter is None else s_max / 256
+    while hi - lo > resolution:
         mid = 0.5 * (lo + hi)
         if reduction(mid)[0] >= target:
             hi = mid
@@ -270,7 +326,10 @@ def search_target(
             f"target {metric}={target:g} cannot be met within {tolerance:.1%}: the closest "
             f"operating points are {reduction(lo)[0]:.4g}x and {reduction(hi)[0]:.4g}x (filter "
             "counts are integers). Prune more layers (a finer step), or pass a larger tolerance."
+            + (" Latency is measured: noise also moves it." if meter is not None else "")
         )
+    if meter is not None:  # a measured figure: no re-measuring for a shorter number
+        return result(best)
     return result(
         _short_decimal(
             best, up=best == hi, high=s_max, same=lambda v: reduction(v) == reduction(best)
