@@ -458,7 +458,7 @@ def find_sparsity_for_target(
         the largest achievable reduction) or met within the tolerance (it names the two
         closest operating points).
     """
-    check_graph_model(model)
+    check_graph_model(model, subclassed=True)
     check_target(target)
     _check_options(global_ranking, max_group_sparsity, round_to)
     scheme = _target_scheme(sparsity)
@@ -535,7 +535,7 @@ def prune_filters(
     blocked are never pruned. Masks zero a channel after its bias and BatchNormalization, so
     :func:`tfprune.strip_filters` can later remove it without changing the outputs.
     """
-    check_graph_model(model)
+    check_graph_model(model, subclassed=True)
     if target is None and sparsity is None:
         raise InvalidArgumentError(
             "prune_filters needs sparsity= (a ratio, schedule or mapping) or target= (e.g. "
@@ -658,7 +658,7 @@ def prune_filters(
             state.setdefault("inserted", []).append(mask_layer)
         return cache[id(old)]
 
-    masked = rebuild_model(model, factory, hook)
+    masked = rebuild_model(analysis.model, factory, hook)
     pruner = FilterPruner(masked, policy, criterion)
     masked._tfprune_pruner = pruner
     masked.tfprune_target = found

@@ -21,7 +21,8 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from tfprune.compat import keras
-from tfprune.graph.rules import ChannelContext, rule_for
+from tfprune.graph.inline import Opaque, inline_model
+from tfprune.graph.rules import ChannelContext, LayerRule, rule_for
 from tfprune.graph.trace import LayerCall, Trace, trace_model
 
 __all__ = [
@@ -124,6 +125,8 @@ class Analysis:
     members_by_key: dict[tuple, Member]
     group_of_key: dict[tuple, int]
     mask_points: list[tuple[LayerCall, Any]]  # (consumer call, input tensor) to mask
+    #: (call path, layer class, reason) of every call tfprune could not look inside
+    opaque_calls: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
 
     def layer_members(self, layer: Any) -> dict[str, Member]:
         """The channel axes of ``layer``'s weights, by role."""
@@ -263,15 +266,30 @@ class _Context(ChannelContext):
 
 
 def analyze(model: Any) -> Analysis:
-    """Trace ``model`` and discover its channel groups (the internal, complete result)."""
+    """Trace ``model`` and discover its channel groups (the internal, complete result).
+
+    Custom layers and subclassed models are looked inside first (:mod:`tfprune.graph.inline`):
+    ``Analysis.model`` is then the equivalent functional model the groups refer to.
+    """
+    inlined = inline_model(model, passes_channels_through)
+    model = inlined.model
     trace = trace_model(model)
     ctx = _Context()
     for t in trace.inputs:
         ctx.block(ctx.tensor_dim(t), "model input")
     mask_points: list[tuple[LayerCall, Any]] = []
+    opaque_calls: list[tuple[str, str, str]] = []
     for call in trace.calls:
         ctx.current_path = call.path
+        note = inlined.opaque.get(id(call.layer))
+        if note is not None:
+            _connect_opaque(ctx, call, note, opaque_calls)
+            continue
         rule = rule_for(call.layer)
+        if type(rule) is LayerRule:
+            opaque_calls.append(
+                (call.path, type(call.layer).__name__, "no rule for this layer type")
+            )
         rule.connect(ctx, call)
         if call.inputs and rule.input_mask(call.layer) is not None:
             mask_points.append((call, call.inputs[0]))
@@ -282,7 +300,50 @@ def analyze(model: Any) -> Analysis:
     for t in trace.outputs:
         ctx.block(ctx.tensor_dim(t), "model output")
     groups, members_by_key, group_of_key = _solve(ctx, trace)
-    return Analysis(model, trace, groups, members_by_key, group_of_key, mask_points)
+    return Analysis(model, trace, groups, members_by_key, group_of_key, mask_points, opaque_calls)
+
+
+def _connect_opaque(ctx: _Context, call: LayerCall, note: Opaque, opaque_calls: list) -> None:
+    """A layer kept as one call: couple its channels if they pass through, else block."""
+    if note.transparent and len(call.inputs) == 1 and len(call.outputs) == 1:
+        ctx.identity(ctx.tensor_dim(call.inputs[0]), ctx.tensor_dim(call.outputs[0]))
+        return
+    opaque_calls.append((call.path, note.layer_class, note.reason))
+    ctx.block_call(call, note.message(call.path))
+
+
+def passes_channels_through(fragment: Any) -> bool:
+    """Whether a one-in one-out graph model maps input channel c to output channel c only.
+
+    True when channel c of the output is channel c of the input (and of nothing else: no
+    weights, no blocked op) for every c, e.g. a drop-path that scales whole examples.
+    """
+    if len(fragment.inputs) != 1 or len(fragment.outputs) != 1:
+        return False
+    x, y = fragment.inputs[0], fragment.outputs[0]
+    if not x.shape.rank or not y.shape.rank or x.shape[-1] is None or x.shape[-1] != y.shape[-1]:
+        return False
+    trace = trace_model(fragment)
+    ctx = _Context()
+    for call in trace.calls:
+        rule = rule_for(call.layer)
+        if type(rule) is LayerRule:
+            return False
+        rule.connect(ctx, call)
+    for inner, outer in trace.aliases:
+        ctx.identity(ctx.tensor_dim(inner), ctx.tensor_dim(outer))
+    mx_key, my_key = ctx.tensor_dim(x), ctx.tensor_dim(y)
+    groups, members, group_of = _solve(ctx, trace)
+    if mx_key not in members or my_key not in members or group_of[mx_key] != group_of[my_key]:
+        return False
+    g = groups[group_of[mx_key]]
+    mx, my = members[mx_key], members[my_key]
+    return (
+        not g.blocked.any()
+        and not g.layers
+        and np.array_equal(mx.unit_of_channel, my.unit_of_channel)
+        and np.unique(mx.unit_of_channel).size == mx.size
+    )
 
 
 def _solve(ctx: _Context, trace: Trace):

@@ -16,13 +16,15 @@ import numpy as np
 from tfprune.compat import KerasTensor, is_functional, keras, tf
 from tfprune.graph.trace import iter_graph_nodes
 
-__all__ = ["rebuild_model", "copy_layer", "LayerFactory", "InputHook"]
+__all__ = ["rebuild_model", "copy_layer", "LayerFactory", "InputHook", "CallOverride"]
 
 #: (old layer, path) -> (new layer or None to drop the call, weights: by short name, a list
 #: in ``layer.weights`` order, or None to keep the fresh initial values)
 LayerFactory = Callable[[Any, str], tuple[Any, dict | list | None]]
 #: (consumer layer path, old input tensor, new input tensor, graph state) -> new input tensor
 InputHook = Callable[[str, Any, Any, dict], Any]
+#: (old layer, path, new args, new kwargs) -> the call's new outputs, or None for a plain call
+CallOverride = Callable[[Any, str, tuple, dict], Any]
 
 
 def weight_short_name(variable: Any) -> str:
@@ -59,13 +61,16 @@ def rebuild_model(
     model: Any,
     layer_factory: LayerFactory,
     input_hook: InputHook | None = None,
+    call_override: CallOverride | None = None,
 ) -> Any:
     """Rebuild ``model`` with layers from ``layer_factory``; returns the new model.
 
     ``layer_factory`` is called once per distinct layer. Returning ``None`` as the layer drops
     the call (its first input passes through). The returned weights (by short name, e.g.
     ``kernel``) are set once the new layer is built. ``input_hook`` may replace any tensor
-    before it enters a layer (used to insert masks).
+    before it enters a layer (used to insert masks). ``call_override`` may compute a call's
+    outputs itself (used to put traced graphs in place of custom layers); the model is then
+    rebuilt as a functional model.
     """
     layers: dict[int, Any] = {}
     pending: list[tuple[Any, dict]] = []
@@ -99,7 +104,13 @@ def rebuild_model(
 
             args = tf.nest.map_structure(substitute, node.call_args)
             kwargs = tf.nest.map_structure(substitute, node.call_kwargs)
-            if is_functional(layer):
+            replaced = None
+            if call_override is not None and not is_functional(layer):
+                replaced = call_override(layer, path, args, kwargs)
+            if replaced is not None:
+                new_layer = None
+                state["replaced"] = True
+            elif is_functional(layer):
                 if id(layer) not in models:
                     # Inner inputs take the (possibly narrower) shapes of what is passed in.
                     passed = [t for t in tf.nest.flatten(args[:1]) if tf.is_tensor(t)]
@@ -107,7 +118,9 @@ def rebuild_model(
                 new_layer = models[id(layer)]
             else:
                 new_layer = get_layer(layer, path)
-            if new_layer is None:
+            if replaced is not None:
+                outputs = replaced
+            elif new_layer is None:
                 outputs = args[0]
             else:
                 sequence.extend(state.pop("inserted", []))
@@ -118,7 +131,8 @@ def rebuild_model(
             ):
                 tensors[id(old)] = new
         outputs = tf.nest.map_structure(lambda t: tensors[id(t)], graph._nested_outputs)
-        if isinstance(graph, keras.Sequential) and _is_chain(sequence):
+        chain = _is_chain(sequence) and not state.get("replaced")
+        if isinstance(graph, keras.Sequential) and chain:
             (inp,) = graph.inputs
             return keras.Sequential([_new_input(inp, new_inputs[0])] + sequence, name=graph.name)
         inputs = tf.nest.pack_sequence_as(graph._nested_inputs, new_inputs)

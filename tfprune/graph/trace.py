@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-from tfprune.compat import KerasTensor, is_functional, keras, tf
+from tfprune.compat import KerasTensor, is_functional, keras, saved_input_spec, tf
 from tfprune.errors import UnsupportedModelError
 
 __all__ = ["LayerCall", "Trace", "trace_model", "check_graph_model", "iter_graph_nodes"]
@@ -40,8 +40,12 @@ class Trace:
     layer_paths: dict[int, str]  # id(layer) -> first path seen ("outer/inner")
 
 
-def check_graph_model(model: Any, what: str = "model") -> None:
-    """Raise a clear error unless ``model`` is a built functional or Sequential tf_keras model."""
+def check_graph_model(model: Any, what: str = "model", *, subclassed: bool = False) -> None:
+    """Raise a clear error unless ``model`` is a built functional or Sequential tf_keras model.
+
+    With ``subclassed=True`` a subclassed model that has been called once is accepted too (its
+    ``call`` is traced into a layer graph).
+    """
     if not isinstance(model, keras.Model):
         kind = type(model).__module__ + "." + type(model).__name__
         hint = ""
@@ -58,10 +62,20 @@ def check_graph_model(model: Any, what: str = "model") -> None:
                 "first layer an input shape (e.g. keras.Input(shape=...)) or call "
                 "model.build(input_shape) first."
             )
+        if subclassed and saved_input_spec(model) is not None:
+            return
+        if subclassed:
+            raise UnsupportedModelError(
+                f"{what} {model.name!r} is a subclassed model ({type(model).__name__}) that has "
+                "not been called yet: call it once on a batch (model(x)) or model.build(shape) "
+                "so tfprune can trace its call(), or wrap it: "
+                "keras.Model(inputs, model(inputs))."
+            )
         raise UnsupportedModelError(
-            f"{what} {model.name!r} is a subclassed model ({type(model).__name__}); tfprune "
-            "needs the layer graph. Rebuild it with the functional API or keras.Sequential "
-            "(a subclassed model can be wrapped: keras.Model(inputs, your_layers(inputs)))."
+            f"{what} {model.name!r} is a subclassed model ({type(model).__name__}); this step "
+            "needs the layer graph. Run it on the model returned by tfprune.prune_filters or "
+            "tfprune.strip_filters (they trace subclassed models into functional ones), or "
+            "wrap it: keras.Model(inputs, model(inputs))."
         )
 
 
@@ -105,11 +119,8 @@ def trace_model(model: Any) -> Trace:
                     entered.add(id(layer))
                     visit(layer, path + "/")
                 continue
-            if isinstance(layer, keras.Model):
-                raise UnsupportedModelError(
-                    f"Nested model {path!r} is subclassed ({type(layer).__name__}); tfprune "
-                    "needs the layer graph. Rebuild it with the functional API."
-                )
+            # Anything else (subclassed models included) is one call; tfprune.graph.inline
+            # has already looked inside what can be traced.
             calls.append(_make_call(node, path))
 
     visit(model, "")
