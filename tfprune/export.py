@@ -12,8 +12,9 @@ Both
 4. reload the SavedModel with ``tf.saved_model.load`` (the path TF Serving takes: no Python
    classes) and compare its outputs with the original model run as a ``tf.function`` (graph
    mode, as served). The tolerance is ``max(rtol, 10 x the model's own eager-vs-graph
-   difference)``, relative to the largest output value; both numbers are stated in the result
-   and in any error,
+   difference, 2 x the float rounding folding measurably introduced)``, relative to the largest
+   output value; the tolerance and the measured difference are stated in the result and in any
+   error,
 5. optionally convert to TFLite and ONNX next to ``saved_model.pb`` and check those runtimes,
    and reload the export in a fresh Python process that never imports tfprune.
 
@@ -60,6 +61,10 @@ __all__ = [
 
 #: Tolerance factor on the model's own eager-vs-graph difference.
 NOISE_FACTOR = 10.0
+#: Tolerance factor on the measured float rounding of BatchNorm folding.
+FOLD_FACTOR = 2.0
+#: Folding is exact in real arithmetic; beyond this relative error it is a bug, not rounding.
+FOLD_RTOL = 1e-3
 #: Above this relative tolerance a check says nothing; the export is refused instead.
 MAX_RTOL = 1e-2
 
@@ -86,6 +91,7 @@ class ExportResult:
         signatures: signature names written.
         tolerance: relative tolerance the checks used.
         eager_graph_difference: the original model's own eager-vs-graph relative difference.
+        fold_difference: the folded model's relative difference from the original (eager).
         max_relative_difference: reloaded SavedModel vs the original model in graph mode.
         fold_report: what inference optimisation folded/dropped/kept (None with ``fold=False``).
         warmup_path: the warm-up requests file, if written.
@@ -100,6 +106,7 @@ class ExportResult:
     signatures: list[str] = dataclasses.field(default_factory=list)
     tolerance: float = 0.0
     eager_graph_difference: float = 0.0
+    fold_difference: float = 0.0
     max_relative_difference: float = 0.0
     fold_report: FoldReport | None = None
     warmup_path: str | None = None
@@ -120,7 +127,8 @@ class ExportResult:
         lines.append(
             f"reloaded vs model (graph mode): max relative difference "
             f"{self.max_relative_difference:.2e} (tolerance {self.tolerance:.1e}; the model's own "
-            f"eager-vs-graph difference {self.eager_graph_difference:.1e})"
+            f"eager-vs-graph difference {self.eager_graph_difference:.1e}, folding's rounding "
+            f"{self.fold_difference:.1e})"
         )
         for name, diff in self.runtime_differences.items():
             lines.append(
@@ -317,8 +325,10 @@ def _export(
     served = model
     if fold:
         served, result.fold_report = optimize_for_inference(
-            model, check_inputs=inputs, rtol=max(tolerance, 1e-4), return_report=True
+            model, check_inputs=inputs, rtol=FOLD_RTOL, return_report=True
         )
+        result.fold_difference = result.fold_report.max_relative_error or 0.0
+        tolerance = result.tolerance = max(tolerance, FOLD_FACTOR * result.fold_difference)
     signatures = {signature_name: serving_signature(served)}
     raw_inputs = raw_expected = None
     if preprocessing is not None:
@@ -353,12 +363,19 @@ def _export(
         except Exception as err:  # noqa: BLE001 - re-raised as a tfprune error with context.
             raise ExportError(f"writing the SavedModel failed: {err}") from err
         got = _run_saved_model(staging, signature_name, inputs)
-        _raise_on_mismatch(expected, got, tolerance, atol, noise, rtol, "")
+        _raise_on_mismatch(expected, got, tolerance, atol, noise, result.fold_difference, rtol, "")
         result.max_relative_difference = _relative(expected, got)
         if raw_inputs is not None:
             got_raw = _run_saved_model(staging, preprocessing_signature_name, raw_inputs)
             _raise_on_mismatch(
-                raw_expected, got_raw, tolerance, atol, noise, rtol, preprocessing_signature_name
+                raw_expected,
+                got_raw,
+                tolerance,
+                atol,
+                noise,
+                result.fold_difference,
+                rtol,
+                preprocessing_signature_name,
             )
         if warmup:
             written = serving.write_warmup_requests(
@@ -435,6 +452,7 @@ def _raise_on_mismatch(
     tolerance: float,
     atol: float,
     noise: float,
+    fold_difference: float,
     rtol: float,
     what: str,
 ) -> None:
@@ -444,9 +462,10 @@ def _raise_on_mismatch(
         raise ExportMismatchError(
             f"the exported SavedModel{where} does not reproduce the Keras model in graph mode: "
             + "; ".join(problems)
-            + f". Tolerance: {tolerance:.3g} relative (max of rtol={rtol} and {NOISE_FACTOR:g} x "
-            f"the model's own eager-vs-graph difference {noise:.3g}) + atol={atol}. If folding "
-            "is the cause, export with fold=False. Nothing was written."
+            + f". Tolerance: {tolerance:.3g} relative (max of rtol={rtol}, {NOISE_FACTOR:g} x "
+            f"the model's own eager-vs-graph difference {noise:.3g} and {FOLD_FACTOR:g} x "
+            f"folding's measured rounding {fold_difference:.3g}) + atol={atol}. If folding is "
+            "the cause, export with fold=False. Nothing was written."
         )
 
 
