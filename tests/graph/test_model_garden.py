@@ -1,0 +1,122 @@
+"""TF Model Garden networks (custom blocks everywhere) are traced, pruned and stripped exactly."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+official = pytest.importorskip("official")
+
+import tfprune  # noqa: E402
+from tfprune.compat import keras  # noqa: E402
+from tfprune.flops import count_flops  # noqa: E402
+from tfprune.graph import analyze  # noqa: E402
+
+
+def _classifier(backbone, size):
+    from official.vision.modeling import classification_model
+
+    spec = keras.layers.InputSpec(shape=[None, size, size, 3])
+    return classification_model.ClassificationModel(backbone(spec), num_classes=4, input_specs=spec)
+
+
+def _resnet_se(model_id):
+    def build(spec):
+        from official.vision.modeling.backbones import resnet
+
+        return resnet.ResNet(
+            model_id=model_id, input_specs=spec, se_ratio=0.25, init_stochastic_depth_rate=0.1
+        )
+
+    return build
+
+
+def _mobilenet(model_id):
+    def build(spec):
+        from official.vision.modeling.backbones import mobilenet
+
+        return mobilenet.MobileNet(model_id=model_id, input_specs=spec, filter_size_scale=0.5)
+
+    return build
+
+
+def _check(model, x):
+    report = tfprune.explain(model)
+    assert report.prunable_fraction >= 0.8, str(report)
+    masked = tfprune.prune_filters(model, 0.5)
+    small = tfprune.strip_filters(masked)
+    a, b = masked(x, training=False).numpy(), small(x, training=False).numpy()
+    assert np.abs(a - b).max() <= 1e-5 * max(np.abs(a).max(), 1e-12)
+    before, after = count_flops(analyze(model).model).total, count_flops(small).total
+    assert after < 0.5 * before
+    return small
+
+
+def test_resnet10_with_se_and_stochastic_depth():
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    model = _classifier(_resnet_se(10), 32)
+    small = _check(model, x)
+    # Stochastic depth stays a (weightless) layer and still drops paths in training.
+    names = {type(layer).__name__ for layer in _all_layers(small)}
+    assert "StochasticDepth" in names and "ResidualBlock" not in names
+
+
+@pytest.mark.slow
+def test_resnet50_bottlenecks_with_se_and_stochastic_depth():
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    _check(_classifier(_resnet_se(50), 32), x)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_id", ["MobileNetV2", "MobileNetV3Small", "MobileNetV4ConvSmall"])
+def test_mobilenets(model_id):
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    _check(_classifier(_mobilenet(model_id), 32), x)
+
+
+@pytest.mark.slow  # a fresh Python process imports TensorFlow
+def test_stripped_resnet_exports_and_runs_without_tfprune(tmp_path):
+    from tfprune.export import export_saved_model
+
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    model = _classifier(_resnet_se(18), 32)
+    small = tfprune.strip_filters(tfprune.prune_filters(model, 0.5))
+    path = export_saved_model(small, tmp_path / "serving")
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", small(x, training=False).numpy())
+    script = textwrap.dedent(
+        f"""
+        import sys
+        import numpy as np
+        import tensorflow as tf
+        serve = tf.saved_model.load({str(path)!r}).signatures["serving_default"]
+        (out,) = serve(**{{serve.structured_input_signature[1].popitem()[0]:
+                          tf.constant(np.load("x.npy"))}}).values()
+        np.testing.assert_allclose(out.numpy(), np.load("y.npy"), rtol=1e-4, atol=1e-5)
+        assert not any(k.startswith(("tfprune", "official")) for k in sys.modules)
+        print("OK")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "OK"
+
+
+def _all_layers(model):
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if isinstance(layer, keras.Model):
+            out.extend(_all_layers(layer))
+    return out
