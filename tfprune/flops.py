@@ -115,6 +115,32 @@ _FREE = (
     _L.UpSampling1D,
     _L.UpSampling2D,
     _L.UpSampling3D,
+) + tuple(
+    # Preprocessing: elementwise, lookups, or identity at inference (augmentation).
+    getattr(_L, name)
+    for name in (
+        "Normalization",
+        "Rescaling",
+        "Resizing",
+        "CenterCrop",
+        "Masking",
+        "Identity",
+        "CategoryEncoding",
+        "Hashing",
+        "Discretization",
+        "IntegerLookup",
+        "StringLookup",
+        "RandomFlip",
+        "RandomRotation",
+        "RandomZoom",
+        "RandomTranslation",
+        "RandomContrast",
+        "RandomCrop",
+        "RandomBrightness",
+        "RandomHeight",
+        "RandomWidth",
+    )
+    if hasattr(_L, name)
 )
 
 

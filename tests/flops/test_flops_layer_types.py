@@ -79,6 +79,21 @@ def test_multi_head_attention_counts_projections_scores_and_weighted_sum():
     assert not flops.is_lower_bound
 
 
+@pytest.mark.parametrize("make", [L.Attention, L.AdditiveAttention])
+def test_dot_product_attention_counts_scores_and_weighted_sum(make):
+    q, v = keras.Input((6, 4)), keras.Input((9, 4))
+    model = keras.Model([q, v], make(name="att")([q, v]))
+    flops = count_flops(model)
+    assert flops.per_layer["att"] == 6 * 9 * (4 + 4) and not flops.is_lower_bound
+
+
+def test_preprocessing_layers_are_free_and_known():
+    x = keras.Input((4, 4, 3))
+    h = L.Normalization(mean=0.5, variance=2.0)(L.Rescaling(1 / 255)(x))
+    flops = count_flops(keras.Model(x, L.Conv2D(2, 1)(h)))
+    assert flops.total == 16 * 3 * 2 and flops.uncounted == ()
+
+
 def test_embedding_costs_no_macs_but_its_table_is_counted_in_params():
     model = _one((12,), L.Embedding(50, 8, name="emb"), dtype="int32")
     flops = count_flops(model)

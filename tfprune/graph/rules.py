@@ -1014,6 +1014,27 @@ class MultiHeadAttentionRule(LayerRule):
         return int(layer.get_config()["num_heads"])
 
 
+class DotAttentionRule(LayerRule):
+    """Attention/AdditiveAttention (no weights but matrix products): counted; channels block."""
+
+    layer_types = (L.Attention, L.AdditiveAttention)
+
+    def applies(self, layer: Any) -> bool:
+        return type(layer) in self.layer_types
+
+    def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
+        if len(ins) < 2 or any(t is None or len(t) != 3 for t in ins[:2]):
+            return None
+        q, v = ins[0], ins[1]
+        if None in (q[1], q[2], v[1], v[2]):
+            raise UnsupportedModelError(
+                f"cannot count FLOPs of {_what(layer)}: its sequence lengths are unknown. "
+                "Build the model with fixed lengths or pass input_shapes= to count_flops."
+            )
+        # Scores (one dot product or one scaled tanh sum per pair), then the weighted values.
+        return int(q[1]) * int(v[1]) * (int(q[2]) + int(v[2]))
+
+
 class LocallyConnectedRule(LayerRule):
     """LocallyConnected1D/2D: an unshared kernel per output position."""
 
@@ -1499,6 +1520,7 @@ for _rule in (
     PruneLowMagnitudeRule(),
     QuantizeWrapperRule(),
     MultiHeadAttentionRule(),
+    DotAttentionRule(),
     LocallyConnectedRule(),
     PassThroughRule(),
     SoftmaxRule(),
