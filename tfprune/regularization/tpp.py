@@ -220,7 +220,8 @@ class TrainabilityPreserving(GrowingPenaltyRegularizer):
             final = elapsed >= self.stabilize_steps
             for g in self.groups:
                 if final or elapsed >= self.turn[g.id] * self.zero_out_interval:
-                    self._zero_group(g)
+                    self._start_zeroing(g)
+            self._zero_active()
             zeroed = sum(int(self._zeroing(g)) for g in self.groups)
             if zeroed != mirror["zeroed"]:
                 self._set("zeroed", zeroed)
@@ -241,6 +242,7 @@ class TrainabilityPreserving(GrowingPenaltyRegularizer):
             self.turn[g.id] = (min(idx) if idx else len(order)) + 1
         self._zero_slices = {g.id: group_slices(g, ("filter", "norm")) for g in self.groups}
         self._zero_keep: dict[int, list] = {}
+        self._zero_fn: tuple[tuple[int, ...], Any] | None = None
         if self.stabilize_steps < self.zero_out_interval * self.layer_count:
             warnings.warn(
                 f"{self.log_prefix}: stabilize_steps={self.stabilize_steps} is shorter than "
@@ -254,8 +256,8 @@ class TrainabilityPreserving(GrowingPenaltyRegularizer):
     def _zeroing(self, g: Any) -> bool:
         return g.id in self._zero_keep
 
-    def _zero_group(self, g: Any) -> None:
-        """Hard-zero the pruned filters of ``g`` and their BatchNorm gamma/beta (not biases)."""
+    def _start_zeroing(self, g: Any) -> None:
+        """From now on, zero the pruned filters of ``g`` and their BN gamma/beta (not biases)."""
         if g.id not in self._zero_keep:
             if float(self.state[f"g{g.id}_mask_ratio"].numpy()) < 0:
                 self._record_separation(g)  # the first time: just before zeroing
@@ -269,8 +271,22 @@ class TrainabilityPreserving(GrowingPenaltyRegularizer):
                     mult = (~rows).astype(s.variable.dtype.as_numpy_dtype).reshape(shape)
                     keep.append((s.variable, tf.constant(mult)))
             self._zero_keep[g.id] = keep
-        for variable, mult in self._zero_keep[g.id]:
-            variable.assign(variable * mult)
+
+    def _zero_active(self) -> None:
+        """Zero every group whose turn has come, in one compiled call (retraced per new group)."""
+        active = tuple(sorted(self._zero_keep))
+        if not active:
+            return
+        if self._zero_fn is None or self._zero_fn[0] != active:
+            pairs = [pair for gid in active for pair in self._zero_keep[gid]]
+
+            @tf.function
+            def zero() -> None:
+                for variable, mult in pairs:
+                    variable.assign(variable * mult)
+
+            self._zero_fn = (active, zero)
+        self._zero_fn[1]()
 
     def _finish(self, step: int) -> None:
         pruned = {g.id: self.state[f"g{g.id}_pruned"].numpy() > 0.5 for g in self.groups}
