@@ -3,14 +3,18 @@
 For each model, the dense, the stripped (tfprune.strip_filters) and the stripped + folded
 (BatchNorm folded, tfprune.export_saved_model's default) exports are loaded with
 ``tf.saved_model.load`` and timed at several batch sizes: warm-up calls first, then interleaved
-rounds (the arms' order rotates every round), median and p90 of the per-call times. Efficiency
-= speed-up / MAC reduction. Two pairings are printed: against the dense export *folded too*
-(what pruning alone buys, the fair one) and against the plain dense export.
+rounds (the arms' order rotates every round), median and p90 of the per-call times.
+Speed-ups are medians of per-round ratios (the two arms of a ratio ran next to each other,
+which keeps a shared machine's load out of them); the CPU-time column uses this process's CPU
+time instead of wall time (steadier on a busy machine). Efficiency = speed-up / MAC
+reduction. Two pairings are printed: against the dense export *folded too* (what pruning alone
+buys, the fair one) and against the plain dense export.
 
 Side by side on CIFAR ResNet-56: TF-MOT (``prune_low_magnitude`` 50 % + ``strip_pruning``:
-zeros, same shapes) and the same architecture pruned with Torch-Pruning on CPU torch (its
-dependency-graph + prune time vs tfprune's analysis + mask + strip time, and its eager speed-up
-with BatchNorm fused by ``torch.fx``). ``round_to=8/16`` variants of ResNet-56 show whether
+zeros, same shapes) and the same architecture pruned with Torch-Pruning on CPU torch
+(``benchmarks/torch_pruning_resnet56.py``, run in its own process: its dependency-graph + prune
+time vs tfprune's analysis + mask + strip time, and its eager speed-up with BatchNorm fused by
+``torch.fx``). ``round_to=8/16`` variants of ResNet-56 show whether
 channel counts in multiples of 8/16 change CPU efficiency.
 
     python benchmarks/deploy_speed.py                       # everything (long on 2 cores)
@@ -20,10 +24,11 @@ channel counts in multiples of 8/16 change CPU efficiency.
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 
@@ -71,8 +76,26 @@ def _serving_fn(path: str):
     return loaded, lambda x: fn(**{name: x})
 
 
-def time_arms(arms: dict, batch: int, shape: tuple, rounds: int, min_time: float) -> dict:
-    """Interleaved timing: ``{arm: (median s, p90 s)}`` per call at ``batch``."""
+class Timing:
+    """Per-round mean call times of each arm (wall clock and this process's CPU time)."""
+
+    def __init__(self, wall: dict[str, list[float]], cpu: dict[str, list[float]]) -> None:
+        self.wall, self.cpu = wall, cpu
+
+    def median(self, arm: str) -> float:
+        return float(np.median(self.wall[arm]))
+
+    def p90(self, arm: str) -> float:
+        return float(np.percentile(self.wall[arm], 90))
+
+    def speedup(self, base: str, arm: str, cpu: bool = False) -> float:
+        """Median over rounds of base / arm (pairs measured next to each other in time)."""
+        times = self.cpu if cpu else self.wall
+        return float(np.median(np.asarray(times[base]) / np.asarray(times[arm])))
+
+
+def time_arms(arms: dict, batch: int, shape: tuple, rounds: int, min_time: float) -> Timing:
+    """Interleaved timing: every round calls each arm (rotating order) for ~``min_time`` s."""
     x = tf.constant(np.random.default_rng(0).normal(size=(batch, *shape)).astype(np.float32))
     calls = {}
     for name, fn in arms.items():  # warm-up and calls per round
@@ -81,16 +104,18 @@ def time_arms(arms: dict, batch: int, shape: tuple, rounds: int, min_time: float
         t0 = time.perf_counter()
         fn(x)
         calls[name] = max(1, math.ceil(min_time / max(time.perf_counter() - t0, 1e-6)))
-    times: dict[str, list[float]] = {k: [] for k in arms}
+    wall: dict[str, list[float]] = {k: [] for k in arms}
+    cpu: dict[str, list[float]] = {k: [] for k in arms}
     names = list(arms)
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(calls[name]):
-                t0 = time.perf_counter()
                 out = arms[name](x)
                 tf.nest.map_structure(lambda t: t.numpy(), out)
-                times[name].append(time.perf_counter() - t0)
-    return {k: (float(np.median(v)), float(np.percentile(v, 90))) for k, v in times.items()}
+            wall[name].append((time.perf_counter() - t0) / calls[name])
+            cpu[name].append((time.process_time() - c0) / calls[name])
+    return Timing(wall, cpu)
 
 
 def _tfmot_stripped(model: keras.Model) -> keras.Model:
@@ -157,114 +182,45 @@ def bench_model(name: str, args: argparse.Namespace, workdir: str) -> list[str]:
     rows = []
     for batch in args.batches:
         res = time_arms(fns, batch, shape, args.rounds, args.min_time)
-        d, df = res["dense"][0], res["dense+fold"][0]
-        sf = res["stripped+fold"][0]
         line = f"  b{batch:<3d} " + "  ".join(
-            f"{arm} {m * 1e3:.2f}/{p * 1e3:.2f} ms" for arm, (m, p) in res.items()
+            f"{arm} {res.median(arm) * 1e3:.2f}/{res.p90(arm) * 1e3:.2f} ms" for arm in fns
         )
-        print(line + "   (median/p90)")
-        speed_fair, speed_plain = df / sf, d / sf
-        eff = speed_fair / reduction
+        print(line + "   (median/p90 wall)")
+        fair = res.speedup("dense+fold", "stripped+fold")
+        plain = res.speedup("dense", "stripped+fold")
+        unfolded = res.speedup("dense", "stripped")
+        fair_cpu = res.speedup("dense+fold", "stripped+fold", cpu=True)
         print(
-            f"        stripped+fold vs dense+fold {speed_fair:.2f}x (efficiency {eff:.2f}); "
-            f"vs dense {speed_plain:.2f}x ({speed_plain / reduction:.2f}); stripped vs dense "
-            f"{d / res['stripped'][0]:.2f}x; folding alone {d / df:.2f}x"
+            f"        stripped+fold vs dense+fold {fair:.2f}x (efficiency {fair / reduction:.2f}; "
+            f"CPU time {fair_cpu:.2f}x, {fair_cpu / reduction:.2f}); vs dense {plain:.2f}x; "
+            f"stripped vs dense {unfolded:.2f}x; folding alone "
+            f"{res.speedup('dense', 'dense+fold'):.2f}x"
         )
-        extra = f"{d / res['tfmot'][0]:.2f}x" if "tfmot" in res else "—"
+        extra = f"{res.speedup('dense', 'tfmot'):.2f}x" if "tfmot" in fns else "—"
         rows.append(
-            f"| {name} | {reduction:.2f}x | {batch} | {d * 1e3:.2f} | {df * 1e3:.2f} | "
-            f"{res['stripped'][0] * 1e3:.2f} | {sf * 1e3:.2f} | {d / res['stripped'][0]:.2f}x | "
-            f"{speed_fair:.2f}x | **{eff:.2f}** | {speed_plain / reduction:.2f} | {extra} |"
+            f"| {name} | {reduction:.2f}x | {batch} | {res.median('dense') * 1e3:.1f} | "
+            f"{res.median('dense+fold') * 1e3:.1f} | {res.median('stripped') * 1e3:.1f} | "
+            f"{res.median('stripped+fold') * 1e3:.1f} | {unfolded:.2f}x | {fair:.2f}x | "
+            f"**{fair / reduction:.2f}** | {fair_cpu / reduction:.2f} | "
+            f"{plain / reduction:.2f} | {extra} |"
         )
     return rows
 
 
 def bench_torch(args: argparse.Namespace) -> list[str]:
-    """ResNet-56 (1x1-conv shortcuts where shapes change) pruned with Torch-Pruning on CPU."""
-    try:
-        import torch
-        import torch_pruning as tp
-        from torch import nn
-        from torch.fx.experimental.optimization import fuse
-    except ImportError as err:
-        print(f"\nTorch-Pruning skipped: {err} (pip install 'tfprune[bench]', CPU torch)")
-        return []
-
-    class Block(nn.Module):
-        def __init__(self, cin: int, cout: int, stride: int) -> None:
-            super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(cout)
-            self.short = nn.Identity()
-            if stride != 1 or cin != cout:
-                self.short = nn.Sequential(
-                    nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
-                )
-
-        def forward(self, x):
-            y = torch.relu(self.bn1(self.conv1(x)))
-            return torch.relu(self.bn2(self.conv2(y)) + self.short(x))
-
-    layers, cin = [nn.Conv2d(3, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU()], 16
-    for stage, width in enumerate((16, 32, 64)):
-        for b in range(9):
-            layers.append(Block(cin, width, 2 if stage and b == 0 else 1))
-            cin = width
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)]
-    dense = nn.Sequential(*layers).eval()
-    pruned = copy.deepcopy(dense)
-    example = torch.randn(1, 3, 32, 32)
-    t0 = time.perf_counter()
-    graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=example)
-    for block in [m for m in pruned.modules() if isinstance(m, Block)]:
-        scores = block.conv1.weight.detach().abs().mean((1, 2, 3))
-        idxs = torch.argsort(scores)[: block.conv1.out_channels // 2].tolist()
-        group = graph.get_pruning_group(block.conv1, tp.prune_conv_out_channels, idxs=idxs)
-        group.prune()
-    t_tp = time.perf_counter() - t0
-    n_dense = sum(p.numel() for p in dense.parameters())
-    n_pruned = sum(p.numel() for p in pruned.parameters())
-    macs_dense, _ = tp.utils.count_ops_and_params(dense, example)
-    macs_pruned, _ = tp.utils.count_ops_and_params(pruned, example)
-    reduction = macs_dense / macs_pruned
-    arms = {"dense": fuse(dense), "pruned": fuse(pruned)}
-    print(
-        f"\nTorch-Pruning ResNet-56 (torch {torch.__version__}, {torch.get_num_threads()} "
-        f"threads): {n_dense:,} -> {n_pruned:,} params, MACs / {reduction:.2f}, dependency "
-        f"graph + prune {t_tp:.2f} s  ({_load()})"
+    """Torch-Pruning's side, in its own process (TensorFlow's thread pools stay out of it)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_pruning_resnet56.py")
+    done = subprocess.run(
+        [sys.executable, script, f"--batches={','.join(map(str, args.batches))}"]
+        + [f"--rounds={args.rounds}", f"--min_time={args.min_time}"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, OMP_NUM_THREADS=str(args.torch_threads)),
     )
-    rows = []
-    with torch.inference_mode():
-        for batch in args.batches:
-            x = torch.randn(batch, 3, 32, 32)
-            calls = {}
-            for k, m in arms.items():
-                m(x)
-                t0 = time.perf_counter()
-                m(x)
-                calls[k] = max(1, math.ceil(args.min_time / (time.perf_counter() - t0)))
-            times = {k: [] for k in arms}
-            for r in range(args.rounds):
-                for k in list(arms)[r % 2 :] + list(arms)[: r % 2]:
-                    for _ in range(calls[k]):
-                        t0 = time.perf_counter()
-                        arms[k](x)
-                        times[k].append(time.perf_counter() - t0)
-            med = {k: float(np.median(v)) for k, v in times.items()}
-            speed = med["dense"] / med["pruned"]
-            print(
-                f"  b{batch:<3d} dense {med['dense'] * 1e3:.2f} ms  pruned "
-                f"{med['pruned'] * 1e3:.2f} ms  speed-up {speed:.2f}x  efficiency "
-                f"{speed / reduction:.2f}  (BN fused by torch.fx, eager)"
-            )
-            rows.append(
-                f"| Torch-Pruning ResNet-56 (BN fused) | {reduction:.2f}x | {batch} | "
-                f"{med['dense'] * 1e3:.2f} | — | — | {med['pruned'] * 1e3:.2f} | — | "
-                f"{speed:.2f}x | **{speed / reduction:.2f}** | — | — |"
-            )
-    rows.append(f"<!-- Torch-Pruning dependency graph + prune: {t_tp:.2f} s -->")
+    rows = [line for line in done.stdout.splitlines() if line.startswith(("|", "<!--"))]
+    print("\n" + "\n".join(line for line in done.stdout.splitlines() if line not in rows))
+    if done.returncode != 0:
+        print(done.stderr[-2000:])
     return rows
 
 
@@ -284,6 +240,12 @@ def main() -> None:
     parser.add_argument("--image_size", type=int, default=224, help="ImageNet models' input")
     parser.add_argument("--no_tfmot", dest="tfmot", action="store_false")
     parser.add_argument("--no_torch", dest="torch", action="store_false")
+    parser.add_argument(
+        "--torch_threads",
+        type=int,
+        default=1,
+        help="torch's OpenMP threads (more than the free cores makes it spin, far slower)",
+    )
     args = parser.parse_args()
     args.batches = [int(b) for b in args.batches.split(",")]
     names = [n for n in args.models.split(",") if n]
@@ -305,10 +267,10 @@ def main() -> None:
     print(f"\n{_load()} (end)\n")
     print(
         "| model | MACs ÷ | batch | dense ms | dense+fold ms | stripped ms | stripped+fold ms | "
-        "stripped vs dense | stripped+fold vs dense+fold | efficiency | efficiency vs "
-        "unfolded dense | TF-MOT vs dense |"
+        "stripped vs dense | stripped+fold vs dense+fold | efficiency | efficiency (CPU time) "
+        "| efficiency vs unfolded dense | TF-MOT vs dense |"
     )
-    print("|" + "---|" * 12)
+    print("|" + "---|" * 13)
     print("\n".join(rows))
 
 
