@@ -273,6 +273,7 @@ def test_result_object_to_dict_and_str():
         "trainable_params": 112,
         "macs": 6912,
         "flops": 13824,
+        "uncounted_layers": 0,
     }
 
 

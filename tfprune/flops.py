@@ -548,14 +548,17 @@ def count_flops(
 def summarize(model: keras.Model) -> dict[str, int]:
     """Headline numbers of a model: ``params``, ``trainable_params``, ``macs`` and ``flops``.
 
-    ``flops`` is ``2 * macs`` (conv/dense weights only); use it for CIFAR-style numbers.
+    ``flops`` is ``2 * macs`` (weight ops only); use it for CIFAR-style numbers.
+    ``uncounted_layers`` is the number of layers whose FLOPs could not be counted (0 when
+    ``macs`` is exact; otherwise it is a lower bound).
     """
-    macs = count_flops(model).total
+    flops = count_flops(model)
     return {
         "params": count_params(model).total,
         "trainable_params": count_params(model, trainable_only=True).total,
-        "macs": macs,
-        "flops": 2 * macs,
+        "macs": flops.total,
+        "flops": 2 * flops.total,
+        "uncounted_layers": len(flops.uncounted),
     }
 
 
