@@ -94,6 +94,16 @@ def test_preprocessing_layers_are_free_and_known():
     assert flops.total == 16 * 3 * 2 and flops.uncounted == ()
 
 
+@pytest.mark.parametrize(
+    ("equation", "output_shape"),
+    [("abc,cd->abd", (None, 6)), ("...b,bc->...c", 6), ("abc,cde->abde", (None, 2, 3))],
+)
+def test_einsum_dense_counts_one_mac_per_index_combination(equation, output_shape):
+    model = _one((5, 8), L.EinsumDense(equation, output_shape=output_shape, name="ed"))
+    out = int(np.prod(model.outputs[0].shape[1:]))
+    assert count_flops(model).per_layer["ed"] == out * 8  # every output element sums over c
+
+
 def test_embedding_costs_no_macs_but_its_table_is_counted_in_params():
     model = _one((12,), L.Embedding(50, 8, name="emb"), dtype="int32")
     flops = count_flops(model)

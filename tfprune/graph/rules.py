@@ -1014,6 +1014,58 @@ class MultiHeadAttentionRule(LayerRule):
         return int(layer.get_config()["num_heads"])
 
 
+def einsum_macs(equation: str, shapes: list[Shape], what: str) -> int | None:
+    """Multiply-accumulates of a two-operand einsum on one example (batch dims left out).
+
+    Every combination of the indices of both operands is one multiply-add, so the cost is the
+    product of the sizes of all distinct indices; dims of unknown size are batch dims. None for
+    equations this does not parse (one operand, no ``->``).
+    """
+    if "->" not in equation or len(shapes) != 2 or any(s is None for s in shapes):
+        return None
+    lhs, _ = equation.replace(" ", "").split("->")
+    specs = lhs.split(",")
+    if len(specs) != 2:
+        return None
+    sizes: dict[str, int | None] = {}
+    for spec, shape in zip(specs, shapes, strict=True):
+        if "..." in spec:
+            pre, post = spec.split("...")
+            n_ell = len(shape) - len(pre) - len(post)
+            if n_ell < 0:
+                return None
+            letters = list(pre) + [f"_{n_ell - 1 - i}" for i in range(n_ell)] + list(post)
+        else:
+            letters = list(spec)
+        if len(letters) != len(shape):
+            return None
+        for letter, dim in zip(letters, shape, strict=True):
+            if dim is not None:
+                sizes[letter] = max(int(dim), sizes.get(letter) or 1)
+            else:
+                sizes.setdefault(letter, None)
+    unknown = [k for k, v in sizes.items() if v is None]
+    if len(unknown) > 1:
+        raise UnsupportedModelError(
+            f"cannot count FLOPs of {what}: dims {unknown} of its einsum are unknown. Build the "
+            "model with fixed shapes or pass input_shapes= to count_flops."
+        )
+    return int(math.prod(v for v in sizes.values() if v is not None))
+
+
+class EinsumDenseRule(LayerRule):
+    """EinsumDense: counted from its equation (``x`` with the kernel); channels block for now."""
+
+    def applies(self, layer: Any) -> bool:
+        return type(layer).__name__ == "EinsumDense" and type(layer).__module__.startswith(
+            "tf_keras."
+        )
+
+    def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
+        kernel = tuple(layer.kernel.shape.as_list())
+        return einsum_macs(layer.equation, [ins[0], kernel], _what(layer))
+
+
 class DotAttentionRule(LayerRule):
     """Attention/AdditiveAttention (no weights but matrix products): counted; channels block."""
 
@@ -1520,6 +1572,7 @@ for _rule in (
     PruneLowMagnitudeRule(),
     QuantizeWrapperRule(),
     MultiHeadAttentionRule(),
+    EinsumDenseRule(),
     DotAttentionRule(),
     LocallyConnectedRule(),
     PassThroughRule(),
