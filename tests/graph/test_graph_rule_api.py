@@ -152,6 +152,7 @@ def test_builtin_rules_answer_layout_cost_and_mask_questions():
     rule = rule_for(conv)
     assert rule.kernel_names(conv) == ("kernel",)
     assert rule.kernel_layouts(conv) == [("kernel", "conv")]
+    assert rule.kernel_variables(conv) == [(conv.kernel, "conv")]
     assert rule.input_mask(conv) == "kernel" and rule.self_mask_role(conv) is None
     assert rule.macs(conv, [(None, 8, 8, 2)], [(None, 6, 6, 4)]) == 36 * 3 * 3 * 2 * 4
     lstm = L.LSTM(3)

@@ -267,6 +267,13 @@ class LayerRule:
         """
         return []
 
+    def kernel_variables(self, layer: Any) -> list[tuple[Any, str]]:
+        """``(variable, layout)`` pairs of :meth:`kernel_layouts` (what OrthP re-initialises)."""
+        by_name = {}
+        for v in layer.weights:
+            by_name.setdefault(v.name.split("/")[-1].split(":")[0], v)
+        return [(by_name[n], kind) for n, kind in self.kernel_layouts(layer) if n in by_name]
+
     def channel_rows(
         self,
         layer: Any,
