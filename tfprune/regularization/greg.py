@@ -292,7 +292,7 @@ class GrowingRegularization(GrowingPenaltyRegularizer):
 
     def _update(self) -> None:
         """One penalty update (every ``update_every`` steps), per group as the authors' code."""
-        masked_before = self.pruner.current_pruned()
+        masked_before: dict | None = None  # read from the masks once, if GReg-2 picks
         for g in self.groups:
             if float(self.state[f"g{g.id}_stopped"].numpy()) > 0:
                 continue
@@ -308,6 +308,8 @@ class GrowingRegularization(GrowingPenaltyRegularizer):
             else:  # GReg-2's uniform stage: the ratio is measured against today's pick
                 coef[cand] += self.pick_delta
                 self.state[f"g{g.id}_coef"].assign(coef)
+                if masked_before is None:
+                    masked_before = self.pruner.current_pruned()
                 pruned = self._smallest(g, mags, masked_before)
                 if coef[cand].max() >= self.pick_ceiling * (1 - 1e-6):
                     self._pick(g, pruned)
