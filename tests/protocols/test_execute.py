@@ -139,6 +139,7 @@ def test_greg1_regularized_pruning_stage(workdir):
     assert rec.metrics["prune_epochs"] == rec.setup["prune_epochs"]
     assert rec.setup["prune_schedule"] == "0:0.01"
     assert rec.setup["total_epochs"] == pytest.approx(4 + rec.setup["prune_epochs"] + 2)
+    assert "prune_mask_ratio_min" in rec.metrics  # the separation GReg set its masks at
 
 
 def test_mirrored_strategy_run(mirrored_strategy, workdir):
@@ -183,3 +184,25 @@ def test_target_operating_point_is_met_and_recorded(workdir):
     assert m["target_achieved"] == pytest.approx(2.0, rel=0.01)
     assert m["speedup"] == pytest.approx(m["target_achieved"])
     assert 0 < m["target_ratio"] < 1
+
+
+def test_group_lasso_stage_runs_its_max_epochs(workdir):
+    spec = _spec(
+        "group_lasso",
+        retrain=RetrainRecipe("0:0.01", 1, batch_size=64),
+        options={
+            "jsv_samples": 0,
+            "eval_every_epoch": False,
+            "prune_max_epochs": 1,
+            "regularization": {"strength": 1e-3},
+        },
+    )
+    rec = execute(spec, workdir, **QUIET)
+    assert rec.metrics["params"] < rec.metrics["base_params"]
+    assert rec.setup["prune_epochs"] == 1.0 and rec.setup["prune_schedule"] == "0:0.001"
+    with pytest.raises(ConfigError, match="did you mean 'strength'"):
+        execute(
+            _spec("group_lasso", options={"regularization": {"strenght": 1e-3}}), workdir, **QUIET
+        )
+    with pytest.raises(ConfigError, match="prune_max_epochs"):
+        _spec("l1", options={"prune_max_epoch": 3})

@@ -181,3 +181,13 @@ def test_callback_continuous_updates_per_step():
     # last step is at epoch 1.5 of 2
     expected = parse_schedule("cosine:0.01:0.001", 2).lr_at(1.5)
     assert float(model.optimizer.learning_rate.numpy()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_explicit_milestones():
+    s = parse_schedule("steps:0.01@0,0.001@60,0.0001@90", 120)
+    assert s.stages == [(0, 0.01), (60, 0.001), (90, 0.0001)]
+    assert s.epoch_lrs()[59:61] == [0.01, 0.001] and s.final_lr() == 0.0001
+    with pytest.raises(ConfigError, match="lr@epoch"):
+        parse_schedule("steps:0.01@0,0.001:60", 120)
+    with pytest.raises(ConfigError, match="epoch 0"):
+        parse_schedule("steps:0.01@5", 10)

@@ -2,22 +2,27 @@
 
 :data:`PROTOCOLS` holds the registered protocols (``finetune_lr``, ``scratch_vs_prune``,
 ``retrain_schedules``, ``cross_recipe``, ``ratio_sweep``, ``setup_check``); a
-:class:`RunSpec` is one run of a grid, :func:`execute` runs it and returns a
-:class:`RunRecord`; :func:`run_protocol` runs a whole (sharded) grid with a resumable store.
+:class:`RunSpec` is one run of a grid (its method one of :data:`METHODS`), :func:`execute`
+runs it and returns a :class:`RunRecord`; :func:`run_protocol` runs a whole (sharded) grid with
+a resumable store.
 """
 
 from tfprune.protocols.execute import execute
 from tfprune.protocols.grids import PROTOCOLS
+from tfprune.protocols.methods import METHODS, get_method
 from tfprune.protocols.runner import run_protocol
 from tfprune.protocols.setups import setup_check
-from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
+from tfprune.protocols.spec import RetrainRecipe, RunOptions, RunRecord, RunSpec
 
 __all__ = [
+    "METHODS",
     "PROTOCOLS",
     "RetrainRecipe",
+    "RunOptions",
     "RunRecord",
     "RunSpec",
     "execute",
+    "get_method",
     "run_protocol",
     "setup_check",
 ]

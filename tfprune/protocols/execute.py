@@ -257,6 +257,24 @@ def _jsv_inputs(data: Any, n: int) -> np.ndarray | None:
     return np.asarray(data.preprocess(x))
 
 
+def _base_jsv(model: Any, base_id: str, workdir: str, x: np.ndarray | None) -> float | None:
+    """Mean JSV of a cached base model, computed once per base and sample count."""
+    if x is None:
+        return None
+    folder = os.path.join(workdir, "base_models", base_id)
+    path = os.path.join(folder, f"jsv_{len(x)}.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return float(json.load(f)["mean_jsv"])
+    value = _jsv(model, x)
+    if os.path.isdir(folder):
+        tmp = f"{path}.{uuid.uuid4().hex[:6]}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"mean_jsv": value, "samples": len(x)}, f)
+        os.replace(tmp, path)
+    return value
+
+
 def _jsv(model: Any, x: np.ndarray | None) -> float | None:
     if x is None:
         return None
@@ -410,7 +428,7 @@ def execute_spec(
         with _scope(strategy):
             pipeline.compile_model(base_model, recipe, 0.01)
         base_acc = float(base_meta.get("acc", _evaluate(base_model, data)))
-        jsv_base = _jsv(base_model, jsv_x)
+        jsv_base = _base_jsv(base_model, spec.base_id(), workdir, jsv_x)
 
     base_params = tfprune.count_params(base_model).total
     base_flops = tfprune.count_flops(base_model).total
@@ -504,6 +522,7 @@ def execute_spec(
         "base_seconds": float(base_meta.get("seconds", 0.0)),
         "base_cached": bool(base_meta.get("cached", False)),
     }
+    metrics.update(result.metrics)
     if target is not None:
         metrics["target_metric"] = target.metric
         metrics["target"] = float(target.target)

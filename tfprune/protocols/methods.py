@@ -57,12 +57,15 @@ class MethodResult:
         regularization finishes mid-epoch).
       prune_schedule: LR schedule of that stage (``""`` when none).
       prune_history: Per-epoch history of that stage.
+      metrics: Extra scalars for the record (e.g. the kept/pruned magnitude ratio at which a
+        growing regularization set its masks, and the groups below its limit).
     """
 
     model: Any
     prune_epochs: float = 0.0
     prune_schedule: str = ""
     prune_history: dict = dataclasses.field(default_factory=dict)
+    metrics: dict = dataclasses.field(default_factory=dict)
 
 
 class Method:
@@ -239,7 +242,12 @@ class Regularized(Method):
                 "prune_max_epochs or shorten its schedule in the regularization options "
                 "(delta, update_every, stabilize_steps)"
             )
-        return MethodResult(small, round(steps / spe, 4), sched_text, hist)
+        extra: dict[str, Any] = {}
+        if hasattr(callback, "mask_ratios"):
+            ratios = [v for v in callback.mask_ratios().values() if v == v]  # drop nan
+            extra["prune_mask_ratio_min"] = min(ratios) if ratios else None
+            extra["prune_low_separation"] = dict(callback.low_separation())
+        return MethodResult(small, round(steps / spe, 4), sched_text, hist, extra)
 
 
 REGULARIZED = ("greg1", "greg2", "tpp", "slimming", "group_lasso")

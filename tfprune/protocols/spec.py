@@ -290,10 +290,11 @@ class RunSpec:
         cell: Human label of the grid cell, e.g. ``"L1+OrthP / lr=1e-2 / 30ep"``.
         dataset: :func:`tfprune.data.load_dataset` name.
         model: :func:`tfprune.models.get_model` name.
-        method: ``"dense"``, ``"scratch"``, ``"random"``, ``"l1"``, ``"l1_orthp"``, ``"greg1"``,
-            ``"greg2"``, ``"tpp"`` or any importance name accepted by
-            :func:`tfprune.prune_filters` (``"l2"``, ``"bn_scale"``, ...); a ``"_orthp"`` suffix
-            adds OrthP to any criterion.
+        method: A key of :data:`tfprune.protocols.methods.METHODS`: ``"dense"``,
+            ``"scratch"``, a one-shot criterion (``"l1"``, ``"l2"``, ``"random"``,
+            ``"bn_scale"``, ``"taylor"``, ``"fpgm"``, each also with ``"_orthp"``) or a
+            regularized method (``"greg1"``, ``"greg2"``, ``"tpp"``, ``"slimming"``,
+            ``"group_lasso"``).
         ratio: Uniform pruning ratio or ``{layer-name regex: ratio}``.
         retrain: The retraining (or scratch-training) recipe.
         seed: Seed of data order, initialisation and random choices.
