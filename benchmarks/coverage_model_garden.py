@@ -168,6 +168,14 @@ def measure(name: str) -> dict:
         helpers._calibrate_batch_norm(model, _inputs(model, size, rng, 16))
     x = _inputs(model, size, rng, 2)
     report = tfprune.explain(model)
+    row = {
+        "model": name,
+        "input": f"{size}x{size}x3" if size else "16 tokens",
+        "prunable_fraction": report.prunable_fraction,
+        "blocking": report.blocking_layers[:3],
+    }
+    if not report.prunable_fraction:
+        return {**row, "flops_reduction": 0.0, "rel_error": float("nan")}
     t0 = time.perf_counter()
     masked = tfprune.prune_filters(model, 0.5)
     small = tfprune.strip_filters(masked)
@@ -179,9 +187,7 @@ def measure(name: str) -> dict:
     # FLOPs of the traced model (custom blocks looked inside) against the stripped one.
     before, after = count_flops(analyze(model).model), count_flops(small)
     return {
-        "model": name,
-        "input": f"{size}x{size}x3" if size else "16 tokens",
-        "prunable_fraction": report.prunable_fraction,
+        **row,
         "flops_before": before.total,
         "flops_after": after.total,
         "flops_reduction": 1 - after.total / before.total if before.total else 0.0,
@@ -189,7 +195,6 @@ def measure(name: str) -> dict:
         "rel_error": rel,
         "rel_error_unpruned_vs_masked_trace": rel_orig,
         "prune_strip_seconds": seconds,
-        "blocking": report.blocking_layers[:3],
     }
 
 
@@ -205,9 +210,10 @@ def row_markdown(r: dict) -> str:
         return f"| {r['model']} | FAILED: {r['error'][:120]} | | | | |"
     blocked = "; ".join(r.get("blocking", [])[:2]) if r["prunable_fraction"] < 0.995 else ""
     bound = " (lower bound)" if r.get("flops_lower_bound") else ""
+    error = "n/a" if r["rel_error"] != r["rel_error"] else f"{r['rel_error']:.1e}"  # NaN: not run
     return (
         f"| {r['model']} | {r['input']} | {r['prunable_fraction']:.0%} | "
-        f"{r['flops_reduction']:.0%}{bound} | {r['rel_error']:.1e} | {blocked[:160]} |"
+        f"{r['flops_reduction']:.0%}{bound} | {error} | {blocked[:160]} |"
     )
 
 
