@@ -19,6 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 
 from tfprune.compat import tf  # noqa: E402
+from tfprune.distribute import get_strategy  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -55,7 +56,7 @@ def cpu_devices() -> list[str]:
 @pytest.fixture(scope="session")
 def mirrored_strategy(cpu_devices: list[str]) -> tf.distribute.MirroredStrategy:
     """A MirroredStrategy over the two logical CPU devices."""
-    return tf.distribute.MirroredStrategy(devices=cpu_devices)
+    return get_strategy("mirrored", devices=cpu_devices)
 
 
 @pytest.fixture(scope="session")

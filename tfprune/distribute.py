@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from tfprune.compat import tf
@@ -17,7 +18,8 @@ def get_strategy(name: str = "default", *, tpu_address: str = "", devices: Any =
 
     ``default`` (no distribution), ``mirrored`` (all local GPUs, or the local CPUs/logical
     devices), ``multi_worker_mirrored`` (reads ``TF_CONFIG``), ``tpu`` (``tpu_address``; empty
-    for a local TPU) or ``one_device``.
+    for a local TPU) or ``one_device``. Asking twice for ``mirrored`` over the same devices
+    returns the same strategy.
     """
     key = (name or "default").lower()
     if key == "default":
@@ -26,7 +28,7 @@ def get_strategy(name: str = "default", *, tpu_address: str = "", devices: Any =
         if devices is None:
             gpus = tf.config.list_logical_devices("GPU")
             devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        return tf.distribute.MirroredStrategy(devices=devices)
+        return _mirrored(tuple(devices))
     if key == "multi_worker_mirrored":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if key == "one_device":
@@ -40,3 +42,10 @@ def get_strategy(name: str = "default", *, tpu_address: str = "", devices: Any =
         tf.tpu.experimental.initialize_tpu_system(resolver)
         return tf.distribute.TPUStrategy(resolver)
     raise InvalidArgumentError(f"Unknown strategy {name!r}; use one of {', '.join(STRATEGIES)}.")
+
+
+@functools.cache
+def _mirrored(devices: tuple[str, ...]) -> Any:
+    # One MirroredStrategy per device set and process: two of them over the same devices number
+    # their collective ops alike, and TensorFlow then mixes up their all-reduces.
+    return tf.distribute.MirroredStrategy(devices=list(devices))

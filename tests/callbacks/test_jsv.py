@@ -100,11 +100,9 @@ def test_callback_reads_a_dataset_once_as_a_fixed_sample(data):
     assert first.num_samples == 25
 
 
-def test_callback_runs_under_mirrored_strategy(data):
+def test_callback_runs_under_mirrored_strategy(data, mirrored_strategy):
     x, y = data
-    devices = [d.name for d in tf.config.list_logical_devices("CPU")]
-    strategy = tf.distribute.MirroredStrategy(devices=devices)
-    with strategy.scope():
+    with mirrored_strategy.scope():
         model = make_model()
     callback = JacobianSingularValues(x[:32], batch_size=16)
 
