@@ -37,8 +37,27 @@ def _with_l2(gradient: Any, variable: Any, l2: float) -> Any:
     return gradient + tf.cast(l2, variable.dtype) * variable
 
 
+class _CoupledL2:
+    """The coupled-L2 part shared by :class:`CoupledSGD` and :class:`CoupledAdam`."""
+
+    def _set_l2(self, l2: float) -> None:
+        if not float(l2) >= 0.0:
+            raise ConfigError(f"l2 (weight decay) must be >= 0, got {l2!r}")
+        self.l2 = float(l2)
+
+    def update_step(self, gradient: Any, variable: Any) -> Any:
+        """The base optimizer's update of ``variable`` with ``gradient + l2 * variable``."""
+        if self.l2:
+            gradient = _with_l2(gradient, variable, self.l2)
+        return super().update_step(gradient, variable)
+
+    def get_config(self) -> dict[str, Any]:
+        """The base optimizer's config plus ``l2``."""
+        return {**super().get_config(), "l2": self.l2}
+
+
 @keras.saving.register_keras_serializable(package="tfprune")
-class CoupledSGD(keras.optimizers.SGD):
+class CoupledSGD(_CoupledL2, keras.optimizers.SGD):
     """SGD whose ``l2`` term is added to the gradient before momentum (``torch.optim.SGD``).
 
     The term is added per variable inside the optimizer's update step, i.e. after gradients are
@@ -62,23 +81,11 @@ class CoupledSGD(keras.optimizers.SGD):
         **kwargs: Any,
     ) -> None:
         super().__init__(learning_rate=learning_rate, momentum=momentum, name=name, **kwargs)
-        if not float(l2) >= 0.0:
-            raise ConfigError(f"l2 (weight decay) must be >= 0, got {l2!r}")
-        self.l2 = float(l2)
-
-    def update_step(self, gradient: Any, variable: Any) -> Any:
-        """SGD update of ``variable`` with ``gradient + l2 * variable``."""
-        if self.l2:
-            gradient = _with_l2(gradient, variable, self.l2)
-        return super().update_step(gradient, variable)
-
-    def get_config(self) -> dict[str, Any]:
-        """SGD's config plus ``l2``."""
-        return {**super().get_config(), "l2": self.l2}
+        self._set_l2(l2)
 
 
 @keras.saving.register_keras_serializable(package="tfprune")
-class CoupledAdam(keras.optimizers.Adam):
+class CoupledAdam(_CoupledL2, keras.optimizers.Adam):
     """Adam with ``l2`` added to the gradient before the moment estimates (``torch.optim.Adam``).
 
     Args:
@@ -91,19 +98,7 @@ class CoupledAdam(keras.optimizers.Adam):
         self, learning_rate: Any = 0.001, l2: float = 0.0, name: str = "CoupledAdam", **kwargs: Any
     ) -> None:
         super().__init__(learning_rate=learning_rate, name=name, **kwargs)
-        if not float(l2) >= 0.0:
-            raise ConfigError(f"l2 (weight decay) must be >= 0, got {l2!r}")
-        self.l2 = float(l2)
-
-    def update_step(self, gradient: Any, variable: Any) -> Any:
-        """Adam update of ``variable`` with ``gradient + l2 * variable``."""
-        if self.l2:
-            gradient = _with_l2(gradient, variable, self.l2)
-        return super().update_step(gradient, variable)
-
-    def get_config(self) -> dict[str, Any]:
-        """Adam's config plus ``l2``."""
-        return {**super().get_config(), "l2": self.l2}
+        self._set_l2(l2)
 
 
 def make_optimizer(
