@@ -33,6 +33,7 @@ import numpy as np
 
 from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
+from tfprune.runtime import float32_twin, model_precision
 
 __all__ = [
     "JSVStats",
@@ -482,6 +483,10 @@ def jacobian_singular_values(
     """
     _check_positive_int("batch_size", batch_size)
     _check_positive_int("num_samples", num_samples, allow_none=True)
+    if isinstance(model, keras.Model) and model_precision(model) != "float32":
+        # Singular values of the float32 network the mixed-precision one approximates.
+        model = float32_twin(model)
+        logits_layer = getattr(logits_layer, "name", logits_layer)
     spectrum = _JacobianSpectrum(
         model,
         output_index=output_index,

@@ -5,6 +5,7 @@ With no flags it runs the default protocol (``finetune_lr``) on the embedded dig
     python -m tfprune.bin.compare --output_dir=results
     python -m tfprune.bin.compare --config=configs/finetune_lr_mnist.yaml --output_dir=/tmp/m
     python -m tfprune.bin.compare --output_dir=/tmp/d --params_override='seeds=[1,2,3]'
+    python -m tfprune.bin.compare --output_dir=/tmp/mp --mixed_precision --jit_compile
     # a cluster job array, task i of N (together they do exactly the runs of one process):
     python -m tfprune.bin.compare --config=... --output_dir=/shared/out \
         --shard_index=$i --num_shards=$N
@@ -23,6 +24,7 @@ import sys
 
 from absl import app, flags
 
+from tfprune.bin.runtime_flags import runtime_overrides
 from tfprune.distribute import STRATEGIES
 
 FLAGS = flags.FLAGS
@@ -54,7 +56,7 @@ def main(argv: list[str]) -> None:
     from tfprune.configs import resolve_protocol_config
     from tfprune.errors import TfpruneError
     from tfprune.protocols.grids import PROTOCOLS
-    from tfprune.protocols.runner import check_shard, plan_shard, run_protocol
+    from tfprune.protocols.runner import check_shard, expand_config, plan_shard, run_protocol
 
     if FLAGS.list_protocols:
         for name, proto in sorted(PROTOCOLS.items()):
@@ -62,10 +64,13 @@ def main(argv: list[str]) -> None:
         return
     try:
         check_shard(FLAGS.shard_index, FLAGS.num_shards)
-        config = resolve_protocol_config(FLAGS.protocol, FLAGS.config, FLAGS.params_override)
+        overrides = list(FLAGS.params_override)
+        if runtime_overrides():
+            overrides.append({"runtime": runtime_overrides()})
+        config = resolve_protocol_config(FLAGS.protocol, FLAGS.config, overrides)
         output_dir = FLAGS.output_dir or os.path.join("results", config.protocol)
         if FLAGS.dry_run:
-            specs = plan_shard(PROTOCOLS[config.protocol].expand(config.params))
+            specs = plan_shard(expand_config(config))
             mine = plan_shard(specs, FLAGS.shard_index, FLAGS.num_shards)
             print(config.to_yaml())
             print(f"# {len(specs)} runs in the grid, {len(mine)} in shard {FLAGS.shard_index}:")

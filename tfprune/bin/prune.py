@@ -13,6 +13,7 @@ import os
 
 from absl import app, flags
 
+from tfprune.bin.runtime_flags import runtime_overrides
 from tfprune.distribute import STRATEGIES
 from tfprune.importance import IMPORTANCE_NAMES
 
@@ -66,6 +67,7 @@ def main(argv: list[str]) -> None:
         seed=FLAGS.seed,
         strategy=FLAGS.strategy,
         export_dir=FLAGS.export_dir,
+        **runtime_overrides(),
     )
     try:
         result = run_prune(config)

@@ -17,6 +17,7 @@ import os
 
 from absl import app, flags
 
+from tfprune.bin.runtime_flags import runtime_overrides
 from tfprune.distribute import STRATEGIES
 
 FLAGS = flags.FLAGS
@@ -60,6 +61,7 @@ def main(argv: list[str]) -> None:
         seed=FLAGS.seed,
         output_dir=FLAGS.output_dir,
         strategy=FLAGS.strategy,
+        **runtime_overrides(),
     )
     try:
         metrics = train_base_model(config, log=lambda m: print(m, flush=True))

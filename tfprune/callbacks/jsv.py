@@ -10,6 +10,7 @@ import numpy as np
 
 from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError
+from tfprune.runtime import float32_twin, model_precision
 from tfprune.trainability import (
     InputsLike,
     JSVStats,
@@ -113,6 +114,7 @@ class JacobianSingularValues(keras.callbacks.Callback):
         self._sample: np.ndarray | None = None
         self._spectrum: _JacobianSpectrum | None = None
         self._spectrum_model: Any = None
+        self._twin: Any = None
 
     def _check_inputs(self, inputs: InputsLike) -> InputsLike:
         """Validates the kind (and, for arrays, the size) of the sample."""
@@ -141,6 +143,17 @@ class JacobianSingularValues(keras.callbacks.Callback):
         if model is not self._spectrum_model:
             self._spectrum = None
             self._spectrum_model = None
+            self._twin = None
+
+    def _float32_model(self) -> Any:
+        """The model, or under mixed precision its float32 twin holding the current weights."""
+        if model_precision(self.model) == "float32":
+            return self.model
+        if self._twin is None:
+            self._twin = float32_twin(self.model)
+        else:
+            self._twin.set_weights(self.model.get_weights())
+        return self._twin
 
     def compute(self) -> JSVStats:
         """Computes the statistics of the current model on the fixed sample now."""
@@ -148,11 +161,12 @@ class JacobianSingularValues(keras.callbacks.Callback):
             raise InvalidArgumentError(
                 "JacobianSingularValues has no model yet; use it in model.fit(callbacks=[...])."
             )
-        if self._spectrum is None or self._spectrum_model is not self.model:
+        model = self._float32_model()  # singular values in float32 under mixed precision
+        if self._spectrum is None:
             self._spectrum = _JacobianSpectrum(
-                self.model,
+                model,
                 output_index=self.output_index,
-                logits_layer=self.logits_layer,
+                logits_layer=getattr(self.logits_layer, "name", self.logits_layer),
                 strip_softmax=self.strip_softmax,
             )
             self._spectrum_model = self.model

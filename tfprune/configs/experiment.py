@@ -15,7 +15,8 @@ from typing import Any
 
 from tfprune.configs import checks
 from tfprune.configs.base import config_from_dict, config_to_dict
-from tfprune.errors import ConfigError
+from tfprune.errors import ConfigError, InvalidArgumentError
+from tfprune.runtime import Runtime
 
 __all__ = ["ExperimentConfig", "RecipeConfig", "TrainConfig"]
 
@@ -134,6 +135,9 @@ class TrainConfig:
       seed: Seed (>= 1).
       output_dir: Where the model, ``history.csv``, ``metrics.json`` and ``config.yaml`` go.
       strategy: ``tf.distribute`` strategy name.
+      mixed_precision: ``false``, ``true`` (``mixed_float16`` on a GPU, ``mixed_bfloat16`` on
+        CPU/TPU) or a policy name; see :class:`tfprune.runtime.Runtime`.
+      jit_compile: Compile training steps with XLA.
     """
 
     dataset: str = "digits"
@@ -145,6 +149,15 @@ class TrainConfig:
     seed: int = 1
     output_dir: str = "base_model"
     strategy: str = "default"
+    mixed_precision: Any = False
+    jit_compile: bool = False
+
+    def runtime(self) -> Runtime:
+        """The precision and XLA setting of the training."""
+        try:
+            return Runtime(self.mixed_precision, self.jit_compile)
+        except InvalidArgumentError as err:
+            raise ConfigError(str(err)) from None
 
     def validate(self) -> TrainConfig:
         """Check every field (and the dataset files); returns ``self``."""
@@ -160,6 +173,7 @@ class TrainConfig:
             )
         if not self.output_dir:
             raise ConfigError("output_dir must be a folder path")
+        self.runtime()
         checks.check_dataset_files(self.dataset, self.data_dir)
         return self
 

@@ -5,6 +5,7 @@ A protocol config file is flat YAML::
     protocol: finetune_lr  # a key of tfprune.protocols.grids.PROTOCOLS
     runner: {continue_on_error: false}
     output: {report: true, plots: true}
+    runtime: {mixed_precision: false, jit_compile: false}  # or the binaries' flags
     # every other key belongs to the protocol (its ``default_config``): dataset, model,
     # grid axes, budgets, seeds, baselines, ...
     dataset: mnist
@@ -37,7 +38,8 @@ from tfprune.configs.base import (
     parse_params_override,
 )
 from tfprune.configs.experiment import RecipeConfig
-from tfprune.errors import ConfigError
+from tfprune.errors import ConfigError, InvalidArgumentError
+from tfprune.runtime import Runtime
 
 __all__ = [
     "CONFIG_FILE",
@@ -45,6 +47,7 @@ __all__ = [
     "OutputConfig",
     "ProtocolConfig",
     "RunnerConfig",
+    "RuntimeConfig",
     "resolve_protocol_config",
     "save_config",
     "validate_params",
@@ -52,7 +55,7 @@ __all__ = [
 
 DEFAULT_PROTOCOL = "finetune_lr"
 CONFIG_FILE = "config.yaml"
-_ENVELOPE = ("protocol", "runner", "output")
+_ENVELOPE = ("protocol", "runner", "output", "runtime")
 _RECIPE_FIELDS = {f.name for f in dataclasses.fields(RecipeConfig)}
 
 
@@ -96,6 +99,40 @@ class OutputConfig:
 
 
 @dataclasses.dataclass
+class RuntimeConfig:
+    """How every run of the grid computes (see :class:`tfprune.runtime.Runtime`).
+
+    A run's precision is part of its comparison setup (and of its run id and base model); XLA is
+    recorded beside it.
+
+    Attributes:
+      mixed_precision: ``false`` (``float32``), ``true`` (``mixed_float16`` on a GPU,
+        ``mixed_bfloat16`` on CPU/TPU) or a policy name (``mixed_float16``,
+        ``mixed_bfloat16``).
+      jit_compile: Compile training and evaluation steps with XLA.
+    """
+
+    # None (= float32) until validated, so that a YAML or override may give a bool or a name.
+    mixed_precision: Any = None
+    jit_compile: bool = False
+
+    def validate(self) -> None:
+        """A known precision and a boolean ``jit_compile``; ``true`` becomes the policy name.
+
+        The saved ``config.yaml`` then names the precision the runs used on this machine.
+        """
+        runtime = self.resolve()
+        self.mixed_precision = runtime.precision if runtime.mixed else False
+
+    def resolve(self) -> Runtime:
+        """The :class:`~tfprune.runtime.Runtime` on this machine (``true`` picks the policy)."""
+        try:
+            return Runtime(self.mixed_precision, self.jit_compile)
+        except InvalidArgumentError as err:
+            raise ConfigError(f"runtime: {err}") from None
+
+
+@dataclasses.dataclass
 class ProtocolConfig:
     """A resolved protocol config.
 
@@ -105,12 +142,14 @@ class ProtocolConfig:
         merged in); what :meth:`Protocol.expand` receives.
       runner: Runner options.
       output: Report options.
+      runtime: Mixed precision and XLA of every run.
     """
 
     protocol: str = DEFAULT_PROTOCOL
     params: dict = dataclasses.field(default_factory=dict)
     runner: RunnerConfig = dataclasses.field(default_factory=RunnerConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """The flat form written to ``config.yaml`` (envelope keys first, then the params)."""
@@ -118,6 +157,7 @@ class ProtocolConfig:
             "protocol": self.protocol,
             "runner": config_to_dict(self.runner),
             "output": config_to_dict(self.output),
+            "runtime": config_to_dict(self.runtime),
         }
         out.update(copy.deepcopy(self.params))
         return out
@@ -134,6 +174,7 @@ class ProtocolConfig:
             protocol=str(data.pop("protocol", DEFAULT_PROTOCOL)),
             runner=config_from_dict(RunnerConfig, data.pop("runner", {}), "runner"),
             output=config_from_dict(OutputConfig, data.pop("output", {}), "output"),
+            runtime=config_from_dict(RuntimeConfig, data.pop("runtime", {}), "runtime"),
             params=data,
         )
 
@@ -141,6 +182,7 @@ class ProtocolConfig:
         """Validate the envelope and every recognised field of ``params``; returns ``self``."""
         self.runner.validate()
         self.output.validate()
+        self.runtime.validate()
         validate_params(self.params, check_files=check_files)
         return self
 
@@ -298,6 +340,7 @@ def resolve_protocol_config(
         "protocol": name,
         "runner": config_to_dict(RunnerConfig()),
         "output": config_to_dict(OutputConfig()),
+        "runtime": config_to_dict(RuntimeConfig()),
         **default,
     }
     # Label maps of the protocol (e.g. schedules: {FT: ..., CLR: ...}) take new labels, and a

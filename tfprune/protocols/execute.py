@@ -47,6 +47,7 @@ from tfprune.errors import ConfigError
 from tfprune.models import get_model
 from tfprune.protocols.methods import METHODS, get_method, prune_one_shot
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
+from tfprune.runtime import Runtime, use_runtime
 from tfprune.training import pipeline
 from tfprune.training.schedules import (
     LRSchedule,
@@ -64,6 +65,7 @@ __all__ = [
     "execute_spec",
     "get_base_model",
     "retrain_plan",
+    "run_runtime",
     "setup_descriptor",
 ]
 
@@ -119,6 +121,12 @@ def _evaluate(model: Any, data: Any) -> float:
     return pipeline.evaluate(model, data)
 
 
+def run_runtime(spec: RunSpec) -> Runtime:
+    """The precision and XLA setting ``spec`` runs under (its ``precision``/``jit_compile``)."""
+    opts = spec.opts
+    return Runtime(opts.precision, opts.jit_compile)
+
+
 def _fresh_model(spec: RunSpec, data: Any, strategy: Any) -> Any:
     with _scope(strategy):
         return build_model(
@@ -147,7 +155,17 @@ def _base_schedule(spec: RunSpec, recipe: RetrainRecipe) -> LRSchedule:
 def get_base_model(
     spec: RunSpec, workdir: str, *, strategy: Any = None, log: Callable[[str], None] = print
 ) -> BaseModel:
-    """Load the cached base model of ``spec`` or train and cache it (atomically)."""
+    """Load the cached base model of ``spec`` or train and cache it (atomically).
+
+    It is built and trained in the spec's precision, with its XLA setting.
+    """
+    with use_runtime(run_runtime(spec)):
+        return _get_base_model(spec, workdir, strategy=strategy, log=log)
+
+
+def _get_base_model(
+    spec: RunSpec, workdir: str, *, strategy: Any, log: Callable[[str], None]
+) -> BaseModel:
     recipe = spec.base_recipe()
     base_id = spec.base_id()
     root = os.path.join(workdir, "base_models")
@@ -240,13 +258,14 @@ def _overall(parts: list[tuple[LRSchedule, int]]) -> str:
     return " | ".join(f"{_schedule_text(s, n)} x{n}" for s, n in parts if n > 0)
 
 
-def _hyper(recipe: RetrainRecipe) -> dict[str, Any]:
+def _hyper(recipe: RetrainRecipe, precision: str = "float32") -> dict[str, Any]:
     return {
         "batch_size": recipe.batch_size,
         "momentum": recipe.momentum,
         "weight_decay": recipe.weight_decay,
         "weight_decay_mode": recipe.weight_decay_mode,
         "optimizer": recipe.optimizer,
+        "precision": precision,
     }
 
 
@@ -360,7 +379,7 @@ def setup_descriptor(
         "base_id": None if scratch else spec.base_id(),
         "finetune_schedule": _schedule_text(schedule, epochs),
         "finetune_epochs": int(epochs),
-        "hyper": _hyper(spec.retrain),
+        "hyper": _hyper(spec.retrain, spec.opts.precision),
         "prune_epochs": prune_epochs,
         "prune_schedule": prune_schedule,
         "overall_schedule": overall,
@@ -403,7 +422,22 @@ def execute_spec(
     strategy: Any = None,
     log: Callable[[str], None] = print,
 ) -> RunRecord:
-    """Run ``spec`` (see the module doc) and return its :class:`RunRecord`."""
+    """Run ``spec`` (see the module doc) and return its :class:`RunRecord`.
+
+    Every model of the run is built and trained under the spec's precision and XLA setting
+    (:func:`run_runtime`).
+    """
+    runtime = run_runtime(spec)
+    with use_runtime(runtime):
+        record = _execute_spec(spec, workdir, strategy=strategy, log=log)
+    record.metrics["precision"] = runtime.precision
+    record.metrics["jit_compile"] = runtime.jit_compile
+    return record
+
+
+def _execute_spec(
+    spec: RunSpec, workdir: str, *, strategy: Any, log: Callable[[str], None]
+) -> RunRecord:
     t_start = time.time()
     method = get_method(spec.method)
     method.check(spec)

@@ -24,12 +24,15 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 import tfprune
 from tfprune import regularization as reg
 from tfprune.compat import keras
 from tfprune.errors import ConfigError
 from tfprune.importance import IMPORTANCE_NAMES
 from tfprune.protocols.spec import RunSpec
+from tfprune.runtime import float32_twin, model_precision
 from tfprune.training import pipeline
 from tfprune.training.schedules import parse_schedule
 
@@ -44,6 +47,7 @@ __all__ = [
     "get_method",
     "one_shot_masks",
     "prune_one_shot",
+    "strip_check",
 ]
 
 
@@ -120,6 +124,35 @@ def one_shot_masks(
     return tfprune.prune_filters(base, ratio, importance, **kwargs)
 
 
+def _check_inputs(data: Any, n: int = 32) -> np.ndarray:
+    if data.train_arrays is not None:
+        return np.asarray(data.preprocess(data.train_arrays[0][:n]))
+    x = next(iter(data.test))[0]
+    return np.asarray(x)[:n]
+
+
+def _max_rel_error(a: Any, b: Any, x: np.ndarray) -> float:
+    ya = np.asarray(a(x, training=False), dtype=np.float64)
+    yb = np.asarray(b(x, training=False), dtype=np.float64)
+    return float(np.max(np.abs(ya - yb)) / max(float(np.max(np.abs(ya))), 1e-12))
+
+
+def strip_check(masked: Any, stripped: Any, data: Any) -> dict[str, float]:
+    """How far the physically pruned model is from the masked one, on 32 training inputs.
+
+    ``strip_max_rel_error``: max |masked − stripped| / max |masked| in the run's precision;
+    under mixed precision also ``strip_max_rel_error_float32``, the same on the float32 twins
+    (:func:`tfprune.runtime.float32_twin`), which is exact up to float32 rounding.
+    """
+    x = _check_inputs(data)
+    out = {"strip_max_rel_error": _max_rel_error(masked, stripped, x)}
+    if model_precision(masked) != "float32":
+        out["strip_max_rel_error_float32"] = _max_rel_error(
+            float32_twin(masked), float32_twin(stripped), x
+        )
+    return out
+
+
 def prune_one_shot(
     base: Any, ratio: Any, importance: str, data: Any, *, seed: int, skip: tuple = ()
 ) -> tuple[Any, Any]:
@@ -152,12 +185,13 @@ class OneShot(Method):
 
     def apply(self, base, spec, data, strategy, log):  # noqa: D102
         with pipeline.scope(strategy):
-            _, model = prune_one_shot(
+            masked, model = prune_one_shot(
                 base, spec.ratio, self.criterion, data, seed=spec.seed, skip=spec.opts.skip
             )
+            check = strip_check(masked, model, data)
             if self.orthp:
                 tfprune.orthp(model)
-        return MethodResult(model)
+        return MethodResult(model, metrics=check)
 
 
 class Scratch(Method):
@@ -242,7 +276,7 @@ class Regularized(Method):
                 "prune_max_epochs or shorten its schedule in the regularization options "
                 "(delta, update_every, stabilize_steps)"
             )
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = strip_check(masked, small, data)
         if hasattr(callback, "mask_ratios"):
             ratios = [v for v in callback.mask_ratios().values() if v == v]  # drop nan
             extra["prune_mask_ratio_min"] = min(ratios) if ratios else None

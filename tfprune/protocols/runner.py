@@ -10,11 +10,13 @@ runs that are missing.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tfprune.compat import tf
 from tfprune.configs.protocol import ProtocolConfig, save_config
 from tfprune.errors import ConfigError
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
@@ -24,11 +26,14 @@ from tfprune.protocols.store import (
     atomic_write_text,
     environment_info,
 )
+from tfprune.runtime import Runtime
 
 __all__ = [
     "GRID_FILE",
     "RunFailedError",
+    "apply_runtime",
     "check_shard",
+    "expand_config",
     "plan_shard",
     "run_protocol",
     "train_base_model",
@@ -83,10 +88,51 @@ def plan_shard(
     return [s for i, s in enumerate(ordered) if i % num_shards == shard_index]
 
 
+def apply_runtime(specs: Sequence[RunSpec], runtime: Runtime) -> list[RunSpec]:
+    """``specs`` computing under ``runtime``: its precision and XLA setting in their options.
+
+    Only settings other than the default (``float32``, no XLA) are written, so the run ids of
+    float32 runs stay what they were; a mixed-precision run is another run with another base.
+    """
+    extra: dict[str, Any] = {}
+    if runtime.precision != "float32":
+        extra["precision"] = runtime.precision
+    if runtime.jit_compile:
+        extra["jit_compile"] = True
+    if not extra:
+        return list(specs)
+    return [dataclasses.replace(s, options={**s.options, **extra}) for s in specs]
+
+
+def expand_config(
+    config: ProtocolConfig | Mapping[str, Any], registry: Mapping[str, Any] | None = None
+) -> list[RunSpec]:
+    """Every run of a resolved protocol config: the protocol's grid under the config's runtime.
+
+    Raises:
+      ConfigError: unknown protocol, or a bad ``runtime`` section.
+    """
+    config = _as_config(config)
+    if registry is None:
+        from tfprune.protocols.grids import PROTOCOLS
+
+        registry = PROTOCOLS
+    if config.protocol not in registry:
+        raise ConfigError(
+            f"unknown protocol {config.protocol!r}; known: {', '.join(sorted(registry))}"
+        )
+    specs = registry[config.protocol].expand(config.params)
+    return apply_runtime(specs, config.runtime.resolve())
+
+
 def _as_config(config: ProtocolConfig | Mapping[str, Any]) -> ProtocolConfig:
     if isinstance(config, ProtocolConfig):
         return config
     return ProtocolConfig.from_flat_dict(config)
+
+
+def _device_names() -> list[str]:
+    return [d.name for d in tf.config.list_logical_devices()]
 
 
 def _fmt_seconds(s: float) -> str:
@@ -147,18 +193,14 @@ def run_protocol(
         from tfprune.protocols.grids import PROTOCOLS
 
         registry = PROTOCOLS
-    if config.protocol not in registry:
-        raise ConfigError(
-            f"unknown protocol {config.protocol!r}; known: {', '.join(sorted(registry))}"
-        )
-    protocol = registry[config.protocol]
+    specs = expand_config(config, registry)
+    runtime = config.runtime.resolve()
     if execute_fn is None:
         from tfprune.protocols.execute import execute as execute_fn
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     store = RunStore(output_dir)
 
-    specs = protocol.expand(config.params)
     grid = plan_shard(specs, 0, 1)
     mine = plan_shard(grid, shard_index, num_shards)
     save_config(config, output_dir)
@@ -192,7 +234,12 @@ def run_protocol(
             strategy=strategy_name,
             shard_index=shard_index,
             num_shards=num_shards,
-            extra={"run_id": run_id, "protocol": config.protocol},
+            extra={
+                "run_id": run_id,
+                "protocol": config.protocol,
+                "runtime": runtime.to_dict(),
+                "devices": _device_names(),
+            },
         )
         store.prepare(run_id, spec.to_dict(), env)
         t0 = time.monotonic()
@@ -282,11 +329,17 @@ def train_base_model(
         base=recipe.to_dict(),
         data_dir=config.data_dir,
     )
+    runtime = config.runtime()
+    spec = apply_runtime([spec], runtime)[0]
     if strategy is None:
         strategy = get_strategy(config.strategy)
     atomic_write_json(
         out / "environment.json",
-        environment_info(seeds=[config.seed], strategy=config.strategy),
+        environment_info(
+            seeds=[config.seed],
+            strategy=config.strategy,
+            extra={"runtime": runtime.to_dict(), "devices": _device_names()},
+        ),
     )
     base = get_base_model(spec, str(out), strategy=strategy, log=log)
     model_path = out / "model.keras"
@@ -301,6 +354,7 @@ def train_base_model(
         "params": int(count_params(base.model).total),
         "flops": int(count_flops(base.model).total),
         "model_path": str(model_path),
+        **runtime.to_dict(),
     }
     atomic_write_json(out / "metrics.json", metrics)
     return metrics

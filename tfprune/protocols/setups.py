@@ -6,8 +6,8 @@ items that differ:
 
 * pruning vs pruning: ``S1`` (same dataset, network and compression: params or FLOPs)
   < ``S2`` (+ same base model) < ``S3.1`` (+ same number of retraining epochs) < ``S3.2``
-  (+ identical retraining LR schedule and hyper-parameters) < ``S4.1`` (+ same pruning-stage
-  epochs) < ``S4.2`` (+ same pruning-stage LR schedule);
+  (+ identical retraining LR schedule and hyper-parameters, numeric precision included)
+  < ``S4.1`` (+ same pruning-stage epochs) < ``S4.2`` (+ same pruning-stage LR schedule);
 * pruning vs scratch (at least one run has ``scratch: True``): ``S4.2`` when the overall LR
   schedules (pretraining + pruning + retraining vs scratch) and the hyper-parameters are
   identical, else ``SX-B`` (same total training FLOPs), else ``SX-A`` (same total epochs), else

@@ -28,6 +28,7 @@ from tfprune.models import get_model
 from tfprune.profiling import measure_latency
 from tfprune.protocols.methods import one_shot_masks
 from tfprune.protocols.spec import RetrainRecipe
+from tfprune.runtime import Runtime, use_runtime
 from tfprune.selection import check_ratio
 from tfprune.training import WEIGHT_DECAY_MODES, pipeline
 from tfprune.training.schedules import parse_schedule
@@ -56,6 +57,8 @@ class PruneRunConfig:
     strategy: str = "default"
     export_dir: str | None = None
     latency_batch: int = 32
+    mixed_precision: Any = False
+    jit_compile: bool = False
 
     def validate(self) -> None:
         """Reject bad values before any work starts (messages name the field)."""
@@ -76,11 +79,16 @@ class PruneRunConfig:
                 f"weight_decay_mode must be one of {WEIGHT_DECAY_MODES}, got "
                 f"{self.weight_decay_mode!r}."
             )
+        self.runtime()
         if self.load_model and not os.path.exists(self.load_model):
             raise InvalidArgumentError(
                 f"load_model path {self.load_model!r} does not exist; give a saved Keras model "
                 "(SavedModel folder, .keras or .h5) or leave it empty to train one."
             )
+
+    def runtime(self) -> Runtime:
+        """The precision and XLA setting of the run (``mixed_precision``, ``jit_compile``)."""
+        return Runtime(self.mixed_precision, self.jit_compile)
 
 
 @dataclasses.dataclass
@@ -123,8 +131,20 @@ def _recipe(config: PruneRunConfig, lr: float, epochs: int) -> RetrainRecipe:
 
 
 def run_prune(config: PruneRunConfig, log: Any = print) -> PruneRunResult:
-    """Run one prune pipeline as configured and return the side-by-side result."""
+    """Run one prune pipeline as configured and return the side-by-side result.
+
+    Every model is built, trained and exported in the configured precision, with its XLA
+    setting.
+    """
     config.validate()
+    runtime = config.runtime()
+    if runtime != Runtime():
+        log(f"precision {runtime.precision}, XLA {'on' if runtime.jit_compile else 'off'}")
+    with use_runtime(runtime):
+        return _run_prune(config, log)
+
+
+def _run_prune(config: PruneRunConfig, log: Any) -> PruneRunResult:
     keras.utils.set_random_seed(config.seed)
     strategy = get_strategy(config.strategy)
     data = load_dataset(

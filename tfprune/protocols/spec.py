@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tfprune.errors import ConfigError
+from tfprune.runtime import PRECISIONS
 
 __all__ = [
     "BASE_DEFAULTS",
@@ -186,6 +187,11 @@ class RunOptions:
             (or the scale of a ``{regex: ratio}`` scheme) is searched with
             :func:`tfprune.find_sparsity_for_target` so that every method of a grid prunes to
             the same achieved reduction (within 1 %).
+        precision: Keras dtype policy of every model the run builds and trains
+            (``float32``, ``mixed_float16`` or ``mixed_bfloat16``); set from the config's
+            ``runtime`` section or the binaries' ``--mixed_precision``. Part of the base model's
+            id and of the comparison setup.
+        jit_compile: Compile training and evaluation with XLA (``--jit_compile``).
     """
 
     jsv_samples: int = 1000
@@ -204,6 +210,8 @@ class RunOptions:
     prune_max_epochs: int = 30
     prune_schedule: str = "0:0.001"
     target: dict | None = None
+    precision: str = "float32"
+    jit_compile: bool = False
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunOptions:
@@ -225,7 +233,8 @@ class RunOptions:
         for key in ("pipeline_epochs", "squeezed_from"):
             if kw.get(key) is not None:
                 kw[key] = _int_option(key, kw[key], low=0)
-        for key in ("jsv_every_epoch", "eval_every_epoch", "squeeze_base_by_speedup"):
+        flags = ("jsv_every_epoch", "eval_every_epoch", "squeeze_base_by_speedup", "jit_compile")
+        for key in flags:
             if key in kw and not isinstance(kw[key], bool):
                 raise ConfigError(f"options.{key} must be true or false, got {kw[key]!r}")
         if kw.get("target") is not None and not isinstance(kw["target"], Mapping):
@@ -248,6 +257,11 @@ class RunOptions:
             raise ConfigError(
                 f"options.scratch_b_variant must be one of {_SCRATCH_B_VARIANTS}, got "
                 f"{kw['scratch_b_variant']!r}"
+            )
+        if kw.get("precision", "float32") not in PRECISIONS:
+            raise ConfigError(
+                f"options.precision must be one of {', '.join(PRECISIONS)}, got "
+                f"{kw['precision']!r} (set it with the config's runtime.mixed_precision)"
             )
         if "prune_schedule" in kw and (
             not isinstance(kw["prune_schedule"], str) or not kw["prune_schedule"].strip()
@@ -389,6 +403,11 @@ class RunSpec:
             "data_options": self.options.get("data_options", {}),
             "weight_decay_mode": self.base.get("weight_decay_mode", "coupled"),
         }
+        # A base trained in another precision, or compiled by XLA, is another base model; the
+        # keys appear only when set, so float32 ids stay what they were.
+        for name, default in (("precision", "float32"), ("jit_compile", False)):
+            if self.options.get(name, default) != default:
+                key[name] = self.options[name]
         return hashlib.sha1(canonical_json(key).encode("utf-8")).hexdigest()[:12]
 
 

@@ -15,11 +15,19 @@ from typing import Any
 import numpy as np
 
 from tfprune.callbacks.jsv import JacobianSingularValues
-from tfprune.compat import keras
+from tfprune.compat import keras, tf
+from tfprune.runtime import current_runtime
 from tfprune.training.optimizers import make_optimizer
 from tfprune.training.schedules import EpochLRScheduler, LRSchedule, lr_scheduler
 
-__all__ = ["compile_model", "evaluate", "fit", "scope", "steps_per_execution"]
+__all__ = [
+    "compile_model",
+    "evaluate",
+    "fit",
+    "scope",
+    "sparse_crossentropy_float32",
+    "steps_per_execution",
+]
 
 
 def scope(strategy: Any) -> Any:
@@ -27,8 +35,33 @@ def scope(strategy: Any) -> Any:
     return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
-def compile_model(model: Any, recipe: Any, lr: float, steps_per_execution: int = 1) -> None:
-    """Compile ``model`` for sparse-label classification with the recipe's optimizer at ``lr``."""
+@keras.saving.register_keras_serializable(package="tfprune")
+def sparse_crossentropy_float32(y_true: Any, y_pred: Any) -> Any:
+    """Sparse categorical cross-entropy from logits, computed in ``float32``.
+
+    Under a mixed-precision policy the logits arrive in ``float16``/``bfloat16``; the softmax
+    and the loss are taken in ``float32`` (Keras' advice for the model's output), without
+    adding a layer to the model.
+    """
+    return keras.losses.sparse_categorical_crossentropy(
+        y_true, tf.cast(y_pred, tf.float32), from_logits=True
+    )
+
+
+def compile_model(
+    model: Any,
+    recipe: Any,
+    lr: float,
+    steps_per_execution: int = 1,
+    jit_compile: bool | None = None,
+) -> None:
+    """Compile ``model`` for sparse-label classification with the recipe's optimizer at ``lr``.
+
+    ``jit_compile`` (XLA) defaults to the current :class:`tfprune.runtime.Runtime`'s. Under a
+    ``mixed_float16`` policy Keras wraps the optimizer in a ``LossScaleOptimizer``.
+    """
+    if jit_compile is None:
+        jit_compile = current_runtime().jit_compile
     opt = make_optimizer(
         recipe.optimizer,
         lr,
@@ -38,9 +71,10 @@ def compile_model(model: Any, recipe: Any, lr: float, steps_per_execution: int =
     )
     model.compile(
         optimizer=opt,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        loss=sparse_crossentropy_float32,
         metrics=["accuracy"],
         steps_per_execution=steps_per_execution,
+        jit_compile=bool(jit_compile),
     )
 
 
