@@ -8,7 +8,7 @@ from typing import Any
 from tfprune.compat import tf
 from tfprune.errors import InvalidArgumentError
 
-__all__ = ["STRATEGIES", "get_strategy"]
+__all__ = ["STRATEGIES", "get_strategy", "is_chief"]
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu", "one_device")
 
@@ -49,3 +49,15 @@ def _mirrored(devices: tuple[str, ...]) -> Any:
     # One MirroredStrategy per device set and process: two of them over the same devices number
     # their collective ops alike, and TensorFlow then mixes up their all-reduces.
     return tf.distribute.MirroredStrategy(devices=list(devices))
+
+
+def is_chief(strategy: Any) -> bool:
+    """Whether this process writes a run's results: always, except on a non-chief worker.
+
+    Under ``MultiWorkerMirroredStrategy`` every worker runs every step, but only the chief (the
+    ``chief`` task, else worker 0) should write records and reports, so each is written once.
+    Reads the strategy's public ``extended.should_checkpoint``.
+    """
+    if strategy is None:
+        return True
+    return bool(getattr(strategy.extended, "should_checkpoint", True))

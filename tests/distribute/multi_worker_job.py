@@ -4,7 +4,9 @@ Reads ``TF_CONFIG`` from the environment, builds ``MultiWorkerMirroredStrategy``
 ``tfprune.distribute.get_strategy``, trains two masked small CNNs for a few steps on random
 images (a one-shot 50 % pruned model with plain ``fit``, then a GReg-1 run that ends with its
 masks set) and writes, per run, the final weights, the pruned units and the outputs of the
-masked and stripped models on fixed inputs to ``<out_dir>/worker<index>.npz``.
+masked and stripped models on fixed inputs to ``<out_dir>/worker<index>.npz``. Then it runs a
+one-run protocol grid into its own ``<out_dir>/grid<index>`` folder: only the chief's folder may
+get the run's files.
 
 Usage: ``python multi_worker_job.py OUT_DIR``
 """
@@ -22,9 +24,15 @@ import numpy as np  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.compat import keras, tf  # noqa: E402
+from tfprune.configs import resolve_protocol_config  # noqa: E402
 from tfprune.distribute import get_strategy  # noqa: E402
 from tfprune.models import small_cnn  # noqa: E402
+from tfprune.protocols.runner import run_protocol  # noqa: E402
 
+GRID = (
+    "base.epochs=1,base.schedule='0:0.02',budgets=[1],seeds=[0],methods=[l1],lrs=[0.01],"
+    "baselines=false,jsv_every_epoch=false,jsv_samples=0"
+)
 GLOBAL_BATCH = 16
 STEPS = 6
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -71,6 +79,12 @@ def main(out_dir: str) -> None:
     )
     result.update({f"greg_{k}": v for k, v in _run(strategy, 0.0, [greg], 3).items()})
     result["greg_phase_done"] = np.asarray(greg.phase == "done")
+    config = resolve_protocol_config("finetune_lr", overrides=[GRID])
+    (record,) = run_protocol(
+        config, os.path.join(out_dir, f"grid{index}"), strategy=strategy, log=lambda s: None
+    )
+    result["grid_run_id"] = np.asarray(record.run_spec().run_id())
+    result["grid_final_acc"] = np.asarray(record.metrics["final_acc"])
     np.savez(os.path.join(out_dir, f"worker{index}.npz"), **result)
 
 

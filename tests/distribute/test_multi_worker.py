@@ -2,7 +2,8 @@
 
 Each worker (``multi_worker_job.py``) trains a one-shot masked small CNN and a GReg-1 run; both
 must end with the same masks and weights, and the stripped model must compute what the masked
-one does.
+one does. Then both run a one-run protocol grid: they get the same record, and only the chief
+writes the run store and the report.
 """
 
 from __future__ import annotations
@@ -97,5 +98,15 @@ def test_two_workers_end_with_identical_masks_and_weights_and_strip_exactly(tmp_
         assert int(w0[f"{run}_stripped_params"]) < int(w0[f"{run}_masked_params"])
         assert _rel_err(w0[f"{run}_masked_out"], w0[f"{run}_stripped_out"]) <= 1e-5
     assert bool(w0["greg_phase_done"])
+    # The protocol run: both workers ran it in lockstep; only the chief (worker 0) wrote files.
+    run_id = str(w0["grid_run_id"])
+    assert str(w1["grid_run_id"]) == run_id
+    assert float(w0["grid_final_acc"]) == float(w1["grid_final_acc"])
+    chief, other = tmp_path / "grid0", tmp_path / "grid1"
+    record = json.loads((chief / "runs" / run_id / "record.json").read_text())
+    assert record["metrics"]["final_acc"] == pytest.approx(float(w0["grid_final_acc"]))
+    assert (chief / "config.yaml").is_file() and (chief / "report" / "summary.md").is_file()
+    assert not (other / "runs").exists() and not (other / "config.yaml").exists()
+    assert not (other / "report").exists()
     # training moved the weights: the run did real synchronized steps, not a no-op
     assert not np.allclose(w0["plain_masked_out"], w0["greg_masked_out"])

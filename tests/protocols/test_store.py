@@ -76,3 +76,17 @@ def test_write_record_clears_error(tmp_path):
     assert "first try failed" in json.loads(path.read_text())["traceback"]
     s.write_record("r1", {"metrics": {}})
     assert not path.exists() and s.errors() == {}
+
+
+def test_a_non_writing_store_reads_but_writes_nothing(tmp_path):
+    chief = RunStore(tmp_path)
+    chief.prepare("done", {"seed": 1}, {"env": 1})
+    chief.write_record("done", {"metrics": {"final_acc": 0.5}})
+    worker = RunStore(tmp_path, writer=False)
+    assert worker.is_finished("done") and worker.load_record_dict("done")["metrics"]
+    worker.prepare("new", {"seed": 2}, {"env": 2})
+    worker.write_history("new", {"loss": [1.0]})
+    worker.write_record("new", {"metrics": {}})
+    worker.write_error("new", RuntimeError("x"))
+    assert not (tmp_path / "runs" / "new").exists()
+    assert worker.finished_ids() == ["done"]

@@ -18,6 +18,7 @@ from typing import Any
 
 from tfprune.compat import tf
 from tfprune.configs.protocol import ProtocolConfig, save_config
+from tfprune.distribute import get_strategy, is_chief
 from tfprune.errors import ConfigError
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
 from tfprune.protocols.store import (
@@ -199,18 +200,23 @@ def run_protocol(
         from tfprune.protocols.execute import execute as execute_fn
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    store = RunStore(output_dir)
+    strategy_name = strategy if isinstance(strategy, str) else type(strategy).__name__
+    strategy_obj = get_strategy(strategy) if isinstance(strategy, str) else strategy
+    # Every multi-worker process runs every run; only the chief writes what the store holds.
+    writer = is_chief(strategy_obj)
+    store = RunStore(output_dir, writer=writer)
 
     grid = plan_shard(specs, 0, 1)
     mine = plan_shard(grid, shard_index, num_shards)
-    save_config(config, output_dir)
-    atomic_write_json(
-        output_dir / GRID_FILE,
-        {
-            "protocol": config.protocol,
-            "runs": [{"run_id": s.run_id(), "cell": s.cell, "seed": s.seed} for s in grid],
-        },
-    )
+    if writer:
+        save_config(config, output_dir)
+        atomic_write_json(
+            output_dir / GRID_FILE,
+            {
+                "protocol": config.protocol,
+                "runs": [{"run_id": s.run_id(), "cell": s.cell, "seed": s.seed} for s in grid],
+            },
+        )
     todo = [s for s in mine if not store.is_finished(s.run_id())]
     log(
         f"{config.protocol}: {len(grid)} runs in the grid; shard {shard_index}/{num_shards} has "
@@ -218,13 +224,8 @@ def run_protocol(
         f"(output {output_dir})"
     )
 
-    strategy_name = strategy if isinstance(strategy, str) else type(strategy).__name__
-    strategy_obj = strategy
-    if isinstance(strategy, str):
-        from tfprune.distribute import get_strategy
-
-        strategy_obj = get_strategy(strategy)
     failed: dict[str, str] = {}
+    fresh: dict[str, RunRecord] = {}
     started = time.monotonic()
     for k, spec in enumerate(todo):
         run_id = spec.run_id()
@@ -250,6 +251,7 @@ def run_protocol(
             record.metrics.setdefault("wall_seconds", time.monotonic() - t0)
             store.write_history(run_id, record.history)
             store.write_record(run_id, record.to_dict())
+            fresh[run_id] = record
         except Exception as err:  # noqa: BLE001 - recorded, logged and re-raised below
             store.write_error(run_id, err)
             log(f"run {run_id} ({spec.cell}, seed {spec.seed}) FAILED: {type(err).__name__}: {err}")
@@ -265,6 +267,10 @@ def run_protocol(
         )
 
     records = store.load_records([s.run_id() for s in mine])
+    if not writer:  # a non-chief worker holds its records in memory only
+        by_id = {r.run_spec().run_id(): r for r in records}
+        by_id.update(fresh)
+        records = [by_id[k] for k in sorted(by_id)]
     if failed:
         raise RunFailedError(failed, output_dir)
     missing = [s.run_id() for s in grid if not store.is_finished(s.run_id())]
@@ -273,7 +279,7 @@ def run_protocol(
             f"{len(grid) - len(missing)}/{len(grid)} runs of the grid are finished; when every "
             f"shard is done, run: tfprune-report --output_dir={output_dir}"
         )
-    elif config.runner.summarize:
+    elif config.runner.summarize and writer:
         from tfprune.protocols.report import write_report
 
         report = write_report(
@@ -307,7 +313,6 @@ def train_base_model(
       The metrics (``base_id``, ``acc``, ``seconds``, ``params``, ``flops``, ``model_path``).
     """
     from tfprune.configs import dump_yaml
-    from tfprune.distribute import get_strategy
     from tfprune.flops import count_flops, count_params
     from tfprune.protocols.execute import get_base_model
     from tfprune.protocols.store import history_to_csv

@@ -169,11 +169,15 @@ class RunStore:
 
     Args:
       output_dir: the protocol's output directory (created if missing).
+      writer: whether this process writes (``False`` on a non-chief multi-worker process: it
+        reads the store like the chief, and its writes are skipped, so each file is written
+        once).
     """
 
-    def __init__(self, output_dir: str | os.PathLike[str]):
+    def __init__(self, output_dir: str | os.PathLike[str], writer: bool = True):
         self.output_dir = Path(output_dir)
         self.runs_dir = self.output_dir / RUNS_DIR
+        self.writer = bool(writer)
 
     def run_dir(self, run_id: str) -> Path:
         """Folder of run ``run_id``."""
@@ -202,6 +206,8 @@ class RunStore:
         folder = self.run_dir(run_id)
         if self.is_finished(run_id):
             raise FileExistsError(f"run {run_id} is already finished ({folder / RECORD_FILE})")
+        if not self.writer:
+            return folder
         if folder.exists():
             shutil.rmtree(folder)
         folder.mkdir(parents=True)
@@ -211,11 +217,15 @@ class RunStore:
 
     def write_history(self, run_id: str, history: Mapping[str, Sequence[Any]]) -> Path:
         """Write the per-epoch ``history.csv`` of ``run_id``."""
+        if not self.writer:
+            return self.run_dir(run_id) / HISTORY_FILE
         return atomic_write_text(self.run_dir(run_id) / HISTORY_FILE, history_to_csv(history))
 
     def write_record(self, run_id: str, record: Mapping[str, Any]) -> Path:
         """Write ``record.json`` atomically; from now on the run counts as finished."""
         folder = self.run_dir(run_id)
+        if not self.writer:
+            return folder / RECORD_FILE
         error = folder / ERROR_FILE
         if error.exists():
             error.unlink()
@@ -223,6 +233,8 @@ class RunStore:
 
     def write_error(self, run_id: str, error: BaseException) -> Path:
         """Record why ``run_id`` failed (type, message, traceback) in ``error.json``."""
+        if not self.writer:
+            return self.run_dir(run_id) / ERROR_FILE
         return atomic_write_json(
             self.run_dir(run_id) / ERROR_FILE,
             {
