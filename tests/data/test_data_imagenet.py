@@ -82,3 +82,25 @@ def test_imagenet_missing_names_both_layouts(tmp_path):
     assert "train/<wnid>/*.JPEG" in message and "val/<wnid>/*.JPEG" in message
     with pytest.raises(DatasetNotFoundError):
         load_dataset("imagenet", tmp_path / "absent")
+
+
+@pytest.mark.parametrize("layout", ["tfrecords", "folders"])
+def test_cached_pipelines_read_the_files_once_and_give_the_same_data(
+    layout, fake_imagenet_tfrecords, fake_imagenet_folders, tmp_path
+):
+    root = fake_imagenet_tfrecords if layout == "tfrecords" else fake_imagenet_folders
+    kw = {"label_offset": 1} if layout == "tfrecords" else {}
+    plain = load_imagenet(root, seed=3, **kw, **SMALL)
+    in_memory = load_imagenet(root, seed=3, cache=True, **kw, **SMALL)
+    on_disk = load_imagenet(root, seed=3, cache=str(tmp_path / "enc"), **kw, **SMALL)
+    xt, yt = _all(plain.test)
+    for cached in (in_memory, on_disk):
+        xc, yc = _all(cached.test)
+        np.testing.assert_array_equal(yc, yt)
+        np.testing.assert_allclose(xc, xt)
+        x1, y1 = _all(cached.train)
+        x2, y2 = _all(cached.train)  # second epoch: from the cache, reshuffled
+        assert sorted(y1.tolist()) == sorted(y2.tolist()) == sorted(_all(plain.train)[1].tolist())
+    assert any(p.name.startswith("enc-train") for p in tmp_path.iterdir())
+    with pytest.raises(InvalidArgumentError, match="cache"):
+        load_imagenet(root, cache=3, **kw, **SMALL)

@@ -158,8 +158,14 @@ def load_imagenet(
     shuffle_buffer: int = 10_000,
     strategy: tf.distribute.Strategy | None = None,
     drop_remainder: bool = False,
+    cache: bool | str = False,
 ) -> DatasetBundle:
     """Build ImageNet train/validation pipelines from TFRecords or class folders.
+
+    Reading is interleaved over shards, decoding and augmentation run in parallel
+    (``AUTOTUNE``), batches are prefetched, and with ``cache`` the encoded images are read from
+    disk once: in memory (``True``, for subsets that fit, e.g. ImageNet-100 on a large host) or
+    in a cache file (a path prefix); decoding and the random augmentation still run every epoch.
 
     Args:
       data_dir: root folder (default ``$TFPRUNE_DATA_DIR/imagenet``).
@@ -175,10 +181,23 @@ def load_imagenet(
       shuffle_buffer: TFRecords only: examples buffered for shuffling.
       strategy: used only for the global batch size.
       drop_remainder: drop the last incomplete training batch.
+      cache: ``False``, ``True`` (memory) or a file path prefix (``<prefix>-train``,
+        ``<prefix>-validation``) for the encoded examples.
 
     Raises:
       DatasetNotFoundError: neither layout is present; the message lists both.
+      InvalidArgumentError: ``cache`` is neither a bool nor a path.
     """
+    if not isinstance(cache, (bool, str)) or cache == "":
+        raise InvalidArgumentError(
+            f"cache must be true/false (memory) or a file path prefix, got {cache!r}"
+        )
+
+    def cached(ds: tf.data.Dataset, split: str) -> tf.data.Dataset:
+        if cache is False:
+            return ds
+        return ds.cache("" if cache is True else f"{cache}-{split}")
+
     if deterministic and seed is None:
         raise InvalidArgumentError("deterministic=True needs an int seed, got seed=None")
     root = resolve_data_dir("imagenet", data_dir)
@@ -220,6 +239,7 @@ def load_imagenet(
                 deterministic=det,
             )
             ds = ds.map(parse_example, num_parallel_calls=AUTOTUNE, deterministic=det)
+            ds = cached(ds, "train" if training else "validation")
             if training:
                 ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
             return ds
@@ -263,20 +283,28 @@ def load_imagenet(
         if not train_paths or not val_paths:
             raise missing_files_error("ImageNet", root, expected, _HOW_TO_GET)
 
+        def read(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return tf.io.read_file(path), label
+
         def files(paths: list[str], labels: list[int], training: bool) -> tf.data.Dataset:
             ds = tf.data.Dataset.from_tensor_slices((paths, tf.constant(labels, tf.int32)))
-            if training:
+            if training and cache is False:  # shuffle the paths: nothing is held in memory
                 ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+            ds = ds.map(read, num_parallel_calls=AUTOTUNE, deterministic=det)
+            if cache is not False:
+                ds = cached(ds, "train" if training else "validation")
+                if training:
+                    ds = ds.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
             return ds
 
         def train_map(  # type: ignore[misc]
             example: tuple[tf.Tensor, tf.Tensor], seed_pair: tf.Tensor
         ) -> tuple[tf.Tensor, tf.Tensor]:
-            path, label = example
-            return decode_and_preprocess(tf.io.read_file(path), True, seed_pair, **kw), label
+            encoded, label = example
+            return decode_and_preprocess(encoded, True, seed_pair, **kw), label
 
-        def eval_map(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:  # type: ignore[misc]
-            return decode_and_preprocess(tf.io.read_file(path), False, **kw), label
+        def eval_map(encoded: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:  # type: ignore[misc]
+            return decode_and_preprocess(encoded, False, **kw), label
 
         train = with_seeds(files(train_paths, train_labels, True)).map(
             train_map, num_parallel_calls=AUTOTUNE, deterministic=det
