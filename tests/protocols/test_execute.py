@@ -162,6 +162,8 @@ def test_sx_b_pretraining_is_squeezed_in_steps_to_scratch_e_flops(workdir):
         options={"jsv_samples": 0, "eval_every_epoch": False, "squeeze_base_by_speedup": True},
     )
     rec = execute(spec, workdir, **QUIET)
+    # The record names the run it was given (its folder's id), not the squeezed copy.
+    assert rec.run_spec().run_id() == spec.run_id()
     m = rec.metrics
     k = m["base_flops"] / m["flops"]
     spe = -(-int(0.8 * 1797) // 64)  # digits training split, batches of 64

@@ -439,6 +439,7 @@ def _execute_spec(
     spec: RunSpec, workdir: str, *, strategy: Any, log: Callable[[str], None]
 ) -> RunRecord:
     t_start = time.time()
+    given = spec  # the record keeps the spec it was given: its id names the run's folder
     method = get_method(spec.method)
     method.check(spec)
     if spec.opts.squeeze_base_by_speedup and method.needs_base:
@@ -573,7 +574,7 @@ def _execute_spec(
         metrics["base_train_steps"] = int(spec.base["train_steps"])
     if result.prune_history:
         history = {**history, **{f"prune_{k}": v for k, v in result.prune_history.items()}}
-    return RunRecord(spec=spec.to_dict(), metrics=metrics, history=history, setup=setup)
+    return RunRecord(spec=given.to_dict(), metrics=metrics, history=history, setup=setup)
 
 
 def execute(

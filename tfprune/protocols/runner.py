@@ -248,6 +248,12 @@ def run_protocol(
             record = execute_fn(spec, str(output_dir), strategy=strategy_obj, log=log)
             if not isinstance(record, RunRecord):
                 raise TypeError(f"execute returned {type(record).__name__}, not a RunRecord")
+            if record.run_spec().run_id() != run_id:
+                raise RuntimeError(
+                    f"run {run_id}: its record describes another run "
+                    f"({record.run_spec().run_id()}); the report would drop it. This is a bug "
+                    "in the method that ran; please report it"
+                )
             record.metrics.setdefault("wall_seconds", time.monotonic() - t0)
             store.write_history(run_id, record.history)
             store.write_record(run_id, record.to_dict())
