@@ -47,6 +47,7 @@ from tfprune.deploy.inputs import (
 )
 from tfprune.deploy.serving import VersionExistsError
 from tfprune.errors import InvalidArgumentError, TfpruneError, UnsupportedModelError
+from tfprune.files import staging_dir
 
 __all__ = [
     "ExportDirectoryNotEmptyError",
@@ -342,12 +343,8 @@ def _export(
         raw_expected = {k: v.numpy() for k, v in call_model(model, prepared).items()}
     result.signatures = list(signatures)
 
-    parent = os.path.dirname(target)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(staging, 0o777 & ~umask)  # mkdtemp makes it private; a server must read it
+    # Readable by a serving process, renamed into place when complete.
+    staging = staging_dir(os.path.dirname(target), os.path.basename(target))
     try:
         try:
             keras.models.save_model(

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from tfprune.errors import IncompatiblePlanError
+from tfprune.files import atomic_write_text
 from tfprune.graph.groups import Analysis
 
 __all__ = ["PruningPlan", "plan_from_pruned", "pruned_from_plan"]
@@ -69,10 +70,7 @@ class PruningPlan:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the plan as JSON (atomically)."""
-        tmp = f"{os.fspath(path)}.tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(self.to_json())
-        os.replace(tmp, path)
+        atomic_write_text(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PruningPlan:

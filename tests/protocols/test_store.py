@@ -7,8 +7,9 @@ import os
 
 import pytest
 
+from tfprune.files import atomic_write_json
 from tfprune.protocols import store as store_lib
-from tfprune.protocols.store import RunStore, atomic_write_json, history_to_csv
+from tfprune.protocols.store import RunStore, history_to_csv
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):

@@ -6,7 +6,6 @@ keys fail with a "did you mean" hint and every known field is checked before tra
 """
 
 from tfprune.configs.base import (
-    atomic_write_text,
     did_you_mean,
     dump_yaml,
     load_yaml,
@@ -29,6 +28,7 @@ from tfprune.configs.protocol import (
     OutputConfig,
     ProtocolConfig,
     RunnerConfig,
+    RuntimeConfig,
     resolve_protocol_config,
     save_config,
     validate_params,
@@ -42,8 +42,8 @@ __all__ = [
     "ProtocolConfig",
     "RecipeConfig",
     "RunnerConfig",
+    "RuntimeConfig",
     "TrainConfig",
-    "atomic_write_text",
     "check_dataset",
     "check_dataset_files",
     "check_epochs",

@@ -18,11 +18,9 @@ import dataclasses
 import difflib
 import os
 import re
-import tempfile
 import types
 import typing
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -30,7 +28,6 @@ import yaml
 from tfprune.errors import ConfigError
 
 __all__ = [
-    "atomic_write_text",
     "config_from_dict",
     "config_to_dict",
     "did_you_mean",
@@ -41,24 +38,6 @@ __all__ = [
     "split_top_level",
     "yaml_load",
 ]
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file in the same folder + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
 
 
 def did_you_mean(key: str, known: Iterable[str]) -> str:

@@ -28,7 +28,6 @@ from typing import Any
 
 from tfprune.configs import checks
 from tfprune.configs.base import (
-    atomic_write_text,
     config_from_dict,
     config_to_dict,
     did_you_mean,
@@ -39,6 +38,7 @@ from tfprune.configs.base import (
 )
 from tfprune.configs.experiment import RecipeConfig
 from tfprune.errors import ConfigError, InvalidArgumentError
+from tfprune.files import atomic_write_text
 from tfprune.runtime import Runtime
 
 __all__ = [

@@ -32,9 +32,7 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +42,7 @@ import tfprune
 from tfprune.compat import keras
 from tfprune.data import load_dataset
 from tfprune.errors import ConfigError
+from tfprune.files import atomic_write_json, staging_dir
 from tfprune.models import get_model
 from tfprune.protocols.methods import METHODS, get_method, prune_one_shot
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
@@ -212,12 +211,10 @@ def _get_base_model(
         "schedule": _schedule_text(schedule, recipe.epochs),
         "steps_per_epoch": data.steps_per_epoch,
     }
-    os.makedirs(root, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{base_id}-{uuid.uuid4().hex[:6]}-", dir=root)
+    tmp = staging_dir(root, base_id)
     try:
         model.save_weights(os.path.join(tmp, "weights.h5"))
-        with open(os.path.join(tmp, "meta.json"), "w") as f:
-            json.dump(meta, f, indent=1, sort_keys=True)
+        atomic_write_json(os.path.join(tmp, "meta.json"), meta)
         try:
             os.rename(tmp, final)
         except OSError:
@@ -287,10 +284,7 @@ def _base_jsv(model: Any, base_id: str, workdir: str, x: np.ndarray | None) -> f
             return float(json.load(f)["mean_jsv"])
     value = _jsv(model, x)
     if os.path.isdir(folder):
-        tmp = f"{path}.{uuid.uuid4().hex[:6]}.tmp"
-        with open(tmp, "w") as f:
-            json.dump({"mean_jsv": value, "samples": len(x)}, f)
-        os.replace(tmp, path)
+        atomic_write_json(path, {"mean_jsv": value, "samples": len(x)})
     return value
 
 

@@ -28,12 +28,11 @@ from typing import Any
 
 from tfprune.configs.base import load_yaml
 from tfprune.configs.protocol import CONFIG_FILE, ProtocolConfig
+from tfprune.files import atomic_write_json, atomic_write_text
 from tfprune.protocols.spec import RunRecord
 from tfprune.protocols.store import (
     ENVIRONMENT_FILE,
     RunStore,
-    atomic_write_json,
-    atomic_write_text,
 )
 
 __all__ = [

@@ -20,13 +20,9 @@ from tfprune.compat import tf
 from tfprune.configs.protocol import ProtocolConfig, save_config
 from tfprune.distribute import get_strategy, is_chief
 from tfprune.errors import ConfigError
+from tfprune.files import atomic_write_json, atomic_write_text, ensure_output_dir
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
-from tfprune.protocols.store import (
-    RunStore,
-    atomic_write_json,
-    atomic_write_text,
-    environment_info,
-)
+from tfprune.protocols.store import RunStore, environment_info
 from tfprune.runtime import Runtime
 
 __all__ = [
@@ -198,8 +194,7 @@ def run_protocol(
     runtime = config.runtime.resolve()
     if execute_fn is None:
         from tfprune.protocols.execute import execute as execute_fn
-    output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    output_dir = ensure_output_dir(output_dir)
     strategy_name = strategy if isinstance(strategy, str) else type(strategy).__name__
     strategy_obj = get_strategy(strategy) if isinstance(strategy, str) else strategy
     # Every multi-worker process runs every run; only the chief writes what the store holds.
@@ -324,8 +319,7 @@ def train_base_model(
     from tfprune.protocols.store import history_to_csv
 
     config.validate()
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_output_dir(config.output_dir)
     atomic_write_text(out / "config.yaml", dump_yaml(config.to_dict()))
     recipe = config.recipe
     spec = RunSpec(

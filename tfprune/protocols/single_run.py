@@ -23,6 +23,7 @@ from tfprune.data import load_dataset
 from tfprune.distribute import get_strategy
 from tfprune.errors import InvalidArgumentError
 from tfprune.export import export_saved_model
+from tfprune.files import ensure_output_dir
 from tfprune.flops import count_flops, count_params
 from tfprune.models import get_model
 from tfprune.profiling import measure_latency
@@ -80,6 +81,8 @@ class PruneRunConfig:
                 f"{self.weight_decay_mode!r}."
             )
         self.runtime()
+        if self.export_dir:  # fails now, not after both training phases
+            ensure_output_dir(self.export_dir, "export_dir", create=False)
         if self.load_model and not os.path.exists(self.load_model):
             raise InvalidArgumentError(
                 f"load_model path {self.load_model!r} does not exist; give a saved Keras model "

@@ -32,7 +32,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tfprune.configs.base import atomic_write_text
+from tfprune.files import atomic_write_json, atomic_write_text
 
 __all__ = [
     "ENVIRONMENT_FILE",
@@ -41,8 +41,6 @@ __all__ = [
     "RECORD_FILE",
     "SPEC_FILE",
     "RunStore",
-    "atomic_write_json",
-    "atomic_write_text",
     "environment_info",
     "history_to_csv",
 ]
@@ -55,25 +53,6 @@ RECORD_FILE = "record.json"
 ERROR_FILE = "error.json"
 
 _PACKAGES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "keras-tuner", "numpy")
-
-
-def _json_default(value: Any) -> Any:
-    """Make numpy scalars/arrays and other simple objects JSON-serialisable."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable: {value!r}")
-
-
-def atomic_write_json(path: str | os.PathLike[str], data: Any) -> Path:
-    """Write ``data`` as indented JSON to ``path`` atomically."""
-    text = json.dumps(data, indent=2, sort_keys=True, default=_json_default, allow_nan=True)
-    return atomic_write_text(path, text + "\n")
 
 
 def history_to_csv(history: Mapping[str, Sequence[Any]]) -> str:
