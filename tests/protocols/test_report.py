@@ -8,7 +8,13 @@ import io
 import pytest
 
 from tfprune.protocols.grids import Protocol, Summary
-from tfprune.protocols.report import format_value, markdown_table, summary_csv, write_report
+from tfprune.protocols.report import (
+    compact_table,
+    format_value,
+    markdown_table,
+    summary_csv,
+    write_report,
+)
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
 from tfprune.protocols.store import RunStore
 
@@ -91,12 +97,29 @@ def test_write_report_files_and_table(tmp_path):
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
     assert report.finished == 4 and report.expected is None
-    table = report.markdown.splitlines()
-    assert table[0] == "| cell | n | mean ± std | speedup | setup |"
-    assert table[2] == "| lr=0.001 | 2 | 0.815 ± 0.005 | 2 | S3.2 |"
-    assert table[3] == "| lr=0.01 | 2 | 0.915 ± 0.005 | 2 | S3.2 |"
-    assert "- lr=0.01 beats lr=0.001" in report.markdown
+    # Printed: verdicts first, then the compact table in percent, then where the rest is.
+    printed = report.markdown.splitlines()
+    assert printed[0] == "- lr=0.01 beats lr=0.001"
+    start = printed.index(next(line for line in printed if line.startswith("cell ")))
+    assert printed[start].split() == [
+        "cell",
+        "n",
+        "accuracy",
+        "%",
+        "vs",
+        "reference",
+        "setup",
+        "MACs",
+    ]
+    assert printed[start + 2].split() == ["lr=0.001", "2", "81.5", "±", "0.5", "-", "S3.2", "2.00×"]
+    assert printed[start + 3].split() == ["lr=0.01", "2", "91.5", "±", "0.5", "-", "S3.2", "2.00×"]
+    assert max(len(line) for line in printed[start:-2]) <= 100
+    assert printed[-1].endswith("summary.md")
     md = (out / "summary.md").read_text()
+    table = md.splitlines()
+    head = table.index("| cell | n | mean ± std | speedup | setup |")
+    assert table[head + 2] == "| lr=0.001 | 2 | 0.815 ± 0.005 | 2 | S3.2 |"
+    assert table[head + 3] == "| lr=0.01 | 2 | 0.915 ± 0.005 | 2 | S3.2 |"
     assert "4 finished runs" in md and "![jsv_vs_epoch](jsv_vs_epoch.png)" in md
     rows = list(csv.DictReader(io.StringIO((out / "summary.csv").read_text())))
     assert [r["cell"] for r in rows] == ["lr=0.001", "lr=0.01"]
@@ -125,3 +148,27 @@ def test_formatting_helpers():
         markdown_table([{"a": 1, "a_std": 0.5}], ["a", "a_std"]).splitlines()[-1] == "| 1 ± 0.5 |"
     )
     assert summary_csv([{"a": [1, 2]}], ["a"]) == 'a\n"[1, 2]"\n'
+
+
+def test_compact_table_fits_100_columns_and_reads_in_percent():
+    rows = [
+        {"cell": "L1 / lr=1e-2 / 20ep", "n": 3, "mean": 0.8796, "std": 0.0278, "reference": None},
+        {
+            "cell": "L1+OrthP with a very long cell label that would not fit / lr=1e-2 / 20ep",
+            "n": 3,
+            "mean": 0.963,
+            "std": 0.0042,
+            "reference": "L1 / lr=1e-2 / 20ep",
+            "diff_vs_ref": 0.0833,
+            "p_vs_ref": 0.045,
+            "setup": "S4.2",
+            "speedup": 16.49,
+        },
+        {"cell": "x", "n": 3, "mean": 0.2, "reference": "y", "diff_vs_ref": -0.6, "p_vs_ref": 1e-5},
+    ]
+    lines = compact_table(rows).splitlines()
+    assert all(len(line) <= 100 for line in lines)
+    assert "87.96" not in lines[2] and "88.0 ± 2.8" in lines[2] and "(reference)" in lines[2]
+    assert "96.3 ± 0.4" in lines[3] and "+8.3 pt p=0.045" in lines[3] and "S4.2" in lines[3]
+    assert "16.49×" in lines[3] and "…" in lines[3]
+    assert "-60.0 pt p<0.001" in lines[4]

@@ -57,7 +57,8 @@ class Report:
 
     Attributes:
       protocol: Protocol name.
-      markdown: The Markdown table plus verdicts (what ``tfprune-report`` prints).
+      markdown: What ``tfprune-compare`` and ``tfprune-report`` print: the verdicts, then the
+        compact table (:func:`compact_table`) and where the full table is.
       paths: Files written, by kind (``md``, ``csv``, ``json``, plot names).
       finished: Number of finished runs.
       expected: Number of runs in the grid (from ``grid.json``), or None when unknown.
@@ -121,6 +122,71 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] = (
                 text += f" ± {format_value(r.get(pairs[c]))}"
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _pct(value: Any, digits: int = 1) -> str:
+    return (
+        "-"
+        if not isinstance(value, (int, float)) or value != value
+        else f"{100 * value:.{digits}f}"
+    )
+
+
+def _p_text(p: Any) -> str:
+    if not isinstance(p, (int, float)) or p != p:
+        return "p=n/a"
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
+def compact_table(rows: Sequence[Mapping[str, Any]], width: int = 100) -> str:
+    """The results a person reads first: one line per cell, in percent, at most ``width`` wide.
+
+    Columns: cell, seeds (n), final accuracy % (mean ± std), difference from the cell's
+    seed-paired reference in points with its paired p-value, the setup label of that
+    comparison, and the MAC reduction (×). The full table is in ``summary.md``/``.csv``.
+    """
+    heads = ["cell", "n", "accuracy %", "vs reference", "setup", "MACs"]
+    body = []
+    for r in rows:
+        acc = _pct(r.get("mean"))
+        if isinstance(r.get("std"), (int, float)) and r.get("n", 0) > 1:
+            acc += f" ± {_pct(r.get('std'))}"
+        if "reference" in r and r["reference"] is None:
+            diff = "(reference)"
+        elif isinstance(r.get("diff_vs_ref"), (int, float)):
+            diff = f"{100 * r['diff_vs_ref']:+.1f} pt {_p_text(r.get('p_vs_ref'))}"
+        else:
+            diff = "-"
+        speed = r.get("speedup")
+        macs = f"{speed:.2f}×" if isinstance(speed, (int, float)) else "-"
+        body.append(
+            [
+                str(r.get("cell", "")),
+                str(r.get("n", "")),
+                acc,
+                diff,
+                str(r.get("setup") or "-"),
+                macs,
+            ]
+        )
+    widths = [
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(heads)
+    ]
+    fixed = sum(widths[1:]) + 2 * (len(heads) - 1)
+    widths[0] = max(8, min(widths[0], width - fixed))
+    right = {1, 2, 5}
+
+    def line(cells: Sequence[str]) -> str:
+        out = []
+        for i, (c, w) in enumerate(zip(cells, widths, strict=True)):
+            c = c if len(c) <= w else c[: w - 1] + "…"
+            out.append(c.rjust(w) if i in right else c.ljust(w))
+        return "  ".join(out).rstrip()
+
+    lines = [line(heads), line(["-" * w for w in widths])] + [line(b) for b in body]
+    if any(isinstance(r.get("n"), int) and r["n"] < 3 for r in rows):
+        lines.append("fewer than 3 seeds in some cells: their differences are not tested")
     return "\n".join(lines)
 
 
@@ -355,7 +421,8 @@ def write_report(
     report_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(summary.rows, summary.columns)
     verdicts = "\n".join(f"- {v}" for v in summary.verdicts)
-    printed = table + ("\n\n" + verdicts if verdicts else "")
+    printed = (verdicts + "\n\n" if verdicts else "") + compact_table(summary.rows)
+    printed += f"\n\nfull table and plots: {report_dir}/summary.md"
     paths: dict[str, Path] = {}
     n_expected = len(expected_ids) if expected_ids is not None else None
     if plots:
