@@ -8,7 +8,7 @@ from typing import Any
 from tfprune.compat import tf
 from tfprune.errors import InvalidArgumentError
 
-__all__ = ["STRATEGIES", "get_strategy", "is_chief"]
+__all__ = ["STRATEGIES", "get_strategy", "is_chief", "is_multi_worker"]
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu", "one_device")
 
@@ -61,3 +61,8 @@ def is_chief(strategy: Any) -> bool:
     if strategy is None:
         return True
     return bool(getattr(strategy.extended, "should_checkpoint", True))
+
+
+def is_multi_worker(strategy: Any) -> bool:
+    """Whether ``strategy`` spans several processes that run every step together."""
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -197,3 +200,41 @@ def test_continue_on_error_runs_the_rest_then_raises(tmp_path):
 def test_unknown_protocol(tmp_path):
     with pytest.raises(ConfigError, match="unknown protocol 'nope'"):
         run(ProtocolConfig(protocol="nope"), tmp_path)
+
+
+def test_a_run_claimed_by_another_process_is_skipped_not_repeated(tmp_path):
+    specs = plan_shard(ToyProtocol().expand(ToyProtocol.default_config))
+    busy = specs[0].run_id()
+    other = RunStore(tmp_path).claim(busy)  # as if a second copy of the command held it
+    assert other is not None and RunStore(tmp_path).claim(busy) is None
+    CALLS.clear()
+    records, lines = run(config(), tmp_path)
+    assert busy not in CALLS and len(CALLS) == 3 and len(records) == 3
+    skipped = [line for line in lines if busy in line and "skipped" in line]
+    assert skipped and f"pid {os.getpid()}" in skipped[0]
+    assert any("3/4 runs of the grid are finished" in line for line in lines)
+    other.release()
+    CALLS.clear()
+    records, _ = run(config(), tmp_path)  # the claim is free again: only that run is done now
+    assert CALLS == [busy] and len(records) == 4
+    assert (tmp_path / "report" / "summary.md").is_file()
+
+
+def test_the_claim_of_a_killed_process_is_free_at_once(tmp_path):
+    lock = tmp_path / "claims" / "abc.lock"
+    lock.parent.mkdir()
+    code = (
+        "import sys, time; from filelock import FileLock; "
+        f"held = FileLock({str(lock)!r}); held.acquire(); print('held', flush=True); "
+        "time.sleep(120)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        assert RunStore(tmp_path).claim("abc") is None
+    finally:
+        proc.kill()  # SIGKILL: no clean-up code runs
+        proc.wait()
+    claim = RunStore(tmp_path).claim("abc")
+    assert claim is not None
+    claim.release()

@@ -18,7 +18,7 @@ from typing import Any
 
 from tfprune.compat import tf
 from tfprune.configs.protocol import ProtocolConfig, save_config
-from tfprune.distribute import get_strategy, is_chief
+from tfprune.distribute import get_strategy, is_chief, is_multi_worker
 from tfprune.errors import ConfigError
 from tfprune.files import atomic_write_json, atomic_write_text, ensure_output_dir
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
@@ -151,6 +151,43 @@ def _metric_text(record: RunRecord) -> str:
     return " ".join(parts)
 
 
+def _run_one(
+    spec: RunSpec,
+    store: RunStore,
+    output_dir: Path,
+    execute_fn: ExecuteFn,
+    strategy: Any,
+    log: Callable[[str], None],
+    environment: Mapping[str, Any],
+    bar: str,
+) -> RunRecord:
+    """Execute one run and store it: spec and environment first, ``record.json`` last.
+
+    A failing run leaves its ``error.json`` and re-raises.
+    """
+    run_id = spec.run_id()
+    log(f"{bar} run {run_id} ({spec.cell}, seed {spec.seed}) starting")
+    store.prepare(run_id, spec.to_dict(), environment)
+    t0 = time.monotonic()
+    try:
+        record = execute_fn(spec, str(output_dir), strategy=strategy, log=log)
+        if not isinstance(record, RunRecord):
+            raise TypeError(f"execute returned {type(record).__name__}, not a RunRecord")
+        if record.run_spec().run_id() != run_id:
+            raise RuntimeError(
+                f"run {run_id}: its record describes another run "
+                f"({record.run_spec().run_id()}); the report would drop it. This is a bug "
+                "in the method that ran; please report it"
+            )
+        record.metrics.setdefault("wall_seconds", time.monotonic() - t0)
+        store.write_history(run_id, record.history)
+        store.write_record(run_id, record.to_dict())
+    except Exception as err:
+        store.write_error(run_id, err)
+        raise
+    return record
+
+
 def run_protocol(
     config: ProtocolConfig | Mapping[str, Any],
     output_dir: str | Path,
@@ -222,49 +259,59 @@ def run_protocol(
     failed: dict[str, str] = {}
     fresh: dict[str, RunRecord] = {}
     started = time.monotonic()
+    # Runs are claimed (an OS file lock), so concurrent copies of this command or overlapping
+    # shards never run one twice. Multi-worker processes run in lockstep and do not claim.
+    use_claims = writer and not is_multi_worker(strategy_obj)
     for k, spec in enumerate(todo):
         run_id = spec.run_id()
-        log(f"{_bar(k, len(todo))} run {run_id} ({spec.cell}, seed {spec.seed}) starting")
-        env = environment_info(
-            seeds=[spec.seed],
-            strategy=strategy_name,
-            shard_index=shard_index,
-            num_shards=num_shards,
-            extra={
-                "run_id": run_id,
-                "protocol": config.protocol,
-                "runtime": runtime.to_dict(),
-                "devices": _device_names(),
-            },
-        )
-        store.prepare(run_id, spec.to_dict(), env)
-        t0 = time.monotonic()
+        claim = store.claim(run_id) if use_claims else None
+        if use_claims and claim is None:
+            log(
+                f"{_bar(k + 1, len(todo))} run {run_id} ({spec.cell}, seed {spec.seed}) is being "
+                f"run by {store.claim_owner(run_id)}; skipped"
+            )
+            continue
         try:
-            record = execute_fn(spec, str(output_dir), strategy=strategy_obj, log=log)
-            if not isinstance(record, RunRecord):
-                raise TypeError(f"execute returned {type(record).__name__}, not a RunRecord")
-            if record.run_spec().run_id() != run_id:
-                raise RuntimeError(
-                    f"run {run_id}: its record describes another run "
-                    f"({record.run_spec().run_id()}); the report would drop it. This is a bug "
-                    "in the method that ran; please report it"
-                )
-            record.metrics.setdefault("wall_seconds", time.monotonic() - t0)
-            store.write_history(run_id, record.history)
-            store.write_record(run_id, record.to_dict())
-            fresh[run_id] = record
-        except Exception as err:  # noqa: BLE001 - recorded, logged and re-raised below
-            store.write_error(run_id, err)
+            if use_claims and store.is_finished(run_id):
+                log(f"{_bar(k + 1, len(todo))} run {run_id} was finished by another process")
+                continue
+            record = _run_one(
+                spec,
+                store,
+                output_dir,
+                execute_fn,
+                strategy_obj,
+                log,
+                environment_info(
+                    seeds=[spec.seed],
+                    strategy=strategy_name,
+                    shard_index=shard_index,
+                    num_shards=num_shards,
+                    extra={
+                        "run_id": run_id,
+                        "protocol": config.protocol,
+                        "runtime": runtime.to_dict(),
+                        "devices": _device_names(),
+                    },
+                ),
+                bar=_bar(k, len(todo)),
+            )
+        except Exception as err:  # noqa: BLE001 - recorded in error.json, logged, re-raised
             log(f"run {run_id} ({spec.cell}, seed {spec.seed}) FAILED: {type(err).__name__}: {err}")
             if not config.runner.continue_on_error:
                 raise
             failed[run_id] = f"{type(err).__name__}: {err}"
             continue
+        finally:
+            if claim is not None:
+                claim.release()
+        fresh[run_id] = record
         elapsed = time.monotonic() - started
         eta = elapsed / (k + 1) * (len(todo) - k - 1)
         log(
-            f"{_bar(k + 1, len(todo))} run {run_id} done in {_fmt_seconds(time.monotonic() - t0)} "
-            f"{_metric_text(record)} (ETA {_fmt_seconds(eta)})"
+            f"{_bar(k + 1, len(todo))} run {run_id} done in "
+            f"{_fmt_seconds(record.metrics['wall_seconds'])} {_metric_text(record)} "
+            f"(ETA {_fmt_seconds(eta)})"
         )
 
     records = store.load_records([s.run_id() for s in mine])

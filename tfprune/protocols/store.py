@@ -8,11 +8,18 @@ Layout of an output directory::
     <output_dir>/runs/<run_id>/history.csv        per-epoch metrics
     <output_dir>/runs/<run_id>/error.json         only when the run raised
     <output_dir>/runs/<run_id>/record.json        written atomically and LAST
+    <output_dir>/claims/<run_id>.lock             held while a process runs the run
+    <output_dir>/claims/<run_id>.json             who holds it (host, pid, start time)
 
 Every file is written through a temporary file in the same folder and ``os.replace``, so a
 reader never sees half a file. ``record.json`` is written last: a run killed at any moment
 leaves either a finished run or a stale partial folder, which :meth:`RunStore.prepare` wipes
 before the run starts again. A crash therefore loses at most the run in progress.
+
+A process runs a run only while it holds the run's claim, an operating-system file lock
+(:meth:`RunStore.claim`): two copies of one command, or shards that overlap, never run the same
+run twice, and the lock of a process that dies (even by SIGKILL) is released by the system, so
+nothing is left to clean up.
 """
 
 from __future__ import annotations
@@ -32,9 +39,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from tfprune.files import atomic_write_json, atomic_write_text
 
 __all__ = [
+    "CLAIMS_DIR",
     "ENVIRONMENT_FILE",
     "ERROR_FILE",
     "HISTORY_FILE",
@@ -50,6 +60,7 @@ SPEC_FILE = "spec.json"
 ENVIRONMENT_FILE = "environment.json"
 HISTORY_FILE = "history.csv"
 RECORD_FILE = "record.json"
+CLAIMS_DIR = "claims"
 ERROR_FILE = "error.json"
 
 _PACKAGES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "keras-tuner", "numpy")
@@ -193,6 +204,41 @@ class RunStore:
         atomic_write_json(folder / SPEC_FILE, dict(spec))
         atomic_write_json(folder / ENVIRONMENT_FILE, dict(environment))
         return folder
+
+    def claim(self, run_id: str) -> FileLock | None:
+        """Take the claim of ``run_id`` for this process, or ``None`` if another process holds it.
+
+        Release it with ``.release()`` once the run is recorded (or failed). A non-writing store
+        (a non-chief multi-worker process) does not claim.
+        """
+        if not self.writer:
+            return None
+        folder = self.output_dir / CLAIMS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(folder / f"{run_id}.lock"), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            return None
+        atomic_write_json(
+            folder / f"{run_id}.json",
+            {
+                "host": platform.node(),
+                "pid": os.getpid(),
+                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            },
+        )
+        return lock
+
+    def claim_owner(self, run_id: str) -> str:
+        """Who last claimed ``run_id``: ``host pid N since T`` (``"?"`` if unknown)."""
+        path = self.output_dir / CLAIMS_DIR / f"{run_id}.json"
+        try:
+            with open(path, encoding="utf-8") as f:
+                who = json.load(f)
+        except (OSError, ValueError):
+            return "?"
+        return f"{who.get('host')} pid {who.get('pid')} since {who.get('since')}"
 
     def write_history(self, run_id: str, history: Mapping[str, Sequence[Any]]) -> Path:
         """Write the per-epoch ``history.csv`` of ``run_id``."""
