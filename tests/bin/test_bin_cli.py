@@ -76,12 +76,24 @@ def test_bad_flags_are_usage_errors(name, args, message, tmp_path):
     out = proc.stdout + proc.stderr
     assert message in out, out[-2000:]
     assert "Traceback" not in out
+    assert "--strategy: <" not in out  # one line naming the problem, not the flag list
+
+
+@slow
+def test_train_on_data_too_small_for_the_model_says_what_to_use_and_leaves_nothing(tmp_path):
+    out = tmp_path / "lenet"
+    proc = run_bin("train", "--model=lenet5", "--epochs=1", f"--output_dir={out}")
+    assert proc.returncode == 2
+    assert "tfprune-train: error: LeNet-5 needs images of at least 12x12" in proc.stderr
+    assert "--dataset=mnist" in proc.stderr and "small_cnn" in proc.stderr
+    assert "Traceback" not in proc.stderr and "--strategy: <" not in proc.stderr
+    assert not any(p.is_file() for p in out.rglob("*"))  # no config.yaml/environment.json
 
 
 def test_report_of_empty_folder(tmp_path):
     proc = run_bin("report", f"--output_dir={tmp_path}")
-    assert proc.returncode == 1
-    assert "no finished runs" in proc.stderr + proc.stdout
+    assert proc.returncode == 2
+    assert "tfprune-report: error: " in proc.stderr and "no finished runs" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -6,6 +6,9 @@ With no flags it runs the default protocol (``finetune_lr``) on the embedded dig
     python -m tfprune.bin.compare --config=configs/finetune_lr_mnist.yaml --output_dir=/tmp/m
     python -m tfprune.bin.compare --output_dir=/tmp/d --params_override='seeds=[1,2,3]'
     python -m tfprune.bin.compare --output_dir=/tmp/mp --mixed_precision --jit_compile
+    # know the cost first: the runs, their epochs, MACs and training FLOPs, and (with
+    # --calibrate, a few seconds per distinct model) the estimated wall time on this machine:
+    python -m tfprune.bin.compare --dry_run --calibrate
     # a cluster job array, task i of N (together they do exactly the runs of one process):
     python -m tfprune.bin.compare --config=... --output_dir=/shared/out \
         --shard_index=$i --num_shards=$N
@@ -21,11 +24,15 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from absl import app, flags
 
-from tfprune.bin.runtime_flags import runtime_overrides
+from tfprune.bin.common import run_main, runtime_overrides
 from tfprune.distribute import STRATEGIES
+
+if TYPE_CHECKING:
+    from tfprune.protocols.spec import RunSpec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", None, "YAML config file (see configs/).")
@@ -41,7 +48,18 @@ flags.DEFINE_string(
 flags.DEFINE_integer("shard_index", 0, "This process's shard, in [0, num_shards).", lower_bound=0)
 flags.DEFINE_integer("num_shards", 1, "Number of shards the grid is split into.", lower_bound=1)
 flags.DEFINE_enum("strategy", "default", list(STRATEGIES), "tf.distribute strategy of every run.")
-flags.DEFINE_bool("dry_run", False, "Validate the config, print it and the runs, run nothing.")
+flags.DEFINE_bool(
+    "dry_run",
+    False,
+    "Validate the config, print it, the runs of this shard and their cost (epochs, examples, "
+    "MACs, training FLOPs); run nothing.",
+)
+flags.DEFINE_bool(
+    "calibrate",
+    False,
+    "With --dry_run: time each distinct model on this machine (a few seconds each) and print "
+    "the estimated wall time of every run, of this shard and of the grid.",
+)
 flags.DEFINE_bool("list_protocols", False, "Print the protocols and exit.")
 
 
@@ -49,10 +67,50 @@ def _log(message: str) -> None:
     print(message, flush=True)
 
 
+def _print_cost(specs: list[RunSpec], mine: list[RunSpec]) -> None:
+    """The cost of this shard's runs, then the grid's (and every shard's) totals."""
+    from tfprune.protocols.cost import (
+        CostEstimator,
+        format_cost,
+        format_count,
+        format_seconds,
+        format_totals,
+        process_seconds,
+    )
+    from tfprune.protocols.runner import plan_shard
+
+    startup = process_seconds() or 0.0  # this process's start and imports, as a real run's
+    estimator = CostEstimator(calibrate=FLAGS.calibrate, log=_log)
+    if FLAGS.calibrate:
+        _log(f"# calibrating on this machine (process start so far: {format_seconds(startup)})")
+    sharded = FLAGS.num_shards > 1
+    where = f"shard {FLAGS.shard_index}/{FLAGS.num_shards}" if sharded else "the grid"
+    cost = estimator.estimate(mine, startup)
+    print(f"\n# cost of {where} (one process, runs in this order):")
+    print(format_cost(cost))
+    if not sharded:
+        return
+    print(f"\n# the whole grid ({len(specs)} runs in one process):")
+    print("\n".join(format_totals(estimator.estimate(specs, startup))))
+    print("# every shard (each trains the bases its runs need unless another shard cached them):")
+    for k in range(FLAGS.num_shards):
+        cost = estimator.estimate(plan_shard(specs, k, FLAGS.num_shards), startup)
+        line = f"#   shard {k}: {len(cost.runs)} runs, {len(cost.bases)} bases, "
+        line += f"training FLOPs {format_count(cost.train_flops)}"
+        if cost.seconds is not None:
+            line += f", estimated {format_seconds(cost.seconds)}"
+        print(line)
+
+
 def main(argv: list[str]) -> None:
     """Flags -> ProtocolConfig -> run_protocol (prints progress and the results table)."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if FLAGS.calibrate and not FLAGS.dry_run:
+        raise app.UsageError(
+            "--calibrate only estimates the wall time of a dry run; add --dry_run (nothing is "
+            "trained then), or drop --calibrate to run the grid"
+        )
     from tfprune.configs import resolve_protocol_config
     from tfprune.errors import TfpruneError
     from tfprune.protocols.grids import PROTOCOLS
@@ -76,6 +134,7 @@ def main(argv: list[str]) -> None:
             print(f"# {len(specs)} runs in the grid, {len(mine)} in shard {FLAGS.shard_index}:")
             for spec in mine:
                 print(f"#   {spec.run_id()}  {spec.cell}  seed={spec.seed}")
+            _print_cost(specs, mine)
             return
         run_protocol(
             config,
@@ -91,9 +150,8 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """Console-script entry point (``tfprune-compare``)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stdout.reconfigure(line_buffering=True)
-    app.run(main)
+    run_main(main, "tfprune-compare")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ import os
 
 from absl import app, flags
 
+from tfprune.bin.common import run_main
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "A saved tf_keras model (.keras, .h5 or SavedModel).")
 flags.DEFINE_string("model", None, "Zoo model name instead (see tfprune.models.list_models()).")
@@ -130,8 +132,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """Console-script entry point (``tfprune-export``)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    app.run(main)
+    run_main(main, "tfprune-export")
 
 
 if __name__ == "__main__":

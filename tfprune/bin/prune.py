@@ -13,7 +13,7 @@ import os
 
 from absl import app, flags
 
-from tfprune.bin.runtime_flags import runtime_overrides
+from tfprune.bin.common import run_main, runtime_overrides
 from tfprune.distribute import STRATEGIES
 from tfprune.importance import IMPORTANCE_NAMES
 
@@ -82,8 +82,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """Console-script entry point (``tfprune-prune``)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    app.run(main)
+    run_main(main, "tfprune-prune")
 
 
 if __name__ == "__main__":

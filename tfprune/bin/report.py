@@ -13,6 +13,8 @@ import os
 
 from absl import app, flags
 
+from tfprune.bin.common import run_main
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "A tfprune-compare output folder.")
 flags.DEFINE_string("protocol", None, "Protocol whose summary is used (default: the folder's).")
@@ -39,8 +41,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """Console-script entry point (``tfprune-report``)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    app.run(main)
+    run_main(main, "tfprune-report")
 
 
 if __name__ == "__main__":

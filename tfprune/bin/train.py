@@ -13,11 +13,10 @@ finds and reuses them for runs with the same dataset, model, recipe and seed.
 from __future__ import annotations
 
 import json
-import os
 
 from absl import app, flags
 
-from tfprune.bin.runtime_flags import runtime_overrides
+from tfprune.bin.common import run_main, runtime_overrides
 from tfprune.distribute import STRATEGIES
 
 FLAGS = flags.FLAGS
@@ -72,8 +71,7 @@ def main(argv: list[str]) -> None:
 
 def run() -> None:
     """Console-script entry point (``tfprune-train``)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    app.run(main)
+    run_main(main, "tfprune-train")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,11 @@ def lenet5(
       seed: initialiser seed (``None`` = random).
     """
     if len(input_shape) != 3 or min(input_shape[:2]) < 12:
-        raise InvalidArgumentError(f"input_shape={input_shape} must be (H, W, C) with H, W >= 12")
+        raise InvalidArgumentError(
+            f"LeNet-5 needs images of at least 12x12 (H, W, C), got input_shape={input_shape}; "
+            "use 28x28 MNIST or 32x32 CIFAR (--dataset=mnist/cifar10), or a model for small "
+            "images such as small_cnn or mlp7_linear for the 8x8 digits"
+        )
     if int(num_classes) < 1:
         raise InvalidArgumentError(f"num_classes={num_classes} must be >= 1")
     inputs = keras.Input(shape=tuple(input_shape), name="input")

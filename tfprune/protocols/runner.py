@@ -367,7 +367,6 @@ def train_base_model(
 
     config.validate()
     out = ensure_output_dir(config.output_dir)
-    atomic_write_text(out / "config.yaml", dump_yaml(config.to_dict()))
     recipe = config.recipe
     spec = RunSpec(
         protocol="train",
@@ -385,15 +384,15 @@ def train_base_model(
     spec = apply_runtime([spec], runtime)[0]
     if strategy is None:
         strategy = get_strategy(config.strategy)
-    atomic_write_json(
-        out / "environment.json",
-        environment_info(
-            seeds=[config.seed],
-            strategy=config.strategy,
-            extra={"runtime": runtime.to_dict(), "devices": _device_names()},
-        ),
+    environment = environment_info(
+        seeds=[config.seed],
+        strategy=config.strategy,
+        extra={"runtime": runtime.to_dict(), "devices": _device_names()},
     )
     base = get_base_model(spec, str(out), strategy=strategy, log=log)
+    # Written once the model exists: a bad model/data pair leaves nothing behind.
+    atomic_write_text(out / "config.yaml", dump_yaml(config.to_dict()))
+    atomic_write_json(out / "environment.json", environment)
     model_path = out / "model.keras"
     base.model.save(model_path)
     history = base.meta.get("history") or {}

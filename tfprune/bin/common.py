@@ -1,0 +1,54 @@
+"""What the binaries share: the runtime flags and how a command-line error is shown.
+
+``--mixed_precision`` and ``--jit_compile`` are defined once here (absl flags are global) for
+``tfprune-train``, ``tfprune-prune`` and ``tfprune-compare``. :func:`run_main` runs a binary's
+``main`` and shows a bad argument as one line naming the problem (absl's own handler prints the
+whole flag list before it).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from absl import app, flags
+
+__all__ = ["run_main", "runtime_overrides"]
+
+FLAGS = flags.FLAGS
+flags.DEFINE_bool(
+    "mixed_precision",
+    False,
+    "Train in mixed precision: mixed_float16 on a GPU, mixed_bfloat16 on CPU/TPU (a config's "
+    "runtime.mixed_precision can name the policy). A run's precision is part of its setup.",
+)
+flags.DEFINE_bool("jit_compile", False, "Compile training and evaluation steps with XLA.")
+
+
+def runtime_overrides() -> dict[str, Any]:
+    """The runtime settings given on the command line (``{}`` when neither flag was given)."""
+    out: dict[str, Any] = {}
+    if FLAGS["mixed_precision"].present:
+        out["mixed_precision"] = bool(FLAGS.mixed_precision)
+    if FLAGS["jit_compile"].present:
+        out["jit_compile"] = bool(FLAGS.jit_compile)
+    return out
+
+
+def run_main(main: Callable[[list[str]], Any], prog: str) -> None:
+    """``absl.app.run(main)``, with a ``UsageError`` from ``main`` shown as one line, exit 2.
+
+    ``prog`` is the command's name in that line (e.g. ``tfprune-train``).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    def checked(argv: list[str]) -> Any:
+        try:
+            return main(argv)
+        except app.UsageError as err:
+            sys.stderr.write(f"{prog}: error: {err}\n(run with --help to see the flags)\n")
+            sys.exit(2)
+
+    app.run(checked)
