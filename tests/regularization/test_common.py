@@ -163,3 +163,23 @@ def test_greg_values_reach_tensorboard(tmp_path):
             tags.update(v.tag for v in event.summary.value)
     g = greg.groups[0].name.replace("+", "_")
     assert f"epoch_greg/{g}/penalty" in tags and f"epoch_greg/{g}/mag_ratio" in tags
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 3])
+def test_step_count_needs_no_device_read_per_step_and_matches_the_optimizer(steps_per_execution):
+    model = masked_cnn()
+    model.compile(
+        keras.optimizers.SGD(0.01),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        steps_per_execution=steps_per_execution,
+    )
+    greg = GrowingRegularization(0.5, delta=0.01, update_every=2, stabilize_steps=100)
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append((greg._iterations(batch), int(self.model.optimizer.iterations.numpy())))
+
+    model.fit(fixed_batches(), epochs=2, steps_per_epoch=6, callbacks=[greg, Probe()], verbose=0)
+    assert len(seen) == 12 // steps_per_execution
+    assert all(counted == actual for counted, actual in seen), seen

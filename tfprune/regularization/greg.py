@@ -274,9 +274,10 @@ class GrowingRegularization(GrowingPenaltyRegularizer):
         mirror = self._sync()
         if mirror["phase"] == _DONE:
             return
-        step = int(self.model.optimizer.iterations.numpy()) - mirror["begin"]
+        iterations = self._iterations(batch)
+        step = iterations - mirror["begin"]
         if step < 0:  # the optimizer was replaced by a fresh one: continue from here
-            self._set("begin", int(self.model.optimizer.iterations.numpy()))
+            self._set("begin", iterations)
             step = 0
         while mirror["phase"] in (_PICK, _GROW) and mirror["updates"] < step // self.update_every:
             self._set("updates", mirror["updates"] + 1)

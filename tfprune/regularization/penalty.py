@@ -620,5 +620,19 @@ class GrowingPenaltyRegularizer(GroupRegularizer):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self._mirror = None
+        self._epoch_start: int | None = None
         if int(self.state["begin"].numpy()) < 0:
             self.state["begin"].assign(int(self.model.optimizer.iterations.numpy()))
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_start = int(self.model.optimizer.iterations.numpy())
+
+    def _iterations(self, batch: int) -> int:
+        """Optimizer iterations after training batch ``batch`` of this epoch.
+
+        Counted from the epoch's start, so that no step waits for the device to report its
+        step counter (one read per epoch instead of one per step).
+        """
+        if getattr(self, "_epoch_start", None) is None:  # called outside fit's epoch loop
+            return int(self.model.optimizer.iterations.numpy())
+        return self._epoch_start + int(batch) + 1

@@ -200,7 +200,7 @@ class TrainabilityPreserving(GrowingPenaltyRegularizer):
         mirror = self._sync()
         if mirror["phase"] == _DONE:
             return
-        iterations = int(self.model.optimizer.iterations.numpy())
+        iterations = self._iterations(batch)
         step = iterations - mirror["begin"]
         if step < 0:
             self._set("begin", iterations)
