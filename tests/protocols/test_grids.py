@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tfprune.errors import ConfigError
-from tfprune.protocols.grids import PROTOCOLS, Summary, cross_recipe_verdict
+from tfprune.protocols.grids import PROTOCOLS, Summary, cross_recipe_verdict, outcome
 from tfprune.protocols.spec import RunRecord, RunSpec
 
 
@@ -209,3 +209,18 @@ def test_finetune_lr_summary_verdicts_on_synthetic_records():
     assert orthp["reference"] == "L1 / lr=1e-3 / 20ep"
     assert orthp["p_vs_ref"] < 0.05
     assert set(summary.columns) <= set(summary.rows[0]) | {"reference"}
+
+
+def test_verdict_words_follow_the_paired_test():
+    assert outcome(0.05, 0.01) == "beats" and outcome(-0.05, 0.01) == "loses to"
+    assert outcome(0.05, 0.167) == "ties with"  # a p of 0.167 is no win
+    assert outcome(0.05, None) == "scores above" and outcome(-0.05, float("nan")) == "scores below"
+    recs = _records(
+        "finetune_lr",
+        {
+            "L1 / lr=1e-2 / 20ep": [0.88, 0.80, 0.70],
+            "L1 / lr=1e-3 / 20ep": [0.75, 0.82, 0.69],
+        },
+    )
+    text = "\n".join(PROTOCOLS["finetune_lr"].summarize(recs).verdicts)
+    assert "LR 1e-2 ties with LR 1e-3" in text

@@ -480,6 +480,26 @@ def _p(p: float | None) -> str:
     return "n/a" if p is None or math.isnan(p) else f"{p:.3g}"
 
 
+SIGNIFICANCE = 0.05
+"""A difference is called a win or a loss only when its paired p-value is below this."""
+
+
+def outcome(diff: float | None, p: float | None) -> str:
+    """How a verdict words a difference: a win or a loss only when the paired test says so.
+
+    ``"beats"``/``"loses to"`` at p < :data:`SIGNIFICANCE`; ``"ties with"`` above it;
+    ``"scores above"``/``"scores below"`` (no claim) when there is no test (fewer than 2 paired
+    seeds, or no spread).
+    """
+    if diff is None or diff != diff:
+        return "cannot be compared with"
+    if p is None or p != p:
+        return "scores above" if diff > 0 else "scores below" if diff < 0 else "ties with"
+    if p < SIGNIFICANCE:
+        return "beats" if diff > 0 else "loses to"
+    return "ties with"
+
+
 # --------------------------------------------------------------------------------------------
 # Protocol base class
 # --------------------------------------------------------------------------------------------
@@ -687,7 +707,7 @@ class FinetuneLR(Protocol):
             comp = compare_cells(cells[hi["cell"]], cells[lo["cell"]], cfg["metric"])
             gap = comp.diff
             gaps[(method, epochs)] = gap
-            better = "beats" if gap > 0 else "does not beat"
+            better = outcome(gap, comp.p)
             verdicts.append(
                 f"{method_label(method)} at {epochs} epochs: LR {_lr_text(hi_lr)} {better} "
                 f"LR {_lr_text(lo_lr)} ({_pct(hi['mean'])} vs {_pct(lo['mean'])}, "
@@ -882,8 +902,7 @@ class ScratchVsPrune(Protocol):
                 continue
             ref_row = next(x for x in rows if x["cell"] == row["reference"])
             diff = row["diff_vs_ref"]
-            word = "beats" if diff and diff > 0 else "does not beat"
-            sig = " (significant)" if row["p_vs_ref"] is not None and row["p_vs_ref"] < 0.05 else ""
+            word = outcome(diff, row["p_vs_ref"])
             flops = (
                 f"; pipeline FLOPs {row['flops_vs_scratch_e']:.3f}× Scratch-E's"
                 if row.get("flops_vs_scratch_e") is not None
@@ -892,7 +911,7 @@ class ScratchVsPrune(Protocol):
             verdicts.append(
                 f"{row['cell']} {word} {row['reference']}: {_pct(row['mean'])} vs "
                 f"{_pct(ref_row['mean'])} ({100 * (diff or 0):+.2f} points, paired "
-                f"p={_p(row['p_vs_ref'])}{sig}); setup {row['setup']}{flops}."
+                f"p={_p(row['p_vs_ref'])}); setup {row['setup']}{flops}."
             )
         return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
 
