@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from core_helpers import ARCHITECTURES, check_equivalent, group_of, randomize
 
 import tfprune
 from tfprune.compat import keras
+from tfprune.importance.criteria import _mean_over_members
 
 L = keras.layers
 
@@ -290,3 +293,11 @@ def test_concat_segments_prune_each_producer_by_ratio():
     small = tfprune.shrink(model, 0.5)
     assert small.get_layer("ca").filters == 3
     assert small.get_layer("cb").filters == 5
+
+
+def test_unit_scores_average_ignores_units_a_member_does_not_see_without_warnings():
+    scores = [np.array([1.0, np.nan, 3.0]), np.array([3.0, np.nan, np.nan])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "Mean of empty slice" would fail here
+        out = _mean_over_members(scores)
+    np.testing.assert_array_equal(out, [2.0, 0.0, 3.0])

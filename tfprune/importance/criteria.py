@@ -64,10 +64,16 @@ def _producer_average(
             scores.append(m.unit_scores(per_channel, group.n_units))
     if not scores:
         return np.zeros(group.n_units)
+    return _mean_over_members(scores)
+
+
+def _mean_over_members(scores: list[np.ndarray]) -> np.ndarray:
+    """Per-unit mean over members, ignoring NaN (units a member does not see); 0 where none do."""
     stacked = np.vstack(scores)
-    with np.errstate(invalid="ignore"):
-        out = np.nanmean(np.where(np.isnan(stacked), np.nan, stacked), axis=0)
-    return np.nan_to_num(out, nan=0.0)
+    seen = ~np.isnan(stacked)
+    count = seen.sum(axis=0)
+    total = np.where(seen, stacked, 0.0).sum(axis=0)
+    return np.divide(total, count, out=np.zeros(stacked.shape[1]), where=count > 0)
 
 
 class Importance:
@@ -145,7 +151,7 @@ class BNScale(Importance):
         scores = [
             m.unit_scores(np.abs(channel_rows(m, ("gamma",))[0][:, 0]), group.n_units) for m in bns
         ]
-        return np.nan_to_num(np.nanmean(np.vstack(scores), axis=0))
+        return _mean_over_members(scores)
 
 
 class FPGM(Importance):
