@@ -299,6 +299,9 @@ def test_explain_report_fields_and_dict():
     assert 0 < report.prunable_fraction < 1
     assert "prunable" in str(report) and "BLOCKED" in str(report)
     assert report.blocking_layers == []
+    # The input image's channels: named by who uses them, not as if the stem produced them.
+    input_line = next(line for line in str(report).splitlines() if "no producing layer" in line)
+    assert "BLOCKED: no producing layer; used by" in input_line and "stem" in input_line
 
 
 def test_group_repr_and_name_are_readable():

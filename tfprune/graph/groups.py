@@ -495,9 +495,12 @@ class ExplainReport:
         lines = [f"{'group':>5}  {'units':>6}  {'prunable':>8}  status / producers"]
         for r in self.rows:
             status = "prunable" if r["prunable"] else "BLOCKED"
+            # A group no layer produces (e.g. the input image) is named by who uses it.
+            who = ", ".join(r["producers"][:4]) or (
+                "no producing layer; used by " + ", ".join(r.get("layers", [])[:4] or [r["name"]])
+            )
             lines.append(
-                f"{r['id']:>5}  {r['units']:>6}  {r['prunable_units']:>8}  {status}: "
-                f"{', '.join(r['producers'][:4]) or r['name']}"
+                f"{r['id']:>5}  {r['units']:>6}  {r['prunable_units']:>8}  {status}: {who}"
             )
             for reason in r["reasons"][:3]:
                 lines.append(f"{'':>25}- {reason}")
