@@ -126,7 +126,13 @@ def test_prune_run_with_taylor_importance_uses_training_data():
         weight_decay=1e-4,
         latency_batch=4,
     )
-    result = run_prune(config, log=lambda _: None)
+    lines = []
+    result = run_prune(config, log=lines.append)
     base, small = result.rows[0], result.rows[-1]
     assert small["params"] < base["params"] and small["flops"] < base["flops"]
     assert 0.0 <= small["accuracy"] <= 1.0
+    # Per-epoch progress of both phases, and a speed-up with its spread over interleaved rounds.
+    assert sum(line.startswith("epoch 1/1") for line in lines) == 2
+    sp = result.speedup
+    assert sp["rounds"] >= 5 and 0 < sp["low"] <= sp["median"] <= sp["high"]
+    assert "interleaved rounds" in result.table()

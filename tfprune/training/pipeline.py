@@ -10,6 +10,7 @@ fields of :class:`tfprune.protocols.RetrainRecipe` (``optimizer``, ``momentum``,
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -89,6 +90,14 @@ def steps_per_execution(schedule: LRSchedule, extra_callbacks: list | None = Non
     return 32
 
 
+def _epoch_line(epoch: int, total: int, logs: dict) -> str:
+    parts = [f"epoch {epoch + 1}/{total}"]
+    for key in ("loss", "accuracy", "val_accuracy", "lr"):
+        if key in logs:
+            parts.append(f"{key} {float(logs[key]):.4g}")
+    return "  ".join(parts)
+
+
 def evaluate(model: Any, data: Any) -> float:
     """Test accuracy of a compiled model on ``data.test``."""
     return float(model.evaluate(data.test, verbose=0)[1])
@@ -107,6 +116,7 @@ def fit(
     eval_every_epoch: bool = True,
     extra_callbacks: list | None = None,
     compile: bool = True,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, list[float]]:
     """Compile (unless ``compile=False``) and train ``model``; returns the per-epoch history.
 
@@ -123,6 +133,7 @@ def fit(
       eval_every_epoch: Evaluate on ``data.test`` after every epoch (``val_accuracy``).
       extra_callbacks: More callbacks (e.g. a regularization).
       compile: Compile first (``False``: the model is already compiled for this recipe).
+      progress: Called with one line per finished epoch (epoch, loss, accuracy, LR).
 
     Returns:
       ``{metric: [per epoch]}`` with ``lr`` (LR at each epoch start) and, with ``jsv_inputs``,
@@ -143,6 +154,13 @@ def fit(
     if full <= 0 and partial <= 0:
         return {}
     callbacks: list[Any] = [sched_cb, *(extra_callbacks or [])]
+    if progress is not None:  # epoch-level only: keeps several steps per graph call
+        total = full + (1 if partial else 0)
+        callbacks.append(
+            keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda epoch, logs: progress(_epoch_line(epoch, total, logs or {}))
+            )
+        )
     jsv_cb = None
     if jsv_inputs is not None:
         jsv_cb = JacobianSingularValues(jsv_inputs, every_n_epochs=1, log_on_train_begin=False)
