@@ -8,6 +8,7 @@ import pytest
 import tfprune
 from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError
+from tfprune.models.mlp import mlp7_linear
 from tfprune.models.small_cnn import small_cnn
 from tfprune.protocols.spec import RetrainRecipe
 from tfprune.regularization import GrowingRegularization
@@ -172,3 +173,14 @@ def test_greg_penalty_is_float32_and_resumes_under_mixed_bfloat16(tmp_path):
         rtol = 1e-2 if key.endswith("_hist") else 1e-6
         np.testing.assert_allclose(res_state[key], full_state[key], rtol=rtol, atol=1e-7)
     assert cb2.pruned_units().keys() == cb_full.pruned_units().keys()
+
+
+def test_orthp_under_mixed_precision_restores_isometry_exactly():
+    with use_runtime(BF16):
+        model = mlp7_linear(input_dim=64, width=32, seed=0)
+        small = tfprune.strip_filters(tfprune.prune_filters(model, 0.5, "l1"))
+        tfprune.orthp(small)
+    assert model_precision(small) == "mixed_bfloat16"
+    x = np.random.default_rng(0).random((16, 64), dtype=np.float32)
+    # A linear network re-initialised orthogonally: every singular value is 1 (in float32).
+    assert tfprune.mean_jsv(small, x).mean == pytest.approx(1.0, abs=1e-4)
