@@ -9,6 +9,8 @@ import pytest
 
 from tfprune.protocols.grids import Protocol, Summary
 from tfprune.protocols.report import (
+    _seed_curves,
+    _split_long,
     compact_table,
     format_value,
     markdown_table,
@@ -172,3 +174,21 @@ def test_compact_table_fits_100_columns_and_reads_in_percent():
     assert "96.3 ± 0.4" in lines[3] and "+8.3 pt p=0.045" in lines[3] and "S4.2" in lines[3]
     assert "16.49×" in lines[3] and "…" in lines[3]
     assert "-60.0 pt p<0.001" in lines[4]
+
+
+def test_long_curves_get_their_own_panel_and_seed_ranges_are_kept():
+    spec = {"cell": "a"}
+    recs = [
+        RunRecord(spec=dict(spec), metrics={}, history={"val_accuracy": v}, setup={})
+        for v in ([0.1, 0.5, 0.9], [0.3, 0.7, 0.8])
+    ]
+    recs.append(
+        RunRecord(
+            spec={"cell": "scratch"}, metrics={}, history={"val_accuracy": [0.2] * 9}, setup={}
+        )
+    )
+    curves = _seed_curves(recs, lambda r: r.history["val_accuracy"])
+    assert curves["a"].n == 2 and curves["a"].low == [0.1, 0.5, 0.8]
+    assert curves["a"].high == [0.3, 0.7, 0.9] and curves["a"].mean[0] == pytest.approx(0.2)
+    short, long = _split_long(curves)
+    assert set(short) == {"a"} and set(long) == {"scratch"}

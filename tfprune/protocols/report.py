@@ -214,9 +214,19 @@ def _acc_history(record: RunRecord) -> list[float] | None:
     return None
 
 
-def _mean_curves(
+@dataclasses.dataclass
+class _Curve:
+    """Per-epoch mean, lowest and highest over a cell's seeds (``n`` runs)."""
+
+    mean: list[float]
+    low: list[float]
+    high: list[float]
+    n: int
+
+
+def _seed_curves(
     records: Sequence[RunRecord], pick: Callable[[RunRecord], list[float] | None]
-) -> dict[str, list[float]]:
+) -> dict[str, _Curve]:
     by_cell: dict[str, list[list[float]]] = defaultdict(list)
     for r in records:
         values = pick(r)
@@ -225,7 +235,13 @@ def _mean_curves(
     curves = {}
     for cell, runs in by_cell.items():
         n = min(len(v) for v in runs)
-        curves[cell] = [sum(v[i] for v in runs) / len(runs) for i in range(n)]
+        cols = [[v[i] for v in runs] for i in range(n)]
+        curves[cell] = _Curve(
+            mean=[sum(c) / len(c) for c in cols],
+            low=[min(c) for c in cols],
+            high=[max(c) for c in cols],
+            n=len(runs),
+        )
     return curves
 
 
@@ -238,34 +254,65 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(fig: Any, plt: Any, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    _write_bytes(path, buf.getvalue())
+    return path
+
+
+def _split_long(curves: Mapping[str, _Curve]) -> list[dict[str, _Curve]]:
+    """Curves much longer than the others (scratch budgets) get a panel of their own."""
+    lengths = sorted(len(c.mean) for c in curves.values())
+    typical = lengths[(len(lengths) - 1) // 2]
+    short = {k: c for k, c in curves.items() if len(c.mean) <= 1.5 * typical}
+    long = {k: c for k, c in curves.items() if k not in short}
+    return [short, long] if short and long else [dict(curves)]
+
+
 def _line_plot(
-    curves: Mapping[str, Sequence[float]],
+    curves: Mapping[str, _Curve],
     path: Path,
     ylabel: str,
     title: str,
     *,
     logy: bool = False,
     first_epoch: int = 1,
+    scale: float = 1.0,
 ) -> Path | None:
+    """Mean over seeds per cell, the band between its lowest and highest seed, legend outside."""
     if not curves:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for cell, ys in sorted(curves.items()):
-        ax.plot(range(first_epoch, first_epoch + len(ys)), ys, label=cell, linewidth=1.5)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel(ylabel)
-    if logy:
-        ax.set_yscale("log")
-    ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    panels = _split_long(curves)
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(8.5, 3.6 * len(panels) + 0.6), squeeze=False, sharey=True
+    )
+    for ax, panel in zip(axes[:, 0], panels, strict=True):
+        for cell, c in sorted(panel.items()):
+            xs = list(range(first_epoch, first_epoch + len(c.mean)))
+            (line,) = ax.plot(
+                xs, [scale * y for y in c.mean], label=f"{cell} (n={c.n})", linewidth=1.5
+            )
+            if c.n > 1:
+                ax.fill_between(
+                    xs,
+                    [scale * y for y in c.low],
+                    [scale * y for y in c.high],
+                    color=line.get_color(),
+                    alpha=0.15,
+                    linewidth=0,
+                )
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        if logy:
+            ax.set_yscale("log")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    axes[0, 0].set_title(f"{title}\nline: mean over seeds; band: lowest to highest seed")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    _write_bytes(path, buf.getvalue())
-    return path
+    return _save(fig, plt, path)
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
@@ -276,12 +323,17 @@ def _write_bytes(path: Path, data: bytes) -> None:
 
 
 def plot_accuracy_vs_epoch(records: Sequence[RunRecord], path: str | Path) -> Path | None:
-    """Test accuracy per retraining epoch (mean over seeds), one line per cell."""
+    """Test accuracy (%) per training epoch: mean over seeds with the seeds' range as a band.
+
+    Cells trained much longer than the others (scratch budgets) are drawn in a second panel so
+    that they do not squeeze the rest.
+    """
     return _line_plot(
-        _mean_curves(records, _acc_history),
+        _seed_curves(records, _acc_history),
         Path(path),
-        "test accuracy",
-        "Accuracy during retraining (mean over seeds)",
+        "test accuracy (%)",
+        "Test accuracy during (re)training",
+        scale=100.0,
     )
 
 
@@ -296,40 +348,57 @@ def plot_jsv_vs_epoch(records: Sequence[RunRecord], path: str | Path) -> Path | 
         return clean if len(clean) == len(values) and clean else None
 
     return _line_plot(
-        _mean_curves(records, jsv),
+        _seed_curves(records, jsv),
         Path(path),
-        "mean JSV",
-        "Mean Jacobian singular value (0 = right after pruning)",
+        "mean Jacobian singular value (log scale)",
+        "Mean JSV per epoch (epoch 0: right after pruning)",
         logy=True,
         first_epoch=0,
     )
 
 
 def plot_accuracy_vs_speedup(records: Sequence[RunRecord], path: str | Path) -> Path | None:
-    """Final accuracy against the achieved FLOPs speed-up (one marker per run, per cell)."""
+    """Final accuracy (%) of every run against its MAC reduction, one marker colour per cell.
+
+    When every run has the same reduction (one pruning ratio), a scatter would stack them on one
+    x, so the cells are spread along x instead: seeds as dots, mean ± std as a bar.
+    """
     points: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for r in records:
         s, a = r.metrics.get("speedup"), r.metrics.get("final_acc")
         if isinstance(s, (int, float)) and isinstance(a, (int, float)):
-            points[str(r.spec.get("cell", "?"))].append((float(s), float(a)))
+            points[str(r.spec.get("cell", "?"))].append((float(s), 100.0 * float(a)))
     if not points:
         return None
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for cell, pts in sorted(points.items()):
-        ax.scatter([p[0] for p in pts], [p[1] for p in pts], label=cell, s=18)
-    ax.set_xlabel("FLOPs speed-up (×)")
-    ax.set_ylabel("final test accuracy")
-    ax.set_title("Accuracy vs speed-up")
+    speedups = [p[0] for pts in points.values() for p in pts]
+    one_x = max(speedups) <= 1.01 * min(speedups)
+    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    if one_x:
+        cells = sorted(points)
+        for i, cell in enumerate(cells):
+            accs = [p[1] for p in points[cell]]
+            mean = sum(accs) / len(accs)
+            std = (sum((a - mean) ** 2 for a in accs) / max(len(accs) - 1, 1)) ** 0.5
+            ax.scatter([i] * len(accs), accs, s=18, label=f"{cell} (n={len(accs)})")
+            ax.errorbar([i + 0.15], [mean], yerr=[std], fmt="_", color="black", capsize=4)
+        ax.set_xticks(range(len(cells)))
+        ax.set_xticklabels(cells, rotation=30, ha="right", fontsize=7)
+        ax.set_xlabel(f"cell (all at {min(speedups):.2f}× fewer MACs)")
+        title = "Final accuracy per cell: dots = seeds, bar = mean ± std"
+    else:
+        for cell, pts in sorted(points.items()):
+            ax.scatter(
+                [p[0] for p in pts], [p[1] for p in pts], label=f"{cell} (n={len(pts)})", s=18
+            )
+        ax.set_xlabel("MAC reduction of the pruned model (×, dense MACs / pruned MACs)")
+        title = "Final accuracy vs MAC reduction (one dot per run)"
+    ax.set_ylabel("final test accuracy (%)")
+    ax.set_title(title)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    path = Path(path)
-    _write_bytes(path, buf.getvalue())
-    return path
+    return _save(fig, plt, Path(path))
 
 
 def _protocol_params(output_dir: Path) -> dict[str, Any] | None:
