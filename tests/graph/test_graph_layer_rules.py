@@ -169,6 +169,25 @@ def test_split_into_fixed_sizes_on_channels_blocks():
     assert not row["prunable"] and any("fixed sizes" in r for r in row["reasons"])
 
 
+def test_tile_along_space_keeps_channels_and_tile_of_channels_blocks():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((3, 3, 2))
+    h = L.Conv2D(8, 1, name="conv")(x)
+    h = tf.tile(h, [1, 2, 2, 1])  # a 6x6 map of the same 8 channels
+    model = keras.Model(x, L.Dense(2)(L.GlobalAveragePooling2D()(h)))
+    _, small = _check(model)
+    assert small.get_layer("conv").filters == 4
+    assert tfprune.count_flops(model).is_lower_bound is False
+
+    y = keras.Input((4,))
+    d = L.Dense(6, name="d")(y)
+    tiled = keras.Model(y, L.Dense(1)(tf.tile(d, [1, 2])))
+    row = next(r for r in tfprune.explain(tiled).rows if "d" in r["producers"])
+    assert not row["prunable"] and any(
+        "repeats the channel axis 2 times" in r for r in row["reasons"]
+    )
+
+
 def _vit_like():
     keras.utils.set_random_seed(0)
     x = keras.Input((16, 16, 3))

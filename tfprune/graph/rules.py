@@ -1440,6 +1440,8 @@ class TFOpRule(LayerRule):
             else:
                 for t in tensors:
                     ctx.identity(ctx.tensor_dim(t), ctx.tensor_dim(y))
+        elif op == "tile":
+            self._tile(ctx, call, y)
         elif op == "pad":
             paddings = call.args[1] if len(call.args) > 1 else call.kwargs.get("paddings")
             try:
@@ -1465,7 +1467,7 @@ class TFOpRule(LayerRule):
         | _REDUCE_OPS
         | _RESIZE_OPS
         | {"getitem", "concat", "concatenate", "pad", "reshape", "transpose", "squeeze"}
-        | {"expand_dims", "split", "stack", "shape", "cast", "one_hot", "gather"}
+        | {"expand_dims", "split", "stack", "shape", "cast", "one_hot", "gather", "tile"}
     )
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
@@ -1511,6 +1513,24 @@ class TFOpRule(LayerRule):
         dx = ctx.tensor_dim(x)
         ctx.concat([ctx.tensor_dim(y) for y in call.outputs], dx)
         ctx.tie_blocks(dx, n)
+
+    def _tile(self, ctx: ChannelContext, call: Any, y: Any) -> None:
+        """``tf.tile``: repeating along other axes keeps every channel where it is.
+
+        Repeating the channel axis itself (or multiples tfprune cannot read) blocks.
+        """
+        x = call.inputs[0]
+        multiples = call.kwargs.get("multiples", call.args[1] if len(call.args) > 1 else None)
+        try:
+            last = int(np.asarray(multiples).reshape(-1)[-1])
+        except Exception:  # noqa: BLE001 - symbolic multiples: cannot tell where channels go
+            last = None
+        if last == 1 and _channels(x) == _channels(y):
+            ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
+        elif last is None:
+            ctx.block_call(call, f"tile {call.path!r} has multiples known only at run time")
+        else:
+            ctx.block_call(call, f"tile {call.path!r} repeats the channel axis {last} times")
 
     def _elementwise(self, ctx, call, op, y) -> None:
         cy = _channels(y)
