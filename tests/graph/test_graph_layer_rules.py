@@ -188,6 +188,25 @@ def test_tile_along_space_keeps_channels_and_tile_of_channels_blocks():
     )
 
 
+def test_reshape_with_a_written_out_channel_count_blocks_but_a_run_time_count_prunes():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((4, 4, 2))
+    h = L.Conv2D(8, 1, name="conv")(x)
+    for shape in ([-1, 16, 8], [tf.shape(h)[0], 16, 8]):  # all constant, or a constant count
+        pinned = keras.Model(x, L.Dense(2)(tf.reshape(h, shape)))
+        row = next(r for r in tfprune.explain(pinned).rows if "conv" in r["producers"])
+        assert not row["prunable"]
+        assert any("writes the channel count (8)" in r for r in row["reasons"])
+    # Nearest upsampling as reshape + tile + reshape, channels read at run time, prunes.
+    y = keras.Input((4, 4, 2))
+    g = L.Conv2D(8, 1, name="conv")(y)
+    u = tf.reshape(g, [-1, 4, 1, 4, 1, tf.shape(g)[-1]])
+    u = tf.reshape(tf.tile(u, [1, 1, 2, 1, 2, 1]), [-1, 8, 8, tf.shape(g)[-1]])
+    model = keras.Model(y, L.Dense(2)(L.GlobalAveragePooling2D()(u)))
+    _, small = _check(model)
+    assert small.get_layer("conv").filters == 4
+
+
 def _vit_like():
     keras.utils.set_random_seed(0)
     x = keras.Input((16, 16, 3))

@@ -1402,6 +1402,22 @@ def _full_slice(s: Any) -> bool:
     return False
 
 
+def _pinned_channels(call: Any) -> int | None:
+    """The channel count a ``tf.reshape`` call's constant target shape spells out, if any."""
+    shape = call.kwargs.get("shape", call.args[1] if len(call.args) > 1 else None)
+    if shape is None or _is_kt(shape):
+        return None
+    entries = tf.nest.flatten(shape)
+    last = entries[-1] if entries else None
+    if _is_kt(last):
+        return None
+    try:
+        last = int(np.asarray(last).reshape(-1)[-1])
+    except (TypeError, ValueError, IndexError):
+        return None
+    return last if last > 0 else None
+
+
 class TFOpRule(LayerRule):
     """Known elementwise TF ops, channel-preserving slicing, reductions, concat and pad."""
 
@@ -1452,6 +1468,15 @@ class TFOpRule(LayerRule):
                 ctx.identity(ctx.tensor_dim(call.inputs[0]), ctx.tensor_dim(y))
             else:
                 ctx.block_call(call, f"op {call.path!r} pads the channel axis")
+        elif op == "reshape" and _pinned_channels(call) is not None:
+            # The rebuilt model replays the recorded shape: a written-out channel count would
+            # no longer fit once channels are removed.
+            ctx.block_call(
+                call,
+                f"reshape {call.path!r} writes the channel count ({_pinned_channels(call)}) into "
+                "its target shape; read it at run time (tf.shape(x)[-1]) or use "
+                "keras.layers.Reshape",
+            )
         elif op in _RESIZE_OPS or op == "reshape":
             x = call.inputs[0]
             if _channels(x) == _channels(y) and _channels(x) is not None:
