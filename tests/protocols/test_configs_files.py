@@ -117,3 +117,16 @@ def test_milestone_syntax_in_every_digits_schedule():
     _, _, specs = _resolved("ratio_sweep.yaml")
     l1 = next(s for s in specs if s.method == "l1")
     assert _stages(l1) == [(0, 0.01), (3, 0.001), (7, 0.0001)]
+
+
+def test_first_stage_config_lengthens_only_the_small_lrs_first_stage():
+    protocol, params, specs = _resolved("finetune_lr_first_stage_digits.yaml")
+    assert protocol == "finetune_lr" and params["dataset"] == "digits"
+    assert (params["model"], params["ratio"], params["seeds"]) == ("mlp7_linear", 0.8, 3)
+    got = {s.cell: (_stages(s), s.retrain.epochs) for s in specs if s.seed == 0}
+    assert got == {
+        "L1 / lr=1e-2 / 20ep": ([(0, 0.01), (7, 0.001), (13, 0.0001)], 20),
+        "L1 / lr=1e-3 / 20ep": ([(0, 0.001), (10, 0.0001)], 20),
+        "L1 / lr=1e-3 / 20ep+20 first stage": ([(0, 0.001), (30, 0.0001)], 40),
+        "L1 / lr=1e-3 / 20ep+60 first stage": ([(0, 0.001), (70, 0.0001)], 80),
+    }

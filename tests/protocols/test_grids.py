@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import pytest
 
+from tfprune.configs import resolve_protocol_config
 from tfprune.errors import ConfigError
-from tfprune.protocols.grids import PROTOCOLS, Summary, cross_recipe_verdict, outcome
+from tfprune.protocols.grids import (
+    PROTOCOLS,
+    Summary,
+    cross_recipe_verdict,
+    lengthen_first_stage,
+    outcome,
+)
+from tfprune.protocols.runner import run_protocol
+from tfprune.protocols.schedules import parse_schedule
 from tfprune.protocols.spec import RunRecord, RunSpec
 
 
@@ -132,9 +141,14 @@ def _setup(**over):
     return s
 
 
-def _records(protocol: str, accs: dict[str, list[float]]) -> list[RunRecord]:
+def _records(
+    protocol: str,
+    accs: dict[str, list[float]],
+    config: dict | None = None,
+    ta: dict[str, float] | None = None,
+) -> list[RunRecord]:
     specs = {}
-    for s in PROTOCOLS[protocol].expand({}):
+    for s in PROTOCOLS[protocol].expand(config or {}):
         specs.setdefault((s.cell, s.seed), s)
     out = []
     for (cell, seed), spec in specs.items():
@@ -150,7 +164,9 @@ def _records(protocol: str, accs: dict[str, list[float]]) -> list[RunRecord]:
             "speedup": 2.0,
             "param_reduction": 0.5,
         }
-        setup = _setup(finetune_schedule=spec.retrain.schedule)
+        if ta is not None:
+            metrics["trainability_acc"] = ta[cell]
+        setup = _setup(finetune_schedule=spec.retrain.schedule, finetune_epochs=spec.retrain.epochs)
         out.append(RunRecord(spec.to_dict(), metrics, {"val_accuracy": [acc]}, setup))
     return out
 
@@ -224,3 +240,186 @@ def test_verdict_words_follow_the_paired_test():
     )
     text = "\n".join(PROTOCOLS["finetune_lr"].summarize(recs).verdicts)
     assert "LR 1e-2 ties with LR 1e-3" in text
+
+
+FIRST_STAGE = {"methods": ["l1"], "baselines": False, "first_stage_extra": [20, 60]}
+
+
+def _stages(spec: RunSpec) -> list[tuple[int, float]]:
+    return parse_schedule(spec.retrain.schedule, spec.retrain.epochs).stages
+
+
+def test_first_stage_extra_adds_cells_with_a_longer_first_stage_only():
+    specs = PROTOCOLS["finetune_lr"].expand({**FIRST_STAGE, "seeds": 1})
+    assert _cells(specs) == [
+        "L1 / lr=1e-2 / 20ep",
+        "L1 / lr=1e-3 / 20ep",
+        "L1 / lr=1e-3 / 20ep+20 first stage",
+        "L1 / lr=1e-3 / 20ep+60 first stage",
+    ]
+    by_cell = {s.cell: s for s in specs}
+    plain = by_cell["L1 / lr=1e-3 / 20ep"]
+    assert _stages(plain) == [(0, 0.001), (10, 0.0001)] and plain.retrain.epochs == 20
+    for n in (20, 60):
+        s = by_cell[f"L1 / lr=1e-3 / 20ep+{n} first stage"]
+        assert _stages(s) == [(0, 0.001), (10 + n, 0.0001)]  # the last stage keeps 10 epochs
+        assert s.retrain.epochs == 20 + n
+        assert parse_schedule(s.retrain.schedule, s.retrain.epochs).first_stage_epochs() == 10 + n
+        assert s.base_id() == plain.base_id()  # same base model: paired by seed
+    assert len({s.run_id() for s in specs}) == len(specs)
+    # Off by default: the default grid has no such cells.
+    assert not any("first stage" in c for c in _cells(PROTOCOLS["finetune_lr"].expand({})))
+
+
+def test_first_stage_extra_with_three_stages_budgets_and_lrs():
+    cfg = {
+        "methods": ["l1", "l1_orthp"],
+        "baselines": False,
+        "seeds": 1,
+        "lrs": [0.1, 0.01, 0.001],
+        "budgets": [20, 40],
+        "first_stage_extra": [6],
+        "lr_schedules": {0.01: "steps:0.01@0,0.001@8,0.0001@14"},
+    }
+    specs = PROTOCOLS["finetune_lr"].expand(cfg)
+    ext = [s for s in specs if "first stage" in s.cell]
+    # every LR but the largest, per method and budget
+    assert len(ext) == 2 * 2 * 2
+    s = next(x for x in ext if x.cell == "L1+OrthP / lr=1e-2 / 20ep+6 first stage")
+    assert _stages(s) == [(0, 0.01), (14, 0.001), (20, 0.0001)] and s.retrain.epochs == 26
+    s = next(x for x in ext if x.cell == "L1 / lr=1e-3 / 40ep+6 first stage")
+    assert s.retrain.epochs == 46 and _stages(s)[1][0] == 20 + 6  # steps:0.001 over 40: 20, 20
+    only = PROTOCOLS["finetune_lr"].expand({**cfg, "first_stage_extra_lrs": [0.001]})
+    assert {x.cell.split(" / ")[1] for x in only if "first stage" in x.cell} == {"lr=1e-3"}
+
+
+def test_lengthen_first_stage_reproduces_the_papers_schedule():
+    # WHY Tab. 5: P60F60 at 1e-3 (halving rule: 0:1e-3, 30:1e-4, 45:1e-5) with +60 epochs.
+    assert lengthen_first_stage("halving:0.001:1e-5", 60, 60) == (
+        "0:0.001,90:0.0001,105:1e-05",
+        120,
+    )
+    assert lengthen_first_stage("ft:0.001", 10, 5) == ("0:0.001", 15)
+    with pytest.raises(ConfigError, match="first LR stage"):
+        lengthen_first_stage("cosine:0.01:1e-4", 20, 5)
+
+
+@pytest.mark.parametrize(
+    "over, match",
+    [
+        ({"first_stage_extra": [0]}, r"first_stage_extra: 0 is not a whole number"),
+        ({"first_stage_extra": [2.5]}, r"first_stage_extra: 2.5 is not a whole number"),
+        ({"first_stage_extra": [True]}, r"first_stage_extra: True"),
+        ({"first_stage_extra": "20"}, r"first_stage_extra must be a list"),
+        ({"first_stage_extra": [20, 20]}, r"first_stage_extra lists an epoch count twice"),
+        ({"first_stage_extra_lrs": [0.05]}, r"first_stage_extra_lrs: LR 0.05 is not one of lrs"),
+        ({"first_stage_extra_lrs": [0.01]}, r"first_stage_extra_lrs: LR 0.01 is the largest"),
+        ({"first_stage_extra_lrs": [0.001, 0.001]}, r"lists LR 0.001 twice"),
+        ({"first_stage_extra_lrs": []}, r"first_stage_extra_lrs must be a non-empty list"),
+        ({"first_stage_extra_lrs": ["x"]}, r"first_stage_extra_lrs: 'x' is not an LR"),
+        ({"lrs": [0.01]}, r"first_stage_extra needs at least two LRs"),
+        ({"schedule_type": "cosine"}, r"first_stage_extra \(LR 0.001, 20 epochs\).*'steps:"),
+    ],
+)
+def test_first_stage_extra_validation(over, match):
+    with pytest.raises(ConfigError, match=match):
+        PROTOCOLS["finetune_lr"].expand({**FIRST_STAGE, **over})
+
+
+def test_first_stage_extra_lrs_without_extra_epochs_is_an_error():
+    with pytest.raises(
+        ConfigError,
+        match=r"first_stage_extra_lrs is set but finetune_lr.first_stage_extra is empty",
+    ):
+        PROTOCOLS["finetune_lr"].expand({"first_stage_extra_lrs": [0.001]})
+
+
+def _first_stage_records(accs: dict[str, list[float]], ta: dict[str, float]) -> list[RunRecord]:
+    return _records("finetune_lr", accs, config=FIRST_STAGE, ta=ta)
+
+
+FS_ACCS = {
+    "L1 / lr=1e-2 / 20ep": [0.88, 0.86, 0.87],
+    "L1 / lr=1e-3 / 20ep": [0.15, 0.12, 0.10],
+    "L1 / lr=1e-3 / 20ep+20 first stage": [0.70, 0.74, 0.75],
+    "L1 / lr=1e-3 / 20ep+60 first stage": [0.86, 0.85, 0.87],
+}
+FS_TA = {
+    "L1 / lr=1e-2 / 20ep": 0.60,
+    "L1 / lr=1e-3 / 20ep": 0.10,
+    "L1 / lr=1e-3 / 20ep+20 first stage": 0.30,
+    "L1 / lr=1e-3 / 20ep+60 first stage": 0.55,
+}
+
+
+def test_first_stage_cells_are_compared_with_the_largest_lr_at_the_plain_budget():
+    recs = _first_stage_records(FS_ACCS, FS_TA)
+    summary = PROTOCOLS["finetune_lr"].summarize(list(reversed(recs)), FIRST_STAGE)
+    assert [r["cell"] for r in summary.rows] == list(FS_ACCS)  # the grid's order
+    rows = {r["cell"]: r for r in summary.rows}
+    for n, diff in ((20, -0.14), (60, -0.01)):
+        row = rows[f"L1 / lr=1e-3 / 20ep+{n} first stage"]
+        assert row["reference"] == "L1 / lr=1e-2 / 20ep"
+        assert row["setup"] == "S2"  # more epochs: only the base model is shared
+        assert f"finetune_epochs: {20 + n} vs 20" in row["setup_mismatches"]
+        assert row["diff_vs_ref"] == pytest.approx(diff) and row["paired_seeds"] == [0, 1, 2]
+    # The usual LR verdict still compares the two equal-epoch cells only.
+    text = "\n".join(summary.verdicts)
+    assert "L1 at 20 epochs: LR 1e-2 beats LR 1e-3 (87.00% vs 12.33%" in text
+
+
+def test_first_stage_verdicts_gap_and_trainability_correlation():
+    summary = PROTOCOLS["finetune_lr"].summarize(_first_stage_records(FS_ACCS, FS_TA), FIRST_STAGE)
+    gap = next(v for v in summary.verdicts if "against LR 1e-2" in v)
+    assert gap.startswith("L1 at 20 epochs, LR 1e-3 against LR 1e-2: -74.67 points with equal")
+    assert "-14.00 points at +20 first-stage epochs" in gap
+    assert "-1.00 points at +60 first-stage epochs" in gap
+    assert "the gap shrinks steadily (99% of it closed at +60)" in gap
+    assert gap.endswith("at +60, LR 1e-3 ties with LR 1e-2 at 20 epochs.")
+    ta = next(v for v in summary.verdicts if "trainability accuracy (mean accuracy" in v)
+    assert "over its 4 cells: Pearson r=0.91 (n=4), a strong positive correlation" in ta
+
+    # Not shrinking; a missing trainability accuracy leaves too few cells to correlate.
+    accs = {**FS_ACCS, "L1 / lr=1e-3 / 20ep+60 first stage": [0.05, 0.04, 0.06]}
+    ta_few = {c: (v if "first stage" not in c else None) for c, v in FS_TA.items()}
+    summary = PROTOCOLS["finetune_lr"].summarize(_first_stage_records(accs, ta_few), FIRST_STAGE)
+    text = "\n".join(summary.verdicts)
+    assert "the gap does not shrink; at +60, LR 1e-3 loses to LR 1e-2" in text
+    assert "too few cells with both values to correlate (n=2)" in text
+
+    # The small LR overtaking the large one closes the gap completely.
+    accs = {**FS_ACCS, "L1 / lr=1e-3 / 20ep+60 first stage": [0.92, 0.91, 0.93]}
+    summary = PROTOCOLS["finetune_lr"].summarize(_first_stage_records(accs, FS_TA), FIRST_STAGE)
+    assert "the gap closes completely by +60; at +60, LR 1e-3 beats LR 1e-2" in "\n".join(
+        summary.verdicts
+    )
+
+
+def test_first_stage_verdict_without_the_equal_epoch_run():
+    accs = {k: v for k, v in FS_ACCS.items() if k != "L1 / lr=1e-3 / 20ep"}
+    summary = PROTOCOLS["finetune_lr"].summarize(_first_stage_records(accs, FS_TA), FIRST_STAGE)
+    gap = next(v for v in summary.verdicts if "against LR 1e-2" in v)
+    assert gap.endswith("no seed-paired run with equal epochs to measure the gap against.")
+    assert "-14.00 points at +20 first-stage epochs" in gap
+
+
+TINY_FIRST_STAGE = (
+    "base.epochs=2,base.schedule='0:0.02',budgets=[2],seeds=[0],methods=[l1],"
+    "lrs=[0.01,0.001],baselines=false,jsv_every_epoch=false,jsv_samples=0,"
+    "first_stage_extra=[2]"
+)
+
+
+def test_first_stage_extra_real_tiny_run(tmp_path):
+    cfg = resolve_protocol_config("finetune_lr", overrides=[TINY_FIRST_STAGE])
+    records = run_protocol(cfg, tmp_path, log=lambda s: None)
+    rec = next(r for r in records if r.spec["cell"] == "L1 / lr=1e-3 / 2ep+2 first stage")
+    val = rec.history["val_accuracy"]
+    # steps:0.001:1e-4 over 2 epochs is 1 + 1 epochs; +2 makes the first stage 3 epochs.
+    assert rec.spec["retrain"]["schedule"] == "0:0.001,3:0.0001" and len(val) == 4
+    assert rec.history["lr"] == pytest.approx([0.001, 0.001, 0.001, 0.0001])
+    assert rec.metrics["trainability_acc"] == pytest.approx(sum(val[:3]) / 3)
+    summary = PROTOCOLS["finetune_lr"].summarize(records, cfg.params)
+    row = next(r for r in summary.rows if r["cell"] == rec.spec["cell"])
+    assert row["reference"] == "L1 / lr=1e-2 / 2ep" and row["epochs"] == 4
+    assert any("LR 1e-3 against LR 1e-2" in v for v in summary.verdicts)
