@@ -2,7 +2,8 @@
 
 Use :func:`get_model` / :func:`list_models`, or the builders directly. Layer-ratio schemes
 (``{regex: ratio}``, matched with ``re.fullmatch`` on layer names) come with each family:
-:func:`mlp_scheme`, :func:`lenet_scheme`, :func:`vgg_scheme`, :func:`resnet50_stage_scheme`.
+:func:`mlp_scheme`, :func:`lenet_scheme`, :func:`vgg_scheme`, :func:`resnet50_stage_scheme`,
+:func:`resnet34_stage_scheme` and :func:`resnet34_pruned` (ImageNet ResNet-34, :func:`resnet34`).
 The CIFAR ResNets live in :mod:`tfprune.models.resnet_cifar` (imported lazily by the registry).
 """
 
@@ -23,6 +24,14 @@ from tfprune.models.mlp import (
     parse_index_ratios,
 )
 from tfprune.models.registry import get_model, list_models
+from tfprune.models.resnet_imagenet import (
+    RESNET34_LI_RATIOS,
+    RESNET34_LI_SKIP,
+    resnet34,
+    resnet34_conv1_widths,
+    resnet34_pruned,
+    resnet34_stage_scheme,
+)
 from tfprune.models.small_cnn import small_cnn
 from tfprune.models.vgg import (
     VGG_CONFIGS,
@@ -34,6 +43,8 @@ from tfprune.models.vgg import (
 )
 
 __all__ = [
+    "RESNET34_LI_RATIOS",
+    "RESNET34_LI_SKIP",
     "RESNET50_SCHEMES",
     "VGG_CONFIGS",
     "get_model",
@@ -50,6 +61,10 @@ __all__ = [
     "mlp7_relu",
     "mlp_scheme",
     "parse_index_ratios",
+    "resnet34",
+    "resnet34_conv1_widths",
+    "resnet34_pruned",
+    "resnet34_stage_scheme",
     "resnet50_stage_scheme",
     "small_cnn",
     "vgg16_bn",

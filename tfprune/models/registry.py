@@ -10,6 +10,7 @@ from tfprune.errors import InvalidArgumentError
 from tfprune.models.applications import keras_application, list_applications
 from tfprune.models.lenet import lenet5, lenet5_linear
 from tfprune.models.mlp import mlp7_linear, mlp7_relu
+from tfprune.models.resnet_imagenet import resnet34
 from tfprune.models.small_cnn import small_cnn
 from tfprune.models.vgg import vgg16_bn, vgg19_bn
 
@@ -38,6 +39,7 @@ def _builders() -> dict[str, Callable[..., keras.Model]]:
         "vgg16_bn": vgg16_bn,
         "vgg19_bn": vgg19_bn,
         "small_cnn": small_cnn,
+        "resnet34": resnet34,
     }
     for depth in (20, 32, 56, 110):
         builders[f"resnet{depth}"] = _resnet(depth)
