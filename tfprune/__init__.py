@@ -20,6 +20,7 @@ from tfprune.pruning import (
     custom_objects,
     find_sparsity_for_target,
     prune_filters,
+    shrink,
 )
 from tfprune.regularization import (
     ConvOrthogonality,
@@ -74,15 +75,3 @@ __all__ = [
     "strip_filters",
     "trainability_accuracy",
 ]
-
-
-def shrink(model, sparsity, importance="l1", **kwargs):
-    """One-shot prune + strip: ``strip_filters(prune_filters(model, sparsity, importance))``.
-
-    Accepts the keyword arguments of :func:`prune_filters` and ``return_plan`` of
-    :func:`strip_filters`.
-    """
-    return_plan = kwargs.pop("return_plan", False)
-    return strip_filters(
-        prune_filters(model, sparsity, importance, **kwargs), return_plan=return_plan
-    )

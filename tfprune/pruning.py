@@ -32,7 +32,7 @@ from tfprune.layers.masks import (
     masked_twin_class,
 )
 from tfprune.selection import RatioSpec, check_ratio, resolve_ratios, select_units
-from tfprune.surgery import pruned_from_masks
+from tfprune.surgery import pruned_from_masks, strip_filters
 from tfprune.targets import (
     DEFAULT_TOLERANCE,
     LatencyMeter,
@@ -49,6 +49,7 @@ __all__ = [
     "FilterPruner",
     "PruningPolicy",
     "custom_objects",
+    "shrink",
 ]
 
 PruningSchedule = tfmot.sparsity.keras.PruningSchedule
@@ -678,3 +679,15 @@ def _example_producers(analysis: Analysis) -> list[str]:
         if g.prunable:
             names.extend(m.path for m in g.producers)
     return names[:5]
+
+
+def shrink(model: Any, sparsity: Any, importance: Any = "l1", **kwargs: Any) -> Any:
+    """One-shot prune + strip: ``strip_filters(prune_filters(model, sparsity, importance))``.
+
+    Accepts the keyword arguments of :func:`prune_filters` and ``return_plan`` of
+    :func:`strip_filters`.
+    """
+    return_plan = kwargs.pop("return_plan", False)
+    return strip_filters(
+        prune_filters(model, sparsity, importance, **kwargs), return_plan=return_plan
+    )
