@@ -1,0 +1,105 @@
+"""The ``ratio_sweep`` protocol (E7): accuracy and mean JSV after pruning versus pruning ratio."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tfprune.protocols.base import (
+    _COMMON_DEFAULTS,
+    ROW_COLUMNS,
+    Protocol,
+    Summary,
+    _check_reference,
+    _columns,
+    _method_options,
+    _methods,
+    _ratio_text,
+    _recipe,
+    _scratch_recipe,
+    _seeds,
+    _spec,
+    method_label,
+    summarize_cells,
+)
+from tfprune.protocols.spec import RunRecord, RunSpec
+
+__all__ = [
+    "RatioSweep",
+]
+
+
+class RatioSweep(Protocol):
+    """Accuracy, mean JSV after pruning and speed-up versus the pruning ratio (E7).
+
+    Baselines per ratio: Random (same recipe) and Scratch-E (the dense model's recipe stretched
+    to the pipeline's total epochs). ``reference`` names the method each ratio's rows are
+    compared with; ``regularization`` adds a regularized method.
+    """
+
+    name = "ratio_sweep"
+    description = "accuracy and mean JSV after pruning vs pruning ratio"
+    default_config = {
+        **_COMMON_DEFAULTS,
+        "methods": ["l1"],
+        "reference": "l1",
+        "ratios": [0.1, 0.3, 0.5, 0.7, 0.9],
+        "schedule": "steps:0.01:1e-4",
+        "epochs": 10,
+        "regularization": {},
+    }
+
+    def expand(self, config: dict) -> list[RunSpec]:
+        """Cells: method × ratio (+ Random, and Scratch-E of each pruned shape)."""
+        cfg = self.config(config)
+        methods, reg = _methods(cfg, self.name)
+        if cfg["baselines"]:
+            methods += [m for m in ("random", "scratch") if m not in methods]
+        _check_reference(self.name, cfg["reference"], methods, "a method")
+        recipe = _recipe(cfg, cfg["schedule"], int(cfg["epochs"]))
+        specs = []
+        for ratio in cfg["ratios"]:
+            for method in methods:
+                if method == "scratch":
+                    cell = f"Scratch-E / pr={_ratio_text(ratio)}"
+                    rec = _scratch_recipe(cfg)
+                    extra = {"scratch_budget": "E", "pipeline_epochs": int(cfg["epochs"])}
+                else:
+                    cell = f"{method_label(method)} / pr={_ratio_text(ratio)}"
+                    rec, extra = recipe, _method_options(method, reg)
+                for seed in _seeds(cfg, self.name):
+                    specs.append(
+                        _spec(self.name, cfg, cell, method, rec, seed, ratio=ratio, **extra)
+                    )
+        return specs
+
+    def summarize(
+        self, records: list[RunRecord], config: Mapping[str, Any] | None = None
+    ) -> Summary:
+        """Rows per cell (reference: ``reference`` at the same ratio); JSV-collapse verdict."""
+        cfg = self.config(config)
+        records = list(records)
+        ref_of: dict[str, str] = {}
+        for r in records:
+            if r.spec["method"] == cfg["reference"]:
+                ref_of.setdefault(_ratio_text(r.spec["ratio"]), r.spec["cell"])
+
+        def ref(cell: str, recs: list[RunRecord]) -> str | None:
+            return ref_of.get(_ratio_text(recs[0].spec["ratio"]))
+
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
+        verdicts = []
+        by_method: dict[str, list[tuple[float, float]]] = {}
+        for row in rows:
+            s = cells[row["cell"]][0].spec
+            if s["method"] != "scratch" and not isinstance(s["ratio"], dict):
+                by_method.setdefault(s["method"], []).append((s["ratio"], row["jsv_after_prune"]))
+        for method, pts in by_method.items():
+            pts.sort()
+            text = ", ".join(f"{r:g}: {j:.4g}" for r, j in pts)
+            mono = all(pts[i][1] >= pts[i + 1][1] for i in range(len(pts) - 1))
+            verdicts.append(
+                f"{method_label(method)} mean JSV after pruning by ratio ({text}): "
+                f"{'monotone collapse' if mono else 'not monotone'}."
+            )
+        return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)

@@ -1,0 +1,122 @@
+"""The ``retrain_schedules`` protocol (LEHUA; E15): FT / LRW / SLR / CLR retraining per budget.
+
+L1- and randomly pruned models retrained with each schedule, compared at equal budgets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tfprune.errors import ConfigError
+from tfprune.protocols.base import (
+    _COMMON_DEFAULTS,
+    ROW_COLUMNS,
+    Protocol,
+    Summary,
+    _check_reference,
+    _columns,
+    _method_options,
+    _methods,
+    _p,
+    _recipe,
+    _seeds,
+    _spec,
+    method_label,
+    summarize_cells,
+)
+from tfprune.protocols.schedules import parse_schedule
+from tfprune.protocols.spec import RunRecord, RunSpec
+
+__all__ = [
+    "RetrainSchedules",
+]
+
+
+class RetrainSchedules(Protocol):
+    """LEHUA (E15): FT / LRW / SLR / CLR retraining of L1- and randomly pruned models.
+
+    ``schedules`` maps a label to a spec; ``{base}`` in a spec is replaced by the base recipe
+    (``lrw:{base}`` rewinds the base schedule) and ``{last}`` by the base schedule's last LR
+    (LEHUA's FT: ``ft:{last}``). Budgets are retraining epochs. ``reference``
+    (``{method, retrain}``) names the cell every row of a budget is compared with.
+    """
+
+    name = "retrain_schedules"
+    description = "LEHUA: FT vs LR rewinding vs SLR vs CLR, L1 and random pruning, per budget"
+    default_config = {
+        **_COMMON_DEFAULTS,
+        "methods": ["l1"],
+        "reference": {"method": "l1", "retrain": "FT"},
+        "schedules": {
+            "FT": "ft:{last}",
+            "LRW": "lrw:{base}",
+            "SLR": "slr:0.02:0.0002",
+            "CLR": "clr:0.02",
+        },
+        "budgets": [10],
+    }
+
+    def _reference(self, cfg: Mapping[str, Any]) -> tuple[str, str]:
+        ref = dict(cfg["reference"] or {})
+        unknown = sorted(set(ref) - {"method", "retrain"})
+        if unknown or "method" not in ref or "retrain" not in ref:
+            raise ConfigError(
+                f"{self.name}.reference must be {{method: <method>, retrain: <schedule label>}}, "
+                f"got {cfg['reference']!r}"
+            )
+        return str(ref["method"]), str(ref["retrain"])
+
+    def expand(self, config: dict) -> list[RunSpec]:
+        """Cells: method × schedule × budget (+ Random baseline)."""
+        cfg = self.config(config)
+        methods, reg = _methods(cfg, self.name)
+        if cfg["baselines"] and "random" not in methods:
+            methods.append("random")
+        ref_method, ref_label = self._reference(cfg)
+        _check_reference(self.name, ref_method, methods, "a method")
+        _check_reference(self.name, ref_label, list(cfg["schedules"]), "a schedule label")
+        base = cfg["base"]
+        base_text = f"{int(base['epochs'])}@{base['schedule']}"
+        last = parse_schedule(str(base["schedule"]), int(base["epochs"]), "base.schedule")
+        last_text = f"{last.final_lr():g}"
+        specs = []
+        for budget in cfg["budgets"]:
+            for method in methods:
+                for label, sched in cfg["schedules"].items():
+                    sched = str(sched).replace("{base}", base_text).replace("{last}", last_text)
+                    recipe = _recipe(cfg, sched, int(budget))
+                    cell = f"{method_label(method)} / {label} / {budget}ep"
+                    extra = _method_options(method, reg)
+                    for seed in _seeds(cfg, self.name):
+                        specs.append(_spec(self.name, cfg, cell, method, recipe, seed, **extra))
+        return specs
+
+    def summarize(
+        self, records: list[RunRecord], config: Mapping[str, Any] | None = None
+    ) -> Summary:
+        """Rows per cell (reference: ``reference`` at the same budget) and verdicts.
+
+        LEHUA: large-LR schedules beat FT; Random with a good schedule can match L1 + FT.
+        """
+        cfg = self.config(config)
+        ref_method, ref_label = self._reference(cfg)
+        records = list(records)
+        ref_of: dict[int, str] = {}
+        for r in records:
+            label = r.spec["cell"].split(" / ")[1] if " / " in r.spec["cell"] else None
+            if r.spec["method"] == ref_method and label == ref_label:
+                ref_of.setdefault(r.spec["retrain"]["epochs"], r.spec["cell"])
+
+        def ref(cell: str, recs: list[RunRecord]) -> str | None:
+            return ref_of.get(recs[0].spec["retrain"]["epochs"])
+
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
+        verdicts = []
+        for row in rows:
+            if row["reference"] and row["diff_vs_ref"] is not None:
+                verdicts.append(
+                    f"{row['cell']} vs {row['reference']}: {100 * row['diff_vs_ref']:+.2f} "
+                    f"points (paired p={_p(row['p_vs_ref'])}; setup {row['setup']})."
+                )
+        return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)

@@ -1,0 +1,220 @@
+"""The ``scratch_vs_prune`` protocol (M2; E4/E14): scratch training vs pruning pipelines.
+
+Scratch-E/B training of the pruned shape against the S4.2 / SX-A / SX-B pipelines (PxFy rows)
+of WHY Tab. 4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tfprune.errors import ConfigError
+from tfprune.protocols.base import (
+    _COMMON_DEFAULTS,
+    ROW_COLUMNS,
+    Protocol,
+    Summary,
+    _base,
+    _check_reference,
+    _columns,
+    _lr_text,
+    _method_options,
+    _methods,
+    _p,
+    _pct,
+    _ratio_text,
+    _recipe,
+    _seeds,
+    _spec,
+    method_label,
+    outcome,
+    summarize_cells,
+)
+from tfprune.protocols.schedules import (
+    format_piecewise,
+    halving_schedule,
+    parse_schedule,
+    truncate_piecewise,
+)
+from tfprune.protocols.spec import RunRecord, RunSpec, base_recipe
+
+__all__ = [
+    "ScratchVsPrune",
+]
+
+
+class ScratchVsPrune(Protocol):
+    """M2 (WHY Tab. 4, E4/E14): scratch training of the pruned shape vs PxFy pipelines.
+
+    ``scratch_schedule`` over ``total_epochs`` is both the scratch and the dense recipe. For each
+    pruning epoch P in ``prune_epochs``, each ratio and each method of ``methods`` (default
+    ``["l1"]``; ``regularization`` adds a regularized one): S4.2 (retraining continues the
+    scratch schedule), SX-A (same total epochs, retraining from ``sxa_lr`` with the WHY halving
+    rule down to the scratch's final LR), SX-B (pretraining squeezed to ``P/k`` epochs' worth of
+    steps, k = measured speed-up, so the pipeline's FLOPs equal Scratch-E's; retraining from
+    ``sxb_lr``). Scratch rows: Scratch-E (``total_epochs``) and, with ``scratch_b``, Scratch-B
+    (``K1*F1/F2 + K2`` of the first P). Every row is compared with the ``reference`` scratch row
+    (``Scratch-E`` or ``Scratch-B``) of its ratio.
+    """
+
+    name = "scratch_vs_prune"
+    description = "M2: scratch vs pruning under S4.2 / SX-A / SX-B (PxFy rows), Scratch-E/B"
+    default_config = {
+        **_COMMON_DEFAULTS,
+        "base": {},
+        "methods": ["l1"],
+        "reference": "Scratch-E",
+        "ratios": [0.5, 0.8],
+        "scratch_schedule": "0:0.02,10:0.002,15:0.0002",
+        "total_epochs": 20,
+        "prune_epochs": [5, 10],
+        "sxa_lr": 0.02,
+        "sxb_lr": 0.02,
+        "setups": ["S4.2", "SX-A", "SX-B"],
+        "scratch_b": True,
+        "halving_stage_cap": 30,
+        "regularization": {},
+    }
+
+    def expand(self, config: dict) -> list[RunSpec]:
+        """Cells per ratio: Scratch-E, Scratch-B, and each method × setup × pruning epoch."""
+        cfg = self.config(config)
+        total = int(cfg["total_epochs"])
+        sched = parse_schedule(cfg["scratch_schedule"], total, f"{self.name}.scratch_schedule")
+        if sched.kind != "piecewise":
+            raise ConfigError(
+                f"{self.name}.scratch_schedule must be piecewise constant ('0:0.1,80:0.01' or "
+                f"'steps:0.1@0,0.01@80'), got {cfg['scratch_schedule']!r}"
+            )
+        stages = sched.stages
+        final_lr = stages[-1][1]
+        unknown = sorted(set(cfg["setups"]) - {"S4.2", "SX-A", "SX-B"})
+        if unknown:
+            raise ConfigError(f"{self.name}.setups: unknown {unknown}; use S4.2, SX-A, SX-B")
+        refs = ["Scratch-E"] + (["Scratch-B"] if cfg["scratch_b"] else [])
+        _check_reference(self.name, cfg["reference"], refs, "a scratch row")
+        methods, reg = _methods(cfg, self.name)
+        base_extra = {k: v for k, v in cfg["base"].items() if k not in ("schedule", "epochs")}
+        specs: list[RunSpec] = []
+        seeds = _seeds(cfg, self.name)
+        for ratio in cfg["ratios"]:
+            r = _ratio_text(ratio)
+            # The dense model's recipe: the scratch schedule with the base hyper-parameters.
+            base_full = {**base_extra, "schedule": cfg["scratch_schedule"], "epochs": total}
+            scratch_recipe = base_recipe(_base(cfg, base_full))
+            for seed in seeds:
+                specs.append(
+                    _spec(
+                        self.name,
+                        cfg,
+                        f"Scratch-E / pr={r}",
+                        "scratch",
+                        scratch_recipe,
+                        seed,
+                        ratio=ratio,
+                        base=base_full,
+                    )
+                )
+            for p in cfg["prune_epochs"]:
+                p = int(p)
+                if not 0 < p < total:
+                    raise ConfigError(
+                        f"{self.name}.prune_epochs: {p} must be in (0, total_epochs={total})"
+                    )
+                f = total - p
+                base_p = {**base_full, "epochs": p, "schedule_epochs": total}
+                rows = []
+                if "S4.2" in cfg["setups"]:
+                    sched = format_piecewise(truncate_piecewise(stages, p))
+                    rows.append((f"S4.2 P{p}F{f}", sched, {}))
+                if "SX-A" in cfg["setups"]:
+                    lr = float(cfg["sxa_lr"])
+                    sched = format_piecewise(
+                        halving_schedule(lr, f, final_lr, int(cfg["halving_stage_cap"]))
+                    )
+                    rows.append((f"SX-A P{p}F{f},{_lr_text(lr)}", sched, {}))
+                if "SX-B" in cfg["setups"]:
+                    lr = float(cfg["sxb_lr"])
+                    sched = format_piecewise(
+                        halving_schedule(lr, f, final_lr, int(cfg["halving_stage_cap"]))
+                    )
+                    squeeze = {"squeeze_base_by_speedup": True}
+                    rows.append((f"SX-B P{p}/kF{f},{_lr_text(lr)}", sched, squeeze))
+                for method in methods:
+                    prefix = "" if method == "l1" else f"{method_label(method)} "
+                    extra = _method_options(method, reg)
+                    for label, sched, opts in rows:
+                        for seed in seeds:
+                            specs.append(
+                                _spec(
+                                    self.name,
+                                    cfg,
+                                    f"{prefix}{label} / pr={r}",
+                                    method,
+                                    _recipe(cfg, sched, f),
+                                    seed,
+                                    ratio=ratio,
+                                    base=base_p,
+                                    **opts,
+                                    **extra,
+                                )
+                            )
+            if cfg["scratch_b"] and cfg["prune_epochs"]:
+                p = int(cfg["prune_epochs"][0])
+                base_p = {**base_full, "epochs": p, "schedule_epochs": total}
+                for seed in seeds:
+                    specs.append(
+                        _spec(
+                            self.name,
+                            cfg,
+                            f"Scratch-B (P{p}F{total - p}) / pr={r}",
+                            "scratch",
+                            scratch_recipe,
+                            seed,
+                            ratio=ratio,
+                            base=base_p,
+                            scratch_budget="B",
+                            pipeline_epochs=total - p,
+                        )
+                    )
+        return specs
+
+    def summarize(
+        self, records: list[RunRecord], config: Mapping[str, Any] | None = None
+    ) -> Summary:
+        """Rows per cell, each compared with the ``reference`` scratch row of its ratio.
+
+        Setup labels and p-values come from the seed-paired runs (:func:`compare_cells`); SX-B
+        rows also show ``flops_vs_scratch_e``, their achieved pipeline FLOPs over Scratch-E's.
+        """
+        cfg = self.config(config)
+        records = list(records)
+        prefix = cfg["reference"]
+        scratch_of: dict[str, str] = {}
+        for r in records:
+            if r.spec["method"] == "scratch" and r.spec["cell"].startswith(prefix):
+                scratch_of.setdefault(_ratio_text(r.spec["ratio"]), r.spec["cell"])
+
+        def ref(cell: str, recs: list[RunRecord]) -> str | None:
+            return scratch_of.get(_ratio_text(recs[0].spec["ratio"]))
+
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
+        verdicts = []
+        for row in rows:
+            if row["reference"] is None:
+                continue
+            ref_row = next(x for x in rows if x["cell"] == row["reference"])
+            diff = row["diff_vs_ref"]
+            word = outcome(diff, row["p_vs_ref"])
+            flops = (
+                f"; pipeline FLOPs {row['flops_vs_scratch_e']:.3f}× Scratch-E's"
+                if row.get("flops_vs_scratch_e") is not None
+                else ""
+            )
+            verdicts.append(
+                f"{row['cell']} {word} {row['reference']}: {_pct(row['mean'])} vs "
+                f"{_pct(ref_row['mean'])} ({100 * (diff or 0):+.2f} points, paired "
+                f"p={_p(row['p_vs_ref'])}); setup {row['setup']}{flops}."
+            )
+        return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
