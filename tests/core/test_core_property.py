@@ -132,8 +132,10 @@ def test_random_architectures_with_nested_models_strip_equals_masked(case):
     _check(case)
 
 
+# Not derandomized: every run draws 40 new architectures (~0.5 s each) on top of the 22 fixed
+# ones above, so coverage grows from run to run while one run stays ~20 s.
 @pytest.mark.slow
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_cases(nested=False))
 def test_random_architectures_strip_equals_masked_many(case):
     _check(case)

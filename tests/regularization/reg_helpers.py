@@ -52,8 +52,8 @@ class _null:
 
 
 @functools.cache
-def trained_cnn_weights(width: int = 32, epochs: int = 15) -> list[np.ndarray]:
-    """Weights of a small CNN trained on digits (cached per process)."""
+def trained_cnn_weights(width: int = 32, epochs: int = 10) -> list[np.ndarray]:
+    """Weights of a small CNN trained on digits (cached per process; ~93% after 10 epochs)."""
     keras.utils.set_random_seed(0)
     model = small_cnn(width=width, seed=0)
     model.compile(keras.optimizers.Adam(3e-3), LOSS, metrics=["accuracy"])
