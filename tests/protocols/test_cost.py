@@ -20,12 +20,9 @@ from absl.testing import flagsaver
 from tfprune.bin import compare as compare_bin
 from tfprune.configs import resolve_protocol_config
 from tfprune.data import load_dataset
-from tfprune.protocols.cost import (
-    CostEstimator,
-    dataset_facts,
-    estimate_cost,
-    format_cost,
-)
+from tfprune.protocols.cost import CostEstimator, estimate_cost
+from tfprune.protocols.cost_report import format_cost
+from tfprune.protocols.dataset_sizes import dataset_facts
 from tfprune.protocols.runner import expand_config, plan_shard
 from tfprune.training.schedules import scratch_b_epochs
 

@@ -69,13 +69,13 @@ def _log(message: str) -> None:
 
 def _print_cost(specs: list[RunSpec], mine: list[RunSpec]) -> None:
     """The cost of this shard's runs, then the grid's (and every shard's) totals."""
-    from tfprune.protocols.cost import (
-        CostEstimator,
+    from tfprune.protocols.calibration import process_seconds
+    from tfprune.protocols.cost import CostEstimator
+    from tfprune.protocols.cost_report import (
         format_cost,
         format_count,
         format_seconds,
         format_totals,
-        process_seconds,
     )
     from tfprune.protocols.runner import plan_shard
 
