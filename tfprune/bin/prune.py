@@ -70,7 +70,7 @@ def main(argv: list[str]) -> None:
         **runtime_overrides(),
     )
     try:
-        result = run_prune(config)
+        result = run_prune(config, log=lambda m: print(m, flush=True))
     except TfpruneError as e:
         raise app.UsageError(str(e)) from None
     print(result.table())

@@ -31,7 +31,9 @@ def main(argv: list[str]) -> None:
     if not os.path.isdir(FLAGS.output_dir):
         raise app.UsageError(f"--output_dir={FLAGS.output_dir!r} is not a folder")
     try:
-        report = write_report(FLAGS.output_dir, protocol=FLAGS.protocol, plots=FLAGS.plots)
+        report = write_report(
+            FLAGS.output_dir, protocol=FLAGS.protocol, plots=FLAGS.plots, log=print
+        )
     except (FileNotFoundError, KeyError, ValueError) as err:
         raise app.UsageError(str(err).strip('"')) from None
     if report.expected is not None and report.finished < report.expected:

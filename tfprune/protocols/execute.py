@@ -29,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import logging
 import math
 import os
 import shutil
@@ -67,6 +68,8 @@ __all__ = [
     "run_runtime",
     "setup_descriptor",
 ]
+
+logger = logging.getLogger(__name__)
 
 _scope = pipeline.scope
 
@@ -152,12 +155,13 @@ def _base_schedule(spec: RunSpec, recipe: RetrainRecipe) -> LRSchedule:
 
 
 def get_base_model(
-    spec: RunSpec, workdir: str, *, strategy: Any = None, log: Callable[[str], None] = print
+    spec: RunSpec, workdir: str, *, strategy: Any = None, log: Callable[[str], None] | None = None
 ) -> BaseModel:
     """Load the cached base model of ``spec`` or train and cache it (atomically).
 
     It is built and trained in the spec's precision, with its XLA setting.
     """
+    log = log or logger.info
     with use_runtime(run_runtime(spec)):
         return _get_base_model(spec, workdir, strategy=strategy, log=log)
 
@@ -414,13 +418,14 @@ def execute_spec(
     workdir: str,
     *,
     strategy: Any = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> RunRecord:
     """Run ``spec`` (see the module doc) and return its :class:`RunRecord`.
 
     Every model of the run is built and trained under the spec's precision and XLA setting
     (:func:`run_runtime`).
     """
+    log = log or logger.info
     runtime = run_runtime(spec)
     with use_runtime(runtime):
         record = _execute_spec(spec, workdir, strategy=strategy, log=log)
@@ -576,7 +581,7 @@ def execute(
     workdir: str,
     *,
     strategy: Any = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> RunRecord:
     """Run one spec end to end and return its record (see the module doc).
 
@@ -584,4 +589,5 @@ def execute(
     ``workdir/base_models/<base_id>/`` and shared by every spec with the same base; nothing else is
     written outside ``workdir``.
     """
+    log = log or logger.info
     return execute_spec(spec, workdir, strategy=strategy, log=log)

@@ -20,6 +20,7 @@ import dataclasses
 import inspect
 import io
 import json
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -46,6 +47,8 @@ __all__ = [
     "summary_csv",
     "write_report",
 ]
+
+logger = logging.getLogger(__name__)
 
 REPORT_DIR = "report"
 _ACC_KEYS = ("val_accuracy", "test_accuracy", "accuracy")
@@ -443,7 +446,7 @@ def write_report(
     registry: Mapping[str, Any] | None = None,
     plots: bool = True,
     tables: bool = True,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
 ) -> Report:
     """Summarize every finished run of ``output_dir`` into ``<output_dir>/report/``.
 
@@ -460,6 +463,7 @@ def write_report(
       FileNotFoundError: ``output_dir`` has no finished run.
       KeyError: the protocol is not registered.
     """
+    log = log or logger.info
     output_dir = Path(output_dir)
     store = RunStore(output_dir)
     records = store.load_records()

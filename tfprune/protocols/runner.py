@@ -11,6 +11,7 @@ runs that are missing.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -35,6 +36,8 @@ __all__ = [
     "run_protocol",
     "train_base_model",
 ]
+
+logger = logging.getLogger(__name__)
 
 GRID_FILE = "grid.json"
 
@@ -195,7 +198,7 @@ def run_protocol(
     shard_index: int = 0,
     num_shards: int = 1,
     strategy: Any = "default",
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
     registry: Mapping[str, Any] | None = None,
     execute_fn: ExecuteFn | None = None,
 ) -> list[RunRecord]:
@@ -221,6 +224,7 @@ def run_protocol(
       RunFailedError: with ``runner.continue_on_error``, after the other runs, if any run failed.
       Exception: without it, the first failing run's exception (after its ``error.json``).
     """
+    log = log or logger.info
     config = _as_config(config)
     check_shard(shard_index, num_shards)
     if registry is None:
@@ -342,7 +346,7 @@ def run_protocol(
 
 
 def train_base_model(
-    config: Any, *, log: Callable[[str], None] = print, strategy: Any = None
+    config: Any, *, log: Callable[[str], None] | None = None, strategy: Any = None
 ) -> dict[str, Any]:
     """Train (or load from the cache) one base model and save it (what ``tfprune-train`` runs).
 
@@ -360,6 +364,7 @@ def train_base_model(
     Returns:
       The metrics (``base_id``, ``acc``, ``seconds``, ``params``, ``flops``, ``model_path``).
     """
+    log = log or logger.info
     from tfprune.configs import dump_yaml
     from tfprune.flops import count_flops, count_params
     from tfprune.protocols.execute import get_base_model

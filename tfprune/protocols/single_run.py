@@ -12,7 +12,9 @@ measured latency) so that the physical speed-up is measured, not assumed.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,8 @@ from tfprune.training import WEIGHT_DECAY_MODES, pipeline
 from tfprune.training.schedules import parse_schedule
 
 __all__ = ["PruneRunConfig", "PruneRunResult", "run_prune"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -141,12 +145,13 @@ def _recipe(config: PruneRunConfig, lr: float, epochs: int) -> RetrainRecipe:
     )
 
 
-def run_prune(config: PruneRunConfig, log: Any = print) -> PruneRunResult:
+def run_prune(config: PruneRunConfig, log: Callable[[str], None] | None = None) -> PruneRunResult:
     """Run one prune pipeline as configured and return the side-by-side result.
 
     Every model is built, trained and exported in the configured precision, with its XLA
     setting.
     """
+    log = log or logger.info
     config.validate()
     runtime = config.runtime()
     if runtime != Runtime():

@@ -30,6 +30,7 @@ the spec to select on held-out data instead.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -42,6 +43,8 @@ from tfprune.protocols.schedules import parse_schedule
 from tfprune.protocols.spec import RunRecord, RunSpec
 
 __all__ = ["RetrainLRTuner", "TuneResult", "compare_at_best_lr", "tune_retrain_lr"]
+
+logger = logging.getLogger(__name__)
 
 
 def _with_lr(spec: RunSpec, template: str, lr: float) -> RunSpec:
@@ -77,9 +80,10 @@ class RetrainLRTuner(keras_tuner.Tuner):
         metric: str = "best_acc",
         project_name: str | None = None,
         strategy: Any = None,
-        log: Callable[[str], None] = print,
+        log: Callable[[str], None] | None = None,
         **kwargs: Any,
     ) -> None:
+        log = log or logger.info
         lrs = [float(x) for x in lrs]
         if not lrs or any(not x > 0 for x in lrs):
             raise ConfigError(f"tuning: lrs must be a non-empty list of LRs > 0, got {lrs!r}")
@@ -163,10 +167,11 @@ def tune_retrain_lr(
     schedule_template: str = "steps:{lr}:1e-4",
     metric: str = "best_acc",
     strategy: Any = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
     overwrite: bool = False,
 ) -> TuneResult:
     """Grid-search the retraining LR of ``spec`` and return the best LR and all values."""
+    log = log or logger.info
     tuner = RetrainLRTuner(
         spec,
         lrs,
