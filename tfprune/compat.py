@@ -14,6 +14,13 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 import tensorflow as tf  # noqa: E402
 import tf_keras as keras  # noqa: E402
 
+# Every helper below reads tf_keras 2 internals; fail at import, with the fix, on anything else.
+if not keras.__version__.startswith("2."):
+    raise ImportError(
+        f"tfprune needs tf_keras 2.x (Keras 2), found tf_keras {keras.__version__}; install the "
+        "versions pinned in setup.cfg: pip install 'tf-keras==2.21.0' 'tensorflow==2.21.0'"
+    )
+
 __all__ = [
     "tf",
     "keras",
@@ -25,6 +32,16 @@ __all__ = [
     "expects_training_arg",
     "tfmot_prune_wrapper_class",
     "tfmot_quantize_wrapper_class",
+    "nodes_by_depth",
+    "producing_layer",
+    "nested_inputs",
+    "nested_outputs",
+    "inbound_nodes",
+    "outbound_nodes",
+    "rename_layer",
+    "AutoTrackable",
+    "conv_base_class",
+    "remove_callable_losses",
 ]
 
 # TF-MOT's wrapper classes are not in its public API; tfprune's rules need to recognise them.
@@ -36,6 +53,14 @@ from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper im
 )
 from tf_keras.src.engine.functional import Functional as functional_class  # noqa: E402
 from tf_keras.src.engine.keras_tensor import KerasTensor  # noqa: E402
+
+#: Base class of objects whose ``tf.Variable`` attributes checkpoints track (TF's internal
+#: ``AutoTrackable``, the base of ``tf.Module`` without its name scope).
+AutoTrackable = tf.__internal__.tracking.AutoTrackable
+
+#: tf_keras' private base class ``Conv`` of every convolution layer (Conv1D/2D/3D, transposed,
+#: separable, depthwise).
+conv_base_class = keras.layers.Conv1D.__mro__[1]
 
 
 def is_functional(model: object) -> bool:
@@ -65,3 +90,64 @@ def own_weights(layer: object) -> list:
 def expects_training_arg(layer: object) -> bool:
     """Whether ``layer.call`` takes a ``training`` argument (tf_keras' private call spec)."""
     return bool(getattr(layer, "_expects_training_arg", False))
+
+
+def nodes_by_depth(model: object) -> list:
+    """A functional model's own nodes in topological order, inputs first.
+
+    Wraps tf_keras' private ``Functional._nodes_by_depth`` (depth 0 = the output nodes).
+    """
+    table = model._nodes_by_depth  # noqa: SLF001
+    return [node for depth in sorted(table, reverse=True) for node in table[depth]]
+
+
+def producing_layer(tensor: object) -> object | None:
+    """The layer that produced a symbolic Keras tensor (None for other tensors).
+
+    Wraps the private ``KerasTensor._keras_history``.
+    """
+    history = getattr(tensor, "_keras_history", None)
+    return history.layer if history is not None else None
+
+
+def nested_inputs(model: object) -> object:
+    """A functional model's inputs in the structure it was built with (a dict, list, ...)."""
+    return model._nested_inputs  # noqa: SLF001
+
+
+def nested_outputs(model: object) -> object:
+    """A functional model's outputs in the structure it was built with."""
+    return model._nested_outputs  # noqa: SLF001
+
+
+def inbound_nodes(layer: object) -> list:
+    """The nodes at which ``layer`` was called (one per call in a model graph)."""
+    return list(layer._inbound_nodes)  # noqa: SLF001
+
+
+def outbound_nodes(layer: object) -> list:
+    """The nodes of the layers that consume ``layer``'s outputs."""
+    return list(layer._outbound_nodes)  # noqa: SLF001
+
+
+def rename_layer(layer: object, name: str) -> None:
+    """Give a layer another name before a model is built from it (tf_keras' private ``_name``).
+
+    Used for layers Keras names automatically (``tf.math.add_3``...), to make them readable.
+    """
+    layer._name = name  # noqa: SLF001
+
+
+def remove_callable_losses(model: object, fn: object) -> bool:
+    """Drop the loss that was added with ``model.add_loss(fn)``; returns whether it was there.
+
+    Keras has no public way to remove a loss; this edits the private ``_callable_losses`` list,
+    where Keras keeps each callable wrapped in a ``functools.partial``.
+    """
+    losses = getattr(model, "_callable_losses", None)
+    if losses is None:
+        return False
+    keep = [c for c in losses if not (c is fn or (getattr(c, "args", None) or (None,))[0] is fn)]
+    removed = len(keep) != len(losses)
+    losses[:] = keep
+    return removed

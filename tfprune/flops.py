@@ -46,7 +46,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tfprune.compat import is_functional, keras, tf
+from tfprune.compat import conv_base_class, is_functional, keras, nodes_by_depth, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph import rules
 
@@ -63,7 +63,7 @@ __all__ = [
 _UNITS = ("macs", "flops")
 
 _L = keras.layers
-_CONV_BASE = _L.Conv1D.__mro__[1]  # tf_keras' private base class ``Conv`` of every conv layer.
+_CONV_BASE = conv_base_class
 # Layers whose multiply-accumulates come with a bias add and a fused activation.
 _WEIGHT_OPS = (
     _CONV_BASE,
@@ -400,10 +400,7 @@ def _register_paths(model: keras.Model, prefix: str, state: _FlopsState) -> None
 
 
 def _ordered_nodes(model: keras.Model) -> list[Any]:
-    nodes = []
-    for depth in sorted(model._nodes_by_depth, reverse=True):  # noqa: SLF001
-        nodes.extend(model._nodes_by_depth[depth])  # noqa: SLF001
-    return nodes
+    return nodes_by_depth(model)
 
 
 def _walk(

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
-from tfprune.compat import keras, tf
+from tfprune.compat import keras, producing_layer, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph.groups import Analysis, analyze
 from tfprune.graph.rebuild import copy_layer, rebuild_model, weight_short_name
@@ -646,8 +646,8 @@ def prune_filters(
             return new
         cache = state["masked"]
         if id(old) not in cache:
-            base = getattr(old, "_keras_history", None)
-            stem = base.layer.name if base is not None else "tensor"
+            base = producing_layer(old)
+            stem = base.name if base is not None else "tensor"
             name = f"{stem}_chmask"
             i = 1
             while name in state["names"]:

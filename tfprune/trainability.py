@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, tf
+from tfprune.compat import keras, outbound_nodes, producing_layer, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.runtime import float32_twin, model_precision
 
@@ -128,9 +128,9 @@ def _producing_layer(model: keras.Model, output_index: int) -> keras.layers.Laye
     except AttributeError:
         outputs = None
     if outputs:
-        history = getattr(outputs[output_index], "_keras_history", None)
-        if history is not None:
-            return history.layer
+        layer = producing_layer(outputs[output_index])
+        if layer is not None:
+            return layer
     if isinstance(model, keras.Sequential) and model.layers:
         return model.layers[-1]
     return None
@@ -731,7 +731,7 @@ def _following_activation(layer: Any) -> Any:
         return own
     current = layer
     for _ in range(8):
-        consumers = {id(n.outbound_layer): n.outbound_layer for n in current._outbound_nodes}
+        consumers = {id(n.outbound_layer): n.outbound_layer for n in outbound_nodes(current)}
         if len(consumers) != 1:
             return None
         (nxt,) = consumers.values()

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import KerasTensor, is_functional, keras, tf
+from tfprune.compat import KerasTensor, inbound_nodes, is_functional, keras, tf
 from tfprune.deploy.inputs import call_outputs, example_inputs
 from tfprune.errors import TfpruneError, UnsupportedModelError
 from tfprune.graph.rebuild import copy_layer, rebuild_model, weight_short_name
@@ -214,7 +214,7 @@ def _plan(model: Any, report: FoldReport, options: Mapping[str, bool]) -> dict[i
             layer = node.layer
             path = prefix + layer.name
             outs = tf.nest.flatten(node.outputs)
-            once = len(layer._inbound_nodes) == 1
+            once = len(inbound_nodes(layer)) == 1
             if _target_kind(layer) is not None:
                 if once and layer.get_config().get("activation") == "linear" and len(outs) == 1:
                     source[id(outs[0])] = _Target(layer, path, outs[0].shape.rank)

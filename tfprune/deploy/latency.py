@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, tf
+from tfprune.compat import inbound_nodes, keras, tf
 from tfprune.errors import InvalidArgumentError
 from tfprune.graph import channel_groups
 
@@ -102,7 +102,7 @@ def _timed_layers(model: Any) -> dict[str, Any]:
         for layer in m.layers:
             if isinstance(layer, keras.Model):
                 visit(layer, prefix + layer.name + "/")
-            elif type(layer) in _TIMED and len(layer._inbound_nodes) == 1:
+            elif type(layer) in _TIMED and len(inbound_nodes(layer)) == 1:
                 found[prefix + layer.name] = layer
 
     visit(model, "")

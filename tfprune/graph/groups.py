@@ -20,7 +20,7 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from tfprune.compat import keras
+from tfprune.compat import keras, producing_layer
 from tfprune.graph.inline import Opaque, inline_model
 from tfprune.graph.rules import ChannelContext, LayerRule, rule_for
 from tfprune.graph.trace import LayerCall, Trace, trace_model
@@ -170,8 +170,7 @@ class _Context(ChannelContext):
         """The dim of a tensor's last axis."""
         shape = t.shape
         size = shape[-1] if shape.rank else None
-        hist = getattr(t, "_keras_history", None)
-        path = getattr(hist.layer, "name", "?") if hist is not None else "?"
+        path = getattr(producing_layer(t), "name", "?")
         return self._alloc(("t", id(t)), size, {"tensor": t, "path": path})
 
     def layer_dim(self, layer: Any, role: str, size: int | None) -> tuple:

@@ -13,7 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import KerasTensor, is_functional, keras, tf
+from tfprune.compat import (
+    KerasTensor,
+    is_functional,
+    keras,
+    nested_inputs,
+    nested_outputs,
+    producing_layer,
+    tf,
+)
 from tfprune.graph.trace import iter_graph_nodes
 
 __all__ = ["rebuild_model", "copy_layer", "LayerFactory", "InputHook", "CallOverride"]
@@ -46,7 +54,7 @@ def copy_layer(layer: Any, config: dict | None = None) -> Any:
 
 def _new_input(old: Any, like: Any = None) -> Any:
     """A fresh Input like ``old`` (name, dtype), shaped like ``like`` when given."""
-    layer = old._keras_history.layer
+    layer = producing_layer(old)
     shape = tuple(old.shape) if like is None else (old.shape[0], *tuple(like.shape)[1:])
     return keras.Input(
         batch_shape=shape,
@@ -130,12 +138,12 @@ def rebuild_model(
                 tf.nest.flatten(node.outputs), tf.nest.flatten(outputs), strict=True
             ):
                 tensors[id(old)] = new
-        outputs = tf.nest.map_structure(lambda t: tensors[id(t)], graph._nested_outputs)
+        outputs = tf.nest.map_structure(lambda t: tensors[id(t)], nested_outputs(graph))
         chain = _is_chain(sequence) and not state.get("replaced")
         if isinstance(graph, keras.Sequential) and chain:
             (inp,) = graph.inputs
             return keras.Sequential([_new_input(inp, new_inputs[0])] + sequence, name=graph.name)
-        inputs = tf.nest.pack_sequence_as(graph._nested_inputs, new_inputs)
+        inputs = tf.nest.pack_sequence_as(nested_inputs(graph), new_inputs)
         return keras.Model(inputs=inputs, outputs=outputs, name=graph.name)
 
     new_model = build_graph(model, "")

@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-from tfprune.compat import KerasTensor, is_functional, keras, saved_input_spec, tf
+from tfprune.compat import KerasTensor, is_functional, keras, nodes_by_depth, saved_input_spec, tf
 from tfprune.errors import UnsupportedModelError
 
 __all__ = ["LayerCall", "Trace", "trace_model", "check_graph_model", "iter_graph_nodes"]
@@ -81,10 +81,9 @@ def check_graph_model(model: Any, what: str = "model", *, subclassed: bool = Fal
 
 def iter_graph_nodes(model: Any) -> Iterator[Any]:
     """Yield the model's own non-input nodes in topological order (inputs first)."""
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        for node in model._nodes_by_depth[depth]:
-            if not node.is_input:
-                yield node
+    for node in nodes_by_depth(model):
+        if not node.is_input:
+            yield node
 
 
 def _flat_tensors(structure: Any) -> list:

@@ -181,7 +181,7 @@ class MaskedDense(_InputMasked, keras.layers.Dense, tfmot.sparsity.keras.Prunabl
     def call(self, inputs: Any) -> Any:
         if not isinstance(inputs, tf.Tensor) or isinstance(inputs, tf.RaggedTensor):
             return super().call(inputs)  # ragged/sparse: not produced by prunable groups
-        inputs = tf.cast(inputs, self._compute_dtype_object)
+        inputs = tf.cast(inputs, self.compute_dtype)
         kernel = self._masked_kernel(tf.convert_to_tensor(self.kernel))
         rank = inputs.shape.rank
         if rank == 2:

@@ -35,7 +35,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from tfprune.compat import keras, tf
+from tfprune.compat import keras, producing_layer, rename_layer, tf
 from tfprune.errors import InvalidArgumentError
 from tfprune.selection import pruned_count
 
@@ -130,7 +130,7 @@ def _conv1_table(
 
 def _rename(tensor: Any, name: str) -> Any:
     """Gives the TF-op layer that produced ``tensor`` a readable name (before model creation)."""
-    tensor._keras_history.layer._name = name  # noqa: SLF001 - TFOpLambda names are auto-made.
+    rename_layer(producing_layer(tensor), name)  # TFOpLambda names are auto-made
     return tensor
 
 

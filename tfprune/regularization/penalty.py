@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, tf
+from tfprune.compat import AutoTrackable, keras, remove_callable_losses, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph.groups import Analysis, ChannelGroup
 from tfprune.graph.rules import rule_for
@@ -302,7 +302,7 @@ def magnitude_ratio(mags: np.ndarray, pruned: np.ndarray, candidates: np.ndarray
 # Training state carried by checkpoints
 
 
-class RegularizationState(tf.__internal__.tracking.AutoTrackable):
+class RegularizationState(AutoTrackable):
     """``tf.Variable`` s of a regularization method, tracked by the model for checkpoints.
 
     Attached to the model as attribute ``_tfprune_<key>``; not part of ``model.weights``.
@@ -364,12 +364,7 @@ def attach_loss(model: Any, fn: Callable[[], Any]) -> None:
 
 def detach_loss(model: Any, fn: Callable[[], Any]) -> bool:
     """Remove a loss added by :func:`attach_loss` (True if it was there)."""
-    losses = getattr(model, "_callable_losses", None)
-    if losses is None:
-        return False
-    keep = [c for c in losses if not (getattr(c, "args", None) and c.args[0] is fn)]
-    removed = len(keep) != len(losses)
-    losses[:] = keep
+    removed = remove_callable_losses(model, fn)
     if removed:
         model.train_function = None
         model.test_function = None

@@ -1,0 +1,80 @@
+"""What tfprune.compat's helpers read from tf_keras internals, pinned.
+
+A tf_keras upgrade that changes them fails here, in one place, instead of deep inside graph
+analysis or surgery.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tfprune import compat
+from tfprune.compat import keras, tf
+
+L = keras.layers
+
+
+def _model():
+    a, b = keras.Input((4,), name="a"), keras.Input((4,), name="b")
+    shared = L.Dense(3, name="shared")
+    h = L.Add(name="add")([shared(a), shared(b)])
+    out = L.Dense(2, name="head")(h)
+    return keras.Model({"a": a, "b": b}, [out, h], name="m"), shared
+
+
+def test_graph_helpers_see_the_functional_graph():
+    model, shared = _model()
+    nodes = compat.nodes_by_depth(model)
+    names = [n.layer.name for n in nodes]
+    assert names.index("shared") < names.index("add") < names.index("head")
+    assert {"a", "b"} <= set(names[:2] + names[2:4])  # input nodes come first
+    assert compat.producing_layer(model.outputs[0]).name == "head"
+    assert compat.producing_layer(tf.constant(1.0)) is None
+    assert isinstance(compat.nested_inputs(model), dict)
+    assert set(compat.nested_inputs(model)) == {"a", "b"}
+    assert isinstance(compat.nested_outputs(model), list) and len(compat.nested_outputs(model)) == 2
+    assert len(compat.inbound_nodes(shared)) == 2  # called twice
+    assert [n.outbound_layer.name for n in compat.outbound_nodes(shared)] == ["add", "add"]
+
+
+def test_rename_layer_before_building_a_model():
+    x = keras.Input((2,))
+    y = x + 1.0  # a TF-op layer with an automatic name
+    compat.rename_layer(compat.producing_layer(y), "plus_one")
+    assert keras.Model(x, y).layers[-1].name == "plus_one"
+
+
+def test_conv_base_class_is_the_base_of_every_convolution():
+    for cls in (L.Conv1D, L.Conv2D, L.Conv3D, L.Conv2DTranspose, L.DepthwiseConv2D):
+        assert issubclass(cls, compat.conv_base_class)
+    assert not issubclass(L.Dense, compat.conv_base_class)
+
+
+def test_remove_callable_losses_drops_only_the_matching_loss():
+    model, _ = _model()
+    keep, drop = (lambda: tf.constant(1.0)), (lambda: tf.constant(2.0))
+    model.add_loss(keep)
+    model.add_loss(drop)
+    assert len(model.losses) == 2
+    assert compat.remove_callable_losses(model, drop)
+    assert [float(v) for v in model.losses] == [1.0]
+    assert not compat.remove_callable_losses(model, drop)
+
+
+def test_auto_trackable_attributes_travel_with_checkpoints(tmp_path):
+    state = compat.AutoTrackable()
+    state.v = tf.Variable(3.0)
+    path = tf.train.Checkpoint(state=state).save(str(tmp_path / "c"))
+    other = compat.AutoTrackable()
+    other.v = tf.Variable(0.0)
+    tf.train.Checkpoint(state=other).restore(path).assert_consumed()
+    assert float(other.v.numpy()) == 3.0
+
+
+def test_layer_private_helpers_and_version_guard():
+    layer = L.Dense(2)
+    layer.build((None, 3))
+    assert {v.name.split("/")[-1] for v in compat.own_weights(layer)} == {"kernel:0", "bias:0"}
+    assert compat.expects_training_arg(L.Dropout(0.5)) and not compat.expects_training_arg(layer)
+    assert keras.__version__.startswith("2.")
+    assert np.isfinite(float(tf.reduce_sum(layer.kernel)))
