@@ -11,7 +11,7 @@ import numpy as np
 from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError
 from tfprune.runtime import float32_twin, model_precision
-from tfprune.trainability import (
+from tfprune.trainability.jsv import (
     InputsLike,
     JSVStats,
     _iter_input_batches,
