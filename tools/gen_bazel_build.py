@@ -163,7 +163,7 @@ def _resolve(name: str, importer: pathlib.PurePosixPath, modules: dict[str, path
 
 
 def _break_cycles(targets: dict[str, Target]) -> list[str]:
-    """Drops dependency edges that close a cycle (Bazel rejects cycles); returns what was dropped.
+    """Finds the dependency edges that close a cycle (Bazel rejects cycles); the caller fails.
 
     Edges into the ``__init__`` of an enclosing package are dropped first: Python runs that file
     before the module anyway, and a curated ``__init__`` that re-exports its submodules would
@@ -283,8 +283,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     builds, dropped = generate(REPO_ROOT, index=args.index)
-    for edge in dropped:
-        print(f"warning: import cycle, dependency left out: {edge}", file=sys.stderr)
+    if dropped:  # Bazel rejects cycles, and a BUILD graph without the edge would not be truthful
+        for edge in dropped:
+            print(f"import cycle: {edge} closes a cycle", file=sys.stderr)
+        print("break the cycle in the code (move the shared piece down a layer)", file=sys.stderr)
+        return 1
     stale = sorted(_existing_generated(REPO_ROOT) - builds.keys())
     changed = sorted(
         path
