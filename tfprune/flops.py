@@ -1,11 +1,11 @@
 """Parameter and FLOPs counting for built tf_keras models, per layer and in total.
 
-Conventions (pinned by ``tests/test_flops.py`` against the numbers of the paper spec, Sec. 2.1):
+Conventions (pinned by ``tests/test_flops.py`` against the numbers the pruning papers report):
 
 * **FLOPs unit.** :func:`count_flops` reports **multiply-accumulates (MACs)** per single example
   (the batch dimension is excluded) by default (``unit="macs"``). ``unit="flops"`` reports
   ``2 * MACs`` (one multiply plus one add per MAC). The literature mixes both: the ImageNet numbers
-  of the spec (ResNet-50 4.09 G, ResNet-34 3.66 G) are MACs, while the CIFAR numbers (ResNet-56
+  of the papers (ResNet-50 4.09 G, ResNet-34 3.66 G) are MACs, while the CIFAR numbers (ResNet-56
   0.25 G, VGG-19 0.80 G) are ``2 * MACs`` (ResNet-56 has 125,485,696 MACs = 0.251 G FLOPs).
   Speedups (``dense / pruned``) do not depend on the unit.
 * **What is counted.** By default the weight ops of every layer type whose channel rule
@@ -18,12 +18,12 @@ Conventions (pinned by ``tests/test_flops.py`` against the numbers of the paper 
   ``QK^T`` and the attention-weighted sum of values, ``heads * Tq * Tv * (key_dim +
   value_dim)``), ``tf.matmul`` ops, and TF-MOT's pruning/quantization wrappers (what they
   wrap). Embedding lookups cost 0 MACs (their table is counted in params). Biases,
-  normalisation, activations, pooling and merges cost nothing, which is the spec's convention
+  normalisation, activations, pooling and merges cost nothing, which is the papers' convention
   ("the code counts only Conv/Linear weights"). ``include_elementwise=True`` adds cheap ops,
   see :func:`count_flops`.
 * **Params.** :func:`count_params` counts every weight variable of the model once (trainable and
   non-trainable, so BatchNormalization's moving mean/variance are included), attributed to the
-  first layer that holds it. ``trainable_only=True`` counts trainable weights only. The spec's
+  first layer that holds it. ``trainable_only=True`` counts trainable weights only. The papers'
   ResNet-56 "sparsity" (parameter reduction) is computed from **trainable** parameters: conv and
   FC weights, FC bias and BN gamma/beta, but *not* BN moving statistics. Only that convention
   reproduces 31.14/49.82/70.58/90.45/95.18 % for PR 0.3/0.5/0.7/0.9/0.95 (counting the moving
@@ -235,7 +235,7 @@ def count_params(model: keras.Model, *, trainable_only: bool = False) -> ModelCo
 
     Args:
         model: a built tf_keras model.
-        trainable_only: count only trainable weights (the convention of the spec's ResNet-56
+        trainable_only: count only trainable weights (the convention of the papers' ResNet-56
             "sparsity": BN gamma/beta included, BN moving mean/variance excluded).
 
     Returns:
@@ -492,14 +492,14 @@ def count_flops(
     Args:
         model: a built functional or Sequential tf_keras model (subclassed models have no graph
             and raise :class:`UnsupportedModelError`).
-        unit: ``"macs"`` (default, multiply-accumulates; the spec's ImageNet convention) or
-            ``"flops"`` (``2 * MACs`` plus the elementwise ops; the spec's CIFAR convention).
+        unit: ``"macs"`` (default, multiply-accumulates; the papers' ImageNet convention) or
+            ``"flops"`` (``2 * MACs`` plus the elementwise ops; the papers' CIFAR convention).
         include_elementwise: also count cheap ops: BatchNormalization one MAC per element
             (scale and shift folded), bias add and fused activation one op per output element,
             activation layers one op per element, merges ``(k - 1)`` ops per output element
             (Average one more), pooling one op per window element per output element, global
             pooling one op per input element. Elementwise ops other than BN count 1 in both
-            units. Default False: only conv/dense weight MACs (the spec's convention).
+            units. Default False: only conv/dense weight MACs (the papers' convention).
         input_shapes: optional per-input shapes *without* the batch dimension that replace the
             model's input shapes (e.g. to count a fully convolutional model built on
             ``(None, None, 3)``); output shapes are re-inferred with ``compute_output_shape``.
@@ -612,7 +612,7 @@ def speedup(
     *,
     strict: bool = False,
 ) -> CountRatio:
-    """``dense FLOPs / pruned FLOPs`` (the spec's speedup); accepts models, counts or numbers.
+    """``dense FLOPs / pruned FLOPs`` (the papers' speedup); accepts models, counts or numbers.
 
     Returns a :class:`CountRatio`: a float whose ``uncounted``/``is_exact`` say whether some
     layer's FLOPs were missing from the counts. ``strict=True`` raises
@@ -628,9 +628,9 @@ def speedup(
 def param_reduction(
     dense: keras.Model | ModelCount | int, pruned: keras.Model | ModelCount | int
 ) -> float:
-    """Fraction of parameters removed, ``1 - pruned / dense`` (the spec's "sparsity").
+    """Fraction of parameters removed, ``1 - pruned / dense`` (the papers' "sparsity").
 
-    Models are counted with ``trainable_only=True``, the convention that reproduces the spec's
+    Models are counted with ``trainable_only=True``, the convention that reproduces the papers'
     ResNet-56 numbers (BN gamma/beta and FC bias in, BN moving statistics out). Parameters are
     counted exactly for every layer type.
     """

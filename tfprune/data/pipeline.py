@@ -49,13 +49,13 @@ __all__ = [
 
 AUTOTUNE = tf.data.AUTOTUNE
 
-#: MNIST normalisation of the DI/TPP scripts (on ``[0, 1]`` pixels).
+#: MNIST normalisation of the Lee et al. 2020 / TPP scripts (on ``[0, 1]`` pixels).
 MNIST_MEAN: tuple[float, ...] = (0.1307,)
 MNIST_STD: tuple[float, ...] = (0.3081,)
-#: ImageNet per-channel statistics (torchvision); the WHY/GReg/TPP code also uses them on CIFAR.
+#: ImageNet per-channel statistics (torchvision); Wang et al./GReg/TPP use them on CIFAR.
 IMAGENET_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, ...] = (0.229, 0.224, 0.225)
-#: Usual CIFAR-10 statistics (as in the RETHINK code).
+#: Usual CIFAR-10 statistics (as in the code of Liu et al. 2019).
 CIFAR10_MEAN: tuple[float, ...] = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD: tuple[float, ...] = (0.2470, 0.2435, 0.2616)
 #: Usual CIFAR-100 statistics.

@@ -177,7 +177,7 @@ def load_dataset(
     * mnist: ``True`` (default: mean 0.1307 / std 0.3081), ``None`` or ``(mean, std)``;
       ``resize`` (``None`` or e.g. ``32`` / ``(32, 32)``), ``split`` (``"auto"``/``"standard"``/
       ``"t10k"``), ``holdout`` (2000).
-    * cifar10/cifar100: ``True``/``"imagenet"`` (default, as the WHY/GReg/TPP code),
+    * cifar10/cifar100: ``True``/``"imagenet"`` (default, as the Wang et al./GReg/TPP code),
       ``"cifar10"``, ``"cifar100"``, ``None`` or ``(mean, std)``; cifar100 ``label_mode``.
     * imagenet: the keyword arguments of :func:`tfprune.data.imagenet.load_imagenet`.
 

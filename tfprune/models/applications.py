@@ -32,7 +32,7 @@ RESNET50_STAGES: tuple[tuple[str, int], ...] = (
     ("conv5", 3),
 )
 
-#: GReg/WHY ResNet-50 ImageNet ratio lists ``[s0, s1, s2, s3, s4, s_fc]`` by reported speedup.
+#: GReg/Wang et al. ResNet-50 ImageNet ratio lists ``[s0, s1, s2, s3, s4, s_fc]`` by speedup.
 RESNET50_SCHEMES: dict[str, tuple[float, ...]] = {
     "1.49x": (0.0, 0.3, 0.3, 0.3, 0.14, 0.0),
     "2.31x": (0.0, 0.6, 0.6, 0.6, 0.21, 0.0),

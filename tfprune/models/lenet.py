@@ -1,4 +1,4 @@
-"""LeNet-5 of the DI/TPP MNIST experiments (``lenet5`` / ``lenet5_linear``).
+"""LeNet-5 of the MNIST experiments of Lee et al. 2020 and TPP (``lenet5`` / ``lenet5_linear``).
 
 Layers (indices follow the papers' ``[0-2:pr, 3-4:0]`` notation)::
 

@@ -1,4 +1,4 @@
-"""MLP-7 models of the DI/TPP MNIST experiments (``mlp_7_linear`` / ``mlp_7_relu``).
+"""MLP-7 models of the MNIST runs of Lee et al. 2020 and TPP (``mlp_7_linear``/``mlp_7_relu``).
 
 Seven ``Dense`` layers named ``fc0 .. fc6``: ``input_dim → width`` , five ``width → width``,
 ``width → num_classes``, all with biases; ``fc6`` outputs logits (no softmax).
@@ -178,7 +178,7 @@ def mlp7_linear(
     init: str = "torch",
     seed: int | None = None,
 ) -> keras.Model:
-    """MLP-7-Linear (identity activations): the DI paper's ``mlp_7_linear``.
+    """MLP-7-Linear (identity activations): the ``mlp_7_linear`` of Lee et al. 2020.
 
     With ``input_dim=1024`` (MNIST resized to 32×32) it has 153,400 weights + 610 biases.
     """

@@ -24,7 +24,7 @@ Layer names (``S`` = stage 1..3, ``B`` = block 0..n-1), designed for regex ratio
     stageS_block0_shortcut_conv, stageS_block0_shortcut_bn            (option B, S = 2, 3)
     avg_pool, fc
 
-Small-dense pruned architectures (only the first conv of each block narrower, the spec's
+Small-dense pruned architectures (only the first conv of each block narrower, the papers'
 ResNet-56 scheme ``[0, pr, pr, pr, 0]``) are built directly with ``conv1_widths``; see
 :func:`conv1_widths_from_ratios`.
 """
@@ -74,7 +74,7 @@ def blocks_per_stage(depth: int) -> int:
 def kept_channels(n: int, ratio: float) -> int:
     """Filters kept when pruning ``ratio`` of ``n``: ``n - ceil(ratio * n)``, at least 1.
 
-    The spec's rule (Sec. 2.1, GReg code), computed exactly as tfprune's selection does
+    The papers' rule (GReg code), computed exactly as tfprune's selection does
     (:func:`tfprune.selection.pruned_count`), so a small-dense model built from these widths
     matches ``tfprune.shrink`` with the same ratios.
     """
@@ -154,7 +154,7 @@ def resnet_cifar(
         width_multipliers: scales the stage widths 16/32/64: one number for all stages or three
             (one per stage); widths are rounded and at least 1. The stem has the stage-1 width.
         conv1_widths: filters of the first conv of each block (the only conv pruned under the
-            spec's ResNet scheme), to build the small-dense pruned architecture directly: three
+            papers' ResNet scheme), to build the small-dense pruned architecture directly: three
             ints (one per stage) or three sequences of ``n`` ints (one per block). Default: the
             stage width. See :func:`conv1_widths_from_ratios`.
         shortcut: ``"A"`` (parameter-free subsample + zero-pad, the default) or ``"B"``
@@ -162,7 +162,7 @@ def resnet_cifar(
         weight_decay: PyTorch-style SGD weight decay ``wd`` applied to every trainable weight
             (conv kernels, BN gamma/beta, FC kernel and bias) as an L2 regulariser
             ``wd / 2 * ||w||^2``, which has the same gradient. 0 (default) adds no regularisers
-            (leave decay to the optimizer); the spec's CIFAR recipe uses 5e-4.
+            (leave decay to the optimizer); the papers' CIFAR recipe uses 5e-4.
         name: model name; default ``f"resnet{depth}"``.
 
     Returns:
@@ -316,7 +316,7 @@ def stage_ratio_patterns(
 ) -> dict[str, float]:
     r"""Turns the stage notation ``[s0, s1, s2, s3, s_fc]`` into ``{layer-name regex: ratio}``.
 
-    Only the first conv of each block (``stageS_blockB_conv1``) is selected, the spec's ResNet-56
+    Only the first conv of each block (``stageS_blockB_conv1``) is selected, the papers' ResNet-56
     scheme ``[0, pr, pr, pr, 0]`` (Sec. 4.3): the stem conv, the second conv of each block, the
     shortcut convs and ``fc`` are never pruned, so ``s0`` and ``s_fc`` must be 0. Stages with
     ratio 0 get no pattern. Patterns are meant for ``re.fullmatch`` on layer names.

@@ -25,9 +25,9 @@ BN ``gamma = 1, beta = 0``; the classifier as PyTorch's ``nn.Linear`` (weights a
 
 Ratio schemes (the ``{regex: ratio}`` dicts of :func:`tfprune.prune_filters`):
 :func:`resnet34_stage_scheme` turns the per-stage notation ``[s0, s1, s2, s3, s4, s_fc]`` into
-ratios for the *first conv of every block* (the WHY / GReg rule); :func:`resnet34_pruned` gives
-Li et al.'s pruned-A / pruned-B schemes (RETHINK's re-implementation). Small-dense pruned
-architectures are built directly with ``conv1_widths`` (see :func:`resnet34_conv1_widths`).
+ratios for the *first conv of every block* (the Wang et al. / GReg rule); :func:`resnet34_pruned`
+gives Li et al.'s pruned-A / pruned-B schemes (re-implemented by Liu et al. 2019). Small-dense
+pruned architectures are built directly with ``conv1_widths`` (see :func:`resnet34_conv1_widths`).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ RESNET34_WIDTHS: tuple[int, ...] = (64, 128, 256, 512)
 RESNET34_LI_SKIP: tuple[str, ...] = ("1.0", "2.0", "2.3", "3.0", "3.5", "4.0", "4.1", "4.2")
 """Blocks whose first conv Li et al.'s pruned-A/B leave intact, as ``"stage.block"``.
 
-These are RETHINK's skip ids {2, 8, 14, 16, 26, 28, 30, 32} (convs numbered from 1 = stem,
+These are Liu et al. 2019's skip ids {2, 8, 14, 16, 26, 28, 30, 32} (convs numbered from 1 = stem,
 downsample convs not numbered): the first convs of layer1.0, layer2.0, layer2.3, layer3.0,
 layer3.5 and of all layer4 blocks.
 """
@@ -121,7 +121,7 @@ def resnet34(
         num_classes: units of the ``fc`` Dense layer (logits, no softmax): 1000 for ImageNet,
             100 for ImageNet-100.
         seed: initialiser seed; ``None`` draws random weights. Each layer gets its own seed.
-        conv1_widths: filters of the first conv of each block (the only convs the WHY / Li et al.
+        conv1_widths: filters of the first conv of each block (the only convs the Wang/Li et al.
             schemes prune), to build a small-dense pruned architecture directly: four ints (one
             per stage) or four sequences of 3, 4, 6 and 3 ints (one per block). Default: the
             stage widths 64/128/256/512. See :func:`resnet34_conv1_widths`.
@@ -279,10 +279,11 @@ def resnet34_stage_scheme(
     r"""Turns the stage notation ``[s0, s1, s2, s3, s4, s_fc]`` into ``{layer regex: ratio}``.
 
     Stage ``k`` (1-4) ratio applies to the first conv of every block of ``layer{k}``
-    (``layer{k}_{b}_conv1``): WHY's ImageNet-100 rule "L1 on the first conv of every residual
-    block; second convs, stem and FC untouched". The second convs and the downsample convs feed
-    the residual stream and are never selected, so ``s0`` (stem) and ``s_fc`` (classifier) must
-    be 0. Zero-ratio stages are left out. ``[0, .5, .5, .5, .5, 0]`` matches 16 convs.
+    (``layer{k}_{b}_conv1``): Wang et al.'s ImageNet-100 rule "L1 on the first conv of every
+    residual block; second convs, stem and FC untouched". The second convs and the downsample
+    convs feed the residual stream and are never selected, so ``s0`` (stem) and ``s_fc``
+    (classifier) must be 0. Zero-ratio stages are left out. ``[0, .5, .5, .5, .5, 0]`` matches 16
+    convs.
 
     Args:
         ratios: 6 ratios in ``[0, 1)``; ``s0 = s_fc = 0``.
@@ -311,7 +312,7 @@ def resnet34_stage_scheme(
 
 
 def resnet34_pruned(variant: str) -> dict[str, float]:
-    r"""Li et al.'s ResNet-34 *pruned-A* or *pruned-B* scheme (RETHINK's ImageNet configs).
+    r"""Li et al.'s ResNet-34 *pruned-A* or *pruned-B* scheme (Liu et al. 2019's ImageNet configs).
 
     The first conv of every block is pruned with its stage ratio (A: 30 % in stages 1-3; B: 50 %,
     60 %, 40 %), except the blocks in :data:`RESNET34_LI_SKIP` (layer1.0, layer2.0, layer2.3,

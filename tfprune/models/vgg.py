@@ -1,12 +1,13 @@
-"""CIFAR-style VGG-16/19 with batch norm (the RETHINK / GReg / WHY ``vgg`` for CIFAR).
+"""CIFAR-style VGG-16/19 with batch norm (the CIFAR ``vgg`` of Liu et al. 2019, GReg, Wang et al.).
 
 Each conv block is ``conv{i}`` (3×3, same padding, no bias) → ``bn{i}`` → ``relu{i}``, with
 ``pool0 .. pool3`` (2×2 max) after stages 1-4, then ``gap`` (global average pooling; equal to the
 original 2×2 average pool on 32×32 inputs) and one Dense ``fc`` (logits). Conv indices follow the
 papers' VGG notation, so ``[1-15:pr]`` means ``conv1 .. conv15`` (see :func:`vgg_scheme`).
 
-Initialisation (torchvision/RETHINK convention): conv kernels ``N(0, 2 / (3·3·out_channels))``
-(He-normal, fan-out), BN ``gamma = 1, beta = 0``, Dense ``N(0, 0.01)`` with zero bias.
+Initialisation (convention of torchvision and Liu et al. 2019): conv kernels
+``N(0, 2 / (3·3·out_channels))`` (He-normal, fan-out), BN ``gamma = 1, beta = 0``, Dense
+``N(0, 0.01)`` with zero bias.
 """
 
 from __future__ import annotations
@@ -122,8 +123,8 @@ def vgg19_bn(
 def vgg_scheme(pr: float, depth: int = 19, first: int = 1) -> dict[str, float]:
     """Layer-ratio scheme ``[first-last:pr]`` over conv indices (``last`` = final conv).
 
-    ``vgg_scheme(0.7)`` is the GReg/WHY VGG-19 scheme ``[1-15:0.7]``: all convs but ``conv0``;
-    the classifier is never pruned. ``depth=16`` covers ``conv1 .. conv12``.
+    ``vgg_scheme(0.7)`` is the GReg / Wang et al. VGG-19 scheme ``[1-15:0.7]``: all convs but
+    ``conv0``; the classifier is never pruned. ``depth=16`` covers ``conv1 .. conv12``.
     """
     if depth not in VGG_CONFIGS:
         raise InvalidArgumentError(f"depth={depth} must be one of {sorted(VGG_CONFIGS)}")

@@ -211,7 +211,7 @@ def _base(cfg: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> dict
 
 
 def _scratch_recipe(cfg: Mapping[str, Any]) -> RetrainRecipe:
-    """Scratch baselines train with the dense model's recipe (spec 1.1, 5.2).
+    """Scratch baselines train with the dense model's recipe (as in Liu et al. 2019).
 
     The run stretches its piecewise schedule to the scratch budget (Scratch-E/B).
     """

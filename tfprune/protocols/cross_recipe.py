@@ -1,4 +1,8 @@
-"""The ``cross_recipe`` protocol (WHY's calibration suggestion 4; E16): the 2×2 grid.
+"""The ``cross_recipe`` protocol: two methods each retrained with both recipes (a 2×2 grid).
+
+A check suggested in Sec. 5.2 of Wang et al. 2023, "Why is the State of Neural Network Pruning so
+Confusing?": retrain each method with the other method's recipe too, so that a recipe advantage
+is not mistaken for a method advantage.
 
 Two methods × their two retraining recipes, and :func:`cross_recipe_verdict`, the verdict read
 from the four cells.
@@ -36,7 +40,7 @@ __all__ = [
 
 
 def cross_recipe_verdict(acc: Mapping[tuple[str, str], float]) -> tuple[str, str]:
-    """Verdict of the 2×2 method × retraining-recipe grid (WHY section 5.2, spec 6 item 4).
+    """Verdict of the 2×2 method × retraining-recipe grid (Sec. 5.2 of Wang et al. 2023).
 
     Args:
         acc: ``{(method, recipe): accuracy}`` for two methods × two recipes.
@@ -72,7 +76,7 @@ def cross_recipe_verdict(acc: Mapping[tuple[str, str], float]) -> tuple[str, str
 
 
 class CrossRecipe(Protocol):
-    """WHY suggestion 4 (E16): A+FT_A, A+FT_B, B+FT_A, B+FT_B and the verdict.
+    """Each method retrained with both recipes: A+FT_A, A+FT_B, B+FT_A, B+FT_B and the verdict.
 
     ``methods`` = ``{"A": method, "B": method}`` (a regularized method takes its options from
     ``regularization``); ``recipes`` = ``{"FT_A": spec, "FT_B": spec}`` (each spec a schedule;

@@ -4,7 +4,8 @@ Steps (all seeded by ``spec.seed``):
 
 1. Load the dataset (MLP models get flattened inputs).
 2. Get the **base model**: trained with ``spec.base`` (``schedule``, ``epochs``, optional
-   ``schedule_epochs`` to stop a longer schedule early — WHY's ``Px`` pruning epoch —,
+   ``schedule_epochs`` to stop a longer schedule early — the ``Px`` pruning epoch of
+   Wang et al. 2023 —,
    ``train_steps`` for an exact number of optimizer steps (SX-B), ``batch_size``, ``momentum``,
    ``weight_decay``, ``weight_decay_mode``, ``optimizer``), cached as weights under
    ``workdir/base_models/<base_id>/`` (written to a temporary folder and renamed, so concurrent
@@ -389,7 +390,7 @@ def setup_descriptor(
 
 
 def _squeezed(spec: RunSpec, strategy: Any) -> RunSpec:
-    """SX-B (WHY Tab. 4): pretraining squeezed to ``P / k`` epochs' worth of optimizer steps.
+    """SX-B (Wang et al. 2023, Tab. 4): pretraining squeezed to ``P / k`` epochs' optimizer steps.
 
     ``k`` is the measured speed-up of the pruned shape, so that the pipeline's training FLOPs
     (``P/k * F1 + F * F2 = (P + F) * F2``) equal Scratch-E's, up to one step.

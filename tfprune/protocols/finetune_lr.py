@@ -1,9 +1,10 @@
-"""The ``finetune_lr`` protocol (M1; E8/E5/E6): pruning methods × retraining LRs × budgets.
+"""The ``finetune_lr`` protocol (fine-tuning LR effect): methods × retraining LRs × budgets.
 
 Cells compare the methods (default L1 vs L1+OrthP) at each retraining LR and budget, with
 mean-JSV curves; the default config is the README main job (digits, MLP-7-Linear, LR 1e-2 vs
 1e-3). Also here: :func:`lengthen_first_stage`, the schedule of its cells with a longer first LR
-stage (WHY Tab. 5/8), and the verdicts read from those cells.
+stage (Tables 5 and 8 of Wang et al. 2023, "Why is the State of Neural Network Pruning so
+Confusing?"), and the verdicts read from those cells.
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ def lengthen_first_stage(
 ) -> tuple[str, int]:
     """``schedule`` over ``epochs`` with its first LR stage ``extra`` epochs longer.
 
-    The later stages keep their lengths, so the run lasts ``epochs + extra`` epochs (WHY Tab. 5:
-    ``0:0.001,30:0.0001,45:1e-5`` over 60 epochs, +60 -> ``0:0.001,90:0.0001,105:1e-05`` over
-    120).
+    The later stages keep their lengths, so the run lasts ``epochs + extra`` epochs (the paper's
+    Table 5: ``0:0.001,30:0.0001,45:1e-5`` over 60 epochs, +60 -> ``0:0.001,90:0.0001,105:1e-05``
+    over 120).
 
     Returns:
         ``(schedule text as epoch:lr stages, epochs)``.
@@ -108,11 +109,11 @@ class _Extended:
 
 
 class FinetuneLR(Protocol):
-    """M1: pruning methods × retraining LRs × budgets (E5/E6/E8), with mean-JSV curves.
+    """Fine-tuning LR effect: pruning methods × retraining LRs × budgets, with mean-JSV curves.
 
     Config keys (besides the common ones): ``methods`` (default ``["l1", "l1_orthp"]``), ``lrs``
     (initial retraining LRs), ``final_lr`` (end LR of every schedule), ``schedule_type``
-    (``"steps"``: ×0.1 decays in equal stages, the DI MNIST schedules; ``"cosine"``; or
+    (``"steps"``: ×0.1 decays in equal stages, Lee et al.'s MNIST schedules; ``"cosine"``; or
     ``"halving"``), ``lr_schedules`` (``{lr: schedule}``: the exact schedule of an LR, e.g.
     ``steps:0.01@0,0.001@60,0.0001@90``, overriding ``schedule_type``), ``budgets`` (retraining
     epochs), ``scratch_budget`` (a list of ``"E"``/``"B"``/None, one scratch baseline each,
@@ -121,8 +122,8 @@ class FinetuneLR(Protocol):
     slimming|group_lasso, max_epochs, lr_prune, <callback arguments>}`` adds that method) and
     ``reference`` (the method every cell is compared with at the same LR and budget).
 
-    Longer first LR stage (WHY Tab. 5/8, Figs. 2-3): ``first_stage_extra`` (extra epoch counts,
-    e.g. ``[20, 60]``; default ``[]``: off) adds, for every method, budget, LR of
+    Longer first LR stage (the paper's Tables 5 and 8, Figs. 2-3): ``first_stage_extra`` (extra
+    epoch counts, e.g. ``[20, 60]``; default ``[]``: off) adds, for every method, budget, LR of
     ``first_stage_extra_lrs`` (default: every LR but the largest) and count N, a cell that
     retrains with the budget's schedule whose first LR stage is N epochs longer (later stages keep
     their lengths; budget + N epochs in all), labelled ``"L1 / lr=1e-3 / 20ep+20 first stage"``.
@@ -133,7 +134,8 @@ class FinetuneLR(Protocol):
 
     name = "finetune_lr"
     description = (
-        "M1: retraining LR × pruning method (L1 vs L1+OrthP) at fixed budgets, with mean JSV"
+        "fine-tuning LR effect: retraining LR × pruning method (L1 vs L1+OrthP) at fixed budgets,"
+        " with mean JSV"
     )
     default_config = {
         **_COMMON_DEFAULTS,

@@ -1,20 +1,20 @@
 """The protocol registry: :data:`PROTOCOLS` maps each protocol's name to its instance.
 
-Each protocol lives in a module of its own (spec section 7):
+Each protocol lives in a module of its own:
 
-* ``finetune_lr`` (:mod:`tfprune.protocols.finetune_lr`) — M1 (E8/E5/E6): methods × retraining
-  LRs × budgets, mean-JSV curves; the default is the README main job (digits, MLP-7-Linear, L1
-  vs L1+OrthP, LR 1e-2 vs 1e-3).
-* ``scratch_vs_prune`` (:mod:`tfprune.protocols.scratch_vs_prune`) — M2 (E4/E14): Scratch vs
-  S4.2 / SX-A / SX-B pipelines (PxFy).
-* ``retrain_schedules`` (:mod:`tfprune.protocols.retrain_schedules`) — LEHUA (E15): FT / LRW /
-  SLR / CLR at several budgets.
-* ``cross_recipe`` (:mod:`tfprune.protocols.cross_recipe`) — WHY's calibration suggestion 4
-  (E16): the 2×2 grid and its verdict.
+* ``finetune_lr`` (:mod:`tfprune.protocols.finetune_lr`) — fine-tuning LR effect: methods ×
+  retraining LRs × budgets, mean-JSV curves; the default is the README main job (digits,
+  MLP-7-Linear, L1 vs L1+OrthP, LR 1e-2 vs 1e-3).
+* ``scratch_vs_prune`` (:mod:`tfprune.protocols.scratch_vs_prune`) — scratch training vs pruning:
+  Scratch vs S4.2 / SX-A / SX-B pipelines (PxFy).
+* ``retrain_schedules`` (:mod:`tfprune.protocols.retrain_schedules`) — retraining variants (Le & Hua
+  2021): FT / LRW / SLR / CLR at several budgets.
+* ``cross_recipe`` (:mod:`tfprune.protocols.cross_recipe`) — each of two methods retrained with
+  both methods' recipes: the 2×2 grid and its verdict.
 * ``ratio_sweep`` (:mod:`tfprune.protocols.ratio_sweep`) — accuracy and mean JSV versus pruning
-  ratio (E7).
+  ratio.
 * ``setup_check`` (:mod:`tfprune.protocols.setup_check_protocol`) — run given specs and state the
-  strictest setup each pair shares (E17).
+  strictest setup each pair shares.
 
 What they share (the :class:`Protocol` base class, :class:`Summary`, cell summaries, paired
 comparisons, verdict wording) is in :mod:`tfprune.protocols.base`. Those names and the protocol

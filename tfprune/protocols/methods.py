@@ -6,8 +6,8 @@ Every method turns the trained base model into the model that is retrained:
 * :class:`OneShot` (``l1``, ``l2``, ``random``, ``bn_scale``, ``taylor``, ``fpgm``, and each
   with ``_orthp``): one-shot masks at the run's ratio, physically removed
   (:func:`tfprune.strip_filters`), optionally followed by OrthP (:func:`tfprune.orthp`);
-* :class:`Scratch` (``scratch``): the L1-pruned architecture built fresh (small-dense, RETHINK's
-  Scratch-E/B); it needs no base model;
+* :class:`Scratch` (``scratch``): the L1-pruned architecture built fresh (small-dense, the
+  Scratch-E/B of Liu et al. 2019, "Rethinking the Value of Network Pruning"); needs no base model;
 * :class:`Regularized` (``greg1``, ``greg2``, ``tpp``, ``slimming``, ``group_lasso``): a
   regularized pruning stage with a callback of :mod:`tfprune.regularization`, run until the
   callback finishes (bounded by ``options.prune_max_epochs``), then removal.
@@ -195,7 +195,7 @@ class OneShot(Method):
 
 
 class Scratch(Method):
-    """The L1-pruned architecture, freshly initialised (small-dense; RETHINK Scratch-E/B)."""
+    """The L1-pruned architecture, freshly initialised (small-dense; Scratch-E/B of Liu et al.)."""
 
     name, label, needs_base = "scratch", "Scratch", False
 

@@ -1,4 +1,4 @@
-"""The ``ratio_sweep`` protocol (E7): accuracy and mean JSV after pruning versus pruning ratio."""
+"""The ``ratio_sweep`` protocol: accuracy and mean JSV after pruning versus pruning ratio."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ __all__ = [
 
 
 class RatioSweep(Protocol):
-    """Accuracy, mean JSV after pruning and speed-up versus the pruning ratio (E7).
+    """Accuracy, mean JSV after pruning and speed-up versus the pruning ratio.
 
     Baselines per ratio: Random (same recipe) and Scratch-E (the dense model's recipe stretched
     to the pipeline's total epochs). ``reference`` names the method each ratio's rows are

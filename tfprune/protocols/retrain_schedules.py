@@ -1,6 +1,7 @@
-"""The ``retrain_schedules`` protocol (LEHUA; E15): FT / LRW / SLR / CLR retraining per budget.
+"""The ``retrain_schedules`` protocol: FT / LRW / SLR / CLR retraining per budget.
 
-L1- and randomly pruned models retrained with each schedule, compared at equal budgets.
+L1- and randomly pruned models retrained with each schedule, compared at equal budgets, as in
+Le & Hua 2021, "Network Pruning That Matters: A Case Study on Retraining Variants".
 """
 
 from __future__ import annotations
@@ -34,16 +35,18 @@ __all__ = [
 
 
 class RetrainSchedules(Protocol):
-    """LEHUA (E15): FT / LRW / SLR / CLR retraining of L1- and randomly pruned models.
+    """Retraining variants (Le & Hua 2021): FT / LRW / SLR / CLR of L1- and randomly pruned models.
 
     ``schedules`` maps a label to a spec; ``{base}`` in a spec is replaced by the base recipe
     (``lrw:{base}`` rewinds the base schedule) and ``{last}`` by the base schedule's last LR
-    (LEHUA's FT: ``ft:{last}``). Budgets are retraining epochs. ``reference``
+    (Le & Hua's FT: ``ft:{last}``). Budgets are retraining epochs. ``reference``
     (``{method, retrain}``) names the cell every row of a budget is compared with.
     """
 
     name = "retrain_schedules"
-    description = "LEHUA: FT vs LR rewinding vs SLR vs CLR, L1 and random pruning, per budget"
+    description = (
+        "retraining variants: FT vs LR rewinding vs SLR vs CLR, L1 and random pruning, per budget"
+    )
     default_config = {
         **_COMMON_DEFAULTS,
         "methods": ["l1"],
@@ -97,7 +100,7 @@ class RetrainSchedules(Protocol):
     ) -> Summary:
         """Rows per cell (reference: ``reference`` at the same budget) and verdicts.
 
-        LEHUA: large-LR schedules beat FT; Random with a good schedule can match L1 + FT.
+        Le & Hua's finding: large-LR schedules beat FT; Random with a good schedule can match L1+FT.
         """
         cfg = self.config(config)
         ref_method, ref_label = self._reference(cfg)

@@ -1,7 +1,7 @@
-"""The ``scratch_vs_prune`` protocol (M2; E4/E14): scratch training vs pruning pipelines.
+"""The ``scratch_vs_prune`` protocol: scratch training vs pruning pipelines.
 
 Scratch-E/B training of the pruned shape against the S4.2 / SX-A / SX-B pipelines (PxFy rows)
-of WHY Tab. 4.
+of Table 4 of Wang et al. 2023, "Why is the State of Neural Network Pruning so Confusing?".
 """
 
 from __future__ import annotations
@@ -45,12 +45,12 @@ __all__ = [
 
 
 class ScratchVsPrune(Protocol):
-    """M2 (WHY Tab. 4, E4/E14): scratch training of the pruned shape vs PxFy pipelines.
+    """Scratch vs pruning (Wang et al. 2023, Tab. 4): pruned shape from scratch vs PxFy pipelines.
 
     ``scratch_schedule`` over ``total_epochs`` is both the scratch and the dense recipe. For each
     pruning epoch P in ``prune_epochs``, each ratio and each method of ``methods`` (default
     ``["l1"]``; ``regularization`` adds a regularized one): S4.2 (retraining continues the
-    scratch schedule), SX-A (same total epochs, retraining from ``sxa_lr`` with the WHY halving
+    scratch schedule), SX-A (same total epochs, retraining from ``sxa_lr`` with the paper's halving
     rule down to the scratch's final LR), SX-B (pretraining squeezed to ``P/k`` epochs' worth of
     steps, k = measured speed-up, so the pipeline's FLOPs equal Scratch-E's; retraining from
     ``sxb_lr``). Scratch rows: Scratch-E (``total_epochs``) and, with ``scratch_b``, Scratch-B
@@ -59,7 +59,7 @@ class ScratchVsPrune(Protocol):
     """
 
     name = "scratch_vs_prune"
-    description = "M2: scratch vs pruning under S4.2 / SX-A / SX-B (PxFy rows), Scratch-E/B"
+    description = "scratch training vs pruning under S4.2 / SX-A / SX-B (PxFy rows), Scratch-E/B"
     default_config = {
         **_COMMON_DEFAULTS,
         "base": {},

@@ -1,4 +1,4 @@
-"""The ``setup_check`` protocol (E17): runs given specs and names the setup each pair shares.
+"""The ``setup_check`` protocol: runs given specs and names the setup each pair shares.
 
 The setup of a pair is the strictest comparison setup (S1..S4.2, SX-A/B) both runs meet, from
 :func:`tfprune.protocols.setups.setup_check`.
@@ -20,7 +20,7 @@ __all__ = [
 
 
 class SetupCheck(Protocol):
-    """E17: the strictest comparison setup every pair of given runs shares.
+    """The strictest comparison setup every pair of given runs shares.
 
     ``runs`` is a list of RunSpec dicts; they are run, and every pair is labelled with its setup
     and the mismatched items.

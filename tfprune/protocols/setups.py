@@ -1,4 +1,7 @@
-"""Comparison-setup bookkeeping (WHY Tab. 2, spec 1.3): which setup do two runs share?
+"""Comparison-setup bookkeeping: which setup do two runs share?
+
+The setups S1..S4.2 and SX-A/SX-B are those of Table 2 of Wang et al. 2023, "Why is the State of
+Neural Network Pruning so Confusing?".
 
 :func:`setup_check` takes two runs (records, record dicts or bare ``setup`` dicts as written by
 :func:`tfprune.protocols.execute.execute`) and returns the *strictest* setup both satisfy plus the
@@ -62,7 +65,7 @@ class SetupVerdict:
     scratch: bool = False
 
     def fair(self) -> bool:
-        """True at S3.2 or stricter (WHY's recommendation), or any scratch setup (SX/S4.2)."""
+        """True at S3.2 or stricter (the paper's recommendation), or any scratch setup (SX/S4.2)."""
         return self.label in ("S3.2", "S4.1", "S4.2", "SX-A", "SX-B")
 
     def to_dict(self) -> dict[str, Any]:
@@ -92,7 +95,7 @@ def _close(a: Any, b: Any, rel_tol: float) -> bool:
 
 
 def setup_check(run_a: Any, run_b: Any, *, rel_tol: float = 0.02) -> SetupVerdict:
-    """The strictest comparison setup (WHY Tab. 2) two runs share, and what differs.
+    """The strictest comparison setup (the paper's Table 2) two runs share, and what differs.
 
     Args:
         run_a: A :class:`RunRecord`, a record dict or a setup dict.

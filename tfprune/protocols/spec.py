@@ -126,8 +126,8 @@ BASE_DEFAULTS: dict[str, Any] = {
 
 BASE_EXTRA_FIELDS = ("schedule_epochs", "train_steps")
 """Base-dict fields besides the recipe: the length the schedule is laid out over (a base
-stopped early, WHY's pruning epoch) and an exact number of optimizer steps (SX-B's squeezed
-pretraining)."""
+stopped early, the pruning epoch of Wang et al. 2023) and an exact number of optimizer steps
+(SX-B's squeezed pretraining)."""
 
 
 def base_recipe(base: Mapping[str, Any]) -> RetrainRecipe:

@@ -1,6 +1,7 @@
 """Fair retraining-LR search: every method gets its own best LR within the same budget.
 
-WHY's point (spec 2.4, 6.6): a method that is retrained with a better LR looks better. To compare
+The point of Wang et al. 2023, "Why is the State of Neural Network Pruning so Confusing?":
+a method that is retrained with a better LR looks better. To compare
 methods fairly when their recipes differ, tune the retraining LR of *each* method over the same
 grid and the same number of epochs, and compare every method at its own best LR.
 

@@ -1,4 +1,4 @@
-"""Growing regularization, GReg-1 and GReg-2 (Wang et al., ICLR 2021; spec section 4.2).
+"""Growing regularization, GReg-1 and GReg-2 (Wang et al., ICLR 2021).
 
 The penalty ``R`` (one value per unit of a channel group, broadcast over the unit's filter
 weights) enters the loss as ``0.5 * sum(R * w**2)``, whose gradient is the authors' update
@@ -156,16 +156,20 @@ class GrowingRegularization(GrowingPenaltyRegularizer):
         self.variant = variant
         self._set_growth_schedule(delta, ceiling, update_every, stabilize_steps)
         self.mag_ratio_limit = check_number(
-            "mag_ratio_limit", mag_ratio_limit, low=1.0, low_open=True, hint=" (spec: 1000)"
+            "mag_ratio_limit",
+            mag_ratio_limit,
+            low=1.0,
+            low_open=True,
+            hint=" (the authors' default: 1000)",
         )
         self.pick_delta = check_number(
-            "pick_delta", pick_delta, low=0.0, low_open=True, hint=" (spec: 1e-5)"
+            "pick_delta", pick_delta, low=0.0, low_open=True, hint=" (the authors' default: 1e-5)"
         )
         self.pick_ceiling = check_number(
             "pick_ceiling",
             pick_ceiling,
             low=self.pick_delta,
-            hint=f" It must be at least pick_delta={self.pick_delta} (spec: 1e-2).",
+            hint=f" It must be at least pick_delta={self.pick_delta} (the authors' default: 1e-2).",
         )
         self.recover = check_number(
             "recover", recover, low=-1.0, high=self.ceiling, hint=" (authors' code: -1e-4)"

@@ -530,23 +530,34 @@ class GrowingPenaltyRegularizer(GroupRegularizer):
     ) -> None:
         """Validate and keep the growing-penalty schedule that GReg and TPP share.
 
-        Spec 3.3/4.2: ``+delta`` every ``update_every`` steps up to ``ceiling``, then
+        As in GReg and TPP: ``+delta`` every ``update_every`` steps up to ``ceiling``, then
         ``stabilize_steps`` steps with the penalty held.
         """
         self.delta = check_number(
-            "delta", delta, low=0.0, low_open=True, hint=" The spec's value is 1e-4."
+            "delta", delta, low=0.0, low_open=True, hint=" The authors' default is 1e-4."
         )
         self.ceiling = check_number(
             "ceiling",
             ceiling,
             low=self.delta,
-            hint=f" It must be at least the increment delta={self.delta} (spec: 1.0).",
+            hint=(
+                f" It must be at least the increment delta={self.delta}"
+                " (the authors' default: 1.0)."
+            ),
         )
         self.update_every = check_number(
-            "update_every", update_every, low=1, integer=True, hint=" (steps; spec: 10)"
+            "update_every",
+            update_every,
+            low=1,
+            integer=True,
+            hint=" (steps; the authors' default: 10)",
         )
         self.stabilize_steps = check_number(
-            "stabilize_steps", stabilize_steps, low=0, integer=True, hint=" (spec: 10000)"
+            "stabilize_steps",
+            stabilize_steps,
+            low=0,
+            integer=True,
+            hint=" (the authors' default: 10000)",
         )
 
     def _separation_specs(self) -> dict[str, tuple[tuple[int, ...], Any, Any]]:

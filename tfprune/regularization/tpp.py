@@ -1,4 +1,4 @@
-"""Trainability-preserving pruning (TPP) regularizer (spec section 3.3, "OPP scheme v5").
+"""Trainability-preserving pruning (TPP) regularizer (Wang & Fu 2023, "OPP scheme v5").
 
 The filters to remove are chosen once, before training, by L1 (``ceil(ratio * n)`` smallest
 mean |w| per layer). Only they are regularized, with a coefficient ``λ`` that grows by
@@ -109,9 +109,15 @@ class TrainabilityPreserving(GrowingPenaltyRegularizer):
         super().__init__(sparsity, skip, log_prefix)
         self._set_growth_schedule(delta, ceiling, update_every, stabilize_steps)
         self.zero_out_interval = check_number(
-            "zero_out_interval", zero_out_interval, low=1, integer=True, hint=" (spec: 100)"
+            "zero_out_interval",
+            zero_out_interval,
+            low=1,
+            integer=True,
+            hint=" (the authors' default: 100)",
         )
-        self.gram_weight = check_number("gram_weight", gram_weight, low=0.0, hint=" (spec: 1000)")
+        self.gram_weight = check_number(
+            "gram_weight", gram_weight, low=0.0, hint=" (the authors' default: 1000)"
+        )
         self.regularize_bn = bool(regularize_bn)
         self.mag_ratio_limit = check_number(
             "mag_ratio_limit", mag_ratio_limit, low=1.0, low_open=True, hint=" (default 1000)"

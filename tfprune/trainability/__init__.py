@@ -1,6 +1,6 @@
 """Trainability metrics and methods: mean JSV, trainability accuracy and OrthP.
 
-Three tools from the pruning-trainability literature (paper spec sections 3.1, 3.2 and 3.4):
+Three tools from the pruning-trainability literature (Lee et al. 2020; Wang et al. 2023):
 
 * :func:`mean_jsv` — *dynamical isometry* statistics. For every sample ``x`` the Jacobian
   ``J(x) = d logits / d x`` of the network's logits with respect to the flattened input is formed
@@ -9,7 +9,8 @@ Three tools from the pruning-trainability literature (paper spec sections 3.1, 3
   network has every singular value close to 1; pruning typically collapses them towards 0.
   :func:`jacobian_singular_values` returns the raw per-sample singular values.
 * :func:`trainability_accuracy` — mean accuracy over the first LR stage of retraining (Eq. 1 of
-  the WHY paper), read from a Keras ``History``.
+  Wang et al. 2023, "Why is the State of Neural Network Pruning so Confusing?"), read from a
+  Keras ``History``.
 * :func:`orthp` — OrthP re-initialisation: every conv / dense kernel is replaced by the
   sign-corrected ``Q`` factor of the QR decomposition of its (tall-oriented) weight matrix, scaled
   by one gain for the whole network (that of its activation, as in the authors' code). On a

@@ -18,7 +18,9 @@ def trainability_accuracy(
     first_stage_epochs: int,
     metric: str = "val_accuracy",
 ) -> float:
-    """Trainability accuracy: mean accuracy over the first LR stage of retraining (WHY Eq. 1).
+    """Trainability accuracy: mean accuracy over the first LR stage of retraining (Eq. 1).
+
+    Eq. 1 of Wang et al. 2023, "Why is the State of Neural Network Pruning so Confusing?".
 
     ``TA = (1 / N) * sum_{i=1..N} acc_i`` where ``acc_i`` is the accuracy after retraining epoch
     ``i`` and ``N`` the number of epochs of the first learning-rate stage. Only comparable

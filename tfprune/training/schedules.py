@@ -2,28 +2,29 @@
 
 Spec strings (parsed by :func:`parse_schedule`, always together with the number of epochs):
 
-* ``"0:0.01,30:0.001,60:0.0001"`` — piecewise constant, ``epoch:lr`` (the WHY/GReg/TPP scripts'
-  notation); the first entry must be epoch 0 and epochs must increase.
-* ``"ft:0.001"`` — LEHUA fine-tuning (FT): one fixed small LR.
+* ``"0:0.01,30:0.001,60:0.0001"`` — piecewise constant, ``epoch:lr`` (the notation of
+  the Wang et al./GReg/TPP scripts); the first entry must be epoch 0 and epochs must increase.
+* ``"ft:0.001"`` — fine-tuning (FT) of Le & Hua 2021: one fixed small LR.
 * ``"steps:0.01@0,0.001@60,0.0001@90"`` — explicit milestones, ``lr@epoch`` (the papers'
   ``MultiStepLR`` notation: the CIFAR large-LR retraining recipe over 120 epochs); the first
   entry must be at epoch 0 (:func:`parse_milestones`).
-* ``"steps:0.01:1e-4"`` — step decay ×0.1 from start to end LR in equal-length stages (the DI
-  MNIST runs: ``steps:0.01:1e-4`` over 90 epochs = ``0:0.01,30:0.001,60:0.0001``,
+* ``"steps:0.01:1e-4"`` — step decay ×0.1 from start to end LR in equal-length stages (the
+  MNIST runs of Lee et al. 2020: ``steps:0.01:1e-4`` over 90 epochs = ``0:0.01,30:0.001,60:0.0001``,
   ``steps:0.001:1e-4`` = ``0:0.001,45:0.0001``) (:func:`equal_steps`).
 * ``"cosine:0.01:1e-4"`` — cosine annealing from start to end LR over the run (PyTorch
   ``CosineAnnealingLR`` with ``T_max`` = epochs, ``eta_min`` = end), updated every step.
-* ``"halving:0.1:1e-5"`` — WHY App. A rule (spec 2.3): stages from the start LR down to the
-  final LR by ×0.1; every stage but the last lasts ``min(30, ceil(remaining/2))`` epochs; the last
-  gets the rest (:func:`halving_schedule`). ``"halving:0.1:1e-5:30"`` sets the 30-epoch cap.
-* ``"lrw:160@0:0.1,80:0.01,120:0.001"`` — LR rewinding (Renda et al., LEHUA): replay the last
+* ``"halving:0.1:1e-5"`` — the halving rule of Wang et al. 2023, App. A: stages from the start
+  LR down to the final LR by ×0.1; every stage but the last lasts ``min(30, ceil(remaining/2))``
+  epochs; the last gets the rest (:func:`halving_schedule`). ``"halving:0.1:1e-5:30"`` sets the
+  30-epoch cap.
+* ``"lrw:160@0:0.1,80:0.01,120:0.001"`` — LR rewinding (Renda et al.; Le & Hua): replay the last
   ``epochs`` epochs of the original ``160``-epoch schedule (:func:`lr_rewinding`).
-* ``"slr:0.1"`` / ``"slr:0.1:0.001"`` — LEHUA scaled LR restarting: cosine-shaped warm-up from
+* ``"slr:0.1"`` / ``"slr:0.1:0.001"`` — scaled LR restarting (Le & Hua): cosine-shaped warm-up from
   ``0.001`` to ``0.1`` over 10% of the budget, then ×0.1 at 45% and 67.5% of the budget.
-* ``"clr:0.1"`` / ``"clr:0.1:100:100:0.1"`` — LEHUA cyclic LR restarting = one-cycle
+* ``"clr:0.1"`` / ``"clr:0.1:100:100:0.1"`` — cyclic LR restarting (Le & Hua) = one-cycle
   (PyTorch ``OneCycleLR(max_lr, div_factor, final_div_factor, pct_start)``, cosine phases).
 
-Scratch budgets (spec 1.1): :func:`scratch_e_epochs` and :func:`scratch_b_epochs`.
+Scratch budgets: :func:`scratch_e_epochs` and :func:`scratch_b_epochs`.
 All validation errors are :class:`tfprune.errors.ConfigError` naming the field.
 """
 
@@ -122,7 +123,7 @@ def format_piecewise(stages: Sequence[tuple[int, float]]) -> str:
 def halving_schedule(
     lr: float, epochs: int, final_lr: float = 1e-5, max_stage: int = 30
 ) -> list[tuple[int, float]]:
-    """WHY App. A retraining schedule (spec 2.3).
+    """The halving retraining schedule of Wang et al. 2023, App. A.
 
     Stages are ``lr, lr/10, ...`` down to ``final_lr``; with ``remaining = epochs``, every stage
     but the last lasts ``min(max_stage, ceil(remaining / 2))`` epochs and the last gets what is
@@ -199,7 +200,8 @@ def rescale_piecewise(
 ) -> list[tuple[int, float]]:
     """Stretch a piecewise schedule's milestones by ``to_epochs / from_epochs`` (rounded).
 
-    Used for Scratch-B budgets, whose schedule decays at the same *fractions* of the run (RETHINK).
+    Used for Scratch-B budgets, whose schedule decays at the same *fractions* of the run
+    (Liu et al. 2019).
     """
     st = parse_piecewise(stages, "rescale") if isinstance(stages, str) else list(stages)
     if from_epochs < 1 or to_epochs < 1:
@@ -284,7 +286,7 @@ class LRSchedule:
         return [self.lr_at(e) for e in range(self.epochs)]
 
     def first_stage_epochs(self) -> int:
-        """Length of the first LR stage (N of trainability accuracy, WHY Eq. 1).
+        """Length of the first LR stage (N of trainability accuracy, Wang et al. 2023, Eq. 1).
 
         For piecewise schedules the epochs before the first decay (capped at the run length);
         continuous schedules have no stages, so the whole run counts.
@@ -459,7 +461,7 @@ def lr_scheduler(
 
 
 def scratch_e_epochs(pretrain_epochs: int, retrain_epochs: int, prune_epochs: int = 0) -> int:
-    """Scratch-E (RETHINK; WHY SX-A): the same total epochs as the whole pruning pipeline."""
+    """Scratch-E (Liu et al. 2019; setup SX-A of Wang et al. 2023): the pipeline's total epochs."""
     for name, v in (
         ("pretrain_epochs", pretrain_epochs),
         ("retrain_epochs", retrain_epochs),
@@ -479,13 +481,13 @@ def scratch_b_epochs(
 ) -> int:
     """Scratch-B budget: the small model gets the compute of the pruning pipeline.
 
-    Variants (spec 1.1):
+    Variants:
 
     * ``"why"`` (default): ``K1 * F1/F2 + K2`` epochs (pretraining of the dense model at ``F1``
       for ``K1`` epochs plus retraining at ``F2`` for ``K2``, spent entirely at ``F2``), rounded
       to the nearest integer.
-    * ``"rethink_cifar"``: RETHINK CIFAR code, ``int(K1 * F1/F2)`` (ignores ``K2``).
-    * ``"rethink_imagenet"``: RETHINK ImageNet code, ``int(K1 * F1/F2)``, but 180 epochs (i.e.
+    * ``"rethink_cifar"``: Liu et al.'s CIFAR code, ``int(K1 * F1/F2)`` (ignores ``K2``).
+    * ``"rethink_imagenet"``: Liu et al.'s ImageNet code, ``int(K1 * F1/F2)``, but 180 epochs (i.e.
       2×90) once ``F1/F2 >= 2``.
     """
     if not dense_flops > 0 or not pruned_flops > 0:
