@@ -37,6 +37,7 @@ from typing import Any
 
 from tfprune.compat import keras, producing_layer, rename_layer, tf
 from tfprune.errors import InvalidArgumentError
+from tfprune.models.widths import block_width_table
 from tfprune.selection import pruned_count
 
 __all__ = [
@@ -103,29 +104,7 @@ def _conv1_table(
     widths: tuple[int, int, int],
     n: int,
 ) -> list[list[int]]:
-    if conv1_widths is None:
-        return [[w] * n for w in widths]
-    entries = list(conv1_widths)
-    if len(entries) != 3:
-        raise InvalidArgumentError(
-            f"conv1_widths must have 3 entries (one per stage), got {len(entries)}: "
-            f"{conv1_widths!r}"
-        )
-    table = []
-    for stage, entry in enumerate(entries, start=1):
-        if isinstance(entry, int):
-            row = [entry] * n
-        else:
-            row = [int(v) for v in entry]
-            if len(row) != n:
-                raise InvalidArgumentError(
-                    f"conv1_widths[{stage - 1}] must have {n} entries (one per block), "
-                    f"got {len(row)}"
-                )
-        if any(v < 1 for v in row):
-            raise InvalidArgumentError(f"conv1_widths must be >= 1, got {row} for stage {stage}")
-        table.append(row)
-    return table
+    return block_width_table(conv1_widths, widths, [n] * len(widths))
 
 
 def _rename(tensor: Any, name: str) -> Any:

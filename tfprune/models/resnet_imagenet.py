@@ -38,6 +38,7 @@ from collections.abc import Sequence
 
 from tfprune.compat import keras
 from tfprune.errors import InvalidArgumentError
+from tfprune.models.widths import block_width_table
 from tfprune.selection import pruned_count
 
 __all__ = [
@@ -73,26 +74,7 @@ RESNET34_LI_RATIOS: dict[str, tuple[float, ...]] = {
 
 
 def _conv1_table(conv1_widths: Sequence[int | Sequence[int]] | None) -> list[list[int]]:
-    if conv1_widths is None:
-        return [[w] * n for w, n in zip(RESNET34_WIDTHS, RESNET34_BLOCKS)]
-    entries = list(conv1_widths)
-    if len(entries) != len(RESNET34_BLOCKS):
-        raise InvalidArgumentError(
-            f"conv1_widths must have 4 entries (one per stage), got {len(entries)}: "
-            f"{conv1_widths!r}"
-        )
-    table = []
-    for stage, (entry, n) in enumerate(zip(entries, RESNET34_BLOCKS), start=1):
-        row = [entry] * n if isinstance(entry, int) else list(entry)
-        if len(row) != n or not all(isinstance(v, int) and not isinstance(v, bool) for v in row):
-            raise InvalidArgumentError(
-                f"conv1_widths[{stage - 1}] must be an int or {n} ints (one per block of "
-                f"layer{stage}), got {entry!r}"
-            )
-        if any(v < 1 for v in row):
-            raise InvalidArgumentError(f"conv1_widths must be >= 1, got {row} for layer{stage}")
-        table.append(row)
-    return table
+    return block_width_table(conv1_widths, RESNET34_WIDTHS, RESNET34_BLOCKS)
 
 
 def _conv_init(seed: int | None, index: int) -> keras.initializers.Initializer:
