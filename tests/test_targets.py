@@ -78,7 +78,9 @@ def test_params_target_matches_stripped_count_and_is_recorded():
 
 
 def test_global_ranking_target_lands():
-    model = small_cnn(width=32, seed=0)
+    # Under global ranking the reachable reductions depend on the weights; with this model's
+    # seed-2 weights one lies within 1 % of 2x (seed 0's closest are 1.929x and 2.03x).
+    model = small_cnn(width=32, seed=2)
     found = tfprune.find_sparsity_for_target(model, {"flops_reduction": 2.0}, global_ranking=True)
     masked = tfprune.prune_filters(model, found.sparsity, global_ranking=True)
     assert tfprune.speedup(model, tfprune.strip_filters(masked)) == pytest.approx(found.achieved)

@@ -20,11 +20,16 @@ def small_cnn(
     that is never pruned. Layer names: ``conv0``, ``block_conv1``, ``block_conv2``, ``conv3``,
     ``fc``.
     """
-    init = keras.initializers.HeNormal(seed=seed)
+    seeds = iter(range(5))
+
+    def init() -> keras.initializers.Initializer:
+        # One initializer per layer: a shared seeded instance gives same-shaped kernels
+        # (block_conv1, block_conv2) identical starting values.
+        return keras.initializers.HeNormal(seed=None if seed is None else seed * 5 + next(seeds))
 
     def conv(x, filters, name):
         x = keras.layers.Conv2D(
-            filters, 3, padding="same", use_bias=False, kernel_initializer=init, name=name
+            filters, 3, padding="same", use_bias=False, kernel_initializer=init(), name=name
         )(x)
         return keras.layers.BatchNormalization(name=name.replace("conv", "bn"))(x)
 
@@ -35,5 +40,5 @@ def small_cnn(
     x = keras.layers.ReLU(name="block_out")(keras.layers.Add(name="block_add")([x, y]))
     x = keras.layers.ReLU(name="relu3")(conv(x, 2 * width, "conv3"))
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
-    outputs = keras.layers.Dense(num_classes, kernel_initializer=init, name="fc")(x)
+    outputs = keras.layers.Dense(num_classes, kernel_initializer=init(), name="fc")(x)
     return keras.Model(inputs, outputs, name="small_cnn")
