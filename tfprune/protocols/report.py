@@ -29,7 +29,7 @@ from typing import Any
 
 from tfprune.configs.base import load_yaml
 from tfprune.configs.protocol import CONFIG_FILE, ProtocolConfig
-from tfprune.files import atomic_write_json, atomic_write_text
+from tfprune.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tfprune.protocols.spec import RunRecord
 from tfprune.protocols.store import (
     ENVIRONMENT_FILE,
@@ -261,7 +261,7 @@ def _save(fig: Any, plt: Any, path: Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
-    _write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 
@@ -316,13 +316,6 @@ def _line_plot(
     axes[0, 0].set_title(f"{title}\nline: mean over seeds; band: lowest to highest seed")
     fig.tight_layout()
     return _save(fig, plt, path)
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_bytes(data)
-    tmp.replace(path)
 
 
 def plot_accuracy_vs_epoch(records: Sequence[RunRecord], path: str | Path) -> Path | None:

@@ -227,10 +227,6 @@ def run_protocol(
     log = log or logger.info
     config = _as_config(config)
     check_shard(shard_index, num_shards)
-    if registry is None:
-        from tfprune.protocols.grids import PROTOCOLS
-
-        registry = PROTOCOLS
     specs = expand_config(config, registry)
     runtime = config.runtime.resolve()
     if execute_fn is None:
