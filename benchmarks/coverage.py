@@ -22,6 +22,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 import tfprune  # noqa: E402
+from tfprune.batch_norm import recalibrate_batch_norm  # noqa: E402
 from tfprune.compat import keras  # noqa: E402
 from tfprune.flops import count_flops, count_params  # noqa: E402
 
@@ -31,32 +32,6 @@ SMALL_INPUT = {"NASNetLarge": (331, 331, 3), "NASNetMobile": (224, 224, 3)}
 def all_applications() -> list[str]:
     """Names of every architecture builder in tf_keras.applications."""
     return sorted(n for n in dir(keras.applications) if n[0].isupper())
-
-
-def _calibrate_batch_norm(model: keras.Model, x: np.ndarray) -> None:
-    """Set BN moving statistics to one batch's statistics so activations stay O(1).
-
-    Randomly initialised deep nets otherwise make outputs vanish or explode in inference mode,
-    and the masked-vs-stripped comparison would compare numbers near 0 or inf.
-    """
-    norms = [
-        layer for layer in _all_layers(model) if isinstance(layer, keras.layers.BatchNormalization)
-    ]
-    saved = [layer.momentum for layer in norms]
-    for layer in norms:
-        layer.momentum = 0.0
-    model(x, training=True)
-    for layer, momentum in zip(norms, saved, strict=True):
-        layer.momentum = momentum
-
-
-def _all_layers(model: keras.Model) -> list:
-    out = []
-    for layer in model.layers:
-        out.append(layer)
-        if isinstance(layer, keras.Model):
-            out.extend(_all_layers(layer))
-    return out
 
 
 def measure(name: str, size: int) -> dict:
@@ -70,7 +45,7 @@ def measure(name: str, size: int) -> dict:
         model = builder(**kwargs)
         shape = tuple(model.input_shape[1:])
     rng = np.random.default_rng(0)
-    _calibrate_batch_norm(model, rng.normal(size=(16, *shape)).astype(np.float32))
+    recalibrate_batch_norm(model, rng.normal(size=(16, *shape)).astype(np.float32))
     x = rng.normal(size=(2, *shape)).astype(np.float32)
     report = tfprune.explain(model)
     t0 = time.perf_counter()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import json
 import os
 import sys
@@ -28,18 +27,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 
 import tfprune  # noqa: E402
+from tfprune.batch_norm import recalibrate_batch_norm  # noqa: E402
 from tfprune.compat import keras  # noqa: E402
 from tfprune.flops import count_flops  # noqa: E402
 from tfprune.graph import analyze  # noqa: E402
-
-
-def _load_coverage_helpers():
-    """benchmarks/coverage.py (loaded by path: its name clashes with the coverage package)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "coverage.py")
-    spec = importlib.util.spec_from_file_location("tfprune_app_coverage", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _classifier(backbone_fn: Callable[[keras.layers.InputSpec], keras.Model], size: int):
@@ -163,9 +154,8 @@ def measure(name: str) -> dict:
     build, size = MODELS[name]
     model = build()
     rng = np.random.default_rng(0)
-    helpers = _load_coverage_helpers()
     if size:
-        helpers._calibrate_batch_norm(model, _inputs(model, size, rng, 16))
+        recalibrate_batch_norm(model, _inputs(model, size, rng, 16))
     x = _inputs(model, size, rng, 2)
     report = tfprune.explain(model)
     row = {

@@ -6,6 +6,7 @@ masks during ``fit`` (:func:`prune_filters`, :class:`UpdateFilterMasks`) -> phys
 """
 
 from tfprune import errors
+from tfprune.batch_norm import recalibrate_batch_norm
 from tfprune.callbacks.jsv import JacobianSingularValues
 from tfprune.callbacks.masks import UpdateFilterMasks
 from tfprune.deploy import optimize_for_inference
@@ -69,6 +70,7 @@ __all__ = [
     "orthp",
     "param_reduction",
     "prune_filters",
+    "recalibrate_batch_norm",
     "register_rule",
     "shrink",
     "speedup",

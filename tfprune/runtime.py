@@ -25,6 +25,7 @@ from typing import Any
 
 from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError
+from tfprune.nested import all_layers
 
 __all__ = [
     "PRECISIONS",
@@ -149,19 +150,12 @@ def model_precision(model: Any) -> str:
     """
     names = {
         layer.dtype_policy.name
-        for layer in _all_layers(model)
+        for layer in all_layers(model)
         if not isinstance(layer, keras.layers.InputLayer)
     }
     if not names:
         return "float32"
     return names.pop() if len(names) == 1 else "mixed"
-
-
-def _all_layers(model: Any) -> Iterator[Any]:
-    for layer in getattr(model, "layers", []):
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
 
 
 def _float32_config(config: Any) -> Any:
@@ -188,7 +182,7 @@ def float32_twin(model: Any) -> Any:
     """
     if all(
         layer.dtype_policy.name == "float32" or isinstance(layer, keras.layers.InputLayer)
-        for layer in _all_layers(model)
+        for layer in all_layers(model)
     ):
         return model
     try:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import tfprune
+from tfprune.batch_norm import recalibrate_batch_norm
 from tfprune.compat import keras
 from tfprune.flops import count_flops, count_params
 
@@ -40,23 +41,6 @@ FAMILIES = {
 }
 
 
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-
-
-def _calibrate_batch_norm(model, x):
-    """Moving statistics := one batch's statistics, so inference activations stay O(1)."""
-    norms = [la for la in _all_layers(model) if isinstance(la, keras.layers.BatchNormalization)]
-    for la in norms:
-        la.momentum = 0.0
-    model(x, training=True)
-    for la in norms:
-        la.momentum = 0.99
-
-
 @pytest.fixture(scope="module")
 def export_root(tmp_path_factory):
     return tmp_path_factory.mktemp("applications")
@@ -71,7 +55,7 @@ def test_application_prunes_at_half_and_exports(name, export_root):
     rng = np.random.default_rng(0)
     # Calibrate on 16 samples: with very few, some channels get near-zero variance and the
     # network amplifies float rounding (eager vs tf.function of one model then differ).
-    _calibrate_batch_norm(model, rng.normal(size=(16, size, size, 3)).astype(np.float32))
+    recalibrate_batch_norm(model, rng.normal(size=(16, size, size, 3)).astype(np.float32))
     x = rng.normal(size=(2, size, size, 3)).astype(np.float32)
     assert tfprune.explain(model).prunable_fraction > 0.5
 

@@ -15,6 +15,7 @@ import tfprune  # noqa: E402
 from tfprune.compat import keras  # noqa: E402
 from tfprune.flops import count_flops  # noqa: E402
 from tfprune.graph import analyze  # noqa: E402
+from tfprune.nested import all_layers  # noqa: E402
 
 
 def _classifier(backbone, size):
@@ -61,7 +62,7 @@ def test_resnet10_with_se_and_stochastic_depth():
     model = _classifier(_resnet_se(10), 32)
     small = _check(model, x)
     # Stochastic depth stays a (weightless) layer and still drops paths in training.
-    names = {type(layer).__name__ for layer in _all_layers(small)}
+    names = {type(layer).__name__ for layer in all_layers(small)}
     assert "StochasticDepth" in names and "ResidualBlock" not in names
 
 
@@ -111,12 +112,3 @@ def test_stripped_resnet_exports_and_runs_without_tfprune(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "OK"
-
-
-def _all_layers(model):
-    out = []
-    for layer in model.layers:
-        out.append(layer)
-        if isinstance(layer, keras.Model):
-            out.extend(_all_layers(layer))
-    return out
