@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
 
+from tfprune import layers as tfprune_layers
 from tfprune.compat import keras, producing_layer, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph.groups import Analysis, analyze
@@ -31,6 +33,7 @@ from tfprune.layers.masks import (
     masked_consumer_class,
     masked_twin_class,
 )
+from tfprune.nested import all_layers
 from tfprune.selection import RatioSpec, check_ratio, resolve_ratios, select_units
 from tfprune.surgery import pruned_from_masks, strip_filters
 from tfprune.targets import (
@@ -63,16 +66,11 @@ def custom_objects() -> dict[str, type]:
     Stripped models need none.
     """
     objects: dict[str, type] = {"ChannelMask": ChannelMask, "tfprune>ChannelMask": ChannelMask}
-    try:  # other tfprune layers/callbacks register themselves in tfprune.layers
-        from tfprune import layers as _layers
-
-        for name in getattr(_layers, "__all__", []):
-            obj = getattr(_layers, name)
-            if isinstance(obj, type):
-                objects.setdefault(name, obj)
-                objects.setdefault(f"tfprune>{name}", obj)
-    except ImportError:  # pragma: no cover
-        pass
+    for name in tfprune_layers.__all__:
+        obj = getattr(tfprune_layers, name)
+        if isinstance(obj, type):
+            objects.setdefault(name, obj)
+            objects.setdefault(f"tfprune>{name}", obj)
     return objects
 
 
@@ -201,7 +199,7 @@ class FilterPruner:
         pruner = getattr(model, "_tfprune_pruner", None)
         if pruner is not None:
             return pruner
-        masks = [layer for layer in _all_layers(model) if is_mask_layer(layer)]
+        masks = [layer for layer in all_layers(model) if is_mask_layer(layer)]
         if not masks:
             raise UnsupportedModelError(
                 f"Model {model.name!r} has no tfprune masks; create it with "
@@ -278,15 +276,6 @@ class FilterPruner:
         return float(sum(int(p.sum()) for p in pruned.values())) / total if total else 0.0
 
 
-def _all_layers(model: Any) -> list:
-    out = []
-    for layer in model.layers:
-        out.append(layer)
-        if isinstance(layer, keras.Model):
-            out.extend(_all_layers(layer))
-    return out
-
-
 def _validate_sparsity(sparsity: Any) -> Any:
     if isinstance(sparsity, PruningSchedule):
         return sparsity.get_config()
@@ -302,8 +291,6 @@ def _validate_sparsity(sparsity: Any) -> Any:
                     f"sparsity keys must be layer-name regular expressions, got {pattern!r}."
                 )
             try:
-                import re
-
                 re.compile(pattern)
             except re.error as e:
                 raise InvalidArgumentError(
@@ -319,7 +306,7 @@ def _check_skip(model: Any, skip: Any) -> tuple[str, ...]:
         skip = (skip,)
     skip = tuple(skip or ())
     names = set()
-    for layer in _all_layers(model):
+    for layer in all_layers(model):
         names.add(layer.name)
     for name in skip:
         if name not in names:

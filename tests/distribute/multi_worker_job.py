@@ -24,9 +24,9 @@ import numpy as np  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.compat import keras, tf  # noqa: E402
-from tfprune.configs import resolve_protocol_config  # noqa: E402
 from tfprune.distribute import get_strategy  # noqa: E402
 from tfprune.models import small_cnn  # noqa: E402
+from tfprune.protocols import resolve_config  # noqa: E402
 from tfprune.protocols.runner import run_protocol  # noqa: E402
 
 GRID = (
@@ -79,7 +79,7 @@ def main(out_dir: str) -> None:
     )
     result.update({f"greg_{k}": v for k, v in _run(strategy, 0.0, [greg], 3).items()})
     result["greg_phase_done"] = np.asarray(greg.phase == "done")
-    config = resolve_protocol_config("finetune_lr", overrides=[GRID])
+    config = resolve_config("finetune_lr", overrides=[GRID])
     (record,) = run_protocol(
         config, os.path.join(out_dir, f"grid{index}"), strategy=strategy, log=lambda s: None
     )

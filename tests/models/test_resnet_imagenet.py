@@ -15,7 +15,6 @@ import pytest
 
 import tfprune
 from tfprune.compat import keras
-from tfprune.configs import resolve_protocol_config
 from tfprune.errors import InvalidArgumentError
 from tfprune.flops import count_flops, count_params
 from tfprune.models import get_model, list_models, matching_layers
@@ -28,6 +27,7 @@ from tfprune.models.resnet_imagenet import (
     resnet34_pruned,
     resnet34_stage_scheme,
 )
+from tfprune.protocols import resolve_config
 
 CONFIG = (
     Path(__file__).resolve().parents[2] / "configs" / "scratch_vs_prune_imagenet100_resnet34.yaml"
@@ -248,7 +248,7 @@ def test_bad_skips_variants_and_builder_arguments_give_clear_errors():
 
 
 def test_imagenet100_config_prunes_first_convs_with_the_scratch_schedule(r34):
-    cfg = resolve_protocol_config(None, CONFIG, check_files=False)
+    cfg = resolve_config(None, CONFIG, check_files=False)
     params = cfg.params
     assert params["model"] == "resnet34" and params["dataset"] == "imagenet"
     assert params["data_options"] == {"num_classes": 100}

@@ -18,8 +18,8 @@ from absl import app, flags
 from absl.testing import flagsaver
 
 from tfprune.bin import compare as compare_bin
-from tfprune.configs import resolve_protocol_config
 from tfprune.data import load_dataset
+from tfprune.protocols import resolve_config
 from tfprune.protocols.cost import CostEstimator, estimate_cost
 from tfprune.protocols.cost_report import format_cost
 from tfprune.protocols.dataset_sizes import dataset_facts
@@ -46,7 +46,7 @@ def flops(macs: int, epochs: float) -> float:
 
 
 def tiny_specs() -> list:
-    return plan_shard(expand_config(resolve_protocol_config("finetune_lr", None, [TINY])))
+    return plan_shard(expand_config(resolve_config("finetune_lr", None, [TINY])))
 
 
 def by_method(specs: list) -> dict:
@@ -139,7 +139,7 @@ def test_scratch_b_regularized_upper_bound_and_squeezed_base():
 
 
 def test_shards_partition_the_grid_cost():
-    config = resolve_protocol_config("finetune_lr", None, [])
+    config = resolve_config("finetune_lr", None, [])
     grid = plan_shard(expand_config(config))
     estimator = CostEstimator()
     whole = estimator.estimate(grid)

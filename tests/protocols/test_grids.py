@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tfprune.configs import resolve_protocol_config
 from tfprune.errors import ConfigError
+from tfprune.protocols import resolve_config
 from tfprune.protocols.grids import (
     PROTOCOLS,
     Summary,
@@ -411,7 +411,7 @@ TINY_FIRST_STAGE = (
 
 
 def test_first_stage_extra_real_tiny_run(tmp_path):
-    cfg = resolve_protocol_config("finetune_lr", overrides=[TINY_FIRST_STAGE])
+    cfg = resolve_config("finetune_lr", overrides=[TINY_FIRST_STAGE])
     records = run_protocol(cfg, tmp_path, log=lambda s: None)
     rec = next(r for r in records if r.spec["cell"] == "L1 / lr=1e-3 / 2ep+2 first stage")
     val = rec.history["val_accuracy"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tfprune.configs import resolve_protocol_config
+from tfprune.protocols import resolve_config
 from tfprune.protocols.runner import run_protocol
 from tfprune.protocols.store import RunStore
 
@@ -15,7 +15,7 @@ TINY = (
 
 
 def test_two_shards_equal_one_process_real_protocol(tmp_path):
-    cfg = resolve_protocol_config("finetune_lr", overrides=[TINY])
+    cfg = resolve_config("finetune_lr", overrides=[TINY])
     quiet = {"log": lambda s: None}
     one = run_protocol(cfg, tmp_path / "one", **quiet)
     s0 = run_protocol(cfg, tmp_path / "two", shard_index=0, num_shards=2, **quiet)

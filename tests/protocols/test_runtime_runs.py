@@ -8,8 +8,9 @@ import pytest
 import yaml
 
 from tfprune.compat import keras
-from tfprune.configs import RecipeConfig, TrainConfig, resolve_protocol_config
+from tfprune.configs import RecipeConfig, TrainConfig
 from tfprune.errors import ConfigError
+from tfprune.protocols import resolve_config
 from tfprune.protocols.grids import PROTOCOLS
 from tfprune.protocols.runner import expand_config, run_protocol, train_base_model
 from tfprune.protocols.setups import setup_check
@@ -22,8 +23,8 @@ QUIET = {"log": lambda s: None}
 
 
 def test_float32_run_ids_are_unchanged_and_mixed_runs_are_other_runs():
-    plain = resolve_protocol_config("finetune_lr", overrides=[TINY])
-    mixed = resolve_protocol_config(
+    plain = resolve_config("finetune_lr", overrides=[TINY])
+    mixed = resolve_config(
         "finetune_lr", overrides=[TINY, {"runtime": {"mixed_precision": "mixed_bfloat16"}}]
     )
     old = [s.run_id() for s in PROTOCOLS["finetune_lr"].expand(plain.params)]
@@ -37,18 +38,18 @@ def test_float32_run_ids_are_unchanged_and_mixed_runs_are_other_runs():
 
 def test_runtime_section_is_validated_and_saved_resolved():
     with pytest.raises(ConfigError, match="runtime.*mixed_bfloat16"):
-        resolve_protocol_config(overrides=[TINY, "runtime.mixed_precision=half"])
+        resolve_config(overrides=[TINY, "runtime.mixed_precision=half"])
     with pytest.raises(ConfigError, match="jit_compile"):
-        resolve_protocol_config(overrides=[TINY, "runtime.jit_compile=3"])
-    cfg = resolve_protocol_config(overrides=[TINY, {"runtime": {"mixed_precision": True}}])
+        resolve_config(overrides=[TINY, "runtime.jit_compile=3"])
+    cfg = resolve_config(overrides=[TINY, {"runtime": {"mixed_precision": True}}])
     assert cfg.runtime.mixed_precision in ("mixed_bfloat16", "mixed_float16")
     saved = yaml.safe_load(cfg.to_yaml())["runtime"]
     assert saved["mixed_precision"] == cfg.runtime.mixed_precision
 
 
 def test_mixed_xla_run_records_its_runtime_and_strips_exactly(tmp_path):
-    plain = resolve_protocol_config("finetune_lr", overrides=[TINY])
-    mixed = resolve_protocol_config(
+    plain = resolve_config("finetune_lr", overrides=[TINY])
+    mixed = resolve_config(
         "finetune_lr",
         overrides=[TINY, {"runtime": {"mixed_precision": "mixed_bfloat16", "jit_compile": True}}],
     )

@@ -24,15 +24,18 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import TYPE_CHECKING
 
 from absl import app, flags
 
 from tfprune.bin.common import run_main, runtime_overrides
 from tfprune.distribute import STRATEGIES
-
-if TYPE_CHECKING:
-    from tfprune.protocols.spec import RunSpec
+from tfprune.errors import TfpruneError
+from tfprune.protocols.calibration import process_seconds
+from tfprune.protocols.cost import CostEstimator
+from tfprune.protocols.cost_report import format_cost, format_count, format_seconds, format_totals
+from tfprune.protocols.grids import PROTOCOLS, resolve_config
+from tfprune.protocols.runner import check_shard, expand_config, plan_shard, run_protocol
+from tfprune.protocols.spec import RunSpec
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("config", None, "YAML config file (see configs/).")
@@ -69,16 +72,6 @@ def _log(message: str) -> None:
 
 def _print_cost(specs: list[RunSpec], mine: list[RunSpec]) -> None:
     """The cost of this shard's runs, then the grid's (and every shard's) totals."""
-    from tfprune.protocols.calibration import process_seconds
-    from tfprune.protocols.cost import CostEstimator
-    from tfprune.protocols.cost_report import (
-        format_cost,
-        format_count,
-        format_seconds,
-        format_totals,
-    )
-    from tfprune.protocols.runner import plan_shard
-
     startup = process_seconds() or 0.0  # this process's start and imports, as a real run's
     estimator = CostEstimator(calibrate=FLAGS.calibrate, log=_log)
     if FLAGS.calibrate:
@@ -111,11 +104,6 @@ def main(argv: list[str]) -> None:
             "--calibrate only estimates the wall time of a dry run; add --dry_run (nothing is "
             "trained then), or drop --calibrate to run the grid"
         )
-    from tfprune.configs import resolve_protocol_config
-    from tfprune.errors import TfpruneError
-    from tfprune.protocols.grids import PROTOCOLS
-    from tfprune.protocols.runner import check_shard, expand_config, plan_shard, run_protocol
-
     if FLAGS.list_protocols:
         for name, proto in sorted(PROTOCOLS.items()):
             print(f"{name}: {proto.description}")
@@ -125,7 +113,7 @@ def main(argv: list[str]) -> None:
         overrides = list(FLAGS.params_override)
         if runtime_overrides():
             overrides.append({"runtime": runtime_overrides()})
-        config = resolve_protocol_config(FLAGS.protocol, FLAGS.config, overrides)
+        config = resolve_config(FLAGS.protocol, FLAGS.config, overrides)
         output_dir = FLAGS.output_dir or os.path.join("results", config.protocol)
         if FLAGS.dry_run:
             specs = plan_shard(expand_config(config))

@@ -16,7 +16,13 @@ import os
 
 from absl import app, flags
 
+import tfprune
 from tfprune.bin.common import run_main
+from tfprune.compat import keras
+from tfprune.deploy.serving import signature_text
+from tfprune.errors import TfpruneError
+from tfprune.models import get_model
+from tfprune.pruning import custom_objects
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "A saved tf_keras model (.keras, .h5 or SavedModel).")
@@ -50,10 +56,6 @@ flags.mark_flag_as_required("base_dir")
 
 def _load_model():
     """The model from --model_path or --model (with --input_shape)."""
-    from tfprune.compat import keras
-    from tfprune.models import get_model
-    from tfprune.pruning import custom_objects
-
     if (FLAGS.model_path is None) == (FLAGS.model is None):
         raise app.UsageError("pass exactly one of --model_path and --model")
     if FLAGS.model_path is not None:
@@ -75,8 +77,6 @@ def _load_model():
 
 def _preprocessing(model):
     """A Rescaling model raw -> model input, from the --preprocess_* flags (or None)."""
-    from tfprune.compat import keras
-
     if FLAGS.preprocess_scale is None:
         return None
     if len(model.inputs) != 1:
@@ -92,10 +92,6 @@ def main(argv: list[str]) -> None:
     """Flags -> model -> (shrink) -> export_for_serving -> summary and signatures."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    import tfprune
-    from tfprune.deploy.serving import signature_text
-    from tfprune.errors import TfpruneError
-
     if not 0.0 <= FLAGS.sparsity < 1.0:
         raise app.UsageError(f"--sparsity must be in [0, 1), got {FLAGS.sparsity}")
     try:

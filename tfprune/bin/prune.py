@@ -15,7 +15,9 @@ from absl import app, flags
 
 from tfprune.bin.common import run_main, runtime_overrides
 from tfprune.distribute import STRATEGIES
+from tfprune.errors import TfpruneError
 from tfprune.importance import IMPORTANCE_NAMES
+from tfprune.protocols.single_run import PruneRunConfig, run_prune
 
 _D = "digits"
 FLAGS = flags.FLAGS
@@ -47,9 +49,6 @@ def main(argv: list[str]) -> None:
     """Flags -> PruneRunConfig -> run_prune -> table."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    from tfprune.errors import TfpruneError
-    from tfprune.protocols.single_run import PruneRunConfig, run_prune
-
     config = PruneRunConfig(
         dataset=FLAGS.dataset,
         data_dir=FLAGS.data_dir,

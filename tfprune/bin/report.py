@@ -14,6 +14,7 @@ import os
 from absl import app, flags
 
 from tfprune.bin.common import run_main
+from tfprune.protocols.report import write_report
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", None, "A tfprune-compare output folder.")
@@ -26,8 +27,6 @@ def main(argv: list[str]) -> None:
     """Flags -> write_report -> print the Markdown table."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    from tfprune.protocols.report import write_report
-
     if not os.path.isdir(FLAGS.output_dir):
         raise app.UsageError(f"--output_dir={FLAGS.output_dir!r} is not a folder")
     try:

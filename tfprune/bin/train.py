@@ -17,7 +17,10 @@ import json
 from absl import app, flags
 
 from tfprune.bin.common import run_main, runtime_overrides
+from tfprune.configs import RecipeConfig, TrainConfig
 from tfprune.distribute import STRATEGIES
+from tfprune.errors import TfpruneError
+from tfprune.protocols.runner import train_base_model
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("dataset", "digits", "digits (embedded), mnist, cifar10, cifar100 or imagenet.")
@@ -41,10 +44,6 @@ def main(argv: list[str]) -> None:
     """Flags -> TrainConfig -> train_base_model -> metrics."""
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    from tfprune.configs import RecipeConfig, TrainConfig
-    from tfprune.errors import TfpruneError
-    from tfprune.protocols.runner import train_base_model
-
     config = TrainConfig(
         dataset=FLAGS.dataset,
         data_dir=FLAGS.data_dir,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tfprune.compat import keras
+from tfprune.pruning import FilterPruner
 
 __all__ = ["UpdateFilterMasks"]
 
@@ -31,8 +32,6 @@ class UpdateFilterMasks(keras.callbacks.Callback):
 
     def _get_pruner(self) -> Any:
         if self._pruner is None or self._pruner.model is not self.model:
-            from tfprune.pruning import FilterPruner
-
             self._pruner = FilterPruner.for_model(self.model)
         return self._pruner
 

@@ -16,7 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from tfprune.configs.base import did_you_mean
+from tfprune.data import DATASET_NAMES, cifar, imagenet, mnist
+from tfprune.data.bundle import missing_files_error, resolve_data_dir
 from tfprune.errors import ConfigError, DatasetNotFoundError
+from tfprune.models import list_models
+from tfprune.training.schedules import parse_schedule
 
 __all__ = [
     "check_dataset",
@@ -36,8 +40,6 @@ SCHEDULE_KINDS = ("ft", "fixed", "steps", "cosine", "halving", "lrw", "slr", "cl
 
 def check_dataset(name: Any, where: str = "dataset") -> str:
     """``name`` must be a dataset known to :func:`tfprune.data.load_dataset`."""
-    from tfprune.data import DATASET_NAMES
-
     if name not in DATASET_NAMES:
         raise ConfigError(
             f"{where}={name!r} is not a known dataset{did_you_mean(str(name), DATASET_NAMES)}; "
@@ -57,8 +59,6 @@ def check_dataset_files(name: str, data_dir: str | os.PathLike[str] | None) -> N
       DatasetNotFoundError: the message names the folder and the expected files.
       ConfigError: ``data_dir`` was given for ``digits``.
     """
-    from tfprune.data.bundle import missing_files_error, resolve_data_dir
-
     check_dataset(name)
     if name == "digits":
         if data_dir is not None:
@@ -69,16 +69,12 @@ def check_dataset_files(name: str, data_dir: str | os.PathLike[str] | None) -> N
         return
     folder = resolve_data_dir(name, data_dir)
     if name == "mnist":
-        from tfprune.data import mnist
-
         found = mnist.find_mnist_files(folder) if folder is not None and folder.is_dir() else None
         if found is None or not (found["test_images"] and found["test_labels"]):
             expected = [stem + "[.gz]" for stem in mnist.MNIST_FILES.values()]
             raise missing_files_error("MNIST", folder, expected, mnist._HOW_TO_GET)
         return
     if name in ("cifar10", "cifar100"):
-        from tfprune.data import cifar
-
         n = 10 if name == "cifar10" else 100
         sub, train, test = cifar.CIFAR_LAYOUT[n]
         ok = folder is not None and any(
@@ -95,8 +91,6 @@ def check_dataset_files(name: str, data_dir: str | os.PathLike[str] | None) -> N
             )
         return
     if name == "imagenet":
-        from tfprune.data import imagenet
-
         expected = [
             "train-00000-of-NNNNN ... (TFRecord shards)",
             "validation-00000-of-NNNNN ... (TFRecord shards)",
@@ -118,8 +112,6 @@ def check_dataset_files(name: str, data_dir: str | os.PathLike[str] | None) -> N
 
 def check_model(name: Any, where: str = "model") -> str:
     """``name`` must be in :func:`tfprune.models.list_models` (or ``keras:<Application>``)."""
-    from tfprune.models import list_models
-
     known = list_models(include_applications=True)
     if name not in known:
         zoo = list_models(include_applications=False)
@@ -173,7 +165,7 @@ def check_schedule(schedule: Any, where: str = "schedule", epochs: int | None = 
 
     Piecewise schedules ``"epoch:lr,..."`` must start at epoch 0 with strictly increasing epochs
     and positive LRs; named schedules (``cosine:0.01:1e-4``, ``ft:0.001``, ...) must use a known
-    kind and, when available, parse with :func:`tfprune.protocols.schedules.parse_schedule`.
+    kind and parse with :func:`tfprune.training.schedules.parse_schedule`.
     """
     if not isinstance(schedule, str) or not schedule.strip():
         raise ConfigError(
@@ -196,7 +188,8 @@ def check_schedule(schedule: Any, where: str = "schedule", epochs: int | None = 
             lr = float(item.split(":")[1])
             if not lr > 0:
                 raise ConfigError(f"{where}={schedule!r} has a non-positive LR {lr}")
-        return _parse_with_protocols(schedule, where, epochs)
+        parse_schedule(schedule, max(int(epochs or 1), 1), field=where)
+        return schedule
     if "{" in schedule:  # a template filled in by the protocol (e.g. "lrw:{base}")
         return schedule
     kind = schedule.split(":", 1)[0].strip().lower()
@@ -206,15 +199,6 @@ def check_schedule(schedule: Any, where: str = "schedule", epochs: int | None = 
             "use 'epoch:lr,...' (e.g. '0:0.01,30:0.001') or one of "
             + ", ".join(f"'{k}:...'" for k in SCHEDULE_KINDS)
         )
-    return _parse_with_protocols(schedule, where, epochs)
-
-
-def _parse_with_protocols(schedule: str, where: str, epochs: int | None) -> str:
-    """Full parse by :func:`tfprune.protocols.schedules.parse_schedule` when it is importable."""
-    try:
-        from tfprune.protocols.schedules import parse_schedule
-    except ImportError:  # pragma: no cover - protocols not installed
-        return schedule
     parse_schedule(schedule, max(int(epochs or 1), 1), field=where)
     return schedule
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from tfprune.configs import checks
 from tfprune.configs.base import config_from_dict, config_to_dict
+from tfprune.distribute import STRATEGIES
 from tfprune.errors import ConfigError, InvalidArgumentError
 from tfprune.runtime import Runtime
 
@@ -161,8 +162,6 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every field (and the dataset files); returns ``self``."""
-        from tfprune.distribute import STRATEGIES
-
         checks.check_dataset(self.dataset)
         checks.check_model(self.model)
         self.recipe.validate("recipe")

@@ -273,23 +273,17 @@ def validate_params(params: Mapping[str, Any], check_files: bool = True) -> None
         checks.check_dataset_files(params["dataset"], params.get("data_dir"))
 
 
-def _registry(registry: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    if registry is not None:
-        return registry
-    from tfprune.protocols.grids import PROTOCOLS
-
-    return PROTOCOLS
-
-
 def resolve_protocol_config(
     protocol: str | None = None,
     config_file: str | os.PathLike[str] | None = None,
     overrides: Iterable[str | Mapping[str, Any]] | str | None = None,
     *,
-    registry: Mapping[str, Any] | None = None,
+    registry: Mapping[str, Any],
     check_files: bool = True,
 ) -> ProtocolConfig:
     """Registered default → ``config_file`` → ``overrides``, validated.
+
+    :func:`tfprune.protocols.resolve_config` calls this with tfprune's registered protocols.
 
     Args:
       protocol: Protocol name (e.g. the ``--protocol`` flag); ``None`` takes the YAML file's
@@ -297,15 +291,14 @@ def resolve_protocol_config(
       config_file: Optional YAML file.
       overrides: ``--params_override`` strings (``"a.b=1,c=x"`` or YAML/JSON mappings) or dicts,
         applied in order.
-      registry: Name → protocol (with a ``default_config`` dict); defaults to
-        :data:`tfprune.protocols.grids.PROTOCOLS`.
+      registry: Name → protocol (with a ``default_config`` dict), such as
+        :data:`tfprune.protocols.PROTOCOLS`.
       check_files: Also check that the dataset files exist.
 
     Raises:
       ConfigError: unknown protocol or field (with "did you mean"), bad value.
       DatasetNotFoundError: the dataset files are missing (names the expected files).
     """
-    registry = _registry(registry)
     from_file = load_yaml(config_file) if config_file else {}
     if isinstance(overrides, (str, Mapping)):
         overrides = [overrides]

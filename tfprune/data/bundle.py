@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 
 from tfprune.compat import tf
 from tfprune.errors import DatasetNotFoundError, InvalidArgumentError
@@ -94,8 +95,6 @@ def stratified_split(
     ``test_size`` is a count (int) or a fraction in ``(0, 1)`` (float). The same ``y``, size and
     seed always give the same indices (scikit-learn's ``train_test_split``).
     """
-    from sklearn.model_selection import train_test_split
-
     n = len(y)
     if isinstance(test_size, bool):
         raise InvalidArgumentError(f"test_size={test_size!r} must be an int count or a fraction")

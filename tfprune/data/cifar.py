@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from tfprune.compat import keras
 from tfprune.data.bundle import ArraySplits, missing_files_error, resolve_data_dir
 from tfprune.errors import DatasetNotFoundError, InvalidArgumentError
 
@@ -146,8 +147,6 @@ def load_cifar(
 
 def _download(num_classes: int, label_mode: str) -> ArraySplits:
     """Fallback used only with ``allow_download=True``: ``keras.datasets`` (internet)."""
-    from tfprune.compat import keras
-
     try:
         if num_classes == 10:
             (x_train, y_train), (x_test, y_test) = keras.datasets.cifar10.load_data()

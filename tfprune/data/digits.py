@@ -7,6 +7,7 @@ from the network or from user paths.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.datasets import load_digits as sk_load_digits
 
 from tfprune.data.bundle import ArraySplits, stratified_split
 from tfprune.errors import InvalidArgumentError
@@ -30,8 +31,6 @@ def load_digits(test_fraction: float = 0.2, seed: int = 0, flatten: bool = False
     """
     if not 0.0 < float(test_fraction) < 1.0:
         raise InvalidArgumentError(f"test_fraction={test_fraction} must be in (0, 1)")
-    from sklearn.datasets import load_digits as sk_load_digits
-
     raw = sk_load_digits()
     x = (np.asarray(raw.images, dtype=np.float32) / 16.0).reshape(-1, 8, 8, 1)
     y = np.asarray(raw.target, dtype=np.int32)

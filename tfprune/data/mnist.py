@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfprune.compat import keras
 from tfprune.data.bundle import ArraySplits, missing_files_error, resolve_data_dir, stratified_split
 from tfprune.errors import DatasetNotFoundError, InvalidArgumentError
 
@@ -164,8 +165,6 @@ def load_mnist(
 
 def _download_standard() -> ArraySplits:
     """Fallback used only with ``allow_download=True``: ``keras.datasets.mnist`` (internet)."""
-    from tfprune.compat import keras
-
     try:
         (x_train, y_train), (x_test, y_test) = keras.datasets.mnist.load_data()
     except Exception as err:  # network or cache failure: surface as a missing dataset

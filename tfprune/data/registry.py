@@ -8,6 +8,10 @@ from typing import Any
 
 from tfprune.compat import tf
 from tfprune.data.bundle import ArraySplits, DatasetBundle
+from tfprune.data.cifar import load_cifar
+from tfprune.data.digits import load_digits
+from tfprune.data.imagenet import load_imagenet
+from tfprune.data.mnist import load_mnist
 from tfprune.data.pipeline import (
     CIFAR10_MEAN,
     CIFAR10_STD,
@@ -190,8 +194,6 @@ def load_dataset(
             f"unknown dataset {name!r}; known datasets: {', '.join(DATASET_NAMES)}"
         )
     if name == "imagenet":
-        from tfprune.data.imagenet import load_imagenet
-
         try:
             return load_imagenet(data_dir, **options)
         except TypeError as err:
@@ -209,23 +211,17 @@ def load_dataset(
     resize = None
 
     if name == "digits":
-        from tfprune.data.digits import load_digits
-
         if data_dir is not None:
             raise InvalidArgumentError("digits is embedded in scikit-learn; do not pass data_dir")
         splits = load_digits(
             test_fraction=opts.pop("test_fraction", 0.2), seed=pipeline.get("seed", 0) or 0
         )
     elif name == "mnist":
-        from tfprune.data.mnist import load_mnist
-
         size = opts.pop("resize", None)
         if size is not None:
             resize = (int(size), int(size)) if isinstance(size, int) else tuple(size)
         splits = load_mnist(data_dir, seed=pipeline.get("seed", 0) or 0, **opts)
     else:
-        from tfprune.data.cifar import load_cifar
-
         splits = load_cifar(data_dir, 10 if name == "cifar10" else 100, **opts)
 
     return _bundle_from_arrays(

@@ -4,7 +4,7 @@ Use :func:`get_model` / :func:`list_models`, or the builders directly. Layer-rat
 (``{regex: ratio}``, matched with ``re.fullmatch`` on layer names) come with each family:
 :func:`mlp_scheme`, :func:`lenet_scheme`, :func:`vgg_scheme`, :func:`resnet50_stage_scheme`,
 :func:`resnet34_stage_scheme` and :func:`resnet34_pruned` (ImageNet ResNet-34, :func:`resnet34`).
-The CIFAR ResNets live in :mod:`tfprune.models.resnet_cifar` (imported lazily by the registry).
+The CIFAR ResNets live in :mod:`tfprune.models.resnet_cifar`.
 """
 
 from tfprune.models.applications import (
@@ -23,7 +23,7 @@ from tfprune.models.mlp import (
     mlp_scheme,
     parse_index_ratios,
 )
-from tfprune.models.registry import get_model, list_models
+from tfprune.models.registry import get_model, list_models, model_builder
 from tfprune.models.resnet_imagenet import (
     RESNET34_LI_RATIOS,
     RESNET34_LI_SKIP,
@@ -60,6 +60,7 @@ __all__ = [
     "mlp7_linear",
     "mlp7_relu",
     "mlp_scheme",
+    "model_builder",
     "parse_index_ratios",
     "resnet34",
     "resnet34_conv1_widths",

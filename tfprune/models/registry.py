@@ -10,24 +10,14 @@ from tfprune.errors import InvalidArgumentError
 from tfprune.models.applications import keras_application, list_applications
 from tfprune.models.lenet import lenet5, lenet5_linear
 from tfprune.models.mlp import mlp7_linear, mlp7_relu
+from tfprune.models.resnet_cifar import resnet20, resnet32, resnet56, resnet110
 from tfprune.models.resnet_imagenet import resnet34
 from tfprune.models.small_cnn import small_cnn
 from tfprune.models.vgg import vgg16_bn, vgg19_bn
 
-__all__ = ["get_model", "list_models"]
+__all__ = ["get_model", "list_models", "model_builder"]
 
 _KERAS_PREFIX = "keras:"
-
-
-def _resnet(depth: int) -> Callable[..., keras.Model]:
-    def build(**kwargs: Any) -> keras.Model:
-        from tfprune.models import resnet_cifar  # lazy: optional, developed separately
-
-        return getattr(resnet_cifar, f"resnet{depth}")(**kwargs)
-
-    build.__name__ = f"resnet{depth}"
-    build.__doc__ = f"CIFAR ResNet-{depth} from :mod:`tfprune.models.resnet_cifar`."
-    return build
 
 
 def _builders() -> dict[str, Callable[..., keras.Model]]:
@@ -40,10 +30,20 @@ def _builders() -> dict[str, Callable[..., keras.Model]]:
         "vgg19_bn": vgg19_bn,
         "small_cnn": small_cnn,
         "resnet34": resnet34,
+        "resnet20": resnet20,
+        "resnet32": resnet32,
+        "resnet56": resnet56,
+        "resnet110": resnet110,
     }
-    for depth in (20, 32, 56, 110):
-        builders[f"resnet{depth}"] = _resnet(depth)
     return builders
+
+
+def model_builder(name: str) -> Callable[..., keras.Model] | None:
+    """The builder function of zoo model ``name`` (not ``keras:`` names), or None if unknown.
+
+    Its signature says which arguments the model takes (``input_shape``, ``num_classes``, ...).
+    """
+    return _builders().get(name)
 
 
 def list_models(include_applications: bool = True) -> list[str]:

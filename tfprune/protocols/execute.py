@@ -45,7 +45,7 @@ from tfprune.compat import keras
 from tfprune.data import load_dataset
 from tfprune.errors import ConfigError
 from tfprune.files import atomic_write_json, staging_dir
-from tfprune.models import get_model
+from tfprune.models import get_model, model_builder
 from tfprune.protocols.methods import METHODS, get_method, prune_one_shot
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
 from tfprune.runtime import Runtime, use_runtime
@@ -86,9 +86,7 @@ def base_recipe(spec: RunSpec) -> RetrainRecipe:
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int, **kw: Any):
     """``get_model(name)`` with input size, classes and seed passed as the builder takes them."""
-    from tfprune.models.registry import _builders
-
-    builder = _builders().get(name)
+    builder = model_builder(name)
     params = inspect.signature(builder).parameters if builder is not None else {}
     kwargs = dict(kw)
     if "input_dim" in params and "input_dim" not in kwargs:

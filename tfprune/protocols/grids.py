@@ -1,4 +1,7 @@
-"""The protocol registry: :data:`PROTOCOLS` maps each protocol's name to its instance.
+"""The protocol registry, and configs resolved against it.
+
+:data:`PROTOCOLS` maps each protocol's name to its instance; :func:`resolve_config` resolves a
+config against it.
 
 Each protocol lives in a module of its own:
 
@@ -24,6 +27,11 @@ working.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from tfprune.configs.protocol import ProtocolConfig, resolve_protocol_config
 from tfprune.protocols.base import (
     ROW_COLUMNS,
     SIGNIFICANCE,
@@ -60,6 +68,7 @@ __all__ = [
     "lengthen_first_stage",
     "method_label",
     "outcome",
+    "resolve_config",
     "summarize_cells",
 ]
 
@@ -76,3 +85,23 @@ PROTOCOLS: dict[str, Protocol] = {
     )
 }
 """Protocol name -> protocol."""
+
+
+def resolve_config(
+    protocol: str | None = None,
+    config_file: str | os.PathLike[str] | None = None,
+    overrides: Iterable[str | Mapping[str, Any]] | str | None = None,
+    *,
+    check_files: bool = True,
+) -> ProtocolConfig:
+    """The validated config of a registered protocol: its default → ``config_file`` → overrides.
+
+    What ``tfprune-compare --protocol/--config/--params_override`` resolves. ``protocol`` None
+    takes the YAML file's ``protocol``, else ``finetune_lr``; ``overrides`` are
+    ``"a.b=1,c=x"`` strings or YAML/JSON mappings (or dicts), applied in order; ``check_files``
+    also checks that the dataset files exist. Errors name the field and the fix (see
+    :func:`tfprune.configs.resolve_protocol_config`, which takes any registry).
+    """
+    return resolve_protocol_config(
+        protocol, config_file, overrides, registry=PROTOCOLS, check_files=check_files
+    )

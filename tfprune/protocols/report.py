@@ -27,9 +27,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from matplotlib.figure import Figure
+
 from tfprune.configs.base import load_yaml
 from tfprune.configs.protocol import CONFIG_FILE, ProtocolConfig
 from tfprune.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tfprune.protocols.grids import PROTOCOLS
 from tfprune.protocols.spec import RunRecord
 from tfprune.protocols.store import (
     ENVIRONMENT_FILE,
@@ -248,19 +251,11 @@ def _seed_curves(
     return curves
 
 
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, plt: Any, path: Path) -> Path:
+def _save(fig: Figure, path: Path) -> Path:
+    # A bare Figure renders with matplotlib's Agg canvas: no pyplot state, and the caller's
+    # matplotlib backend (a notebook's, say) is left alone.
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return path
 
@@ -287,11 +282,9 @@ def _line_plot(
     """Mean over seeds per cell, the band between its lowest and highest seed, legend outside."""
     if not curves:
         return None
-    plt = _pyplot()
     panels = _split_long(curves)
-    fig, axes = plt.subplots(
-        len(panels), 1, figsize=(8.5, 3.6 * len(panels) + 0.6), squeeze=False, sharey=True
-    )
+    fig = Figure(figsize=(8.5, 3.6 * len(panels) + 0.6))
+    axes = fig.subplots(len(panels), 1, squeeze=False, sharey=True)
     for ax, panel in zip(axes[:, 0], panels, strict=True):
         for cell, c in sorted(panel.items()):
             xs = list(range(first_epoch, first_epoch + len(c.mean)))
@@ -315,7 +308,7 @@ def _line_plot(
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     axes[0, 0].set_title(f"{title}\nline: mean over seeds; band: lowest to highest seed")
     fig.tight_layout()
-    return _save(fig, plt, path)
+    return _save(fig, path)
 
 
 def plot_accuracy_vs_epoch(records: Sequence[RunRecord], path: str | Path) -> Path | None:
@@ -366,10 +359,10 @@ def plot_accuracy_vs_speedup(records: Sequence[RunRecord], path: str | Path) -> 
             points[str(r.spec.get("cell", "?"))].append((float(s), 100.0 * float(a)))
     if not points:
         return None
-    plt = _pyplot()
     speedups = [p[0] for pts in points.values() for p in pts]
     one_x = max(speedups) <= 1.01 * min(speedups)
-    fig, ax = plt.subplots(figsize=(8.5, 4.8))
+    fig = Figure(figsize=(8.5, 4.8))
+    ax = fig.subplots()
     if one_x:
         cells = sorted(points)
         for i, cell in enumerate(cells):
@@ -394,7 +387,7 @@ def plot_accuracy_vs_speedup(records: Sequence[RunRecord], path: str | Path) -> 
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    return _save(fig, plt, Path(path))
+    return _save(fig, Path(path))
 
 
 def _protocol_params(output_dir: Path) -> dict[str, Any] | None:
@@ -469,8 +462,6 @@ def write_report(
     if protocol is None:
         protocol = grid.get("protocol") or str(records[0].spec.get("protocol"))
     if registry is None:
-        from tfprune.protocols.grids import PROTOCOLS
-
         registry = PROTOCOLS
     if protocol not in registry:
         raise KeyError(f"protocol {protocol!r} is not registered; known: {sorted(registry)}")

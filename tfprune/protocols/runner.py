@@ -18,12 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from tfprune.compat import tf
+from tfprune.configs import dump_yaml
 from tfprune.configs.protocol import ProtocolConfig, save_config
 from tfprune.distribute import get_strategy, is_chief, is_multi_worker
 from tfprune.errors import ConfigError
 from tfprune.files import atomic_write_json, atomic_write_text, ensure_output_dir
+from tfprune.flops import count_flops, count_params
+from tfprune.protocols.execute import execute, get_base_model
+from tfprune.protocols.grids import PROTOCOLS
+from tfprune.protocols.report import write_report
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
-from tfprune.protocols.store import RunStore, environment_info
+from tfprune.protocols.store import RunStore, environment_info, history_to_csv
 from tfprune.runtime import Runtime
 
 __all__ = [
@@ -114,8 +119,6 @@ def expand_config(
     """
     config = _as_config(config)
     if registry is None:
-        from tfprune.protocols.grids import PROTOCOLS
-
         registry = PROTOCOLS
     if config.protocol not in registry:
         raise ConfigError(
@@ -230,7 +233,7 @@ def run_protocol(
     specs = expand_config(config, registry)
     runtime = config.runtime.resolve()
     if execute_fn is None:
-        from tfprune.protocols.execute import execute as execute_fn
+        execute_fn = execute
     output_dir = ensure_output_dir(output_dir)
     strategy_name = strategy if isinstance(strategy, str) else type(strategy).__name__
     strategy_obj = get_strategy(strategy) if isinstance(strategy, str) else strategy
@@ -328,8 +331,6 @@ def run_protocol(
             f"shard is done, run: tfprune-report --output_dir={output_dir}"
         )
     elif config.runner.summarize and writer:
-        from tfprune.protocols.report import write_report
-
         report = write_report(
             output_dir,
             registry=registry,
@@ -361,11 +362,6 @@ def train_base_model(
       The metrics (``base_id``, ``acc``, ``seconds``, ``params``, ``flops``, ``model_path``).
     """
     log = log or logger.info
-    from tfprune.configs import dump_yaml
-    from tfprune.flops import count_flops, count_params
-    from tfprune.protocols.execute import get_base_model
-    from tfprune.protocols.store import history_to_csv
-
     config.validate()
     out = ensure_output_dir(config.output_dir)
     recipe = config.recipe

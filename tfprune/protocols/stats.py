@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from scipy import stats
 
 __all__ = ["PairedTest", "fmt_mean_std", "mean_std", "paired_test"]
 
@@ -76,7 +77,5 @@ def paired_test(a: Mapping[Any, float], b: Mapping[Any, float]) -> PairedTest:
         if abs(diffs[0]) <= 1e-12:
             return PairedTest(n, 0.0, float("nan"), 1.0)
         return PairedTest(n, mean_diff, float("nan"), float("nan"))
-    from scipy import stats  # noqa: PLC0415
-
     res = stats.ttest_rel([x for x, _ in pairs], [y for _, y in pairs])
     return PairedTest(n, mean_diff, float(res.statistic), float(res.pvalue))

@@ -42,6 +42,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from tfprune.files import atomic_write_json, atomic_write_text
+from tfprune.protocols.spec import RunRecord
 
 __all__ = [
     "CLAIMS_DIR",
@@ -285,8 +286,6 @@ class RunStore:
 
     def load_records(self, run_ids: Sequence[str] | None = None) -> list[Any]:
         """Finished records as :class:`tfprune.protocols.spec.RunRecord` objects, sorted by id."""
-        from tfprune.protocols.spec import RunRecord
-
         return [RunRecord.from_dict(d) for d in self.load_record_dicts(run_ids)]
 
     def errors(self) -> dict[str, dict[str, Any]]:

@@ -37,6 +37,7 @@ from tfprune.compat import AutoTrackable, keras, remove_callable_losses, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph.groups import Analysis, ChannelGroup
 from tfprune.graph.rules import rule_for
+from tfprune.pruning import FilterPruner
 from tfprune.selection import RatioSpec, check_ratio, resolve_ratios, select_units
 
 __all__ = [
@@ -436,8 +437,6 @@ class GroupRegularizer(keras.callbacks.Callback):
         super().set_model(model)
         if model is self._wired_model:
             return
-        from tfprune.pruning import FilterPruner
-
         if self._wired_model is not None and self._loss_fn is not None:
             detach_loss(self._wired_model, self._loss_fn)
         self.pruner = FilterPruner.for_model(model)
