@@ -192,6 +192,8 @@ class FilterPruner:
         self.policy = policy
         self.importance = importance or get_importance(policy.importance, seed=policy.seed)
         self._analysis: Analysis | None = None
+        #: Whether an :class:`UpdateFilterMasks` callback is driving the schedule in ``fit``.
+        self.driven = False
 
     @classmethod
     def for_model(cls, model: Any) -> FilterPruner:
@@ -214,6 +216,39 @@ class FilterPruner:
         pruner = cls(model, PruningPolicy.from_config(policy_cfg))
         model._tfprune_pruner = pruner
         return pruner
+
+    def guard_fit(self) -> None:
+        """Make ``fit`` refuse to train a gradually pruned model without ``UpdateFilterMasks``.
+
+        Without the callback the masks never follow the schedule and nothing is pruned, which
+        TF-MOT also refuses (its ``UpdatePruningStep``). Every ``fit`` is checked; models pruned
+        one-shot, ``evaluate``, ``predict`` and custom training loops (which call
+        :meth:`update` themselves) are not affected.
+        """
+        if not self.policy.is_gradual:
+            return
+        plain_make = self.model.make_train_function
+
+        def make_train_function(force: bool = False) -> Any:
+            step_fn = plain_make(force)
+            if getattr(step_fn, "tfprune_guarded", False):
+                return step_fn
+
+            def guarded(iterator: Any) -> Any:
+                # fit() calls this between its callbacks, so the flag set by the callback's
+                # on_train_begin is seen; a plain bool check per step costs nothing.
+                if not self.driven:
+                    raise InvalidArgumentError(
+                        f"model {self.model.name!r} prunes on a schedule, but fit() has no "
+                        "tfprune.UpdateFilterMasks callback, so its masks would never change: "
+                        "pass callbacks=[tfprune.UpdateFilterMasks(), ...] to fit()"
+                    )
+                return step_fn(iterator)
+
+            guarded.tfprune_guarded = True
+            return guarded
+
+        self.model.make_train_function = make_train_function
 
     @property
     def analysis(self) -> Analysis:
@@ -650,7 +685,9 @@ def prune_filters(
     pruner = FilterPruner(masked, policy, criterion)
     masked._tfprune_pruner = pruner
     masked.tfprune_target = found
-    if not policy.is_gradual:
+    if policy.is_gradual:
+        pruner.guard_fit()
+    else:
         pruner.update(None)
     return masked
 

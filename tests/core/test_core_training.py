@@ -174,6 +174,24 @@ def test_gradual_per_layer_schedule_mapping():
     assert small.get_layer("c1").filters == 8
 
 
+def test_gradual_fit_without_the_callback_is_refused_and_then_works_with_it():
+    model = randomize(_model())
+    schedule = tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=0, frequency=1)
+    masked = _compile(tfprune.prune_filters(model, schedule))
+    x, y = _data(16)
+    with pytest.raises(tfprune.errors.InvalidArgumentError, match="UpdateFilterMasks"):
+        masked.fit(x, y, batch_size=4, epochs=1, verbose=0)
+    assert masked_fraction(masked) == 0.0
+    masked.evaluate(x, y, verbose=0)  # evaluating and predicting need no callback
+    masked.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[tfprune.UpdateFilterMasks()])
+    assert masked_fraction(masked) > 0.0
+    with pytest.raises(tfprune.errors.InvalidArgumentError, match="UpdateFilterMasks"):
+        masked.fit(x, y, batch_size=4, epochs=1, verbose=0)  # every fit is checked
+    # One-shot pruning has no schedule to drive: fit needs no callback.
+    one_shot = _compile(tfprune.prune_filters(randomize(_model()), 0.5))
+    one_shot.fit(x, y, batch_size=4, epochs=1, verbose=0)
+
+
 def _save_reload(masked, tmp_path, fmt):
     if fmt == "tf":
         path = str(tmp_path / "saved")

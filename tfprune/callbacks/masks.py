@@ -29,6 +29,7 @@ class UpdateFilterMasks(keras.callbacks.Callback):
         self.log_sparsity = log_sparsity
         self._pruner = None
         self._last_step = -1
+        self._epoch_start: int | None = None
 
     def _get_pruner(self) -> Any:
         if self._pruner is None or self._pruner.model is not self.model:
@@ -36,12 +37,25 @@ class UpdateFilterMasks(keras.callbacks.Callback):
         return self._pruner
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self._get_pruner()
+        self._get_pruner().driven = True
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        self._get_pruner().driven = False
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        # One read of the optimizer's step per epoch; batches count from it (a read per batch
+        # waits for the device to finish the previous step).
+        self._epoch_start = int(self.model.optimizer.iterations.numpy())
 
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
         pruner = self._get_pruner()
-        step = int(self.model.optimizer.iterations.numpy())
-        if step != self._last_step and pruner.policy.is_gradual:
+        if not pruner.policy.is_gradual:
+            return
+        if self._epoch_start is None:  # called outside fit's epoch loop
+            step = int(self.model.optimizer.iterations.numpy())
+        else:
+            step = self._epoch_start + int(batch)
+        if step != self._last_step:
             self._last_step = step
             pruner.update(step)
 
