@@ -175,3 +175,30 @@ def test_masked_model_is_refused_with_the_fix():
     model = resnet_cifar(8, width_multipliers=0.25)
     with pytest.raises(UnsupportedModelError, match="strip_filters"):
         optimize_for_inference(tfprune.prune_filters(model, 0.5))
+
+
+def test_grouped_convolutions_with_one_channel_per_group_become_depthwise():
+    image = keras.Input((9, 9, 4))
+    seq = keras.Input((10, 3))
+    x = L.Conv2D(8, 3, padding="same", groups=4, use_bias=False, name="dw_x2")(image)
+    x = L.BatchNormalization(name="bn")(x)  # folds into the converted layer
+    x = L.Conv2D(8, 3, groups=2, name="grouped")(x)  # two channels per group: stays
+    x = L.Conv2D(8, 3, groups=8, activation="relu", name="dw_relu")(x)
+    s = L.Conv1D(6, 3, groups=3, name="dw1d")(seq)
+    z = L.Concatenate()([L.GlobalAveragePooling2D()(x), L.GlobalAveragePooling1D()(s)])
+    model = _randomize_bn(keras.Model([image, seq], L.Dense(2, name="out")(z)))
+    xs = _inputs(model)
+    new, report = optimize_for_inference(model, return_report=True)
+    assert sorted(report.converted) == ["dw1d", "dw_relu", "dw_x2"]
+    assert report.folded == ["bn -> dw_x2"]
+    assert type(new.get_layer("dw_x2")) is L.DepthwiseConv2D
+    assert new.get_layer("dw_x2").depth_multiplier == 2
+    assert type(new.get_layer("dw_relu")) is L.DepthwiseConv2D
+    assert new.get_layer("dw_relu").get_config()["activation"] == "relu"
+    assert type(new.get_layer("dw1d")) is L.DepthwiseConv1D
+    assert type(new.get_layer("grouped")) is L.Conv2D
+    assert _relative(model(xs).numpy(), new(xs).numpy()) < 1e-5
+    kept, kept_report = optimize_for_inference(
+        model, depthwise_groups=False, fold_batch_norm=False, return_report=True
+    )
+    assert kept is model and not kept_report.converted

@@ -1,5 +1,10 @@
 """Inference graph optimisation: fold BatchNormalization and Rescaling, drop training-only layers.
 
+A grouped convolution with one group per input channel (``Conv2D(groups=channels)``, as in
+ConvNeXt) is a depthwise convolution; it becomes a ``DepthwiseConv2D`` (``Conv1D``:
+``DepthwiseConv1D``), which every runtime has a fast kernel for (tf_keras runs grouped
+convolutions through an XLA-compiled function, which tf2onnx cannot convert).
+
 In inference a ``BatchNormalization`` computes ``gamma * (x - mean) / sqrt(var + eps) + beta``,
 a per-channel affine map. When ``x`` is the output of a convolution or dense layer with a linear
 activation, that map can be merged into the layer's kernel and bias, and the BN layer removed.
@@ -48,6 +53,9 @@ _TARGETS: dict[type, tuple[str, str]] = {
     L.SeparableConv2D: ("pointwise_kernel", "last"),
 }
 
+#: Grouped convolutions that become depthwise ones when each group is one input channel.
+_DEPTHWISE_OF: dict[type, type] = {L.Conv1D: L.DepthwiseConv1D, L.Conv2D: L.DepthwiseConv2D}
+
 #: Layers that compute the identity in inference.
 _TRAINING_ONLY: tuple[type, ...] = (
     L.Dropout,
@@ -71,6 +79,7 @@ class FoldReport:
 
     Attributes:
         folded: ``"bn_path -> conv_path"`` for every BatchNormalization or Rescaling folded.
+        converted: paths of the grouped convolutions rewritten as depthwise convolutions.
         dropped: paths of the training-only layers removed (Dropout, noise).
         left: ``(layer path, reason)`` for every BatchNormalization, Rescaling or training-only
             layer that was kept, with the reason it could not be removed exactly.
@@ -79,20 +88,26 @@ class FoldReport:
     """
 
     folded: list[str] = dataclasses.field(default_factory=list)
+    converted: list[str] = dataclasses.field(default_factory=list)
     dropped: list[str] = dataclasses.field(default_factory=list)
     left: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     max_relative_error: float | None = None
 
     @property
     def changed(self) -> bool:
-        """Whether any layer was folded or dropped."""
-        return bool(self.folded or self.dropped)
+        """Whether any layer was folded, converted or dropped."""
+        return bool(self.folded or self.converted or self.dropped)
 
     def __str__(self) -> str:
         lines = [
             f"folded {len(self.folded)} layer(s) into the layer before them, dropped "
             f"{len(self.dropped)} training-only layer(s), left {len(self.left)} in place"
         ]
+        if self.converted:
+            lines.append(
+                f"rewrote {len(self.converted)} grouped convolution(s) with one group per "
+                "channel as depthwise convolutions"
+            )
         if self.max_relative_error is not None:
             lines.append(f"max relative output error {self.max_relative_error:.2e}")
         lines += [f"  kept {path}: {reason}" for path, reason in self.left]
@@ -106,6 +121,14 @@ def _is(layer: Any, cls: type) -> bool:
 
 def _target_kind(layer: Any) -> tuple[str, str] | None:
     return _TARGETS.get(type(layer))
+
+
+def _depthwise_equivalent(layer: Any) -> bool:
+    """A stock grouped Conv1D/2D whose groups are single input channels (a depthwise conv)."""
+    if type(layer) not in _DEPTHWISE_OF:
+        return False
+    groups = int(layer.get_config().get("groups", 1))
+    return groups > 1 and int(layer.kernel.shape[-2]) == 1 and layer.filters % groups == 0
 
 
 def _channel_axis(layer: Any, rank: int) -> int:
@@ -131,8 +154,17 @@ class _Target:
         self.channel_axis = _channel_axis(layer, rank)
         self.weight_name, self.layout = _TARGETS[type(layer)]
         weights = {weight_short_name(v): v.numpy().astype(np.float64) for v in layer.weights}
-        self.weights = weights
         self.dtypes = {weight_short_name(v): v.dtype.as_numpy_dtype for v in layer.weights}
+        self.depthwise = _depthwise_equivalent(layer)
+        if self.depthwise:
+            # (..., 1, groups * multiplier), output g * multiplier + m in group g, is the
+            # depthwise kernel (..., groups, multiplier) with the same output order.
+            kernel = weights.pop("kernel")
+            groups = int(layer.get_config()["groups"])
+            weights["depthwise_kernel"] = kernel.reshape(*kernel.shape[:-2], groups, -1)
+            self.dtypes["depthwise_kernel"] = self.dtypes.pop("kernel")
+            self.weight_name, self.layout = "depthwise_kernel", "depthwise"
+        self.weights = weights
         self.n_out = int(layer.compute_output_shape(layer.input_shape)[self.channel_axis])
         self.bias = weights.get("bias", np.zeros(self.n_out))
         self.folded = False
@@ -154,12 +186,20 @@ class _Target:
 
     def new_layer(self) -> tuple[Any, dict[str, np.ndarray]]:
         config = dict(self.layer.get_config())
-        config["use_bias"] = True
         weights = dict(self.weights)
-        weights["bias"] = self.bias
+        if self.folded:
+            config["use_bias"] = True
+            weights["bias"] = self.bias
         dtype = self.dtypes[self.weight_name]
         out = {k: np.asarray(v, dtype=self.dtypes.get(k, dtype)) for k, v in weights.items()}
-        return copy_layer(self.layer, config), out
+        if not self.depthwise:
+            return copy_layer(self.layer, config), out
+        keep = ("name", "trainable", "dtype", "kernel_size", "strides", "padding", "data_format")
+        keep += ("dilation_rate", "activation", "use_bias", "bias_initializer")
+        new_config = {k: config[k] for k in keep if k in config}
+        new_config["depth_multiplier"] = self.layer.filters // int(config["groups"])
+        layer = _DEPTHWISE_OF[type(self.layer)].from_config(new_config)
+        return layer, out
 
 
 def _walk_models(model: Any, prefix: str = "") -> list[tuple[Any, str]]:
@@ -216,8 +256,13 @@ def _plan(model: Any, report: FoldReport, options: Mapping[str, bool]) -> dict[i
             outs = tf.nest.flatten(node.outputs)
             once = len(inbound_nodes(layer)) == 1
             if _target_kind(layer) is not None:
+                target = None
+                if options["depthwise_groups"] and _depthwise_equivalent(layer):
+                    target = _Target(layer, path, outs[0].shape.rank)
+                    decisions[id(layer)] = target
+                    report.converted.append(path)
                 if once and layer.get_config().get("activation") == "linear" and len(outs) == 1:
-                    source[id(outs[0])] = _Target(layer, path, outs[0].shape.rank)
+                    source[id(outs[0])] = target or _Target(layer, path, outs[0].shape.rank)
                 continue
             is_bn = _is(layer, L.BatchNormalization)
             is_rescale = _is(layer, L.Rescaling)
@@ -307,6 +352,7 @@ def optimize_for_inference(
     fold_batch_norm: bool = True,
     fold_rescaling: bool = True,
     drop_training_only: bool = True,
+    depthwise_groups: bool = True,
     check: bool = True,
     check_inputs: Any = None,
     rtol: float = 1e-4,
@@ -328,6 +374,8 @@ def optimize_for_inference(
         fold_batch_norm: fold BatchNormalization layers.
         fold_rescaling: fold Rescaling layers that follow a conv/dense layer.
         drop_training_only: remove Dropout and noise layers.
+        depthwise_groups: rewrite ``Conv1D/Conv2D`` with one group per input channel as
+            ``DepthwiseConv1D/2D`` (the same computation).
         check: compare the new model's outputs with the original's on ``check_inputs`` (random
             inputs by default) and raise :class:`FoldError` if the relative error exceeds
             ``rtol``.
@@ -352,6 +400,7 @@ def optimize_for_inference(
         "fold_batch_norm": fold_batch_norm,
         "fold_rescaling": fold_rescaling,
         "drop_training_only": drop_training_only,
+        "depthwise_groups": depthwise_groups,
     }
     decisions = _plan(model, report, options)
     if not report.changed:

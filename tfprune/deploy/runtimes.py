@@ -16,6 +16,7 @@ import numpy as np
 
 from tfprune.compat import tf
 from tfprune.errors import TfpruneError
+from tfprune.files import atomic_write_bytes
 
 __all__ = [
     "RuntimeMismatchError",
@@ -90,13 +91,56 @@ def convert_to_onnx(
         outs = fn(**{name: a for name, a in zip(kwargs, args)})
         return {k: tf.identity(v, name=k) for k, v in outs.items()}
 
+    # Constants the loaded functions capture (a Normalization layer's mean and variance, say)
+    # reach tf2onnx as extra graph inputs; they become initializers below.
+    captured = {
+        inner.name: outer.numpy()
+        for outer, inner in serve.get_concrete_function().graph.captures
+        if outer.dtype != tf.resource and hasattr(outer, "numpy")
+    }
     try:
         model_proto, _ = tf2onnx.convert.from_function(
-            serve, input_signature=specs, opset=opset, output_path=output_path
+            serve,
+            input_signature=specs,
+            opset=opset,
+            custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])},
         )
+        _inputs_to_initializers(model_proto, captured)
+        atomic_write_bytes(output_path, model_proto.SerializeToString())
     except Exception as err:  # noqa: BLE001 - re-raised with context
         raise TfpruneError(f"ONNX conversion of {saved_model_dir!r} failed: {err}") from err
     return output_path
+
+
+def _inputs_to_initializers(model_proto: Any, values: Mapping[str, np.ndarray]) -> None:
+    """Turn the ONNX graph inputs named in ``values`` into constant initializers (or drop them)."""
+    from onnx import numpy_helper  # installed with tf2onnx
+
+    graph = model_proto.graph
+    used = {name for node in graph.node for name in node.input}
+    for inp in [i for i in graph.input if i.name in values]:
+        graph.input.remove(inp)
+        if inp.name in used:
+            value = np.asarray(values[inp.name])
+            graph.initializer.append(numpy_helper.from_array(value, inp.name))
+
+
+def _erfc_as_one_minus_erf(ctx: Any, node: Any, name: str, args: list) -> Any:
+    """tf2onnx handler: ``erfc(x)`` as ``1 - erf(x)`` (ONNX has Erf, not Erfc).
+
+    Keras' exact GELU (ConvNeXt, ViTs) computes ``0.5 * x * erfc(-x / sqrt(2))``; without this
+    tf2onnx leaves an ``Erfc`` node that onnxruntime cannot load.
+    """
+    from tf2onnx.utils import map_onnx_to_numpy_type  # optional dependency, present here
+
+    (x,) = node.input
+    dtype = map_onnx_to_numpy_type(ctx.get_dtype(x))
+    erf = ctx.make_node("Erf", [x], op_name_scope=node.name)
+    one = ctx.make_const(f"{node.name}/one", np.array(1, dtype=dtype))
+    node.type = "Sub"
+    node.domain = ""
+    ctx.replace_inputs(node, [one.output[0], erf.output[0]])
+    return node
 
 
 def run_onnx(path: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
