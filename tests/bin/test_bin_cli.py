@@ -136,3 +136,19 @@ def test_prune_run_with_taylor_importance_uses_training_data():
     sp = result.speedup
     assert sp["rounds"] >= 5 and 0 < sp["low"] <= sp["median"] <= sp["high"]
     assert "interleaved rounds" in result.table()
+
+
+def test_progress_lines_follow_verbosity(capsys):
+    from absl import logging as absl_logging
+
+    from tfprune.bin.common import progress
+
+    before = absl_logging.get_verbosity()
+    try:
+        absl_logging.set_verbosity(absl_logging.WARNING)  # what --verbosity=-1 sets
+        progress("hidden")
+        absl_logging.set_verbosity(absl_logging.INFO)  # the default, --verbosity=0
+        progress("shown")
+    finally:
+        absl_logging.set_verbosity(before)
+    assert capsys.readouterr().out == "shown\n"

@@ -238,3 +238,10 @@ def test_the_claim_of_a_killed_process_is_free_at_once(tmp_path):
     claim = RunStore(tmp_path).claim("abc")
     assert claim is not None
     claim.release()
+
+
+def test_the_results_table_can_go_apart_from_progress(tmp_path):
+    shown = []
+    _, lines = run(config(), tmp_path, results=shown.append)
+    assert len(shown) == 1 and "accuracy %" in shown[0]  # the results table, once
+    assert shown[0] not in lines and any("done in" in line for line in lines)

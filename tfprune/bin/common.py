@@ -3,7 +3,8 @@
 ``--mixed_precision`` and ``--jit_compile`` are defined once here (absl flags are global) for
 ``tfprune-train``, ``tfprune-prune`` and ``tfprune-compare``. :func:`run_main` runs a binary's
 ``main`` and shows a bad argument as one line naming the problem (absl's own handler prints the
-whole flag list before it).
+whole flag list before it). :func:`progress` prints a progress line unless absl's
+``--verbosity`` is below 0 (``--verbosity=-1`` keeps only warnings, errors and the results).
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from absl import app, flags
+from absl import logging as absl_logging
 
-__all__ = ["run_main", "runtime_overrides"]
+__all__ = ["progress", "run_main", "runtime_overrides"]
 
 FLAGS = flags.FLAGS
 flags.DEFINE_bool(
@@ -35,6 +37,16 @@ def runtime_overrides() -> dict[str, Any]:
     if FLAGS["jit_compile"].present:
         out["jit_compile"] = bool(FLAGS.jit_compile)
     return out
+
+
+def progress(message: str) -> None:
+    """Print one progress line (flushed) when ``--verbosity`` is 0 (the default) or more.
+
+    Results (tables, JSON) are printed whatever the verbosity; library messages go through
+    Python logging, which absl already filters by ``--verbosity``.
+    """
+    if absl_logging.get_verbosity() >= absl_logging.INFO:
+        print(message, flush=True)
 
 
 def run_main(main: Callable[[list[str]], Any], prog: str) -> None:

@@ -27,7 +27,7 @@ import sys
 
 from absl import app, flags
 
-from tfprune.bin.common import run_main, runtime_overrides
+from tfprune.bin.common import progress, run_main, runtime_overrides
 from tfprune.distribute import STRATEGIES
 from tfprune.errors import TfpruneError
 from tfprune.protocols.calibration import process_seconds
@@ -66,16 +66,12 @@ flags.DEFINE_bool(
 flags.DEFINE_bool("list_protocols", False, "Print the protocols and exit.")
 
 
-def _log(message: str) -> None:
-    print(message, flush=True)
-
-
 def _print_cost(specs: list[RunSpec], mine: list[RunSpec]) -> None:
     """The cost of this shard's runs, then the grid's (and every shard's) totals."""
     startup = process_seconds() or 0.0  # this process's start and imports, as a real run's
-    estimator = CostEstimator(calibrate=FLAGS.calibrate, log=_log)
+    estimator = CostEstimator(calibrate=FLAGS.calibrate, log=progress)
     if FLAGS.calibrate:
-        _log(f"# calibrating on this machine (process start so far: {format_seconds(startup)})")
+        progress(f"# calibrating on this machine (process start so far: {format_seconds(startup)})")
     sharded = FLAGS.num_shards > 1
     where = f"shard {FLAGS.shard_index}/{FLAGS.num_shards}" if sharded else "the grid"
     cost = estimator.estimate(mine, startup)
@@ -130,7 +126,8 @@ def main(argv: list[str]) -> None:
             shard_index=FLAGS.shard_index,
             num_shards=FLAGS.num_shards,
             strategy=FLAGS.strategy,
-            log=_log,
+            log=progress,
+            results=print,
         )
     except TfpruneError as err:
         raise app.UsageError(str(err)) from None

@@ -13,7 +13,7 @@ import os
 
 from absl import app, flags
 
-from tfprune.bin.common import run_main, runtime_overrides
+from tfprune.bin.common import progress, run_main, runtime_overrides
 from tfprune.distribute import STRATEGIES
 from tfprune.errors import TfpruneError
 from tfprune.importance import IMPORTANCE_NAMES
@@ -69,7 +69,7 @@ def main(argv: list[str]) -> None:
         **runtime_overrides(),
     )
     try:
-        result = run_prune(config, log=lambda m: print(m, flush=True))
+        result = run_prune(config, log=progress)
     except TfpruneError as e:
         raise app.UsageError(str(e)) from None
     print(result.table())

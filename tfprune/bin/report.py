@@ -13,7 +13,7 @@ import os
 
 from absl import app, flags
 
-from tfprune.bin.common import run_main
+from tfprune.bin.common import progress, run_main
 from tfprune.protocols.report import write_report
 
 FLAGS = flags.FLAGS
@@ -31,7 +31,7 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"--output_dir={FLAGS.output_dir!r} is not a folder")
     try:
         report = write_report(
-            FLAGS.output_dir, protocol=FLAGS.protocol, plots=FLAGS.plots, log=print
+            FLAGS.output_dir, protocol=FLAGS.protocol, plots=FLAGS.plots, log=progress
         )
     except (FileNotFoundError, KeyError, ValueError) as err:
         raise app.UsageError(str(err).strip('"')) from None

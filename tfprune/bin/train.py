@@ -16,7 +16,7 @@ import json
 
 from absl import app, flags
 
-from tfprune.bin.common import run_main, runtime_overrides
+from tfprune.bin.common import progress, run_main, runtime_overrides
 from tfprune.configs import RecipeConfig, TrainConfig
 from tfprune.distribute import STRATEGIES
 from tfprune.errors import TfpruneError
@@ -62,7 +62,7 @@ def main(argv: list[str]) -> None:
         **runtime_overrides(),
     )
     try:
-        metrics = train_base_model(config, log=lambda m: print(m, flush=True))
+        metrics = train_base_model(config, log=progress)
     except TfpruneError as err:
         raise app.UsageError(str(err)) from None
     print(json.dumps(metrics, indent=1))

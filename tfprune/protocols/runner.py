@@ -202,6 +202,7 @@ def run_protocol(
     num_shards: int = 1,
     strategy: Any = "default",
     log: Callable[[str], None] | None = None,
+    results: Callable[[str], None] | None = None,
     registry: Mapping[str, Any] | None = None,
     execute_fn: ExecuteFn | None = None,
 ) -> list[RunRecord]:
@@ -215,6 +216,7 @@ def run_protocol(
       strategy: ``tf.distribute`` strategy name (see :data:`tfprune.distribute.STRATEGIES`) or
         object, passed to every run.
       log: Progress lines go here.
+      results: The results table (verdicts and the compact table) goes here (default: ``log``).
       registry: Protocol registry (default :data:`tfprune.protocols.grids.PROTOCOLS`).
       execute_fn: Runs one spec: ``execute_fn(spec, workdir, strategy=..., log=...)``
         (default :func:`tfprune.protocols.execute.execute`).
@@ -338,7 +340,7 @@ def run_protocol(
             tables=config.output.report,
             log=log,
         )
-        log(report.markdown)
+        (results or log)(report.markdown)
     return records
 
 
