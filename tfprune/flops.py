@@ -426,7 +426,9 @@ def _walk(
             if actual_in == recorded_in:
                 actual_out = recorded_out
             else:
-                actual_out = _infer_output_shapes(layer, actual_in, recorded_out, path, state)
+                actual_out = _infer_output_shapes(
+                    layer, actual_in, recorded_in, recorded_out, path, state
+                )
             what = f"layer '{path}' ({type(layer).__name__})"
             macs, ops, known = _layer_cost(layer, actual_in, actual_out, what, state.elementwise)
             state.macs[path] = state.macs.get(path, 0) + macs
@@ -443,6 +445,7 @@ def _walk(
 def _infer_output_shapes(
     layer: Any,
     ins: list[tuple | None],
+    recorded_ins: list[tuple | None],
     recorded: list[tuple | None],
     path: str,
     state: _FlopsState,
@@ -456,11 +459,37 @@ def _infer_output_shapes(
             flat = [result]
         out = [_dims(s) for s in flat]
         if len(out) == len(recorded):
-            return out
+            # Some layers answer from shapes fixed when they were built (EinsumDense).
+            return [_fill_unknown(o, recorded_ins[0], ins[0]) for o in out]
     except Exception:  # noqa: BLE001 - any failure falls back to the recorded graph shapes.
         pass
+    filled = [
+        _fill_unknown(r, recorded_ins[0] if recorded_ins else None, ins[0] if ins else None)
+        for r in recorded
+    ]
     state.notes.append(f"{path}: output shape taken from the model graph")
-    return recorded
+    return filled
+
+
+def _fill_unknown(out: tuple | None, recorded_in: tuple | None, actual_in: tuple | None):
+    """``out`` with each unknown non-batch dim taken from the input where that dim was unknown.
+
+    A layer whose output shape cannot be recomputed (a custom layer, a layer called with extra
+    arguments such as attention) keeps its input's unknown axes - a sequence length, say - at
+    the same positions; the sizes given for the input fill them in.
+    """
+    if out is None or recorded_in is None or actual_in is None:
+        return out
+    dims = list(out)
+    for axis in range(1, len(dims)):
+        if (
+            dims[axis] is None
+            and axis < len(recorded_in)
+            and axis < len(actual_in)
+            and recorded_in[axis] is None
+        ):
+            dims[axis] = actual_in[axis]
+    return tuple(dims)
 
 
 def _check_model(model: Any) -> None:

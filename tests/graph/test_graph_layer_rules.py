@@ -229,6 +229,65 @@ def test_vit_like_model_prunes_its_mlp_units_and_counts_attention():
     assert small.get_layer("mlp0_up").units == 16
 
 
+def _einsum_ffn(output_shape=(None, 32)):
+    """A transformer feed-forward block written with EinsumDense, as Model Garden writes it."""
+    keras.utils.set_random_seed(0)
+    x = keras.Input((8, 16))
+    h = L.EinsumDense(
+        "abc,cd->abd",
+        output_shape=output_shape,
+        bias_axes="d",
+        activation=lambda t: tf.nn.gelu(t, approximate=True),  # as Model Garden's blocks
+        name="ffn_in",
+    )(x)
+    o = L.EinsumDense("abc,cd->abd", output_shape=(None, 16), bias_axes="d", name="ffn_out")(h)
+    h = L.LayerNormalization()(L.Add()([x, o]))
+    return keras.Model(x, L.Dense(3, name="head")(L.GlobalAveragePooling1D()(h)))
+
+
+@pytest.mark.parametrize("output_shape", [(None, 32), [None, 32]])
+def test_einsum_dense_feed_forward_prunes_its_units(output_shape):
+    model = _einsum_ffn(output_shape)
+    report = tfprune.explain(model)
+    (row,) = [r for r in report.rows if r["prunable"]]
+    assert row["units"] == 32 and "ffn_in" in row["name"]
+    _, small = _check(model)
+    assert small.get_layer("ffn_in").kernel.shape == (16, 16)
+    assert list(small.get_layer("ffn_in").get_config()["output_shape"])[-1] == 16
+    assert small.get_layer("ffn_out").kernel.shape == (16, 16)
+
+
+def test_einsum_dense_with_another_equation_blocks_and_counts_its_outputs():
+    x = keras.Input((4, 6))
+    h = L.EinsumDense("abc,cde->abde", output_shape=(None, 2, 5), name="heads")(x)
+    model = keras.Model(x, L.Dense(3)(L.Flatten()(h)))
+    report = tfprune.explain(model)
+    reasons = [r for row in report.rows for r in row["reasons"]]
+    assert any("'abc,cde->abde'" in r and "heads" in r for r in reasons)
+    assert report.unseen_filters == {"heads": 5} and report.total_filters == 5 + 3
+
+
+def test_attention_projections_are_not_counted_twice_as_filters():
+    model = _vit_like()
+    report = tfprune.explain(model)
+    # Each MultiHeadAttention counts its 2 heads once; its query/key/value/output projections
+    # (EinsumDense layers inside it) are not counted again.
+    assert {k: v for k, v in report.unseen_filters.items() if "mha" in k} == {
+        "mha0": 2,
+        "mha1": 2,
+    }
+
+
+def test_flops_of_a_sequence_model_at_a_given_length():
+    x = keras.Input((None, 16))
+    h = L.EinsumDense("abc,cd->abd", output_shape=(None, 32), bias_axes="d", name="up")(x)
+    h = L.EinsumDense("abc,cd->abd", output_shape=(None, 16), name="down")(h)
+    model = keras.Model(x, L.MultiHeadAttention(2, 8, name="mha")(h, h))
+    flops = tfprune.count_flops(model, input_shapes=[(10, 16)])
+    assert flops.per_layer["up"] == 10 * 16 * 32 and flops.per_layer["down"] == 10 * 32 * 16
+    assert flops.per_layer["mha"] > 0
+
+
 def test_bidirectional_blocks_with_a_reason_that_names_it():
     x = keras.Input((5, 4))
     h = L.Dense(6, name="before")(x)
@@ -255,3 +314,29 @@ def test_apply_plan_rejects_a_plan_that_contradicts_an_add_coupling():
     del bad["layers"]["b"]
     with pytest.raises(IncompatiblePlanError, match="coupling"):
         tfprune.apply_plan(model, bad)
+
+
+class _NoConfig(L.Layer):
+    """A custom layer with its own weight and no get_config().
+
+    Keras writes the config of constructor arguments it can serialize itself; a function
+    argument it cannot, so ``get_config()`` raises.
+    """
+
+    def __init__(self, fn, **kwargs):
+        super().__init__(**kwargs)
+        self.fn = fn
+
+    def build(self, input_shape):
+        self.offset = self.add_weight(name="offset", shape=(), initializer="zeros")
+
+    def call(self, x):
+        return self.fn(x) + self.offset
+
+
+def test_a_layer_without_get_config_is_named_when_the_copy_cannot_be_built():
+    x = keras.Input((6,))
+    h = L.Dense(8, name="hidden")(L.Dense(8, name="prunable")(x))
+    model = keras.Model(x, L.Dense(2)(_NoConfig(tf.nn.relu, name="scaler")(h)))
+    with pytest.raises(tfprune.errors.UnsupportedModelError, match="'scaler'.*get_config"):
+        tfprune.prune_filters(model, 0.5)

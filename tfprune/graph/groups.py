@@ -528,12 +528,20 @@ def _unseen_filters(analysis: Analysis) -> dict[str, int]:
             for inner in ("layer", "forward_layer", "backward_layer"):
                 seen.add(id(getattr(m.layer, inner, None)))
     out: dict[str, int] = {}
-    for layer in analysis.model.submodules:
-        if id(layer) in seen or isinstance(layer, keras.Model):
+    layers = [
+        la
+        for la in analysis.model.submodules
+        if isinstance(la, keras.layers.Layer)
+        and not isinstance(la, (keras.Model, keras.layers.Wrapper))
+    ]
+    counts = {id(la): rule_for(la).filters(la) for la in layers}
+    # A layer that counts its own filters (MultiHeadAttention: its heads) accounts for the
+    # layers inside it (its projections); they are not counted again.
+    inside = {id(sub) for la in layers if counts[id(la)] for sub in la.submodules}
+    for layer in layers:
+        if id(layer) in seen or id(layer) in inside:
             continue
-        if not isinstance(layer, keras.layers.Layer) or isinstance(layer, keras.layers.Wrapper):
-            continue
-        n = rule_for(layer).filters(layer)
+        n = counts[id(layer)]
         if n:
             path = analysis.trace.layer_paths.get(id(layer), layer.name)
             out[path] = out.get(path, 0) + n

@@ -22,6 +22,7 @@ from tfprune.compat import (
     producing_layer,
     tf,
 )
+from tfprune.errors import UnsupportedModelError
 from tfprune.graph.trace import iter_graph_nodes
 
 __all__ = ["rebuild_model", "copy_layer", "LayerFactory", "InputHook", "CallOverride"]
@@ -42,7 +43,20 @@ def weight_short_name(variable: Any) -> str:
 
 def copy_layer(layer: Any, config: dict | None = None) -> Any:
     """A fresh layer of the same class from (possibly edited) config."""
-    config = layer.get_config() if config is None else config
+    if config is None:
+        try:
+            config = layer.get_config()
+        except NotImplementedError:
+            raise UnsupportedModelError(
+                f"layer {layer.name!r} ({type(layer).__name__}) has no get_config(), so tfprune "
+                "cannot build the pruned copy of the model (the original is never modified). "
+                "Give the class a get_config() that returns its constructor arguments."
+            ) from None
+    activation = getattr(layer, "activation", None)
+    if callable(activation) and isinstance(config.get("activation"), dict):
+        # A lambda or unregistered function serializes to a form that does not load back
+        # (Model Garden's transformer blocks use lambdas); the function itself is exact.
+        config = dict(config, activation=activation)
     try:
         return layer.__class__.from_config(config)
     except Exception:  # noqa: BLE001 - some custom layers only round-trip with custom objects

@@ -1060,17 +1060,92 @@ def einsum_macs(equation: str, shapes: list[Shape], what: str) -> int | None:
     return int(math.prod(v for v in sizes.values() if v is not None))
 
 
+def dense_like_equation(equation: str) -> bool:
+    """Whether an EinsumDense equation is a dense layer on the last axis (``...c,cd->...d``).
+
+    The input's last index is contracted with the first of a 2-D kernel, the kernel's second
+    index is the output's last, and every other index passes through unchanged, in order.
+    """
+    eq = equation.replace(" ", "")
+    if "->" not in eq or eq.count(",") != 1:
+        return False
+    lhs, out = eq.split("->")
+    inp, kernel = lhs.split(",")
+    if len(kernel) != 2 or not inp or not out or "." in kernel:
+        return False
+    c, d = kernel
+    return (
+        c != d
+        and inp[-1] == c
+        and out[-1] == d
+        and inp[:-1] == out[:-1]
+        and c not in out
+        and d not in inp
+    )
+
+
 class EinsumDenseRule(LayerRule):
-    """EinsumDense: counted from its equation (``x`` with the kernel); channels block for now."""
+    """EinsumDense: a dense layer on the last axis when its equation is ``...c,cd->...d``.
+
+    Such a layer (the feed-forward layers of Model Garden's transformer blocks, for example)
+    consumes input channels and produces output units like ``Dense``. Other equations are
+    counted from the equation, and their channels block.
+    """
+
+    stock_methods = ("call", "build")
 
     def applies(self, layer: Any) -> bool:
         return type(layer).__name__ == "EinsumDense" and type(layer).__module__.startswith(
             "tf_keras."
         )
 
+    def _dense_like(self, layer: Any) -> bool:
+        bias_axes = layer.get_config().get("bias_axes")
+        return dense_like_equation(layer.equation) and (
+            not bias_axes or bias_axes == layer.equation.replace(" ", "")[-1]
+        )
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        layer = call.layer
+        if not self._dense_like(layer) or len(call.inputs) != 1:
+            ctx.block_call(
+                call,
+                f"EinsumDense {call.path!r} computes {layer.equation!r}: only a dense layer on "
+                "the last axis ('...c,cd->...d', bias on 'd') is pruned",
+            )
+            return
+        x, y = call.inputs[0], call.outputs[0]
+        ctx.identity(ctx.tensor_dim(x), ctx.layer_dim(layer, "in", _channels(x)))
+        ctx.identity(ctx.tensor_dim(y), ctx.layer_dim(layer, "out", _channels(y)))
+
+    def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
+        if not self._dense_like(layer):
+            return {}
+        return {"kernel": {"in": 0, "out": 1}, "bias": {"out": 0}}
+
+    def new_config(self, layer: Any, config: dict, kept: dict[Role, np.ndarray]) -> dict:
+        if "out" not in kept:
+            return config
+        shape = config["output_shape"]
+        if isinstance(shape, int):
+            return dict(config, output_shape=len(kept["out"]))
+        return dict(config, output_shape=[*list(shape)[:-1], len(kept["out"])])
+
+    def kernel_layouts(self, layer: Any) -> list[tuple[str, str]]:
+        return [("kernel", "dense")] if self._dense_like(layer) else []
+
+    def filters(self, layer: Any) -> int:
+        # The output's last axis, dense-like or not: a figure over all filters counts them.
+        shape = layer.get_config()["output_shape"]
+        last = shape if isinstance(shape, int) else list(shape)[-1]
+        return int(last) if last is not None else 0
+
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
         kernel = tuple(layer.kernel.shape.as_list())
         return einsum_macs(layer.equation, [ins[0], kernel], _what(layer))
+
+    def input_mask(self, layer: Any) -> str | None:
+        return "tensor" if self._dense_like(layer) else None
 
 
 class DotAttentionRule(LayerRule):
