@@ -78,3 +78,28 @@ def test_layer_private_helpers_and_version_guard():
     assert compat.expects_training_arg(L.Dropout(0.5)) and not compat.expects_training_arg(layer)
     assert keras.__version__.startswith("2.")
     assert np.isfinite(float(tf.reduce_sum(layer.kernel)))
+
+
+def test_tfprune_sets_no_environment_variable_and_gets_keras_2_without_one():
+    import os
+    import subprocess
+    import sys
+
+    # TensorFlow and TF-MOT set variables when imported (TF-MOT: TF_USE_LEGACY_KERAS);
+    # importing tfprune after them must change nothing more.
+    code = (
+        "import os\n"
+        "import tensorflow, tf_keras, tensorflow_model_optimization\n"
+        "before = dict(os.environ)\n"
+        "import tfprune\n"
+        "assert tfprune.compat.keras.__name__.startswith('tf_keras'), tfprune.compat.keras\n"
+        "keys = set(os.environ) | set(before)\n"
+        "print(sorted(k for k in keys if os.environ.get(k) != before.get(k)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "[]"

@@ -1,18 +1,14 @@
 """The one place that imports Keras for tfprune.
 
 tfprune is built on TF-MOT, which only works with Keras 2 (``tf_keras``). Every module imports
-``keras`` from here, never ``tf.keras`` (which may resolve to Keras 3).
+``keras`` from here, never ``tf.keras`` (which may resolve to Keras 3). tfprune sets no
+environment variable; TF-MOT itself sets ``TF_USE_LEGACY_KERAS=1`` when it is imported.
 """
 
 from __future__ import annotations
 
-import os
-
-# Make sure `tf.keras` inside TensorFlow/TF-MOT also resolves to Keras 2 for any code we call.
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
+import tensorflow as tf
+import tf_keras as keras
 
 # Every helper below reads tf_keras 2 internals; fail at import, with the fix, on anything else.
 if not keras.__version__.startswith("2."):
