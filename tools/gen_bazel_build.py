@@ -155,10 +155,11 @@ def _resolve(name: str, importer: pathlib.PurePosixPath, modules: dict[str, path
     """The first-party file a module name refers to, or None for third-party modules."""
     if name in modules:
         return modules[name]
-    # pytest puts a test file's folder on sys.path, so tests may import sibling helpers by name.
+    # pytest puts a test file's folder on sys.path, and tests/ too (the folder of the top
+    # conftest.py), so tests may import sibling helpers and helpers in tests/ by name.
     if importer.parts[0] == "tests":
         local = ".".join(list(importer.parent.parts) + [name])
-        return modules.get(local)
+        return modules.get(local) or modules.get(f"tests.{name}")
     return None
 
 
