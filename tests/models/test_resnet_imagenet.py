@@ -28,6 +28,7 @@ from tfprune.models.resnet_imagenet import (
     resnet34_stage_scheme,
 )
 from tfprune.protocols import resolve_config
+from tfprune.protocols.runner import expand_config
 
 CONFIG = (
     Path(__file__).resolve().parents[2] / "configs" / "scratch_vs_prune_imagenet100_resnet34.yaml"
@@ -259,3 +260,20 @@ def test_imagenet100_config_prunes_first_convs_with_the_scratch_schedule(r34):
     for ratio in params["ratios"]:
         (value,) = ratio.values()
         assert _matched(r34, ratio) == _matched(r34, resnet34_stage_scheme(_uniform(value)))
+    # Exactly the paper's 11 pipeline rows, each with its schedule, per ratio.
+    specs = [s for s in expand_config(cfg) if s.seed == 0 and s.ratio == params["ratios"][0]]
+    schedules = {s.cell.split(" / ")[0]: s.retrain.schedule for s in specs}
+    assert schedules == {
+        "Scratch-E": "0:0.1,30:0.01,60:0.001,90:0.0001,105:0.00001",
+        "S4.2 P15F105": "0:0.1,15:0.01,45:0.001,75:0.0001,90:1e-05",
+        "S4.2 P30F90": "0:0.01,30:0.001,60:0.0001,75:1e-05",
+        "S4.2 P45F75": "0:0.01,15:0.001,45:0.0001,60:1e-05",
+        "S4.2 P60F60": "0:0.001,30:0.0001,45:1e-05",
+        "S4.2 P75F45": "0:0.001,15:0.0001,30:1e-05",
+        "S4.2 P90F30": "0:0.0001,15:1e-05",
+        "SX-A P30F90,1e-1": "0:0.1,30:0.01,60:0.001,75:0.0001,83:1e-05",
+        "SX-A P60F60,1e-2": "0:0.01,30:0.001,45:0.0001,53:1e-05",
+        "SX-A P90F30,1e-2": "0:0.01,15:0.001,23:0.0001,27:1e-05",
+        "SX-B P30/kF90,1e-1": "0:0.1,30:0.01,60:0.001,75:0.0001,83:1e-05",
+        "SX-B P30/kF90,1e-2": "0:0.01,30:0.001,60:0.0001,75:1e-05",
+    }

@@ -58,7 +58,7 @@ def test_finetune_lr_default_grid():
         "L1+OrthP / lr=1e-2 / 20ep",
         "L1+OrthP / lr=1e-3 / 20ep",
         "Random / lr=1e-2 / 20ep",  # baselines run at the first LR only
-        "Scratch-E / 20ep",
+        "Scratch-E / base+20ep",
     ]
     first = specs[0]
     assert (first.dataset, first.model, first.ratio) == ("digits", "mlp7_linear", 0.8)
@@ -105,6 +105,53 @@ def test_scratch_vs_prune_rows_and_schedules():
     assert sb.options["scratch_budget"] == "B" and sb.options["pipeline_epochs"] == 15
     with pytest.raises(ConfigError, match="prune_epochs"):
         PROTOCOLS["scratch_vs_prune"].expand({"prune_epochs": [20]})
+
+
+def test_scratch_vs_prune_pipelines_list_rows_with_their_own_epochs_and_lrs():
+    proto = PROTOCOLS["scratch_vs_prune"]
+    common = {"ratios": [0.5], "seeds": 1, "scratch_b": False}
+    crossed = proto.expand({**common, "prune_epochs": [5, 10], "setups": ["S4.2", "SX-A"]})
+    listed = proto.expand(
+        {
+            **common,
+            "pipelines": [
+                {"setup": "S4.2", "prune_epoch": 5},
+                {"setup": "SX-A", "prune_epoch": 5},
+                {"setup": "S4.2", "prune_epoch": 10},
+                {"setup": "SX-A", "prune_epoch": 10, "lr": 0.02},
+            ],
+        }
+    )
+    # The same rows get the same run ids whichever way they are asked for.
+    assert [s.run_id() for s in listed] == [s.run_id() for s in crossed]
+    rows = proto.expand(
+        {
+            **common,
+            "pipelines": [
+                {"setup": "SX-A", "prune_epoch": 10, "lr": 0.002},
+                {"setup": "SX-B", "prune_epoch": 5, "lr": 0.02},
+                {"setup": "SX-B", "prune_epoch": 5, "lr": 0.002},
+            ],
+        }
+    )
+    assert _cells(rows) == [
+        "Scratch-E / pr=0.5",
+        "SX-A P10F10,0.002 / pr=0.5",
+        "SX-B P5/kF15,0.02 / pr=0.5",
+        "SX-B P5/kF15,0.002 / pr=0.5",
+    ]
+    bad = [
+        ({"setup": "S4.2", "prune_epoch": 5, "lr": 0.1}, "S4.2 continues the scratch schedule"),
+        ({"setup": "SX-C", "prune_epoch": 5}, "unknown setup 'SX-C'"),
+        ({"setup": "SX-A", "prune_epoch": 20}, r"must be in \(0, total_epochs=20\)"),
+        ({"setup": "SX-A", "prune_epochs": 5}, "did you mean 'prune_epoch'"),
+        ({"setup": "SX-A", "prune_epoch": 5, "lr": 0}, "lr must be a positive number"),
+    ]
+    for row, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            proto.expand({**common, "pipelines": [row]})
+    with pytest.raises(ConfigError, match="listed twice"):
+        proto.expand({**common, "pipelines": [{"setup": "S4.2", "prune_epoch": 5}] * 2})
 
 
 def test_retrain_schedules_expands_lrw_from_the_base_recipe():

@@ -67,7 +67,7 @@ def test_finetune_lr_three_seeds_orthp_vs_l1_is_s42():
     # Random at the same recipe: same base, same retraining -> S4.2 as well.
     assert _row(summary, "Random / lr=1e-2 / 20ep")["setup"] == "S4.2"
     # Scratch-E (dense recipe over base + retraining epochs) vs L1: same total epochs.
-    scratch = _row(summary, "Scratch-E / 20ep")
+    scratch = _row(summary, "Scratch-E / base+20ep")
     assert scratch["reference"] == "L1 / lr=1e-2 / 20ep" and scratch["setup"] == "SX-A"
     # Another LR: same base, same epochs, different schedule -> S3.1.
     assert _row(summary, "L1 / lr=1e-3 / 20ep")["reference"] is None

@@ -306,7 +306,10 @@ class FinetuneLR(Protocol):
                     budgets = [budgets]
                 recipe = _scratch_recipe(cfg)
                 for sb in budgets:
-                    cell = f"Scratch-{sb} / {budget}ep" if sb else f"Scratch / {budget}ep"
+                    # Scratch trains the pipeline's whole length (base + retraining epochs; B:
+                    # stretched to its FLOPs), so the label names both parts.
+                    name = f"Scratch-{sb}" if sb else "Scratch"
+                    cell = f"{name} / base+{budget}ep"
                     extra = {"scratch_b_variant": cfg["scratch_b_variant"]} if sb == "B" else {}
                     for seed in seeds:
                         specs.append(

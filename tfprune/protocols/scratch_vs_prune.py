@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from tfprune.configs.base import did_you_mean
 from tfprune.errors import ConfigError
 from tfprune.protocols.base import (
     _COMMON_DEFAULTS,
@@ -44,6 +45,77 @@ __all__ = [
 ]
 
 
+_SETUPS = ("S4.2", "SX-A", "SX-B")
+_PIPELINE_KEYS = ("setup", "prune_epoch", "lr")
+
+
+def _prune_epoch(p: Any, where: str, total: int) -> int:
+    if isinstance(p, float) and p == int(p):
+        p = int(p)
+    if isinstance(p, bool) or not isinstance(p, int) or not 0 < p < total:
+        raise ConfigError(f"{where}: prune epoch {p!r} must be in (0, total_epochs={total})")
+    return p
+
+
+def _pipelines(cfg: Mapping[str, Any], name: str, total: int) -> dict[int, list]:
+    """Pruning epoch -> [(setup, retraining LR or None)], in the order the rows are listed.
+
+    From ``pipelines`` when given, else every setup of ``setups`` at every ``prune_epochs``.
+    """
+    explicit = cfg["pipelines"] or []
+    if not isinstance(explicit, (list, tuple)):
+        raise ConfigError(f"{name}.pipelines must be a list of {{setup, prune_epoch, lr}} rows")
+    if explicit:
+        entries = []
+        for k, row in enumerate(explicit):
+            where = f"{name}.pipelines[{k}]"
+            if not isinstance(row, Mapping):
+                raise ConfigError(
+                    f"{where} must be a mapping like {{setup: S4.2, prune_epoch: 30}}"
+                )
+            unknown = sorted(set(row) - set(_PIPELINE_KEYS))
+            if unknown:
+                raise ConfigError(
+                    f"{where}: unknown key(s) {unknown}{did_you_mean(unknown[0], _PIPELINE_KEYS)}"
+                    f"; a row has {', '.join(_PIPELINE_KEYS)}"
+                )
+            if "setup" not in row or "prune_epoch" not in row:
+                raise ConfigError(f"{where} needs setup and prune_epoch")
+            setup = row["setup"]
+            if setup == "S4.2" and row.get("lr") is not None:
+                raise ConfigError(
+                    f"{where}: S4.2 continues the scratch schedule, so it takes no lr"
+                )
+            entries.append((setup, row["prune_epoch"], row.get("lr"), where))
+    out: dict[int, list] = {}
+    if not explicit:
+        unknown = sorted(set(cfg["setups"]) - set(_SETUPS))
+        if unknown:
+            raise ConfigError(f"{name}.setups: unknown {unknown}; use S4.2, SX-A, SX-B")
+        entries = []
+        for p in cfg["prune_epochs"]:
+            p = _prune_epoch(p, f"{name}.prune_epochs", total)
+            out.setdefault(p, [])  # Scratch-B needs the first pruning epoch, even with no setup
+            where = f"{name}.prune_epochs"
+            entries += [(setup, p, None, where) for setup in _SETUPS if setup in cfg["setups"]]
+    for setup, p, lr, where in entries:
+        p = _prune_epoch(p, where, total)
+        if setup not in _SETUPS:
+            raise ConfigError(
+                f"{where}: unknown setup {setup!r}{did_you_mean(str(setup), _SETUPS)}; use "
+                + ", ".join(_SETUPS)
+            )
+        if setup != "S4.2":
+            lr = float(cfg["sxa_lr"] if setup == "SX-A" else cfg["sxb_lr"]) if lr is None else lr
+            if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+                raise ConfigError(f"{where}: lr must be a positive number, got {lr!r}")
+            lr = float(lr)
+        if (setup, lr) in out.get(p, []):
+            raise ConfigError(f"{where}: {setup} at prune epoch {p} is listed twice")
+        out.setdefault(p, []).append((setup, lr))
+    return out
+
+
 class ScratchVsPrune(Protocol):
     """Scratch vs pruning (Wang et al. 2023, Tab. 4): pruned shape from scratch vs PxFy pipelines.
 
@@ -56,6 +128,12 @@ class ScratchVsPrune(Protocol):
     ``sxb_lr``). Scratch rows: Scratch-E (``total_epochs``) and, with ``scratch_b``, Scratch-B
     (``K1*F1/F2 + K2`` of the first P). Every row is compared with the ``reference`` scratch row
     (``Scratch-E`` or ``Scratch-B``) of its ratio.
+
+    ``pipelines`` lists the pipeline rows explicitly instead of every setup at every pruning
+    epoch: ``[{setup: S4.2, prune_epoch: 30}, {setup: SX-A, prune_epoch: 60, lr: 0.01}, ...]``
+    (``lr`` only for SX-A/SX-B, defaulting to ``sxa_lr``/``sxb_lr``), so one file can hold a
+    paper's table whose rows use different LRs at different pruning epochs. The labels and run
+    ids are those the same row gets from ``setups`` × ``prune_epochs``.
     """
 
     name = "scratch_vs_prune"
@@ -75,6 +153,7 @@ class ScratchVsPrune(Protocol):
         "scratch_b": True,
         "halving_stage_cap": 30,
         "regularization": {},
+        "pipelines": [],
     }
 
     def expand(self, config: dict) -> list[RunSpec]:
@@ -89,9 +168,7 @@ class ScratchVsPrune(Protocol):
             )
         stages = sched.stages
         final_lr = stages[-1][1]
-        unknown = sorted(set(cfg["setups"]) - {"S4.2", "SX-A", "SX-B"})
-        if unknown:
-            raise ConfigError(f"{self.name}.setups: unknown {unknown}; use S4.2, SX-A, SX-B")
+        pipelines = _pipelines(cfg, self.name, total)
         refs = ["Scratch-E"] + (["Scratch-B"] if cfg["scratch_b"] else [])
         _check_reference(self.name, cfg["reference"], refs, "a scratch row")
         methods, reg = _methods(cfg, self.name)
@@ -116,31 +193,23 @@ class ScratchVsPrune(Protocol):
                         base=base_full,
                     )
                 )
-            for p in cfg["prune_epochs"]:
-                p = int(p)
-                if not 0 < p < total:
-                    raise ConfigError(
-                        f"{self.name}.prune_epochs: {p} must be in (0, total_epochs={total})"
-                    )
+            for p, wanted in pipelines.items():
                 f = total - p
                 base_p = {**base_full, "epochs": p, "schedule_epochs": total}
                 rows = []
-                if "S4.2" in cfg["setups"]:
-                    sched = format_piecewise(truncate_piecewise(stages, p))
-                    rows.append((f"S4.2 P{p}F{f}", sched, {}))
-                if "SX-A" in cfg["setups"]:
-                    lr = float(cfg["sxa_lr"])
+                for setup, lr in wanted:
+                    if setup == "S4.2":
+                        sched = format_piecewise(truncate_piecewise(stages, p))
+                        rows.append((f"S4.2 P{p}F{f}", sched, {}))
+                        continue
                     sched = format_piecewise(
                         halving_schedule(lr, f, final_lr, int(cfg["halving_stage_cap"]))
                     )
-                    rows.append((f"SX-A P{p}F{f},{_lr_text(lr)}", sched, {}))
-                if "SX-B" in cfg["setups"]:
-                    lr = float(cfg["sxb_lr"])
-                    sched = format_piecewise(
-                        halving_schedule(lr, f, final_lr, int(cfg["halving_stage_cap"]))
-                    )
-                    squeeze = {"squeeze_base_by_speedup": True}
-                    rows.append((f"SX-B P{p}/kF{f},{_lr_text(lr)}", sched, squeeze))
+                    if setup == "SX-A":
+                        rows.append((f"SX-A P{p}F{f},{_lr_text(lr)}", sched, {}))
+                    else:
+                        squeeze = {"squeeze_base_by_speedup": True}
+                        rows.append((f"SX-B P{p}/kF{f},{_lr_text(lr)}", sched, squeeze))
                 for method in methods:
                     prefix = "" if method == "l1" else f"{method_label(method)} "
                     extra = _method_options(method, reg)
@@ -160,8 +229,8 @@ class ScratchVsPrune(Protocol):
                                     **extra,
                                 )
                             )
-            if cfg["scratch_b"] and cfg["prune_epochs"]:
-                p = int(cfg["prune_epochs"][0])
+            if cfg["scratch_b"] and pipelines:
+                p = next(iter(pipelines))
                 base_p = {**base_full, "epochs": p, "schedule_epochs": total}
                 for seed in seeds:
                     specs.append(
