@@ -355,15 +355,15 @@ def test_lengthen_first_stage_reproduces_the_papers_schedule():
     "over, match",
     [
         ({"first_stage_extra": [0]}, r"first_stage_extra: 0 is not a whole number"),
-        ({"first_stage_extra": [2.5]}, r"first_stage_extra: 2.5 is not a whole number"),
-        ({"first_stage_extra": [True]}, r"first_stage_extra: True"),
+        ({"first_stage_extra": [2.5]}, r"first_stage_extra must be a list of whole numbers.*2.5"),
+        ({"first_stage_extra": [True]}, r"first_stage_extra must be .*True"),
         ({"first_stage_extra": "20"}, r"first_stage_extra must be a list"),
         ({"first_stage_extra": [20, 20]}, r"first_stage_extra lists an epoch count twice"),
         ({"first_stage_extra_lrs": [0.05]}, r"first_stage_extra_lrs: LR 0.05 is not one of lrs"),
         ({"first_stage_extra_lrs": [0.01]}, r"first_stage_extra_lrs: LR 0.01 is the largest"),
         ({"first_stage_extra_lrs": [0.001, 0.001]}, r"lists LR 0.001 twice"),
         ({"first_stage_extra_lrs": []}, r"first_stage_extra_lrs must be a non-empty list"),
-        ({"first_stage_extra_lrs": ["x"]}, r"first_stage_extra_lrs: 'x' is not an LR"),
+        ({"first_stage_extra_lrs": ["x"]}, r"first_stage_extra_lrs must be a list of numbers.*'x'"),
         ({"lrs": [0.01]}, r"first_stage_extra needs at least two LRs"),
         ({"schedule_type": "cosine"}, r"first_stage_extra \(LR 0.001, 20 epochs\).*'steps:"),
     ],
@@ -470,3 +470,24 @@ def test_first_stage_extra_real_tiny_run(tmp_path):
     row = next(r for r in summary.rows if r["cell"] == rec.spec["cell"])
     assert row["reference"] == "L1 / lr=1e-2 / 2ep" and row["epochs"] == 4
     assert any("LR 1e-3 against LR 1e-2" in v for v in summary.verdicts)
+
+
+def test_every_protocol_config_is_typed_and_wrong_types_fail_before_anything_runs():
+    for name, proto in PROTOCOLS.items():
+        if name == "setup_check":
+            continue
+        assert proto.params is not None, name
+        proto.config({})  # the defaults pass their own types
+    bad = [
+        ("finetune_lr", {"lrs": "0.01"}, "finetune_lr.lrs must be a list of numbers, got '0.01'"),
+        ("finetune_lr", {"baselines": "yes"}, "baselines must be true or false"),
+        ("scratch_vs_prune", {"total_epochs": 20.5}, "total_epochs must be a whole number"),
+        ("ratio_sweep", {"ratios": [0.1, "x"]}, "a list of numbers or mappings"),
+        ("cross_recipe", {"recipes": ["ft:0.001"]}, "recipes must be a mapping"),
+        ("retrain_schedules", {"budgets": [10, None]}, "budgets must be a list of whole numbers"),
+    ]
+    for name, override, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            PROTOCOLS[name].expand(override)
+    # Integers are numbers; a seed count or list both type-check.
+    PROTOCOLS["finetune_lr"].config({"lrs": [1, 0.1], "seeds": [0, 2], "ratio": {"d.*": 0.5}})

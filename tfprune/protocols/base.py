@@ -30,6 +30,7 @@ from typing import Any
 
 from tfprune.errors import ConfigError
 from tfprune.protocols.methods import METHODS, REGULARIZED, get_method
+from tfprune.protocols.params import CommonParams, check_params, defaults_of
 from tfprune.protocols.schedules import parse_schedule
 from tfprune.protocols.setups import setup_check, strictest_shared_named
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec, base_recipe
@@ -83,15 +84,25 @@ class Protocol:
         name: Registry key.
         description: One line for ``--help`` and reports.
         default_config: Every accepted key with its default.
+        params: The protocol's typed config (a dataclass whose defaults are
+            ``default_config``); values of the wrong type fail before anything trains.
     """
 
     name: str = ""
     description: str = ""
     default_config: dict = {}
+    params: type | None = None
 
     def config(self, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """``config`` merged over :attr:`default_config` (unknown keys raise ConfigError)."""
-        return _merge(self.default_config, config, self.name)
+        """``config`` merged over :attr:`default_config`, type-checked against :attr:`params`.
+
+        Raises:
+          ConfigError: an unknown key, or a value of the wrong type (naming both).
+        """
+        merged = _merge(self.default_config, config, self.name)
+        if self.params is not None:
+            check_params(self.params, merged, self.name)
+        return merged
 
     def expand(self, config: dict) -> list[RunSpec]:
         """Run specs (every cell × seed) of ``config`` merged over :attr:`default_config`."""
@@ -120,26 +131,8 @@ def _check_reference(name: str, ref: Any, allowed: Sequence[str], what: str) -> 
 # Shared config handling
 # --------------------------------------------------------------------------------------------
 
-_COMMON_DEFAULTS: dict[str, Any] = {
-    "dataset": "digits",
-    "data_dir": None,
-    "model": "mlp7_linear",
-    "model_kwargs": {},
-    "data_options": {},
-    "base": {"schedule": "0:0.02,15:0.002", "epochs": 20, "batch_size": 32},
-    "seeds": 3,
-    "ratio": 0.8,
-    "batch_size": 32,
-    "momentum": 0.9,
-    "weight_decay": 1e-4,
-    "optimizer": "sgd",
-    "baselines": True,
-    "weight_decay_mode": "coupled",
-    "target": None,
-    "jsv_samples": 1000,
-    "jsv_every_epoch": False,
-    "metric": "final_acc",
-}
+_COMMON_DEFAULTS: dict[str, Any] = defaults_of(CommonParams)
+"""The settings every protocol shares, with their defaults (see :class:`CommonParams`)."""
 
 _REG_DEFAULTS: dict[str, Any] = {"method": None, "max_epochs": 30, "lr_prune": 1e-3}
 """``regularization:`` keys besides the callback's own arguments."""

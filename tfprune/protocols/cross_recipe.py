@@ -10,12 +10,12 @@ from the four cells.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from tfprune.errors import ConfigError
 from tfprune.protocols.base import (
-    _COMMON_DEFAULTS,
     ROW_COLUMNS,
     Protocol,
     Summary,
@@ -31,6 +31,7 @@ from tfprune.protocols.base import (
     summarize_cells,
 )
 from tfprune.protocols.methods import get_method
+from tfprune.protocols.params import CommonParams, defaults_of
 from tfprune.protocols.spec import RunRecord, RunSpec
 
 __all__ = [
@@ -75,6 +76,27 @@ def cross_recipe_verdict(acc: Mapping[tuple[str, str], float]) -> tuple[str, str
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class CrossRecipeParams(CommonParams):
+    """The ``cross_recipe`` config (besides :class:`CommonParams`).
+
+    Attributes:
+        methods: ``{A: method, B: method}``.
+        reference: ``{method, recipe}``: the cell every cell is compared with.
+        recipes: ``{label: schedule}`` of each method's retraining recipe.
+        recipe_epochs: ``{label: epochs}``.
+        regularization: A regularized method.
+    """
+
+    methods: dict = dataclasses.field(default_factory=lambda: {"A": "l1", "B": "random"})
+    reference: dict = dataclasses.field(default_factory=lambda: {"method": "A", "recipe": "FT_A"})
+    recipes: dict = dataclasses.field(
+        default_factory=lambda: {"FT_A": "ft:0.001", "FT_B": "0:0.01,7:0.001,14:0.0001"}
+    )
+    recipe_epochs: dict = dataclasses.field(default_factory=lambda: {"FT_A": 20, "FT_B": 20})
+    regularization: dict = dataclasses.field(default_factory=dict)
+
+
 class CrossRecipe(Protocol):
     """Each method retrained with both recipes: A+FT_A, A+FT_B, B+FT_A, B+FT_B and the verdict.
 
@@ -85,14 +107,8 @@ class CrossRecipe(Protocol):
 
     name = "cross_recipe"
     description = "2×2 cross-validation of two methods and their retraining recipes"
-    default_config = {
-        **_COMMON_DEFAULTS,
-        "methods": {"A": "l1", "B": "random"},
-        "reference": {"method": "A", "recipe": "FT_A"},
-        "recipes": {"FT_A": "ft:0.001", "FT_B": "0:0.01,7:0.001,14:0.0001"},
-        "recipe_epochs": {"FT_A": 20, "FT_B": 20},
-        "regularization": {},
-    }
+    default_config = defaults_of(CrossRecipeParams)
+    params = CrossRecipeParams
 
     def _reference(self, cfg: Mapping[str, Any]) -> str:
         ref = dict(cfg["reference"] or {})

@@ -16,7 +16,6 @@ from typing import Any
 
 from tfprune.errors import ConfigError
 from tfprune.protocols.base import (
-    _COMMON_DEFAULTS,
     ROW_COLUMNS,
     Protocol,
     Summary,
@@ -37,6 +36,7 @@ from tfprune.protocols.base import (
     summarize_cells,
 )
 from tfprune.protocols.methods import METHODS
+from tfprune.protocols.params import CommonParams, defaults_of
 from tfprune.protocols.schedules import format_piecewise, parse_schedule
 from tfprune.protocols.spec import RunRecord, RunSpec
 
@@ -96,6 +96,40 @@ def _num_ok(x: Any) -> bool:
 
 
 @dataclasses.dataclass(frozen=True)
+class FinetuneLRParams(CommonParams):
+    """The ``finetune_lr`` config (besides :class:`CommonParams`).
+
+    Attributes:
+        methods: Pruning methods (keys of ``tfprune.protocols.METHODS``).
+        reference: The method every row is compared with, at the same LR and budget.
+        lrs: Initial retraining LRs.
+        final_lr: Last LR of every retraining schedule.
+        schedule_type: ``steps``, ``cosine`` or ``halving`` from each LR to ``final_lr``.
+        lr_schedules: ``{lr: schedule}`` written out per LR (overrides ``schedule_type``).
+        budgets: Retraining epochs.
+        scratch_budget: Scratch baselines: ``E`` (equal epochs), ``B`` (equal FLOPs).
+        scratch_b_variant: How Scratch-B stretches its epochs (``why`` or ``rethink``).
+        regularization: A regularized method, ``{method: greg1|greg2|tpp|..., ...}``.
+        first_stage_extra: Extra epochs of the first LR stage for the small LRs.
+        first_stage_extra_lrs: The LRs that get them (null: every LR but the largest).
+    """
+
+    methods: list[str] = dataclasses.field(default_factory=lambda: ["l1", "l1_orthp"])
+    reference: str = "l1"
+    lrs: list[float] = dataclasses.field(default_factory=lambda: [1e-2, 1e-3])
+    final_lr: float = 1e-4
+    schedule_type: str = "steps"
+    lr_schedules: dict = dataclasses.field(default_factory=dict)
+    budgets: list[int] = dataclasses.field(default_factory=lambda: [20])
+    jsv_every_epoch: bool = True
+    scratch_budget: list[str | None] | str | None = dataclasses.field(default_factory=lambda: ["E"])
+    scratch_b_variant: str = "why"
+    regularization: dict = dataclasses.field(default_factory=dict)
+    first_stage_extra: list[int] | int | None = dataclasses.field(default_factory=list)
+    first_stage_extra_lrs: list[float] | float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class _Extended:
     """A cell with a longer first LR stage and the cells it is read against."""
 
@@ -137,22 +171,8 @@ class FinetuneLR(Protocol):
         "fine-tuning LR effect: retraining LR × pruning method (L1 vs L1+OrthP) at fixed budgets,"
         " with mean JSV"
     )
-    default_config = {
-        **_COMMON_DEFAULTS,
-        "methods": ["l1", "l1_orthp"],
-        "reference": "l1",
-        "lrs": [1e-2, 1e-3],
-        "final_lr": 1e-4,
-        "schedule_type": "steps",
-        "lr_schedules": {},
-        "budgets": [20],
-        "jsv_every_epoch": True,
-        "scratch_budget": ["E"],
-        "scratch_b_variant": "why",
-        "regularization": {},
-        "first_stage_extra": [],
-        "first_stage_extra_lrs": None,
-    }
+    default_config = defaults_of(FinetuneLRParams)
+    params = FinetuneLRParams
 
     def _lr_schedules(self, cfg: Mapping[str, Any], lrs: list[float]) -> dict[float, str]:
         out: dict[float, str] = {}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from tfprune.protocols.base import (
-    _COMMON_DEFAULTS,
     ROW_COLUMNS,
     Protocol,
     Summary,
@@ -22,11 +22,35 @@ from tfprune.protocols.base import (
     method_label,
     summarize_cells,
 )
+from tfprune.protocols.params import CommonParams, defaults_of
 from tfprune.protocols.spec import RunRecord, RunSpec
 
 __all__ = [
     "RatioSweep",
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class RatioSweepParams(CommonParams):
+    """The ``ratio_sweep`` config (besides :class:`CommonParams`).
+
+    Attributes:
+        methods: Pruning methods.
+        reference: The method every row is compared with, at the same ratio.
+        ratios: Pruning ratios (numbers or ``{layer-name regex: ratio}``).
+        schedule: Retraining schedule.
+        epochs: Retraining epochs.
+        regularization: A regularized method.
+    """
+
+    methods: list[str] = dataclasses.field(default_factory=lambda: ["l1"])
+    reference: str = "l1"
+    ratios: list[float | dict] = dataclasses.field(
+        default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9]
+    )
+    schedule: str = "steps:0.01:1e-4"
+    epochs: int = 10
+    regularization: dict = dataclasses.field(default_factory=dict)
 
 
 class RatioSweep(Protocol):
@@ -39,15 +63,8 @@ class RatioSweep(Protocol):
 
     name = "ratio_sweep"
     description = "accuracy and mean JSV after pruning vs pruning ratio"
-    default_config = {
-        **_COMMON_DEFAULTS,
-        "methods": ["l1"],
-        "reference": "l1",
-        "ratios": [0.1, 0.3, 0.5, 0.7, 0.9],
-        "schedule": "steps:0.01:1e-4",
-        "epochs": 10,
-        "regularization": {},
-    }
+    default_config = defaults_of(RatioSweepParams)
+    params = RatioSweepParams
 
     def expand(self, config: dict) -> list[RunSpec]:
         """Cells: method × ratio (+ Random, and Scratch-E of each pruned shape)."""

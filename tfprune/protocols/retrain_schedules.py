@@ -6,12 +6,12 @@ Le & Hua 2021, "Network Pruning That Matters: A Case Study on Retraining Variant
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from tfprune.errors import ConfigError
 from tfprune.protocols.base import (
-    _COMMON_DEFAULTS,
     ROW_COLUMNS,
     Protocol,
     Summary,
@@ -26,12 +26,38 @@ from tfprune.protocols.base import (
     method_label,
     summarize_cells,
 )
+from tfprune.protocols.params import CommonParams, defaults_of
 from tfprune.protocols.schedules import parse_schedule
 from tfprune.protocols.spec import RunRecord, RunSpec
 
 __all__ = [
     "RetrainSchedules",
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class RetrainSchedulesParams(CommonParams):
+    """The ``retrain_schedules`` config (besides :class:`CommonParams`).
+
+    Attributes:
+        methods: Pruning methods.
+        reference: ``{method, retrain}``: the row every row is compared with.
+        schedules: ``{label: schedule}`` retraining variants (``{last}``/``{base}`` are filled
+            from the base recipe).
+        budgets: Retraining epochs.
+    """
+
+    methods: list[str] = dataclasses.field(default_factory=lambda: ["l1"])
+    reference: dict = dataclasses.field(default_factory=lambda: {"method": "l1", "retrain": "FT"})
+    schedules: dict = dataclasses.field(
+        default_factory=lambda: {
+            "FT": "ft:{last}",
+            "LRW": "lrw:{base}",
+            "SLR": "slr:0.02:0.0002",
+            "CLR": "clr:0.02",
+        }
+    )
+    budgets: list[int] = dataclasses.field(default_factory=lambda: [10])
 
 
 class RetrainSchedules(Protocol):
@@ -47,18 +73,8 @@ class RetrainSchedules(Protocol):
     description = (
         "retraining variants: FT vs LR rewinding vs SLR vs CLR, L1 and random pruning, per budget"
     )
-    default_config = {
-        **_COMMON_DEFAULTS,
-        "methods": ["l1"],
-        "reference": {"method": "l1", "retrain": "FT"},
-        "schedules": {
-            "FT": "ft:{last}",
-            "LRW": "lrw:{base}",
-            "SLR": "slr:0.02:0.0002",
-            "CLR": "clr:0.02",
-        },
-        "budgets": [10],
-    }
+    default_config = defaults_of(RetrainSchedulesParams)
+    params = RetrainSchedulesParams
 
     def _reference(self, cfg: Mapping[str, Any]) -> tuple[str, str]:
         ref = dict(cfg["reference"] or {})

@@ -6,13 +6,13 @@ of Table 4 of Wang et al. 2023, "Why is the State of Neural Network Pruning so C
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from tfprune.configs.base import did_you_mean
 from tfprune.errors import ConfigError
 from tfprune.protocols.base import (
-    _COMMON_DEFAULTS,
     ROW_COLUMNS,
     Protocol,
     Summary,
@@ -32,6 +32,7 @@ from tfprune.protocols.base import (
     outcome,
     summarize_cells,
 )
+from tfprune.protocols.params import CommonParams, defaults_of
 from tfprune.protocols.schedules import (
     format_piecewise,
     halving_schedule,
@@ -116,6 +117,42 @@ def _pipelines(cfg: Mapping[str, Any], name: str, total: int) -> dict[int, list]
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class ScratchVsPruneParams(CommonParams):
+    """The ``scratch_vs_prune`` config (besides :class:`CommonParams`).
+
+    Attributes:
+        base: Extra base-model settings (its schedule is ``scratch_schedule``).
+        methods: Pruning methods.
+        reference: The scratch row every row is compared with (``Scratch-E`` or ``Scratch-B``).
+        ratios: Pruning ratios (numbers or ``{layer-name regex: ratio}``).
+        scratch_schedule: The dense and scratch schedule, piecewise constant.
+        total_epochs: Its length.
+        prune_epochs: Pruning epochs P of the ``setups`` rows.
+        sxa_lr / sxb_lr: Retraining LR of SX-A / SX-B rows.
+        setups: ``S4.2``, ``SX-A``, ``SX-B``.
+        scratch_b: Add Scratch-B rows.
+        halving_stage_cap: Longest stage of the halving schedule, in epochs.
+        regularization: A regularized method.
+        pipelines: Explicit ``{setup, prune_epoch, lr}`` rows instead of setups x prune_epochs.
+    """
+
+    base: dict = dataclasses.field(default_factory=dict)
+    methods: list[str] = dataclasses.field(default_factory=lambda: ["l1"])
+    reference: str = "Scratch-E"
+    ratios: list[float | dict] = dataclasses.field(default_factory=lambda: [0.5, 0.8])
+    scratch_schedule: str = "0:0.02,10:0.002,15:0.0002"
+    total_epochs: int = 20
+    prune_epochs: list[int] = dataclasses.field(default_factory=lambda: [5, 10])
+    sxa_lr: float = 0.02
+    sxb_lr: float = 0.02
+    setups: list[str] = dataclasses.field(default_factory=lambda: ["S4.2", "SX-A", "SX-B"])
+    scratch_b: bool = True
+    halving_stage_cap: int = 30
+    regularization: dict = dataclasses.field(default_factory=dict)
+    pipelines: list[dict] = dataclasses.field(default_factory=list)
+
+
 class ScratchVsPrune(Protocol):
     """Scratch vs pruning (Wang et al. 2023, Tab. 4): pruned shape from scratch vs PxFy pipelines.
 
@@ -138,23 +175,8 @@ class ScratchVsPrune(Protocol):
 
     name = "scratch_vs_prune"
     description = "scratch training vs pruning under S4.2 / SX-A / SX-B (PxFy rows), Scratch-E/B"
-    default_config = {
-        **_COMMON_DEFAULTS,
-        "base": {},
-        "methods": ["l1"],
-        "reference": "Scratch-E",
-        "ratios": [0.5, 0.8],
-        "scratch_schedule": "0:0.02,10:0.002,15:0.0002",
-        "total_epochs": 20,
-        "prune_epochs": [5, 10],
-        "sxa_lr": 0.02,
-        "sxb_lr": 0.02,
-        "setups": ["S4.2", "SX-A", "SX-B"],
-        "scratch_b": True,
-        "halving_stage_cap": 30,
-        "regularization": {},
-        "pipelines": [],
-    }
+    default_config = defaults_of(ScratchVsPruneParams)
+    params = ScratchVsPruneParams
 
     def expand(self, config: dict) -> list[RunSpec]:
         """Cells per ratio: Scratch-E, Scratch-B, and each method × setup × pruning epoch."""

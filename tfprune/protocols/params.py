@@ -1,0 +1,138 @@
+"""Typed protocol configs: one dataclass per protocol, checked before anything trains.
+
+Each protocol declares its settings as a dataclass (:class:`CommonParams` holds those every
+protocol shares); its ``default_config`` is that dataclass's defaults, so a setting and its
+default live in one place. :func:`check_params` checks a merged config against the annotated
+types and names the setting, the type it needs and the value it got.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any
+
+from tfprune.errors import ConfigError
+
+__all__ = ["CommonParams", "check_params", "defaults_of"]
+
+
+@dataclasses.dataclass(frozen=True)
+class CommonParams:
+    """Settings every protocol takes.
+
+    Attributes:
+        dataset: Dataset name (``digits``, ``mnist``, ``cifar10``, ``cifar100``, ``imagenet``).
+        data_dir: Folder of the dataset files (null: the dataset's default).
+        model: Zoo model name or ``keras:<Application>``.
+        model_kwargs: Extra arguments of the model builder.
+        data_options: Extra arguments of the dataset reader (``resize``, ``cache``, ...).
+        base: The dense model's recipe (``schedule``, ``epochs``, ``batch_size``, ...).
+        seeds: A count n (seeds 0..n-1) or a list of seeds.
+        ratio: Pruning ratio, or ``{layer-name regex: ratio}``.
+        batch_size: Retraining batch size.
+        momentum: SGD momentum.
+        weight_decay: Weight decay coefficient.
+        optimizer: ``sgd`` or ``adam``.
+        baselines: Add the Random and Scratch baselines.
+        weight_decay_mode: ``coupled`` (L2 through momentum, the authors' PyTorch SGD) or
+            ``decoupled``.
+        target: A matched operating point, e.g. ``{flops_reduction: 2.0}`` (null: none).
+        jsv_samples: Inputs per mean-JSV measurement (0: none).
+        jsv_every_epoch: Measure the mean JSV after every retraining epoch.
+        metric: The record metric compared across cells (``final_acc`` or ``best_acc``).
+    """
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    model: str = "mlp7_linear"
+    model_kwargs: dict = dataclasses.field(default_factory=dict)
+    data_options: dict = dataclasses.field(default_factory=dict)
+    base: dict = dataclasses.field(
+        default_factory=lambda: {"schedule": "0:0.02,15:0.002", "epochs": 20, "batch_size": 32}
+    )
+    seeds: int | list[int] = 3
+    ratio: float | dict = 0.8
+    batch_size: int = 32
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    optimizer: str = "sgd"
+    baselines: bool = True
+    weight_decay_mode: str = "coupled"
+    target: dict | None = None
+    jsv_samples: int = 1000
+    jsv_every_epoch: bool = False
+    metric: str = "final_acc"
+
+
+def defaults_of(params: type) -> dict[str, Any]:
+    """Every setting of the dataclass ``params`` with its default (a fresh copy each call)."""
+    return {f.name: getattr(params(), f.name) for f in dataclasses.fields(params)}
+
+
+def check_params(params: type, config: Mapping[str, Any], name: str) -> None:
+    """Check every value of ``config`` against the type ``params`` annotates for it.
+
+    Raises:
+      ConfigError: names the setting (``protocol.key``), the type it needs and the value.
+    """
+    hints = typing.get_type_hints(params)
+    for key, value in config.items():
+        if key in hints and not _matches(value, hints[key]):
+            raise ConfigError(
+                f"{name}.{key} must be {_describe(hints[key])}, got {value!r}; see "
+                f"{params.__name__} for what each setting takes"
+            )
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in typing.get_args(hint))
+    if hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is dict or origin is dict:
+        return isinstance(value, Mapping)
+    if hint is list or origin is list:
+        if not isinstance(value, (list, tuple)):
+            return False
+        (item,) = typing.get_args(hint) or (Any,)
+        return all(_matches(v, item) for v in value)
+    return isinstance(value, hint)
+
+
+_WORDS = {
+    bool: ("true or false", "true/false values"),
+    int: ("a whole number", "whole numbers"),
+    float: ("a number", "numbers"),
+    str: ("a string", "strings"),
+    dict: ("a mapping", "mappings"),
+    type(None): ("null", "nulls"),
+}
+
+
+def _describe(hint: Any, plural: bool = False) -> str:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg, plural) for arg in typing.get_args(hint))
+    if hint is list or origin is list:
+        args = typing.get_args(hint)
+        return "a list" if not args else f"a list of {_describe(args[0], plural=True)}"
+    if origin is dict:
+        hint = dict
+    words = _WORDS.get(hint)
+    if words is None:
+        return getattr(hint, "__name__", str(hint))
+    return words[1] if plural else words[0]
