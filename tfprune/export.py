@@ -330,6 +330,14 @@ def _export(
         )
         result.fold_difference = result.fold_report.max_relative_error or 0.0
         tolerance = result.tolerance = max(tolerance, FOLD_FACTOR * result.fold_difference)
+    blockers = runtimes.onnx_blockers(served) if onnx else []
+    if blockers:
+        raise UnsupportedModelError(
+            f"ONNX export of {model.name!r} is not possible: {blockers[0]}"
+            + (f" (and {len(blockers) - 1} more such layers)" if len(blockers) > 1 else "")
+            + ". Export without onnx (--noonnx); the SavedModel and TFLite exports work. "
+            "Nothing was written."
+        )
     signatures = {signature_name: serving_signature(served)}
     raw_inputs = raw_expected = None
     if preprocessing is not None:

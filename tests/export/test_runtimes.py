@@ -78,3 +78,19 @@ def test_tflite_and_onnx_match_the_saved_model(build, tmp_path):
         for key, value in want.items():
             scale = np.abs(value).max()
             assert np.abs(got[key] - value).max() <= RUNTIME_RTOL * scale + 1e-6, kind
+
+
+def test_onnx_export_of_a_grouped_convolution_is_refused_before_anything_is_written(tmp_path):
+    L = keras.layers
+    i = keras.Input((8, 8, 8))
+    x = L.Conv2D(8, 3, groups=4, name="grouped")(i)  # two channels per group: no depthwise form
+    model = keras.Model(i, L.Dense(2)(L.GlobalAveragePooling2D()(x)))
+    assert "grouped" in runtimes.onnx_blockers(model)[0]
+    with pytest.raises(tfprune.errors.UnsupportedModelError, match="'grouped'.*without onnx"):
+        tfprune.export_for_serving(model, tmp_path / "serving", onnx=True)
+    assert not (tmp_path / "serving").exists() or not any((tmp_path / "serving").iterdir())
+    # One group per channel becomes a depthwise convolution first, which converts.
+    j = keras.Input((8, 8, 8))
+    y = L.Conv2D(8, 3, groups=8, name="per_channel")(j)
+    per_channel = keras.Model(j, L.Dense(2)(L.GlobalAveragePooling2D()(y)))
+    assert runtimes.onnx_blockers(tfprune.optimize_for_inference(per_channel)) == []

@@ -14,14 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import tf
+from tfprune.compat import conv_base_class, tf
 from tfprune.errors import TfpruneError
 from tfprune.files import atomic_write_bytes
+from tfprune.nested import all_layers
 
 __all__ = [
     "RuntimeMismatchError",
     "convert_to_onnx",
     "convert_to_tflite",
+    "onnx_blockers",
     "run_onnx",
     "run_tflite",
 ]
@@ -123,6 +125,24 @@ def _inputs_to_initializers(model_proto: Any, values: Mapping[str, np.ndarray]) 
         if inp.name in used:
             value = np.asarray(values[inp.name])
             graph.initializer.append(numpy_helper.from_array(value, inp.name))
+
+
+def onnx_blockers(model: Any) -> list[str]:
+    """Layers of ``model`` tf2onnx cannot convert, each with the reason (empty: none known).
+
+    tf_keras runs a grouped convolution (``groups > 1``) through an XLA-compiled function,
+    which tf2onnx leaves as a call it cannot translate; one group per input channel is
+    rewritten as a depthwise convolution by :func:`tfprune.optimize_for_inference` first.
+    """
+    out = []
+    for layer in all_layers(model):
+        groups = int(getattr(layer, "groups", 1) or 1)
+        if groups > 1 and isinstance(layer, conv_base_class):
+            out.append(
+                f"{layer.name!r} ({type(layer).__name__}, groups={groups}): tf_keras runs a "
+                "grouped convolution as an XLA-compiled function, which tf2onnx cannot convert"
+            )
+    return out
 
 
 def _erfc_as_one_minus_erf(ctx: Any, node: Any, name: str, args: list) -> Any:
