@@ -167,7 +167,16 @@ def measure(name: str) -> dict:
     if not report.prunable_fraction:
         return {**row, "flops_reduction": 0.0, "rel_error": float("nan")}
     t0 = time.perf_counter()
-    masked = tfprune.prune_filters(model, 0.5)
+    try:
+        masked = tfprune.prune_filters(model, 0.5)
+    except tfprune.errors.UnsupportedModelError as err:  # no pruned copy can be built
+        return {
+            **row,
+            "prunable_fraction": 0.0,
+            "flops_reduction": 0.0,
+            "rel_error": float("nan"),
+            "blocking": [str(err)],
+        }
     small = tfprune.strip_filters(masked)
     seconds = time.perf_counter() - t0
     a, b = _flat(masked(x, training=False)), _flat(small(x, training=False))
