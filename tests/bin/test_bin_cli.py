@@ -139,16 +139,15 @@ def test_prune_run_with_taylor_importance_uses_training_data():
 
 
 def test_progress_lines_follow_verbosity(capsys):
-    from absl import logging as absl_logging
+    from absl import flags
+    from absl.testing import flagsaver
 
     from tfprune.bin.common import progress
 
-    before = absl_logging.get_verbosity()
-    try:
-        absl_logging.set_verbosity(absl_logging.WARNING)  # what --verbosity=-1 sets
+    if not flags.FLAGS.is_parsed():
+        flags.FLAGS.mark_as_parsed()
+    with flagsaver.flagsaver(verbosity=-1):  # warnings, errors and results only
         progress("hidden")
-        absl_logging.set_verbosity(absl_logging.INFO)  # the default, --verbosity=0
+    with flagsaver.flagsaver(verbosity=0):  # the default
         progress("shown")
-    finally:
-        absl_logging.set_verbosity(before)
     assert capsys.readouterr().out == "shown\n"

@@ -45,7 +45,10 @@ def progress(message: str) -> None:
     Results (tables, JSON) are printed whatever the verbosity; library messages go through
     Python logging, which absl already filters by ``--verbosity``.
     """
-    if absl_logging.get_verbosity() >= absl_logging.INFO:
+    # The flag itself (absl.logging defines it), whether or not absl.app set up logging, as
+    # when a binary's main runs inside another program. Its default (-1, unset) means INFO.
+    verbosity = FLAGS["verbosity"]
+    if verbosity.using_default_value or verbosity.value >= absl_logging.INFO:
         print(message, flush=True)
 
 

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from tfprune.compat import tf
 from tfprune.configs import dump_yaml
 from tfprune.configs.protocol import ProtocolConfig, save_config
@@ -138,14 +140,15 @@ def _device_names() -> list[str]:
     return [d.name for d in tf.config.list_logical_devices()]
 
 
-def _fmt_seconds(s: float) -> str:
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
-
-
-def _bar(done: int, total: int, width: int = 20) -> str:
-    filled = int(width * done / total) if total else width
-    return "[" + "#" * filled + "." * (width - filled) + f"] {done}/{total}"
+def _bar(done: int, total: int, started: float) -> str:
+    """``[#####     ] 3/18 (00:45 elapsed, ETA 03:46)``: tqdm's meter as one log line."""
+    return tqdm.format_meter(
+        done,
+        total,
+        time.monotonic() - started,
+        ascii=" #",
+        bar_format="[{bar:20}] {n_fmt}/{total_fmt} ({elapsed} elapsed, ETA {remaining})",
+    )
 
 
 def _metric_text(record: RunRecord) -> str:
@@ -268,17 +271,18 @@ def run_protocol(
     # shards never run one twice. Multi-worker processes run in lockstep and do not claim.
     use_claims = writer and not is_multi_worker(strategy_obj)
     for k, spec in enumerate(todo):
+        done = _bar(k + 1, len(todo), started)
         run_id = spec.run_id()
         claim = store.claim(run_id) if use_claims else None
         if use_claims and claim is None:
             log(
-                f"{_bar(k + 1, len(todo))} run {run_id} ({spec.cell}, seed {spec.seed}) is being "
+                f"{done} run {run_id} ({spec.cell}, seed {spec.seed}) is being "
                 f"run by {store.claim_owner(run_id)}; skipped"
             )
             continue
         try:
             if use_claims and store.is_finished(run_id):
-                log(f"{_bar(k + 1, len(todo))} run {run_id} was finished by another process")
+                log(f"{done} run {run_id} was finished by another process")
                 continue
             record = _run_one(
                 spec,
@@ -299,7 +303,7 @@ def run_protocol(
                         "devices": _device_names(),
                     },
                 ),
-                bar=_bar(k, len(todo)),
+                bar=_bar(k, len(todo), started),
             )
         except Exception as err:  # noqa: BLE001 - recorded in error.json, logged, re-raised
             log(f"run {run_id} ({spec.cell}, seed {spec.seed}) FAILED: {type(err).__name__}: {err}")
@@ -311,12 +315,9 @@ def run_protocol(
             if claim is not None:
                 claim.release()
         fresh[run_id] = record
-        elapsed = time.monotonic() - started
-        eta = elapsed / (k + 1) * (len(todo) - k - 1)
         log(
-            f"{_bar(k + 1, len(todo))} run {run_id} done in "
-            f"{_fmt_seconds(record.metrics['wall_seconds'])} {_metric_text(record)} "
-            f"(ETA {_fmt_seconds(eta)})"
+            f"{_bar(k + 1, len(todo), started)} run {run_id} done in "
+            f"{tqdm.format_interval(record.metrics['wall_seconds'])} {_metric_text(record)}"
         )
 
     records = store.load_records([s.run_id() for s in mine])
