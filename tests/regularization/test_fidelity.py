@@ -13,7 +13,7 @@ from tfprune.regularization import (
     SeparationWarning,
     TrainabilityPreserving,
 )
-from tfprune.regularization.penalty import magnitude_ratio, unit_magnitudes
+from tfprune.regularization.terms import magnitude_ratio, unit_magnitudes
 
 
 def _fit(model, cb, steps):

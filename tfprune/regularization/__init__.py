@@ -16,12 +16,9 @@ from tfprune.regularization.orthogonality import (
     KernelOrthogonality,
     OrthogonalityRegularizer,
 )
-from tfprune.regularization.penalty import (
-    GroupRegularizer,
-    RegularizationState,
-    SeparationWarning,
-)
+from tfprune.regularization.penalty import GroupRegularizer, SeparationWarning
 from tfprune.regularization.slimming import NetworkSlimming
+from tfprune.regularization.state import RegularizationState
 from tfprune.regularization.tpp import TrainabilityPreserving
 
 __all__ = [

@@ -46,10 +46,9 @@ import numpy as np
 
 from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError
-from tfprune.regularization.penalty import (
+from tfprune.regularization.penalty import GrowingPenaltyRegularizer, check_number
+from tfprune.regularization.terms import (
     MAGNITUDE_RATIO_CAP,
-    GrowingPenaltyRegularizer,
-    check_number,
     magnitude_ratio,
     unit_magnitudes,
     weighted_l2,

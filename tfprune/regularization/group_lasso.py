@@ -13,12 +13,8 @@ from typing import Any
 import numpy as np
 
 from tfprune.compat import keras, tf
-from tfprune.regularization.penalty import (
-    SLICE_KINDS,
-    GroupRegularizer,
-    check_number,
-    unit_sq_norms,
-)
+from tfprune.regularization.penalty import GroupRegularizer, check_number
+from tfprune.regularization.terms import SLICE_KINDS, unit_sq_norms
 
 __all__ = ["GroupLasso"]
 

@@ -32,7 +32,8 @@ import numpy as np
 
 from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
-from tfprune.regularization.penalty import attach_loss, check_number, detach_loss
+from tfprune.regularization.penalty import check_number
+from tfprune.regularization.state import attach_loss, detach_loss
 
 __all__ = [
     "ConvOrthogonality",

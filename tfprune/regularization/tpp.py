@@ -34,13 +34,11 @@ from typing import Any
 import numpy as np
 
 from tfprune.compat import keras, tf
-from tfprune.regularization.penalty import (
+from tfprune.regularization.penalty import GrowingPenaltyRegularizer, check_number, leaf_layers
+from tfprune.regularization.terms import (
     KERNEL_NAMES,
-    GrowingPenaltyRegularizer,
-    check_number,
     gram_penalty,
     group_slices,
-    leaf_layers,
     unit_magnitudes,
     weighted_l2,
 )
