@@ -1,0 +1,112 @@
+"""Per-layer channel rules: how each layer type couples channels, and how its weights slice.
+
+A *rule* is the one place that knows a family of layers:
+
+* ``connect(ctx, call)`` – which channel axes of the call's input/output tensors and of the
+  layer's own weights must be pruned together (declared on a :class:`ChannelContext`);
+* ``weight_axes(layer)``/``channel_rows``/``kernel_names``/``kernel_layouts`` – for each weight,
+  which axis holds which channel *role* (``"in"``, ``"out"`` or ``"ch"`` for per-channel
+  pass-through parameters such as BN's gamma), read by importance criteria, penalties and OrthP;
+* ``new_config``/``slice_weights`` – how to build the smaller layer once channels are removed;
+* ``macs`` – what one call costs (read by :func:`tfprune.count_flops`);
+* ``input_mask``/``self_mask_role`` – how the layer is masked while pruning trains.
+
+Layers are matched with ``isinstance``, most specific rule first. A layer no rule claims blocks
+every channel it touches (fail closed). Users can add rules with :func:`register_rule`.
+
+The interface and the registry are in :mod:`~tfprune.graph.rules.base`; the built-in rules are
+grouped by kind: :mod:`~tfprune.graph.rules.weighted` (layers with weights),
+:mod:`~tfprune.graph.rules.shapes` (layers without multiply weights) and
+:mod:`~tfprune.graph.rules.ops` (TF ops in a functional graph).
+"""
+
+from tfprune.graph.rules.base import (
+    KERNEL_NAMES,
+    ChannelContext,
+    LayerRule,
+    Role,
+    numel,
+    overrides_stock,
+    register_rule,
+    rule_for,
+    unregister_rule,
+)
+from tfprune.graph.rules.ops import ELEMENTWISE_OPS, TFOpRule
+from tfprune.graph.rules.shapes import (
+    ConcatenateRule,
+    FlattenRule,
+    InputRule,
+    LayerNormRule,
+    LayerScaleRule,
+    MergeRule,
+    PassThroughRule,
+    PerChannelParamRule,
+    RescalingRule,
+    ReshapeRule,
+    ScaledSumRule,
+    SoftmaxRule,
+)
+from tfprune.graph.rules.weighted import (
+    BidirectionalRule,
+    ConvRule,
+    ConvTransposeRule,
+    DenseRule,
+    DepthwiseRule,
+    DotAttentionRule,
+    EinsumDenseRule,
+    EmbeddingRule,
+    LocallyConnectedRule,
+    MultiHeadAttentionRule,
+    PruneLowMagnitudeRule,
+    QuantizeWrapperRule,
+    RecurrentRule,
+    SeparableRule,
+    TimeDistributedRule,
+    dense_like_equation,
+    einsum_macs,
+)
+
+__all__ = [
+    "ChannelContext",
+    "ELEMENTWISE_OPS",
+    "KERNEL_NAMES",
+    "LayerRule",
+    "Role",
+    "numel",
+    "overrides_stock",
+    "register_rule",
+    "rule_for",
+    "unregister_rule",
+]
+
+for _rule in (
+    ConvRule(),
+    ConvTransposeRule(),
+    DenseRule(),
+    DepthwiseRule(),
+    SeparableRule(),
+    EmbeddingRule(),
+    RecurrentRule(),
+    BidirectionalRule(),
+    TimeDistributedRule(),
+    PruneLowMagnitudeRule(),
+    QuantizeWrapperRule(),
+    MultiHeadAttentionRule(),
+    EinsumDenseRule(),
+    DotAttentionRule(),
+    LocallyConnectedRule(),
+    PassThroughRule(),
+    SoftmaxRule(),
+    PerChannelParamRule(),
+    MergeRule(),
+    ConcatenateRule(),
+    FlattenRule(),
+    ReshapeRule(),
+    RescalingRule(),
+    LayerNormRule(),
+    LayerScaleRule(),
+    ScaledSumRule(),
+    TFOpRule(),
+    InputRule(),
+):
+    register_rule(_rule, first=False)

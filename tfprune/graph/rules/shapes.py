@@ -1,0 +1,273 @@
+"""Rules of layers without multiply weights: pass-through, per-channel, merges, reshapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tfprune.compat import (
+    keras,
+)
+from tfprune.graph.rules.base import (
+    Role,
+    _channels,
+    _channels_last,
+    _FreeRule,
+    _is_scalar,
+    _only_channel_axis,
+    _with_count,
+)
+
+__all__ = [
+    "ConcatenateRule",
+    "FlattenRule",
+    "InputRule",
+    "LayerNormRule",
+    "LayerScaleRule",
+    "MergeRule",
+    "PassThroughRule",
+    "PerChannelParamRule",
+    "RescalingRule",
+    "ReshapeRule",
+    "ScaledSumRule",
+    "SoftmaxRule",
+]
+
+L = keras.layers
+
+
+class PassThroughRule(_FreeRule):
+    """Layers that act on each channel separately and keep the channel axis last."""
+
+    layer_types = (
+        L.Activation,
+        L.ReLU,
+        L.LeakyReLU,
+        L.ELU,
+        L.ThresholdedReLU,
+        L.Dropout,
+        L.SpatialDropout1D,
+        L.SpatialDropout2D,
+        L.SpatialDropout3D,
+        L.GaussianNoise,
+        L.GaussianDropout,
+        L.AlphaDropout,
+        L.ActivityRegularization,
+        L.MaxPooling1D,
+        L.MaxPooling2D,
+        L.MaxPooling3D,
+        L.AveragePooling1D,
+        L.AveragePooling2D,
+        L.AveragePooling3D,
+        L.GlobalAveragePooling1D,
+        L.GlobalAveragePooling2D,
+        L.GlobalAveragePooling3D,
+        L.GlobalMaxPooling1D,
+        L.GlobalMaxPooling2D,
+        L.GlobalMaxPooling3D,
+        L.ZeroPadding1D,
+        L.ZeroPadding2D,
+        L.ZeroPadding3D,
+        L.Cropping1D,
+        L.Cropping2D,
+        L.Cropping3D,
+        L.UpSampling1D,
+        L.UpSampling2D,
+        L.UpSampling3D,
+    ) + tuple(getattr(L, n) for n in ("Identity",) if hasattr(L, n))
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        layer = call.layer
+        if not _channels_last(layer):
+            ctx.block_call(call, f"layer {call.path!r} uses channels_first")
+            return
+        x, y = call.inputs[0], call.outputs[0]
+        ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
+
+
+class SoftmaxRule(_FreeRule):
+    """Softmax mixes channels when it normalises over the channel axis."""
+
+    layer_types = (L.Softmax,)
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        x, y = call.inputs[0], call.outputs[0]
+        axis = call.layer.axis
+        axes = axis if isinstance(axis, (list, tuple)) else [axis]
+        rank = x.shape.rank
+        if any(a in (-1, rank - 1) for a in axes):
+            ctx.block_call(call, f"softmax {call.path!r} normalises over the channel axis")
+        else:
+            ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
+
+
+class PerChannelParamRule(_FreeRule):
+    """Per-channel layers with parameters along the channel axis (BN, PReLU)."""
+
+    layer_types = (L.BatchNormalization, L.PReLU)
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        layer = call.layer
+        x, y = call.inputs[0], call.outputs[0]
+        rank = x.shape.rank
+        if isinstance(layer, L.BatchNormalization):
+            if not _only_channel_axis(layer.axis, rank):
+                ctx.block_call(call, f"batch norm {call.path!r} is not over the last axis")
+                return
+        ctx.per_channel(layer, x, y)
+
+    def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
+        if isinstance(layer, L.PReLU):
+            return {"alpha": {"ch": -1}}
+        return {n: {"ch": 0} for n in ("gamma", "beta", "moving_mean", "moving_variance")}
+
+
+class MergeRule(_FreeRule):
+    """Add/Subtract/Multiply/Average/Maximum/Minimum: all inputs share the output's channels.
+
+    An input whose channel axis has size 1 broadcasts (a scalar gate) and is not coupled.
+    """
+
+    layer_types = (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum)
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        y = call.outputs[0]
+        dy = ctx.tensor_dim(y)
+        for t in call.inputs:
+            c = _channels(t)
+            if c == _channels(y):
+                ctx.identity(ctx.tensor_dim(t), dy)
+            elif c != 1:
+                ctx.block_call(call, f"merge {call.path!r} broadcasts channels {c}")
+                return
+
+
+class ConcatenateRule(_FreeRule):
+    """Concatenate: along the channel axis inputs take consecutive offsets of the output."""
+
+    layer_types = (L.Concatenate,)
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        y = call.outputs[0]
+        rank = y.shape.rank
+        if call.layer.axis % rank == rank - 1:
+            ctx.concat([ctx.tensor_dim(t) for t in call.inputs], ctx.tensor_dim(y))
+        else:
+            for t in call.inputs:
+                ctx.identity(ctx.tensor_dim(t), ctx.tensor_dim(y))
+
+
+class FlattenRule(_FreeRule):
+    """Flatten: input channel c becomes features c, C+c, 2C+c, ... of the output."""
+
+    layer_types = (L.Flatten,)
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        if not _channels_last(call.layer):
+            ctx.block_call(call, f"flatten {call.path!r} uses channels_first")
+            return
+        x, y = call.inputs[0], call.outputs[0]
+        if x.shape.rank <= 2:
+            ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
+        else:
+            ctx.flatten(ctx.tensor_dim(x), ctx.tensor_dim(y))
+
+
+class ReshapeRule(_FreeRule):
+    """Reshape that keeps the last axis (e.g. (C,) -> (1, 1, C)) passes channels through."""
+
+    layer_types = (L.Reshape,)
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        x, y = call.inputs[0], call.outputs[0]
+        cx, cy = _channels(x), _channels(y)
+        if cx is not None and cx == cy:
+            ctx.per_channel(call.layer, x, y)
+        else:
+            ctx.block_call(call, f"reshape {call.path!r} mixes the channel axis")
+
+    def new_config(self, layer, config, kept):
+        if "ch" in kept:
+            shape = list(config["target_shape"])
+            shape[-1] = len(kept["ch"])
+            config = dict(config, target_shape=tuple(shape))
+        return config
+
+
+class RescalingRule(_FreeRule):
+    """Rescaling with scalar scale/offset is elementwise."""
+
+    layer_types = (L.Rescaling,)
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        layer = call.layer
+        if np.size(layer.scale) == 1 and np.size(layer.offset) == 1:
+            ctx.identity(ctx.tensor_dim(call.inputs[0]), ctx.tensor_dim(call.outputs[0]))
+        else:
+            ctx.block_call(call, f"rescaling {call.path!r} has per-channel constants")
+
+
+class LayerNormRule(_FreeRule):
+    """LayerNormalization over the channel axis only (statistics over the kept channels)."""
+
+    layer_types = (L.LayerNormalization,)
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        layer = call.layer
+        x, y = call.inputs[0], call.outputs[0]
+        rank = x.shape.rank
+        if not _only_channel_axis(layer.axis, rank):
+            ctx.block_call(call, f"layer norm {call.path!r} normalises over non-channel axes")
+            return
+        ctx.per_channel(layer, x, y)
+
+    def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
+        # "mask" exists on tfprune's MaskedLayerNormalization (statistics over kept channels).
+        return {"gamma": {"ch": 0}, "beta": {"ch": 0}, "mask": {"ch": 0}}
+
+    def self_mask_role(self, layer: Any) -> Role | None:
+        return "ch"  # mean and variance must be those of the kept channels
+
+
+class LayerScaleRule(_FreeRule):
+    """ConvNeXt's ``LayerScale`` (tf_keras.applications): a per-channel learned scale."""
+
+    def applies(self, layer: Any) -> bool:
+        return type(layer).__name__ == "LayerScale" and hasattr(layer, "projection_dim")
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        x, y = call.inputs[0], call.outputs[0]
+        ctx.per_channel(call.layer, x, y)
+
+    def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
+        return {"gamma": {"ch": 0}}
+
+    def new_config(self, layer, config, kept):
+        return _with_count(config, "projection_dim", kept, "ch")
+
+
+class ScaledSumRule(_FreeRule):
+    """InceptionResNetV2's ``CustomScaleLayer``: ``inputs[0] + inputs[1] * scale`` (scalar)."""
+
+    def applies(self, layer: Any) -> bool:
+        return type(layer).__name__ == "CustomScaleLayer" and _is_scalar(
+            getattr(layer, "scale", None)
+        )
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        MergeRule().connect(ctx, call)
+
+
+# ---------------------------------------------------------------------------------------------
+# TF-op layers (``x * 2``, ``tf.nn.relu6(x)``, ``x[:, ::2]`` ...) as tf_keras records them
+
+
+class InputRule(_FreeRule):
+    """Model inputs: their channels can never be removed."""
+
+    layer_types = (L.InputLayer,)
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        for t in call.outputs:
+            ctx.block(ctx.tensor_dim(t), "model input")
