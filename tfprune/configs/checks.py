@@ -72,7 +72,7 @@ def check_dataset_files(name: str, data_dir: str | os.PathLike[str] | None) -> N
         found = mnist.find_mnist_files(folder) if folder is not None and folder.is_dir() else None
         if found is None or not (found["test_images"] and found["test_labels"]):
             expected = [stem + "[.gz]" for stem in mnist.MNIST_FILES.values()]
-            raise missing_files_error("MNIST", folder, expected, mnist._HOW_TO_GET)
+            raise missing_files_error("MNIST", folder, expected, mnist.HOW_TO_GET)
         return
     if name in ("cifar10", "cifar100"):
         n = 10 if name == "cifar10" else 100
@@ -86,8 +86,8 @@ def check_dataset_files(name: str, data_dir: str | os.PathLike[str] | None) -> N
                 f"CIFAR-{n}",
                 folder,
                 expected,
-                f"Download and extract {cifar._URLS[n]} into that folder (data_dir may also be "
-                f"the {sub} folder itself).",
+                f"Download and extract {cifar.CIFAR_URLS[n]} into that folder (data_dir may "
+                f"also be the {sub} folder itself).",
             )
         return
     if name == "imagenet":
@@ -105,7 +105,7 @@ def check_dataset_files(name: str, data_dir: str | os.PathLike[str] | None) -> N
             )
             ok = shards or folders
         if not ok:
-            raise missing_files_error("ImageNet", root, expected, imagenet._HOW_TO_GET)
+            raise missing_files_error("ImageNet", root, expected, imagenet.HOW_TO_GET)
         return
     raise DatasetNotFoundError(f"no file check for dataset {name!r}")  # pragma: no cover
 

@@ -25,7 +25,7 @@ from tfprune.compat import keras
 from tfprune.data.bundle import ArraySplits, missing_files_error, resolve_data_dir
 from tfprune.errors import DatasetNotFoundError, InvalidArgumentError
 
-__all__ = ["CIFAR_LAYOUT", "load_cifar", "read_cifar_batch"]
+__all__ = ["CIFAR_LAYOUT", "CIFAR_URLS", "load_cifar", "read_cifar_batch"]
 
 #: Per number of classes: (folder name, training files, test files).
 CIFAR_LAYOUT: dict[int, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
@@ -37,7 +37,8 @@ CIFAR_LAYOUT: dict[int, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     100: ("cifar-100-python", ("train",), ("test",)),
 }
 
-_URLS = {
+#: Download address of each CIFAR archive, by number of classes.
+CIFAR_URLS = {
     10: "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
     100: "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
 }
@@ -126,8 +127,8 @@ def load_cifar(
             return _download(num_classes, label_mode)
         expected = [f"{folder_name}/{f}" for f in train_files + test_files]
         how = (
-            f"Download and extract {_URLS[num_classes]} into that folder (data_dir may also be "
-            f"the {folder_name} folder itself). Pass data_dir=... or set $TFPRUNE_DATA_DIR "
+            f"Download and extract {CIFAR_URLS[num_classes]} into that folder (data_dir may "
+            f"also be the {folder_name} folder itself). Pass data_dir=... or set $TFPRUNE_DATA_DIR "
             f"(folder $TFPRUNE_DATA_DIR/{name})."
         )
         raise missing_files_error(f"CIFAR-{num_classes}", root, expected, how)

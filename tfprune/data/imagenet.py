@@ -33,6 +33,7 @@ from tfprune.data.pipeline import (
 from tfprune.errors import InvalidArgumentError
 
 __all__ = [
+    "HOW_TO_GET",
     "IMAGE_EXTENSIONS",
     "decode_and_preprocess",
     "load_imagenet",
@@ -41,7 +42,8 @@ __all__ = [
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
 
-_HOW_TO_GET = (
+#: How to lay out ImageNet (shown when its files are missing).
+HOW_TO_GET = (
     "ImageNet cannot be downloaded automatically (registration needed at https://image-net.org). "
     "Provide either TFRecord shards train-*-of-* and validation-*-of-* (features image/encoded, "
     "image/class/label), or class folders train/<wnid>/*.JPEG and val/<wnid>/*.JPEG. Pass "
@@ -210,7 +212,7 @@ def load_imagenet(
         "or train/<wnid>/*.JPEG and val/<wnid>/*.JPEG",
     ]
     if root is None or not root.is_dir():
-        raise missing_files_error("ImageNet", root, expected, _HOW_TO_GET)
+        raise missing_files_error("ImageNet", root, expected, HOW_TO_GET)
 
     train_shards = sorted(str(p) for p in root.glob("train-*") if p.is_file())
     val_shards = sorted(str(p) for p in root.glob("validation-*") if p.is_file())
@@ -272,7 +274,7 @@ def load_imagenet(
             else sorted(p.name for p in train_dir.iterdir() if p.is_dir())
         )
         if not wnids:
-            raise missing_files_error("ImageNet", root, expected, _HOW_TO_GET)
+            raise missing_files_error("ImageNet", root, expected, HOW_TO_GET)
         n_classes = len(wnids)
         if num_classes is not None and int(num_classes) != n_classes:
             raise InvalidArgumentError(
@@ -281,7 +283,7 @@ def load_imagenet(
         train_paths, train_labels = _list_folder(train_dir, wnids)
         val_paths, val_labels = _list_folder(val_dir, wnids)
         if not train_paths or not val_paths:
-            raise missing_files_error("ImageNet", root, expected, _HOW_TO_GET)
+            raise missing_files_error("ImageNet", root, expected, HOW_TO_GET)
 
         def read(path: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             return tf.io.read_file(path), label
@@ -319,7 +321,7 @@ def load_imagenet(
             f"{num_train} train / {num_test} val images)"
         )
     else:
-        raise missing_files_error("ImageNet", root, expected, _HOW_TO_GET)
+        raise missing_files_error("ImageNet", root, expected, HOW_TO_GET)
 
     train = finalize_dataset(
         train,

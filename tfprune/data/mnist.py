@@ -23,7 +23,7 @@ from tfprune.compat import keras
 from tfprune.data.bundle import ArraySplits, missing_files_error, resolve_data_dir, stratified_split
 from tfprune.errors import DatasetNotFoundError, InvalidArgumentError
 
-__all__ = ["MNIST_FILES", "find_mnist_files", "load_mnist", "read_idx"]
+__all__ = ["HOW_TO_GET", "MNIST_FILES", "find_mnist_files", "load_mnist", "read_idx"]
 
 #: Canonical file names (without ``.gz``) by role.
 MNIST_FILES: dict[str, str] = {
@@ -33,7 +33,8 @@ MNIST_FILES: dict[str, str] = {
     "test_labels": "t10k-labels-idx1-ubyte",
 }
 
-_HOW_TO_GET = (
+#: Where to get the MNIST files (shown when they are missing).
+HOW_TO_GET = (
     "Download the four files from the MNIST page (http://yann.lecun.com/exdb/mnist/ or a mirror "
     "such as https://ossci-datasets.s3.amazonaws.com/mnist/) into that folder; keep them gzipped "
     "or not. With only the two t10k files, split='t10k' trains on a seeded split of the 10,000 "
@@ -133,7 +134,7 @@ def load_mnist(
         expected = [MNIST_FILES[r] + "[.gz]" for r in MNIST_FILES]
         if split == "t10k":
             expected = expected[2:]
-        raise missing_files_error("MNIST", folder, expected, _HOW_TO_GET)
+        raise missing_files_error("MNIST", folder, expected, HOW_TO_GET)
 
     assert found is not None
     x_test, y_test = _read_pair(found["test_images"], found["test_labels"])  # type: ignore[arg-type]
