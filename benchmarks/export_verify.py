@@ -171,10 +171,8 @@ def main() -> None:
         for r in rows:
             print(row_markdown(r))
     ok = sum(r.get("result") == "ok" for r in rows)
-    print(
-        f"\n{ok} of {len(rows)} models exported, reloaded and matched; "
-        f"load average {os.getloadavg()[0]:.1f}"
-    )
+    load = "" if args.from_json else f"; load average {os.getloadavg()[0]:.1f}"
+    print(f"\n{ok} of {len(rows)} models exported, reloaded and matched{load}")
 
 
 if __name__ == "__main__":
