@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tfprune.errors import ConfigError
+from tfprune.errors import ConfigError, InvalidArgumentError
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
 
 
@@ -75,3 +75,27 @@ def test_recipe_validation():
         RetrainRecipe("0:0.1", 1, optimizer="rmsprop")
     with pytest.raises(ConfigError, match="unknown"):
         RetrainRecipe.from_dict({"schedule": "0:0.1", "epochs": 1, "lr": 0.1})
+
+
+def test_record_sections_are_typed_and_a_damaged_record_is_named():
+    good = {
+        "spec": {"cell": "L1 / lr=1e-2 / 20ep"},
+        "metrics": {"final_acc": 0.9, "params": 100, "jsv_base": None, "my_method_stat": [1, 2]},
+        "history": {"val_accuracy": [0.5, 0.9]},
+        "setup": {"base_id": "abc", "total_flops": 1e9, "scratch": False},
+    }
+    record = RunRecord.from_dict(good)
+    assert record.to_dict()["metrics"]["my_method_stat"] == [1, 2]  # methods may add keys
+    bad = [
+        ("metrics", "final_acc", "0.9", "metrics.final_acc must be a number"),
+        ("metrics", "params", 1.5, "metrics.params must be a whole number"),
+        ("setup", "scratch", "no", "setup.scratch must be true or false"),
+        ("history", "loss", 0.3, "history.loss must be a per-epoch list"),
+    ]
+    for section, key, value, message in bad:
+        data = json.loads(json.dumps(good))
+        data[section][key] = value
+        with pytest.raises(InvalidArgumentError, match=message):
+            RunRecord.from_dict(data)
+    with pytest.raises(InvalidArgumentError, match="L1 / lr=1e-2 / 20ep.*final_acc"):
+        RunRecord(spec=good["spec"], metrics={"final_acc": "x"}, history={}, setup={}).to_dict()

@@ -16,7 +16,7 @@ from typing import Any
 
 from tfprune.errors import ConfigError
 
-__all__ = ["CommonParams", "check_params", "defaults_of"]
+__all__ = ["CommonParams", "check_params", "defaults_of", "describe_type", "value_matches"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,17 +80,18 @@ def check_params(params: type, config: Mapping[str, Any], name: str) -> None:
     """
     hints = typing.get_type_hints(params)
     for key, value in config.items():
-        if key in hints and not _matches(value, hints[key]):
+        if key in hints and not value_matches(value, hints[key]):
             raise ConfigError(
-                f"{name}.{key} must be {_describe(hints[key])}, got {value!r}; see "
+                f"{name}.{key} must be {describe_type(hints[key])}, got {value!r}; see "
                 f"{params.__name__} for what each setting takes"
             )
 
 
-def _matches(value: Any, hint: Any) -> bool:
+def value_matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (plain JSON/YAML data) has the type ``hint`` annotates."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, arg) for arg in typing.get_args(hint))
+        return any(value_matches(value, arg) for arg in typing.get_args(hint))
     if hint is Any:
         return True
     if hint is type(None):
@@ -109,7 +110,7 @@ def _matches(value: Any, hint: Any) -> bool:
         if not isinstance(value, (list, tuple)):
             return False
         (item,) = typing.get_args(hint) or (Any,)
-        return all(_matches(v, item) for v in value)
+        return all(value_matches(v, item) for v in value)
     return isinstance(value, hint)
 
 
@@ -123,13 +124,14 @@ _WORDS = {
 }
 
 
-def _describe(hint: Any, plural: bool = False) -> str:
+def describe_type(hint: Any, plural: bool = False) -> str:
+    """``hint`` in words (``"a list of numbers"``), as error messages name it."""
     origin = typing.get_origin(hint)
     if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(arg, plural) for arg in typing.get_args(hint))
+        return " or ".join(describe_type(arg, plural) for arg in typing.get_args(hint))
     if hint is list or origin is list:
         args = typing.get_args(hint)
-        return "a list" if not args else f"a list of {_describe(args[0], plural=True)}"
+        return "a list" if not args else f"a list of {describe_type(args[0], plural=True)}"
     if origin is dict:
         hint = dict
     words = _WORDS.get(hint)

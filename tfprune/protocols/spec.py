@@ -15,20 +15,25 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import typing
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypedDict
 
-from tfprune.errors import ConfigError
+from tfprune.errors import ConfigError, InvalidArgumentError
+from tfprune.protocols.params import describe_type, value_matches
 from tfprune.runtime import PRECISIONS
 
 __all__ = [
     "BASE_DEFAULTS",
     "RetrainRecipe",
+    "RunMetrics",
     "RunOptions",
     "RunRecord",
+    "RunSetup",
     "RunSpec",
     "base_recipe",
     "canonical_json",
+    "check_record",
 ]
 
 
@@ -411,6 +416,94 @@ class RunSpec:
         return hashlib.sha1(canonical_json(key).encode("utf-8")).hexdigest()[:12]
 
 
+class RunMetrics(TypedDict, total=False):
+    """The scalars of a run (``RunRecord.metrics``), each with its type; methods may add more.
+
+    Accuracies are fractions in [0, 1]; ``None`` where a figure was not measured.
+    """
+
+    final_acc: float
+    best_acc: float
+    acc_after_prune: float
+    base_acc: float | None
+    params: int
+    flops: int
+    base_params: int
+    base_flops: int
+    speedup: float
+    param_reduction: float
+    jsv_base: float | None
+    jsv_after_prune: float | None
+    jsv_final: float | None
+    trainability_acc: float | None
+    retrain_epochs: int
+    prune_epochs: float
+    weight_decay_mode: str
+    seconds: float
+    train_seconds: float
+    base_seconds: float
+    base_cached: bool
+    wall_seconds: float
+    precision: str
+    jit_compile: bool
+    strip_max_rel_error: float | None
+    strip_max_rel_error_float32: float | None
+    target_metric: str
+    target: float
+    target_achieved: float
+    target_ratio: float
+    flops_vs_scratch_e: float
+    base_train_steps: int
+
+
+class RunSetup(TypedDict, total=False):
+    """The fairness descriptors of a run (``RunRecord.setup``), read by ``setup_check``."""
+
+    dataset: str
+    model: str
+    base_id: str | None
+    params: int
+    flops: int
+    base_epochs: int
+    finetune_schedule: str
+    finetune_epochs: int
+    prune_epochs: float
+    prune_schedule: str
+    overall_schedule: str
+    total_epochs: float
+    total_flops: float
+    hyper: dict
+    scratch: bool
+
+
+def check_record(data: Mapping[str, Any], where: str = "run record") -> None:
+    """Check the sections of a record dict against :class:`RunMetrics` and :class:`RunSetup`.
+
+    Keys these do not list are accepted (methods add their own); every ``history`` entry must
+    be a per-epoch list.
+
+    Raises:
+      InvalidArgumentError: names the record, the key, the type it needs and the value.
+    """
+    for section, schema in (("metrics", RunMetrics), ("setup", RunSetup)):
+        values = data.get(section) or {}
+        if not isinstance(values, Mapping):
+            raise InvalidArgumentError(f"{where}: {section} must be a mapping, got {values!r}")
+        hints = typing.get_type_hints(schema)
+        for key, value in values.items():
+            if key in hints and not value_matches(value, hints[key]):
+                raise InvalidArgumentError(
+                    f"{where}: {section}.{key} must be {describe_type(hints[key])}, got "
+                    f"{value!r}; the record is damaged or was written by other code, so rerun "
+                    "the run (delete its folder)"
+                )
+    for key, value in (data.get("history") or {}).items():
+        if not isinstance(value, (list, tuple)):
+            raise InvalidArgumentError(
+                f"{where}: history.{key} must be a per-epoch list, got {type(value).__name__}"
+            )
+
+
 @dataclasses.dataclass
 class RunRecord:
     """The result of one run.
@@ -436,12 +529,15 @@ class RunRecord:
     setup: dict
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON dict of the record."""
-        return _plain(dataclasses.asdict(self))
+        """Plain-JSON dict of the record, its metrics and setup checked by :func:`check_record`."""
+        out = _plain(dataclasses.asdict(self))
+        check_record(out, f"run record of {self.spec.get('cell', '?')!r}")
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunRecord:
-        """Inverse of :meth:`to_dict` (missing sections become empty dicts)."""
+        """Inverse of :meth:`to_dict` (missing sections become empty dicts; types checked)."""
+        check_record(data)
         return cls(
             spec=dict(data.get("spec", {})),
             metrics=dict(data.get("metrics", {})),
