@@ -16,7 +16,14 @@ from typing import Any
 
 from tfprune.errors import ConfigError
 
-__all__ = ["CommonParams", "check_params", "defaults_of", "describe_type", "value_matches"]
+__all__ = [
+    "CommonParams",
+    "check_params",
+    "defaults_of",
+    "describe_type",
+    "type_problem",
+    "value_matches",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,13 +85,21 @@ def check_params(params: type, config: Mapping[str, Any], name: str) -> None:
     Raises:
       ConfigError: names the setting (``protocol.key``), the type it needs and the value.
     """
-    hints = typing.get_type_hints(params)
-    for key, value in config.items():
+    problem = type_problem(params, config, name)
+    if problem:
+        raise ConfigError(f"{problem}; see {params.__name__} for what each setting takes")
+
+
+def type_problem(schema: type, values: Mapping[str, Any], prefix: str) -> str | None:
+    """The first value of ``values`` whose type ``schema`` annotates otherwise, in words.
+
+    ``schema`` is a dataclass or a ``TypedDict``; keys it does not annotate are not checked.
+    """
+    hints = typing.get_type_hints(schema)
+    for key, value in values.items():
         if key in hints and not value_matches(value, hints[key]):
-            raise ConfigError(
-                f"{name}.{key} must be {describe_type(hints[key])}, got {value!r}; see "
-                f"{params.__name__} for what each setting takes"
-            )
+            return f"{prefix}.{key} must be {describe_type(hints[key])}, got {value!r}"
+    return None
 
 
 def value_matches(value: Any, hint: Any) -> bool:

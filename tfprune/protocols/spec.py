@@ -15,12 +15,11 @@ import dataclasses
 import difflib
 import hashlib
 import json
-import typing
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
 from tfprune.errors import ConfigError, InvalidArgumentError
-from tfprune.protocols.params import describe_type, value_matches
+from tfprune.protocols.params import type_problem
 from tfprune.runtime import PRECISIONS
 
 __all__ = [
@@ -489,14 +488,12 @@ def check_record(data: Mapping[str, Any], where: str = "run record") -> None:
         values = data.get(section) or {}
         if not isinstance(values, Mapping):
             raise InvalidArgumentError(f"{where}: {section} must be a mapping, got {values!r}")
-        hints = typing.get_type_hints(schema)
-        for key, value in values.items():
-            if key in hints and not value_matches(value, hints[key]):
-                raise InvalidArgumentError(
-                    f"{where}: {section}.{key} must be {describe_type(hints[key])}, got "
-                    f"{value!r}; the record is damaged or was written by other code, so rerun "
-                    "the run (delete its folder)"
-                )
+        problem = type_problem(schema, values, f"{where}: {section}")
+        if problem:
+            raise InvalidArgumentError(
+                f"{problem}; the record is damaged or was written by other code, so rerun the "
+                "run (delete its folder)"
+            )
     for key, value in (data.get("history") or {}).items():
         if not isinstance(value, (list, tuple)):
             raise InvalidArgumentError(
