@@ -27,11 +27,11 @@ def recalibrate_batch_norm(model: keras.Model, data: Any, steps: int | None = No
     over the batches read, each batch weighted equally. Weights, momentum and everything else
     in the model are left as they were.
     """
+    if steps is not None and steps < 1:
+        raise InvalidArgumentError(f"steps must be >= 1, got {steps}")
     norms = [la for la in all_layers(model) if isinstance(la, keras.layers.BatchNormalization)]
     if not norms:
         return 0
-    if steps is not None and steps < 1:
-        raise InvalidArgumentError(f"steps must be >= 1, got {steps}")
     batches = _batches(data)
     saved = [layer.momentum for layer in norms]
     seen = 0

@@ -451,6 +451,8 @@ def _infer_output_shapes(
     state: _FlopsState,
 ) -> list[tuple | None]:
     """Output shapes of ``layer`` on new input shapes, or the graph's shapes if that fails."""
+    recorded_in = recorded_ins[0] if recorded_ins else None
+    actual_in = ins[0] if ins else None
     try:
         arg = tf.TensorShape(ins[0]) if len(ins) == 1 else [tf.TensorShape(s) for s in ins]
         result = layer.compute_output_shape(arg)
@@ -460,15 +462,11 @@ def _infer_output_shapes(
         out = [_dims(s) for s in flat]
         if len(out) == len(recorded):
             # Some layers answer from shapes fixed when they were built (EinsumDense).
-            return [_fill_unknown(o, recorded_ins[0], ins[0]) for o in out]
+            return [_fill_unknown(o, recorded_in, actual_in) for o in out]
     except Exception:  # noqa: BLE001 - any failure falls back to the recorded graph shapes.
         pass
-    filled = [
-        _fill_unknown(r, recorded_ins[0] if recorded_ins else None, ins[0] if ins else None)
-        for r in recorded
-    ]
     state.notes.append(f"{path}: output shape taken from the model graph")
-    return filled
+    return [_fill_unknown(r, recorded_in, actual_in) for r in recorded]
 
 
 def _fill_unknown(out: tuple | None, recorded_in: tuple | None, actual_in: tuple | None):

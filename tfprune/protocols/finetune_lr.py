@@ -201,17 +201,19 @@ class FinetuneLR(Protocol):
     def _first_stage_extra(
         self, cfg: Mapping[str, Any], lrs: list[float]
     ) -> tuple[list[int], list[float]]:
-        """The validated ``(first_stage_extra, first_stage_extra_lrs)``; ``([], [])`` when off."""
+        """The validated ``(first_stage_extra, first_stage_extra_lrs)``; ``([], [])`` when off.
+
+        Their types (a whole number or a list of them; a number or a list of numbers) are
+        checked with the config, before this runs.
+        """
         key = f"{self.name}.first_stage_extra"
         extra = cfg["first_stage_extra"]
         if extra is None:
             extra = []
-        if isinstance(extra, int) and not isinstance(extra, bool):
+        if isinstance(extra, int):
             extra = [extra]
-        if not isinstance(extra, Sequence) or isinstance(extra, str):
-            raise ConfigError(f"{key} must be a list of extra epoch counts, e.g. [20, 60]")
         for n in extra:
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            if n < 1:
                 raise ConfigError(
                     f"{key}: {n!r} is not a whole number of epochs >= 1; write e.g. [20, 60]"
                 )
@@ -233,14 +235,12 @@ class FinetuneLR(Protocol):
             )
         if chosen is None:
             chosen = [lr for lr in lrs if not math.isclose(lr, largest, rel_tol=1e-9)]
-        if isinstance(chosen, (int, float)) and not isinstance(chosen, bool):
+        if isinstance(chosen, (int, float)):
             chosen = [chosen]
-        if not isinstance(chosen, Sequence) or isinstance(chosen, str) or not chosen:
+        if not chosen:
             raise ConfigError(f"{key}_lrs must be a non-empty list of LRs taken from lrs={lrs}")
         out: list[float] = []
         for x in chosen:
-            if isinstance(x, bool) or not isinstance(x, (int, float)):
-                raise ConfigError(f"{key}_lrs: {x!r} is not an LR; use LRs from lrs={lrs}")
             match = [lr for lr in lrs if math.isclose(lr, float(x), rel_tol=1e-9)]
             if not match:
                 raise ConfigError(

@@ -271,18 +271,18 @@ def run_protocol(
     # shards never run one twice. Multi-worker processes run in lockstep and do not claim.
     use_claims = writer and not is_multi_worker(strategy_obj)
     for k, spec in enumerate(todo):
-        done = _bar(k + 1, len(todo), started)
         run_id = spec.run_id()
         claim = store.claim(run_id) if use_claims else None
         if use_claims and claim is None:
             log(
-                f"{done} run {run_id} ({spec.cell}, seed {spec.seed}) is being "
-                f"run by {store.claim_owner(run_id)}; skipped"
+                f"{_bar(k + 1, len(todo), started)} run {run_id} ({spec.cell}, seed {spec.seed}) "
+                f"is being run by {store.claim_owner(run_id)}; skipped"
             )
             continue
         try:
             if use_claims and store.is_finished(run_id):
-                log(f"{done} run {run_id} was finished by another process")
+                bar = _bar(k + 1, len(todo), started)
+                log(f"{bar} run {run_id} was finished by another process")
                 continue
             record = _run_one(
                 spec,

@@ -62,18 +62,13 @@ def _pipelines(cfg: Mapping[str, Any], name: str, total: int) -> dict[int, list]
     """Pruning epoch -> [(setup, retraining LR or None)], in the order the rows are listed.
 
     From ``pipelines`` when given, else every setup of ``setups`` at every ``prune_epochs``.
+    (The config's types, a list of mappings here, are checked before this runs.)
     """
-    explicit = cfg["pipelines"] or []
-    if not isinstance(explicit, (list, tuple)):
-        raise ConfigError(f"{name}.pipelines must be a list of {{setup, prune_epoch, lr}} rows")
-    if explicit:
-        entries = []
-        for k, row in enumerate(explicit):
+    out: dict[int, list] = {}
+    entries = []
+    if cfg["pipelines"]:
+        for k, row in enumerate(cfg["pipelines"]):
             where = f"{name}.pipelines[{k}]"
-            if not isinstance(row, Mapping):
-                raise ConfigError(
-                    f"{where} must be a mapping like {{setup: S4.2, prune_epoch: 30}}"
-                )
             unknown = sorted(set(row) - set(_PIPELINE_KEYS))
             if unknown:
                 raise ConfigError(
@@ -82,22 +77,19 @@ def _pipelines(cfg: Mapping[str, Any], name: str, total: int) -> dict[int, list]
                 )
             if "setup" not in row or "prune_epoch" not in row:
                 raise ConfigError(f"{where} needs setup and prune_epoch")
-            setup = row["setup"]
-            if setup == "S4.2" and row.get("lr") is not None:
+            if row["setup"] == "S4.2" and row.get("lr") is not None:
                 raise ConfigError(
                     f"{where}: S4.2 continues the scratch schedule, so it takes no lr"
                 )
-            entries.append((setup, row["prune_epoch"], row.get("lr"), where))
-    out: dict[int, list] = {}
-    if not explicit:
+            entries.append((row["setup"], row["prune_epoch"], row.get("lr"), where))
+    else:
         unknown = sorted(set(cfg["setups"]) - set(_SETUPS))
         if unknown:
             raise ConfigError(f"{name}.setups: unknown {unknown}; use S4.2, SX-A, SX-B")
-        entries = []
+        where = f"{name}.prune_epochs"
         for p in cfg["prune_epochs"]:
-            p = _prune_epoch(p, f"{name}.prune_epochs", total)
+            p = _prune_epoch(p, where, total)
             out.setdefault(p, [])  # Scratch-B needs the first pruning epoch, even with no setup
-            where = f"{name}.prune_epochs"
             entries += [(setup, p, None, where) for setup in _SETUPS if setup in cfg["setups"]]
     for setup, p, lr, where in entries:
         p = _prune_epoch(p, where, total)

@@ -351,6 +351,14 @@ def _channels_last(layer: Any) -> bool:
     return fmt in (None, "channels_last")
 
 
+def _blocked_channels_first(ctx: ChannelContext, call: Any, what: str = "layer") -> bool:
+    """Block a call of a ``channels_first`` layer (rules assume channels last); True if so."""
+    if _channels_last(call.layer):
+        return False
+    ctx.block_call(call, f"{what} {call.path!r} uses channels_first")
+    return True
+
+
 class _FreeRule(LayerRule):
     """Base of rules for layers without multiply-accumulates (per-channel, shape-only ops)."""
 

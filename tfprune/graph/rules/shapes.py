@@ -11,8 +11,8 @@ from tfprune.compat import (
 )
 from tfprune.graph.rules.base import (
     Role,
+    _blocked_channels_first,
     _channels,
-    _channels_last,
     _FreeRule,
     _is_scalar,
     _only_channel_axis,
@@ -78,9 +78,7 @@ class PassThroughRule(_FreeRule):
     ) + tuple(getattr(L, n) for n in ("Identity",) if hasattr(L, n))
 
     def connect(self, ctx: Any, call: Any) -> None:
-        layer = call.layer
-        if not _channels_last(layer):
-            ctx.block_call(call, f"layer {call.path!r} uses channels_first")
+        if _blocked_channels_first(ctx, call):
             return
         x, y = call.inputs[0], call.outputs[0]
         ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
@@ -164,8 +162,7 @@ class FlattenRule(_FreeRule):
     layer_types = (L.Flatten,)
 
     def connect(self, ctx: Any, call: Any) -> None:
-        if not _channels_last(call.layer):
-            ctx.block_call(call, f"flatten {call.path!r} uses channels_first")
+        if _blocked_channels_first(ctx, call, "flatten"):
             return
         x, y = call.inputs[0], call.outputs[0]
         if x.shape.rank <= 2:

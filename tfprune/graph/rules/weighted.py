@@ -20,6 +20,7 @@ from tfprune.graph.rules.base import (
     LayerRule,
     Role,
     Shape,
+    _blocked_channels_first,
     _channels,
     _channels_last,
     _size,
@@ -80,8 +81,7 @@ class ConvRule(LayerRule):
 
     def connect(self, ctx: Any, call: Any) -> None:
         layer = call.layer
-        if not _channels_last(layer):
-            ctx.block_call(call, f"layer {call.path!r} uses channels_first")
+        if _blocked_channels_first(ctx, call):
             return
         x, y = call.inputs[0], call.outputs[0]
         groups = getattr(layer, "groups", 1) or 1
@@ -193,8 +193,7 @@ class DepthwiseRule(LayerRule):
 
     def connect(self, ctx: Any, call: Any) -> None:
         layer = call.layer
-        if not _channels_last(layer):
-            ctx.block_call(call, f"layer {call.path!r} uses channels_first")
+        if _blocked_channels_first(ctx, call):
             return
         x, y = call.inputs[0], call.outputs[0]
         din = ctx.layer_dim(layer, "in", _channels(x))
@@ -225,8 +224,7 @@ class SeparableRule(LayerRule):
 
     def connect(self, ctx: Any, call: Any) -> None:
         layer = call.layer
-        if not _channels_last(layer):
-            ctx.block_call(call, f"layer {call.path!r} uses channels_first")
+        if _blocked_channels_first(ctx, call):
             return
         x, y = call.inputs[0], call.outputs[0]
         ctx.identity(ctx.tensor_dim(x), ctx.layer_dim(layer, "in", _channels(x)))
