@@ -103,3 +103,25 @@ def test_tfprune_sets_no_environment_variable_and_gets_keras_2_without_one():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.splitlines()[-1] == "[]"
+
+
+def test_attention_head_hook_sees_each_heads_output_before_the_projection():
+    seen = []
+
+    class Zeroing(compat.AttentionWithHeadHook):
+        def transform_heads(self, attention_output):
+            seen.append(tuple(attention_output.shape))
+            return attention_output * tf.constant([0.0, 1.0])[:, None]
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).standard_normal((2, 5, 6)).astype("float32")
+    stock = L.MultiHeadAttention(2, 3, value_dim=4)
+    hooked = Zeroing(2, 3, value_dim=4)
+    stock(x, x), hooked(x, x)
+    hooked.set_weights(stock.get_weights())
+    assert seen[-1] == (2, 5, 2, 4)  # (batch, positions, heads, value_dim)
+    # Head 0 zeroed: what the stock layer gives with head 0's output-projection rows zeroed.
+    weights = stock.get_weights()
+    weights[6] = weights[6] * np.array([0.0, 1.0])[:, None, None]
+    stock.set_weights(weights)
+    np.testing.assert_allclose(hooked(x, x).numpy(), stock(x, x).numpy(), atol=1e-6)

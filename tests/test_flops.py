@@ -237,20 +237,26 @@ def test_unknown_spatial_dims_raise_unless_input_shapes_given():
     assert count_flops(model, input_shapes=[(16, 16, 3)]).total == 16 * 16 * 4 * 27
 
 
-def test_subclassed_model_params_work_flops_refused():
-    class Net(keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.d = L.Dense(3)
+class _Net(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.d = L.Dense(3)
 
-        def call(self, x):
-            return self.d(x)
+    def call(self, x):
+        return self.d(x)
 
-    net = Net()
+
+def test_subclassed_model_is_traced_and_counted():
+    net = _Net()
     net(np.zeros((1, 4), np.float32))
     assert count_params(net).total == 15
-    with pytest.raises(UnsupportedModelError, match="no layer graph"):
-        count_flops(net)
+    flops = count_flops(net)
+    assert flops.total == 4 * 3 and not flops.is_lower_bound
+
+
+def test_subclassed_model_never_called_is_refused_with_the_fix():
+    with pytest.raises(UnsupportedModelError, match="call it on data"):
+        count_flops(_Net())
 
 
 def test_unbuilt_model_is_refused():

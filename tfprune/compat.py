@@ -38,6 +38,7 @@ __all__ = [
     "AutoTrackable",
     "conv_base_class",
     "remove_callable_losses",
+    "AttentionWithHeadHook",
 ]
 
 # TF-MOT's wrapper classes are not in its public API; tfprune's rules need to recognise them.
@@ -147,3 +148,20 @@ def remove_callable_losses(model: object, fn: object) -> bool:
     removed = len(keep) != len(losses)
     losses[:] = keep
     return removed
+
+
+class AttentionWithHeadHook(keras.layers.MultiHeadAttention):
+    """``MultiHeadAttention`` with a public hook on the per-head attention outputs.
+
+    tf_keras computes attention in the overridable (but underscored) ``_compute_attention``;
+    this class routes its output, shape ``(batch, positions..., heads, value_dim)``, through
+    :meth:`transform_heads` before the output projection. Subclasses override that hook.
+    """
+
+    def transform_heads(self, attention_output: object) -> object:
+        """Change the per-head attention outputs before the output projection (default: none)."""
+        return attention_output
+
+    def _compute_attention(self, *args: object, **kwargs: object) -> tuple:
+        attention_output, scores = super()._compute_attention(*args, **kwargs)
+        return self.transform_heads(attention_output), scores

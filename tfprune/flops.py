@@ -49,6 +49,8 @@ from typing import Any
 from tfprune.compat import conv_base_class, is_functional, keras, nodes_by_depth, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph import rules
+from tfprune.graph.groups import passes_channels_through
+from tfprune.graph.inline import inline_model
 
 __all__ = [
     "CountRatio",
@@ -514,11 +516,14 @@ def count_flops(
 
     The shapes come from the model graph per call node, so a shared layer called on different
     shapes costs the right amount per call; nested models are expanded into ``outer/inner``
-    paths. See the module docstring for the conventions.
+    paths. Custom layers and subclassed models are looked inside as :func:`tfprune.explain`
+    does (their convs, dense layers, attention... are counted under ``block/inner`` paths);
+    a layer that cannot be looked inside is listed in ``uncounted`` and ``total`` is then a
+    lower bound. See the module docstring for the conventions.
 
     Args:
-        model: a built functional or Sequential tf_keras model (subclassed models have no graph
-            and raise :class:`UnsupportedModelError`).
+        model: a built functional or Sequential tf_keras model, or a subclassed model that has
+            been called on a batch.
         unit: ``"macs"`` (default, multiply-accumulates; the papers' ImageNet convention) or
             ``"flops"`` (``2 * MACs`` plus the elementwise ops; the papers' CIFAR convention).
         include_elementwise: also count cheap ops: BatchNormalization one MAC per element
@@ -537,12 +542,7 @@ def count_flops(
     if unit not in _UNITS:
         raise InvalidArgumentError(f"unit must be one of {_UNITS}, got {unit!r}")
     _check_model(model)
-    if not is_functional(model):
-        raise UnsupportedModelError(
-            f"count_flops needs a functional or built Sequential model; '{model.name}' "
-            f"({type(model).__name__}) has no layer graph. Wrap it: "
-            "keras.Model(inputs, model(inputs))"
-        )
+    model = inline_model(model, passes_channels_through).model
     state = _FlopsState(bool(include_elementwise), OrderedDict(), {}, {}, {}, {}, [])
     _register_paths(model, "", state)
     starts = [_dims(t.shape) for t in model.inputs]

@@ -19,6 +19,7 @@ import numpy as np
 from tfprune.errors import IncompatiblePlanError
 from tfprune.files import atomic_write_text
 from tfprune.graph.groups import Analysis
+from tfprune.graph.rules import PRODUCER_ROLES
 
 __all__ = ["PruningPlan", "plan_from_pruned", "pruned_from_plan"]
 
@@ -80,12 +81,12 @@ class PruningPlan:
 
     @property
     def removed_channels(self) -> int:
-        """Number of output channels (filters) removed over all layers."""
+        """Number of output channels (filters) and attention heads removed over all layers."""
         return sum(
             r["size"] - len(r["kept"])
             for roles in self.layers.values()
             for role, r in roles.items()
-            if role == "out"
+            if role in PRODUCER_ROLES
         )
 
 

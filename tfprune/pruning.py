@@ -23,8 +23,8 @@ from tfprune import layers as tfprune_layers
 from tfprune.compat import keras, producing_layer, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph.groups import Analysis, analyze
-from tfprune.graph.rebuild import copy_layer, rebuild_model, weight_short_name
-from tfprune.graph.rules import rule_for
+from tfprune.graph.rebuild import copy_layer, rebuild_model
+from tfprune.graph.rules import named_weights, rule_for
 from tfprune.graph.trace import check_graph_model
 from tfprune.importance import Importance, get_importance
 from tfprune.layers.masks import (
@@ -658,9 +658,10 @@ def prune_filters(
                 else masked_consumer_class(layer)
             )
             size = masked_norms.get(id(layer)) or kernel_masked[id(layer)]
-            weights = {weight_short_name(v): v.numpy() for v in layer.weights}
+            weights = {name: v.numpy() for name, v in named_weights(layer).items()}
             weights["mask"] = np.ones(size, np.float32)
-            return cls.from_config({**layer.get_config(), "policy": policy_cfg}), weights
+            _, config = rule_for(layer).stock_equivalent(layer)
+            return cls.from_config({**config, "policy": policy_cfg}), weights
         return copy_layer(layer), layer.get_weights()
 
     def hook(path: str, old: Any, new: Any, state: dict) -> Any:

@@ -14,8 +14,8 @@ import numpy as np
 
 from tfprune.errors import UnsupportedModelError
 from tfprune.graph.groups import Analysis, analyze
-from tfprune.graph.rebuild import copy_layer, rebuild_model, weight_short_name
-from tfprune.graph.rules import rule_for
+from tfprune.graph.rebuild import copy_layer, layer_config, rebuild_model
+from tfprune.graph.rules import named_weights, rule_for
 from tfprune.layers.masks import ChannelMask, is_mask_layer, stock_class
 from tfprune.plan import PruningPlan, plan_from_pruned, pruned_from_plan
 
@@ -57,20 +57,23 @@ def cut_channels(analysis: Analysis, pruned: dict[int, np.ndarray]) -> Any:
                 idx = m.kept_channels(kept_units[gid])
                 if idx.size < m.size:
                     kept[role] = idx
-        rule = rule_for(layer)
-        config = rule.new_config(layer, layer.get_config(), kept)
-        weights = {weight_short_name(v): v.numpy() for v in layer.weights}
-        weights = rule.slice_weights(layer, weights, kept)
         stock = stock_class(layer)
+        if not kept and stock is None:
+            return copy_layer(layer), layer.get_weights()
+        rule = rule_for(layer)
+        config = rule.new_config(layer, layer_config(layer), kept)
+        weights = {name: v.numpy() for name, v in named_weights(layer).items()}
+        weights = rule.slice_weights(layer, weights, kept)
         if stock is not None:  # a tfprune masked layer goes back to its stock class
             weights.pop("mask", None)
             config.pop("policy", None)
             return stock.from_config(config), weights
-        if not kept:
-            return copy_layer(layer), layer.get_weights()
         return copy_layer(layer, config), weights
 
-    return rebuild_model(analysis.model, factory)
+    def rewrite(layer: Any, path: str, args: tuple, kwargs: dict) -> Any:
+        return rule_for(layer).rewrite_call(layer, args, kwargs) if kept_units else None
+
+    return rebuild_model(analysis.model, factory, call_override=rewrite)
 
 
 def strip_filters(masked_model: Any, *, return_plan: bool = False) -> Any | tuple[Any, PruningPlan]:

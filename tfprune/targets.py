@@ -28,8 +28,7 @@ from tfprune.compat import is_functional, keras
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.flops import count_flops, count_params
 from tfprune.graph.groups import Analysis
-from tfprune.graph.rebuild import weight_short_name
-from tfprune.graph.rules import rule_for
+from tfprune.graph.rules import named_weights, rule_for
 from tfprune.profiling import measure_latency
 from tfprune.selection import RatioSpec
 from tfprune.surgery import cut_channels
@@ -152,10 +151,10 @@ class ReducedCounter:
             if not analysis.layer_members(layer):
                 continue
             weights = {}
-            for v in layer.weights:
+            for name, v in named_weights(layer).items():
                 first = id(v) not in seen
                 seen.add(id(v))
-                weights[weight_short_name(v)] = (tuple(v.shape.as_list()), first and v.trainable)
+                weights[name] = (tuple(v.shape.as_list()), first and v.trainable)
             self._layers.append((layer, int(flops.per_layer.get(path, 0)), weights))
 
     def counts(self, pruned: Mapping[int, np.ndarray]) -> tuple[int, int]:
@@ -179,7 +178,7 @@ class ReducedCounter:
                 new = int(np.size(sliced.get(name, views[name])))
                 if counted:
                     params += new - int(math.prod(shape))
-                if name in _KERNELS:
+                if name.split("/")[-1] in _KERNELS:  # "query/kernel" is a kernel too
                     before += int(math.prod(shape))
                     after += new
             if layer_macs and before:

@@ -140,7 +140,7 @@ def test_tfmot_pruning_wrapper_costs_what_it_wraps():
 
 
 class _Block(L.Layer):
-    """A custom layer whose Dense tfprune's counter cannot see without tracing."""
+    """A custom layer made of a Dense: count_flops looks inside it."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -150,9 +150,27 @@ class _Block(L.Layer):
         return self.inner(x)
 
 
+class _OwnWeights(L.Layer):
+    """A custom layer that multiplies by its own weight: it cannot be looked inside."""
+
+    def build(self, shape):
+        self.w = self.add_weight(name="w", shape=(int(shape[-1]), 4))
+
+    def call(self, x):
+        return tf.matmul(x, self.w)
+
+
 def _custom_block_model():
     x = keras.Input((3,))
-    return keras.Model(x, L.Dense(2, name="head")(_Block(name="blk")(x)))
+    return keras.Model(x, L.Dense(2, name="head")(_OwnWeights(name="blk")(x)))
+
+
+def test_custom_layer_is_looked_inside_and_counted_exactly():
+    x = keras.Input((3,))
+    flops = count_flops(keras.Model(x, L.Dense(2, name="head")(_Block(name="blk")(x))))
+    assert not flops.is_lower_bound and flops.uncounted == ()
+    assert flops.total == 3 * 4 + 4 * 2
+    assert sum(v for k, v in flops.per_layer.items() if k.startswith("blk/")) == 3 * 4
 
 
 def test_uncounted_layer_makes_total_a_lower_bound_and_says_so():

@@ -188,23 +188,33 @@ def test_tile_along_space_keeps_channels_and_tile_of_channels_blocks():
     )
 
 
-def test_reshape_with_a_written_out_channel_count_blocks_but_a_run_time_count_prunes():
+def test_reshape_with_a_written_out_channel_count_is_rewritten_when_stripped():
     keras.utils.set_random_seed(0)
     x = keras.Input((4, 4, 2))
     h = L.Conv2D(8, 1, name="conv")(x)
     for shape in ([-1, 16, 8], [tf.shape(h)[0], 16, 8]):  # all constant, or a constant count
-        pinned = keras.Model(x, L.Dense(2)(tf.reshape(h, shape)))
-        row = next(r for r in tfprune.explain(pinned).rows if "conv" in r["producers"])
-        assert not row["prunable"]
-        assert any("writes the channel count (8)" in r for r in row["reasons"])
-    # Nearest upsampling as reshape + tile + reshape, channels read at run time, prunes.
-    y = keras.Input((4, 4, 2))
-    g = L.Conv2D(8, 1, name="conv")(y)
-    u = tf.reshape(g, [-1, 4, 1, 4, 1, tf.shape(g)[-1]])
-    u = tf.reshape(tf.tile(u, [1, 1, 2, 1, 2, 1]), [-1, 8, 8, tf.shape(g)[-1]])
-    model = keras.Model(y, L.Dense(2)(L.GlobalAveragePooling2D()(u)))
-    _, small = _check(model)
-    assert small.get_layer("conv").filters == 4
+        model = keras.Model(x, L.Dense(2)(tf.reshape(h, shape)))
+        _, small = _check(model)
+        assert small.get_layer("conv").filters == 4
+    # Nearest upsampling as reshape + tile + reshape (Model Garden's SpineNet), constants or
+    # channels read at run time, prunes.
+    for channels in (lambda g: 8, lambda g: tf.shape(g)[-1]):
+        y = keras.Input((4, 4, 2))
+        g = L.Conv2D(8, 1, name="conv")(y)
+        u = tf.reshape(g, [-1, 4, 1, 4, 1, channels(g)])
+        u = tf.reshape(tf.tile(u, [1, 1, 2, 1, 2, 1]), [-1, 8, 8, channels(g)])
+        model = keras.Model(y, L.Dense(2)(L.GlobalAveragePooling2D()(u)))
+        _, small = _check(model)
+        assert small.get_layer("conv").filters == 4
+
+
+def test_reshape_that_moves_channels_to_another_axis_blocks():
+    x = keras.Input((4, 4, 2))
+    h = L.Conv2D(8, 1, name="conv")(x)
+    model = keras.Model(x, L.Dense(2)(L.Flatten()(tf.reshape(h, [-1, 8, 16]))))
+    row = next(r for r in tfprune.explain(model).rows if "conv" in r["producers"])
+    assert not row["prunable"]
+    assert any("reshape" in r and "(16)" in r for r in row["reasons"]), row["reasons"]
 
 
 def _vit_like():
@@ -267,15 +277,83 @@ def test_einsum_dense_with_another_equation_blocks_and_counts_its_outputs():
     assert report.unseen_filters == {"heads": 5} and report.total_filters == 5 + 3
 
 
-def test_attention_projections_are_not_counted_twice_as_filters():
+def test_attention_heads_are_filters_and_projections_are_not_counted_twice():
     model = _vit_like()
     report = tfprune.explain(model)
-    # Each MultiHeadAttention counts its 2 heads once; its query/key/value/output projections
-    # (EinsumDense layers inside it) are not counted again.
-    assert {k: v for k, v in report.unseen_filters.items() if "mha" in k} == {
-        "mha0": 2,
-        "mha1": 2,
-    }
+    # Each MultiHeadAttention's filters are its 2 heads and its 16 output units; the
+    # query/key/value/output projections (EinsumDense layers inside it) are not counted again.
+    assert report.unseen_filters == {}
+    assert report.total_filters == 16 + 2 * (2 + 16 + 32 + 16) + 3
+    heads = [r for r in report.rows if r["producers"] in (["mha0"], ["mha1"])]
+    assert [(r["units"], r["prunable"]) for r in heads] == [(2, True), (2, True)]
+
+
+def test_attention_heads_and_hidden_width_prune_exactly():
+    model = _vit_like()
+    masked, small = _check(model)
+    assert type(masked.get_layer("mha0")).__name__ == "MaskedMultiHeadAttention"
+    for name in ("mha0", "mha1"):
+        config = small.get_layer(name).get_config()
+        assert config["num_heads"] == 1 and config["output_shape"] == 8
+        assert small.get_layer(name).get_weights()[0].shape == (8, 1, 8)
+    assert small.get_layer("patches").filters == 8
+    assert all(type(layer).__module__.startswith("tf_keras.") for layer in small.layers)
+    flops = tfprune.count_flops(small)
+    assert (
+        not flops.is_lower_bound
+        and flops.per_layer["mha0"] < tfprune.count_flops(model).per_layer["mha0"]
+    )
+
+
+def test_masked_attention_trains_serialises_and_strips_to_fewer_heads():
+    keras.utils.set_random_seed(0)
+    model = _vit_like()
+    schedule = {"mha0": 0.5, "mha1": 0.5}
+    masked = tfprune.prune_filters(model, {"default": 0.0, **schedule})
+    layer = masked.get_layer("mha0")
+    assert layer.mask.numpy().tolist().count(0.0) == 1
+    masked.compile("adam", "mse")
+    xs = _inputs(model, seed=3)
+    masked.fit(xs[0], np.ones((3, 3), "float32"), epochs=1, verbose=0)
+    copy = keras.layers.deserialize(
+        keras.layers.serialize(layer), custom_objects=tfprune.custom_objects()
+    )
+    assert type(copy).__name__ == "MaskedMultiHeadAttention" and copy.mask.shape == (2,)
+    small = tfprune.strip_filters(masked)
+    assert small.get_layer("mha0").get_config()["num_heads"] == 1
+    assert _rel_err(masked(xs), small(xs)) <= 1e-5
+
+
+def test_cross_attention_with_a_mask_prunes_heads_and_each_input_separately():
+    keras.utils.set_random_seed(0)
+    q_in, kv_in = keras.Input((5, 6)), keras.Input((7, 10))
+    mask = keras.Input((5, 7), dtype="bool")
+    q = L.Dense(12, name="q_proj")(q_in)
+    v = L.Dense(14, name="v_proj")(kv_in)
+    k = L.Dense(9, name="k_proj")(kv_in)
+    a = L.MultiHeadAttention(4, 6, value_dim=5, name="cross")(q, v, k, attention_mask=mask)
+    model = keras.Model([q_in, kv_in, mask], L.Dense(2)(L.GlobalAveragePooling1D()(a)))
+    rng = np.random.default_rng(2)
+    xs = [
+        rng.standard_normal((3, 5, 6)).astype("float32"),
+        rng.standard_normal((3, 7, 10)).astype("float32"),
+        rng.random((3, 5, 7)) > 0.3,
+    ]
+    masked = tfprune.prune_filters(model, 0.5)
+    small = tfprune.strip_filters(masked)
+    assert _rel_err(masked(xs), small(xs)) <= 1e-5
+    assert [small.get_layer(n).units for n in ("q_proj", "v_proj", "k_proj")] == [6, 7, 4]
+    cross = small.get_layer("cross")
+    assert cross.get_config()["num_heads"] == 2 and cross.get_config()["output_shape"] == 6
+
+
+def test_attention_that_returns_its_scores_blocks_with_a_reason():
+    x = keras.Input((4, 8))
+    h = L.Dense(8, name="before")(x)
+    out, scores = L.MultiHeadAttention(2, 4, name="mha")(h, h, return_attention_scores=True)
+    model = keras.Model(x, [L.Dense(2)(out), L.Flatten()(scores)])
+    reasons = [r for row in tfprune.explain(model).rows for r in row["reasons"]]
+    assert any("'mha'" in r and "scores" in r for r in reasons), reasons
 
 
 def test_flops_of_a_sequence_model_at_a_given_length():

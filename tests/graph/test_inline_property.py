@@ -1,9 +1,12 @@
-"""Property-based: random models mixing custom blocks with stock layers keep stripped == masked."""
+"""Property-based: random models keep stripped == masked.
+
+The models mix custom blocks, attention and recurrent layers with stock layers.
+"""
 
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import tfprune
@@ -11,7 +14,19 @@ from tfprune.compat import keras, tf
 
 L = keras.layers
 
-BLOCKS = ("conv", "residual", "custom_res", "custom_se", "drop_path", "opaque", "ws_conv", "dw")
+BLOCKS = (
+    "conv",
+    "residual",
+    "custom_res",
+    "custom_se",
+    "drop_path",
+    "opaque",
+    "ws_conv",
+    "dw",
+    "attention",
+    "custom_attention",
+    "rnn",
+)
 
 
 class _Res(L.Layer):
@@ -59,6 +74,24 @@ class _DropPath(L.Layer):
         return x * tf.floor(0.9 + tf.random.uniform([tf.shape(x)[0], 1, 1, 1]))
 
 
+class _AttentionBlock(L.Layer):
+    """Pre-norm self-attention over the positions of an image, with its residual, in one layer."""
+
+    def __init__(self, heads, **kwargs):
+        super().__init__(**kwargs)
+        self.heads = heads
+
+    def build(self, shape):
+        self.norm = L.LayerNormalization()
+        self.attention = L.MultiHeadAttention(self.heads, 4)
+        super().build(shape)
+
+    def call(self, x):
+        tokens = tf.reshape(x, [-1, 36, tf.shape(x)[-1]])
+        t = self.norm(tokens)
+        return x + tf.reshape(self.attention(t, t), tf.shape(x))
+
+
 class _Opaque(L.Layer):
     """Computes with its own weight: blocks."""
 
@@ -103,6 +136,15 @@ def _build(blocks, seed):
             x = _WSConv(width(), 3, padding="same")(x)
         elif kind == "dw":
             x = L.DepthwiseConv2D(3, padding="same")(x)
+        elif kind == "attention":
+            t = L.Reshape((36, c))(x)
+            a = L.MultiHeadAttention(int(rng.choice([2, 3])), 4, value_dim=3)(t, t)
+            x = L.Reshape((6, 6, c))(L.LayerNormalization()(L.Add()([t, a])))
+        elif kind == "custom_attention":
+            x = _AttentionBlock(int(rng.choice([2, 4])))(x)
+        elif kind == "rnn":
+            units = width()
+            x = L.Reshape((6, 6, units))(L.GRU(units, return_sequences=True)(L.Reshape((36, c))(x)))
     return keras.Model(inp, L.Dense(3)(L.GlobalAveragePooling2D()(x)))
 
 
@@ -119,16 +161,18 @@ def _randomize(model, seed):
 
 
 @settings(
-    max_examples=6,
+    max_examples=10,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,
 )
 @given(
-    st.lists(st.sampled_from(BLOCKS), min_size=1, max_size=4),
+    st.lists(st.sampled_from(BLOCKS), min_size=1, max_size=5),
     st.integers(0, 2**16),
     st.sampled_from([0.3, 0.5, 0.7]),
 )
+@example(["attention", "custom_attention", "rnn", "custom_se", "residual"], 7, 0.5)
+@example(["custom_attention", "dw", "attention"], 11, 0.3)
 def test_random_models_with_custom_blocks_strip_equals_masked(blocks, seed, sparsity):
     keras.backend.clear_session()
     model = _randomize(_build(blocks, seed), seed)
@@ -144,3 +188,12 @@ def test_random_models_with_custom_blocks_strip_equals_masked(blocks, seed, spar
     assert np.abs(a - b).max() <= 1e-5 * max(np.abs(a).max(), 1e-6)
     np.testing.assert_array_equal(model(x, training=False).numpy(), ref)  # original untouched
     assert small.count_params() <= model.count_params()
+
+
+def test_attention_and_recurrent_blocks_are_pruned_not_just_passed():
+    keras.backend.clear_session()
+    model = _randomize(_build(["attention", "custom_attention", "rnn"], 5), 5)
+    report = tfprune.explain(model)
+    heads = [r for r in report.rows if r["prunable"] and "multi_head_attention" in r["name"]]
+    assert len(heads) >= 2  # the stock one and the one inside the custom block
+    assert report.prunable_fraction > 0.8

@@ -14,7 +14,6 @@ official = pytest.importorskip("official")
 import tfprune  # noqa: E402
 from tfprune.compat import keras  # noqa: E402
 from tfprune.flops import count_flops  # noqa: E402
-from tfprune.graph import analyze  # noqa: E402
 from tfprune.nested import all_layers  # noqa: E402
 
 
@@ -52,7 +51,7 @@ def _check(model, x):
     small = tfprune.strip_filters(masked)
     a, b = masked(x, training=False).numpy(), small(x, training=False).numpy()
     assert np.abs(a - b).max() <= 1e-5 * max(np.abs(a).max(), 1e-12)
-    before, after = count_flops(analyze(model).model).total, count_flops(small).total
+    before, after = count_flops(model).total, count_flops(small).total
     assert after < 0.5 * before
     return small
 
@@ -112,3 +111,75 @@ def test_stripped_resnet_exports_and_runs_without_tfprune(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "OK"
+
+
+def _bert_classifier():
+    from official.nlp.modeling import models, networks
+
+    keras.utils.set_random_seed(0)
+    encoder = networks.BertEncoder(
+        vocab_size=50,
+        hidden_size=16,
+        num_layers=2,
+        num_attention_heads=4,
+        intermediate_size=32,
+        max_sequence_length=8,
+    )
+    return models.BertClassifier(encoder, num_classes=3)
+
+
+def _token_inputs(n=2, seq=8):
+    rng = np.random.default_rng(0)
+    return {
+        "input_word_ids": rng.integers(0, 50, (n, seq)).astype(np.int32),
+        "input_mask": (rng.random((n, seq)) > 0.2).astype(np.int32),
+        "input_type_ids": rng.integers(0, 2, (n, seq)).astype(np.int32),
+    }
+
+
+def test_bert_classifier_prunes_heads_feed_forward_units_and_hidden_width():
+    model = _bert_classifier()
+    report = tfprune.explain(model)
+    assert report.prunable_fraction >= 0.8, str(report)
+    x = _token_inputs()
+    masked = tfprune.prune_filters(model, 0.5)
+    small = tfprune.strip_filters(masked)
+    a, b = masked(x, training=False).numpy(), small(x, training=False).numpy()
+    assert np.abs(a - b).max() <= 1e-5 * max(np.abs(a).max(), 1e-12)
+    attention = [la for la in all_layers(small) if type(la).__name__ == "MultiHeadAttention"]
+    assert [la.get_config()["num_heads"] for la in attention] == [2, 2]
+    shapes = [(8,)] * 3
+    before, after = count_flops(model, input_shapes=shapes), count_flops(small, input_shapes=shapes)
+    assert not before.is_lower_bound and not after.is_lower_bound
+    assert after.total < 0.5 * before.total
+
+
+def test_vit_prunes_its_hidden_width_heads_and_mlp_and_copies_layers_without_get_config():
+    from official.vision.modeling.backbones import vit
+
+    def backbone(spec):
+        return vit.VisionTransformer(
+            input_specs=spec,
+            patch_size=8,
+            hidden_size=16,
+            num_layers=1,
+            num_heads=2,
+            mlp_dim=32,
+            pooler="token",
+            representation_size=0,
+        )
+
+    keras.utils.set_random_seed(0)
+    model = _classifier(backbone, 32)
+    # Hidden width (through the class token, position embeddings and a reshape that spells
+    # out the width), heads and MLP units: all but the logits.
+    assert tfprune.explain(model).prunable_fraction >= 0.8
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    masked = tfprune.prune_filters(model, 0.5)
+    small = tfprune.strip_filters(masked)
+    a, b = masked(x, training=False).numpy(), small(x, training=False).numpy()
+    assert np.abs(a - b).max() <= 1e-5 * max(np.abs(a).max(), 1e-12)
+    attention = [la for la in all_layers(small) if type(la).__name__ == "MultiHeadAttention"]
+    assert [la.get_config()["num_heads"] for la in attention] == [1]
+    # AddPositionEmbs has no get_config(): its copy is checked to compute the same.
+    assert any(type(la).__name__ == "AddPositionEmbs" for la in all_layers(small))

@@ -22,7 +22,7 @@ from scipy.sparse.csgraph import connected_components
 
 from tfprune.compat import keras, producing_layer
 from tfprune.graph.inline import Opaque, inline_model
-from tfprune.graph.rules import ChannelContext, LayerRule, rule_for
+from tfprune.graph.rules import PRODUCER_ROLES, ChannelContext, LayerRule, rule_for
 from tfprune.graph.trace import LayerCall, Trace, trace_model
 
 __all__ = [
@@ -85,8 +85,8 @@ class ChannelGroup:
 
     @property
     def producers(self) -> list[Member]:
-        """Members whose layer creates these channels (conv/dense filters)."""
-        return [m for m in self.members if m.role == "out"]
+        """Members whose layer creates these channels (conv/dense filters, attention heads)."""
+        return [m for m in self.members if m.role in PRODUCER_ROLES]
 
     @property
     def prunable_units(self) -> np.ndarray:
@@ -127,15 +127,16 @@ class Analysis:
     mask_points: list[tuple[LayerCall, Any]]  # (consumer call, input tensor) to mask
     #: (call path, layer class, reason) of every call tfprune could not look inside
     opaque_calls: list[tuple[str, str, str]] = dataclasses.field(default_factory=list)
+    _by_layer: dict[int, dict[str, Member]] | None = dataclasses.field(default=None, repr=False)
 
     def layer_members(self, layer: Any) -> dict[str, Member]:
         """The channel axes of ``layer``'s weights, by role."""
-        out = {}
-        for role in ("in", "out", "ch"):
-            m = self.members_by_key.get(("l", id(layer), role))
-            if m is not None:
-                out[role] = m
-        return out
+        if self._by_layer is None:
+            self._by_layer = {}
+            for key, m in self.members_by_key.items():
+                if key[0] == "l":
+                    self._by_layer.setdefault(key[1], {})[key[2]] = m
+        return dict(self._by_layer.get(id(layer), {}))
 
     def tensor_member(self, tensor: Any) -> Member | None:
         """The member for a tensor's channel axis."""
@@ -145,7 +146,12 @@ class Analysis:
 class _Context(ChannelContext):
     """The :class:`~tfprune.graph.rules.ChannelContext` channel-group discovery hands to rules."""
 
-    def __init__(self) -> None:
+    def __init__(self, trace: Trace | None = None) -> None:
+        self.used: set[int] | None = None
+        if trace is not None:
+            self.used = {id(t) for c in trace.calls for t in c.inputs}
+            self.used |= {id(t) for t in trace.outputs}
+            self.used |= {id(t) for pair in trace.aliases for t in pair}
         self.dims: dict[tuple, tuple[int, int]] = {}  # key -> (offset, size)
         self.info: dict[tuple, dict] = {}
         self.n = 0
@@ -259,6 +265,10 @@ class _Context(ChannelContext):
         for t in list(call.inputs) + list(call.outputs):
             self.block(self.tensor_dim(t), reason)
 
+    def is_used(self, t: Any) -> bool:
+        """Whether ``t`` is read by a call, is a model output or crosses a nested model."""
+        return self.used is None or id(t) in self.used
+
     def mark_mixing(self, call: LayerCall) -> None:
         """The call mixes channels (e.g. normalises over them): mask its inputs."""
         self.mixing.append(call)
@@ -273,7 +283,7 @@ def analyze(model: Any) -> Analysis:
     inlined = inline_model(model, passes_channels_through)
     model = inlined.model
     trace = trace_model(model)
-    ctx = _Context()
+    ctx = _Context(trace)
     for t in trace.inputs:
         ctx.block(ctx.tensor_dim(t), "model input")
     mask_points: list[tuple[LayerCall, Any]] = []
@@ -290,8 +300,8 @@ def analyze(model: Any) -> Analysis:
                 (call.path, type(call.layer).__name__, "no rule for this layer type")
             )
         rule.connect(ctx, call)
-        if call.inputs and rule.input_mask(call.layer) is not None:
-            mask_points.append((call, call.inputs[0]))
+        if call.inputs:
+            mask_points.extend((call, t) for t in rule.mask_inputs(call))
     for call in ctx.mixing:
         mask_points.extend((call, t) for t in call.inputs)
     for inner, outer in trace.aliases:
@@ -420,7 +430,7 @@ def _solve(ctx: _Context, trace: Trace):
 
 def _segments(members: list[Member], n_units: int) -> list[np.ndarray]:
     """Split units by the set of producer layers that create them."""
-    producers = [m for m in members if m.role == "out"]
+    producers = [m for m in members if m.role in PRODUCER_ROLES]
     if len(producers) <= 1:
         return [np.arange(n_units)]
     signature = np.zeros((n_units, len(producers)), bool)

@@ -15,6 +15,7 @@ import numpy as np
 
 from tfprune.compat import (
     KerasTensor,
+    inbound_nodes,
     is_functional,
     keras,
     nested_inputs,
@@ -23,9 +24,17 @@ from tfprune.compat import (
     tf,
 )
 from tfprune.errors import UnsupportedModelError
+from tfprune.graph.rules import weight_names
 from tfprune.graph.trace import iter_graph_nodes
 
-__all__ = ["rebuild_model", "copy_layer", "LayerFactory", "InputHook", "CallOverride"]
+__all__ = [
+    "rebuild_model",
+    "copy_layer",
+    "layer_config",
+    "LayerFactory",
+    "InputHook",
+    "CallOverride",
+]
 
 #: (old layer, path) -> (new layer or None to drop the call, weights: by short name, a list
 #: in ``layer.weights`` order, or None to keep the fresh initial values)
@@ -41,17 +50,57 @@ def weight_short_name(variable: Any) -> str:
     return variable.name.split("/")[-1].split(":")[0]
 
 
+def layer_config(layer: Any) -> dict:
+    """``layer.get_config()``, or for a layer without one, a config that provably rebuilds it.
+
+    A custom layer whose class defines no ``get_config`` (Model Garden's ``AddPositionEmbs``)
+    is rebuilt from its name and dtype alone only when that copy, given the layer's weights,
+    computes the same outputs as the layer on a random input; otherwise the error says how
+    to fix the class.
+    """
+    try:
+        return layer.get_config()
+    except NotImplementedError:
+        pass
+    base = {"name": layer.name, "trainable": layer.trainable, "dtype": layer.dtype_policy.name}
+    problem = _default_copy_problem(layer, base)
+    if problem is not None:
+        raise UnsupportedModelError(
+            f"layer {layer.name!r} ({type(layer).__name__}) has no get_config(), so tfprune "
+            f"cannot build the pruned copy of the model (the original is never modified): "
+            f"{problem}. Give the class a get_config() that returns its constructor arguments."
+        )
+    return base
+
+
+def _default_copy_problem(layer: Any, config: dict) -> str | None:
+    """Why a copy of ``layer`` made from ``config`` alone is not the same layer (None if it is)."""
+    nodes = inbound_nodes(layer)
+    inputs = list(nodes[0].keras_inputs) if nodes else []
+    if len(inputs) != 1 or any(d is None for d in inputs[0].shape[1:]):
+        return "it is not called on one input of known shape, so a copy cannot be checked"
+    x = inputs[0]
+    rng = np.random.default_rng(0)
+    value = rng.standard_normal((2, *x.shape[1:])).astype(x.dtype.as_numpy_dtype)
+    try:
+        copy = type(layer)(**config)
+        copy(value)
+        copy.set_weights(layer.get_weights())
+        a = tf.nest.flatten(layer(value))
+        b = tf.nest.flatten(copy(value))
+    except Exception as e:  # noqa: BLE001 - any failure means the copy is not the layer
+        return f"a copy with default arguments fails ({type(e).__name__}: {e})"
+    for u, v in zip(a, b, strict=True):
+        u, v = np.asarray(u), np.asarray(v)
+        if u.shape != v.shape or not np.allclose(u, v, rtol=1e-6, atol=1e-6):
+            return "a copy with default arguments computes something else"
+    return None
+
+
 def copy_layer(layer: Any, config: dict | None = None) -> Any:
     """A fresh layer of the same class from (possibly edited) config."""
     if config is None:
-        try:
-            config = layer.get_config()
-        except NotImplementedError:
-            raise UnsupportedModelError(
-                f"layer {layer.name!r} ({type(layer).__name__}) has no get_config(), so tfprune "
-                "cannot build the pruned copy of the model (the original is never modified). "
-                "Give the class a get_config() that returns its constructor arguments."
-            ) from None
+        config = layer_config(layer)
     activation = getattr(layer, "activation", None)
     if callable(activation) and isinstance(config.get("activation"), dict):
         # A lambda or unregistered function serializes to a form that does not load back
@@ -88,11 +137,11 @@ def rebuild_model(
     """Rebuild ``model`` with layers from ``layer_factory``; returns the new model.
 
     ``layer_factory`` is called once per distinct layer. Returning ``None`` as the layer drops
-    the call (its first input passes through). The returned weights (by short name, e.g.
-    ``kernel``) are set once the new layer is built. ``input_hook`` may replace any tensor
-    before it enters a layer (used to insert masks). ``call_override`` may compute a call's
-    outputs itself (used to put traced graphs in place of custom layers); the model is then
-    rebuilt as a functional model.
+    the call (its first input passes through). The returned weights (by the names the layer's
+    rule gives them, e.g. ``kernel``) are set once the new layer is built. ``input_hook`` may
+    replace any tensor before it enters a layer (used to insert masks). ``call_override`` may
+    compute a call's outputs itself (used to put traced graphs in place of custom layers); the
+    model is then rebuilt as a functional model.
     """
     layers: dict[int, Any] = {}
     pending: list[tuple[Any, dict]] = []
@@ -166,8 +215,7 @@ def rebuild_model(
             layer.set_weights(weights)
             continue
         values = []
-        for v in layer.weights:
-            name = weight_short_name(v)
+        for v, name in zip(layer.weights, weight_names(layer), strict=True):
             if name not in weights:
                 raise KeyError(f"no value for weight {v.name} of {layer.name}")
             value = np.asarray(weights[name])

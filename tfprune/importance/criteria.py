@@ -17,7 +17,7 @@ import numpy as np
 from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError
 from tfprune.graph.groups import ChannelGroup, Member
-from tfprune.graph.rules import rule_for
+from tfprune.graph.rules import PRODUCER_ROLES, named_weights, rule_for
 
 __all__ = [
     "Importance",
@@ -33,10 +33,6 @@ __all__ = [
 ]
 
 
-def _short(v: Any) -> str:
-    return v.name.split("/")[-1].split(":")[0]
-
-
 def channel_rows(member: Member, names: Iterable[str] | None = None) -> list[np.ndarray]:
     """The member layer's weights as ``(channels, -1)`` matrices, one per named weight.
 
@@ -48,7 +44,7 @@ def channel_rows(member: Member, names: Iterable[str] | None = None) -> list[np.
         return []
     rule = rule_for(member.layer)
     names = rule.kernel_names(member.layer) if names is None else tuple(names)
-    arrays = {_short(v): v.numpy() for v in member.layer.weights if _short(v) in names}
+    arrays = {n: v.numpy() for n, v in named_weights(member.layer).items() if n in names}
     return rule.channel_rows(member.layer, member.role, arrays, names)
 
 
@@ -235,11 +231,11 @@ class Taylor(Importance):
         if products is None:
             raise InvalidArgumentError("Taylor importance used before prepare(model, data).")
         rule = rule_for(m.layer)
-        present = [v for v in m.layer.weights if id(v) in products]
+        present = {n: v for n, v in named_weights(m.layer).items() if id(v) in products}
         total = None
-        n_batches = min((len(products[id(v)]) for v in present), default=0)
+        n_batches = min((len(products[id(v)]) for v in present.values()), default=0)
         for b in range(n_batches):
-            arrays = {_short(v): products[id(v)][b] for v in present}
+            arrays = {n: products[id(v)][b] for n, v in present.items()}
             rows = rule.channel_rows(m.layer, m.role, arrays)
             if not rows:
                 break
@@ -250,7 +246,7 @@ class Taylor(Importance):
         return (total**2).mean(axis=0)
 
     def __call__(self, group: ChannelGroup) -> np.ndarray:
-        members = [m for m in group.layers if m.role in ("out", "ch")]
+        members = [m for m in group.layers if m.role in (*PRODUCER_ROLES, "ch")]
         scores = []
         for m in members:
             s = self._member_scores(m)

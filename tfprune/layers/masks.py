@@ -6,7 +6,7 @@ from typing import Any
 
 import tensorflow_model_optimization as tfmot
 
-from tfprune.compat import keras, tf
+from tfprune.compat import AttentionWithHeadHook, keras, tf
 from tfprune.graph.rules import LayerRule, register_rule, rule_for
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "MaskedGRU",
     "MaskedLSTM",
     "MaskedLayerNormalization",
+    "MaskedMultiHeadAttention",
     "MaskedSimpleRNN",
     "is_mask_layer",
     "masked_consumer_class",
@@ -266,6 +267,26 @@ class MaskedLSTM(_MaskedRecurrent, keras.layers.LSTM):
     _tfprune_stock = keras.layers.LSTM
 
 
+@keras.utils.register_keras_serializable(package="tfprune")
+class MaskedMultiHeadAttention(_PolicyMixin, AttentionWithHeadHook):
+    """MultiHeadAttention whose pruned heads output zeros (tfprune mask by head).
+
+    The mask multiplies each head's attention output before the output projection, so a
+    pruned head contributes nothing: exactly the layer with that head cut out.
+    """
+
+    mask_role = "head"
+    _tfprune_stock = keras.layers.MultiHeadAttention
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.mask = _add_mask(self, self.get_config()["num_heads"])
+
+    def transform_heads(self, attention_output: Any) -> Any:
+        m = tf.cast(self.mask, attention_output.dtype)
+        return attention_output * tf.reshape(m, [-1, 1])
+
+
 # Stock layer class -> its tfprune twin with a mask (on the kernel's input rows for consumers,
 # on the statistics of a layer norm, on the recurrent state of an RNN). Whether a layer may use
 # its twin is its rule's decision (``input_mask``/``self_mask_role``).
@@ -280,6 +301,7 @@ _MASKED_SELF = {
     keras.layers.SimpleRNN: MaskedSimpleRNN,
     keras.layers.GRU: MaskedGRU,
     keras.layers.LSTM: MaskedLSTM,
+    keras.layers.MultiHeadAttention: MaskedMultiHeadAttention,
 }
 
 
@@ -293,9 +315,10 @@ def masked_consumer_class(layer: Any) -> type | None:
 
 def masked_twin_class(layer: Any) -> type | None:
     """The class that masks ``layer``'s own channels (its rule's ``self_mask_role``), or None."""
-    if rule_for(layer).self_mask_role(layer) is None:
+    rule = rule_for(layer)
+    if rule.self_mask_role(layer) is None:
         return None
-    return _MASKED_SELF.get(type(layer))
+    return _MASKED_SELF.get(rule.stock_equivalent(layer)[0])
 
 
 def stock_class(layer: Any) -> type | None:
@@ -309,7 +332,14 @@ def stock_class(layer: Any) -> type | None:
 def is_mask_layer(layer: Any) -> bool:
     """Whether ``layer`` holds a per-channel ``mask`` variable managed by tfprune."""
     return isinstance(
-        layer, (ChannelMask, MaskedLayerNormalization, _InputMasked, _MaskedRecurrent)
+        layer,
+        (
+            ChannelMask,
+            MaskedLayerNormalization,
+            _InputMasked,
+            _MaskedRecurrent,
+            MaskedMultiHeadAttention,
+        ),
     )
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from tfprune.compat import tf
 from tfprune.graph.groups import ChannelGroup
-from tfprune.graph.rules import rule_for
+from tfprune.graph.rules import PRODUCER_ROLES, named_weights, rule_for
 
 __all__ = [
     "KERNEL_NAMES",
@@ -101,7 +101,8 @@ class WeightSlice:
 
 
 def _slice_kind(role: str, name: str) -> str | None:
-    if role == "out":
+    name = name.split("/")[-1]  # a rule may name a sublayer's weight "query/kernel"
+    if role in PRODUCER_ROLES:
         if name in KERNEL_NAMES:
             return "filter"
         return "bias" if name == "bias" else None
@@ -121,10 +122,9 @@ def group_slices(group: ChannelGroup, kinds: tuple[str, ...] = SLICE_KINDS) -> l
     out = []
     for m in group.layers:
         axes = rule_for(m.layer).weight_axes(m.layer)
-        for v in m.layer.weights:
+        for name, v in named_weights(m.layer).items():
             if not v.trainable:
                 continue
-            name = v.name.split("/")[-1].split(":")[0]
             axis = axes.get(name, {}).get(m.role)
             kind = _slice_kind(m.role, name)
             if axis is None or kind is None or kind not in kinds:

@@ -16,20 +16,31 @@ every channel it touches (fail closed). Users can add rules with :func:`register
 
 The interface and the registry are in :mod:`~tfprune.graph.rules.base`; the built-in rules are
 grouped by kind: :mod:`~tfprune.graph.rules.weighted` (layers with weights),
-:mod:`~tfprune.graph.rules.shapes` (layers without multiply weights) and
-:mod:`~tfprune.graph.rules.ops` (TF ops in a functional graph).
+:mod:`~tfprune.graph.rules.shapes` (layers without multiply weights),
+:mod:`~tfprune.graph.rules.ops` (TF ops in a functional graph) and
+:mod:`~tfprune.graph.rules.model_garden` (TF Model Garden's embedding layers).
 """
 
 from tfprune.graph.rules.base import (
     KERNEL_NAMES,
+    PRODUCER_ROLES,
     ChannelContext,
     LayerRule,
     Role,
+    named_weights,
     numel,
     overrides_stock,
     register_rule,
     rule_for,
     unregister_rule,
+    weight_names,
+)
+from tfprune.graph.rules.model_garden import (
+    AddPositionEmbsRule,
+    ClassTokenRule,
+    OnDeviceEmbeddingRule,
+    PositionEmbeddingRule,
+    VisionAttentionRule,
 )
 from tfprune.graph.rules.ops import ELEMENTWISE_OPS, TFOpRule
 from tfprune.graph.rules.shapes import (
@@ -71,12 +82,15 @@ __all__ = [
     "ELEMENTWISE_OPS",
     "KERNEL_NAMES",
     "LayerRule",
+    "PRODUCER_ROLES",
     "Role",
+    "named_weights",
     "numel",
     "overrides_stock",
     "register_rule",
     "rule_for",
     "unregister_rule",
+    "weight_names",
 ]
 
 for _rule in (
@@ -95,6 +109,11 @@ for _rule in (
     EinsumDenseRule(),
     DotAttentionRule(),
     LocallyConnectedRule(),
+    OnDeviceEmbeddingRule(),
+    VisionAttentionRule(),
+    PositionEmbeddingRule(),
+    AddPositionEmbsRule(),
+    ClassTokenRule(),
     PassThroughRule(),
     SoftmaxRule(),
     PerChannelParamRule(),

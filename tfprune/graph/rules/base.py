@@ -20,19 +20,25 @@ __all__ = [
     "DimKey",
     "KERNEL_NAMES",
     "LayerRule",
+    "PRODUCER_ROLES",
     "Role",
     "Shape",
+    "named_weights",
     "numel",
     "overrides_stock",
     "register_rule",
     "rule_for",
     "spatial",
     "unregister_rule",
+    "weight_names",
 ]
 
 Role = str  # "in" | "out" | "ch" (or a rule's own role such as "head")
 DimKey = tuple  # an opaque key of one channel axis, handed out by a ChannelContext
 Shape = tuple | None  # a tensor shape with the batch dimension first (None: unknown rank)
+
+#: Roles whose channels a layer creates: its filters (units) and its attention heads.
+PRODUCER_ROLES = ("out", "head")
 
 #: Short names of multiply weights (kernels) of the built-in layers.
 KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings", "recurrent_kernel")
@@ -147,6 +153,10 @@ class ChannelContext:
         """Never remove any channel of ``key``; ``reason`` is shown by ``tfprune.explain``."""
         raise NotImplementedError
 
+    def is_used(self, t: Any) -> bool:
+        """Whether tensor ``t`` is read by another call or is a model output (default: True)."""
+        return True
+
     def block_call(self, call: Any, reason: str) -> None:
         """Block every tensor the call reads or writes."""
         raise NotImplementedError
@@ -186,8 +196,18 @@ class LayerRule:
         reason = f"layer {call.path!r} ({type(call.layer).__name__}) is not understood"
         ctx.block_call(call, reason)
 
+    def weight_names(self, layer: Any) -> list[str]:
+        """The names this rule gives ``layer.weights`` (in that order), unique within the layer.
+
+        Default: each variable's short name (``conv/kernel:0`` -> ``kernel``). A layer whose
+        sublayers hold weights of the same short name (MultiHeadAttention's four kernels) names
+        them with the sublayer (``query/kernel``). Every other method of the rule
+        (:meth:`weight_axes`, :meth:`slice_weights`...) uses these names.
+        """
+        return [_short_name(v) for v in layer.weights]
+
     def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
-        """Map weight short name -> {role: axis} (axes whose length is the role's channels)."""
+        """Map weight name -> {role: axis} (axes whose length is the role's channels)."""
         return {}
 
     def kernel_names(self, layer: Any) -> tuple[str, ...]:
@@ -204,9 +224,7 @@ class LayerRule:
 
     def kernel_variables(self, layer: Any) -> list[tuple[Any, str]]:
         """``(variable, layout)`` pairs of :meth:`kernel_layouts` (what OrthP re-initialises)."""
-        by_name = {}
-        for v in layer.weights:
-            by_name.setdefault(v.name.split("/")[-1].split(":")[0], v)
+        by_name = named_weights(layer)
         return [(by_name[n], kind) for n, kind in self.kernel_layouts(layer) if n in by_name]
 
     def channel_rows(
@@ -265,6 +283,31 @@ class LayerRule:
         prunable fraction is a fraction of all filters.
         """
         return 0
+
+    def stock_equivalent(self, layer: Any) -> tuple[type, dict]:
+        """``(stock class, its config)`` of a layer that computes exactly like a stock one.
+
+        tfprune's masked twins derive from stock Keras classes; a rule that claims a third-party
+        subclass says here which stock layer (and config) it computes like. Default: the
+        layer's own class and config.
+        """
+        return type(layer), layer.get_config()
+
+    def rewrite_call(self, layer: Any, args: tuple, kwargs: dict) -> Any | None:
+        """Outputs of a call, redone on narrower inputs, when replaying it as recorded won't fit.
+
+        ``args``/``kwargs`` are the call's arguments with the stripped model's tensors in place
+        (e.g. a ``tf.reshape`` whose target spells out the old channel count). Default: None,
+        replay the call as recorded.
+        """
+        return None
+
+    def mask_inputs(self, call: Any) -> list[Any]:
+        """The input tensors of ``call`` whose pruned channels are masked in front of the layer.
+
+        Default: the first input, when :meth:`input_mask` says the layer consumes channels.
+        """
+        return list(call.inputs[:1]) if self.input_mask(call.layer) is not None else []
 
     def input_mask(self, layer: Any) -> str | None:
         """How pruned input channels are zeroed in front of this layer during training.
@@ -344,6 +387,26 @@ def overrides_stock(layer: Any, rule: LayerRule) -> list[str]:
 
 
 _UNKNOWN = LayerRule()
+
+
+def _short_name(variable: Any) -> str:
+    return variable.name.split("/")[-1].split(":")[0]
+
+
+def weight_names(layer: Any) -> list[str]:
+    """The names of ``layer.weights`` as its rule uses them (:meth:`LayerRule.weight_names`)."""
+    names = rule_for(layer).weight_names(layer)
+    if len(set(names)) != len(names):
+        raise UnsupportedModelError(
+            f"{_what(layer)} has several weights named alike ({names}); its rule must give them "
+            "distinct names (LayerRule.weight_names)."
+        )
+    return names
+
+
+def named_weights(layer: Any) -> dict[str, Any]:
+    """``layer``'s weights (variables) by the names its rule uses."""
+    return dict(zip(weight_names(layer), layer.weights, strict=True))
 
 
 def _channels_last(layer: Any) -> bool:

@@ -94,6 +94,19 @@ def _full_slice(s: Any) -> bool:
     return False
 
 
+def _rewritable_reshape(args: tuple, kwargs: dict) -> bool:
+    """Whether a ``tf.reshape`` call's target is a list ending in a written-out integer."""
+    if "name" in kwargs or len(args) > 2:
+        return False
+    shape = kwargs.get("shape", args[1] if len(args) > 1 else None)
+    return (
+        isinstance(shape, (list, tuple))
+        and bool(shape)
+        and isinstance(shape[-1], (int, np.integer))
+        and not isinstance(shape[-1], bool)
+    )
+
+
 def _pinned_channels(call: Any) -> int | None:
     """The channel count a ``tf.reshape`` call's constant target shape spells out, if any."""
     shape = call.kwargs.get("shape", call.args[1] if len(call.args) > 1 else None)
@@ -161,13 +174,20 @@ class TFOpRule(LayerRule):
             else:
                 ctx.block_call(call, f"op {call.path!r} pads the channel axis")
         elif op == "reshape" and _pinned_channels(call) is not None:
-            # The rebuilt model replays the recorded shape: a written-out channel count would
-            # no longer fit once channels are removed.
+            x = call.inputs[0]
+            if _rewritable_reshape(call.args, call.kwargs) and (
+                _pinned_channels(call) == _channels(x) == _channels(y)
+            ):
+                # Channel c stays channel c (the last axis keeps its size, row-major order);
+                # the stripped model gets the new count written in (rewrite_call).
+                ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
+                return
+            # The rebuilt model replays the recorded shape: a written-out channel count that
+            # is not the input's would no longer fit once channels are removed.
             ctx.block_call(
                 call,
-                f"reshape {call.path!r} writes the channel count ({_pinned_channels(call)}) into "
-                "its target shape; read it at run time (tf.shape(x)[-1]) or use "
-                "keras.layers.Reshape",
+                f"reshape {call.path!r} writes a last axis ({_pinned_channels(call)}) into its "
+                f"target shape that is not its input's channel axis ({_channels(x)}) kept as is",
             )
         elif op in _RESIZE_OPS or op == "reshape":
             x = call.inputs[0]
@@ -185,7 +205,19 @@ class TFOpRule(LayerRule):
         | _RESIZE_OPS
         | {"getitem", "concat", "concatenate", "pad", "reshape", "transpose", "squeeze"}
         | {"expand_dims", "split", "stack", "shape", "cast", "one_hot", "gather", "tile"}
+        | {"broadcast_to", "ones", "zeros", "ones_like", "zeros_like", "fill", "range"}
     )
+
+    def rewrite_call(self, layer: Any, args: tuple, kwargs: dict) -> Any | None:
+        """A reshape whose target spells out the channel count, redone for fewer channels."""
+        if _op_name(layer) != "reshape" or not _rewritable_reshape(args, kwargs):
+            return None
+        x = kwargs.get("tensor", args[0] if args else None)
+        shape = list(kwargs.get("shape", args[1] if len(args) > 1 else None))
+        channels = x.shape[-1] if x is not None and x.shape.rank else None
+        if channels is None or shape[-1] == channels:
+            return None
+        return tf.reshape(x, [*shape[:-1], int(channels)])
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
         op = _op_name(layer)
@@ -259,7 +291,7 @@ class TFOpRule(LayerRule):
                 elif c != 1:
                     ctx.block_call(call, f"op {call.path!r} ({op}) broadcasts channels")
                     return
-            elif not _is_scalar(arg):
+            elif not _is_scalar(arg) and not isinstance(arg, tf.DType):  # cast(x, tf.float32)
                 ctx.block_call(call, f"op {call.path!r} ({op}) has a non-scalar constant")
                 return
 
@@ -271,8 +303,14 @@ class TFOpRule(LayerRule):
         ok = False
         if any(s is Ellipsis for s in spec):
             ok = spec[-1] is Ellipsis or _full_slice(spec[-1])
-        elif len(spec) < rank:
-            ok = all(isinstance(s, (dict, slice)) for s in spec)
+        elif len([s for s in spec if s is not None]) < rank:
+            # Slices, indices (x[:, 0], a class token) and new axes before the channel axis.
+            ok = all(
+                s is None
+                or isinstance(s, (dict, slice, np.integer))
+                or (isinstance(s, int) and not isinstance(s, bool))
+                for s in spec
+            )
         else:
             ok = _full_slice(spec[rank - 1]) if len(spec) == rank else False
         if ok and _channels(x) == _channels(y) and y.shape.rank >= 2:

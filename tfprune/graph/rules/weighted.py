@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from tfprune.compat import (
+    KerasTensor,
     keras,
     tfmot_prune_wrapper_class,
     tfmot_quantize_wrapper_class,
@@ -468,6 +469,9 @@ class _FiledUnder(ChannelContext):
     def block_call(self, call: Any, reason: str) -> None:
         self._ctx.block_call(call, reason)
 
+    def is_used(self, t: Any) -> bool:
+        return self._ctx.is_used(t)
+
     def mark_mixing(self, call: Any) -> None:
         self._ctx.mark_mixing(call)
 
@@ -594,6 +598,10 @@ class QuantizeWrapperRule(LayerRule):
         return rule_for(layer.layer).macs(layer.layer, ins, outs)
 
 
+_MHA_PROJECTIONS = ("query", "key", "value", "attention_output")
+_MHA_ARGUMENTS = ("query", "value", "key", "attention_mask", "return_attention_scores")
+
+
 def _mha_kernels(layer: Any) -> dict[str, Any]:
     """The projection kernels of a MultiHeadAttention layer, by projection name."""
     out = {}
@@ -604,13 +612,121 @@ def _mha_kernels(layer: Any) -> dict[str, Any]:
     return out
 
 
+def _mha_output_size(config: dict, layer: Any) -> int | None:
+    """The last axis of a MultiHeadAttention's output, or None for a multi-axis output shape."""
+    shape = config.get("output_shape")
+    if shape is None or isinstance(shape, int):
+        kernel = _mha_kernels(layer).get("attention_output")
+        return (
+            int(shape) if shape is not None else (kernel.shape[-1] if kernel is not None else None)
+        )
+    shape = list(shape)
+    return int(shape[0]) if len(shape) == 1 else None
+
+
 class MultiHeadAttentionRule(LayerRule):
-    """MultiHeadAttention: projections, attention scores ``QK^T`` and the weighted sum ``AV``."""
+    """MultiHeadAttention: whole heads, and the channels it reads and writes, prune exactly.
+
+    Roles: ``"head"`` (head ``h`` is slice ``h`` of the query/key/value projections and of the
+    output projection's input), ``"in"``/``"in_value"``/``"in_key"`` (the channels of the
+    query, value and key inputs: rows of the three projections) and ``"out"`` (the output
+    projection's units). While pruning trains, the layer's masked twin zeroes the per-head
+    attention outputs of pruned heads, which is exactly what the layer without them computes.
+    Weights are named by projection (``query/kernel``, ``attention_output/bias``...).
+    """
 
     layer_types = (L.MultiHeadAttention,)
+    stock_methods = ("call", "_compute_attention", "_build_from_signature", "_masked_softmax")
 
     def applies(self, layer: Any) -> bool:
-        return type(layer) is L.MultiHeadAttention
+        stock = getattr(layer, "_tfprune_stock", None)
+        return type(layer) is L.MultiHeadAttention or stock is L.MultiHeadAttention
+
+    def connect(self, ctx: ChannelContext, call: Any) -> None:
+        layer = call.layer
+        args = dict(zip(_MHA_ARGUMENTS, call.args))
+        args.update(call.kwargs)
+        q, v, k = args.get("query"), args.get("value"), args.get("key")
+        k = v if k is None else k
+        problem = None
+        scores = call.outputs[1:] if args.get("return_attention_scores") else []
+        if not all(isinstance(t, KerasTensor) for t in (q, v, k)):
+            problem = "is called with inputs that are not tensors of the model"
+        elif len(call.outputs) != 1 + len(scores):
+            problem = "returns several outputs"
+        elif any(ctx.is_used(s) for s in scores):
+            # The scores have one slice per head: removing heads would change what reads them.
+            problem = "returns its attention scores, and they are used"
+        elif _mha_output_size(layer.get_config(), layer) is None:
+            problem = "has a multi-axis output_shape"
+        if problem is not None:
+            ctx.block_call(call, f"MultiHeadAttention {call.path!r} {problem}")
+            return
+        mask = args.get("attention_mask")
+        if isinstance(mask, KerasTensor):
+            ctx.block(ctx.tensor_dim(mask), "an attention mask (its last axis is key positions)")
+        for t, role in ((q, "in"), (v, "in_value"), (k, "in_key")):
+            ctx.identity(ctx.tensor_dim(t), ctx.layer_dim(layer, role, _channels(t)))
+        y = call.outputs[0]
+        ctx.identity(ctx.tensor_dim(y), ctx.layer_dim(layer, "out", _channels(y)))
+        ctx.layer_dim(layer, "head", int(layer.get_config()["num_heads"]))
+
+    def weight_names(self, layer: Any) -> list[str]:
+        names = []
+        for v in layer.weights:
+            parts = v.name.split(":")[0].split("/")
+            sub = len(parts) >= 2 and parts[-2] in _MHA_PROJECTIONS
+            names.append("/".join(parts[-2:]) if sub else parts[-1])
+        return names
+
+    def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
+        return {
+            "query/kernel": {"in": 0, "head": 1},
+            "query/bias": {"head": 0},
+            "key/kernel": {"in_key": 0, "head": 1},
+            "key/bias": {"head": 0},
+            "value/kernel": {"in_value": 0, "head": 1},
+            "value/bias": {"head": 0},
+            "attention_output/kernel": {"head": 0, "out": -1},
+            "attention_output/bias": {"out": 0},
+            "mask": {"head": 0},
+        }
+
+    def kernel_names(self, layer: Any) -> tuple[str, ...]:
+        return tuple(f"{p}/kernel" for p in _MHA_PROJECTIONS)
+
+    def new_config(self, layer: Any, config: dict, kept: dict[Role, np.ndarray]) -> dict:
+        config = dict(config)
+        if "head" in kept:
+            config["num_heads"] = len(kept["head"])
+        for role, key in (
+            ("in", "query_shape"),
+            ("in_value", "value_shape"),
+            ("in_key", "key_shape"),
+        ):
+            if role in kept and config.get(key) is not None:
+                config[key] = [*list(config[key])[:-1], len(kept[role])]
+        if "out" in kept or "in" in kept:
+            # Without output_shape the output is as wide as the query: say it explicitly.
+            size = len(kept["out"]) if "out" in kept else _mha_output_size(config, layer)
+            config["output_shape"] = size
+        return config
+
+    def input_mask(self, layer: Any) -> str | None:
+        return "tensor"
+
+    def mask_inputs(self, call: Any) -> list[Any]:
+        args = dict(zip(_MHA_ARGUMENTS, call.args))
+        args.update(call.kwargs)
+        out: list[Any] = []
+        for name in ("query", "value", "key"):
+            t = args.get(name)
+            if isinstance(t, KerasTensor) and all(t is not o for o in out):
+                out.append(t)
+        return out
+
+    def self_mask_role(self, layer: Any) -> Role | None:
+        return "head"
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
         what = _what(layer)
@@ -646,8 +762,9 @@ class MultiHeadAttentionRule(LayerRule):
         return projections + attention
 
     def filters(self, layer: Any) -> int:
-        # Attention heads (each a set of query/key/value/output columns) are its filters.
-        return int(layer.get_config()["num_heads"])
+        # Its heads (each a set of query/key/value/output columns) and its output units.
+        config = layer.get_config()
+        return int(config["num_heads"]) + int(_mha_output_size(config, layer) or 0)
 
 
 def einsum_macs(equation: str, shapes: list[Shape], what: str) -> int | None:
