@@ -183,3 +183,18 @@ def test_vit_prunes_its_hidden_width_heads_and_mlp_and_copies_layers_without_get
     assert [la.get_config()["num_heads"] for la in attention] == [1]
     # AddPositionEmbs has no get_config(): its copy is checked to compute the same.
     assert any(type(la).__name__ == "AddPositionEmbs" for la in all_layers(small))
+
+
+def test_stripped_bert_classifier_exports_and_runs_in_a_fresh_process(tmp_path):
+    from tfprune.export import export_for_serving
+
+    small = tfprune.shrink(_bert_classifier(), 0.5)
+    x = _token_inputs()
+    result = export_for_serving(
+        small,
+        tmp_path / "bert",
+        check_inputs=[x[t.name.split(":")[0]] for t in small.inputs],
+        verify=True,
+    )
+    assert result.verify["ok"] and not result.verify["tfprune_imported"]
+    assert result.max_relative_difference <= result.tolerance
