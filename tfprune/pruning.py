@@ -659,7 +659,8 @@ def prune_filters(
             )
             size = masked_norms.get(id(layer)) or kernel_masked[id(layer)]
             weights = {name: v.numpy() for name, v in named_weights(layer).items()}
-            weights["mask"] = np.ones(size, np.float32)
+            for name in getattr(cls, "mask_weight_names", ("mask",)):
+                weights[name] = np.ones(size, np.float32)
             _, config = rule_for(layer).stock_equivalent(layer)
             return cls.from_config({**config, "policy": policy_cfg}), weights
         return copy_layer(layer), layer.get_weights()

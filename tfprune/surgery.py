@@ -65,7 +65,8 @@ def cut_channels(analysis: Analysis, pruned: dict[int, np.ndarray]) -> Any:
         weights = {name: v.numpy() for name, v in named_weights(layer).items()}
         weights = rule.slice_weights(layer, weights, kept)
         if stock is not None:  # a tfprune masked layer goes back to its stock class
-            weights.pop("mask", None)
+            for name in getattr(type(layer), "mask_weight_names", ("mask",)):
+                weights.pop(name, None)
             config.pop("policy", None)
             return stock.from_config(config), weights
         return copy_layer(layer, config), weights

@@ -366,13 +366,52 @@ def test_flops_of_a_sequence_model_at_a_given_length():
     assert flops.per_layer["mha"] > 0
 
 
-def test_bidirectional_blocks_with_a_reason_that_names_it():
+@pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul"])
+def test_bidirectional_rnn_prunes_the_same_units_in_both_directions(merge_mode):
+    keras.utils.set_random_seed(0)
+    x = keras.Input((7,), dtype="int32")
+    h = L.Embedding(20, 8, name="emb")(x)
+    h = L.Bidirectional(L.LSTM(6, return_sequences=True), merge_mode=merge_mode, name="bi")(h)
+    h = L.Bidirectional(L.GRU(4), name="bi2")(h)
+    model = keras.Model(x, L.Dense(3)(h))
+    assert tfprune.explain(model).prunable_fraction > 0.8
+    masked, small = _check(model)
+    forward, backward = masked.get_layer("bi").forward_layer, masked.get_layer("bi").backward_layer
+    np.testing.assert_array_equal(forward.cell.mask.numpy(), backward.cell.mask.numpy())
+    bi = small.get_layer("bi")
+    assert type(bi) is L.Bidirectional and type(bi.forward_layer) is L.LSTM
+    assert bi.forward_layer.units == bi.backward_layer.units == 3
+    assert small.get_layer("bi2").forward_layer.units == 2
+
+
+def test_masked_bidirectional_trains_and_serialises():
+    keras.utils.set_random_seed(0)
+    x = keras.Input((5, 4))
+    h = L.Bidirectional(L.SimpleRNN(6), name="bi")(L.Dense(6, name="before")(x))
+    model = keras.Model(x, L.Dense(2)(h))
+    masked = tfprune.prune_filters(model, 0.5)
+    layer = masked.get_layer("bi")
+    assert type(layer).__name__ == "MaskedBidirectional"
+    masked.compile("sgd", "mse")
+    xs = _inputs(model, seed=3)
+    masked.fit(xs[0], np.ones((3, 2), "float32"), epochs=1, verbose=0)
+    copy = keras.layers.deserialize(
+        keras.layers.serialize(layer), custom_objects=tfprune.custom_objects()
+    )
+    assert type(copy).__name__ == "MaskedBidirectional"
+    assert type(copy.forward_layer).__name__ == "MaskedSimpleRNN"
+    small = tfprune.strip_filters(masked)
+    assert small.get_layer("bi").forward_layer.units == 3
+    assert _rel_err(masked(xs), small(xs)) <= 1e-5
+
+
+def test_bidirectional_that_returns_states_blocks_with_a_reason_that_names_it():
     x = keras.Input((5, 4))
     h = L.Dense(6, name="before")(x)
-    h = L.Bidirectional(L.LSTM(3), name="bi")(h)
-    model = keras.Model(x, L.Dense(2)(h))
+    out, *_ = L.Bidirectional(L.LSTM(3, return_state=True), name="bi")(h)
+    model = keras.Model(x, L.Dense(2)(out))
     reasons = [r for row in tfprune.explain(model).rows for r in row["reasons"]]
-    assert any("bi" in r and "Bidirectional" in r for r in reasons)
+    assert any("'bi'" in r and "Bidirectional" in r and "states" in r for r in reasons)
 
 
 def test_apply_plan_rejects_a_plan_that_contradicts_an_add_coupling():

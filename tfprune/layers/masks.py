@@ -14,6 +14,7 @@ __all__ = [
     "MaskedConv1D",
     "MaskedConv2D",
     "MaskedConv3D",
+    "MaskedBidirectional",
     "MaskedDense",
     "MaskedGRU",
     "MaskedLSTM",
@@ -287,6 +288,70 @@ class MaskedMultiHeadAttention(_PolicyMixin, AttentionWithHeadHook):
         return attention_output * tf.reshape(m, [-1, 1])
 
 
+class _TiedMasks:
+    """The per-unit masks of both directions of a bidirectional RNN, read and written as one."""
+
+    def __init__(self, variables: list) -> None:
+        self.variables = variables
+
+    @property
+    def dtype(self) -> Any:
+        """The masks' dtype."""
+        return self.variables[0].dtype
+
+    def numpy(self) -> Any:
+        """The mask (both directions hold the same values)."""
+        return self.variables[0].numpy()
+
+    def assign(self, value: Any) -> None:
+        """Write ``value`` into both directions' masks."""
+        for v in self.variables:
+            v.assign(value)
+
+
+@keras.utils.register_keras_serializable(package="tfprune")
+class MaskedBidirectional(_PolicyMixin, keras.layers.Bidirectional):
+    """Bidirectional RNN whose pruned units stop feeding their state back, in both directions.
+
+    The wrapped SimpleRNN/GRU/LSTM (and the backward copy Keras makes of it) are tfprune's
+    masked recurrent layers; both use the same units mask. Its config names the stock layer.
+    """
+
+    mask_role = "out"
+    mask_weight_names = ("forward/mask", "backward/mask")
+    _tfprune_stock = keras.layers.Bidirectional
+
+    def __init__(self, layer: Any, *args: Any, **kwargs: Any) -> None:
+        backward = kwargs.get("backward_layer")
+        if backward is not None:
+            kwargs["backward_layer"] = _masked_recurrent_copy(backward)
+        super().__init__(_masked_recurrent_copy(layer), *args, **kwargs)
+
+    @property
+    def mask(self) -> _TiedMasks:
+        """The per-unit 0/1 mask of both directions."""
+        return _TiedMasks([self.forward_layer.cell.mask, self.backward_layer.cell.mask])
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        for key in ("layer", "backward_layer"):
+            if key in config:
+                inner = dict(config[key])
+                inner_config = {k: v for k, v in inner["config"].items() if k != "policy"}
+                stock = {"MaskedSimpleRNN": "SimpleRNN", "MaskedGRU": "GRU", "MaskedLSTM": "LSTM"}
+                name = stock.get(inner["class_name"].split(">")[-1], inner["class_name"])
+                config[key] = {"class_name": name, "config": inner_config}
+        return config
+
+
+def _masked_recurrent_copy(layer: Any) -> Any:
+    """A tfprune masked copy of a stock SimpleRNN/GRU/LSTM (others are returned as they are)."""
+    twin = _MASKED_SELF.get(type(layer))
+    if twin is None or not isinstance(layer, keras.layers.RNN):
+        return layer
+    return twin.from_config(layer.get_config())
+
+
 # Stock layer class -> its tfprune twin with a mask (on the kernel's input rows for consumers,
 # on the statistics of a layer norm, on the recurrent state of an RNN). Whether a layer may use
 # its twin is its rule's decision (``input_mask``/``self_mask_role``).
@@ -302,6 +367,7 @@ _MASKED_SELF = {
     keras.layers.GRU: MaskedGRU,
     keras.layers.LSTM: MaskedLSTM,
     keras.layers.MultiHeadAttention: MaskedMultiHeadAttention,
+    keras.layers.Bidirectional: MaskedBidirectional,
 }
 
 
@@ -339,6 +405,7 @@ def is_mask_layer(layer: Any) -> bool:
             _InputMasked,
             _MaskedRecurrent,
             MaskedMultiHeadAttention,
+            MaskedBidirectional,
         ),
     )
 

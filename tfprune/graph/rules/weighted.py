@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -398,33 +399,129 @@ class RecurrentRule(LayerRule):
 
 
 class BidirectionalRule(LayerRule):
-    """Bidirectional around an RNN: counted (both directions); its channels block for now.
+    """Bidirectional around a SimpleRNN/GRU/LSTM: unit ``u`` of both directions goes together.
 
-    Pruning the units of both directions would need masked twins of both inner layers inside
-    the wrapper; until then the wrapper's input and output channels are never removed (the
-    layers before and after it can still be pruned where they are not coupled to it).
+    Keras builds the backward layer from the forward one's config, so both directions keep the
+    same number of units: tfprune removes the same unit indices from both. Roles: ``"in"`` (the
+    input channels, rows of both kernels) and ``"out"`` (the units, in each direction's output
+    half with ``merge_mode="concat"``, or the merged output otherwise). Weights are named by
+    direction (``forward/kernel``, ``backward/recurrent_kernel``...). While pruning trains, both
+    directions mask their recurrent state (a masked twin).
     """
 
     layer_types = (L.Bidirectional,)
+    _DIRECTIONS = ("forward", "backward")
 
     def applies(self, layer: Any) -> bool:
-        return type(layer) is L.Bidirectional
+        stock = getattr(layer, "_tfprune_stock", None)
+        return type(layer) is L.Bidirectional or stock is L.Bidirectional
+
+    def _inner(self, layer: Any) -> list[Any]:
+        return [layer.forward_layer, layer.backward_layer]
 
     def connect(self, ctx: ChannelContext, call: Any) -> None:
-        ctx.block_call(
-            call,
-            f"Bidirectional {call.path!r}: tfprune does not prune the units of a "
-            "bidirectional RNN yet (its input and output channels stay)",
-        )
+        layer = call.layer
+        inner = self._inner(layer)
+        problem = None
+        if any(type(rule_for(i)) is not RecurrentRule for i in inner):
+            problem = f"wraps {type(layer.forward_layer).__name__}, which has no unit rule"
+        elif any(getattr(i, "stateful", False) or getattr(i, "return_state", False) for i in inner):
+            problem = "is stateful or returns its states"
+        elif len(call.inputs) != 1:
+            problem = "is called with states, constants or masks"
+        elif inner[0].units != inner[1].units:
+            problem = "has directions with different numbers of units"
+        if problem is not None:
+            ctx.block_call(call, f"Bidirectional {call.path!r} {problem}")
+            return
+        x = call.inputs[0]
+        ctx.identity(ctx.tensor_dim(x), ctx.layer_dim(layer, "in", _channels(x)))
+        units = ctx.layer_dim(layer, "out", int(inner[0].units))
+        merge = layer.merge_mode
+        for y in call.outputs:
+            if merge == "concat":
+                ctx.concat([units, units], ctx.tensor_dim(y))
+            else:  # sum, ave, mul, or one output per direction
+                ctx.identity(units, ctx.tensor_dim(y))
+
+    def _split(self, layer: Any, arrays: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """``arrays`` by direction, with the direction prefix taken off the names."""
+        out: list[dict[str, Any]] = [{}, {}]
+        for name, a in arrays.items():
+            head, _, short = name.partition("/")
+            if head in self._DIRECTIONS:
+                out[self._DIRECTIONS.index(head)][short] = a
+        return out
+
+    def weight_names(self, layer: Any) -> list[str]:
+        forward = {id(v) for v in layer.forward_layer.weights}
+        return [
+            f"{'forward' if id(v) in forward else 'backward'}/{v.name.split('/')[-1].split(':')[0]}"
+            for v in layer.weights
+        ]
+
+    def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
+        axes = {}
+        for d in self._DIRECTIONS:
+            axes.update(
+                {
+                    f"{d}/kernel": {"in": 0},
+                    f"{d}/recurrent_kernel": {"out": 0},
+                    f"{d}/mask": {"out": 0},
+                }
+            )
+        return axes
+
+    def kernel_names(self, layer: Any) -> tuple[str, ...]:
+        return tuple(f"{d}/{n}" for d in self._DIRECTIONS for n in ("kernel", "recurrent_kernel"))
+
+    def channel_rows(self, layer, role, arrays, names=None):
+        if role != "out":
+            return super().channel_rows(layer, role, arrays, names)
+        wanted = None if names is None else {n.partition("/")[2] for n in names}
+        rows = []
+        for inner, part in zip(self._inner(layer), self._split(layer, arrays), strict=True):
+            rows.extend(rule_for(inner).channel_rows(inner, role, part, wanted))
+        return rows
+
+    def new_config(self, layer, config, kept):
+        if "out" not in kept:
+            return config
+        config = dict(config)
+        for key in ("layer", "backward_layer"):
+            if key in config:
+                inner = dict(config[key])
+                inner["config"] = dict(inner["config"], units=len(kept["out"]))
+                config[key] = inner
+        return config
+
+    def slice_weights(self, layer, weights, kept):
+        out = {}
+        for d, inner, part in zip(
+            self._DIRECTIONS, self._inner(layer), self._split(layer, weights), strict=True
+        ):
+            sliced = rule_for(inner).slice_weights(inner, part, kept)
+            out.update({f"{d}/{n}": a for n, a in sliced.items()})
+        return out
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
         total = 0
-        for inner in (layer.forward_layer, layer.backward_layer):
+        for inner in self._inner(layer):
             m = rule_for(inner).macs(inner, ins[:1], outs[:1])
             if m is None:
                 return None
             total += m
         return total
+
+    def input_mask(self, layer: Any) -> str | None:
+        return "tensor"
+
+    def self_mask_role(self, layer: Any) -> Role | None:
+        return "out"
+
+    def filters(self, layer: Any) -> int:
+        # Unit u of both directions is one removable unit (see the class docstring).
+        return int(layer.forward_layer.units) if hasattr(layer.forward_layer, "units") else 0
 
 
 class _FiledUnder(ChannelContext):
