@@ -109,6 +109,10 @@ def test_attention_head_hook_sees_each_heads_output_before_the_projection():
     seen = []
 
     class Zeroing(compat.AttentionWithHeadHook):
+        def transform_projections(self, query, key, value):
+            seen.append(tuple(t.shape for t in (query, key, value)))
+            return query, key, value
+
         def transform_heads(self, attention_output):
             seen.append(tuple(attention_output.shape))
             return attention_output * tf.constant([0.0, 1.0])[:, None]
@@ -119,7 +123,9 @@ def test_attention_head_hook_sees_each_heads_output_before_the_projection():
     hooked = Zeroing(2, 3, value_dim=4)
     stock(x, x), hooked(x, x)
     hooked.set_weights(stock.get_weights())
-    assert seen[-1] == (2, 5, 2, 4)  # (batch, positions, heads, value_dim)
+    # (batch, positions, heads, key_dim / value_dim) in and out of attention.
+    assert seen[-2] == ((2, 5, 2, 3), (2, 5, 2, 3), (2, 5, 2, 4))
+    assert seen[-1] == (2, 5, 2, 4)
     # Head 0 zeroed: what the stock layer gives with head 0's output-projection rows zeroed.
     weights = stock.get_weights()
     weights[6] = weights[6] * np.array([0.0, 1.0])[:, None, None]

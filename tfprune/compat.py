@@ -151,17 +151,26 @@ def remove_callable_losses(model: object, fn: object) -> bool:
 
 
 class AttentionWithHeadHook(keras.layers.MultiHeadAttention):
-    """``MultiHeadAttention`` with a public hook on the per-head attention outputs.
+    """``MultiHeadAttention`` with public hooks around the attention of the projected heads.
 
-    tf_keras computes attention in the overridable (but underscored) ``_compute_attention``;
-    this class routes its output, shape ``(batch, positions..., heads, value_dim)``, through
-    :meth:`transform_heads` before the output projection. Subclasses override that hook.
+    tf_keras computes attention in the overridable (but underscored) ``_compute_attention``,
+    from the projected query, key and value, shape ``(batch, positions..., heads, dim)``. This
+    class passes them through :meth:`transform_projections` first, and the attention output
+    (same layout, ``value_dim`` last) through :meth:`transform_heads` before the output
+    projection. Subclasses override the hooks.
     """
+
+    def transform_projections(self, query: object, key: object, value: object) -> tuple:
+        """Change the projected query, key and value before attention (default: none)."""
+        return query, key, value
 
     def transform_heads(self, attention_output: object) -> object:
         """Change the per-head attention outputs before the output projection (default: none)."""
         return attention_output
 
-    def _compute_attention(self, *args: object, **kwargs: object) -> tuple:
-        attention_output, scores = super()._compute_attention(*args, **kwargs)
+    def _compute_attention(
+        self, query: object, key: object, value: object, *args: object, **kwargs: object
+    ) -> tuple:
+        query, key, value = self.transform_projections(query, key, value)
+        attention_output, scores = super()._compute_attention(query, key, value, *args, **kwargs)
         return self.transform_heads(attention_output), scores

@@ -30,6 +30,7 @@ from tfprune.importance import Importance, get_importance
 from tfprune.layers.masks import (
     ChannelMask,
     is_mask_layer,
+    mask_variables,
     masked_consumer_class,
     masked_twin_class,
 )
@@ -290,11 +291,12 @@ class FilterPruner:
         for g in self.analysis.groups:
             mask_units = pruned.get(g.id)
             for m in g.layers:
-                if is_mask_layer(m.layer) and m.role == m.layer.mask_role:
+                variable = mask_variables(m.layer).get(m.role) if is_mask_layer(m.layer) else None
+                if variable is not None:
                     keep = np.ones(m.size, np.float32)
                     if mask_units is not None:
                         keep = (~mask_units[m.unit_of_channel]).astype(np.float32)
-                    m.layer.mask.assign(keep.astype(m.layer.mask.dtype.as_numpy_dtype))
+                    variable.assign(keep.astype(variable.dtype.as_numpy_dtype))
 
     def update(self, step: int | None = None) -> bool:
         """Apply the policy at optimizer step ``step`` (None: final ratios). True if changed."""
@@ -647,7 +649,7 @@ def prune_filters(
         if g.id in target_groups
         for m in g.layers
         if masked_twin_class(m.layer) is not None
-        and rule_for(m.layer).self_mask_role(m.layer) == m.role
+        and m.role in rule_for(m.layer).self_mask_roles(m.layer)
     }
 
     def factory(layer: Any, path: str) -> tuple[Any, Any]:
@@ -657,10 +659,8 @@ def prune_filters(
                 if id(layer) in masked_norms
                 else masked_consumer_class(layer)
             )
-            size = masked_norms.get(id(layer)) or kernel_masked[id(layer)]
             weights = {name: v.numpy() for name, v in named_weights(layer).items()}
-            for name in getattr(cls, "mask_weight_names", ("mask",)):
-                weights[name] = np.ones(size, np.float32)
+            # Its masks (named in mask_weight_names) start as ones: nothing pruned yet.
             _, config = rule_for(layer).stock_equivalent(layer)
             return cls.from_config({**config, "policy": policy_cfg}), weights
         return copy_layer(layer), layer.get_weights()

@@ -16,7 +16,7 @@ from tfprune.errors import UnsupportedModelError
 from tfprune.graph.groups import Analysis, analyze
 from tfprune.graph.rebuild import copy_layer, layer_config, rebuild_model
 from tfprune.graph.rules import named_weights, rule_for
-from tfprune.layers.masks import ChannelMask, is_mask_layer, stock_class
+from tfprune.layers.masks import ChannelMask, is_mask_layer, mask_variables, stock_class
 from tfprune.plan import PruningPlan, plan_from_pruned, pruned_from_plan
 
 __all__ = ["strip_filters", "apply_plan", "pruned_from_masks", "cut_channels"]
@@ -28,9 +28,10 @@ def pruned_from_masks(analysis: Analysis) -> dict[int, np.ndarray]:
     covered: dict[int, np.ndarray] = {}
     for g in analysis.groups:
         for m in g.layers:
-            if not is_mask_layer(m.layer) or m.role != m.layer.mask_role:
+            variable = mask_variables(m.layer).get(m.role) if is_mask_layer(m.layer) else None
+            if variable is None:
                 continue
-            values = np.asarray(m.layer.mask.numpy()) > 0.5
+            values = np.asarray(variable.numpy()) > 0.5
             on = np.zeros(g.n_units, bool)
             seen = np.zeros(g.n_units, bool)
             np.logical_or.at(on, m.unit_of_channel, values)

@@ -295,7 +295,8 @@ def test_attention_heads_and_hidden_width_prune_exactly():
     for name in ("mha0", "mha1"):
         config = small.get_layer(name).get_config()
         assert config["num_heads"] == 1 and config["output_shape"] == 8
-        assert small.get_layer(name).get_weights()[0].shape == (8, 1, 8)
+        assert config["key_dim"] == config["value_dim"] == 4
+        assert small.get_layer(name).get_weights()[0].shape == (8, 1, 4)
     assert small.get_layer("patches").filters == 8
     assert all(type(layer).__module__.startswith("tf_keras.") for layer in small.layers)
     flops = tfprune.count_flops(small)

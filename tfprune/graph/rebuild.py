@@ -215,7 +215,11 @@ def rebuild_model(
             layer.set_weights(weights)
             continue
         values = []
+        fresh = set(getattr(layer, "mask_weight_names", ()))
         for v, name in zip(layer.weights, weight_names(layer), strict=True):
+            if name not in weights and name in fresh:
+                values.append(v.numpy())  # a tfprune mask keeps its initial ones
+                continue
             if name not in weights:
                 raise KeyError(f"no value for weight {v.name} of {layer.name}")
             value = np.asarray(weights[name])

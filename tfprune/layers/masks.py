@@ -24,12 +24,16 @@ __all__ = [
     "is_mask_layer",
     "masked_consumer_class",
     "masked_twin_class",
+    "mask_variables",
     "stock_class",
 ]
 
 
 class _PolicyMixin:
     """Keeps the model's pruning policy (a JSON-able dict) in the layer config."""
+
+    #: Names (as the layer's rule names its weights) of the mask variables tfprune manages.
+    mask_weight_names: tuple[str, ...] = ("mask",)
 
     def __init__(self, *args: Any, policy: dict | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -57,6 +61,7 @@ class ChannelMask(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
     """
 
     mask_role = "ch"
+    mask_weight_names = ("mask",)
 
     def __init__(self, policy: dict | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -91,9 +96,9 @@ class ChannelMask(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
         return {**super().get_config(), "policy": self.policy}
 
 
-def _add_mask(layer: Any, channels: int) -> Any:
+def _add_mask(layer: Any, channels: int, name: str = "mask") -> Any:
     return layer.add_weight(
-        name="mask",
+        name=name,
         shape=(int(channels),),
         initializer="ones",
         trainable=False,
@@ -273,15 +278,31 @@ class MaskedMultiHeadAttention(_PolicyMixin, AttentionWithHeadHook):
     """MultiHeadAttention whose pruned heads output zeros (tfprune mask by head).
 
     The mask multiplies each head's attention output before the output projection, so a
-    pruned head contributes nothing: exactly the layer with that head cut out.
+    pruned head contributes nothing: exactly the layer with that head cut out. Two more masks
+    zero pruned key dimensions (in the projected query: their products leave every score) and
+    value dimensions (in the projected value).
     """
 
     mask_role = "head"
+    mask_weight_names = ("mask", "key_mask", "value_mask")
     _tfprune_stock = keras.layers.MultiHeadAttention
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.mask = _add_mask(self, self.get_config()["num_heads"])
+        config = self.get_config()
+        self.mask = _add_mask(self, config["num_heads"])
+        self.key_mask = _add_mask(self, config["key_dim"], "key_mask")
+        self.value_mask = _add_mask(self, config["value_dim"] or config["key_dim"], "value_mask")
+
+    @property
+    def masks_by_role(self) -> dict[str, Any]:
+        """The 0/1 masks of its heads and of the key and value dimensions of every head."""
+        return {"head": self.mask, "key": self.key_mask, "value": self.value_mask}
+
+    def transform_projections(self, query: Any, key: Any, value: Any) -> tuple:
+        # A zero in the query's dimension d removes q_d k_d from every score.
+        query = query * tf.cast(self.key_mask, query.dtype)
+        return query, key, value * tf.cast(self.value_mask, value.dtype)
 
     def transform_heads(self, attention_output: Any) -> Any:
         m = tf.cast(self.mask, attention_output.dtype)
@@ -382,7 +403,7 @@ def masked_consumer_class(layer: Any) -> type | None:
 def masked_twin_class(layer: Any) -> type | None:
     """The class that masks ``layer``'s own channels (its rule's ``self_mask_role``), or None."""
     rule = rule_for(layer)
-    if rule.self_mask_role(layer) is None:
+    if not rule.self_mask_roles(layer):
         return None
     return _MASKED_SELF.get(rule.stock_equivalent(layer)[0])
 
@@ -393,6 +414,12 @@ def stock_class(layer: Any) -> type | None:
         if type(layer) is masked:
             return stock
     return None
+
+
+def mask_variables(layer: Any) -> dict[str, Any]:
+    """The 0/1 mask variables of a tfprune masked layer, by the channel role each one masks."""
+    by_role = getattr(layer, "masks_by_role", None)
+    return dict(by_role) if by_role is not None else {layer.mask_role: layer.mask}
 
 
 def is_mask_layer(layer: Any) -> bool:

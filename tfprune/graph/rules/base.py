@@ -326,6 +326,11 @@ class LayerRule:
         """
         return None
 
+    def self_mask_roles(self, layer: Any) -> tuple[Role, ...]:
+        """Every role whose pruned channels the layer masks itself (default: ``self_mask_role``)."""
+        role = self.self_mask_role(layer)
+        return () if role is None else (role,)
+
 
 _RULES: list[LayerRule] = []
 

@@ -725,11 +725,14 @@ class MultiHeadAttentionRule(LayerRule):
     """MultiHeadAttention: whole heads, and the channels it reads and writes, prune exactly.
 
     Roles: ``"head"`` (head ``h`` is slice ``h`` of the query/key/value projections and of the
-    output projection's input), ``"in"``/``"in_value"``/``"in_key"`` (the channels of the
-    query, value and key inputs: rows of the three projections) and ``"out"`` (the output
-    projection's units). While pruning trains, the layer's masked twin zeroes the per-head
-    attention outputs of pruned heads, which is exactly what the layer without them computes.
-    Weights are named by projection (``query/kernel``, ``attention_output/bias``...).
+    output projection's input), ``"key"`` and ``"value"`` (dimension ``d`` of every head's
+    query and key, or of its value and the output projection's input; removing key dimensions
+    rescales the query, as scores are divided by ``sqrt(key_dim)``),
+    ``"in"``/``"in_value"``/``"in_key"`` (the channels of the query, value and key inputs: rows
+    of the three projections) and ``"out"`` (the output projection's units). While pruning
+    trains, the layer's masked twin zeroes pruned heads' attention outputs and pruned key and
+    value dimensions, which is exactly what the layer without them computes. Weights are named
+    by projection (``query/kernel``, ``attention_output/bias``...).
     """
 
     layer_types = (L.MultiHeadAttention,)
@@ -766,7 +769,10 @@ class MultiHeadAttentionRule(LayerRule):
             ctx.identity(ctx.tensor_dim(t), ctx.layer_dim(layer, role, _channels(t)))
         y = call.outputs[0]
         ctx.identity(ctx.tensor_dim(y), ctx.layer_dim(layer, "out", _channels(y)))
-        ctx.layer_dim(layer, "head", int(layer.get_config()["num_heads"]))
+        config = layer.get_config()
+        ctx.layer_dim(layer, "head", int(config["num_heads"]))
+        ctx.layer_dim(layer, "key", int(config["key_dim"]))
+        ctx.layer_dim(layer, "value", int(config["value_dim"] or config["key_dim"]))
 
     def weight_names(self, layer: Any) -> list[str]:
         names = []
@@ -778,15 +784,17 @@ class MultiHeadAttentionRule(LayerRule):
 
     def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
         return {
-            "query/kernel": {"in": 0, "head": 1},
-            "query/bias": {"head": 0},
-            "key/kernel": {"in_key": 0, "head": 1},
-            "key/bias": {"head": 0},
-            "value/kernel": {"in_value": 0, "head": 1},
-            "value/bias": {"head": 0},
-            "attention_output/kernel": {"head": 0, "out": -1},
+            "query/kernel": {"in": 0, "head": 1, "key": 2},
+            "query/bias": {"head": 0, "key": 1},
+            "key/kernel": {"in_key": 0, "head": 1, "key": 2},
+            "key/bias": {"head": 0, "key": 1},
+            "value/kernel": {"in_value": 0, "head": 1, "value": 2},
+            "value/bias": {"head": 0, "value": 1},
+            "attention_output/kernel": {"head": 0, "value": 1, "out": -1},
             "attention_output/bias": {"out": 0},
             "mask": {"head": 0},
+            "key_mask": {"key": 0},
+            "value_mask": {"value": 0},
         }
 
     def kernel_names(self, layer: Any) -> tuple[str, ...]:
@@ -796,6 +804,10 @@ class MultiHeadAttentionRule(LayerRule):
         config = dict(config)
         if "head" in kept:
             config["num_heads"] = len(kept["head"])
+        if "key" in kept:
+            config["key_dim"] = len(kept["key"])
+        if "value" in kept:
+            config["value_dim"] = len(kept["value"])
         for role, key in (
             ("in", "query_shape"),
             ("in_value", "value_shape"),
@@ -808,6 +820,17 @@ class MultiHeadAttentionRule(LayerRule):
             size = len(kept["out"]) if "out" in kept else _mha_output_size(config, layer)
             config["output_shape"] = size
         return config
+
+    def slice_weights(self, layer, weights, kept):
+        out = super().slice_weights(layer, weights, kept)
+        if "key" in kept:
+            # Scores are scaled by 1/sqrt(key_dim): with fewer key dimensions, scale the query
+            # so every score stays what it was.
+            scale = math.sqrt(len(kept["key"]) / int(layer.get_config()["key_dim"]))
+            for name in ("query/kernel", "query/bias"):
+                if name in out:
+                    out[name] = (out[name] * scale).astype(out[name].dtype)
+        return out
 
     def input_mask(self, layer: Any) -> str | None:
         return "tensor"
@@ -824,6 +847,9 @@ class MultiHeadAttentionRule(LayerRule):
 
     def self_mask_role(self, layer: Any) -> Role | None:
         return "head"
+
+    def self_mask_roles(self, layer: Any) -> tuple[Role, ...]:
+        return ("head", "key", "value")
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
         what = _what(layer)
