@@ -286,6 +286,9 @@ def test_attention_heads_are_filters_and_projections_are_not_counted_twice():
     assert report.total_filters == 16 + 2 * (2 + 16 + 32 + 16) + 3
     heads = [r for r in report.rows if r["producers"] in (["mha0"], ["mha1"])]
     assert [(r["units"], r["prunable"]) for r in heads] == [(2, True), (2, True)]
+    # Key and value dimensions are groups of their own, named as such (not filters).
+    assert "key dimensions inside mha0" in str(report)
+    assert "value dimensions inside mha1" in str(report)
 
 
 def test_attention_heads_and_hidden_width_prune_exactly():

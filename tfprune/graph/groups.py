@@ -505,8 +505,13 @@ class ExplainReport:
         for r in self.rows:
             status = "prunable" if r["prunable"] else "BLOCKED"
             # A group no layer produces (e.g. the input image) is named by who uses it.
-            who = ", ".join(r["producers"][:4]) or (
-                "no producing layer; used by " + ", ".join(r.get("layers", [])[:4] or [r["name"]])
+            who = (
+                ", ".join(r["producers"][:4])
+                or r.get("inside")
+                or (
+                    "no producing layer; used by "
+                    + ", ".join(r.get("layers", [])[:4] or [r["name"]])
+                )
             )
             lines.append(
                 f"{r['id']:>5}  {r['units']:>6}  {r['prunable_units']:>8}  {status}: {who}"
@@ -527,6 +532,15 @@ class ExplainReport:
                 lines.append(f"  - ... and {len(self.opaque) - 8} more")
         lines.append(f"prunable fraction of all filters: {self.prunable_fraction:.1%}")
         return "\n".join(lines)
+
+
+def _inside(group: ChannelGroup) -> str:
+    """How to name a group of one layer's internal axis ("key dimensions inside mha"), or ""."""
+    layers = {id(m.layer) for m in group.layers}
+    roles = {m.role for m in group.layers}
+    if group.producers or len(layers) != 1 or len(roles) != 1 or roles & {"in", "ch"}:
+        return ""
+    return f"{roles.pop()} dimensions inside {group.layers[0].path}"
 
 
 def _unseen_filters(analysis: Analysis) -> dict[str, int]:
@@ -582,6 +596,7 @@ def explain(model: Any) -> ExplainReport:
                 "prunable": g.prunable,
                 "producers": [m.path for m in g.producers],
                 "layers": sorted({m.path for m in g.layers}),
+                "inside": _inside(g),
                 "reasons": list(g.reasons),
             }
         )
