@@ -72,8 +72,22 @@ def cut_channels(analysis: Analysis, pruned: dict[int, np.ndarray]) -> Any:
             return stock.from_config(config), weights
         return copy_layer(layer, config), weights
 
+    calls: dict[str, list] = {}
+    for call in analysis.trace.calls:
+        calls.setdefault(call.path, []).append(call)
+
+    def kept_of_output(path: str) -> np.ndarray | None:
+        found = calls.get(path, [])
+        if len(found) != 1 or not found[0].outputs:
+            return None
+        m = analysis.tensor_member(found[0].outputs[0])
+        gid = analysis.group_of_key.get(m.key) if m is not None else None
+        return m.kept_channels(kept_units[gid]) if gid in kept_units else None
+
     def rewrite(layer: Any, path: str, args: tuple, kwargs: dict) -> Any:
-        return rule_for(layer).rewrite_call(layer, args, kwargs) if kept_units else None
+        if not kept_units:
+            return None
+        return rule_for(layer).rewrite_call(layer, args, kwargs, kept_of_output(path))
 
     return rebuild_model(analysis.model, factory, call_override=rewrite)
 

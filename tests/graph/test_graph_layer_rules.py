@@ -461,3 +461,16 @@ def test_a_layer_without_get_config_is_named_when_the_copy_cannot_be_built():
     model = keras.Model(x, L.Dense(2)(_NoConfig(tf.nn.relu, name="scaler")(h)))
     with pytest.raises(tfprune.errors.UnsupportedModelError, match="'scaler'.*get_config"):
         tfprune.prune_filters(model, 0.5)
+
+
+def test_per_channel_constants_are_cut_with_the_channels():
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = keras.Input((4, 4, 3))
+    h = L.Conv2D(8, 3, padding="same", name="conv")(x)
+    h = h + rng.normal(size=(1, 4, 4, 8)).astype("float32")  # a position embedding
+    h = tf.nn.relu(h * tf.constant(rng.normal(size=(8,)).astype("float32")))  # a scale
+    h = h - rng.normal(size=(1, 4, 4, 1)).astype("float32")  # one value for all channels
+    model = keras.Model(x, L.Dense(2)(L.GlobalAveragePooling2D()(h)))
+    _, small = _check(model)
+    assert small.get_layer("conv").filters == 4

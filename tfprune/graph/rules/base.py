@@ -293,12 +293,16 @@ class LayerRule:
         """
         return type(layer), layer.get_config()
 
-    def rewrite_call(self, layer: Any, args: tuple, kwargs: dict) -> Any | None:
+    def rewrite_call(
+        self, layer: Any, args: tuple, kwargs: dict, kept: np.ndarray | None
+    ) -> Any | None:
         """Outputs of a call, redone on narrower inputs, when replaying it as recorded won't fit.
 
         ``args``/``kwargs`` are the call's arguments with the stripped model's tensors in place
-        (e.g. a ``tf.reshape`` whose target spells out the old channel count). Default: None,
-        replay the call as recorded.
+        (e.g. a ``tf.reshape`` whose target spells out the old channel count, or an add of a
+        per-channel constant); ``kept`` are the indices of the output channels that stay (None
+        when none were removed or they are not known). Default: None, replay the call as
+        recorded.
         """
         return None
 

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from tfprune.compat import (
+    KerasTensor,
     keras,
     tf,
 )
@@ -92,6 +93,27 @@ def _full_slice(s: Any) -> bool:
     if isinstance(s, slice):
         return s.start is None and s.stop is None and s.step in (None, 1)
     return False
+
+
+def _constant_shape(x: Any) -> tuple | None:
+    """The shape of a constant array argument (NumPy or eager tensor; not a variable)."""
+    if isinstance(x, np.ndarray):
+        return tuple(x.shape)
+    if tf.is_tensor(x) and not isinstance(x, (KerasTensor, tf.Variable)):
+        return tuple(x.shape.as_list())
+    return None
+
+
+def _per_channel_constant(x: Any, channels: int | None, rank: int | None) -> bool:
+    """Whether ``x`` is a constant with one value (or row) per channel, or one for all.
+
+    For example a position embedding ``(1, positions, channels)`` or a per-channel scale, which
+    broadcast onto the output.
+    """
+    shape = _constant_shape(x)
+    if shape is None or not shape or rank is None or len(shape) > rank:
+        return False
+    return shape[-1] == 1 or (channels is not None and shape[-1] == channels)
 
 
 def _rewritable_reshape(args: tuple, kwargs: dict) -> bool:
@@ -208,8 +230,15 @@ class TFOpRule(LayerRule):
         | {"broadcast_to", "ones", "zeros", "ones_like", "zeros_like", "fill", "range"}
     )
 
-    def rewrite_call(self, layer: Any, args: tuple, kwargs: dict) -> Any | None:
-        """A reshape whose target spells out the channel count, redone for fewer channels."""
+    def rewrite_call(
+        self, layer: Any, args: tuple, kwargs: dict, kept: np.ndarray | None
+    ) -> Any | None:
+        """A reshape or an op with per-channel constants, redone for the kept channels.
+
+        The reshape's target spells out the channel count; the constants are cut to ``kept``.
+        """
+        if _op_name(layer) in ELEMENTWISE_OPS:
+            return self._rewrite_constants(layer, args, kwargs, kept)
         if _op_name(layer) != "reshape" or not _rewritable_reshape(args, kwargs):
             return None
         x = kwargs.get("tensor", args[0] if args else None)
@@ -218,6 +247,25 @@ class TFOpRule(LayerRule):
         if channels is None or shape[-1] == channels:
             return None
         return tf.reshape(x, [*shape[:-1], int(channels)])
+
+    @staticmethod
+    def _rewrite_constants(layer: Any, args: tuple, kwargs: dict, kept: Any) -> Any | None:
+        """The op again, with each per-channel constant cut to the ``kept`` channels."""
+        if kept is None:
+            return None
+        size = int(np.max(kept, initial=-1)) + 1
+        changed = []
+
+        def cut(arg: Any) -> Any:
+            shape = _constant_shape(arg)
+            if shape is None or not shape or shape[-1] in (1, len(kept)) or shape[-1] < size:
+                return arg
+            changed.append(arg)
+            return np.take(np.asarray(arg), kept, axis=-1)
+
+        new_args = tf.nest.map_structure(cut, args)
+        new_kwargs = tf.nest.map_structure(cut, kwargs)
+        return layer.function(*new_args, **new_kwargs) if changed else None
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
         op = _op_name(layer)
@@ -291,8 +339,14 @@ class TFOpRule(LayerRule):
                 elif c != 1:
                     ctx.block_call(call, f"op {call.path!r} ({op}) broadcasts channels")
                     return
-            elif not _is_scalar(arg) and not isinstance(arg, tf.DType):  # cast(x, tf.float32)
-                ctx.block_call(call, f"op {call.path!r} ({op}) has a non-scalar constant")
+            elif _is_scalar(arg) or isinstance(arg, tf.DType):  # cast(x, tf.float32)
+                continue
+            elif not _per_channel_constant(arg, cy, y.shape.rank):
+                ctx.block_call(
+                    call,
+                    f"op {call.path!r} ({op}) has a constant that is neither a scalar nor one "
+                    "value per channel",
+                )
                 return
 
     def _getitem(self, ctx, call, y) -> None:
