@@ -28,7 +28,8 @@ import numpy as np
 from tfprune.compat import KerasTensor, inbound_nodes, is_functional, keras, tf
 from tfprune.deploy.inputs import call_outputs, example_inputs
 from tfprune.errors import TfpruneError, UnsupportedModelError
-from tfprune.graph.rebuild import copy_layer, rebuild_model, weight_short_name
+from tfprune.graph.rebuild import copy_layer, rebuild_model
+from tfprune.graph.rules import weight_short_name
 from tfprune.graph.trace import check_graph_model, iter_graph_nodes
 from tfprune.layers import is_mask_layer
 

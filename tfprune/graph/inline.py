@@ -39,7 +39,7 @@ from tfprune.compat import (
 )
 from tfprune.errors import UnsupportedModelError
 from tfprune.graph.rebuild import rebuild_model
-from tfprune.graph.rules import LayerRule, rule_for
+from tfprune.graph.rules import LayerRule, rule_for, weight_short_name
 from tfprune.graph.trace import iter_graph_nodes
 
 __all__ = ["Opaque", "Inlined", "inline_model", "wants_tracing"]
@@ -228,7 +228,7 @@ def _fragment(
 
     mine = own_weights(layer)
     if mine:
-        names = sorted({v.name.split("/")[-1].split(":")[0] for v in mine})
+        names = sorted({weight_short_name(v) for v in mine})
         return opaque(
             f"{_overridden(layer)}its call() computes with its own weights "
             f"({', '.join(names[:4])}); only layers made of Keras layers and TF ops are traced "

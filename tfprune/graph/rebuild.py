@@ -45,11 +45,6 @@ InputHook = Callable[[str, Any, Any, dict], Any]
 CallOverride = Callable[[Any, str, tuple, dict], Any]
 
 
-def weight_short_name(variable: Any) -> str:
-    """``conv/kernel:0`` -> ``kernel``."""
-    return variable.name.split("/")[-1].split(":")[0]
-
-
 def layer_config(layer: Any) -> dict:
     """``layer.get_config()``, or for a layer without one, a config that provably rebuilds it.
 

@@ -355,13 +355,11 @@ class MaskedBidirectional(_PolicyMixin, keras.layers.Bidirectional):
 
     def get_config(self) -> dict:
         config = super().get_config()
-        for key in ("layer", "backward_layer"):
-            if key in config:
-                inner = dict(config[key])
-                inner_config = {k: v for k, v in inner["config"].items() if k != "policy"}
-                stock = {"MaskedSimpleRNN": "SimpleRNN", "MaskedGRU": "GRU", "MaskedLSTM": "LSTM"}
-                name = stock.get(inner["class_name"].split(">")[-1], inner["class_name"])
-                config[key] = {"class_name": name, "config": inner_config}
+        for key, inner in (("layer", self.forward_layer), ("backward_layer", self.backward_layer)):
+            stock = stock_class(inner)
+            if key in config and stock is not None:
+                inner_config = {k: v for k, v in config[key]["config"].items() if k != "policy"}
+                config[key] = {"class_name": stock.__name__, "config": inner_config}
         return config
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from tfprune.compat import keras, tf
+from tfprune.graph.rules import weight_short_name
 from tfprune.regularization.penalty import GrowingPenaltyRegularizer, check_number, leaf_layers
 from tfprune.regularization.terms import (
     KERNEL_NAMES,
@@ -236,7 +237,7 @@ class TrainabilityPreserving(GrowingPenaltyRegularizer):
         """Number every conv/dense layer in model order; a group's turn follows its first one."""
         order: dict[int, int] = {}
         for layer in leaf_layers(self.model):
-            names = {v.name.split("/")[-1].split(":")[0] for v in layer.weights}
+            names = {weight_short_name(v) for v in layer.weights}
             if names & set(KERNEL_NAMES[:3]):
                 order.setdefault(id(layer), len(order))
         self.layer_count = len(order)

@@ -34,6 +34,7 @@ from tfprune.graph.rules.base import (
     rule_for,
     unregister_rule,
     weight_names,
+    weight_short_name,
 )
 from tfprune.graph.rules.model_garden import (
     AddPositionEmbsRule,
@@ -91,6 +92,7 @@ __all__ = [
     "rule_for",
     "unregister_rule",
     "weight_names",
+    "weight_short_name",
 ]
 
 for _rule in (

@@ -31,6 +31,7 @@ __all__ = [
     "spatial",
     "unregister_rule",
     "weight_names",
+    "weight_short_name",
 ]
 
 Role = str  # "in" | "out" | "ch" (or a rule's own role such as "head")
@@ -204,7 +205,7 @@ class LayerRule:
         them with the sublayer (``query/kernel``). Every other method of the rule
         (:meth:`weight_axes`, :meth:`slice_weights`...) uses these names.
         """
-        return [_short_name(v) for v in layer.weights]
+        return [weight_short_name(v) for v in layer.weights]
 
     def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
         """Map weight name -> {role: axis} (axes whose length is the role's channels)."""
@@ -398,7 +399,8 @@ def overrides_stock(layer: Any, rule: LayerRule) -> list[str]:
 _UNKNOWN = LayerRule()
 
 
-def _short_name(variable: Any) -> str:
+def weight_short_name(variable: Any) -> str:
+    """``conv/kernel:0`` -> ``kernel``."""
     return variable.name.split("/")[-1].split(":")[0]
 
 

@@ -121,7 +121,7 @@ class ClassTokenRule(_PerChannelTableRule):
     table = "cls"
 
 
-class VisionAttentionRule(MultiHeadAttentionRule):
+class VisionAttentionRule(_ExactClassRule, MultiHeadAttentionRule):
     """Model Garden's vision ``MultiHeadAttention`` (ViT), when it is the stock computation.
 
     The class only adds spatial partitioning (``partition_dims``) and batch-limited inference
@@ -131,12 +131,10 @@ class VisionAttentionRule(MultiHeadAttentionRule):
     """
 
     qualified_name = "official.vision.modeling.layers.nn_layers.MultiHeadAttention"
-    stock_methods = ()
     _extra = ("partition_dims", "max_inference_parallelism")
 
     def applies(self, layer: Any) -> bool:
-        cls = type(layer)
-        if f"{cls.__module__}.{cls.__qualname__}" != self.qualified_name:
+        if not super().applies(layer):
             return False
         config = layer.get_config()
         return all(config.get(k) is None for k in self._extra)

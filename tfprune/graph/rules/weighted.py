@@ -31,6 +31,7 @@ from tfprune.graph.rules.base import (
     numel,
     rule_for,
     spatial,
+    weight_short_name,
 )
 
 __all__ = [
@@ -456,7 +457,7 @@ class BidirectionalRule(LayerRule):
     def weight_names(self, layer: Any) -> list[str]:
         forward = {id(v) for v in layer.forward_layer.weights}
         return [
-            f"{'forward' if id(v) in forward else 'backward'}/{v.name.split('/')[-1].split(':')[0]}"
+            f"{'forward' if id(v) in forward else 'backward'}/{weight_short_name(v)}"
             for v in layer.weights
         ]
 
@@ -588,7 +589,7 @@ class WrapperRule(LayerRule):
     def connect(self, ctx: ChannelContext, call: Any) -> None:
         inner = self.inner(layer := call.layer)
         rule = rule_for(inner)
-        if rule.self_mask_role(inner) is not None or type(rule) is LayerRule:
+        if rule.self_mask_roles(inner) or type(rule) is LayerRule:
             ctx.block_call(
                 call,
                 f"{type(layer).__name__} {call.path!r} wraps {type(inner).__name__}, "
@@ -660,7 +661,7 @@ class PruneLowMagnitudeRule(WrapperRule):
     def _kernel_name(self, layer: Any) -> str:
         inner = self.inner(layer)
         prunable = inner.get_prunable_weights() if hasattr(inner, "get_prunable_weights") else []
-        return prunable[0].name.split("/")[-1].split(":")[0] if prunable else "kernel"
+        return weight_short_name(prunable[0]) if prunable else "kernel"
 
     def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
         axes = dict(super().weight_axes(layer))
@@ -709,6 +710,13 @@ def _mha_kernels(layer: Any) -> dict[str, Any]:
     return out
 
 
+def _mha_arguments(call: Any) -> dict[str, Any]:
+    """A MultiHeadAttention call's arguments by name (query, value, key, attention_mask...)."""
+    args = dict(zip(_MHA_ARGUMENTS, call.args))
+    args.update(call.kwargs)
+    return args
+
+
 def _mha_output_size(config: dict, layer: Any) -> int | None:
     """The last axis of a MultiHeadAttention's output, or None for a multi-axis output shape."""
     shape = config.get("output_shape")
@@ -744,8 +752,7 @@ class MultiHeadAttentionRule(LayerRule):
 
     def connect(self, ctx: ChannelContext, call: Any) -> None:
         layer = call.layer
-        args = dict(zip(_MHA_ARGUMENTS, call.args))
-        args.update(call.kwargs)
+        args = _mha_arguments(call)
         q, v, k = args.get("query"), args.get("value"), args.get("key")
         k = v if k is None else k
         problem = None
@@ -836,17 +843,13 @@ class MultiHeadAttentionRule(LayerRule):
         return "tensor"
 
     def mask_inputs(self, call: Any) -> list[Any]:
-        args = dict(zip(_MHA_ARGUMENTS, call.args))
-        args.update(call.kwargs)
+        args = _mha_arguments(call)
         out: list[Any] = []
         for name in ("query", "value", "key"):
             t = args.get(name)
             if isinstance(t, KerasTensor) and all(t is not o for o in out):
                 out.append(t)
         return out
-
-    def self_mask_role(self, layer: Any) -> Role | None:
-        return "head"
 
     def self_mask_roles(self, layer: Any) -> tuple[Role, ...]:
         return ("head", "key", "value")
