@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-import tfprune
 from tfprune.callbacks.jsv import JacobianSingularValues
 from tfprune.compat import tf
 from tfprune.data import load_dataset
@@ -37,6 +36,7 @@ from tfprune.protocols.cost_report import format_count
 from tfprune.protocols.execute import run_runtime
 from tfprune.protocols.spec import RunSpec, canonical_json
 from tfprune.runtime import use_runtime
+from tfprune.trainability import orthp
 from tfprune.training import pipeline
 
 __all__ = ["Calibration", "process_seconds"]
@@ -286,7 +286,7 @@ class Calibration:
         if key not in self._timings:
             with use_runtime(run_runtime(arch.spec)):
                 model = arch.build()
-                self._timings[key] = self._median(lambda: tfprune.orthp(model))
+                self._timings[key] = self._median(lambda: orthp(model))
         return self._timings[key]
 
 

@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import tfprune
+from tfprune.flops import count_flops
 from tfprune.protocols.calibration import Calibration, process_seconds
 from tfprune.protocols.cost_model import (
     FLOPS_PER_MAC,
@@ -61,6 +61,7 @@ from tfprune.protocols.dataset_sizes import DataFacts, dataset_facts
 from tfprune.protocols.execute import build_model, retrain_plan, run_runtime
 from tfprune.protocols.methods import REGULARIZED, get_method, prune_one_shot
 from tfprune.protocols.spec import RunSpec, canonical_json
+from tfprune.pruning import find_sparsity_for_target
 from tfprune.runtime import use_runtime
 from tfprune.training import pipeline
 from tfprune.training.schedules import parse_schedule
@@ -156,7 +157,7 @@ class CostEstimator:
                         dense, ratio, "l1", None, seed=spec.seed, skip=opts.skip
                     )
                 t2 = time.perf_counter()
-            arch.macs = int(tfprune.count_flops(model).total)
+            arch.macs = int(count_flops(model).total)
             arch.build_seconds, arch.prune_seconds = t1 - t0, t2 - t1
             self._archs[key] = arch
         return self._archs[key]
@@ -175,7 +176,7 @@ class CostEstimator:
                 spec.seed,
                 **spec.opts.model_kwargs,
             )
-            found = tfprune.find_sparsity_for_target(
+            found = find_sparsity_for_target(
                 dense,
                 dict(target),
                 sparsity=spec.ratio if isinstance(spec.ratio, dict) else None,

@@ -40,15 +40,17 @@ from typing import Any
 
 import numpy as np
 
-import tfprune
 from tfprune.compat import keras
 from tfprune.data import load_dataset
 from tfprune.errors import ConfigError
 from tfprune.files import atomic_write_json, staging_dir
+from tfprune.flops import count_flops, count_params
 from tfprune.models import get_model, model_builder
 from tfprune.protocols.methods import METHODS, get_method, prune_one_shot
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
+from tfprune.pruning import find_sparsity_for_target
 from tfprune.runtime import Runtime, use_runtime
+from tfprune.trainability import mean_jsv
 from tfprune.training import pipeline
 from tfprune.training.schedules import (
     LRSchedule,
@@ -294,7 +296,7 @@ def _base_jsv(model: Any, base_id: str, workdir: str, x: np.ndarray | None) -> f
 def _jsv(model: Any, x: np.ndarray | None) -> float | None:
     if x is None:
         return None
-    return float(tfprune.mean_jsv(model, x).mean)
+    return float(mean_jsv(model, x).mean)
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,7 +400,7 @@ def _squeezed(spec: RunSpec, strategy: Any) -> RunSpec:
     dense = _fresh_model(spec, data, strategy)
     with _scope(strategy):
         _, small = prune_one_shot(dense, spec.ratio, "l1", data, seed=spec.seed)
-    k = tfprune.count_flops(dense).total / max(tfprune.count_flops(small).total, 1)
+    k = count_flops(dense).total / max(count_flops(small).total, 1)
     spe = data.steps_per_epoch
     if not spe:
         raise ConfigError("SX-B needs a dataset with a known number of training examples")
@@ -463,14 +465,14 @@ def _execute_spec(
         base_acc = float(base_meta.get("acc", _evaluate(base_model, data)))
         jsv_base = _base_jsv(base_model, spec.base_id(), workdir, jsv_x)
 
-    base_params = tfprune.count_params(base_model).total
-    base_flops = tfprune.count_flops(base_model).total
+    base_params = count_params(base_model).total
+    base_flops = count_flops(base_model).total
 
     target = None
     run_spec = spec
     if opts.target:
         # One operating point for every method: the ratio whose exact counts meet the target.
-        target = tfprune.find_sparsity_for_target(
+        target = find_sparsity_for_target(
             base_model,
             dict(opts.target),
             sparsity=spec.ratio if isinstance(spec.ratio, dict) else None,
@@ -483,8 +485,8 @@ def _execute_spec(
     result = method.apply(base_model, run_spec, data, strategy, log)
     model = result.model
     prune_epochs = result.prune_epochs
-    params = tfprune.count_params(model).total
-    flops = tfprune.count_flops(model).total
+    params = count_params(model).total
+    flops = count_flops(model).total
 
     epochs, schedule = retrain_plan(spec, base_flops, flops)
 

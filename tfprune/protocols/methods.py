@@ -26,13 +26,16 @@ from typing import Any
 
 import numpy as np
 
-import tfprune
 from tfprune import regularization as reg
 from tfprune.compat import keras
 from tfprune.errors import ConfigError
+from tfprune.flops import count_params
 from tfprune.importance import IMPORTANCE_NAMES
 from tfprune.protocols.spec import RunSpec
+from tfprune.pruning import prune_filters
 from tfprune.runtime import float32_twin, model_precision
+from tfprune.surgery import strip_filters
+from tfprune.trainability import orthp
 from tfprune.training import pipeline
 from tfprune.training.schedules import parse_schedule
 
@@ -121,7 +124,7 @@ def one_shot_masks(
         n = min(len(y), 500)
         kwargs["importance_data"] = (data.preprocess(x[:n]), y[:n])
         kwargs["loss"] = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    return tfprune.prune_filters(base, ratio, importance, **kwargs)
+    return prune_filters(base, ratio, importance, **kwargs)
 
 
 def _check_inputs(data: Any, n: int = 32) -> np.ndarray:
@@ -158,7 +161,7 @@ def prune_one_shot(
 ) -> tuple[Any, Any]:
     """``(masked, stripped)`` of a one-shot prune (see :func:`one_shot_masks`)."""
     masked = one_shot_masks(base, ratio, importance, data, seed=seed, skip=skip)
-    return masked, tfprune.strip_filters(masked)
+    return masked, strip_filters(masked)
 
 
 class Dense(Method):
@@ -190,7 +193,7 @@ class OneShot(Method):
             )
             check = strip_check(masked, model, data)
             if self.orthp:
-                tfprune.orthp(model)
+                orthp(model)
         return MethodResult(model, metrics=check)
 
 
@@ -253,7 +256,7 @@ class Regularized(Method):
         sched_text = spec.opts.prune_schedule
         schedule = parse_schedule(sched_text, max_epochs, field="options.prune_schedule")
         with pipeline.scope(strategy):
-            masked = tfprune.prune_filters(base, 0.0, "l1", seed=spec.seed)
+            masked = prune_filters(base, 0.0, "l1", seed=spec.seed)
         log(f"{self.name}: regularized pruning stage, up to {max_epochs} epochs at {sched_text}")
         hist = pipeline.fit(
             masked,
@@ -268,8 +271,8 @@ class Regularized(Method):
         steps = int(masked.optimizer.iterations.numpy())
         spe = data.steps_per_epoch or max(steps, 1)
         with pipeline.scope(strategy):
-            small = tfprune.strip_filters(masked)
-        if tfprune.count_params(small).total >= tfprune.count_params(base).total:
+            small = strip_filters(masked)
+        if count_params(small).total >= count_params(base).total:
             raise ConfigError(
                 f"{self.name}: the regularization did not finish within "
                 f"options.prune_max_epochs={max_epochs} epochs (no filter was removed); raise "

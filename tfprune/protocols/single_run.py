@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-import tfprune
 from tfprune.compat import keras
 from tfprune.data import load_dataset
 from tfprune.distribute import get_strategy
@@ -33,6 +32,7 @@ from tfprune.protocols.methods import one_shot_masks
 from tfprune.protocols.spec import RetrainRecipe
 from tfprune.runtime import Runtime, use_runtime
 from tfprune.selection import check_ratio
+from tfprune.surgery import strip_filters
 from tfprune.training import WEIGHT_DECAY_MODES, pipeline
 from tfprune.training.schedules import parse_schedule
 
@@ -215,7 +215,7 @@ def _run_prune(config: PruneRunConfig, log: Any) -> PruneRunResult:
             progress=log,
         )
     retrained_acc = pipeline.evaluate(masked, data)
-    small, plan = tfprune.strip_filters(masked, return_plan=True)
+    small, plan = strip_filters(masked, return_plan=True)
     pipeline.compile_model(small, retrain, config.retrain_learning_rate)
     small_acc = pipeline.evaluate(small, data)
 
