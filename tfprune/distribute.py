@@ -5,12 +5,11 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from tfprune.choices import STRATEGIES
 from tfprune.compat import tf
 from tfprune.errors import InvalidArgumentError
 
 __all__ = ["STRATEGIES", "get_strategy", "is_chief", "is_multi_worker"]
-
-STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu", "one_device")
 
 
 def get_strategy(name: str = "default", *, tpu_address: str = "", devices: Any = None) -> Any:

@@ -1,7 +1,8 @@
-"""The binaries' command lines: --help, readable usage errors (no tracebacks), tfprune-train.
+"""The tools' command lines: help, readable usage errors (no tracebacks), tfprune-train.
 
-Every case starts a Python process that imports TensorFlow (~5-10 s on 2 cores), so only one case
-per binary is in the fast subset; the rest are marked slow.
+Each tool runs in this process from a command line (``BINARY([...])``), as it parses and runs in
+its own program; one test starts fresh processes to check that help and flag errors are answered
+without loading TensorFlow.
 """
 
 from __future__ import annotations
@@ -13,38 +14,68 @@ import sys
 from pathlib import Path
 
 import pytest
+from absl import flags
+from absl.testing import flagsaver
+
+from tfprune.bin import compare, export, prune, report, train
+from tfprune.bin.common import progress
+from tfprune.choices import IMPORTANCE_NAMES, STRATEGIES
+from tfprune.distribute import get_strategy
+from tfprune.importance import criteria, get_importance
 
 REPO = Path(__file__).resolve().parents[2]
+TOOLS = {"compare": compare, "export": export, "prune": prune, "report": report, "train": train}
+A_FLAG = {
+    "compare": "--params_override",
+    "export": "--base_dir",
+    "prune": "--importance",
+    "report": "--output_dir",
+    "train": "--schedule",
+}
 
 
-def run_bin(name: str, *args: str, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
-    return subprocess.run(
-        [sys.executable, "-m", f"tfprune.bin.{name}", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=REPO,
-    )
+@pytest.mark.parametrize("name", sorted(TOOLS))
+def test_help_lists_the_tools_own_and_shared_flags(name, capsys):
+    assert TOOLS[name].BINARY(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"tfprune-{name}: ")
+    assert A_FLAG[name] in out and "--helpfull" in out
+    assert ("--[no]jit_compile" in out) == (name in ("compare", "prune", "train"))
+    assert TOOLS[name].BINARY(["-h"]) == 0 and capsys.readouterr().out == out
+    assert TOOLS[name].BINARY(["--helpfull"]) == 0
+    assert "--verbosity" in capsys.readouterr().out  # absl's flags too
 
 
-slow = pytest.mark.slow
+def test_help_and_flag_errors_never_load_tensorflow():
+    """What makes --help instant: the tool modules load absl and tfprune.choices only."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    for name in sorted(TOOLS):
+        for args, code in ((["--help"], 0), (["--no_such_flag"], 2)):
+            proc = subprocess.run(
+                [sys.executable, "-X", "importtime", "-m", f"tfprune.bin.{name}", *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=REPO,
+                timeout=120,
+            )
+            assert proc.returncode == code, proc.stderr[-2000:]
+            imported = [line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines()]
+            assert "tensorflow" not in imported and "tf_keras" not in imported, name
+            if code:
+                assert f"tfprune-{name}: error: Unknown command line flag 'no_such_flag'" in (
+                    proc.stderr
+                )
 
 
-@pytest.mark.parametrize(
-    "name, flag",
-    [
-        ("compare", "--params_override"),
-        pytest.param("report", "--output_dir", marks=slow),
-        pytest.param("train", "--schedule", marks=slow),
-    ],
-)
-def test_help(name, flag):
-    proc = run_bin(name, "--help")
-    assert proc.returncode in (0, 1), proc.stderr  # absl exits 1 after --help
-    assert flag in proc.stdout and f"tfprune-{name}" in proc.stdout
-    assert "Traceback" not in proc.stderr
+def test_flag_choices_are_what_the_library_implements():
+    assert tuple(criteria._REGISTRY) == IMPORTANCE_NAMES
+    for name in IMPORTANCE_NAMES:
+        assert callable(get_importance(name))
+    assert get_strategy("default") is not None
+    for tool in (compare, prune, train):
+        assert tool.FLAGS["strategy"].parser.enum_values == list(STRATEGIES)
+    assert prune.FLAGS["importance"].parser.enum_values == list(IMPORTANCE_NAMES)
 
 
 @pytest.mark.parametrize(
@@ -59,6 +90,7 @@ def test_help(name, flag):
         ),
         ("compare", ["--strategy=gpu"], "value should be one of"),
         ("compare", ["extra_arg"], "Unexpected arguments: extra_arg"),
+        ("prune", ["--sparsity=abc"], "flag --sparsity=abc: could not convert string to float"),
         ("train", ["--output_dir=/tmp/x", "--model=resnet57"], "did you mean 'resnet56'"),
         ("train", ["--output_dir=/tmp/x", "--epochs=-3"], "recipe.epochs=-3 is negative"),
         (
@@ -68,40 +100,48 @@ def test_help(name, flag):
         ),
         ("report", ["--output_dir=/nonexistent"], "is not a folder"),
         ("report", [], "--output_dir"),
+        ("export", ["--base_dir=/tmp/x", "--sparsity=1.5"], "--sparsity must be in [0, 1)"),
     ],
 )
-def test_bad_flags_are_usage_errors(name, args, message, tmp_path):
-    proc = run_bin(name, *args)
-    assert proc.returncode != 0
-    out = proc.stdout + proc.stderr
-    assert message in out, out[-2000:]
-    assert "Traceback" not in out
-    assert "--strategy: <" not in out  # one line naming the problem, not the flag list
+def test_bad_flags_are_one_line_usage_errors(name, args, message, capsys):
+    assert TOOLS[name].BINARY(args) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"tfprune-{name}: error: ")
+    assert message in captured.err, captured.err[-2000:]
+    assert "Traceback" not in captured.err
+    assert "--strategy: <" not in captured.err  # one line naming the problem, not the flag list
 
 
-@slow
-def test_train_on_data_too_small_for_the_model_says_what_to_use_and_leaves_nothing(tmp_path):
+def test_flag_values_do_not_leak_between_runs(tmp_path, capsys):
+    assert report.BINARY([f"--output_dir={tmp_path}", "--noplots"]) == 2
+    capsys.readouterr()
+    assert not report.FLAGS.is_parsed() and report.FLAGS["plots"].value is True
+    assert report.FLAGS["output_dir"].value is None
+
+
+def test_train_on_data_too_small_for_the_model_says_what_to_use_and_leaves_nothing(
+    tmp_path, capsys
+):
     out = tmp_path / "lenet"
-    proc = run_bin("train", "--model=lenet5", "--epochs=1", f"--output_dir={out}")
-    assert proc.returncode == 2
-    assert "tfprune-train: error: LeNet-5 needs images of at least 12x12" in proc.stderr
-    assert "--dataset=mnist" in proc.stderr and "small_cnn" in proc.stderr
-    assert "Traceback" not in proc.stderr and "--strategy: <" not in proc.stderr
+    assert train.BINARY(["--model=lenet5", "--epochs=1", f"--output_dir={out}"]) == 2
+    err = capsys.readouterr().err
+    assert "tfprune-train: error: LeNet-5 needs images of at least 12x12" in err
+    assert "--dataset=mnist" in err and "small_cnn" in err
+    assert "Traceback" not in err and "--strategy: <" not in err
     assert not any(p.is_file() for p in out.rglob("*"))  # no config.yaml/environment.json
 
 
-def test_report_of_empty_folder(tmp_path):
-    proc = run_bin("report", f"--output_dir={tmp_path}")
-    assert proc.returncode == 2
-    assert "tfprune-report: error: " in proc.stderr and "no finished runs" in proc.stderr
-    assert "Traceback" not in proc.stderr
+def test_report_of_empty_folder(tmp_path, capsys):
+    assert report.BINARY([f"--output_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "tfprune-report: error: " in err and "no finished runs" in err
 
 
-@slow
-def test_train_saves_model_and_history(tmp_path):
+@pytest.mark.slow
+def test_train_saves_model_and_history(tmp_path, capsys):
     out = tmp_path / "base"
-    proc = run_bin("train", f"--output_dir={out}", "--epochs=2", "--schedule=0:0.05,1:0.01")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    args = [f"--output_dir={out}", "--epochs=2", "--schedule=0:0.05,1:0.01"]
+    assert train.BINARY(args) == 0
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["params"] > 0 and 0.0 <= metrics["acc"] <= 1.0 and metrics["cached"] is False
     assert (out / "model.keras").is_file()
@@ -112,38 +152,20 @@ def test_train_saves_model_and_history(tmp_path):
     env = json.loads((out / "environment.json").read_text())
     assert env["packages"]["tensorflow"] and env["seeds"] == [1]
     # Second call reuses the cached base model.
-    proc = run_bin("train", f"--output_dir={out}", "--epochs=2", "--schedule=0:0.05,1:0.01")
-    assert proc.returncode == 0 and json.loads((out / "metrics.json").read_text())["cached"]
+    assert train.BINARY(args) == 0
+    assert json.loads((out / "metrics.json").read_text())["cached"]
 
 
-def test_prune_run_with_taylor_importance_uses_training_data():
-    from tfprune.protocols.single_run import PruneRunConfig, run_prune
-
-    config = PruneRunConfig(
-        importance="taylor",
-        train_epochs=1,
-        retrain_epochs=1,
-        weight_decay=1e-4,
-        latency_batch=4,
-    )
-    lines = []
-    result = run_prune(config, log=lines.append)
-    base, small = result.rows[0], result.rows[-1]
-    assert small["params"] < base["params"] and small["flops"] < base["flops"]
-    assert 0.0 <= small["accuracy"] <= 1.0
+def test_prune_run_with_taylor_importance_uses_training_data(capsys):
+    args = ["--importance=taylor", "--train_epochs=1", "--retrain_epochs=1", "--weight_decay=1e-4"]
+    assert prune.BINARY(args) == 0
+    out = capsys.readouterr().out
     # Per-epoch progress of both phases, and a speed-up with its spread over interleaved rounds.
-    assert sum(line.startswith("epoch 1/1") for line in lines) == 2
-    sp = result.speedup
-    assert sp["rounds"] >= 5 and 0 < sp["low"] <= sp["median"] <= sp["high"]
-    assert "interleaved rounds" in result.table()
+    assert sum(line.startswith("epoch 1/1") for line in out.splitlines()) == 2
+    assert "interleaved rounds" in out and '"groups_pruned": ' in out
 
 
 def test_progress_lines_follow_verbosity(capsys):
-    from absl import flags
-    from absl.testing import flagsaver
-
-    from tfprune.bin.common import progress
-
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()
     with flagsaver.flagsaver(verbosity=-1):  # warnings, errors and results only
@@ -151,3 +173,6 @@ def test_progress_lines_follow_verbosity(capsys):
     with flagsaver.flagsaver(verbosity=0):  # the default
         progress("shown")
     assert capsys.readouterr().out == "shown\n"
+    # --verbosity on a tool's command line reaches the same flag, and is restored afterwards.
+    assert report.BINARY(["--verbosity=-1", "--output_dir=/nonexistent"]) == 2
+    assert flags.FLAGS["verbosity"].using_default_value

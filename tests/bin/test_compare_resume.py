@@ -1,8 +1,8 @@
 """tfprune-compare end to end: SIGKILL mid-grid, rerun, nothing finished is redone.
 
 Every ``tfprune-compare``/``tfprune-report`` process imports TensorFlow (~5-10 s on 2 cores), so
-the test starts only the processes its checks need: the killed run, the resuming rerun and the
-report binary; the third, do-nothing run calls the same ``main`` in the test process.
+the test starts only the processes its checks need: the killed run and the resuming rerun; the
+third, do-nothing run and the report run in the test process.
 """
 
 from __future__ import annotations
@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from absl import flags
-from absl.testing import flagsaver
 
 from tfprune.bin import compare as compare_bin
+from tfprune.bin import report as report_bin
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,20 +94,8 @@ def test_kill_and_resume(tmp_path, capsys):
 
     # A third run does nothing (the binary's main in this process: no third TensorFlow start-up)
     # and report regenerates the same table.
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS.mark_as_parsed()
     capsys.readouterr()
-    with flagsaver.flagsaver(config=str(config), output_dir=str(out)):
-        compare_bin.main(["tfprune-compare"])
-    again = capsys.readouterr()
-    assert "4 already finished, 0 to run" in again.out
-    report = subprocess.run(
-        [sys.executable, "-m", "tfprune.bin.report", f"--output_dir={out}"],
-        capture_output=True,
-        text=True,
-        env=env(),
-        cwd=REPO,
-        timeout=300,
-    )
-    assert report.returncode == 0, report.stderr[-2000:]
-    assert "L1 / lr=1e-3 / 1ep" in report.stdout
+    assert compare_bin.BINARY([f"--config={config}", f"--output_dir={out}"]) == 0
+    assert "4 already finished, 0 to run" in capsys.readouterr().out
+    assert report_bin.BINARY([f"--output_dir={out}"]) == 0
+    assert "L1 / lr=1e-3 / 1ep" in capsys.readouterr().out

@@ -9,40 +9,24 @@ table. Works on partial grids too (e.g. while shards are still running)::
 
 from __future__ import annotations
 
-import os
+from absl import flags
 
-from absl import app, flags
+from tfprune.bin.common import Binary
 
-from tfprune.bin.common import progress, run_main
-from tfprune.protocols.report import write_report
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("output_dir", None, "A tfprune-compare output folder.", flag_values=FLAGS)
+flags.DEFINE_string(
+    "protocol", None, "Protocol whose summary is used (default: the folder's).", flag_values=FLAGS
+)
+flags.DEFINE_bool("plots", True, "Write PNG plots (matplotlib).", flag_values=FLAGS)
+flags.mark_flag_as_required("output_dir", flag_values=FLAGS)
 
-FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", None, "A tfprune-compare output folder.")
-flags.DEFINE_string("protocol", None, "Protocol whose summary is used (default: the folder's).")
-flags.DEFINE_bool("plots", True, "Write PNG plots (matplotlib).")
-flags.mark_flag_as_required("output_dir")
-
-
-def main(argv: list[str]) -> None:
-    """Flags -> write_report -> print the Markdown table."""
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    if not os.path.isdir(FLAGS.output_dir):
-        raise app.UsageError(f"--output_dir={FLAGS.output_dir!r} is not a folder")
-    try:
-        report = write_report(
-            FLAGS.output_dir, protocol=FLAGS.protocol, plots=FLAGS.plots, log=progress
-        )
-    except (FileNotFoundError, KeyError, ValueError) as err:
-        raise app.UsageError(str(err).strip('"')) from None
-    if report.expected is not None and report.finished < report.expected:
-        print(f"(partial: {report.finished} of {report.expected} runs finished)")
-    print(report.markdown)
+BINARY = Binary("tfprune-report", __doc__, FLAGS, job="tfprune.bin.jobs.report")
 
 
 def run() -> None:
     """Console-script entry point (``tfprune-report``)."""
-    run_main(main, "tfprune-report")
+    BINARY.run()
 
 
 if __name__ == "__main__":

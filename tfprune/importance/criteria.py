@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from tfprune.choices import IMPORTANCE_NAMES
 from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError
 from tfprune.graph.groups import ChannelGroup, Member
@@ -265,7 +266,6 @@ _REGISTRY: dict[str, Callable[..., Importance]] = {
     "taylor": Taylor,
     "fpgm": FPGM,
 }
-IMPORTANCE_NAMES = tuple(_REGISTRY)
 
 
 def get_importance(importance: str | Callable | Importance, seed: int = 0) -> Callable:

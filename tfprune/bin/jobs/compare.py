@@ -1,0 +1,77 @@
+"""What ``tfprune-compare`` does once its flags have parsed (see :mod:`tfprune.bin.compare`)."""
+
+from __future__ import annotations
+
+import os
+
+from absl import app, flags
+
+from tfprune.bin.common import progress, runtime_overrides
+from tfprune.protocols.calibration import process_seconds
+from tfprune.protocols.cost import CostEstimator
+from tfprune.protocols.cost_report import format_cost, format_count, format_seconds, format_totals
+from tfprune.protocols.grids import PROTOCOLS, resolve_config
+from tfprune.protocols.runner import check_shard, expand_config, plan_shard, run_protocol
+from tfprune.protocols.spec import RunSpec
+
+
+def _print_cost(specs: list[RunSpec], mine: list[RunSpec], args: flags.FlagValues) -> None:
+    """The cost of this shard's runs, then the grid's (and every shard's) totals."""
+    startup = process_seconds() or 0.0  # this process's start and imports, as a real run's
+    estimator = CostEstimator(calibrate=args.calibrate, log=progress)
+    if args.calibrate:
+        progress(f"# calibrating on this machine (process start so far: {format_seconds(startup)})")
+    sharded = args.num_shards > 1
+    where = f"shard {args.shard_index}/{args.num_shards}" if sharded else "the grid"
+    cost = estimator.estimate(mine, startup)
+    print(f"\n# cost of {where} (one process, runs in this order):")
+    print(format_cost(cost))
+    if not sharded:
+        return
+    print(f"\n# the whole grid ({len(specs)} runs in one process):")
+    print("\n".join(format_totals(estimator.estimate(specs, startup))))
+    print("# every shard (each trains the bases its runs need unless another shard cached them):")
+    for k in range(args.num_shards):
+        cost = estimator.estimate(plan_shard(specs, k, args.num_shards), startup)
+        line = f"#   shard {k}: {len(cost.runs)} runs, {len(cost.bases)} bases, "
+        line += f"training FLOPs {format_count(cost.train_flops)}"
+        if cost.seconds is not None:
+            line += f", estimated {format_seconds(cost.seconds)}"
+        print(line)
+
+
+def main(args: flags.FlagValues) -> None:
+    """Flags -> ProtocolConfig -> run_protocol (prints progress and the results table)."""
+    if args.calibrate and not args.dry_run:
+        raise app.UsageError(
+            "--calibrate only estimates the wall time of a dry run; add --dry_run (nothing is "
+            "trained then), or drop --calibrate to run the grid"
+        )
+    if args.list_protocols:
+        for name, proto in sorted(PROTOCOLS.items()):
+            print(f"{name}: {proto.description}")
+        return
+    check_shard(args.shard_index, args.num_shards)
+    overrides = list(args.params_override)
+    if runtime_overrides(args):
+        overrides.append({"runtime": runtime_overrides(args)})
+    config = resolve_config(args.protocol, args.config, overrides)
+    output_dir = args.output_dir or os.path.join("results", config.protocol)
+    if args.dry_run:
+        specs = plan_shard(expand_config(config))
+        mine = plan_shard(specs, args.shard_index, args.num_shards)
+        print(config.to_yaml())
+        print(f"# {len(specs)} runs in the grid, {len(mine)} in shard {args.shard_index}:")
+        for spec in mine:
+            print(f"#   {spec.run_id()}  {spec.cell}  seed={spec.seed}")
+        _print_cost(specs, mine, args)
+        return
+    run_protocol(
+        config,
+        output_dir,
+        shard_index=args.shard_index,
+        num_shards=args.num_shards,
+        strategy=args.strategy,
+        log=progress,
+        results=print,
+    )
