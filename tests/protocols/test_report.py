@@ -176,17 +176,19 @@ def test_compact_table_fits_100_columns_and_reads_in_percent():
     assert "-60.0 pt p<0.001" in lines[4]
 
 
+def _spec_dict(cell: str, seed: int) -> dict:
+    recipe = RetrainRecipe(schedule="0:0.01", epochs=3)
+    base = {"schedule": "0:0.01", "epochs": 1}
+    return RunSpec("cells", cell, "digits", "mlp7_linear", "l1", 0.5, recipe, seed, base).to_dict()
+
+
 def test_long_curves_get_their_own_panel_and_seed_ranges_are_kept():
-    spec = {"cell": "a"}
     recs = [
-        RunRecord(spec=dict(spec), metrics={}, history={"val_accuracy": v}, setup={})
-        for v in ([0.1, 0.5, 0.9], [0.3, 0.7, 0.8])
+        RunRecord(spec=_spec_dict("a", seed), metrics={}, history={"val_accuracy": v}, setup={})
+        for seed, v in enumerate(([0.1, 0.5, 0.9], [0.3, 0.7, 0.8]))
     ]
-    recs.append(
-        RunRecord(
-            spec={"cell": "scratch"}, metrics={}, history={"val_accuracy": [0.2] * 9}, setup={}
-        )
-    )
+    history = {"val_accuracy": [0.2] * 9}
+    recs.append(RunRecord(spec=_spec_dict("scratch", 0), metrics={}, history=history, setup={}))
     curves = _seed_curves(recs, lambda r: r.history["val_accuracy"])
     assert curves["a"].n == 2 and curves["a"].low == [0.1, 0.5, 0.8]
     assert curves["a"].high == [0.3, 0.7, 0.9] and curves["a"].mean[0] == pytest.approx(0.2)

@@ -8,6 +8,7 @@ import pytest
 
 from tfprune.errors import ConfigError, InvalidArgumentError
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
+from tfprune.protocols.store import RunStore
 
 
 def _spec(**over):
@@ -51,6 +52,32 @@ def test_round_trip_through_json():
     assert back.run_spec() == a
 
 
+def test_record_id_is_fixed_when_made_stored_and_checked_on_load(tmp_path):
+    spec = _spec()
+    rec = RunRecord(spec=spec.to_dict(), metrics={"final_acc": 0.9}, history={}, setup={})
+    assert rec.run_id == spec.run_id() and rec.to_dict()["run_id"] == spec.run_id()
+    # A spec changed after the record was made cannot be written under the old id...
+    rec.spec["seed"] = 1
+    with pytest.raises(InvalidArgumentError, match=f"record of run {spec.run_id()}: its spec"):
+        rec.to_dict()
+    # ...nor read back when record.json was edited.
+    data = RunRecord(spec=spec.to_dict(), metrics={}, history={}, setup={}).to_dict()
+    data["spec"]["ratio"] = 0.5
+    with pytest.raises(InvalidArgumentError, match="delete its folder"):
+        RunRecord.from_dict(data)
+    # The store reads a record only from its own run's folder.
+    store = RunStore(tmp_path)
+    other = _spec(seed=3).run_id()
+    store.prepare(other, _spec(seed=3).to_dict(), {})
+    store.write_record(other, RunRecord(spec.to_dict(), {}, {}, {}).to_dict())
+    with pytest.raises(InvalidArgumentError, match=f"is in the folder of run {other}"):
+        store.load_records()
+    # Records written before ids were stored get theirs from the spec.
+    legacy = RunRecord(spec.to_dict(), {}, {}, {}).to_dict()
+    del legacy["run_id"]
+    assert RunRecord.from_dict(legacy).run_id == spec.run_id()
+
+
 @pytest.mark.parametrize(
     ("over", "needle"),
     [
@@ -79,7 +106,8 @@ def test_recipe_validation():
 
 def test_record_sections_are_typed_and_a_damaged_record_is_named():
     good = {
-        "spec": {"cell": "L1 / lr=1e-2 / 20ep"},
+        "run_id": _spec().run_id(),
+        "spec": _spec().to_dict(),
         "metrics": {"final_acc": 0.9, "params": 100, "jsv_base": None, "my_method_stat": [1, 2]},
         "history": {"val_accuracy": [0.5, 0.9]},
         "setup": {"base_id": "abc", "total_flops": 1e9, "scratch": False},
@@ -91,11 +119,15 @@ def test_record_sections_are_typed_and_a_damaged_record_is_named():
         ("metrics", "params", 1.5, "metrics.params must be a whole number"),
         ("setup", "scratch", "no", "setup.scratch must be true or false"),
         ("history", "loss", 0.3, "history.loss must be a per-epoch list"),
+        ("spec", "seed", 7, "record of run .*: its spec is that of run"),
     ]
     for section, key, value, message in bad:
         data = json.loads(json.dumps(good))
         data[section][key] = value
         with pytest.raises(InvalidArgumentError, match=message):
             RunRecord.from_dict(data)
+    del data["spec"]["seed"]
+    with pytest.raises(ConfigError, match=r"run spec: missing field\(s\) \['seed'\]"):
+        RunRecord.from_dict(data)
     with pytest.raises(InvalidArgumentError, match="L1 / lr=1e-2 / 20ep.*final_acc"):
         RunRecord(spec=good["spec"], metrics={"final_acc": "x"}, history={}, setup={}).to_dict()

@@ -349,7 +349,7 @@ def _group(records: Iterable[RunRecord]) -> dict[str, list[RunRecord]]:
     for r in records:
         cells.setdefault(str(r.spec.get("cell")), []).append(r)
     for recs in cells.values():
-        recs.sort(key=lambda r: (int(r.spec.get("seed", 0)), r.run_spec().run_id()))
+        recs.sort(key=lambda r: (int(r.spec.get("seed", 0)), r.run_id))
     return cells
 
 

@@ -470,7 +470,7 @@ def write_report(
     expected_ids = [r["run_id"] for r in grid.get("runs", [])] if grid else None
     if expected_ids is not None:
         wanted = set(expected_ids)
-        in_grid = [r for r in records if r.run_spec().run_id() in wanted]
+        in_grid = [r for r in records if r.run_id in wanted]
         records = in_grid or records
     summary = _summarize(proto, records, _protocol_params(output_dir))
 
@@ -509,7 +509,7 @@ def write_report(
             doc += ["## Verdicts", "", verdicts, ""]
         if paths:
             doc += ["## Plots", ""] + [f"![{k}]({p.name})" for k, p in paths.items()] + [""]
-        ids = sorted(r.run_spec().run_id() for r in records)
+        ids = sorted(r.run_id for r in records)
         doc += _environment_lines(store, ids)
         paths["md"] = atomic_write_text(report_dir / "summary.md", "\n".join(doc) + "\n")
         paths["csv"] = atomic_write_text(

@@ -182,10 +182,10 @@ def _run_one(
         record = execute_fn(spec, str(output_dir), strategy=strategy, log=log)
         if not isinstance(record, RunRecord):
             raise TypeError(f"execute returned {type(record).__name__}, not a RunRecord")
-        if record.run_spec().run_id() != run_id:
+        if record.run_id != run_id:
             raise RuntimeError(
                 f"run {run_id}: its record describes another run "
-                f"({record.run_spec().run_id()}); the report would drop it. This is a bug "
+                f"({record.run_id}); the report would drop it. This is a bug "
                 "in the method that ran; please report it"
             )
         record.metrics.setdefault("wall_seconds", time.monotonic() - t0)
@@ -322,7 +322,7 @@ def run_protocol(
 
     records = store.load_records([s.run_id() for s in mine])
     if not writer:  # a non-chief worker holds its records in memory only
-        by_id = {r.run_spec().run_id(): r for r in records}
+        by_id = {r.run_id: r for r in records}
         by_id.update(fresh)
         records = [by_id[k] for k in sorted(by_id)]
     if failed:

@@ -377,6 +377,14 @@ class RunSpec:
         unknown = sorted(set(data) - names)
         if unknown:
             raise ConfigError(f"run spec: unknown field(s) {unknown}; allowed: {sorted(names)}")
+        required = [
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        ]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise ConfigError(f"run spec: missing field(s) {missing}; the record is damaged")
         kw = dict(data)
         if isinstance(kw.get("retrain"), Mapping):
             kw["retrain"] = RetrainRecipe.from_dict(kw["retrain"])
@@ -518,15 +526,35 @@ class RunRecord:
             ``dataset``, ``model``, ``base_id``, ``params``, ``flops``, ``finetune_schedule``,
             ``finetune_epochs``, ``prune_epochs``, ``prune_schedule``, ``total_epochs``,
             ``total_flops``, ``hyper`` (batch/momentum/WD/optimizer), ``scratch``.
+        run_id: The run's id (:meth:`RunSpec.run_id` of ``spec``), the name of its folder.
+            Computed once when the record is made, stored in ``record.json`` and checked
+            against ``spec`` when the record is read back, so a record can never be filed
+            under one run and reported as another. Empty for a record without a spec.
     """
 
     spec: dict
     metrics: dict
     history: dict
     setup: dict
+    run_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.run_id:
+            self.run_id = RunSpec.from_dict(self.spec).run_id() if self.spec else ""
+        self._check_id()
+
+    def _check_id(self) -> None:
+        derived = RunSpec.from_dict(self.spec).run_id() if self.spec else ""
+        if self.run_id != derived:
+            raise InvalidArgumentError(
+                f"record of run {self.run_id}: its spec is that of run {derived or '(none)'}; "
+                "the record was edited or written by another tfprune version, so rerun the run "
+                "(delete its folder)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict of the record, its metrics and setup checked by :func:`check_record`."""
+        self._check_id()  # the spec was not changed after the record was made
         out = _plain(dataclasses.asdict(self))
         check_record(out, f"run record of {self.spec.get('cell', '?')!r}")
         return out
@@ -540,6 +568,7 @@ class RunRecord:
             metrics=dict(data.get("metrics", {})),
             history=dict(data.get("history", {})),
             setup=dict(data.get("setup", {})),
+            run_id=str(data.get("run_id", "")),
         )
 
     def run_spec(self) -> RunSpec:

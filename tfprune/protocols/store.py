@@ -41,6 +41,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
+from tfprune.errors import InvalidArgumentError
 from tfprune.files import atomic_write_json, atomic_write_text
 from tfprune.protocols.spec import RunRecord
 
@@ -286,7 +287,18 @@ class RunStore:
 
     def load_records(self, run_ids: Sequence[str] | None = None) -> list[Any]:
         """Finished records as :class:`tfprune.protocols.spec.RunRecord` objects, sorted by id."""
-        return [RunRecord.from_dict(d) for d in self.load_record_dicts(run_ids)]
+        records = []
+        for run_id in self.finished_ids() if run_ids is None else sorted(run_ids):
+            if not self.is_finished(run_id):
+                continue
+            record = RunRecord.from_dict(self.load_record_dict(run_id))
+            if record.run_id != run_id:
+                raise InvalidArgumentError(
+                    f"{self.run_dir(run_id) / RECORD_FILE}: the record of run {record.run_id} "
+                    f"is in the folder of run {run_id}; delete the folder and rerun"
+                )
+            records.append(record)
+        return records
 
     def errors(self) -> dict[str, dict[str, Any]]:
         """``error.json`` contents of unfinished runs that failed, by run id."""
