@@ -255,7 +255,7 @@ def test_subclassed_model_is_traced_and_counted():
 
 
 def test_subclassed_model_never_called_is_refused_with_the_fix():
-    with pytest.raises(UnsupportedModelError, match="call it on data"):
+    with pytest.raises(UnsupportedModelError, match="call it once on a batch"):
         count_flops(_Net())
 
 

@@ -46,11 +46,12 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tfprune.compat import conv_base_class, is_functional, keras, nodes_by_depth, tf
+from tfprune.compat import conv_base_class, is_functional, keras, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph import rules
 from tfprune.graph.groups import passes_channels_through
 from tfprune.graph.inline import inline_model
+from tfprune.graph.trace import check_graph_model, iter_graph_nodes
 
 __all__ = [
     "CountRatio",
@@ -243,7 +244,7 @@ def count_params(model: keras.Model, *, trainable_only: bool = False) -> ModelCo
     Returns:
         A :class:`ModelCount` with ``metric="params"``.
     """
-    _check_model(model)
+    check_graph_model(model, "model", subclassed=True)
     per_layer: OrderedDict[str, int] = OrderedDict()
     types: dict[str, str] = {}
     seen: set[int] = set()
@@ -401,10 +402,6 @@ def _register_paths(model: keras.Model, prefix: str, state: _FlopsState) -> None
             state.calls.setdefault(path, 0)
 
 
-def _ordered_nodes(model: keras.Model) -> list[Any]:
-    return nodes_by_depth(model)
-
-
 def _walk(
     model: keras.Model, input_shapes: list[tuple | None], prefix: str, state: _FlopsState
 ) -> list[tuple | None]:
@@ -412,11 +409,9 @@ def _walk(
     shapes: dict[int, tuple | None] = {}
     for tensor, shape in zip(model.inputs, input_shapes):
         shapes[id(tensor)] = shape
-    for node in _ordered_nodes(model):
+    for node in iter_graph_nodes(model):
         layer = node.layer
         outputs = tf.nest.flatten(node.outputs)
-        if node.is_input:
-            continue
         inputs = list(node.keras_inputs)
         recorded_in = [_dims(t.shape) for t in inputs]
         actual_in = [shapes.get(id(t), rec) for t, rec in zip(inputs, recorded_in)]
@@ -492,19 +487,6 @@ def _fill_unknown(out: tuple | None, recorded_in: tuple | None, actual_in: tuple
     return tuple(dims)
 
 
-def _check_model(model: Any) -> None:
-    if not isinstance(model, keras.Model):
-        raise InvalidArgumentError(
-            f"model must be a tf_keras Model, got {type(model).__name__}; import Keras via "
-            "`from tfprune.compat import keras`"
-        )
-    if not model.built:
-        raise UnsupportedModelError(
-            f"model '{model.name}' is not built; call it on data or give its first layer an "
-            "input shape before counting"
-        )
-
-
 def count_flops(
     model: keras.Model,
     *,
@@ -541,7 +523,7 @@ def count_flops(
     """
     if unit not in _UNITS:
         raise InvalidArgumentError(f"unit must be one of {_UNITS}, got {unit!r}")
-    _check_model(model)
+    check_graph_model(model, "model", subclassed=True)
     model = inline_model(model, passes_channels_through).model
     state = _FlopsState(bool(include_elementwise), OrderedDict(), {}, {}, {}, {}, [])
     _register_paths(model, "", state)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from tfprune.compat import keras, outbound_nodes
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
+from tfprune.nested import all_layers
 
 __all__ = ["activation_gain", "orthp"]
 
@@ -123,29 +124,6 @@ def _following_activation(layer: Any) -> Any:
             return None
         current = nxt
     return None
-
-
-def _iter_layers(root: Any) -> Iterator[Any]:
-    """Every layer inside ``root`` (nested models and wrappers included), each once."""
-    seen: set[int] = set()
-    stack = [root]
-    while stack:
-        layer = stack.pop()
-        if id(layer) in seen:
-            continue
-        seen.add(id(layer))
-        yield layer
-        children: list[Any] = []
-        if isinstance(layer, keras.Model):
-            children.extend(layer.layers)
-        inner = getattr(layer, "layer", None)
-        if isinstance(inner, keras.layers.Layer):
-            children.append(inner)
-        for attr in ("forward_layer", "backward_layer"):
-            inner = getattr(layer, attr, None)
-            if isinstance(inner, keras.layers.Layer):
-                children.append(inner)
-        stack.extend(reversed(children))
 
 
 def _orthogonalize(matrix: np.ndarray) -> np.ndarray:
@@ -304,7 +282,7 @@ def orthp(
         )
 
     plan: list[tuple[Any, float, list[tuple[Any, str]]]] = []
-    for layer in _iter_layers(model):
+    for layer in [model, *all_layers(model, open_wrappers=True)]:
         kernels = _kernels_of(layer)
         if not kernels:
             continue
