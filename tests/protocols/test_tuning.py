@@ -53,10 +53,13 @@ def test_tuner_tries_every_lr_and_picks_the_best(workdir):
 
 def test_compare_at_best_lr_runs_each_method(workdir):
     out = compare_at_best_lr(
-        [_spec("l1"), _spec("random")], [1e-2], workdir, overwrite=True, log=lambda _: None
+        [_spec("l1"), _spec("random")], [1e-2, 1e-4], workdir, log=lambda _: None
     )
     assert set(out) == {"l1", "random"}
-    assert all(r.best_lr == 1e-2 for r in out.values())
+    for method, res in out.items():
+        assert set(res.values) == {1e-2, 1e-4}  # each method at every LR of the same grid
+        assert res.best_value == res.values[res.best_lr] == max(res.values.values())
+        assert all(r.spec["method"] == method for r in res.records.values())
 
 
 def test_tuner_validates_its_arguments(tmp_path):
