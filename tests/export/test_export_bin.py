@@ -1,8 +1,12 @@
-"""tfprune-export run in this process from a command line, plus one --verify run (fresh process)."""
+"""tfprune-export run in this process from a command line, plus two fresh-process runs."""
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +14,7 @@ from tfprune.bin import export as export_bin
 from tfprune.deploy.serving import WARMUP_FILE
 
 pytest.importorskip("tensorflow_serving.apis.prediction_log_pb2")
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_export_zoo_model_into_next_versions_and_refuse_existing(tmp_path, capsys):
@@ -35,3 +40,21 @@ def test_verify_reloads_in_a_process_without_tfprune(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "fresh process (no tfprune)" in out
     assert "signature_def['serving_preprocess']" in out and "dtype: DT_UINT8" in out
+
+
+@pytest.mark.slow  # starts a fresh Python process that imports TensorFlow (~10 s)
+def test_the_program_prints_no_tensorflow_info_lines(tmp_path):
+    """TensorFlow's and tf_keras' INFO lines (assets, sharding...) appear only at --verbosity=1."""
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.run(
+        [sys.executable, "-m", "tfprune.bin.export", "--model=lenet5", f"--base_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    python_info = re.findall(r"^I\d{4} \S+ +\d+ \S+\.py:\d+\].*$", proc.stderr, re.M)
+    assert python_info == []
+    assert "version 1" in proc.stdout

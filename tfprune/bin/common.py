@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -142,7 +143,16 @@ class Binary:
     def run(self) -> None:
         """Runs the tool as a program on ``sys.argv`` (console-script and ``python -m`` entry)."""
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything loads TensorFlow
-        app.run(lambda argv: sys.exit(self._run_job(argv)), flags_parser=self._parse_or_exit)
+        app.run(self._program_main, flags_parser=self._parse_or_exit)
+
+    def _program_main(self, argv: Sequence[str]) -> None:
+        # TensorFlow's and tf_keras' own INFO lines (SavedModel assets, sharding...) only with
+        # --verbosity=1; the tool's progress lines and tfprune's messages are not affected.
+        # A filter, not a level: TensorFlow's SavedModel code resets absl's logger level.
+        if flags.FLAGS["verbosity"].value < absl_logging.DEBUG:
+            for name in ("absl", "tensorflow"):
+                logging.getLogger(name).addFilter(_warnings_and_errors)
+        sys.exit(self._run_job(argv))
 
     def __call__(self, args: Sequence[str]) -> int:
         """Runs the tool in this process with the command-line arguments ``args``.
@@ -208,6 +218,10 @@ class Binary:
     def _fail(self, message: str) -> int:
         sys.stderr.write(f"{self.prog}: error: {message}\n(run with --help to see the flags)\n")
         return 2
+
+
+def _warnings_and_errors(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.WARNING
 
 
 def _tools_first(module: str) -> tuple[bool, str]:
