@@ -7,10 +7,14 @@ from collections.abc import Callable
 import numpy as np
 
 import tfprune
+from tfprune.choices import IMPORTANCE_NAMES
 from tfprune.compat import keras, tf
 from tfprune.layers import is_mask_layer
 
 L = keras.layers
+
+#: Every importance criterion that scores filters from the weights alone (Taylor needs data).
+DATA_FREE_CRITERIA = [name for name in IMPORTANCE_NAMES if name != "taylor"]
 
 
 def all_layers(model: keras.Model) -> list:

@@ -6,7 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
-from core_helpers import ARCHITECTURES, check_equivalent, group_of, randomize
+from core_helpers import ARCHITECTURES, DATA_FREE_CRITERIA, check_equivalent, group_of, randomize
 
 import tfprune
 from tfprune.compat import keras
@@ -281,7 +281,7 @@ def test_fpgm_removes_filters_near_geometric_median():
     assert plan.layers["conv0"]["out"]["kept"] == [0, 1, 2, 3]
 
 
-@pytest.mark.parametrize("importance", ["l1", "l2", "random", "bn_scale", "fpgm"])
+@pytest.mark.parametrize("importance", DATA_FREE_CRITERIA)
 def test_every_criterion_runs_on_residual_model(importance):
     model = randomize(ARCHITECTURES["residual"]())
     _, small = check_equivalent(model, 0.5, importance)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from core_helpers import check_equivalent, randomize
+from core_helpers import DATA_FREE_CRITERIA, check_equivalent, randomize
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -94,7 +94,7 @@ def _cases(draw, nested=True):
         "flatten_head": draw(st.booleans()),
         "seed": draw(st.integers(0, 2**16)),
         "sparsity": draw(st.sampled_from([0.1, 0.3, 0.5, 0.7, 0.9])),
-        "importance": draw(st.sampled_from(["l1", "l2", "random", "bn_scale", "fpgm"])),
+        "importance": draw(st.sampled_from(DATA_FREE_CRITERIA)),
         "global_ranking": draw(st.booleans()),
     }
 
