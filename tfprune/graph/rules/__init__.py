@@ -15,12 +15,22 @@ Layers are matched with ``isinstance``, most specific rule first. A layer no rul
 every channel it touches (fail closed). Users can add rules with :func:`register_rule`.
 
 The interface and the registry are in :mod:`~tfprune.graph.rules.base`; the built-in rules are
-grouped by kind: :mod:`~tfprune.graph.rules.weighted` (layers with weights),
+grouped by kind: :mod:`~tfprune.graph.rules.weighted` (convolutions, dense, embeddings),
+:mod:`~tfprune.graph.rules.recurrent` (RNNs, ``Bidirectional``),
+:mod:`~tfprune.graph.rules.attention` (``MultiHeadAttention``, ``EinsumDense``),
+:mod:`~tfprune.graph.rules.wrappers` (``TimeDistributed``, TF-MOT's wrappers),
 :mod:`~tfprune.graph.rules.shapes` (layers without multiply weights),
 :mod:`~tfprune.graph.rules.ops` (TF ops in a functional graph) and
 :mod:`~tfprune.graph.rules.model_garden` (TF Model Garden's embedding layers).
 """
 
+from tfprune.graph.rules.attention import (
+    DotAttentionRule,
+    EinsumDenseRule,
+    MultiHeadAttentionRule,
+    dense_like_equation,
+    einsum_macs,
+)
 from tfprune.graph.rules.base import (
     KERNEL_NAMES,
     PRODUCER_ROLES,
@@ -44,6 +54,7 @@ from tfprune.graph.rules.model_garden import (
     VisionAttentionRule,
 )
 from tfprune.graph.rules.ops import ELEMENTWISE_OPS, TFOpRule
+from tfprune.graph.rules.recurrent import BidirectionalRule, RecurrentRule
 from tfprune.graph.rules.shapes import (
     ConcatenateRule,
     FlattenRule,
@@ -59,23 +70,18 @@ from tfprune.graph.rules.shapes import (
     SoftmaxRule,
 )
 from tfprune.graph.rules.weighted import (
-    BidirectionalRule,
     ConvRule,
     ConvTransposeRule,
     DenseRule,
     DepthwiseRule,
-    DotAttentionRule,
-    EinsumDenseRule,
     EmbeddingRule,
     LocallyConnectedRule,
-    MultiHeadAttentionRule,
+    SeparableRule,
+)
+from tfprune.graph.rules.wrappers import (
     PruneLowMagnitudeRule,
     QuantizeWrapperRule,
-    RecurrentRule,
-    SeparableRule,
     TimeDistributedRule,
-    dense_like_equation,
-    einsum_macs,
 )
 
 __all__ = [

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from tfprune.compat import keras
+from tfprune.graph.rules.attention import MultiHeadAttentionRule
 from tfprune.graph.rules.base import (
     ChannelContext,
     LayerRule,
@@ -21,7 +22,7 @@ from tfprune.graph.rules.base import (
     Shape,
     numel,
 )
-from tfprune.graph.rules.weighted import EmbeddingRule, MultiHeadAttentionRule
+from tfprune.graph.rules.weighted import EmbeddingRule
 
 __all__ = [
     "AddPositionEmbsRule",
