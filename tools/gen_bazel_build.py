@@ -1,7 +1,7 @@
 """Generates the Bazel BUILD files for tfprune from the source tree.
 
 One ``py_library`` per module under ``tfprune/``, one ``py_binary`` per ``tfprune/bin/*.py``
-module (other than ``__init__``), one ``py_test`` per test file under ``tests/`` and one
+module that runs as a program (``if __name__ == "__main__":``), one ``py_test`` per test file under ``tests/`` and one
 ``py_library`` per other Python file there (``conftest.py``, helpers). Only native rules are used,
 so no external repository is ever fetched. Output is deterministic: rerun it whenever a module is
 added, removed or changes its imports.
@@ -48,6 +48,7 @@ import ast
 import dataclasses
 import functools
 import pathlib
+import re
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -56,6 +57,8 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Top-level folders whose Python files get targets; the first is the installable package.
 SOURCE_ROOTS = ("tfprune", "tests")
 BIN_DIR = ("tfprune", "bin")
+# A module of BIN_DIR with this guard runs as a program and gets a py_binary.
+_MAIN_GUARD = re.compile(r"^if __name__ == [\"']__main__[\"']:", re.M)
 JOBS_DIR = (*BIN_DIR, "jobs")  # tfprune/bin/<name>.py loads tfprune/bin/jobs/<name>.py by name.
 STUB_NAME = "__init__.pyi"  # The imports of a lazy package facade (lazy_loader.attach_stub).
 HEADER = (
@@ -146,8 +149,12 @@ def _is_test_file(path: Path) -> bool:
     )
 
 
-def _make_targets(files: list[Path]) -> dict[Path, list[Target]]:
-    """The targets of each ``.py`` file, before dependencies are filled in."""
+def _make_targets(files: list[Path], programs: set[Path]) -> dict[Path, list[Target]]:
+    """The targets of each ``.py`` file, before dependencies are filled in.
+
+    ``programs`` are the ``tfprune/bin`` modules that run as programs; each also gets a
+    ``py_binary``.
+    """
     targets: dict[Path, list[Target]] = {}
     for path in files:
         package = path.parent.as_posix()
@@ -158,7 +165,7 @@ def _make_targets(files: list[Path]) -> dict[Path, list[Target]]:
                 stem += "_pkg"  # A module shares its package's name, e.g. graph/graph.py.
         if _is_test_file(path):
             targets[path] = [Target("py_test", package, stem, path.name, main=path.name)]
-        elif path.parent.parts == BIN_DIR and path.name != "__init__.py":
+        elif path in programs:
             lib = Target("py_library", package, f"{stem}_lib", path.name)
             binary = Target("py_binary", package, stem, path.name, {lib.label}, main=path.name)
             targets[path] = [lib, binary]
@@ -283,16 +290,18 @@ def generate(
     files = [f for f in all_files if f.suffix == ".py"]
     stubs = {f for f in all_files if f.name == STUB_NAME}
     modules = {_module_name(f): f for f in files}
-    per_file = _make_targets(files)
-    by_label = {t.label: t for ts in per_file.values() for t in ts}
-
-    def primary(path: Path) -> Target:
-        return per_file[path][0]  # The py_library (or py_test) that holds the code.
 
     def read(path: Path) -> str:
         if index:
             return _git(root, "show", f":{path}")
         return (root / path).read_text(encoding="utf-8")
+
+    programs = {f for f in files if f.parent.parts == BIN_DIR and _MAIN_GUARD.search(read(f))}
+    per_file = _make_targets(files, programs)
+    by_label = {t.label: t for ts in per_file.values() for t in ts}
+
+    def primary(path: Path) -> Target:
+        return per_file[path][0]  # The py_library (or py_test) that holds the code.
 
     for path in files:
         target = primary(path)
