@@ -440,6 +440,16 @@ def _search(
     )
 
 
+def _prepared_criterion(
+    model: Any, importance: Any, seed: int, importance_data: Any, loss: Any
+) -> Callable:
+    """The importance criterion, with what it needs from the model and data (Taylor) prepared."""
+    criterion = get_importance(importance, seed=seed)
+    if isinstance(criterion, Importance) and hasattr(criterion, "prepare"):
+        criterion.prepare(model, data=importance_data, loss=loss)
+    return criterion
+
+
 def find_sparsity_for_target(
     model: Any,
     target: Mapping[str, float],
@@ -488,9 +498,7 @@ def find_sparsity_for_target(
     _check_options(global_ranking, max_group_sparsity, round_to)
     scheme = _target_scheme(sparsity)
     skip = _check_skip(model, skip)
-    criterion = get_importance(importance, seed=seed)
-    if isinstance(criterion, Importance) and hasattr(criterion, "prepare"):
-        criterion.prepare(model, data=importance_data, loss=loss)
+    criterion = _prepared_criterion(model, importance, seed, importance_data, loss)
     return _search(
         model,
         analyze(model),
@@ -570,10 +578,8 @@ def prune_filters(
     if target is not None:
         check_target(target)
     _check_options(global_ranking, max_group_sparsity, round_to)
-    criterion = get_importance(importance, seed=seed)
+    criterion = _prepared_criterion(model, importance, seed, importance_data, loss)
     skip = _check_skip(model, skip)
-    if isinstance(criterion, Importance) and hasattr(criterion, "prepare"):
-        criterion.prepare(model, data=importance_data, loss=loss)
     found: TargetResult | None = None
     if target is not None:
         found = _search(
@@ -626,8 +632,19 @@ def prune_filters(
             "print(tfprune.explain(model)) to see which layers block pruning."
         )
 
-    target_groups = {gid for gid, _ in targets}
-    policy_cfg = policy.to_config()
+    masked = _masked_copy(analysis, {gid for gid, _ in targets}, policy.to_config())
+    pruner = FilterPruner(masked, policy, criterion)
+    masked._tfprune_pruner = pruner
+    masked.tfprune_target = found
+    if policy.is_gradual:
+        pruner.guard_fit()
+    else:
+        pruner.update(None)
+    return masked
+
+
+def _masked_copy(analysis: Analysis, target_groups: set[int], policy_cfg: dict) -> Any:
+    """A copy of the analysed model with masks on the channels of ``target_groups``."""
     # Consumers of pruned channels get a mask: on their kernel when a masked twin class
     # exists (cheap: the kernel is small), otherwise a ChannelMask on their input tensor.
     kernel_masked: dict[int, int] = {}
@@ -683,15 +700,7 @@ def prune_filters(
             state.setdefault("inserted", []).append(mask_layer)
         return cache[id(old)]
 
-    masked = rebuild_model(analysis.model, factory, hook)
-    pruner = FilterPruner(masked, policy, criterion)
-    masked._tfprune_pruner = pruner
-    masked.tfprune_target = found
-    if policy.is_gradual:
-        pruner.guard_fit()
-    else:
-        pruner.update(None)
-    return masked
+    return rebuild_model(analysis.model, factory, hook)
 
 
 def _dtype_of(tensor: Any) -> Any:
