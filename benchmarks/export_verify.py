@@ -53,6 +53,7 @@ def measure(name: str, size: int, runtimes: bool) -> dict:
 
     import tfprune
     from tfprune.batch_norm import recalibrate_batch_norm
+    from tfprune.deploy.runtimes import onnx_blockers
 
     t0 = time.perf_counter()
     model = _build(name, size)
@@ -65,9 +66,7 @@ def measure(name: str, size: int, runtimes: bool) -> dict:
     if tfprune.explain(model).prunable_fraction > 0:
         model = tfprune.shrink(model, 0.5)
     row["mac_reduction"] = before / max(tfprune.count_flops(model).total, 1)
-    onnx = runtimes and not tfprune.deploy.runtimes.onnx_blockers(
-        tfprune.optimize_for_inference(model)
-    )
+    onnx = runtimes and not onnx_blockers(tfprune.optimize_for_inference(model))
     with tempfile.TemporaryDirectory() as base:
         result = tfprune.export_for_serving(model, base, tflite=runtimes, onnx=onnx, verify=True)
     if runtimes and not onnx:
