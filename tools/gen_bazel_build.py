@@ -1,10 +1,10 @@
 """Generates the Bazel BUILD files for tfprune from the source tree.
 
 One ``py_library`` per module under ``tfprune/``, one ``py_binary`` per ``tfprune/bin/*.py``
-module that runs as a program (``if __name__ == "__main__":``), one ``py_test`` per test file under ``tests/`` and one
-``py_library`` per other Python file there (``conftest.py``, helpers). Only native rules are used,
-so no external repository is ever fetched. Output is deterministic: rerun it whenever a module is
-added, removed or changes its imports.
+module that runs as a program (``if __name__ == "__main__":``), one ``py_test`` per test file
+under ``tests/`` and one ``py_library`` per other Python file there (``conftest.py``, helpers).
+Only native rules are used, so no external repository is ever fetched. Output is deterministic:
+rerun it whenever a module is added, removed or changes its imports.
 
 Dependencies are the first-party modules each file imports, all of them: no edge is ever dropped,
 so ``bazel query 'deps(...)'`` matches the Python imports (``tests/test_bazel_graph.py`` checks
