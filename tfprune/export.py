@@ -288,22 +288,14 @@ def _export(
     verify: bool,
     allow_masked: bool,
 ) -> ExportResult:
-    if not isinstance(model, keras.Model):
-        raise InvalidArgumentError(f"model must be a tf_keras Model, got {type(model).__name__}")
-    for name, value in (
-        ("signature_name", signature_name),
-        ("preprocessing_signature_name", preprocessing_signature_name),
-    ):
-        if not value or not isinstance(value, str):
-            raise InvalidArgumentError(f"{name} must be a non-empty str, got {value!r}")
-    if preprocessing is not None and preprocessing_signature_name == signature_name:
-        raise InvalidArgumentError("preprocessing_signature_name must differ from signature_name")
-    if rtol < 0 or atol < 0 or runtime_rtol < 0:
-        raise InvalidArgumentError(
-            f"rtol, atol and runtime_rtol must be >= 0, got {rtol}, {atol}, {runtime_rtol}"
-        )
-    if batch_size < 1:
-        raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}")
+    _check_arguments(
+        model,
+        signature_name,
+        preprocessing,
+        preprocessing_signature_name,
+        (rtol, atol, runtime_rtol),
+        batch_size,
+    )
     try:
         check_no_masks(model)
     except UnsupportedModelError as err:
@@ -391,42 +383,98 @@ def _export(
             )
             result.warmup_path = os.path.join(target, os.path.relpath(written, staging))
         result.runtime_tolerance = runtime_rtol
-        for wanted, kind in ((tflite, "tflite"), (onnx, "onnx")):
-            if not wanted:
-                continue
-            file = os.path.join(staging, f"model.{kind}")
-            if kind == "tflite":
-                runtimes.convert_to_tflite(staging, file, signature_name=signature_name)
-                outs = runtimes.run_tflite(file, inputs, signature_name=signature_name)
-                result.tflite_path = os.path.join(target, os.path.basename(file))
-            else:
-                runtimes.convert_to_onnx(staging, file, signature_name=signature_name)
-                outs = runtimes.run_onnx(file, inputs)
-                result.onnx_path = os.path.join(target, os.path.basename(file))
-            problems = _compare(got, outs, runtime_rtol, atol)
-            if problems:
-                raise runtimes.RuntimeMismatchError(
-                    f"{kind} outputs differ from the SavedModel's beyond runtime_rtol="
-                    f"{runtime_rtol}: " + "; ".join(problems) + ". Nothing was written."
-                )
-            result.runtime_differences[kind] = _relative(got, outs)
+        kinds = [kind for wanted, kind in ((tflite, "tflite"), (onnx, "onnx")) if wanted]
+        for kind in kinds:
+            _convert_and_check(staging, target, kind, inputs, got, signature_name, result, atol)
         if verify:
-            report = serving.verify_in_fresh_process(
-                staging, inputs, expected, signature_name=signature_name, rtol=tolerance, atol=atol
+            result.verify = _verify_in_fresh_process(
+                staging, inputs, expected, signature_name, tolerance, atol
             )
-            if not report["ok"] or report["tfprune_imported"]:
-                raise ExportMismatchError(
-                    "the export does not reproduce the model in a fresh TensorFlow process: max "
-                    f"relative difference {report['max_relative_difference']:.3g} (tolerance "
-                    f"{tolerance:.3g}), tfprune imported: {report['tfprune_imported']}. Nothing "
-                    "was written."
-                )
-            result.verify = report
         _move_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return result
+
+
+def _check_arguments(
+    model: Any,
+    signature_name: Any,
+    preprocessing: Any,
+    preprocessing_signature_name: Any,
+    tolerances: tuple[float, float, float],
+    batch_size: int,
+) -> None:
+    """Raises InvalidArgumentError naming the first bad export argument."""
+    if not isinstance(model, keras.Model):
+        raise InvalidArgumentError(f"model must be a tf_keras Model, got {type(model).__name__}")
+    for name, value in (
+        ("signature_name", signature_name),
+        ("preprocessing_signature_name", preprocessing_signature_name),
+    ):
+        if not value or not isinstance(value, str):
+            raise InvalidArgumentError(f"{name} must be a non-empty str, got {value!r}")
+    if preprocessing is not None and preprocessing_signature_name == signature_name:
+        raise InvalidArgumentError("preprocessing_signature_name must differ from signature_name")
+    if min(tolerances) < 0:
+        rtol, atol, runtime_rtol = tolerances
+        raise InvalidArgumentError(
+            f"rtol, atol and runtime_rtol must be >= 0, got {rtol}, {atol}, {runtime_rtol}"
+        )
+    if batch_size < 1:
+        raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size}")
+
+
+def _convert_and_check(
+    staging: str,
+    target: str,
+    kind: str,
+    inputs: Any,
+    saved_outputs: Mapping[str, np.ndarray],
+    signature_name: str,
+    result: ExportResult,
+    atol: float,
+) -> None:
+    """Writes ``model.<kind>`` (tflite or onnx) beside the SavedModel and checks its outputs."""
+    file = os.path.join(staging, f"model.{kind}")
+    if kind == "tflite":
+        runtimes.convert_to_tflite(staging, file, signature_name=signature_name)
+        outs = runtimes.run_tflite(file, inputs, signature_name=signature_name)
+        result.tflite_path = os.path.join(target, os.path.basename(file))
+    else:
+        runtimes.convert_to_onnx(staging, file, signature_name=signature_name)
+        outs = runtimes.run_onnx(file, inputs)
+        result.onnx_path = os.path.join(target, os.path.basename(file))
+    runtime_rtol = result.runtime_tolerance
+    problems = _compare(saved_outputs, outs, runtime_rtol, atol)
+    if problems:
+        raise runtimes.RuntimeMismatchError(
+            f"{kind} outputs differ from the SavedModel's beyond runtime_rtol="
+            f"{runtime_rtol}: " + "; ".join(problems) + ". Nothing was written."
+        )
+    result.runtime_differences[kind] = _relative(saved_outputs, outs)
+
+
+def _verify_in_fresh_process(
+    staging: str,
+    inputs: Any,
+    expected: Mapping[str, np.ndarray],
+    signature_name: str,
+    tolerance: float,
+    atol: float,
+) -> dict[str, Any]:
+    """Reloads the export in a Python process without tfprune; its report, or an error."""
+    report = serving.verify_in_fresh_process(
+        staging, inputs, expected, signature_name=signature_name, rtol=tolerance, atol=atol
+    )
+    if not report["ok"] or report["tfprune_imported"]:
+        raise ExportMismatchError(
+            "the export does not reproduce the model in a fresh TensorFlow process: max "
+            f"relative difference {report['max_relative_difference']:.3g} (tolerance "
+            f"{tolerance:.3g}), tfprune imported: {report['tfprune_imported']}. Nothing "
+            "was written."
+        )
+    return report
 
 
 def _only_stock_layers(model: keras.Model) -> bool:
