@@ -30,8 +30,9 @@ Two conventions add dependencies that imports alone do not show:
 - Binary launchers. Each ``tfprune/bin/<name>.py`` is a light launcher (flags only, no TensorFlow
   import, so ``--help`` is instant) that loads its job module ``tfprune/bin/jobs/<name>.py`` by
   name once the flags parse. When that job module exists, the binary's library target
-  ``//tfprune/bin:<name>_lib`` depends on ``//tfprune/bin/jobs:<name>``. Only direct children of
-  ``tfprune/bin/`` are binaries; files under ``tfprune/bin/jobs/`` are ordinary libraries.
+  ``//tfprune/bin:<name>_lib`` depends on ``//tfprune/bin/jobs:<name>`` (tests/bin pins that
+  every tool names its job so). Only direct children of ``tfprune/bin/`` with a ``__main__``
+  guard are binaries; files under ``tfprune/bin/jobs/`` are ordinary libraries.
 
 Usage:
     python tools/gen_bazel_build.py           # (re)write the BUILD files

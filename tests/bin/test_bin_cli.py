@@ -44,6 +44,8 @@ def test_help_lists_the_tools_own_and_shared_flags(name, capsys):
     assert TOOLS[name].BINARY(["-h"]) == 0 and capsys.readouterr().out == out
     assert TOOLS[name].BINARY(["--helpfull"]) == 0
     assert "--verbosity" in capsys.readouterr().out  # absl's flags too
+    # The work is in tfprune/bin/jobs/<name>.py (the BUILD generator relies on the name).
+    assert TOOLS[name].BINARY.job == f"tfprune.bin.jobs.{name}"
 
 
 def test_help_and_flag_errors_never_load_tensorflow():
