@@ -317,7 +317,7 @@ def generate(
             for dep, line in sorted(imported.items()):
                 if dep != path:
                     target.add_dep(primary(dep).label, f"{source}:{line}")
-        if path.parent.parts == BIN_DIR and path.name != "__init__.py":
+        if path in programs:
             job = Path(*JOBS_DIR, path.name)  # The launcher loads its job module by name.
             if job in per_file:
                 target.add_dep(primary(job).label, f"{job} (job of launcher {path})")

@@ -165,13 +165,8 @@ class Binary:
         saved_own = flagsaver.save_flag_values(self.flag_values)
         saved_absl = flagsaver.save_flag_values(flags.FLAGS)
         try:
-            if self._help(argv):
-                return 0
-            try:
-                rest = self._parse(argv)
-            except flags.Error as err:
-                return self._fail(str(err))
-            return self._run_job(rest)
+            parsed = self._parse_or_status(argv)
+            return parsed if isinstance(parsed, int) else self._run_job(parsed)
         finally:
             self.flag_values.unparse_flags()
             flagsaver.restore_flag_values(saved_own, self.flag_values)
@@ -197,13 +192,20 @@ class Binary:
         rest = flags.FLAGS(list(argv), known_only=True)
         return self.flag_values(rest)
 
-    def _parse_or_exit(self, argv: Sequence[str]) -> list[str]:
+    def _parse_or_status(self, argv: Sequence[str]) -> list[str] | int:
+        """The arguments left after the flags, or the exit status after help or a flag error."""
         if self._help(argv):
-            sys.exit(0)
+            return 0
         try:
             return self._parse(argv)
         except flags.Error as err:
-            sys.exit(self._fail(str(err)))
+            return self._fail(str(err))
+
+    def _parse_or_exit(self, argv: Sequence[str]) -> list[str]:
+        parsed = self._parse_or_status(argv)
+        if isinstance(parsed, int):
+            sys.exit(parsed)
+        return parsed
 
     def _run_job(self, argv: Sequence[str]) -> int:
         if len(argv) > 1:

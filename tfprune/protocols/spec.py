@@ -539,12 +539,13 @@ class RunRecord:
     run_id: str = ""
 
     def __post_init__(self) -> None:
-        if not self.run_id:
-            self.run_id = RunSpec.from_dict(self.spec).run_id() if self.spec else ""
-        self._check_id()
+        self._check_id(fill=True)
 
-    def _check_id(self) -> None:
+    def _check_id(self, fill: bool = False) -> None:
+        """Raises unless ``run_id`` is the spec's id (with ``fill``, an empty one becomes it)."""
         derived = RunSpec.from_dict(self.spec).run_id() if self.spec else ""
+        if fill and not self.run_id:
+            self.run_id = derived
         if self.run_id != derived:
             raise InvalidArgumentError(
                 f"record of run {self.run_id}: its spec is that of run {derived or '(none)'}; "

@@ -282,15 +282,17 @@ class RunStore:
 
     def load_record_dicts(self, run_ids: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Every finished record (or those of ``run_ids`` that are finished), sorted by id."""
+        return [self.load_record_dict(r) for r in self._finished_among(run_ids)]
+
+    def _finished_among(self, run_ids: Sequence[str] | None) -> list[str]:
+        """The finished runs among ``run_ids`` (all finished runs when None), sorted."""
         ids = self.finished_ids() if run_ids is None else sorted(run_ids)
-        return [self.load_record_dict(r) for r in ids if self.is_finished(r)]
+        return [r for r in ids if self.is_finished(r)]
 
     def load_records(self, run_ids: Sequence[str] | None = None) -> list[Any]:
         """Finished records as :class:`tfprune.protocols.spec.RunRecord` objects, sorted by id."""
         records = []
-        for run_id in self.finished_ids() if run_ids is None else sorted(run_ids):
-            if not self.is_finished(run_id):
-                continue
+        for run_id in self._finished_among(run_ids):
             record = RunRecord.from_dict(self.load_record_dict(run_id))
             if record.run_id != run_id:
                 raise InvalidArgumentError(
