@@ -72,6 +72,9 @@ def test_record_id_is_fixed_when_made_stored_and_checked_on_load(tmp_path):
     store.write_record(other, RunRecord(spec.to_dict(), {}, {}, {}).to_dict())
     with pytest.raises(InvalidArgumentError, match=f"is in the folder of run {other}"):
         store.load_records()
+    store.write_record(other, {"metrics": {}})  # damaged: no spec at all
+    with pytest.raises(InvalidArgumentError, match="a record without a run spec is in the folder"):
+        store.load_records()
     # Records written before ids were stored get theirs from the spec.
     legacy = RunRecord(spec.to_dict(), {}, {}, {}).to_dict()
     del legacy["run_id"]

@@ -295,9 +295,14 @@ class RunStore:
         for run_id in self._finished_among(run_ids):
             record = RunRecord.from_dict(self.load_record_dict(run_id))
             if record.run_id != run_id:
+                what = (
+                    f"the record of run {record.run_id}"
+                    if record.run_id
+                    else "a record without a run spec"
+                )
                 raise InvalidArgumentError(
-                    f"{self.run_dir(run_id) / RECORD_FILE}: the record of run {record.run_id} "
-                    f"is in the folder of run {run_id}; delete the folder and rerun"
+                    f"{self.run_dir(run_id) / RECORD_FILE}: {what} is in the folder of run "
+                    f"{run_id}; delete the folder and rerun"
                 )
             records.append(record)
         return records
