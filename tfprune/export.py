@@ -47,7 +47,13 @@ from tfprune.deploy.inputs import (
 )
 from tfprune.deploy.serving import VersionExistsError
 from tfprune.errors import InvalidArgumentError, TfpruneError, UnsupportedModelError
-from tfprune.files import staging_dir
+from tfprune.files import (
+    describe_entries,
+    foreign_entries,
+    mark_as_tfprune,
+    protected_folder,
+    staging_dir,
+)
 
 __all__ = [
     "ExportDirectoryNotEmptyError",
@@ -55,6 +61,7 @@ __all__ = [
     "ExportMismatchError",
     "ExportResult",
     "VersionExistsError",
+    "check_export_dir",
     "export_for_serving",
     "export_saved_model",
     "serving_signature",
@@ -75,7 +82,7 @@ class ExportError(TfpruneError):
 
 
 class ExportDirectoryNotEmptyError(ExportError):
-    """The export directory exists and is not empty (pass ``overwrite=True`` to replace it)."""
+    """The export folder is not empty: others' files, or a tfprune export without ``overwrite``."""
 
 
 class ExportMismatchError(ExportError):
@@ -254,15 +261,39 @@ def _graph_reference(
     return first, noise, tolerance
 
 
-def _check_target(target: str, overwrite: bool) -> None:
-    if os.path.exists(target):
-        if not os.path.isdir(target):
-            raise ExportError(f"export_dir {target!r} exists and is not a directory")
-        if os.listdir(target) and not overwrite:
-            raise ExportDirectoryNotEmptyError(
-                f"export_dir {target!r} exists and is not empty; choose a new directory or pass "
-                "overwrite=True to replace it"
-            )
+def check_export_dir(export_dir: str | os.PathLike[str], overwrite: bool = False) -> None:
+    """Raises unless :func:`export_saved_model` may write ``export_dir`` (checked before work).
+
+    A missing or empty folder may be written; a tfprune export only with ``overwrite=True``;
+    anything else (someone's files, the current folder, a git checkout) never.
+
+    Raises:
+      ExportDirectoryNotEmptyError: the folder is not empty and may not be replaced (the
+        message names the argument, its flag and the fix).
+      ExportError: the path exists and is not a folder.
+    """
+    target = os.path.abspath(os.fspath(export_dir))
+    where = f"export_dir={os.fspath(export_dir)!r} (--export_dir)"
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise ExportError(f"{where} exists and is not a folder; give a new or empty folder")
+    if not os.path.isdir(target) or not os.listdir(target):
+        return
+    foreign = foreign_entries(target)
+    if foreign:
+        raise ExportDirectoryNotEmptyError(
+            f"{where} holds {describe_entries(foreign)}, which tfprune did not write; give a "
+            "new or empty folder (tfprune replaces only its own exports)"
+        )
+    why = protected_folder(target)
+    if why:
+        raise ExportDirectoryNotEmptyError(
+            f"{where} is never replaced: {why}; give a new or empty folder"
+        )
+    if not overwrite:
+        raise ExportDirectoryNotEmptyError(
+            f"{where} holds a tfprune export; pass overwrite=True (--overwrite) to replace it, "
+            "or give a new or empty folder"
+        )
 
 
 def _export(
@@ -343,8 +374,13 @@ def _export(
         raw_expected = {k: v.numpy() for k, v in call_model(model, prepared).items()}
     result.signatures = list(signatures)
 
+    runtimes.require(tflite=tflite, onnx=onnx)  # before anything is written
+    if warmup:
+        serving.require_serving_apis()
     # Readable by a serving process, renamed into place when complete.
-    staging = staging_dir(os.path.dirname(target), os.path.basename(target))
+    parent = os.path.dirname(target)
+    parent_existed = os.path.isdir(parent)
+    staging = staging_dir(parent, os.path.basename(target))
     try:
         try:
             keras.models.save_model(
@@ -390,9 +426,12 @@ def _export(
             result.verify = _verify_in_fresh_process(
                 staging, inputs, expected, signature_name, tolerance, atol
             )
+        mark_as_tfprune(staging)
         _move_into_place(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if not parent_existed and not os.listdir(parent):
+            os.rmdir(parent)  # a serving base folder this export created for nothing
         raise
     return result
 
@@ -553,8 +592,10 @@ def export_saved_model(
 
     Args:
         model: a functional or Sequential tf_keras model with symbolic inputs (stripped).
-        export_dir: target folder; must not exist or be empty unless ``overwrite``.
-        overwrite: replace a non-empty ``export_dir`` (only after the new export passed).
+        export_dir: target folder; must not exist or be empty, or be a tfprune export with
+            ``overwrite``.
+        overwrite: replace the tfprune export in ``export_dir`` (only after the new export
+            passed). A folder holding anything tfprune did not write is never replaced.
         return_result: return an :class:`ExportResult` instead of the path.
         signature_name: key of the serving signature.
         check_inputs: one array, a list of arrays in model input order, or a dict keyed by input
@@ -578,14 +619,14 @@ def export_saved_model(
             refusing it.
 
     Raises:
-        ExportDirectoryNotEmptyError: ``export_dir`` is non-empty and ``overwrite`` is False.
+        ExportDirectoryNotEmptyError: ``export_dir`` is not empty and may not be replaced.
         ExportMismatchError: the reloaded SavedModel's outputs differ from the model's.
         UnsupportedModelError: the model still holds tfprune masks or TF-MOT wrappers.
         ExportError: writing, reloading or converting failed.
         InvalidArgumentError: bad arguments (the message names the argument).
     """
     target = os.path.abspath(os.fspath(export_dir))
-    _check_target(target, overwrite)
+    check_export_dir(target, overwrite)
     result = _export(
         model,
         target,

@@ -1,5 +1,9 @@
 """Writing results so that a reader never sees half a file, and folders others can read.
 
+Every output folder tfprune creates or fills holds a marker file (:data:`MARKER`). A folder that
+is not empty and holds no marker is someone else's: tfprune refuses to write into it or replace
+it, whatever the flags say, so a mistyped ``--output_dir=.`` never touches a checkout.
+
 Every file tfprune writes (configs, records, histories, plans, reports) goes through
 :func:`atomic_write_text`: a temporary file in the same folder, flushed to disk, then renamed
 over the target, so a crash or kill leaves either the old file or the new one. Files and the
@@ -10,19 +14,27 @@ folder or a serving process can read them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from tfprune.errors import ConfigError
 
 __all__ = [
+    "MARKER",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "describe_entries",
     "ensure_output_dir",
+    "foreign_entries",
+    "mark_as_tfprune",
+    "new_output_dir",
+    "protected_folder",
     "public_mode",
     "staging_dir",
 ]
@@ -97,18 +109,26 @@ def ensure_output_dir(
 ) -> Path:
     """Create the results folder ``path`` (and its parents), or say why it cannot be one.
 
-    With ``create=False`` only check that it could be created (checked before long work, so
-    that a bad path fails in seconds, not after training).
+    The folder is marked as tfprune's (:data:`MARKER`). With ``create=False`` only check that
+    it could be created (checked before long work, so that a bad path fails in seconds, not
+    after training).
 
     Raises:
-      ConfigError: ``path`` (or a parent) is a file, or the folder cannot be created or written,
-        naming the flag to change.
+      ConfigError: ``path`` (or a parent) is a file, the folder cannot be created or written,
+        or it is not empty and tfprune did not write it (``.``, a git checkout, someone's
+        files), naming the flag to change.
     """
     folder = Path(path)
     for part in (folder, *folder.parents):
         if part.exists() and not part.is_dir():
             where = "is a file" if part == folder else f"is under the file {str(part)!r}"
             raise ConfigError(f"--{flag}={str(folder)!r} {where}; give a folder path")
+    foreign = foreign_entries(folder)
+    if foreign:
+        raise ConfigError(
+            f"--{flag}={str(folder)!r} is a folder tfprune did not write (it holds "
+            f"{describe_entries(foreign)}); give a new or empty folder"
+        )
     existing = next(p for p in (folder, *folder.parents, Path(".")) if p.exists())
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ConfigError(
@@ -123,4 +143,92 @@ def ensure_output_dir(
                 f"--{flag}={str(folder)!r} cannot be created ({err.strerror}); give a folder "
                 "you can write to"
             ) from None
+        mark_as_tfprune(folder)
     return folder
+
+
+#: The file tfprune writes into each output folder it creates or fills (empty; its name says it).
+MARKER = ".tfprune"
+#: Folders tfprune's results folders hold (a folder holding one is tfprune's, marker or not).
+_RESULTS_LAYOUT = ("runs", "base_models")
+
+
+def foreign_entries(
+    path: str | os.PathLike[str], ignore: Callable[[str], bool] | None = None
+) -> list[str]:
+    """The names in folder ``path`` that tfprune did not write, sorted.
+
+    Empty when ``path`` is missing, empty, holds :data:`MARKER`, or is a tfprune results folder
+    (it holds ``runs/`` or ``base_models/``). ``ignore(name)`` True keeps a name out of the list.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        return []
+    names = sorted(os.listdir(folder))
+    if MARKER in names or any((folder / n).is_dir() for n in _RESULTS_LAYOUT if n in names):
+        return []
+    return [n for n in names if not (ignore and ignore(n))]
+
+
+def describe_entries(names: list[str]) -> str:
+    """``"a git repository"`` or ``"'a.txt', 'b' and 3 more"`` for a refusal message."""
+    if ".git" in names:
+        return "a git repository"
+    shown = ", ".join(repr(n) for n in names[:2])
+    return shown + (f" and {len(names) - 2} more" if len(names) > 2 else "")
+
+
+def protected_folder(path: str | os.PathLike[str]) -> str | None:
+    """Why tfprune must never replace folder ``path`` (None if it may, when asked to).
+
+    The current folder and those above it, the home folder and a git checkout are protected.
+    """
+    folder = Path(path).resolve()
+    cwd = Path.cwd().resolve()
+    if folder == cwd or folder in cwd.parents:
+        return "it is the current folder or holds it"
+    if folder == Path.home().resolve():
+        return "it is the home folder"
+    if (folder / ".git").exists():
+        return "it holds a git repository"
+    return None
+
+
+def mark_as_tfprune(path: str | os.PathLike[str]) -> None:
+    """Writes :data:`MARKER` into folder ``path`` (an empty file; no-op if it exists)."""
+    marker = Path(path) / MARKER
+    if not marker.exists():
+        # Not atomic_write: a temporary file beside it would look foreign to a concurrent shard.
+        with open(marker, "a"):
+            pass
+
+
+@contextlib.contextmanager
+def new_output_dir(path: str | os.PathLike[str], flag: str = "output_dir") -> Iterator[Path]:
+    """:func:`ensure_output_dir`, and on an error inside the block removes what it created.
+
+    A folder the block failed to fill (only the marker and empty folders in it) is removed if
+    this call created it, so a failed run leaves no empty results folder behind.
+    """
+    folder = Path(path)
+    existed = folder.exists()
+    made = ensure_output_dir(folder, flag)
+    try:
+        yield made
+    except BaseException:
+        if not existed:
+            _remove_if_unused(made)
+        raise
+
+
+def _remove_if_unused(folder: Path) -> None:
+    """Removes ``folder`` if it holds nothing but the marker and empty folders."""
+    for root, dirs, files in os.walk(folder, topdown=False):
+        if any(f != MARKER or Path(root) != folder for f in files):
+            return
+        for d in dirs:
+            with contextlib.suppress(OSError):
+                os.rmdir(os.path.join(root, d))
+    with contextlib.suppress(OSError):
+        (folder / MARKER).unlink(missing_ok=True)
+        folder.rmdir()

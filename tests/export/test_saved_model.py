@@ -87,20 +87,40 @@ def test_multi_input_multi_output_round_trip_with_named_check_inputs(tmp_path):
     )
 
 
-def test_refuses_non_empty_directory_unless_overwrite(tmp_path):
+def test_never_replaces_a_folder_of_other_files_and_its_own_only_with_overwrite(tmp_path):
     target = tmp_path / "busy"
     target.mkdir()
     (target / "keep.txt").write_text("precious")
     model = _single_input_model()
-    with pytest.raises(ExportDirectoryNotEmptyError, match="overwrite=True") as info:
-        export_saved_model(model, target)
-    assert isinstance(info.value, TfpruneError)
-    assert (target / "keep.txt").read_text() == "precious"
-    assert _leftovers(tmp_path, "busy") == []
-    export_saved_model(model, target, overwrite=True)
-    assert not (target / "keep.txt").exists()
-    assert (target / "saved_model.pb").is_file()
-    assert _leftovers(tmp_path, "busy") == []
+    for overwrite in (False, True):
+        with pytest.raises(ExportDirectoryNotEmptyError, match="'keep.txt', which tfprune") as info:
+            export_saved_model(model, target, overwrite=overwrite)
+        assert isinstance(info.value, TfpruneError)
+        assert "\n" not in str(info.value) and "new or empty folder" in str(info.value)
+        assert (target / "keep.txt").read_text() == "precious"
+        assert _leftovers(tmp_path, "busy") == []
+    ours = tmp_path / "ours"
+    export_saved_model(model, ours)
+    with pytest.raises(ExportDirectoryNotEmptyError, match=r"overwrite=True \(--overwrite\)"):
+        export_saved_model(model, ours)
+    export_saved_model(model, ours, overwrite=True)
+    assert (ours / "saved_model.pb").is_file()
+    assert _leftovers(tmp_path, "ours") == []
+
+
+def test_a_git_checkout_or_the_current_folder_is_never_replaced(tmp_path, monkeypatch):
+    model = _single_input_model()
+    repo = tmp_path / "repo"
+    export_saved_model(model, repo)  # a tfprune export...
+    (repo / ".git").mkdir()  # ...that someone made a git checkout
+    with pytest.raises(ExportDirectoryNotEmptyError, match="git repository"):
+        export_saved_model(model, repo, overwrite=True)
+    assert (repo / ".git").is_dir()
+    monkeypatch.chdir(tmp_path / "repo")
+    (repo / ".git").rmdir()
+    with pytest.raises(ExportDirectoryNotEmptyError, match="current folder"):
+        export_saved_model(model, ".", overwrite=True)
+    assert (repo / "saved_model.pb").is_file()
 
 
 def test_empty_existing_directory_is_accepted(tmp_path):

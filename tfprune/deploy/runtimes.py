@@ -2,12 +2,13 @@
 
 TFLite conversion uses TensorFlow's own converter; the model runs with ``ai-edge-litert``'s
 interpreter when installed, else ``tf.lite.Interpreter``. ONNX conversion uses ``tf2onnx`` and
-runs with ``onnxruntime`` (``pip install 'tfprune[deploy]'``). Both are float32 conversions (no
-quantisation), so outputs match TensorFlow's up to float rounding and kernel choice.
+runs with ``onnxruntime`` (the ``deploy`` extra: :data:`DEPLOY_EXTRA`). Both are float32
+conversions (no quantisation), so outputs match TensorFlow's up to float rounding and kernel choice.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -20,17 +21,38 @@ from tfprune.files import atomic_write_bytes
 from tfprune.nested import all_layers
 
 __all__ = [
+    "DEPLOY_EXTRA",
     "RuntimeMismatchError",
     "convert_to_onnx",
     "convert_to_tflite",
     "onnx_blockers",
+    "require",
     "run_onnx",
     "run_tflite",
 ]
 
 
+#: How to install the optional packages of exports (ONNX, TF Serving warm-up requests).
+DEPLOY_EXTRA = "pip install 'tfprune[deploy]' (from a clone of tfprune: pip install -e '.[deploy]')"
+
+
 class RuntimeMismatchError(TfpruneError):
     """A converted model (TFLite/ONNX) computes something different from the SavedModel."""
+
+
+def require(*, tflite: bool = False, onnx: bool = False) -> None:
+    """Raises TfpruneError naming the install command if a wanted runtime's packages are missing.
+
+    TFLite needs nothing beyond TensorFlow; ONNX needs tf2onnx and onnxruntime.
+    """
+    del tflite  # part of TensorFlow
+    if onnx:
+        missing = [m for m in ("tf2onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise TfpruneError(
+                f"ONNX export needs {' and '.join(missing)} (or pass onnx=False / --noonnx): "
+                f"{DEPLOY_EXTRA}"
+            )
 
 
 def convert_to_tflite(
@@ -82,7 +104,7 @@ def convert_to_onnx(
     try:
         import tf2onnx
     except ImportError as err:
-        raise TfpruneError("ONNX export needs tf2onnx: pip install 'tfprune[deploy]'") from err
+        raise TfpruneError(f"ONNX export needs tf2onnx: {DEPLOY_EXTRA}") from err
     loaded = tf.saved_model.load(saved_model_dir)  # keeps the variables alive while converting
     fn = loaded.signatures[signature_name]
     _, kwargs = fn.structured_input_signature
@@ -168,7 +190,7 @@ def run_onnx(path: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarra
     try:
         import onnxruntime
     except ImportError as err:
-        raise TfpruneError("running ONNX needs onnxruntime: pip install 'tfprune[deploy]'") from err
+        raise TfpruneError(f"running ONNX needs onnxruntime: {DEPLOY_EXTRA}") from err
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     feeds = {}
     for info in session.get_inputs():

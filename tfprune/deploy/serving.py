@@ -3,11 +3,12 @@
 TF Serving watches a base folder and serves its integer-named sub-folders (``<base>/<version>/``),
 replaying the ``PredictionLog`` records in ``<version>/assets.extra/tf_serving_warmup_requests``
 before it routes traffic to a new version. The warm-up records are built with
-``tensorflow-serving-api`` (``pip install tfprune[deploy]``).
+``tensorflow-serving-api`` (the ``deploy`` extra).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -20,14 +21,17 @@ import numpy as np
 
 from tfprune.compat import tf
 from tfprune.deploy import verify_script
+from tfprune.deploy.runtimes import DEPLOY_EXTRA
 from tfprune.deploy.verify_script import signature_text
 from tfprune.errors import InvalidArgumentError, TfpruneError
+from tfprune.files import MARKER, describe_entries, foreign_entries
 
 __all__ = [
     "WARMUP_FILE",
     "VersionExistsError",
     "next_version",
     "read_warmup_requests",
+    "require_serving_apis",
     "signature_text",
     "verify_in_fresh_process",
     "version_dir",
@@ -42,15 +46,34 @@ class VersionExistsError(TfpruneError):
     """The requested TF Serving version folder already exists."""
 
 
+_NO_SERVING_APIS = (
+    f"warm-up requests need tensorflow-serving-api (or pass warmup=False / --nowarmup): "
+    f"{DEPLOY_EXTRA}"
+)
+
+
+def require_serving_apis() -> None:
+    """Raises TfpruneError naming the install command if tensorflow-serving-api is missing."""
+    if importlib.util.find_spec("tensorflow_serving") is None:
+        raise TfpruneError(_NO_SERVING_APIS)
+
+
 def _serving_apis() -> tuple[Any, Any, Any]:
     try:
         from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
     except ImportError as err:  # optional dependency
-        raise TfpruneError(
-            "warm-up requests need tensorflow-serving-api: pip install 'tfprune[deploy]' (or "
-            "pass warmup=False / --nowarmup)"
-        ) from err
+        raise TfpruneError(_NO_SERVING_APIS) from err
     return model_pb2, predict_pb2, prediction_log_pb2
+
+
+def _not_a_version(name: str) -> bool:
+    """True for what a serving base folder should not hold: not a version, staging or marker."""
+    return not (name.isdigit() or name == MARKER or _staging(name))
+
+
+def _staging(name: str) -> bool:
+    """An export's temporary folder beside its version folder (``.<v>.tmp-*``, ``.<v>.old-*``)."""
+    return name.startswith(".") and (".tmp-" in name or ".old-" in name)
 
 
 def _versions(base: str) -> list[int]:
@@ -67,11 +90,20 @@ def next_version(base: str | os.PathLike[str]) -> int:
 def version_dir(base: str | os.PathLike[str], version: int | None = None) -> tuple[str, int]:
     """``(<base>/<version>, version)``; ``version=None`` takes :func:`next_version`.
 
-    Raises :class:`VersionExistsError` if that folder exists already.
+    Raises :class:`VersionExistsError` if that folder exists already, and
+    :class:`tfprune.errors.InvalidArgumentError` if ``base`` holds anything but version folders
+    (tfprune adds versions only to a TF Serving base folder, not to someone's folder).
     """
     base = os.path.abspath(os.fspath(base))
     if os.path.exists(base) and not os.path.isdir(base):
         raise InvalidArgumentError(f"serving base {base!r} exists and is not a folder")
+    foreign = foreign_entries(base, ignore=lambda n: not _not_a_version(n))
+    if foreign:
+        raise InvalidArgumentError(
+            f"base_dir={base!r} (--base_dir) holds {describe_entries(foreign)}, which are not "
+            "TF Serving version folders; give a new or empty folder, or the base folder TF "
+            "Serving watches"
+        )
     if version is None:
         version = next_version(base)
     if isinstance(version, bool) or not isinstance(version, int) or version < 0:
