@@ -23,7 +23,7 @@ from tfprune.models.mlp import (
     mlp_scheme,
     parse_index_ratios,
 )
-from tfprune.models.registry import get_model, list_models, model_builder
+from tfprune.models.registry import get_model, list_models, load_model, model_builder
 from tfprune.models.resnet_imagenet import (
     RESNET34_LI_RATIOS,
     RESNET34_LI_SKIP,
@@ -60,6 +60,7 @@ __all__ = [
     "mlp7_linear",
     "mlp7_relu",
     "mlp_scheme",
+    "load_model",
     "model_builder",
     "parse_index_ratios",
     "resnet34",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from tfprune.compat import keras
+from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError
 from tfprune.models.applications import keras_application, list_applications
 from tfprune.models.lenet import lenet5, lenet5_linear
@@ -15,7 +17,7 @@ from tfprune.models.resnet_imagenet import resnet34
 from tfprune.models.small_cnn import small_cnn
 from tfprune.models.vgg import vgg16_bn, vgg19_bn
 
-__all__ = ["get_model", "list_models", "model_builder"]
+__all__ = ["get_model", "list_models", "load_model", "model_builder"]
 
 _KERAS_PREFIX = "keras:"
 
@@ -60,12 +62,58 @@ def get_model(name: str, **kwargs: Any) -> keras.Model:
     ``keras:<Application>`` (e.g. ``keras:ResNet50``) calls
     :func:`tfprune.models.applications.keras_application`; weights are never downloaded.
     """
-    if name.startswith(_KERAS_PREFIX):
-        return keras_application(name[len(_KERAS_PREFIX) :], **kwargs)
     builders = _builders()
-    if name not in builders:
+    if name.startswith(_KERAS_PREFIX):
+        builder: Callable[..., keras.Model] = keras_application
+        kwargs = {"name": name[len(_KERAS_PREFIX) :], **kwargs}
+    elif name in builders:
+        builder = builders[name]
+    else:
         raise InvalidArgumentError(
             f"unknown model {name!r}; known models: {', '.join(sorted(builders))}, "
             "and keras:<Application> (e.g. keras:ResNet50; see list_models())"
         )
-    return builders[name](**kwargs)
+    try:
+        inspect.signature(builder).bind(**kwargs)
+    except TypeError as err:
+        takes = ", ".join(inspect.signature(builder).parameters)
+        raise InvalidArgumentError(f"model {name!r}: {err}; it takes {takes}") from None
+    try:
+        return builder(**kwargs)
+    except InvalidArgumentError:
+        raise
+    except ValueError as err:  # Keras' own refusal of a size or option (e.g. too-small images)
+        shape = kwargs.get("input_shape", kwargs.get("input_dim"))
+        raise InvalidArgumentError(
+            f"model {name!r} cannot be built for inputs of shape {shape}: "
+            f"{_first_line(err)}; use a model made for such inputs (small_cnn or mlp7_linear "
+            "fit the 8x8 digits) or larger inputs (--dataset, --input_shape)"
+        ) from None
+
+
+def load_model(
+    path: str | os.PathLike[str],
+    flag: str = "model_path",
+    custom_objects: Mapping[str, Any] | None = None,
+) -> keras.Model:
+    """Load a saved tf_keras model (``.keras``, ``.h5`` or SavedModel folder), uncompiled.
+
+    Raises:
+      InvalidArgumentError: ``path`` is missing or is not a saved model (names ``--<flag>``).
+    """
+    where = f"--{flag}={os.fspath(path)!r}"
+    if not os.path.exists(path):
+        raise InvalidArgumentError(f"{where} does not exist; give a saved Keras model")
+    try:
+        with keras.utils.custom_object_scope(dict(custom_objects or {})):
+            return keras.models.load_model(path, compile=False)
+    except (OSError, ValueError, tf.errors.OpError) as err:
+        raise InvalidArgumentError(
+            f"{where} is not a saved Keras model ({_first_line(err)}); give a .keras or .h5 "
+            "file or a SavedModel folder"
+        ) from None
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0].rstrip(".") if lines else type(err).__name__

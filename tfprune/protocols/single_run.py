@@ -12,9 +12,12 @@ measured latency) so that the physical speed-up is measured, not assumed.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import json
 import logging
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,11 +26,12 @@ from tfprune.compat import keras
 from tfprune.data import load_dataset
 from tfprune.distribute import get_strategy
 from tfprune.errors import InvalidArgumentError
-from tfprune.export import export_saved_model
-from tfprune.files import ensure_output_dir
+from tfprune.export import check_export_dir, export_saved_model
+from tfprune.files import atomic_write_json, ensure_output_dir
 from tfprune.flops import count_flops, count_params
-from tfprune.models import get_model
+from tfprune.models import load_model, model_builder
 from tfprune.profiling import interleaved_latency, speedup_stats
+from tfprune.protocols.execute import build_model
 from tfprune.protocols.methods import one_shot_masks
 from tfprune.protocols.spec import RetrainRecipe
 from tfprune.runtime import Runtime, use_runtime
@@ -36,9 +40,58 @@ from tfprune.surgery import strip_filters
 from tfprune.training import WEIGHT_DECAY_MODES, pipeline
 from tfprune.training.schedules import parse_schedule
 
-__all__ = ["PruneRunConfig", "PruneRunResult", "run_prune"]
+__all__ = [
+    "DEFAULT_SEED",
+    "SPLIT_FILE",
+    "PruneRunConfig",
+    "PruneRunResult",
+    "read_split",
+    "run_prune",
+    "write_split",
+]
 
 logger = logging.getLogger(__name__)
+
+#: Beside a saved model: the dataset, data folder and seed its held-out test split was drawn with.
+SPLIT_FILE = "split.json"
+#: The seed of a run that names none (and whose loaded model records none); the tools' default.
+DEFAULT_SEED = 0
+
+
+def _split_path(model_path: str | os.PathLike[str]) -> Path:
+    path = Path(model_path)
+    return (path if path.is_dir() else path.parent) / SPLIT_FILE
+
+
+def write_split(
+    model_path: str | os.PathLike[str], dataset: str, data_dir: str | None, seed: int
+) -> Path:
+    """Records (atomically, in ``split.json`` beside ``model_path``) the data a model saw.
+
+    The held-out test split of a dataset depends on its seed (and, for MNIST, on which files
+    ``data_dir`` holds), so a later prune of the model must test it on the same split.
+    """
+    record = {
+        "dataset": dataset,
+        "data_dir": None if data_dir is None else os.path.abspath(data_dir),
+        "seed": int(seed),
+    }
+    return atomic_write_json(_split_path(model_path), record)
+
+
+def read_split(model_path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The record :func:`write_split` left beside ``model_path`` (None if there is none)."""
+    path = _split_path(model_path)
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        return {"dataset": str(record["dataset"]), "seed": int(record["seed"]), **record}
+    except (ValueError, KeyError, TypeError):
+        raise InvalidArgumentError(
+            f"{str(path)!r} is not a split record (dataset, data_dir, seed); delete it to test "
+            "the model on the split of --seed, or retrain the model with tfprune-train"
+        ) from None
 
 
 @dataclasses.dataclass
@@ -58,9 +111,12 @@ class PruneRunConfig:
     retrain_learning_rate: float = 0.01
     weight_decay: float = 0.0
     weight_decay_mode: str = "coupled"
-    seed: int = 0
+    #: None: the seed in the loaded model's split record, else :data:`DEFAULT_SEED`.
+    seed: int | None = None
     strategy: str = "default"
     export_dir: str | None = None
+    #: Replace a tfprune export already in ``export_dir`` (never a folder of other files).
+    overwrite: bool = False
     latency_batch: int = 32
     mixed_precision: Any = False
     jit_compile: bool = False
@@ -87,11 +143,39 @@ class PruneRunConfig:
         self.runtime()
         if self.export_dir:  # fails now, not after both training phases
             ensure_output_dir(self.export_dir, "export_dir", create=False)
+            check_export_dir(self.export_dir, self.overwrite)
         if self.load_model and not os.path.exists(self.load_model):
             raise InvalidArgumentError(
                 f"load_model path {self.load_model!r} does not exist; give a saved Keras model "
                 "(SavedModel folder, .keras or .h5) or leave it empty to train one."
             )
+        if self.seed is not None and (isinstance(self.seed, bool) or self.seed < 0):
+            raise InvalidArgumentError(f"seed must be an integer >= 0, got {self.seed!r}.")
+
+    def resolved_seed(self) -> int:
+        """The seed of the run: ``seed``, else the loaded model's split seed, else the default.
+
+        Raises:
+          InvalidArgumentError: the loaded model's ``split.json`` names another dataset or seed
+            (testing it on another split would score it on images it was trained on).
+        """
+        split = read_split(self.load_model) if self.load_model else None
+        if split is None:
+            return DEFAULT_SEED if self.seed is None else int(self.seed)
+        where = str(_split_path(self.load_model))
+        if split["dataset"] != self.dataset:
+            raise InvalidArgumentError(
+                f"--load_model={self.load_model!r} was trained on {split['dataset']!r} "
+                f"({where}), not on --dataset={self.dataset!r}; pass "
+                f"--dataset={split['dataset']} (its test split is the only one it has not seen)"
+            )
+        if self.seed is not None and int(self.seed) != split["seed"]:
+            raise InvalidArgumentError(
+                f"--load_model={self.load_model!r} was trained beside the test split of seed "
+                f"{split['seed']} ({where}), not --seed={self.seed}: another seed's test split "
+                f"holds images it was trained on; drop --seed or pass --seed={split['seed']}"
+            )
+        return split["seed"]
 
     def runtime(self) -> Runtime:
         """The precision and XLA setting of the run (``mixed_precision``, ``jit_compile``)."""
@@ -160,26 +244,38 @@ def run_prune(config: PruneRunConfig, log: Callable[[str], None] | None = None) 
         return _run_prune(config, log)
 
 
+def _builder_takes_input_dim(name: str) -> bool:
+    """True for zoo models built for flat vectors (``input_dim``): the MLPs."""
+    builder = model_builder(name)
+    return builder is not None and "input_dim" in inspect.signature(builder).parameters
+
+
 def _run_prune(config: PruneRunConfig, log: Any) -> PruneRunResult:
-    keras.utils.set_random_seed(config.seed)
+    seed = config.resolved_seed()
+    keras.utils.set_random_seed(seed)
     strategy = get_strategy(config.strategy)
+    base = None
+    if config.load_model:
+        with strategy.scope():
+            base = load_model(config.load_model, "load_model")
+        flat = len(base.inputs[0].shape) == 2
+    else:
+        flat = _builder_takes_input_dim(config.model)
     data = load_dataset(
         config.dataset,
         config.data_dir,
-        batch_size=config.batch_size,
-        seed=config.seed,
+        # --batch_size is global: each replica takes its share of every step.
+        batch_size=max(1, config.batch_size // strategy.num_replicas_in_sync),
+        seed=seed,
         strategy=strategy,
+        flatten=flat,
     )
-    log(f"data: {data.description}")
+    log(f"data: {data.description}; held-out test split of seed {seed}")
     train = _recipe(config, config.learning_rate, config.train_epochs)
     retrain = _recipe(config, config.retrain_learning_rate, config.retrain_epochs)
     with strategy.scope():
-        if config.load_model:
-            base = keras.models.load_model(config.load_model, compile=False)
-        else:
-            base = get_model(
-                config.model, input_shape=data.input_shape, num_classes=data.num_classes
-            )
+        if base is None:
+            base = build_model(config.model, data.input_shape, data.num_classes, seed)
         pipeline.compile_model(base, train, config.learning_rate)
     if not config.load_model and config.train_epochs:
         log(f"training {base.name} for {config.train_epochs} epochs")
@@ -197,7 +293,7 @@ def _run_prune(config: PruneRunConfig, log: Any) -> PruneRunResult:
     base_acc = pipeline.evaluate(base, data)
 
     with strategy.scope():
-        masked = one_shot_masks(base, config.sparsity, config.importance, data, seed=config.seed)
+        masked = one_shot_masks(base, config.sparsity, config.importance, data, seed=seed)
         pipeline.compile_model(masked, retrain, config.retrain_learning_rate)
     pruned_acc = pipeline.evaluate(masked, data)
     if config.retrain_epochs:
@@ -228,7 +324,7 @@ def _run_prune(config: PruneRunConfig, log: Any) -> PruneRunResult:
         ("base", "base", base, base_acc),
         (f"masked {config.sparsity:.0%} (before retraining)", "masked", masked, pruned_acc),
         ("masked, retrained", "masked", masked, retrained_acc),
-        ("stripped (exported)", "small", small, small_acc),
+        ("stripped (exported)" if config.export_dir else "stripped", "small", small, small_acc),
     ):
         lat = float(np.median(times[key])) * 1e3
         rows.append(
@@ -243,7 +339,7 @@ def _run_prune(config: PruneRunConfig, log: Any) -> PruneRunResult:
     export_path = None
     if config.export_dir:
         export_path = export_saved_model(
-            small, config.export_dir, check_inputs=x[:4], overwrite=True
+            small, config.export_dir, check_inputs=x[:4], overwrite=config.overwrite
         )
         log(f"exported SavedModel to {export_path}")
     return PruneRunResult(
