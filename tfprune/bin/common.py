@@ -15,22 +15,29 @@ import dataclasses
 import importlib
 import logging
 import os
+import re
+import signal
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from absl import app, flags
 from absl import logging as absl_logging
 from absl.testing import flagsaver
 
+from tfprune.bin import defaults
 from tfprune.choices import STRATEGIES
 from tfprune.errors import TfpruneError
 
 __all__ = [
     "Binary",
     "define_data_flags",
+    "define_model_flags",
     "define_runtime_flags",
     "define_strategy_flag",
+    "define_training_flags",
     "progress",
     "runtime_overrides",
 ]
@@ -56,11 +63,48 @@ def define_runtime_flags(flag_values: flags.FlagValues) -> None:
     )
 
 
+def define_model_flags(flag_values: flags.FlagValues, model: bool = True) -> None:
+    """Defines ``--list_models`` and, with ``model``, ``--model`` (default ``defaults.MODEL``)."""
+    if model:
+        flags.DEFINE_string(
+            "model",
+            defaults.MODEL,
+            "Zoo model name (--list_models prints them).",
+            flag_values=flag_values,
+        )
+    flags.DEFINE_bool(
+        "list_models",
+        False,
+        "Print the zoo models (the --model values) and exit.",
+        flag_values=flag_values,
+    )
+
+
+def define_training_flags(flag_values: flags.FlagValues) -> None:
+    """Defines ``--seed``, ``--batch_size`` and ``--weight_decay`` with the shared defaults."""
+    flags.DEFINE_integer(
+        "seed",
+        defaults.SEED,
+        "Random seed (>= 0) of the weights, the shuffling and the held-out test split.",
+        lower_bound=0,
+        flag_values=flag_values,
+    )
+    flags.DEFINE_integer(
+        "batch_size", defaults.BATCH_SIZE, defaults.BATCH_SIZE_HELP, flag_values=flag_values
+    )
+    flags.DEFINE_float(
+        "weight_decay",
+        defaults.WEIGHT_DECAY,
+        "L2 weight decay of every training phase.",
+        flag_values=flag_values,
+    )
+
+
 def define_data_flags(flag_values: flags.FlagValues) -> None:
     """Defines ``--dataset`` and ``--data_dir`` (the tools that train on one dataset use them)."""
     flags.DEFINE_string(
         "dataset",
-        "digits",
+        defaults.DATASET,
         "digits (embedded), mnist, cifar10, cifar100 or imagenet.",
         flag_values=flag_values,
     )
@@ -96,9 +140,8 @@ def progress(message: str) -> None:
     Python logging, which absl already filters by ``--verbosity``.
     """
     # The flag itself (absl.logging defines it), whether or not absl.app set up logging, as
-    # when a tool runs inside another program. Its default (-1, unset) means INFO.
-    verbosity = flags.FLAGS["verbosity"]
-    if verbosity.using_default_value or verbosity.value >= absl_logging.INFO:
+    # when a tool runs inside another program.
+    if _verbosity() >= absl_logging.INFO:
         print(message, flush=True)
 
 
@@ -107,6 +150,16 @@ def _flag_name(arg: str) -> str | None:
     if not arg.startswith("-") or arg in ("-", "--"):
         return None
     return arg.lstrip("-").split("=", 1)[0]
+
+
+def _flag_names(argv: Sequence[str]) -> list[str | None]:
+    """The flag names in ``argv[1:]`` before ``--``."""
+    names = []
+    for arg in argv[1:]:
+        if arg == "--":
+            break
+        names.append(_flag_name(arg))
+    return names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,13 +172,21 @@ class Binary:
       flag_values: the tool's own flags.
       job: the module that runs the tool; its ``main(flag_values)`` reads the parsed flags. A
         bad value it finds (``absl.app.UsageError``) or the library reports
-        (:class:`tfprune.errors.TfpruneError`) is shown as one line, exit status 2.
+        (:class:`tfprune.errors.TfpruneError`) is shown as one line, exit status 2. Ctrl-C and
+        SIGTERM end it with one line too (exit status 130 and 143).
+      interrupted: what the one line after Ctrl-C or SIGTERM tells the user to do.
     """
 
     prog: str
     doc: str
     flag_values: flags.FlagValues
     job: str
+    interrupted: str = "rerun the same command to resume"
+
+    def __post_init__(self) -> None:
+        for flag in self.flag_values._flags().values():  # noqa: SLF001 - absl has no public one
+            if _required(flag) and not flag.help.startswith(_REQUIRED):
+                flag.help = _REQUIRED + flag.help
 
     def usage(self, full: bool = False) -> str:
         """The help text: the description, then every flag of this tool (and absl's if full)."""
@@ -133,7 +194,7 @@ class Binary:
         for module in sorted(self.flag_values.flags_by_module_dict(), key=_tools_first):
             text = self.flag_values.module_help(module)
             blocks.append("\n".join(line for line in text.splitlines()[2:]))
-        out = f"{self.doc.strip()}\n\nflags:\n" + "\n".join(blocks) + "\n"
+        out = f"{plain_text(self.doc.strip())}\n\nflags:\n" + "\n".join(blocks) + "\n"
         if full:
             out += "\nabsl flags (logging, flag files):\n" + flags.FLAGS.get_help(prefix="  ")
         else:
@@ -142,14 +203,14 @@ class Binary:
 
     def run(self) -> None:
         """Runs the tool as a program on ``sys.argv`` (console-script and ``python -m`` entry)."""
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before anything loads TensorFlow
+        signal.signal(signal.SIGTERM, _terminate)
         app.run(self._program_main, flags_parser=self._parse_or_exit)
 
     def _program_main(self, argv: Sequence[str]) -> None:
         # TensorFlow's and tf_keras' own INFO lines (SavedModel assets, sharding...) only with
         # --verbosity=1; the tool's progress lines and tfprune's messages are not affected.
         # A filter, not a level: TensorFlow's SavedModel code resets absl's logger level.
-        if flags.FLAGS["verbosity"].value < absl_logging.DEBUG:
+        if _verbosity() < absl_logging.DEBUG:
             for name in ("absl", "tensorflow"):
                 logging.getLogger(name).addFilter(_warnings_and_errors)
         sys.exit(self._run_job(argv))
@@ -174,11 +235,7 @@ class Binary:
 
     def _help(self, argv: Sequence[str]) -> bool:
         """Prints the help and returns True when ``argv`` asks for it (before ``--``)."""
-        names = []
-        for arg in argv[1:]:
-            if arg == "--":
-                break
-            names.append(_flag_name(arg))
+        names = _flag_names(argv)
         if any(n in _HELP_FULL for n in names):
             sys.stdout.write(self.usage(full=True))
             return True
@@ -196,6 +253,9 @@ class Binary:
         """The arguments left after the flags, or the exit status after help or a flag error."""
         if self._help(argv):
             return 0
+        if "list_models" in self.flag_values and "list_models" in _flag_names(argv):
+            # Before parsing: required flags (--output_dir...) are not needed to list models.
+            return self._run(_LIST_MODELS_JOB)
         try:
             return self._parse(argv)
         except flags.Error as err:
@@ -210,16 +270,92 @@ class Binary:
     def _run_job(self, argv: Sequence[str]) -> int:
         if len(argv) > 1:
             return self._fail(f"Unexpected arguments: {' '.join(argv[1:])}")
-        job = importlib.import_module(self.job)
+        return self._run(self.job)
+
+    def _run(self, name: str) -> int:
+        """Loads job module ``name`` and runs it; the exit status."""
         try:
+            with _quiet_tensorflow_start(verbose=_verbosity() >= absl_logging.DEBUG):
+                job = importlib.import_module(name)
             job.main(self.flag_values)
         except (app.UsageError, TfpruneError) as err:
             return self._fail(str(err))
+        except KeyboardInterrupt:
+            return self._stopped("interrupted", 128 + signal.SIGINT)
+        except _Terminated:
+            return self._stopped("terminated", 128 + signal.SIGTERM)
         return 0
+
+    def _stopped(self, what: str, status: int) -> int:
+        sys.stderr.write(f"{self.prog}: {what}: {self.interrupted}\n")
+        return status
 
     def _fail(self, message: str) -> int:
         sys.stderr.write(f"{self.prog}: error: {message}\n(run with --help to see the flags)\n")
         return 2
+
+
+_REQUIRED = "(required) "
+_LIST_MODELS_JOB = "tfprune.bin.jobs.list_models"
+#: What TensorFlow's C++ runtime prints while it loads, before any setting can quiet it: the
+#: CUDA driver probe on a machine without a GPU. Hidden at --verbosity < 1; all else is shown.
+_START_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog\(\) is called|cudart_stub\.cc|"
+    r"Could not find cuda drivers"
+)
+
+
+class _Terminated(BaseException):
+    """SIGTERM arrived (a BaseException, like KeyboardInterrupt: no except Exception stops it)."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+def _required(flag: flags.Flag) -> bool:
+    """True for a flag marked with ``flags.mark_flag_as_required``."""
+    return any("must have a value other than None" in v.message for v in flag.validators)
+
+
+def plain_text(doc: str) -> str:
+    """A docstring as a terminal shows it: no reST markup (double backquotes, roles, ``::``)."""
+    doc = re.sub(r":(?:func|class|mod|data|meth|attr):`~?([^`]+)`", r"\1", doc)
+    doc = doc.replace("``", "")
+    return re.sub(r"::$", ":", doc, flags=re.MULTILINE)
+
+
+def _verbosity() -> int:
+    """Absl's --verbosity (its unset default -1 counts as 0, INFO)."""
+    flag = flags.FLAGS["verbosity"]
+    return absl_logging.INFO if flag.using_default_value else int(flag.value)
+
+
+@contextmanager
+def _quiet_tensorflow_start(verbose: bool) -> Iterator[None]:
+    """Loads the job quietly unless ``verbose`` (GPUs are still found and used).
+
+    TensorFlow's C++ log is off (``TF_CPP_MIN_LOG_LEVEL=3`` unless the environment sets it),
+    and its start-up lines (the CUDA probe, printed before any setting applies) are dropped
+    from stderr; everything else written while loading is shown.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose else "3")
+    if verbose or "tensorflow" in sys.modules:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode("utf-8", "replace").splitlines(keepends=True)
+            sys.stderr.write("".join(line for line in lines if not _START_NOISE.search(line)))
 
 
 def _warnings_and_errors(record: logging.LogRecord) -> bool:

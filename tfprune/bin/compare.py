@@ -1,4 +1,4 @@
-"""tfprune-compare: run a pruning comparison protocol's grid and print its results table.
+r"""tfprune-compare: run a pruning comparison protocol's grid and print its results table.
 
 With no flags it runs the default protocol (``finetune_lr``) on the embedded digits data::
 
@@ -17,7 +17,7 @@ Layers: the protocol's registered default → ``--config`` YAML → ``--params_o
 ``"a.b=1,c=x"`` or a YAML/JSON mapping). The resolved config is validated before anything trains
 and saved as ``<output_dir>/config.yaml``; each run lands in ``<output_dir>/runs/<run_id>/``
 (finished iff ``record.json`` exists, so a rerun only does the missing runs), the report in
-``<output_dir>/report/``.
+``<output_dir>/report/``. ``--output_dir`` must be new, empty, or a folder tfprune wrote.
 """
 
 from __future__ import annotations

@@ -14,15 +14,16 @@ from __future__ import annotations
 
 from absl import flags
 
-from tfprune.bin.common import Binary
+from tfprune.bin.common import Binary, define_model_flags
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string(
     "model_path", None, "A saved tf_keras model (.keras, .h5 or SavedModel).", flag_values=FLAGS
 )
 flags.DEFINE_string(
-    "model", None, "Zoo model name instead (see tfprune.models.list_models()).", flag_values=FLAGS
+    "model", None, "Zoo model name instead (--list_models prints them).", flag_values=FLAGS
 )
+define_model_flags(FLAGS, model=False)
 flags.DEFINE_list(
     "input_shape", None, "Input shape H,W,C for a keras:<Application> model.", flag_values=FLAGS
 )
@@ -30,7 +31,10 @@ flags.DEFINE_float(
     "sparsity", 0.0, "Prune and strip this fraction of filters first (0: none).", flag_values=FLAGS
 )
 flags.DEFINE_string(
-    "base_dir", None, "TF Serving base folder (--model_base_path).", flag_values=FLAGS
+    "base_dir",
+    None,
+    "TF Serving base folder (its --model_base_path): new, empty, or holding version folders.",
+    flag_values=FLAGS,
 )
 flags.DEFINE_integer(
     "version", None, "Version folder (default: the next free one).", flag_values=FLAGS
@@ -83,7 +87,13 @@ flags.DEFINE_integer("batch_size", 2, "Batch of the random check inputs.", flag_
 flags.DEFINE_integer("seed", 0, "Seed of the random check inputs.", flag_values=FLAGS)
 flags.mark_flag_as_required("base_dir", flag_values=FLAGS)
 
-BINARY = Binary("tfprune-export", __doc__, FLAGS, job="tfprune.bin.jobs.export")
+BINARY = Binary(
+    "tfprune-export",
+    __doc__,
+    FLAGS,
+    job="tfprune.bin.jobs.export",
+    interrupted="rerun the same command (no version folder was written)",
+)
 
 
 def run() -> None:

@@ -1,25 +1,38 @@
 """tfprune-prune: train (or load) a model, prune its filters, retrain, strip and export.
 
 Runs on the embedded scikit-learn digits data by default and prints a before/after table
-(params, FLOPs, accuracy, measured latency)::
+(params, FLOPs, accuracy, measured latency); with --export_dir it writes the stripped model
+as a SavedModel there::
 
     python -m tfprune.bin.prune --sparsity=0.5 --importance=l1 --export_dir=/tmp/small
+
+A model saved by tfprune-train (--load_model=<its output_dir>/model.keras) is tested on the
+same held-out split it was trained beside (its split.json gives the dataset and seed).
 """
 
 from __future__ import annotations
 
 from absl import flags
 
-from tfprune.bin.common import Binary, define_data_flags, define_runtime_flags, define_strategy_flag
+from tfprune.bin.common import (
+    Binary,
+    define_data_flags,
+    define_model_flags,
+    define_runtime_flags,
+    define_strategy_flag,
+    define_training_flags,
+)
 from tfprune.choices import IMPORTANCE_NAMES
 
 FLAGS = flags.FlagValues()
 define_data_flags(FLAGS)
+define_model_flags(FLAGS)
 flags.DEFINE_string(
-    "model", "small_cnn", "Zoo model name (see tfprune.models.list_models()).", flag_values=FLAGS
-)
-flags.DEFINE_string(
-    "load_model", None, "Saved Keras model to prune instead of training one.", flag_values=FLAGS
+    "load_model",
+    None,
+    "Saved Keras model (.keras, .h5 or SavedModel folder) to prune instead of training one; "
+    "its split.json (written by tfprune-train) sets the dataset split and default seed.",
+    flag_values=FLAGS,
 )
 flags.DEFINE_float(
     "sparsity", 0.5, "Fraction of filters to remove per prunable layer.", flag_values=FLAGS
@@ -29,14 +42,11 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_integer("train_epochs", 15, "Epochs to train the base model.", flag_values=FLAGS)
 flags.DEFINE_integer("retrain_epochs", 10, "Epochs to retrain the pruned model.", flag_values=FLAGS)
-flags.DEFINE_integer("batch_size", 64, "Per-replica batch size.", flag_values=FLAGS)
+define_training_flags(FLAGS)
 flags.DEFINE_float(
     "learning_rate", 0.05, "Base training learning rate (SGD, momentum 0.9).", flag_values=FLAGS
 )
 flags.DEFINE_float("retrain_learning_rate", 0.01, "Retraining learning rate.", flag_values=FLAGS)
-flags.DEFINE_float(
-    "weight_decay", 0.0, "Weight decay of training and retraining.", flag_values=FLAGS
-)
 flags.DEFINE_enum(
     "weight_decay_mode",
     "coupled",
@@ -44,15 +54,30 @@ flags.DEFINE_enum(
     "coupled: L2 added to the gradient before momentum (PyTorch SGD); decoupled: Keras'.",
     flag_values=FLAGS,
 )
-flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
 flags.DEFINE_string(
-    "export_dir", None, "Where to write the stripped SavedModel.", flag_values=FLAGS
+    "export_dir",
+    None,
+    "Where to write the stripped SavedModel (a new or empty folder); nothing is saved without it.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_bool(
+    "overwrite",
+    False,
+    "Replace the tfprune export already in --export_dir (a folder holding other files is "
+    "never replaced).",
+    flag_values=FLAGS,
 )
 flags.DEFINE_string("plan_path", None, "Where to write the pruning plan (JSON).", flag_values=FLAGS)
 define_strategy_flag(FLAGS)
 define_runtime_flags(FLAGS)
 
-BINARY = Binary("tfprune-prune", __doc__, FLAGS, job="tfprune.bin.jobs.prune")
+BINARY = Binary(
+    "tfprune-prune",
+    __doc__,
+    FLAGS,
+    job="tfprune.bin.jobs.prune",
+    interrupted="rerun the same command (nothing was written)",
+)
 
 
 def run() -> None:

@@ -21,7 +21,9 @@ flags.DEFINE_string(
 flags.DEFINE_bool("plots", True, "Write PNG plots (matplotlib).", flag_values=FLAGS)
 flags.mark_flag_as_required("output_dir", flag_values=FLAGS)
 
-BINARY = Binary("tfprune-report", __doc__, FLAGS, job="tfprune.bin.jobs.report")
+BINARY = Binary(
+    "tfprune-report", __doc__, FLAGS, job="tfprune.bin.jobs.report", interrupted="rerun it"
+)
 
 
 def run() -> None:

@@ -7,6 +7,7 @@ import os
 from absl import app, flags
 
 from tfprune.bin.common import progress, runtime_overrides
+from tfprune.files import new_output_dir
 from tfprune.protocols.calibration import process_seconds
 from tfprune.protocols.cost import CostEstimator
 from tfprune.protocols.cost_report import format_cost, format_count, format_seconds, format_totals
@@ -66,12 +67,13 @@ def main(args: flags.FlagValues) -> None:
             print(f"#   {spec.run_id()}  {spec.cell}  seed={spec.seed}")
         _print_cost(specs, mine, args)
         return
-    run_protocol(
-        config,
-        output_dir,
-        shard_index=args.shard_index,
-        num_shards=args.num_shards,
-        strategy=args.strategy,
-        log=progress,
-        results=print,
-    )
+    with new_output_dir(output_dir):  # a run that fails before any result leaves no folder
+        run_protocol(
+            config,
+            output_dir,
+            shard_index=args.shard_index,
+            num_shards=args.num_shards,
+            strategy=args.strategy,
+            log=progress,
+            results=print,
+        )

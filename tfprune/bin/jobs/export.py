@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from absl import app, flags
 
 from tfprune.compat import keras
 from tfprune.deploy.serving import signature_text
 from tfprune.export import export_for_serving
-from tfprune.models import get_model
+from tfprune.models import get_model, load_model
 from tfprune.pruning import custom_objects, shrink
 
 
@@ -18,10 +16,7 @@ def _load_model(args: flags.FlagValues):
     if (args.model_path is None) == (args.model is None):
         raise app.UsageError("pass exactly one of --model_path and --model")
     if args.model_path is not None:
-        if not os.path.exists(args.model_path):
-            raise app.UsageError(f"--model_path={args.model_path!r} does not exist")
-        with keras.utils.custom_object_scope(custom_objects()):
-            return keras.models.load_model(args.model_path, compile=False)
+        return load_model(args.model_path, "model_path", custom_objects())
     kwargs = {}
     if args.input_shape:
         if not args.model.startswith("keras:"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from absl import flags
@@ -12,7 +11,7 @@ from tfprune.protocols.single_run import PruneRunConfig, run_prune
 
 
 def main(args: flags.FlagValues) -> None:
-    """Flags -> PruneRunConfig -> run_prune -> table."""
+    """Flags -> PruneRunConfig -> run_prune -> table, and where the results were saved."""
     config = PruneRunConfig(
         dataset=args.dataset,
         data_dir=args.data_dir,
@@ -27,14 +26,20 @@ def main(args: flags.FlagValues) -> None:
         retrain_learning_rate=args.retrain_learning_rate,
         weight_decay=args.weight_decay,
         weight_decay_mode=args.weight_decay_mode,
-        seed=args.seed,
+        # Unset: the loaded model's split seed (its split.json), else the shared default.
+        seed=args.seed if args["seed"].present else None,
         strategy=args.strategy,
         export_dir=args.export_dir,
+        overwrite=args.overwrite,
         **runtime_overrides(args),
     )
     result = run_prune(config, log=progress)
     print(result.table())
+    print(f"{len(result.plan.groups)} channel groups pruned")
     if args.plan_path:
         result.plan.save(args.plan_path)
         print(f"plan written to {os.path.abspath(args.plan_path)}")
-    print(json.dumps({"groups_pruned": len(result.plan.groups)}))
+    if result.export_path:
+        print(f"stripped model exported to {result.export_path}")
+    elif not args.plan_path:
+        print("nothing was saved (--export_dir saves the stripped model, --plan_path the plan)")

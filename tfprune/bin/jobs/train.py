@@ -8,11 +8,13 @@ from absl import flags
 
 from tfprune.bin.common import progress, runtime_overrides
 from tfprune.configs import RecipeConfig, TrainConfig
+from tfprune.files import new_output_dir
 from tfprune.protocols.runner import train_base_model
+from tfprune.protocols.single_run import write_split
 
 
 def main(args: flags.FlagValues) -> None:
-    """Flags -> TrainConfig -> train_base_model -> metrics."""
+    """Flags -> TrainConfig -> train_base_model -> split record and metrics."""
     config = TrainConfig(
         dataset=args.dataset,
         data_dir=args.data_dir,
@@ -30,5 +32,11 @@ def main(args: flags.FlagValues) -> None:
         strategy=args.strategy,
         **runtime_overrides(args),
     )
-    metrics = train_base_model(config, log=progress)
+    config.validate()  # a bad flag creates no folder
+    with new_output_dir(config.output_dir) as out:
+        progress(f"held-out test split: {config.dataset}, seed {config.seed}")
+        metrics = train_base_model(config, log=progress)
+        split = write_split(metrics["model_path"], config.dataset, config.data_dir, config.seed)
+    progress(f"saved {metrics['model_path']} and {split} (tfprune-prune --load_model reuses it)")
+    progress(f"results in {out}")
     print(json.dumps(metrics, indent=1))
