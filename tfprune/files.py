@@ -150,7 +150,7 @@ def ensure_output_dir(
 #: The file tfprune writes into each output folder it creates or fills (empty; its name says it).
 MARKER = ".tfprune"
 #: Folders tfprune's results folders hold (a folder holding one is tfprune's, marker or not).
-_RESULTS_LAYOUT = ("runs", "base_models")
+_RESULTS_LAYOUT = ("runs", "claims", "base_models")
 
 
 def foreign_entries(
@@ -159,7 +159,8 @@ def foreign_entries(
     """The names in folder ``path`` that tfprune did not write, sorted.
 
     Empty when ``path`` is missing, empty, holds :data:`MARKER`, or is a tfprune results folder
-    (it holds ``runs/`` or ``base_models/``). ``ignore(name)`` True keeps a name out of the list.
+    (it holds ``runs/``, ``claims/`` or ``base_models/``). ``ignore(name)`` True keeps a name
+    out of the list.
     """
     folder = Path(path)
     if not folder.is_dir():
