@@ -90,6 +90,7 @@ def test_flag_choices_are_what_the_library_implements():
             ["--config=/nonexistent.yaml"],
             "config file '/nonexistent.yaml' does not exist",
         ),
+        ("compare", [f"--config={REPO / 'configs'}"], "configs' is a folder; pass one YAML"),
         ("compare", ["--strategy=gpu"], "value should be one of"),
         ("compare", ["extra_arg"], "Unexpected arguments: extra_arg"),
         ("prune", ["--sparsity=abc"], "flag --sparsity=abc: could not convert string to float"),

@@ -84,6 +84,11 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     Raises:
       ConfigError: the file is missing, is not valid YAML, or does not hold a mapping.
     """
+    if os.path.isdir(path):
+        raise ConfigError(
+            f"config file {str(path)!r} is a folder; pass one YAML file in it (e.g. "
+            "configs/finetune_lr.yaml)"
+        )
     if not os.path.isfile(path):
         raise ConfigError(f"config file {str(path)!r} does not exist; pass an existing YAML file")
     with open(path, encoding="utf-8") as f:
