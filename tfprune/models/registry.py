@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 from collections.abc import Callable, Mapping
@@ -12,7 +13,7 @@ from tfprune.errors import InvalidArgumentError
 from tfprune.models.applications import keras_application, list_applications
 from tfprune.models.lenet import lenet5, lenet5_linear
 from tfprune.models.mlp import mlp7_linear, mlp7_relu
-from tfprune.models.resnet_cifar import resnet20, resnet32, resnet56, resnet110
+from tfprune.models.resnet_cifar import resnet20, resnet32, resnet56, resnet110, resnet_cifar
 from tfprune.models.resnet_imagenet import resnet34
 from tfprune.models.small_cnn import small_cnn
 from tfprune.models.vgg import vgg16_bn, vgg19_bn
@@ -38,6 +39,18 @@ def _builders() -> dict[str, Callable[..., keras.Model]]:
         "resnet110": resnet110,
     }
     return builders
+
+
+def _cifar_resnet_signatures() -> None:
+    """Gives resnet20/32/56/110 (``**kwargs`` wrappers) the signature of :func:`resnet_cifar`.
+
+    Callers that pass only what a builder takes (the input shape, the classes) read it.
+    """
+    for depth, fn in ((20, resnet20), (32, resnet32), (56, resnet56), (110, resnet110)):
+        fn.__signature__ = inspect.signature(functools.partial(resnet_cifar, depth))
+
+
+_cifar_resnet_signatures()
 
 
 def model_builder(name: str) -> Callable[..., keras.Model] | None:
