@@ -44,6 +44,13 @@ flags.DEFINE_enum(
     "coupled: L2 added to the gradient before momentum (PyTorch SGD); decoupled: Keras'.",
     flag_values=FLAGS,
 )
+flags.DEFINE_boolean(
+    "recalibrate_batch_norm",
+    True,
+    "Re-estimate the BatchNorm statistics on training batches after masking and after "
+    "retraining; the table gives the accuracy before retraining both raw and recalibrated.",
+    flag_values=FLAGS,
+)
 flags.DEFINE_integer("seed", 0, "Random seed.", flag_values=FLAGS)
 flags.DEFINE_string(
     "export_dir", None, "Where to write the stripped SavedModel.", flag_values=FLAGS

@@ -27,6 +27,7 @@ def main(args: flags.FlagValues) -> None:
         retrain_learning_rate=args.retrain_learning_rate,
         weight_decay=args.weight_decay,
         weight_decay_mode=args.weight_decay_mode,
+        recalibrate_batch_norm=args.recalibrate_batch_norm,
         seed=args.seed,
         strategy=args.strategy,
         export_dir=args.export_dir,
@@ -37,4 +38,4 @@ def main(args: flags.FlagValues) -> None:
     if args.plan_path:
         result.plan.save(args.plan_path)
         print(f"plan written to {os.path.abspath(args.plan_path)}")
-    print(json.dumps({"groups_pruned": len(result.plan.groups)}))
+    print(json.dumps({"groups_pruned": len(result.plan.groups), **result.gap}))
