@@ -120,8 +120,8 @@ class AccuracyGap:
             return ""
         momenta = ", ".join(f"{m:g}" for m in self.momenta)
         return (
-            f"held-out accuracy of {what} is {self.test_acc:.1%}, {self.gap:.1%} below its last "
-            f"training accuracy {self.train_acc:.1%}; its {self.batch_norms} "
+            f"held-out accuracy of {what} is {self.test_acc:.1%}, {self.gap * 100:.1f} points "
+            f"below its last training accuracy {self.train_acc:.1%}; its {self.batch_norms} "
             f"BatchNormalization layers (momentum {momenta}) evaluate with moving statistics "
             "that may still describe earlier weights. Train for more steps, re-estimate them "
             "with tfprune.recalibrate_batch_norm(model, training batches) before evaluating, or "

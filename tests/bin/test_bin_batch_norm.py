@@ -10,6 +10,8 @@ import json
 import pytest
 
 from tfprune.bin import prune, train
+from tfprune.compat import keras
+from tfprune.models import small_cnn
 
 
 def _table(out: str) -> dict[str, tuple[float, float | None]]:
@@ -68,3 +70,31 @@ def test_prune_without_recalibration_marks_no_figure(capsys):
         "stripped (exported)",
     ]
     assert "recalibrated" not in out
+
+
+@pytest.mark.slow
+def test_prune_warns_of_stale_statistics_that_recalibration_removes(tmp_path, capsys):
+    # small_cnn with Keras' default BatchNorm momentum 0.99, untrained: two retraining epochs
+    # leave its moving statistics describing the initial weights.
+    config = small_cnn(seed=0).get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] == "BatchNormalization":
+            layer["config"]["momentum"] = 0.99
+    path = tmp_path / "stale.keras"
+    keras.Model.from_config(config).save(path)
+    args = [f"--load_model={path}", "--sparsity=0.3", "--retrain_epochs=2"]
+
+    assert prune.BINARY([*args, "--norecalibrate_batch_norm"]) == 0
+    out = capsys.readouterr().out
+    (warning,) = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert "the retrained model" in warning and "momentum 0.99" in warning
+    assert "tfprune.recalibrate_batch_norm" in warning and "more steps" in warning
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["batch_norm_gap"] is True and result["acc_gap"] >= 0.2
+
+    assert prune.BINARY(args) == 0
+    out = capsys.readouterr().out
+    assert "warning:" not in out
+    test_acc, train_acc = _table(out)["masked, retrained, BN recalibrated"]
+    assert test_acc >= train_acc - 0.10
+    assert json.loads(out.strip().splitlines()[-1])["batch_norm_gap"] is False
