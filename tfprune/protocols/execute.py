@@ -20,7 +20,14 @@ Steps (all seeded by ``spec.seed``):
    1000; ``0`` disables) and, with ``options.jsv_every_epoch``, after every retraining epoch.
 5. Retrain with the recipe (:func:`tfprune.training.fit`) and record the per-epoch history,
    the metrics and the fairness ``setup`` descriptors read by
-   :func:`tfprune.protocols.setups.setup_check` (including the weight-decay mode).
+   :func:`tfprune.protocols.setups.setup_check` (including the weight-decay mode). The metrics
+   hold the last training epoch's accuracy and its gap to the test accuracy; a large gap in a
+   model with BatchNormalization is logged as a warning
+   (:func:`tfprune.batch_norm.check_accuracy_gap`), the recipe is never changed for it.
+
+With ``options.recalibrate_batch_norm`` (off by default: the papers evaluate the model as
+trained) the BatchNorm statistics are re-estimated on training batches after pruning and after
+retraining, before each evaluation; ``acc_after_prune_raw`` keeps the figure without it.
 
 All options are typed and validated (:class:`~tfprune.protocols.spec.RunOptions`).
 """
