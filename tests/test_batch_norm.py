@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import tfprune
+from tfprune.batch_norm import check_accuracy_gap
 from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError
 
@@ -56,3 +57,37 @@ def test_one_batch_and_bad_inputs():
     with pytest.raises(InvalidArgumentError, match="a batch of inputs"):
         tfprune.recalibrate_batch_norm(model, 3.0)
     assert tfprune.recalibrate_batch_norm(keras.Sequential([keras.layers.Dense(2)]), x) == 0
+
+
+def _conv_bn(momentum: float = 0.99):
+    x = keras.Input((4, 4, 1))
+    y = keras.layers.Conv2D(3, 3, name="conv")(x)
+    y = keras.layers.BatchNormalization(momentum=momentum, name="bn")(y)
+    return keras.Model(x, keras.layers.Dense(2)(keras.layers.Flatten()(y)))
+
+
+def test_accuracy_gap_is_flagged_only_when_large_with_batch_norm():
+    lines: list[str] = []
+    check = check_accuracy_gap(
+        _conv_bn(), {"accuracy": [0.3, 0.64]}, 0.10, what="small_cnn", log=lines.append
+    )
+    assert check.flagged and check.batch_norms == 1 and check.momenta == (0.99,)
+    assert check.metrics() == {
+        "train_acc": pytest.approx(0.64),
+        "acc_gap": pytest.approx(0.54),
+        "batch_norm_gap": True,
+    }
+    # One warning that names the model, the figures, the cause and the three fixes.
+    (line,) = lines
+    for words in ("small_cnn", "10.0%", "64.0%", "momentum 0.99", "more steps"):
+        assert words in line
+    assert "tfprune.recalibrate_batch_norm" in line and "0.9 is PyTorch's 0.1" in line
+    # A small gap, an untrained model or a model without BatchNormalization: nothing to say.
+    quiet: list[str] = []
+    assert not check_accuracy_gap(_conv_bn(), {"accuracy": [0.64]}, 0.5, log=quiet.append).flagged
+    untrained = check_accuracy_gap(_conv_bn(), {}, 0.1, log=quiet.append)
+    assert untrained.metrics() == {"train_acc": None, "acc_gap": None, "batch_norm_gap": False}
+    dense = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    no_bn = check_accuracy_gap(dense, {"accuracy": [0.99]}, 0.1, log=quiet.append)
+    assert no_bn.gap == pytest.approx(0.89) and not no_bn.flagged and no_bn.message() == ""
+    assert quiet == []

@@ -167,7 +167,7 @@ def test_prune_run_with_taylor_importance_uses_training_data(capsys):
     assert sum(line.startswith("epoch 1/1") for line in out.splitlines()) == 2
     assert "interleaved rounds" in out and "channel groups pruned" in out
     # Nothing is exported without --export_dir, and the table and last line say so.
-    assert "| stripped |" in out and "(exported)" not in out and "{" not in out
+    assert "| stripped (BN recalibrated) |" in out and "(exported" not in out and "{" not in out
     assert out.rstrip().splitlines()[-1].startswith("nothing was saved (--export_dir")
 
 

@@ -95,7 +95,7 @@ def test_prune_replaces_its_own_export_only_with_overwrite(tmp_path, capsys):
     out = tmp_path / "small"
     assert prune.BINARY([*QUICK_PRUNE, f"--export_dir={out}"]) == 0
     printed = capsys.readouterr().out
-    assert "| stripped (exported) |" in printed
+    assert "| stripped (exported, BN recalibrated) |" in printed
     assert f"stripped model exported to {out}" in printed
     assert (out / "saved_model.pb").is_file()
     assert prune.BINARY([*QUICK_PRUNE, f"--export_dir={out}"]) == 2

@@ -284,3 +284,19 @@ def test_parse_index_ratios_rejects_bad_specs(spec):
 def test_parse_index_ratios_groups_equal_ratios():
     scheme = parse_index_ratios("[0:0.5, 1-2:0.3, 3:0.5, 4:0]", "conv")
     assert scheme == {"conv(?:0|3)": 0.5, "conv[1-2]": 0.3}
+
+
+#: Zoo models whose BatchNormalization follows a paper's recipe instead of PyTorch's defaults
+#: (name -> (momentum, epsilon)); none today.
+_BN_EXCEPTIONS: dict[str, tuple[float, float]] = {}
+
+
+@pytest.mark.parametrize("name", list_models(include_applications=False))
+def test_every_zoo_batch_norm_uses_pytorch_momentum_and_epsilon(name):
+    model = get_model(name)
+    norms = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
+    momentum, epsilon = _BN_EXCEPTIONS.get(name, (0.9, 1e-5))  # PyTorch's momentum 0.1, eps 1e-5
+    for layer in norms:
+        assert (layer.momentum, layer.epsilon) == (momentum, epsilon), (name, layer.name)
+    # The builders with BatchNormalization are the ones checked (none lost on the way).
+    assert bool(norms) == (name.startswith(("resnet", "vgg")) or name == "small_cnn"), name

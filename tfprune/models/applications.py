@@ -3,6 +3,11 @@
 :func:`keras_application` builds ``keras.applications.<Name>`` with ``weights=None`` and optionally
 loads a *local* weights file; ``weights="imagenet"`` is refused because it would download.
 The classifier outputs logits by default (``classifier_activation=None``), like every zoo model.
+Unlike tfprune's own builders (PyTorch's BatchNormalization momentum 0.9 and epsilon 1e-5 in
+Keras terms), an application keeps the BatchNormalization settings Keras builds it with, those of
+its reference implementation and published weights files, so that such a file still loads into
+the model it was trained as. Short training runs of them may need
+:func:`tfprune.recalibrate_batch_norm` before evaluation.
 """
 
 from __future__ import annotations

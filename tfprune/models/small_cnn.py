@@ -31,7 +31,11 @@ def small_cnn(
         x = keras.layers.Conv2D(
             filters, 3, padding="same", use_bias=False, kernel_initializer=init(), name=name
         )(x)
-        return keras.layers.BatchNormalization(name=name.replace("conv", "bn"))(x)
+        return keras.layers.BatchNormalization(
+            momentum=0.9,  # PyTorch's momentum 0.1: statistics that follow a short training run
+            epsilon=1e-5,  # PyTorch's default
+            name=name.replace("conv", "bn"),
+        )(x)
 
     inputs = keras.Input(input_shape, name="image")
     x = keras.layers.ReLU(name="relu0")(conv(inputs, width, "conv0"))

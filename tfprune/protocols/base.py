@@ -263,6 +263,8 @@ def _options(cfg: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
         opts["model_kwargs"] = dict(cfg["model_kwargs"])
     if cfg.get("data_options"):
         opts["data_options"] = dict(cfg["data_options"])
+    if cfg.get("recalibrate_batch_norm"):  # only when on: the default keeps the run ids
+        opts["recalibrate_batch_norm"] = True
     opts.update({k: v for k, v in extra.items() if v is not None})
     return opts
 

@@ -20,7 +20,14 @@ Steps (all seeded by ``spec.seed``):
    1000; ``0`` disables) and, with ``options.jsv_every_epoch``, after every retraining epoch.
 5. Retrain with the recipe (:func:`tfprune.training.fit`) and record the per-epoch history,
    the metrics and the fairness ``setup`` descriptors read by
-   :func:`tfprune.protocols.setups.setup_check` (including the weight-decay mode).
+   :func:`tfprune.protocols.setups.setup_check` (including the weight-decay mode). The metrics
+   hold the last training epoch's accuracy and its gap to the test accuracy; a large gap in a
+   model with BatchNormalization is logged as a warning
+   (:func:`tfprune.batch_norm.check_accuracy_gap`), the recipe is never changed for it.
+
+With ``options.recalibrate_batch_norm`` (off by default: the papers evaluate the model as
+trained) the BatchNorm statistics are re-estimated on training batches after pruning and after
+retraining, before each evaluation; ``acc_after_prune_raw`` keeps the figure without it.
 
 All options are typed and validated (:class:`~tfprune.protocols.spec.RunOptions`).
 """
@@ -40,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from tfprune.batch_norm import RECALIBRATION_BATCHES, check_accuracy_gap, recalibrate_batch_norm
 from tfprune.compat import keras
 from tfprune.data import load_dataset
 from tfprune.errors import ConfigError
@@ -185,6 +193,8 @@ def _get_base_model(
             meta = json.load(f)
         meta["cached"] = True
         log(f"base model {base_id}: loaded from cache (acc {meta.get('acc', float('nan')):.4f})")
+        if meta.get("acc") is not None:
+            meta.update(_base_gap(model, meta, log))
         return BaseModel(model, meta)
 
     schedule = _base_schedule(spec, recipe)
@@ -216,6 +226,7 @@ def _get_base_model(
         "schedule": _schedule_text(schedule, recipe.epochs),
         "steps_per_epoch": data.steps_per_epoch,
     }
+    meta.update(_base_gap(model, meta, log))
     tmp = staging_dir(root, base_id)
     try:
         model.save_weights(os.path.join(tmp, "weights.h5"))
@@ -230,6 +241,19 @@ def _get_base_model(
     meta["cached"] = False
     log(f"base model {base_id}: acc {acc:.4f} after {seconds:.1f}s")
     return BaseModel(model, meta)
+
+
+def _base_gap(model: Any, meta: dict[str, Any], log: Callable[[str], None]) -> dict[str, Any]:
+    """The base model's training-vs-held-out figures (a warning when BatchNorm may be stale)."""
+    gap = check_accuracy_gap(
+        model, meta.get("history"), meta["acc"], what=f"base model {meta['base_id']}", log=log
+    )
+    return gap.metrics()
+
+
+def _recalibrate(model: Any, data: Any) -> None:
+    """Re-estimate the BatchNorm statistics on training batches (``recalibrate_batch_norm``)."""
+    recalibrate_batch_norm(model, data.train, steps=RECALIBRATION_BATCHES)
 
 
 # --------------------------------------------------------------------------------------------
@@ -260,8 +284,10 @@ def _overall(parts: list[tuple[LRSchedule, int]]) -> str:
     return " | ".join(f"{_schedule_text(s, n)} x{n}" for s, n in parts if n > 0)
 
 
-def _hyper(recipe: RetrainRecipe, precision: str = "float32") -> dict[str, Any]:
-    return {
+def _hyper(
+    recipe: RetrainRecipe, precision: str = "float32", recalibrate: bool = False
+) -> dict[str, Any]:
+    hyper = {
         "batch_size": recipe.batch_size,
         "momentum": recipe.momentum,
         "weight_decay": recipe.weight_decay,
@@ -269,6 +295,9 @@ def _hyper(recipe: RetrainRecipe, precision: str = "float32") -> dict[str, Any]:
         "optimizer": recipe.optimizer,
         "precision": precision,
     }
+    if recalibrate:  # only when set: the setups of the papers' recipe stay what they were
+        hyper["recalibrate_batch_norm"] = True
+    return hyper
 
 
 def _jsv_inputs(data: Any, n: int) -> np.ndarray | None:
@@ -378,7 +407,7 @@ def setup_descriptor(
         "base_id": None if scratch else spec.base_id(),
         "finetune_schedule": _schedule_text(schedule, epochs),
         "finetune_epochs": int(epochs),
-        "hyper": _hyper(spec.retrain, spec.opts.precision),
+        "hyper": _hyper(spec.retrain, spec.opts.precision, spec.opts.recalibrate_batch_norm),
         "prune_epochs": prune_epochs,
         "prune_schedule": prune_schedule,
         "overall_schedule": overall,
@@ -494,6 +523,10 @@ def _execute_spec(
         pipeline.compile_model(
             model, recipe, schedule.lr_at(0), pipeline.steps_per_execution(schedule)
         )
+    acc_raw = None
+    if opts.recalibrate_batch_norm:  # the option; the papers' recipes evaluate the raw model
+        acc_raw = _evaluate(model, data)
+        _recalibrate(model, data)
     acc_after = _evaluate(model, data)
     jsv_after = _jsv(model, jsv_x)
     log(
@@ -516,7 +549,12 @@ def _execute_spec(
         compile=False,
     )
     train_seconds = time.time() - t0
+    if opts.recalibrate_batch_norm and epochs:
+        _recalibrate(model, data)
     final_acc = _evaluate(model, data) if epochs else acc_after
+    gap = check_accuracy_gap(
+        model, history, final_acc, what=f"{spec.cell} seed {spec.seed}", log=log
+    )
     val = history.get("val_accuracy") or [final_acc]
     if opts.jsv_every_epoch and jsv_after is not None:
         history["jsv_mean"] = [jsv_after, *history.get("jsv_mean", [])]
@@ -539,6 +577,7 @@ def _execute_spec(
         "best_acc": float(max([*val, final_acc])),
         "acc_after_prune": acc_after,
         "base_acc": base_acc,
+        **gap.metrics(),
         "params": int(params),
         "flops": int(flops),
         "base_params": int(base_params),
@@ -557,6 +596,8 @@ def _execute_spec(
         "base_seconds": float(base_meta.get("seconds", 0.0)),
         "base_cached": bool(base_meta.get("cached", False)),
     }
+    if acc_raw is not None:
+        metrics["acc_after_prune_raw"] = acc_raw
     metrics.update(result.metrics)
     if target is not None:
         metrics["target_metric"] = target.metric

@@ -50,6 +50,9 @@ class CommonParams:
         jsv_samples: Inputs per mean-JSV measurement (0: none).
         jsv_every_epoch: Measure the mean JSV after every retraining epoch.
         metric: The record metric compared across cells (``final_acc`` or ``best_acc``).
+        recalibrate_batch_norm: Re-estimate the BatchNorm statistics on training batches after
+            pruning and after retraining (off: the papers' recipe). A different setup, and
+            other run ids, when on.
     """
 
     dataset: str = "digits"
@@ -72,6 +75,7 @@ class CommonParams:
     jsv_samples: int = 1000
     jsv_every_epoch: bool = False
     metric: str = "final_acc"
+    recalibrate_batch_norm: bool = False
 
 
 def defaults_of(params: type) -> dict[str, Any]:

@@ -362,7 +362,8 @@ def train_base_model(
       strategy: Strategy object (default: ``config.strategy`` by name).
 
     Returns:
-      The metrics (``base_id``, ``acc``, ``seconds``, ``params``, ``flops``, ``model_path``).
+      The metrics (``base_id``, ``acc``, ``train_acc``, ``acc_gap``, ``batch_norm_gap``,
+      ``seconds``, ``params``, ``flops``, ``model_path``).
     """
     log = log or logger.info
     config.validate()
@@ -400,6 +401,8 @@ def train_base_model(
     metrics = {
         "base_id": spec.base_id(),
         "acc": base.meta.get("acc"),
+        # The last epoch's training accuracy, the gap to ``acc`` and whether it was flagged.
+        **{k: base.meta.get(k) for k in ("train_acc", "acc_gap", "batch_norm_gap")},
         "seconds": base.meta.get("seconds"),
         "cached": base.meta.get("cached"),
         "params": int(count_params(base.model).total),

@@ -196,6 +196,11 @@ class RunOptions:
             ``runtime`` section or the binaries' ``--mixed_precision``. Part of the base model's
             id and of the comparison setup.
         jit_compile: Compile training and evaluation with XLA (``--jit_compile``).
+        recalibrate_batch_norm: Re-estimate the BatchNorm statistics on training batches
+            (:func:`tfprune.recalibrate_batch_norm`) after pruning and after retraining, before
+            each evaluation; the accuracy after pruning without it is kept as
+            ``acc_after_prune_raw``. Off by default: the papers' recipes evaluate the model as
+            trained. Part of the comparison setup (``hyper``) and of the run id when set.
     """
 
     jsv_samples: int = 1000
@@ -216,6 +221,7 @@ class RunOptions:
     target: dict | None = None
     precision: str = "float32"
     jit_compile: bool = False
+    recalibrate_batch_norm: bool = False
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunOptions:
@@ -237,7 +243,13 @@ class RunOptions:
         for key in ("pipeline_epochs", "squeezed_from"):
             if kw.get(key) is not None:
                 kw[key] = _int_option(key, kw[key], low=0)
-        flags = ("jsv_every_epoch", "eval_every_epoch", "squeeze_base_by_speedup", "jit_compile")
+        flags = (
+            "jsv_every_epoch",
+            "eval_every_epoch",
+            "squeeze_base_by_speedup",
+            "jit_compile",
+            "recalibrate_batch_norm",
+        )
         for key in flags:
             if key in kw and not isinstance(kw[key], bool):
                 raise ConfigError(f"options.{key} must be true or false, got {kw[key]!r}")
@@ -432,6 +444,10 @@ class RunMetrics(TypedDict, total=False):
     final_acc: float
     best_acc: float
     acc_after_prune: float
+    acc_after_prune_raw: float | None
+    train_acc: float | None
+    acc_gap: float | None
+    batch_norm_gap: bool
     base_acc: float | None
     params: int
     flops: int
@@ -518,7 +534,10 @@ class RunRecord:
         metrics: Scalars: ``final_acc``, ``best_acc``, ``acc_after_prune``, ``base_acc``,
             ``params``, ``flops``, ``base_params``, ``base_flops``, ``speedup``,
             ``param_reduction``, ``jsv_after_prune``, ``jsv_base``, ``trainability_acc``,
-            ``seconds``, ``base_seconds``.
+            ``seconds``, ``base_seconds``; ``train_acc`` (the last retraining epoch's),
+            ``acc_gap`` (it minus ``final_acc``) and ``batch_norm_gap`` (true when that gap
+            is large in a model with BatchNormalization: see
+            :func:`tfprune.batch_norm.check_accuracy_gap`).
         history: Per-epoch lists of retraining: ``loss``, ``accuracy``, ``val_accuracy``,
             ``lr`` and ``jsv_mean`` (when measured; entry 0 of ``jsv_mean`` is right after
             pruning).

@@ -26,6 +26,7 @@ def main(args: flags.FlagValues) -> None:
         retrain_learning_rate=args.retrain_learning_rate,
         weight_decay=args.weight_decay,
         weight_decay_mode=args.weight_decay_mode,
+        recalibrate_batch_norm=args.recalibrate_batch_norm,
         # Unset: the loaded model's split seed (its split.json), else the shared default.
         seed=args.seed if args["seed"].present else None,
         strategy=args.strategy,
