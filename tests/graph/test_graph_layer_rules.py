@@ -217,6 +217,21 @@ def test_reshape_that_moves_channels_to_another_axis_blocks():
     assert any("reshape" in r and "(16)" in r for r in row["reasons"]), row["reasons"]
 
 
+def test_blocked_reshape_is_replayed_as_recorded_when_another_group_is_stripped():
+    # MobileNetV4-HybridMedium's attention: a reshape that splits 256 filters into 4 x 64
+    # blocks them; stripping the prunable stem must not write 256 into that reshape.
+    keras.utils.set_random_seed(0)
+    x = keras.Input((4, 4, 3))
+    h = L.Conv2D(8, 1, name="stem")(x)
+    q = tf.reshape(L.Conv2D(256, 1, name="q")(h), [-1, 16, 4, 64])
+    k = tf.reshape(L.Conv2D(64, 1, name="k")(h), [-1, 16, 64])
+    a = tf.einsum("blhk,bpk->blhp", q, k)
+    model = keras.Model(x, L.Dense(3)(L.Flatten()(a)))
+    _, small = _check(model)
+    assert small.get_layer("stem").filters == 4
+    assert small.get_layer("q").filters == 256 and small.get_layer("k").filters == 64
+
+
 def _vit_like():
     keras.utils.set_random_seed(0)
     x = keras.Input((16, 16, 3))
