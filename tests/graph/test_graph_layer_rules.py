@@ -47,6 +47,15 @@ def _check(model, sparsity=0.5):
     return masked, small
 
 
+def _check_export(masked, small, tmp_path):
+    """The stripped one-input model exports, and its reload computes what the masked one does."""
+    xs = _inputs(small)
+    path = tfprune.export_saved_model(small, tmp_path / "export")
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    (got,) = serve(**{small.input_names[0]: tf.constant(xs[0])}).values()
+    assert _rel_err(masked(xs), got.numpy()) <= 1e-5
+
+
 def _text_classifier():
     keras.utils.set_random_seed(0)
     x = keras.Input((12,), dtype="int32")
@@ -133,12 +142,7 @@ def test_conv_lstm_prunes_the_filters_its_importance_keeps_exactly(
     steps, positions, taps = 5, int(np.prod(frames)), 3 ** len(frames)
     flops = tfprune.count_flops(small).per_layer
     assert flops["cl"] == steps * positions * taps * (2 + 4) * 4 * 4
-    # ... and the stripped model exports and reloads to the same outputs.
-    xs = _inputs(model)
-    path = tfprune.export_saved_model(small, tmp_path / "convlstm")
-    serve = tf.saved_model.load(path).signatures["serving_default"]
-    (got,) = serve(**{small.input_names[0]: tf.constant(xs[0])}).values()
-    assert _rel_err(masked(xs), got.numpy()) <= 1e-5
+    _check_export(masked, small, tmp_path)
 
 
 def test_masked_conv_lstm_trains_serialises_and_keeps_pruned_state_out():
@@ -290,7 +294,7 @@ def test_reshape_that_moves_channels_to_another_axis_blocks():
     assert any("reshape" in r and "(16)" in r for r in row["reasons"]), row["reasons"]
 
 
-def test_blocked_reshape_is_replayed_as_recorded_when_another_group_is_stripped():
+def test_blocked_reshape_is_replayed_as_recorded_when_another_group_is_stripped(tmp_path):
     # MobileNetV4-HybridMedium's attention: a reshape that splits 256 filters into 4 x 64
     # blocks them; stripping the prunable stem must not write 256 into that reshape.
     keras.utils.set_random_seed(0)
@@ -300,9 +304,10 @@ def test_blocked_reshape_is_replayed_as_recorded_when_another_group_is_stripped(
     k = tf.reshape(L.Conv2D(64, 1, name="k")(h), [-1, 16, 64])
     a = tf.einsum("blhk,bpk->blhp", q, k)
     model = keras.Model(x, L.Dense(3)(L.Flatten()(a)))
-    _, small = _check(model)
+    masked, small = _check(model)
     assert small.get_layer("stem").filters == 4
     assert small.get_layer("q").filters == 256 and small.get_layer("k").filters == 64
+    _check_export(masked, small, tmp_path)
 
 
 def _vit_like():
