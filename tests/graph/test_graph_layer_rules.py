@@ -47,6 +47,15 @@ def _check(model, sparsity=0.5):
     return masked, small
 
 
+def _check_export(masked, small, tmp_path):
+    """The stripped one-input model exports, and its reload computes what the masked one does."""
+    xs = _inputs(small)
+    path = tfprune.export_saved_model(small, tmp_path / "export")
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    (got,) = serve(**{small.input_names[0]: tf.constant(xs[0])}).values()
+    assert _rel_err(masked(xs), got.numpy()) <= 1e-5
+
+
 def _text_classifier():
     keras.utils.set_random_seed(0)
     x = keras.Input((12,), dtype="int32")
@@ -86,6 +95,74 @@ def test_masked_lstm_trains_with_pruned_units_kept_out():
         keras.layers.serialize(masked.get_layer("lstm")), custom_objects=tfprune.custom_objects()
     )
     assert type(copy).__name__ == "MaskedLSTM" and type(copy.cell).__name__ == "MaskedLSTMCell"
+    assert _rel_err(masked(xs), small(xs)) <= 1e-5
+
+
+def _gate_columns(units, n_units):
+    """Columns of ``units`` in a kernel whose last axis stacks the 4 LSTM gates."""
+    return (np.arange(4)[:, None] * n_units + np.asarray(units)[None, :]).reshape(-1)
+
+
+def _conv_lstm_model(conv_lstm, conv, frames, filters=8):
+    keras.utils.set_random_seed(0)
+    x = keras.Input((5, *frames, 3))
+    h = L.TimeDistributed(conv(4, 1), name="stem")(x)
+    h = conv_lstm(filters, 3, padding="same", return_sequences=True, name="cl")(h)
+    h = conv_lstm(6, 3, name="cl2")(h)
+    pool = L.GlobalAveragePooling2D() if len(frames) == 2 else L.GlobalAveragePooling1D()
+    return keras.Model(x, L.Dense(2, name="head")(pool(h)))
+
+
+@pytest.mark.parametrize(
+    "conv_lstm, conv, frames",
+    [(L.ConvLSTM2D, L.Conv2D, (6, 6)), (L.ConvLSTM1D, L.Conv1D, (7,))],
+)
+def test_conv_lstm_prunes_the_filters_its_importance_keeps_exactly(
+    conv_lstm, conv, frames, tmp_path
+):
+    model = _conv_lstm_model(conv_lstm, conv, frames)
+    layer = model.get_layer("cl")
+    report = tfprune.explain(model)
+    assert report.total_filters == 4 + 8 + 6 + 2 and report.prunable_fraction == 18 / 20
+    # Odd filters get tiny gate columns (every gate, input and recurrent kernels): L1 keeps
+    # the even ones.
+    tiny = _gate_columns([1, 3, 5, 7], 8)
+    kernel, recurrent, bias = layer.get_weights()
+    kernel[..., tiny] *= 1e-3
+    recurrent[..., tiny] *= 1e-3
+    layer.set_weights([kernel, recurrent, bias])
+    masked, small = _check(model)
+    cl = small.get_layer("cl")
+    assert type(cl) is conv_lstm and cl.filters == 4 and small.get_layer("cl2").filters == 3
+    kept = _gate_columns([0, 2, 4, 6], 8)
+    kept_stem = np.flatnonzero(masked.get_layer("stem_chmask").mask.numpy())
+    want = kernel[..., kept][..., kept_stem, :]
+    np.testing.assert_array_equal(cl.get_weights()[0], want)
+    np.testing.assert_array_equal(cl.get_weights()[1], recurrent[..., [0, 2, 4, 6], :][..., kept])
+    steps, positions, taps = 5, int(np.prod(frames)), 3 ** len(frames)
+    flops = tfprune.count_flops(small).per_layer
+    assert flops["cl"] == steps * positions * taps * (2 + 4) * 4 * 4
+    _check_export(masked, small, tmp_path)
+
+
+def test_masked_conv_lstm_trains_serialises_and_keeps_pruned_state_out():
+    model = _conv_lstm_model(L.ConvLSTM2D, L.Conv2D, (4, 4))
+    masked = tfprune.prune_filters(model, {"cl": 0.5})
+    layer = masked.get_layer("cl")
+    assert type(layer).__name__ == "MaskedConvLSTM2D"
+    before = layer.cell.mask.numpy().copy()
+    assert before.sum() == 4
+    masked.compile("sgd", "mse")
+    xs = _inputs(model, seed=3)
+    masked.fit(xs[0], np.ones((3, 2), "float32"), epochs=1, verbose=0)
+    assert np.array_equal(layer.cell.mask.numpy(), before)
+    copy = keras.layers.deserialize(
+        keras.layers.serialize(layer), custom_objects=tfprune.custom_objects()
+    )
+    assert type(copy).__name__ == "MaskedConvLSTM2D"
+    assert type(copy.cell).__name__ == "MaskedConvLSTMCell"
+    small = tfprune.strip_filters(masked)
+    assert small.get_layer("cl").filters == 4
     assert _rel_err(masked(xs), small(xs)) <= 1e-5
 
 
@@ -215,6 +292,22 @@ def test_reshape_that_moves_channels_to_another_axis_blocks():
     row = next(r for r in tfprune.explain(model).rows if "conv" in r["producers"])
     assert not row["prunable"]
     assert any("reshape" in r and "(16)" in r for r in row["reasons"]), row["reasons"]
+
+
+def test_blocked_reshape_is_replayed_as_recorded_when_another_group_is_stripped(tmp_path):
+    # MobileNetV4-HybridMedium's attention: a reshape that splits 256 filters into 4 x 64
+    # blocks them; stripping the prunable stem must not write 256 into that reshape.
+    keras.utils.set_random_seed(0)
+    x = keras.Input((4, 4, 3))
+    h = L.Conv2D(8, 1, name="stem")(x)
+    q = tf.reshape(L.Conv2D(256, 1, name="q")(h), [-1, 16, 4, 64])
+    k = tf.reshape(L.Conv2D(64, 1, name="k")(h), [-1, 16, 64])
+    a = tf.einsum("blhk,bpk->blhp", q, k)
+    model = keras.Model(x, L.Dense(3)(L.Flatten()(a)))
+    masked, small = _check(model)
+    assert small.get_layer("stem").filters == 4
+    assert small.get_layer("q").filters == 256 and small.get_layer("k").filters == 64
+    _check_export(masked, small, tmp_path)
 
 
 def _vit_like():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import tfprune
-from tfprune.compat import keras, tf
+from tfprune.compat import KerasTensor, keras, tf
+from tfprune.errors import UnsupportedModelError
 from tfprune.graph import analyze
 
 L = keras.layers
@@ -253,6 +254,82 @@ def test_untraceable_layers_block_with_their_reason(layer_cls, reason):
     assert any("odd" in b for b in report.blocking_layers)
     rows = {p: r for r in report.rows for p in r["producers"]}
     assert not rows["c1"]["prunable"] and rows["c2"]["prunable"]
+
+
+class RejectsSymbolic(L.Layer):
+    """Checks its input's type like Hugging Face TF layers do."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = L.Conv2D(8, 1)
+
+    def call(self, x):
+        if isinstance(x, KerasTensor):
+            raise ValueError(f"Data of type {type(x)} is not allowed only (tf.Tensor,)")
+        return self.conv(x)
+
+
+class RejectingModel(keras.Model):
+    def __init__(self):
+        super().__init__(name="rejecting")
+        self.block = RejectsSymbolic()
+
+    def call(self, x):
+        if isinstance(x, KerasTensor):
+            raise ValueError(f"Data of type {type(x)} is not allowed only (tf.Tensor,)")
+        return self.block(x)
+
+
+class CalledOnce(L.Layer):
+    """Python state: works on its first call only (the one that built the model)."""
+
+    calls = 0
+
+    def call(self, x):
+        CalledOnce.calls += 1
+        if CalledOnce.calls > 1:
+            raise RuntimeError("this layer ran out of calls")
+        return x
+
+
+class WithFragileSublayer(L.Layer):
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = L.Conv2D(8, 1)
+        self.once = CalledOnce(name="once")
+
+    def call(self, x):
+        return self.once(self.conv(x))
+
+
+def test_a_layer_failing_on_symbolic_inputs_is_reported_with_its_own_error():
+    report = _report_of(RejectsSymbolic)
+    (note,) = report.opaque
+    assert note["layer"] == "odd" and note["class"] == "RejectsSymbolic"
+    assert "fails on the symbolic inputs" in note["reason"]
+    assert "ValueError: Data of type" in note["reason"] and "KerasTensor" in note["reason"]
+    assert "control flow" not in note["reason"]
+    # The same as a whole subclassed model (a Hugging Face TF model): a clear refusal.
+    model = RejectingModel()
+    model(np.zeros((1, 4, 4, 3), np.float32))
+    with pytest.raises(UnsupportedModelError, match="cannot be traced") as info:
+        tfprune.explain(model)
+    assert "'rejecting' (RejectingModel)" in str(info.value)
+    assert "ValueError: Data of type" in str(info.value)
+    CalledOnce.calls = 0
+    (note,) = _report_of(WithFragileSublayer).opaque
+    # An error inside a sublayer names that sublayer (tf_keras' context), then the message.
+    assert (
+        'RuntimeError in layer "once" (type CalledOnce): this layer ran out of calls'
+        in (note["reason"])
+    )
+
+
+def _report_of(layer_cls):
+    inp = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, padding="same", name="c1")(inp)
+    x = layer_cls(name="odd")(x)
+    return tfprune.explain(keras.Model(inp, L.Dense(2)(L.GlobalAveragePooling2D()(x))))
 
 
 def test_drop_path_passes_channels_and_keeps_training_behaviour():

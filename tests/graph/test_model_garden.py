@@ -12,7 +12,7 @@ import pytest
 official = pytest.importorskip("official")
 
 import tfprune  # noqa: E402
-from tfprune.compat import keras  # noqa: E402
+from tfprune.compat import keras, tf  # noqa: E402
 from tfprune.flops import count_flops  # noqa: E402
 from tfprune.nested import all_layers  # noqa: E402
 
@@ -198,3 +198,54 @@ def test_stripped_bert_classifier_exports_and_runs_in_a_fresh_process(tmp_path):
     )
     assert result.verify["ok"] and not result.verify["tfprune_imported"]
     assert result.max_relative_difference <= result.tolerance
+
+
+@pytest.mark.slow
+def test_mobilenet_v4_hybrid_strips_around_its_blocked_attention_reshapes():
+    # Its attention reshapes split filters into heads (blocked); stripping the groups around
+    # them must replay those reshapes as recorded.
+    x = np.random.default_rng(0).standard_normal((2, 64, 64, 3)).astype(np.float32)
+
+    def backbone(spec):
+        from official.vision.modeling.backbones import mobilenet
+
+        return mobilenet.MobileNet(
+            model_id="MobileNetV4HybridMedium", input_specs=spec, filter_size_scale=0.25
+        )
+
+    model = _classifier(backbone, 64)
+    assert tfprune.explain(model).prunable_fraction >= 0.6
+    masked = tfprune.prune_filters(model, 0.5)
+    small = tfprune.strip_filters(masked)
+    a, b = masked(x, training=False).numpy(), small(x, training=False).numpy()
+    assert np.abs(a - b).max() <= 1e-5 * max(np.abs(a).max(), 1e-12)
+    assert count_flops(small).total < 0.7 * count_flops(model).total
+
+
+@pytest.mark.slow
+def test_albert_encoder_with_a_list_of_layer_outputs_exports_one_tensor_per_name(tmp_path):
+    from official.nlp.modeling import networks
+
+    from tfprune.export import export_saved_model
+
+    keras.utils.set_random_seed(0)
+    encoder = networks.AlbertEncoder(
+        vocab_size=50,
+        embedding_width=8,
+        hidden_size=16,
+        num_layers=2,
+        num_attention_heads=4,
+        intermediate_size=32,
+        max_sequence_length=8,
+        dict_outputs=True,
+    )
+    x = _token_inputs()
+    path = export_saved_model(encoder, tmp_path / "albert", check_inputs=x)
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    got = {k: v.numpy() for k, v in serve(**{k: tf.constant(v) for k, v in x.items()}).items()}
+    want = encoder(x, training=False)
+    layers = {"encoder_outputs_0", "encoder_outputs_1"}
+    assert set(got) == {"sequence_output", "pooled_output"} | layers
+    for i, layer_output in enumerate(want["encoder_outputs"]):
+        np.testing.assert_allclose(got[f"encoder_outputs_{i}"], layer_output.numpy(), atol=1e-5)
+    np.testing.assert_allclose(got["pooled_output"], want["pooled_output"].numpy(), atol=1e-5)

@@ -1,8 +1,8 @@
 """Model inputs and outputs for serving: names, signatures, valid example data, calls.
 
-Example data is valid for the model: floats are standard normal, and integer inputs that feed an
-``Embedding`` (or ``CategoryEncoding``) are ids within its vocabulary, so checks never fail on an
-out-of-range lookup.
+Example data is valid for the model: inputs that feed an ``Embedding`` (or ``CategoryEncoding``)
+are ids within its vocabulary, integer or float, so checks never fail on an out-of-range lookup;
+other floats are standard normal.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import is_functional, keras, tf
-from tfprune.errors import InvalidArgumentError
+from tfprune.compat import is_functional, keras, saved_input_spec, tf
+from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph.trace import iter_graph_nodes
 
 __all__ = [
@@ -26,18 +26,39 @@ __all__ = [
 ]
 
 
+def _check_symbolic_inputs(model: keras.Model) -> None:
+    """Raise a clear error for a model without symbolic inputs (subclassed or unbuilt)."""
+    if getattr(model, "inputs", None) is not None:
+        return
+    what = f"model {model.name!r} ({type(model).__name__})"
+    spec = saved_input_spec(model)
+    if spec is None:
+        raise UnsupportedModelError(
+            f"{what} has no input shape yet, so its serving signature is unknown: give it an "
+            "input shape (keras.Input(shape=...) or model.build(input_shape)), then wrap it "
+            "in a functional model: keras.Model(inputs, model(inputs))."
+        )
+    specs = tf.nest.flatten(spec)
+    inputs = ", ".join(
+        f"keras.Input(shape={tuple(s.shape[1:])}, dtype={s.dtype.name!r})" for s in specs
+    )
+    inputs = inputs if len(specs) == 1 else f"[{inputs}]"
+    raise UnsupportedModelError(
+        f"{what} is a subclassed model, so it has no named inputs to serve: wrap it in a "
+        f"functional model first (inputs = {inputs}; model = keras.Model(inputs, "
+        "model(inputs))), or export the functional model tfprune.strip_filters returns."
+    )
+
+
 def input_names(model: keras.Model) -> list[str]:
     """The model's input names (its input layers' names), in input order."""
+    _check_symbolic_inputs(model)
     return [str(n) for n in model.input_names]
 
 
 def input_specs(model: keras.Model) -> list[tf.TensorSpec]:
     """One ``TensorSpec`` per input, batch dimension free, named after the input."""
-    if getattr(model, "inputs", None) is None:
-        raise InvalidArgumentError(
-            f"model '{model.name}' has no symbolic inputs (subclassed or unbuilt); export a "
-            "functional or Sequential model built with an input shape"
-        )
+    _check_symbolic_inputs(model)
     return [
         tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=name)
         for t, name in zip(model.inputs, input_names(model))
@@ -59,12 +80,40 @@ def call_model(model: keras.Model, args: Sequence[Any]) -> dict[str, tf.Tensor]:
     else:
         result = model(dict(zip(input_names(model), args)), training=False)
     if isinstance(result, Mapping):
-        return {str(k): v for k, v in result.items()}
+        return _flat_named(result)
     flat = tf.nest.flatten(result)
     names = output_names(model)
     if len(names) != len(flat):
         names = [f"output_{i}" for i in range(len(flat))]
     return dict(zip(names, flat))
+
+
+def _flat_named(outputs: Mapping[Any, Any]) -> dict[str, tf.Tensor]:
+    """A dict of (nested) outputs as one tensor per name: ``{"layers": [a, b]}`` -> ``layers_0``...
+
+    Encoders return such dicts (Model Garden's ``encoder_outputs``: a list of every layer's
+    output); a served signature and every comparison need one tensor per name.
+    """
+    flat: dict[str, tf.Tensor] = {}
+
+    def visit(name: str, value: Any) -> None:
+        if isinstance(value, Mapping):
+            for key in sorted(value, key=str):
+                visit(f"{name}_{key}", value[key])
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                visit(f"{name}_{i}", item)
+        else:
+            if name in flat:
+                raise UnsupportedModelError(
+                    f"the model's outputs hold two entries both named {name!r} once nested "
+                    "outputs are flattened; give its output dict distinct keys"
+                )
+            flat[name] = value
+
+    for key in outputs:
+        visit(str(key), outputs[key])
+    return flat
 
 
 def call_outputs(model: keras.Model, inputs: Any) -> dict[str, np.ndarray]:
@@ -102,9 +151,9 @@ def _id_limits(model: keras.Model) -> dict[int, int]:
 def example_inputs(model: keras.Model, batch_size: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
     """Random inputs the model accepts, by input name.
 
-    Floats are standard normal; integer inputs that feed an ``Embedding`` or
-    ``CategoryEncoding`` are ids in ``[0, vocabulary)`` (``{0, 1}`` otherwise); booleans are
-    random. Raises :class:`~tfprune.errors.InvalidArgumentError` for unknown dimensions.
+    Inputs that feed an ``Embedding`` or ``CategoryEncoding`` are ids in ``[0, vocabulary)``,
+    whatever their dtype; other floats are standard normal, other integers ``{0, 1}``; booleans
+    are random. Raises :class:`~tfprune.errors.InvalidArgumentError` for unknown dimensions.
     """
     rng = np.random.default_rng(seed)
     limits = _id_limits(model)
@@ -118,11 +167,14 @@ def example_inputs(model: keras.Model, batch_size: int = 2, seed: int = 0) -> di
             )
         shape = (batch_size, *dims)
         dtype = spec.dtype
-        if dtype.is_floating:
+        if (dtype.is_integer or dtype.is_floating) and id(t) in limits:
+            # Ids, also in a float input (an Embedding casts them): negatives would not look up.
+            high = max(limits[id(t)], 1)
+            value = rng.integers(0, high, size=shape).astype(dtype.as_numpy_dtype)
+        elif dtype.is_floating:
             value = rng.standard_normal(shape).astype(dtype.as_numpy_dtype)
         elif dtype.is_integer:
-            high = limits.get(id(t), 2)
-            value = rng.integers(0, max(high, 1), size=shape).astype(dtype.as_numpy_dtype)
+            value = rng.integers(0, 2, size=shape).astype(dtype.as_numpy_dtype)
         elif dtype.is_bool:
             value = rng.integers(0, 2, size=shape).astype(bool)
         else:

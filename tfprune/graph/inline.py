@@ -22,6 +22,7 @@ one call that couples its input and output channels. The original model is never
 from __future__ import annotations
 
 import dataclasses
+import re
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -239,10 +240,14 @@ def _fragment(
     except _NotTraceable as e:
         return opaque(str(e))
     except Exception as e:  # noqa: BLE001 - any failure of user code means: cannot trace
-        first = (str(e).strip().splitlines() or [""])[0][:160]
+        if _SYMBOLIC_VALUE in str(e):
+            return opaque(
+                "its call() uses the value of a tensor in Python (an if, len() or bool() on a "
+                "tensor); such data-dependent Python control flow cannot be traced"
+            )
         return opaque(
-            f"tracing its call() on symbolic inputs failed ({type(e).__name__}: {first}); "
-            "data-dependent Python control flow cannot be traced"
+            f"its call() fails on the symbolic inputs (keras.Input) tfprune traces it with "
+            f"({_failure(e)})"
         )
     op = _captured(frag)
     if op is not None:
@@ -268,6 +273,30 @@ def _fragment(
     if isinstance(layer, keras.Model) and not isinstance(structure, (list, tuple, dict)):
         frag = keras.Model(frag.inputs, frag.outputs[0], name=layer.name)
     return frag, None
+
+
+_KERAS_CONTEXT = "Exception encountered when calling layer "
+_RAISED = re.compile(r"[A-Za-z_][\w.]*(Error|Exception): ")
+#: What tf_keras raises when Python asks for the value of a symbolic tensor (bool, len).
+_SYMBOLIC_VALUE = "Keras symbolic inputs/outputs do not implement"
+
+
+def _failure(e: Exception) -> str:
+    """``ValueError in layer "dense" (type Dense): <first line of the message>``.
+
+    tf_keras prefixes an error raised inside a sublayer with the layer it happened in.
+    """
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    where = ""
+    if lines and lines[0].startswith(_KERAS_CONTEXT):
+        where = " in layer " + lines.pop(0)[len(_KERAS_CONTEXT) :].rstrip(".")
+    if lines and lines[0] == "in user code:":
+        # AutoGraph's form: the user's stack, then "SomeError: message".
+        raised = [line for line in lines if _RAISED.match(line)]
+        lines = [raised[-1].partition(": ")[2]] if raised else lines
+    first = lines[0] if lines else ""
+    first = first if len(first) <= 200 else first[:200] + "..."
+    return f"{type(e).__name__}{where}: {first}"
 
 
 def _overridden(layer: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import tensorflow_model_optimization as tfmot
@@ -14,6 +15,9 @@ __all__ = [
     "MaskedConv1D",
     "MaskedConv2D",
     "MaskedConv3D",
+    "MaskedConvLSTM1D",
+    "MaskedConvLSTM2D",
+    "MaskedConvLSTM3D",
     "MaskedBidirectional",
     "MaskedDense",
     "MaskedGRU",
@@ -214,7 +218,8 @@ class _MaskedRecurrentCell:
 
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)
-        self.mask = _add_mask(self, self.units)
+        # A ConvLSTM cell's units are its filters.
+        self.mask = _add_mask(self, getattr(self, "units", None) or self.filters)
 
     @property
     def recurrent_kernel(self) -> Any:
@@ -222,6 +227,7 @@ class _MaskedRecurrentCell:
         mask = getattr(self, "mask", None)
         if mask is None:
             return kernel
+        # State rows are the second-to-last axis (also of a ConvLSTM's conv kernel).
         return kernel * tf.cast(mask, kernel.dtype)[:, None]
 
     @recurrent_kernel.setter
@@ -233,11 +239,12 @@ class _MaskedRecurrent(_PolicyMixin):
     """Mixin for SimpleRNN/GRU/LSTM whose cell masks the recurrent kernel by unit."""
 
     mask_role = "out"
-    _cell_class: type = type(None)
+    _cell_class: type | None = None  # None: the masked twin of the layer's own cell class
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.cell.__class__ = self._cell_class  # the stock cell, not built yet
+        # The stock cell, not built yet, becomes its masked twin.
+        self.cell.__class__ = self._cell_class or _masked_cell(type(self.cell))
 
     @property
     def mask(self) -> Any:
@@ -245,6 +252,7 @@ class _MaskedRecurrent(_PolicyMixin):
         return self.cell.mask
 
 
+@functools.cache
 def _masked_cell(cell: type) -> type:
     return type(f"Masked{cell.__name__}", (_MaskedRecurrentCell, cell), {})
 
@@ -271,6 +279,27 @@ class MaskedLSTM(_MaskedRecurrent, keras.layers.LSTM):
 
     _cell_class = _masked_cell(keras.layers.LSTMCell)
     _tfprune_stock = keras.layers.LSTM
+
+
+@keras.utils.register_keras_serializable(package="tfprune")
+class MaskedConvLSTM1D(_MaskedRecurrent, keras.layers.ConvLSTM1D):
+    """ConvLSTM1D whose pruned filters stop feeding their state back (tfprune mask by filter)."""
+
+    _tfprune_stock = keras.layers.ConvLSTM1D
+
+
+@keras.utils.register_keras_serializable(package="tfprune")
+class MaskedConvLSTM2D(_MaskedRecurrent, keras.layers.ConvLSTM2D):
+    """ConvLSTM2D whose pruned filters stop feeding their state back (tfprune mask by filter)."""
+
+    _tfprune_stock = keras.layers.ConvLSTM2D
+
+
+@keras.utils.register_keras_serializable(package="tfprune")
+class MaskedConvLSTM3D(_MaskedRecurrent, keras.layers.ConvLSTM3D):
+    """ConvLSTM3D whose pruned filters stop feeding their state back (tfprune mask by filter)."""
+
+    _tfprune_stock = keras.layers.ConvLSTM3D
 
 
 @keras.utils.register_keras_serializable(package="tfprune")
@@ -385,6 +414,9 @@ _MASKED_SELF = {
     keras.layers.SimpleRNN: MaskedSimpleRNN,
     keras.layers.GRU: MaskedGRU,
     keras.layers.LSTM: MaskedLSTM,
+    keras.layers.ConvLSTM1D: MaskedConvLSTM1D,
+    keras.layers.ConvLSTM2D: MaskedConvLSTM2D,
+    keras.layers.ConvLSTM3D: MaskedConvLSTM3D,
     keras.layers.MultiHeadAttention: MaskedMultiHeadAttention,
     keras.layers.Bidirectional: MaskedBidirectional,
 }

@@ -16,7 +16,7 @@ every channel it touches (fail closed). Users can add rules with :func:`register
 
 The interface and the registry are in :mod:`~tfprune.graph.rules.base`; the built-in rules are
 grouped by kind: :mod:`~tfprune.graph.rules.weighted` (convolutions, dense, embeddings),
-:mod:`~tfprune.graph.rules.recurrent` (RNNs, ``Bidirectional``),
+:mod:`~tfprune.graph.rules.recurrent` (RNNs, ConvLSTMs, ``Bidirectional``),
 :mod:`~tfprune.graph.rules.attention` (``MultiHeadAttention``, ``EinsumDense``),
 :mod:`~tfprune.graph.rules.wrappers` (``TimeDistributed``, TF-MOT's wrappers),
 :mod:`~tfprune.graph.rules.shapes` (layers without multiply weights),
@@ -54,7 +54,7 @@ from tfprune.graph.rules.model_garden import (
     VisionAttentionRule,
 )
 from tfprune.graph.rules.ops import ELEMENTWISE_OPS, TFOpRule
-from tfprune.graph.rules.recurrent import BidirectionalRule, RecurrentRule
+from tfprune.graph.rules.recurrent import BidirectionalRule, ConvRecurrentRule, RecurrentRule
 from tfprune.graph.rules.shapes import (
     ConcatenateRule,
     FlattenRule,
@@ -109,6 +109,7 @@ for _rule in (
     SeparableRule(),
     EmbeddingRule(),
     RecurrentRule(),
+    ConvRecurrentRule(),
     BidirectionalRule(),
     TimeDistributedRule(),
     PruneLowMagnitudeRule(),

@@ -236,7 +236,12 @@ class TFOpRule(LayerRule):
         """A reshape or an op with per-channel constants, redone for the kept channels.
 
         The reshape's target spells out the channel count; the constants are cut to ``kept``.
+        Only a call whose output channels were cut is redone (``kept`` given), and a reshape
+        only when its input lost exactly those channels: a reshape the analysis blocked keeps
+        every channel, so it is replayed as recorded.
         """
+        if kept is None:
+            return None
         if _op_name(layer) in ELEMENTWISE_OPS:
             return self._rewrite_constants(layer, args, kwargs, kept)
         if _op_name(layer) != "reshape" or not _rewritable_reshape(args, kwargs):
@@ -244,15 +249,13 @@ class TFOpRule(LayerRule):
         x = kwargs.get("tensor", args[0] if args else None)
         shape = list(kwargs.get("shape", args[1] if len(args) > 1 else None))
         channels = x.shape[-1] if x is not None and x.shape.rank else None
-        if channels is None or shape[-1] == channels:
+        if channels is None or shape[-1] == channels or channels != len(kept):
             return None
         return tf.reshape(x, [*shape[:-1], int(channels)])
 
     @staticmethod
     def _rewrite_constants(layer: Any, args: tuple, kwargs: dict, kept: Any) -> Any | None:
         """The op again, with each per-channel constant cut to the ``kept`` channels."""
-        if kept is None:
-            return None
         size = int(np.max(kept, initial=-1)) + 1
         changed = []
 

@@ -1,6 +1,6 @@
-"""Rules of recurrent layers (``SimpleRNN``, ``GRU``, ``LSTM``) and ``Bidirectional``.
+"""Rules of recurrent layers: ``SimpleRNN``, ``GRU``, ``LSTM``, ``ConvLSTM*D``, ``Bidirectional``.
 
-Their units are the filters; gates of a unit are pruned with it.
+Their units (a ConvLSTM's filters) are the filters; gates of a unit are pruned with it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from tfprune.graph.rules.base import (
     LayerRule,
     Role,
     Shape,
+    _blocked_channels_first,
     _channels,
     _what,
     _with_count,
@@ -26,6 +27,7 @@ from tfprune.graph.rules.base import (
 
 __all__ = [
     "BidirectionalRule",
+    "ConvRecurrentRule",
     "RecurrentRule",
 ]
 
@@ -47,6 +49,8 @@ class RecurrentRule(LayerRule):
     """
 
     layer_types = (L.SimpleRNN, L.GRU, L.LSTM)
+    #: Axis of the kernel's input channels and of the recurrent kernel's state rows.
+    row_axis = 0
 
     def applies(self, layer: Any) -> bool:
         # Only the stock classes (and tfprune's masked twins): subclasses may change the cell.
@@ -57,12 +61,18 @@ class RecurrentRule(LayerRule):
     @staticmethod
     def gates(layer: Any) -> int:
         """Number of gate blocks stacked along the units axis of the weights."""
-        if isinstance(layer, L.LSTM):
+        if isinstance(layer, (L.LSTM, L.ConvLSTM1D, L.ConvLSTM2D, L.ConvLSTM3D)):
             return 4
         return 3 if isinstance(layer, L.GRU) else 1
 
+    def units(self, layer: Any) -> int:
+        """Number of units (the layer's filters)."""
+        return int(layer.units)
+
     def connect(self, ctx: ChannelContext, call: Any) -> None:
         layer = call.layer
+        if _blocked_channels_first(ctx, call, "recurrent layer"):
+            return
         if getattr(layer, "stateful", False):
             ctx.block_call(call, f"recurrent layer {call.path!r} is stateful")
             return
@@ -71,7 +81,7 @@ class RecurrentRule(LayerRule):
             return
         x = call.inputs[0]
         ctx.identity(ctx.tensor_dim(x), ctx.layer_dim(layer, "in", _channels(x)))
-        dout = ctx.layer_dim(layer, "out", int(layer.units))
+        dout = ctx.layer_dim(layer, "out", self.units(layer))
         for y in call.outputs:  # the output and, with return_state, the final states
             ctx.identity(ctx.tensor_dim(y), dout)
 
@@ -86,7 +96,7 @@ class RecurrentRule(LayerRule):
     def channel_rows(self, layer, role, arrays, names=None):
         if role != "out":
             return super().channel_rows(layer, role, arrays, names)
-        units, gates = int(layer.units), self.gates(layer)
+        units, gates = self.units(layer), self.gates(layer)
         rows = []
         for name, a in arrays.items():
             if name not in ("kernel", "recurrent_kernel", "bias"):
@@ -104,11 +114,11 @@ class RecurrentRule(LayerRule):
     def slice_weights(self, layer, weights, kept):
         out = dict(weights)
         if "in" in kept:
-            out["kernel"] = np.take(out["kernel"], kept["in"], axis=0)
+            out["kernel"] = np.take(out["kernel"], kept["in"], axis=self.row_axis)
         if "out" in kept:
-            cols = _gate_columns(kept["out"], int(layer.units), self.gates(layer))
+            cols = _gate_columns(kept["out"], self.units(layer), self.gates(layer))
             out["kernel"] = np.take(out["kernel"], cols, axis=-1)
-            rk = np.take(out["recurrent_kernel"], kept["out"], axis=0)
+            rk = np.take(out["recurrent_kernel"], kept["out"], axis=self.row_axis)
             out["recurrent_kernel"] = np.take(rk, cols, axis=-1)
             if "bias" in out:
                 out["bias"] = np.take(out["bias"], cols, axis=-1)
@@ -135,7 +145,41 @@ class RecurrentRule(LayerRule):
         return "out"
 
     def filters(self, layer: Any) -> int:
-        return int(layer.units)
+        return self.units(layer)
+
+
+class ConvRecurrentRule(RecurrentRule):
+    """ConvLSTM1D/2D/3D: an LSTM whose gates are convolutions; its filters are the units.
+
+    Kernels are conv kernels ``(k..., in, 4 * filters)`` and ``(k..., filters, 4 * filters)``:
+    input channels and state rows on the second-to-last axis, gate-stacked filters on the last.
+    """
+
+    layer_types = (L.ConvLSTM1D, L.ConvLSTM2D, L.ConvLSTM3D)
+    row_axis = -2
+
+    def units(self, layer: Any) -> int:
+        return int(layer.filters)
+
+    def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
+        return {"kernel": {"in": -2}, "recurrent_kernel": {"out": -2}, "mask": {"out": 0}}
+
+    def new_config(self, layer, config, kept):
+        return _with_count(config, "filters", kept, "out")
+
+    def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
+        x, y = ins[0], outs[0] if outs else None
+        if x is None or y is None or any(d is None for d in (*x[1:], *y[1:])):
+            raise UnsupportedModelError(
+                f"cannot count FLOPs of {_what(layer)}: its input {x} or output {y} has unknown "
+                "dimensions. Build the model with fixed shapes or pass input_shapes= to "
+                "count_flops."
+            )
+        steps = int(x[1])
+        positions = int(np.prod(y[2:-1] if layer.return_sequences else y[1:-1]))
+        taps = int(np.prod(layer.kernel_size))
+        fan_in = int(layer.cell.kernel.shape[-2]) + self.units(layer)
+        return steps * positions * taps * fan_in * self.gates(layer) * self.units(layer)
 
 
 class BidirectionalRule(LayerRule):
