@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import pytest
 
@@ -54,6 +55,9 @@ class CellMeans(Protocol):
 
 
 def fill(store: RunStore, with_jsv: bool = True) -> None:
+    """Four finished runs, with the config.yaml and grid.json tfprune-compare writes."""
+    (store.output_dir / "config.yaml").write_text("protocol: cells\n")
+    runs = []
     for lr, base in ((0.01, 0.9), (0.001, 0.8)):
         for seed in (1, 2):
             spec = RunSpec(
@@ -80,7 +84,10 @@ def fill(store: RunStore, with_jsv: bool = True) -> None:
             store.prepare(
                 spec.run_id(), spec.to_dict(), {"python": "3", "packages": {"numpy": "1"}}
             )
+            store.write_history(spec.run_id(), history)
             store.write_record(spec.run_id(), record.to_dict())
+            runs.append({"run_id": spec.run_id(), "cell": spec.cell, "seed": seed})
+    (store.output_dir / "grid.json").write_text(json.dumps({"protocol": "cells", "runs": runs}))
 
 
 def test_write_report_files_and_table(tmp_path):
@@ -98,7 +105,7 @@ def test_write_report_files_and_table(tmp_path):
     ]
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
-    assert report.finished == 4 and report.expected is None
+    assert report.finished == 4 and report.expected == 4 and report.problems == []
     # Printed: verdicts first, then the compact table in percent, then where the rest is.
     printed = report.markdown.splitlines()
     assert printed[0] == "- lr=0.01 beats lr=0.001"

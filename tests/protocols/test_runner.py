@@ -151,9 +151,12 @@ def test_rerun_skips_finished_runs(tmp_path):
     assert "4 already finished, 0 to run" in lines[0]
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/*/record.json")} == mtimes
     assert [r.to_dict() for r in again] == [r.to_dict() for r in first]
-    # A larger grid only runs the new cells.
+    # A larger grid is another config: refused, unless asked for; then only the new cells run.
     CALLS.clear()
-    run(config(seeds=[1, 2, 3]), tmp_path)
+    with pytest.raises(ConfigError, match=r"seeds: \[1, 2\] there, \[1, 2, 3\] here"):
+        run(config(seeds=[1, 2, 3]), tmp_path)
+    assert CALLS == []
+    run(config(seeds=[1, 2, 3]), tmp_path, replace_config=True)
     assert len(CALLS) == 2
 
 
@@ -185,7 +188,7 @@ def test_continue_on_error_runs_the_rest_then_raises(tmp_path):
     cfg = config(fail_cell="lr=0.001 pr=0.5")
     cfg.runner.continue_on_error = True
     CALLS.clear()
-    with pytest.raises(RunFailedError, match="2 run\\(s\\) failed") as info:
+    with pytest.raises(RunFailedError, match="2 of 4 run\\(s\\) failed") as info:
         run(cfg, tmp_path)
     assert len(CALLS) == 4
     assert set(info.value.failed) == set(RunStore(tmp_path).errors())
@@ -193,7 +196,7 @@ def test_continue_on_error_runs_the_rest_then_raises(tmp_path):
     # Fixing the config and rerunning only retries the failed runs... which now differ in
     # their spec (the failure marker), so they are new runs; the finished ones are kept.
     CALLS.clear()
-    run(config(), tmp_path)
+    run(config(), tmp_path, replace_config=True)
     assert len(CALLS) == 2
 
 

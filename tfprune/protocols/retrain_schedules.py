@@ -19,12 +19,12 @@ from tfprune.protocols.base import (
     _columns,
     _method_options,
     _methods,
-    _p,
     _recipe,
     _seeds,
     _spec,
     method_label,
     summarize_cells,
+    tested_text,
 )
 from tfprune.protocols.params import CommonParams, defaults_of
 from tfprune.protocols.schedules import parse_schedule
@@ -136,6 +136,7 @@ class RetrainSchedules(Protocol):
             if row["reference"] and row["diff_vs_ref"] is not None:
                 verdicts.append(
                     f"{row['cell']} vs {row['reference']}: {100 * row['diff_vs_ref']:+.2f} "
-                    f"points (paired p={_p(row['p_vs_ref'])}; setup {row['setup']})."
+                    f"points ({tested_text(row['p_vs_ref'], len(row.get('paired_seeds') or []))}; "
+                    f"setup {row['setup']})."
                 )
         return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)

@@ -22,7 +22,6 @@ from tfprune.protocols.base import (
     _lr_text,
     _method_options,
     _methods,
-    _p,
     _pct,
     _ratio_text,
     _recipe,
@@ -31,6 +30,7 @@ from tfprune.protocols.base import (
     method_label,
     outcome,
     summarize_cells,
+    tested_text,
 )
 from tfprune.protocols.params import CommonParams, defaults_of
 from tfprune.protocols.schedules import (
@@ -295,9 +295,10 @@ class ScratchVsPrune(Protocol):
                 if row.get("flops_vs_scratch_e") is not None
                 else ""
             )
+            tested = tested_text(row["p_vs_ref"], len(row.get("paired_seeds") or []))
             verdicts.append(
                 f"{row['cell']} {word} {row['reference']}: {_pct(row['mean'])} vs "
-                f"{_pct(ref_row['mean'])} ({100 * (diff or 0):+.2f} points, paired "
-                f"p={_p(row['p_vs_ref'])}); setup {row['setup']}{flops}."
+                f"{_pct(ref_row['mean'])} ({100 * (diff or 0):+.2f} points, {tested}); setup "
+                f"{row['setup']}{flops}."
             )
         return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
