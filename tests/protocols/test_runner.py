@@ -15,7 +15,7 @@ import sys
 import pytest
 
 from tfprune.configs import ProtocolConfig
-from tfprune.errors import ConfigError
+from tfprune.errors import ConfigError, InvalidArgumentError, TfpruneError
 from tfprune.protocols.grids import Protocol, Summary
 from tfprune.protocols.runner import RunFailedError, plan_shard, run_protocol
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
@@ -248,3 +248,114 @@ def test_the_results_table_can_go_apart_from_progress(tmp_path):
     _, lines = run(config(), tmp_path, results=shown.append)
     assert len(shown) == 1 and "accuracy %" in shown[0]  # the results table, once
     assert shown[0] not in lines and any("done in" in line for line in lines)
+
+
+def test_a_damaged_record_is_named_and_rerun_repairs_it(tmp_path):
+    run(config(), tmp_path)
+    ids = sorted(p.parent.name for p in tmp_path.glob("runs/*/record.json"))
+    truncated, empty = ids[0], ids[1]
+    path = tmp_path / "runs" / truncated / "record.json"
+    path.write_text(path.read_text()[:200])
+    (tmp_path / "runs" / empty / "record.json").write_text("")
+    store = RunStore(tmp_path)
+    assert not store.is_finished(truncated) and not store.is_finished(empty)
+    damaged = store.damaged_records()
+    assert set(damaged) == {truncated, empty}
+    assert damaged[truncated].startswith(f"{path}: not valid JSON")
+    assert damaged[empty] == f"{tmp_path / 'runs' / empty / 'record.json'}: empty"
+    with pytest.raises(InvalidArgumentError, match=f"run {truncated}: {path} is not valid JSON"):
+        store.load_record_dict(truncated)
+    CALLS.clear()
+    records, lines = run(config(), tmp_path)
+    assert sorted(CALLS) == [truncated, empty] and len(records) == 4
+    assert any(
+        line.startswith(f"{path}: not valid JSON") and "runs again" in line for line in lines
+    )
+    assert "2 already finished, 2 to run" in next(line for line in lines if "in the grid" in line)
+    assert RunStore(tmp_path).damaged_records() == {} and len(store.load_records()) == 4
+
+
+def test_another_config_into_a_used_folder_is_refused_naming_both(tmp_path):
+    run(config(), tmp_path)
+    saved = (tmp_path / "config.yaml").read_text()
+    summary = (tmp_path / "report" / "summary.md").stat().st_mtime_ns
+    CALLS.clear()
+    with pytest.raises(ConfigError) as info:
+        run(config(lrs=[0.1]), tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path / "config.yaml") in message
+    assert "lrs: [0.01, 0.001] there, [0.1] here" in message
+    assert "another --output_dir" in message and "--replace_config" in message
+    assert CALLS == [] and (tmp_path / "config.yaml").read_text() == saved
+    assert (tmp_path / "report" / "summary.md").stat().st_mtime_ns == summary
+    # The same config (a rerun, another shard) and what only changes the runner are not refused.
+    cfg = config()
+    cfg.runner.continue_on_error = True
+    run(cfg, tmp_path)
+    # An unreadable config.yaml cannot tell: refused too, naming the file.
+    (tmp_path / "config.yaml").write_text("protocol: [unclosed\n")
+    with pytest.raises(ConfigError, match="config.yaml, which says what config made its runs"):
+        run(config(), tmp_path)
+    run(config(lrs=[0.1]), tmp_path, replace_config=True)
+    assert "0.1" in (tmp_path / "config.yaml").read_text() and len(CALLS) == 2
+
+
+def test_report_as_a_file_is_a_one_line_error_before_anything_runs(tmp_path):
+    (tmp_path / "report").write_text("my notes")
+    CALLS.clear()
+    with pytest.raises(InvalidArgumentError) as info:
+        run(config(), tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path / 'report'} is a file, where the report folder goes; move it away (or delete "
+        "it), then run again"
+    )
+    assert CALLS == [] and (tmp_path / "report").read_text() == "my notes"
+
+
+def test_a_finished_grid_leaves_no_claims_even_in_shards(tmp_path):
+    run(config(), tmp_path / "one")
+    assert not (tmp_path / "one" / "claims").exists()
+    run(config(), tmp_path / "two", shard_index=0, num_shards=2)
+    assert list((tmp_path / "two" / "claims").iterdir()) == []  # its runs' claims went
+    run(config(), tmp_path / "two", shard_index=1, num_shards=2)
+    assert not (tmp_path / "two" / "claims").exists()
+
+
+def test_a_held_claim_is_left_alone_by_the_clean_up(tmp_path):
+    run(config(), tmp_path)
+    run_id = RunStore(tmp_path).finished_ids()[0]
+    lock = tmp_path / "claims" / f"{run_id}.lock"
+    lock.parent.mkdir()
+    code = (
+        "import time; from filelock import FileLock; "
+        f"held = FileLock({str(lock)!r}); held.acquire(); print('held', flush=True); "
+        "time.sleep(120)"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        RunStore(tmp_path).remove_finished_claims([run_id])
+        assert lock.exists()  # another process holds it: not removed under it
+    finally:
+        proc.kill()
+        proc.wait()
+    RunStore(tmp_path).remove_finished_claims([run_id])
+    assert not (tmp_path / "claims").exists()
+
+
+def test_continue_on_error_ends_in_one_line_after_the_report_of_what_finished(tmp_path):
+    cfg = config(fail_cell="lr=0.001 pr=0.5")
+    cfg.runner.continue_on_error = True
+    shown = []
+    with pytest.raises(RunFailedError) as info:
+        run(cfg, tmp_path, results=shown.append)
+    assert isinstance(info.value, TfpruneError)  # the tools show it as one error line
+    message = str(info.value)
+    failed = sorted(RunStore(tmp_path).errors())
+    assert "\n" not in message and message.startswith("2 of 4 run(s) failed: ")
+    assert f"{failed[0]} (lr=0.001 pr=0.5, seed " in message
+    assert message.count("ArithmeticError: cell lr=0.001 pr=0.5 diverged") == 1  # grouped
+    assert f"logs: {tmp_path / 'runs'}/<run id>/error.json" in message
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "PARTIAL: 2 finished runs of 4 in the grid" in summary
+    assert len(shown) == 1 and "lr=0.01 pr=0.5" in shown[0]

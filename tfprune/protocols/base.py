@@ -47,7 +47,7 @@ __all__ = [
     "method_label",
     "outcome",
     "summarize_cells",
-    "tested_text",
+    "paired_test_text",
 ]
 
 
@@ -517,7 +517,7 @@ MIN_TESTED_SEEDS = 3
 """Paired seeds a difference needs before it is tested (fewer: no p-value, no win or loss)."""
 
 
-def tested_text(p: float | None, n: int) -> str:
+def paired_test_text(p: float | None, n: int) -> str:
     """How a verdict states the test of a difference over ``n`` seed pairs.
 
     ``"paired p=0.022"``, or ``"n=2<3, not tested"`` when there are too few pairs.

@@ -32,8 +32,8 @@ from tfprune.protocols.base import (
     compare_cells,
     method_label,
     outcome,
+    paired_test_text,
     summarize_cells,
-    tested_text,
 )
 from tfprune.protocols.methods import METHODS
 from tfprune.protocols.params import CommonParams, defaults_of
@@ -413,7 +413,7 @@ class FinetuneLR(Protocol):
             verdicts.append(
                 f"{method_label(method)} at {epochs} epochs: LR {_lr_text(hi_lr)} {better} "
                 f"LR {_lr_text(lo_lr)} ({_pct(hi['mean'])} vs {_pct(lo['mean'])}, "
-                f"{100 * gap:+.2f} points, {tested_text(comp.p, len(comp.seeds))}; "
+                f"{100 * gap:+.2f} points, {paired_test_text(comp.p, len(comp.seeds))}; "
                 f"setup {comp.setup})."
             )
             verdicts.append(
@@ -468,7 +468,7 @@ def _first_stage_verdicts(
             )
         text = f"{method_label(method)} at {budget} epochs, {lo} against {hi}: " + ", ".join(
             f"{_points(d)} {'with equal epochs' if n == 0 else f'at +{n} first-stage epochs'} "
-            f"({tested_text(p, k)})"
+            f"({paired_test_text(p, k)})"
             for n, d, p, k in points
         )
         known = [(n, d, p) for n, d, p, _ in points if _num_ok(d)]

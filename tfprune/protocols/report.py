@@ -301,9 +301,14 @@ def _split_long(curves: Mapping[str, _Curve]) -> list[dict[str, _Curve]]:
     return [short, long] if short and long else [dict(curves)]
 
 
-def _line_plot(
+def _line_plot(curves: Mapping[str, _Curve], path: Path, *args: Any, **kw: Any) -> Path | None:
+    """:func:`_line_figure` saved as a PNG at ``path`` (None, nothing written, without curves)."""
+    fig = _line_figure(curves, *args, **kw)
+    return None if fig is None else _save(fig, path)
+
+
+def _line_figure(
     curves: Mapping[str, _Curve],
-    path: Path,
     ylabel: str,
     title: str,
     *,
@@ -311,10 +316,11 @@ def _line_plot(
     first_epoch: int = 1,
     scale: float = 1.0,
     note: str | None = None,
-) -> Path | None:
+) -> Figure | None:
     """Mean over seeds per cell, the band between its lowest and highest seed, legend outside.
 
-    ``note`` (e.g. that the grid is not finished) is added under the title.
+    Epochs are whole numbers on the x axis; ``note`` (e.g. that the grid is not finished) is
+    added under the title.
     """
     if not curves:
         return None
@@ -347,7 +353,7 @@ def _line_plot(
         _title(f"{title}\nline: mean over seeds; band: lowest to highest seed", note)
     )
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
 def _title(title: str, note: str | None) -> str:
@@ -434,6 +440,13 @@ def plot_accuracy_vs_speedup(
     points = _accuracy_points(records, metric)
     if not points:
         return None
+    return _save(_accuracy_figure(points, metric, note), Path(path))
+
+
+def _accuracy_figure(
+    points: Mapping[str, list[tuple[float, float]]], metric: str, note: str | None
+) -> Figure:
+    """The figure of :func:`plot_accuracy_vs_speedup`."""
     which = _METRIC_WORDS.get(metric, metric)
     speedups = [p[0] for pts in points.values() for p in pts]
     fig = Figure(figsize=(8.5, 4.8))
@@ -462,7 +475,7 @@ def plot_accuracy_vs_speedup(
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return fig
 
 
 _DEFAULTS_USED = "the report uses the protocol's defaults (its reference cell and metric)"

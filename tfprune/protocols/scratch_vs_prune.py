@@ -29,8 +29,8 @@ from tfprune.protocols.base import (
     _spec,
     method_label,
     outcome,
+    paired_test_text,
     summarize_cells,
-    tested_text,
 )
 from tfprune.protocols.params import CommonParams, defaults_of
 from tfprune.protocols.schedules import (
@@ -295,7 +295,7 @@ class ScratchVsPrune(Protocol):
                 if row.get("flops_vs_scratch_e") is not None
                 else ""
             )
-            tested = tested_text(row["p_vs_ref"], len(row.get("paired_seeds") or []))
+            tested = paired_test_text(row["p_vs_ref"], len(row.get("paired_seeds") or []))
             verdicts.append(
                 f"{row['cell']} {word} {row['reference']}: {_pct(row['mean'])} vs "
                 f"{_pct(ref_row['mean'])} ({100 * (diff or 0):+.2f} points, {tested}); setup "
