@@ -90,7 +90,7 @@ def _dry_run(args: flags.FlagValues, overrides: list) -> None:
         missing_data = None
     except DatasetNotFoundError as err:
         config = resolve_config(args.protocol, args.config, overrides, check_files=False)
-        missing_data = str(err).splitlines()[0]
+        missing_data = str(err).splitlines()[0].split(". Expected")[0].rstrip(":. ")
     output_dir = args.output_dir or os.path.join("results", config.protocol)
     specs = plan_shard(expand_config(config))
     mine = plan_shard(specs, args.shard_index, args.num_shards)
@@ -99,7 +99,7 @@ def _dry_run(args: flags.FlagValues, overrides: list) -> None:
     todo = [s for s in mine if s.run_id() not in finished]
     print(config.to_yaml())
     if missing_data:
-        print(f"# {missing_data}: sized from the dataset's standard size; a run needs the files")
+        print(f"# {missing_data}: sized from the dataset's standard size (a run needs the files)")
     print(
         f"# {len(specs)} runs in the grid, {len(mine)} in shard {args.shard_index}; "
         f"{len(finished)} of the grid already finished in {output_dir}, {len(todo)} of this "
