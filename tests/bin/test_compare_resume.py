@@ -159,6 +159,9 @@ def test_small_scratch_vs_prune_runs_repairs_and_guards_its_folder(tmp_path, cap
     sxb = sxb_records(out)
     assert len(sxb) == 2 and all(0 < r["setup"]["base_epochs"] < 1 for r in sxb)
     assert "SX-B P1/kF1,0.02 / pr=0.9" in printed and "n<3, not tested" in printed
+    scratch = [line for line in printed.splitlines() if line.startswith("Scratch-E / pr=0.9 seed")]
+    assert len(scratch) == 2 and all("acc untrained" in line for line in scratch)
+    assert not any("scratch" in line and "after pruning" in line for line in printed.splitlines())
     assert not (out / "claims").exists()
 
     # A truncated record: tfprune-report names it, and a rerun of the command repairs it.

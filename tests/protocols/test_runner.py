@@ -6,11 +6,14 @@ training); the real protocols run end to end in tests/bin/test_compare.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -223,21 +226,27 @@ def test_a_run_claimed_by_another_process_is_skipped_not_repeated(tmp_path):
     assert (tmp_path / "report" / "summary.md").is_file()
 
 
-def test_the_claim_of_a_killed_process_is_free_at_once(tmp_path):
-    lock = tmp_path / "claims" / "abc.lock"
-    lock.parent.mkdir()
+@contextlib.contextmanager
+def held_by_another_process(lock: Path) -> Iterator[None]:
+    """``lock`` held by another process while the block runs, which is then SIGKILLed."""
+    lock.parent.mkdir(exist_ok=True)
     code = (
-        "import sys, time; from filelock import FileLock; "
+        "import time; from filelock import FileLock; "
         f"held = FileLock({str(lock)!r}); held.acquire(); print('held', flush=True); "
         "time.sleep(120)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
-        assert RunStore(tmp_path).claim("abc") is None
+        yield
     finally:
         proc.kill()  # SIGKILL: no clean-up code runs
         proc.wait()
+
+
+def test_the_claim_of_a_killed_process_is_free_at_once(tmp_path):
+    with held_by_another_process(tmp_path / "claims" / "abc.lock"):
+        assert RunStore(tmp_path).claim("abc") is None
     claim = RunStore(tmp_path).claim("abc")
     assert claim is not None
     claim.release()
@@ -325,20 +334,9 @@ def test_a_held_claim_is_left_alone_by_the_clean_up(tmp_path):
     run(config(), tmp_path)
     run_id = RunStore(tmp_path).finished_ids()[0]
     lock = tmp_path / "claims" / f"{run_id}.lock"
-    lock.parent.mkdir()
-    code = (
-        "import time; from filelock import FileLock; "
-        f"held = FileLock({str(lock)!r}); held.acquire(); print('held', flush=True); "
-        "time.sleep(120)"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "held"
+    with held_by_another_process(lock):
         RunStore(tmp_path).remove_finished_claims([run_id])
         assert lock.exists()  # another process holds it: not removed under it
-    finally:
-        proc.kill()
-        proc.wait()
     RunStore(tmp_path).remove_finished_claims([run_id])
     assert not (tmp_path / "claims").exists()
 
