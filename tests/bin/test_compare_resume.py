@@ -205,3 +205,19 @@ def test_dry_run_sizes_a_cifar_grid_without_its_files(tmp_path, capsys, monkeypa
     assert "1 runs in the grid" in printed and "0 of the grid already finished" in printed
     assert "50,000" in printed or "50000" in printed or "5e+04" in printed
     assert not (tmp_path / "out").exists()  # a dry run writes nothing
+
+
+def test_continue_on_error_ends_in_one_error_line(tmp_path, capsys):
+    out = tmp_path / "out"
+    args = [*readme_command("scratch_vs_prune"), f"--params_override={SMALL}"]
+    args = [a if not a.startswith("--output_dir=") else f"--output_dir={out}" for a in args]
+    # Every run fails when it builds its model: the command still ends in one line.
+    args.append("--params_override=runner.continue_on_error=true,model_kwargs={bogus: 1}")
+    assert compare_bin.BINARY(args) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "RunFailedError" not in err
+    line = err.splitlines()[0]
+    assert line.startswith("tfprune-compare: error: 4 of 4 run(s) failed: ")
+    assert line.count("unexpected keyword argument 'bogus'") == 1  # one cause, named once
+    assert f"logs: {out / 'runs'}/<run id>/error.json" in line
+    assert len(list(out.glob("runs/*/error.json"))) == 4
