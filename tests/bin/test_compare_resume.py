@@ -187,6 +187,10 @@ def test_small_scratch_vs_prune_runs_repairs_and_guards_its_folder(tmp_path, cap
     assert compare_bin.BINARY([*args, "--dry_run"]) == 0
     printed = capsys.readouterr().out
     assert "4 of the grid already finished" in printed and printed.count("(finished)") == 4
+    assert "a run would fail" not in printed
+    assert compare_bin.BINARY([*args, "--dry_run", "--params_override=seeds=[0]"]) == 0
+    printed = capsys.readouterr().out
+    assert f"# a run would fail: --output_dir='{out}' holds the runs of another config" in printed
 
 
 def test_dry_run_sizes_a_cifar_grid_without_its_files(tmp_path, capsys, monkeypatch):

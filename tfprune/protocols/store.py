@@ -1,4 +1,4 @@
-"""The run store: one directory per run, a run is finished iff its ``record.json`` exists.
+"""The run store: one directory per run, a run is finished iff its ``record.json`` can be read.
 
 Layout of an output directory::
 

@@ -7,12 +7,18 @@ import os
 from absl import app, flags
 
 from tfprune.bin.common import progress, runtime_overrides
-from tfprune.errors import DatasetNotFoundError
+from tfprune.errors import ConfigError, DatasetNotFoundError
 from tfprune.protocols.calibration import process_seconds
 from tfprune.protocols.cost import CostEstimator
 from tfprune.protocols.cost_report import format_cost, format_count, format_seconds, format_totals
 from tfprune.protocols.grids import PROTOCOLS, resolve_config
-from tfprune.protocols.runner import check_shard, expand_config, plan_shard, run_protocol
+from tfprune.protocols.runner import (
+    check_output_config,
+    check_shard,
+    expand_config,
+    plan_shard,
+    run_protocol,
+)
 from tfprune.protocols.spec import RunSpec
 from tfprune.protocols.store import RunStore
 
@@ -94,10 +100,17 @@ def _dry_run(args: flags.FlagValues, overrides: list) -> None:
     output_dir = args.output_dir or os.path.join("results", config.protocol)
     specs = plan_shard(expand_config(config))
     mine = plan_shard(specs, args.shard_index, args.num_shards)
+    try:
+        check_output_config(config, output_dir, args.replace_config)
+        used_by_another = None
+    except ConfigError as err:
+        used_by_another = str(err)
     store = RunStore(output_dir)
     finished = {s.run_id() for s in specs if store.is_finished(s.run_id())}
     todo = [s for s in mine if s.run_id() not in finished]
     print(config.to_yaml())
+    if used_by_another:
+        print(f"# a run would fail: {used_by_another}")
     if missing_data:
         print(f"# {missing_data}: sized from the dataset's standard size (a run needs the files)")
     print(
