@@ -325,7 +325,7 @@ def test_a_partial_report_says_so_in_its_plots(tmp_path):
     (tmp_path / "grid.json").write_text(json.dumps(grid))
     records = store.load_records()
     note = _partial_note(records, grid)
-    assert note == "PARTIAL: 4 of 5 runs finished; no run yet of lr=0.1"
+    assert note == "PARTIAL: 4 of 5 runs finished; cells missing runs: lr=0.1 (0 of 1)"
     curves = {"a": _Curve(mean=[0.1, 0.5], low=[0.1, 0.5], high=[0.1, 0.5], n=1)}
     assert _line_figure(curves, "acc", "t", note=note).axes[0].get_title().endswith(note)
     ax = _accuracy_figure({"a": [(2.0, 80.0)]}, "final_acc", note).axes[0]

@@ -28,7 +28,7 @@ import io
 import json
 import logging
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -511,18 +511,20 @@ def _read_grid(output_dir: Path, problems: list[str]) -> dict[str, Any]:
 
 
 def _partial_note(records: Sequence[RunRecord], grid: Mapping[str, Any]) -> str | None:
-    """What a plot must say when the grid is not finished (None when it is, or is unknown)."""
+    """What a plot must say when the grid is not finished (None when it is, or is unknown).
+
+    Names the cells with runs still missing, with how many of their runs are finished.
+    """
     runs = grid.get("runs") or []
     if not runs or len(records) >= len(runs):
         return None
-    done = {str(r.spec.get("cell")) for r in records}
-    missing = sorted({str(r.get("cell")) for r in runs} - done)
+    wanted = Counter(str(r.get("cell")) for r in runs)
+    done = Counter(str(r.spec.get("cell")) for r in records)
+    short = [f"{c} ({done[c]} of {n})" for c, n in sorted(wanted.items()) if done[c] < n]
     text = f"PARTIAL: {len(records)} of {len(runs)} runs finished"
-    if missing:
-        shown = ", ".join(missing[:3]) + (
-            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        )
-        text += f"; no run yet of {shown}"
+    if short:
+        more = f" and {len(short) - 3} more" if len(short) > 3 else ""
+        text += f"; cells missing runs: {', '.join(short[:3])}{more}"
     return text
 
 

@@ -296,9 +296,11 @@ class ScratchVsPrune(Protocol):
                 else ""
             )
             tested = paired_test_text(row["p_vs_ref"], len(row.get("paired_seeds") or []))
+            gap = (
+                "no seed in common" if diff is None or diff != diff else f"{100 * diff:+.2f} points"
+            )
             verdicts.append(
                 f"{row['cell']} {word} {row['reference']}: {_pct(row['mean'])} vs "
-                f"{_pct(ref_row['mean'])} ({100 * (diff or 0):+.2f} points, {tested}); setup "
-                f"{row['setup']}{flops}."
+                f"{_pct(ref_row['mean'])} ({gap}, {tested}); setup {row['setup']}{flops}."
             )
         return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
