@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import math
 
 import pytest
 
+from tfprune.errors import InvalidArgumentError
+from tfprune.protocols.base import outcome, paired_test_text, summarize_cells
 from tfprune.protocols.grids import Protocol, Summary
 from tfprune.protocols.report import (
+    _accuracy_figure,
+    _Curve,
+    _line_figure,
+    _partial_note,
     _seed_curves,
     _split_long,
     compact_table,
@@ -54,6 +62,9 @@ class CellMeans(Protocol):
 
 
 def fill(store: RunStore, with_jsv: bool = True) -> None:
+    """Four finished runs, with the config.yaml and grid.json tfprune-compare writes."""
+    (store.output_dir / "config.yaml").write_text("protocol: cells\n")
+    runs = []
     for lr, base in ((0.01, 0.9), (0.001, 0.8)):
         for seed in (1, 2):
             spec = RunSpec(
@@ -80,7 +91,10 @@ def fill(store: RunStore, with_jsv: bool = True) -> None:
             store.prepare(
                 spec.run_id(), spec.to_dict(), {"python": "3", "packages": {"numpy": "1"}}
             )
+            store.write_history(spec.run_id(), history)
             store.write_record(spec.run_id(), record.to_dict())
+            runs.append({"run_id": spec.run_id(), "cell": spec.cell, "seed": seed})
+    (store.output_dir / "grid.json").write_text(json.dumps({"protocol": "cells", "runs": runs}))
 
 
 def test_write_report_files_and_table(tmp_path):
@@ -98,7 +112,7 @@ def test_write_report_files_and_table(tmp_path):
     ]
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == PNG_MAGIC and png.stat().st_size > 5000
-    assert report.finished == 4 and report.expected is None
+    assert report.finished == 4 and report.expected == 4 and report.problems == []
     # Printed: verdicts first, then the compact table in percent, then where the rest is.
     printed = report.markdown.splitlines()
     assert printed[0] == "- lr=0.01 beats lr=0.001"
@@ -194,3 +208,128 @@ def test_long_curves_get_their_own_panel_and_seed_ranges_are_kept():
     assert curves["a"].high == [0.3, 0.7, 0.9] and curves["a"].mean[0] == pytest.approx(0.2)
     short, long = _split_long(curves)
     assert set(short) == {"a"} and set(long) == {"scratch"}
+
+
+def test_report_names_damaged_records_and_missing_or_garbage_side_files(tmp_path):
+    store = RunStore(tmp_path)
+    fill(store)
+    a, b, c = store.finished_ids()[:3]
+    (tmp_path / "runs" / a / "record.json").write_text('{"spec": {"cell": "lr=')
+    (tmp_path / "runs" / b / "spec.json").unlink()
+    (tmp_path / "runs" / c / "history.csv").write_text("epoch,loss\n1,oops\n")
+    (tmp_path / "config.yaml").unlink()
+    (tmp_path / "grid.json").write_text("[1, 2")
+    report = write_report(tmp_path, registry={"cells": CellMeans()}, log=lambda s: None)
+    assert report.finished == 3
+    runs = tmp_path / "runs"
+    expected = [
+        f"{runs / a / 'record.json'}: not valid JSON",
+        f"{runs / b / 'spec.json'}: missing",
+        f"{runs / c / 'history.csv'}: line 2 holds 'oops', not a number",
+        f"{tmp_path / 'grid.json'}: unreadable",
+        f"{tmp_path / 'config.yaml'}: missing; the report uses the protocol's defaults",
+    ]
+    for start in expected:
+        assert sum(p.startswith(start) for p in report.problems) == 1, start
+    printed = report.markdown.splitlines()
+    assert printed[0] == "problems found:" and printed[1] == f"- {report.problems[0]}"
+    assert "## Problems found" in (tmp_path / "report" / "summary.md").read_text()
+    # With the only record damaged, the error names it (and says what to do).
+    for run_id in store.finished_ids():
+        (tmp_path / "runs" / run_id / "record.json").write_text("")
+    with pytest.raises(FileNotFoundError, match=f"damaged: {runs / a / 'record.json'}: "):
+        write_report(tmp_path, registry={"cells": CellMeans()}, log=lambda s: None)
+
+
+def test_report_folder_that_is_a_file_is_named(tmp_path):
+    fill(RunStore(tmp_path))
+    (tmp_path / "report").write_text("x")
+    with pytest.raises(InvalidArgumentError, match="report is a file, where the report folder"):
+        write_report(tmp_path, registry={"cells": CellMeans()}, log=lambda s: None)
+
+
+def _pair_records(seeds, scratch_acc=0.8, pruned_acc=0.1):
+    recs = []
+    for seed in seeds:
+        for cell, method, acc in (("Scratch", "scratch", scratch_acc), ("L1", "l1", pruned_acc)):
+            spec = RunSpec(
+                "cells",
+                cell,
+                "digits",
+                "mlp7_linear",
+                method,
+                0.5,
+                RetrainRecipe("0:0.01", 3),
+                seed,
+                {"schedule": "0:0.01", "epochs": 1},
+            )
+            noise = 0.01 * seed**2 if method == "l1" else 0.01 * seed
+            metrics = {"final_acc": acc + noise, "acc_after_prune": 0.1}
+            recs.append(RunRecord(spec.to_dict(), metrics, {}, {}))
+    return recs
+
+
+def test_differences_over_fewer_than_three_seed_pairs_are_not_tested():
+    def ref(cell, recs):
+        return "Scratch"
+
+    rows, _, _ = summarize_cells(_pair_records([0, 1]), reference=ref)
+    l1 = next(r for r in rows if r["cell"] == "L1")
+    assert l1["diff_vs_ref"] == pytest.approx(-0.7, abs=0.01) and math.isnan(l1["p_vs_ref"])
+    assert outcome(l1["diff_vs_ref"], l1["p_vs_ref"]) == "scores below"  # no "tie", no "loses"
+    assert paired_test_text(l1["p_vs_ref"], 2) == "n=2<3, not tested"
+    line = next(x for x in compact_table(rows).splitlines() if x.startswith("L1"))
+    assert "-70.0 pt n<3, not tested" in line and "p=" not in line
+    # Scratch runs prune nothing: no "accuracy after pruning" for them.
+    scratch = next(r for r in rows if r["cell"] == "Scratch")
+    assert math.isnan(scratch["after_prune_mean"]) and l1["after_prune_mean"] == 0.1
+    # From three pairs on, the difference is tested.
+    rows, _, _ = summarize_cells(_pair_records([0, 1, 2]), reference=ref)
+    l1 = next(r for r in rows if r["cell"] == "L1")
+    assert l1["p_vs_ref"] < 0.05 and outcome(l1["diff_vs_ref"], l1["p_vs_ref"]) == "loses to"
+    assert paired_test_text(l1["p_vs_ref"], 3).startswith("paired p=")
+
+
+def test_epoch_axes_have_whole_number_ticks():
+    curves = {"a": _Curve(mean=[0.1, 0.5, 0.7], low=[0.1, 0.4, 0.6], high=[0.1, 0.6, 0.8], n=2)}
+    fig = _line_figure(curves, "acc", "title")
+    fig.canvas.draw()  # the locator places the ticks at drawing
+    ticks = list(fig.axes[0].get_xticks())
+    assert ticks and all(float(t).is_integer() for t in ticks)
+
+
+def test_accuracy_plot_is_named_and_titled_for_what_it_shows(tmp_path):
+    # One MAC reduction for every run: accuracy per cell, in a file named so.
+    store = RunStore(tmp_path)
+    fill(store)
+    for run_id in store.finished_ids():
+        data = store.load_record_dict(run_id)
+        data["metrics"]["speedup"] = 2.0
+        (tmp_path / "runs" / run_id / "record.json").write_text(json.dumps(data))
+    report = write_report(tmp_path, registry={"cells": CellMeans()}, log=lambda s: None)
+    assert "accuracy_per_cell" in report.paths and "accuracy_vs_speedup" not in report.paths
+    assert not (tmp_path / "report" / "accuracy_vs_speedup.png").exists()
+    points = {"a": [(2.0, 80.0)], "b": [(2.0, 70.0)]}
+    ax = _accuracy_figure(points, "best_acc", None).axes[0]
+    assert ax.get_title().startswith("Best test accuracy per cell")
+    assert ax.get_ylabel() == "best test accuracy (%)" and "2.00× fewer MACs" in ax.get_xlabel()
+    ax = _accuracy_figure({"a": [(2.0, 80.0)], "b": [(4.0, 70.0)]}, "final_acc", None).axes[0]
+    assert ax.get_title().startswith("Final test accuracy vs MAC reduction")
+
+
+def test_a_partial_report_says_so_in_its_plots(tmp_path):
+    store = RunStore(tmp_path)
+    fill(store)
+    grid = json.loads((tmp_path / "grid.json").read_text())
+    grid["runs"] += [{"run_id": "f" * 12, "cell": "lr=0.1", "seed": 1}]
+    (tmp_path / "grid.json").write_text(json.dumps(grid))
+    records = store.load_records()
+    note = _partial_note(records, grid)
+    assert note == "PARTIAL: 4 of 5 runs finished; cells missing runs: lr=0.1 (0 of 1)"
+    curves = {"a": _Curve(mean=[0.1, 0.5], low=[0.1, 0.5], high=[0.1, 0.5], n=1)}
+    assert _line_figure(curves, "acc", "t", note=note).axes[0].get_title().endswith(note)
+    ax = _accuracy_figure({"a": [(2.0, 80.0)]}, "final_acc", note).axes[0]
+    assert ax.get_title().endswith(note)
+    report = write_report(tmp_path, registry={"cells": CellMeans()}, log=lambda s: None)
+    assert "PARTIAL: 4 finished runs of 5" in (tmp_path / "report" / "summary.md").read_text()
+    assert report.expected == 5 and _partial_note(records, {}) is None

@@ -6,16 +6,20 @@ training); the real protocols run end to end in tests/bin/test_compare.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from tfprune.configs import ProtocolConfig
-from tfprune.errors import ConfigError
+from tfprune.errors import ConfigError, InvalidArgumentError, TfpruneError
+from tfprune.files import mark_as_tfprune
 from tfprune.protocols.grids import Protocol, Summary
 from tfprune.protocols.runner import RunFailedError, plan_shard, run_protocol
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
@@ -151,9 +155,12 @@ def test_rerun_skips_finished_runs(tmp_path):
     assert "4 already finished, 0 to run" in lines[0]
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("runs/*/record.json")} == mtimes
     assert [r.to_dict() for r in again] == [r.to_dict() for r in first]
-    # A larger grid only runs the new cells.
+    # A larger grid is another config: refused, unless asked for; then only the new cells run.
     CALLS.clear()
-    run(config(seeds=[1, 2, 3]), tmp_path)
+    with pytest.raises(ConfigError, match=r"seeds: \[1, 2\] there, \[1, 2, 3\] here"):
+        run(config(seeds=[1, 2, 3]), tmp_path)
+    assert CALLS == []
+    run(config(seeds=[1, 2, 3]), tmp_path, replace_config=True)
     assert len(CALLS) == 2
 
 
@@ -185,7 +192,7 @@ def test_continue_on_error_runs_the_rest_then_raises(tmp_path):
     cfg = config(fail_cell="lr=0.001 pr=0.5")
     cfg.runner.continue_on_error = True
     CALLS.clear()
-    with pytest.raises(RunFailedError, match="2 run\\(s\\) failed") as info:
+    with pytest.raises(RunFailedError, match="2 of 4 run\\(s\\) failed") as info:
         run(cfg, tmp_path)
     assert len(CALLS) == 4
     assert set(info.value.failed) == set(RunStore(tmp_path).errors())
@@ -193,7 +200,7 @@ def test_continue_on_error_runs_the_rest_then_raises(tmp_path):
     # Fixing the config and rerunning only retries the failed runs... which now differ in
     # their spec (the failure marker), so they are new runs; the finished ones are kept.
     CALLS.clear()
-    run(config(), tmp_path)
+    run(config(), tmp_path, replace_config=True)
     assert len(CALLS) == 2
 
 
@@ -220,21 +227,27 @@ def test_a_run_claimed_by_another_process_is_skipped_not_repeated(tmp_path):
     assert (tmp_path / "report" / "summary.md").is_file()
 
 
-def test_the_claim_of_a_killed_process_is_free_at_once(tmp_path):
-    lock = tmp_path / "claims" / "abc.lock"
-    lock.parent.mkdir()
+@contextlib.contextmanager
+def held_by_another_process(lock: Path) -> Iterator[None]:
+    """``lock`` held by another process while the block runs, which is then SIGKILLed."""
+    lock.parent.mkdir(exist_ok=True)
     code = (
-        "import sys, time; from filelock import FileLock; "
+        "import time; from filelock import FileLock; "
         f"held = FileLock({str(lock)!r}); held.acquire(); print('held', flush=True); "
         "time.sleep(120)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "held"
-        assert RunStore(tmp_path).claim("abc") is None
+        yield
     finally:
         proc.kill()  # SIGKILL: no clean-up code runs
         proc.wait()
+
+
+def test_the_claim_of_a_killed_process_is_free_at_once(tmp_path):
+    with held_by_another_process(tmp_path / "claims" / "abc.lock"):
+        assert RunStore(tmp_path).claim("abc") is None
     claim = RunStore(tmp_path).claim("abc")
     assert claim is not None
     claim.release()
@@ -245,3 +258,104 @@ def test_the_results_table_can_go_apart_from_progress(tmp_path):
     _, lines = run(config(), tmp_path, results=shown.append)
     assert len(shown) == 1 and "accuracy %" in shown[0]  # the results table, once
     assert shown[0] not in lines and any("done in" in line for line in lines)
+
+
+def test_a_damaged_record_is_named_and_rerun_repairs_it(tmp_path):
+    run(config(), tmp_path)
+    ids = sorted(p.parent.name for p in tmp_path.glob("runs/*/record.json"))
+    truncated, empty = ids[0], ids[1]
+    path = tmp_path / "runs" / truncated / "record.json"
+    path.write_text(path.read_text()[:200])
+    (tmp_path / "runs" / empty / "record.json").write_text("")
+    store = RunStore(tmp_path)
+    assert not store.is_finished(truncated) and not store.is_finished(empty)
+    damaged = store.damaged_records()
+    assert set(damaged) == {truncated, empty}
+    assert damaged[truncated].startswith(f"{path}: not valid JSON")
+    assert damaged[empty] == f"{tmp_path / 'runs' / empty / 'record.json'}: empty"
+    with pytest.raises(InvalidArgumentError, match=f"run {truncated}: {path} is not valid JSON"):
+        store.load_record_dict(truncated)
+    CALLS.clear()
+    records, lines = run(config(), tmp_path)
+    assert sorted(CALLS) == [truncated, empty] and len(records) == 4
+    assert any(
+        line.startswith(f"{path}: not valid JSON") and "runs again" in line for line in lines
+    )
+    assert "2 already finished, 2 to run" in next(line for line in lines if "in the grid" in line)
+    assert RunStore(tmp_path).damaged_records() == {} and len(store.load_records()) == 4
+
+
+def test_another_config_into_a_used_folder_is_refused_naming_both(tmp_path):
+    run(config(), tmp_path)
+    saved = (tmp_path / "config.yaml").read_text()
+    summary = (tmp_path / "report" / "summary.md").stat().st_mtime_ns
+    CALLS.clear()
+    with pytest.raises(ConfigError) as info:
+        run(config(lrs=[0.1]), tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path / "config.yaml") in message
+    assert "lrs: [0.01, 0.001] there, [0.1] here" in message
+    assert "another --output_dir" in message and "--replace_config" in message
+    assert CALLS == [] and (tmp_path / "config.yaml").read_text() == saved
+    assert (tmp_path / "report" / "summary.md").stat().st_mtime_ns == summary
+    # The same config (a rerun, another shard) and what only changes the runner are not refused.
+    cfg = config()
+    cfg.runner.continue_on_error = True
+    run(cfg, tmp_path)
+    # An unreadable config.yaml cannot tell: refused too, naming the file.
+    (tmp_path / "config.yaml").write_text("protocol: [unclosed\n")
+    with pytest.raises(ConfigError, match="config.yaml, which says what config made its runs"):
+        run(config(), tmp_path)
+    run(config(lrs=[0.1]), tmp_path, replace_config=True)
+    assert "0.1" in (tmp_path / "config.yaml").read_text() and len(CALLS) == 2
+
+
+def test_report_as_a_file_is_a_one_line_error_before_anything_runs(tmp_path):
+    mark_as_tfprune(tmp_path)  # a results folder of tfprune's, where someone left a file
+    (tmp_path / "report").write_text("my notes")
+    CALLS.clear()
+    with pytest.raises(InvalidArgumentError) as info:
+        run(config(), tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path / 'report'} is a file, where the report folder goes; move it away (or delete "
+        "it), then run again"
+    )
+    assert CALLS == [] and (tmp_path / "report").read_text() == "my notes"
+
+
+def test_a_finished_grid_leaves_no_claims_even_in_shards(tmp_path):
+    run(config(), tmp_path / "one")
+    assert not (tmp_path / "one" / "claims").exists()
+    run(config(), tmp_path / "two", shard_index=0, num_shards=2)
+    assert list((tmp_path / "two" / "claims").iterdir()) == []  # its runs' claims went
+    run(config(), tmp_path / "two", shard_index=1, num_shards=2)
+    assert not (tmp_path / "two" / "claims").exists()
+
+
+def test_a_held_claim_is_left_alone_by_the_clean_up(tmp_path):
+    run(config(), tmp_path)
+    run_id = RunStore(tmp_path).finished_ids()[0]
+    lock = tmp_path / "claims" / f"{run_id}.lock"
+    with held_by_another_process(lock):
+        RunStore(tmp_path).remove_finished_claims([run_id])
+        assert lock.exists()  # another process holds it: not removed under it
+    RunStore(tmp_path).remove_finished_claims([run_id])
+    assert not (tmp_path / "claims").exists()
+
+
+def test_continue_on_error_ends_in_one_line_after_the_report_of_what_finished(tmp_path):
+    cfg = config(fail_cell="lr=0.001 pr=0.5")
+    cfg.runner.continue_on_error = True
+    shown = []
+    with pytest.raises(RunFailedError) as info:
+        run(cfg, tmp_path, results=shown.append)
+    assert isinstance(info.value, TfpruneError)  # the tools show it as one error line
+    message = str(info.value)
+    failed = sorted(RunStore(tmp_path).errors())
+    assert "\n" not in message and message.startswith("2 of 4 run(s) failed: ")
+    assert f"{failed[0]} (lr=0.001 pr=0.5, seed " in message
+    assert message.count("ArithmeticError: cell lr=0.001 pr=0.5 diverged") == 1  # grouped
+    assert f"logs: {tmp_path / 'runs'}/<run id>/error.json" in message
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "PARTIAL: 2 finished runs of 4 in the grid" in summary
+    assert len(shown) == 1 and "lr=0.01 pr=0.5" in shown[0]

@@ -134,3 +134,24 @@ def test_record_sections_are_typed_and_a_damaged_record_is_named():
         RunRecord.from_dict(data)
     with pytest.raises(InvalidArgumentError, match="L1 / lr=1e-2 / 20ep.*final_acc"):
         RunRecord(spec=good["spec"], metrics={"final_acc": "x"}, history={}, setup={}).to_dict()
+
+
+def test_sxb_fractional_pretraining_epochs_are_a_valid_record():
+    # SX-B pretrains P/k epochs' worth of steps: 1/9 epoch at k = 9 (the README's pr=0.9 run).
+    setup = {"base_epochs": 1 / 9, "total_epochs": 15 + 1 / 9, "prune_epochs": 0}
+    metrics = {"final_acc": 0.9, "base_train_steps": 5, "flops_vs_scratch_e": 1.01}
+    rec = RunRecord(_spec().to_dict(), metrics, {}, setup)
+    back = RunRecord.from_dict(json.loads(json.dumps(rec.to_dict())))
+    assert back.setup["base_epochs"] == pytest.approx(1 / 9) and back == rec
+
+
+def test_a_wrong_value_a_run_produced_is_called_a_bug_not_a_damaged_file():
+    made = RunRecord(_spec().to_dict(), {"params": 1.5}, {}, {})
+    with pytest.raises(InvalidArgumentError, match="params must be a whole number") as info:
+        made.to_dict()
+    assert "bug in tfprune" in str(info.value) and "delete its folder" not in str(info.value)
+    # Read back from a file, the same value is a damaged record, to be rerun.
+    data = RunRecord(_spec().to_dict(), {}, {}, {}).to_dict()
+    data["metrics"]["params"] = 1.5
+    with pytest.raises(InvalidArgumentError, match="damaged.*delete its folder"):
+        RunRecord.from_dict(data)

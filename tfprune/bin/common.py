@@ -278,8 +278,10 @@ class Binary:
             with _quiet_tensorflow_start(verbose=_verbosity() >= absl_logging.DEBUG):
                 job = importlib.import_module(name)
             job.main(self.flag_values)
-        except (app.UsageError, TfpruneError) as err:
+        except app.UsageError as err:
             return self._fail(str(err))
+        except TfpruneError as err:  # the message names the fix; the flags are not the problem
+            return self._fail(str(err), flags_hint=False)
         except KeyboardInterrupt:
             return self._stopped("interrupted", 128 + signal.SIGINT)
         except _Terminated:
@@ -290,8 +292,9 @@ class Binary:
         sys.stderr.write(f"{self.prog}: {what}: {self.interrupted}\n")
         return status
 
-    def _fail(self, message: str) -> int:
-        sys.stderr.write(f"{self.prog}: error: {message}\n(run with --help to see the flags)\n")
+    def _fail(self, message: str, flags_hint: bool = True) -> int:
+        hint = "\n(run with --help to see the flags)" if flags_hint else ""
+        sys.stderr.write(f"{self.prog}: error: {message}{hint}\n")
         return 2
 
 

@@ -48,6 +48,14 @@ flags.DEFINE_string(
     "Results folder (default: results/<protocol>); reruns resume in it.",
     flag_values=FLAGS,
 )
+flags.DEFINE_bool(
+    "replace_config",
+    False,
+    "Run into an --output_dir that holds the runs of another config: its config.yaml and "
+    "report are rewritten for this config (finished runs are kept). Without it, that is an "
+    "error.",
+    flag_values=FLAGS,
+)
 flags.DEFINE_integer(
     "shard_index", 0, "This process's shard, in [0, num_shards).", lower_bound=0, flag_values=FLAGS
 )

@@ -37,6 +37,7 @@ from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec, base_recip
 from tfprune.protocols.stats import mean_std, paired_test
 
 __all__ = [
+    "MIN_TESTED_SEEDS",
     "ROW_COLUMNS",
     "SIGNIFICANCE",
     "CellComparison",
@@ -46,6 +47,7 @@ __all__ = [
     "method_label",
     "outcome",
     "summarize_cells",
+    "paired_test_text",
 ]
 
 
@@ -372,7 +374,8 @@ class CellComparison:
         mismatches: What differs, per pair where not shared by all (``"seed 1: base_id: ..."``),
             plus the seeds that have no partner.
         diff: Mean paired difference of the metric (cell minus reference).
-        p: Two-sided paired t-test p-value over exactly those pairs (``nan`` when undefined).
+        p: Two-sided paired t-test p-value over exactly those pairs; ``nan`` when not tested
+            (fewer than :data:`MIN_TESTED_SEEDS` pairs) or undefined (no spread).
     """
 
     seeds: list[int]
@@ -398,9 +401,14 @@ def compare_cells(
     test = paired_test(
         {s: a[s].metrics.get(metric) for s in seeds}, {s: b[s].metrics.get(metric) for s in seeds}
     )
-    return CellComparison(
-        seeds, verdict.label if seeds else "none", mismatches, test.mean_diff, test.p
-    )
+    p = test.p if test.n >= MIN_TESTED_SEEDS else float("nan")
+    return CellComparison(seeds, verdict.label if seeds else "none", mismatches, test.mean_diff, p)
+
+
+def _prunes(record: RunRecord) -> bool:
+    """Whether the run pruned a trained model (not a scratch run of the pruned shape)."""
+    method = record.spec.get("method")
+    return method not in METHODS or METHODS[method].needs_base
 
 
 def _mean_curve(recs: Sequence[RunRecord], key: str) -> list[float]:
@@ -430,7 +438,9 @@ def summarize_cells(
         m = [r.metrics for r in recs]
         mean, std, n = mean_std([x.get(metric) for x in m])
         best, best_std, _ = mean_std([x.get("best_acc") for x in m])
-        after, after_std, _ = mean_std([x.get("acc_after_prune") for x in m])
+        # A scratch run prunes nothing: its "after pruning" figure is its untrained accuracy.
+        pruned = [x for x, r in zip(m, recs, strict=True) if _prunes(r)]
+        after, after_std, _ = mean_std([x.get("acc_after_prune") for x in pruned])
         jsv, _, _ = mean_std([x.get("jsv_after_prune") for x in m])
         jsv_f, _, _ = mean_std([x.get("jsv_final") for x in m])
         ta, ta_std, _ = mean_std([x.get("trainability_acc") for x in m])
@@ -505,13 +515,26 @@ def _p(p: float | None) -> str:
 SIGNIFICANCE = 0.05
 """A difference is called a win or a loss only when its paired p-value is below this."""
 
+MIN_TESTED_SEEDS = 3
+"""Paired seeds a difference needs before it is tested (fewer: no p-value, no win or loss)."""
+
+
+def paired_test_text(p: float | None, n: int) -> str:
+    """How a verdict states the test of a difference over ``n`` seed pairs.
+
+    ``"paired p=0.022"``, or ``"n=2<3, not tested"`` when there are too few pairs.
+    """
+    if n < MIN_TESTED_SEEDS:
+        return f"n={n}<{MIN_TESTED_SEEDS}, not tested"
+    return f"paired p={_p(p)}"
+
 
 def outcome(diff: float | None, p: float | None) -> str:
     """How a verdict words a difference: a win or a loss only when the paired test says so.
 
     ``"beats"``/``"loses to"`` at p < :data:`SIGNIFICANCE`; ``"ties with"`` above it;
-    ``"scores above"``/``"scores below"`` (no claim) when there is no test (fewer than 2 paired
-    seeds, or no spread).
+    ``"scores above"``/``"scores below"`` (no claim) when there is no test (fewer than
+    :data:`MIN_TESTED_SEEDS` paired seeds, or no spread).
     """
     if diff is None or diff != diff:
         return "cannot be compared with"

@@ -529,9 +529,11 @@ def _execute_spec(
         _recalibrate(model, data)
     acc_after = _evaluate(model, data)
     jsv_after = _jsv(model, jsv_x)
+    # A scratch run prunes nothing: its first accuracy is that of the untrained model.
+    first_acc = "acc after pruning" if method.needs_base else "acc untrained"
     log(
         f"{spec.cell} seed {spec.seed}: {method.name} params {params:,}/{base_params:,} "
-        f"FLOPs {flops:,}/{base_flops:,}, acc after pruning {acc_after:.4f}"
+        f"FLOPs {flops:,}/{base_flops:,}, {first_acc} {acc_after:.4f}"
         + (f", mean JSV {jsv_after:.4g}" if jsv_after is not None else "")
     )
 

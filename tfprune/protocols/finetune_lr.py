@@ -24,7 +24,6 @@ from tfprune.protocols.base import (
     _lr_text,
     _method_options,
     _methods,
-    _p,
     _pct,
     _recipe,
     _scratch_recipe,
@@ -33,6 +32,7 @@ from tfprune.protocols.base import (
     compare_cells,
     method_label,
     outcome,
+    paired_test_text,
     summarize_cells,
 )
 from tfprune.protocols.methods import METHODS
@@ -413,7 +413,7 @@ class FinetuneLR(Protocol):
             verdicts.append(
                 f"{method_label(method)} at {epochs} epochs: LR {_lr_text(hi_lr)} {better} "
                 f"LR {_lr_text(lo_lr)} ({_pct(hi['mean'])} vs {_pct(lo['mean'])}, "
-                f"{100 * gap:+.2f} points, paired p={_p(comp.p)}, n={len(comp.seeds)}; "
+                f"{100 * gap:+.2f} points, {paired_test_text(comp.p, len(comp.seeds))}; "
                 f"setup {comp.setup})."
             )
             verdicts.append(
@@ -468,7 +468,7 @@ def _first_stage_verdicts(
             )
         text = f"{method_label(method)} at {budget} epochs, {lo} against {hi}: " + ", ".join(
             f"{_points(d)} {'with equal epochs' if n == 0 else f'at +{n} first-stage epochs'} "
-            f"(paired p={_p(p)}, n={k})"
+            f"({paired_test_text(p, k)})"
             for n, d, p, k in points
         )
         known = [(n, d, p) for n, d, p, _ in points if _num_ok(d)]

@@ -10,7 +10,13 @@ next to the target, fairness setup label) and its verdicts, and writes into
 * ``summary.json`` — ``Summary.to_dict()``;
 * ``accuracy_vs_epoch.png`` — test accuracy per retraining epoch, mean over seeds, per cell;
 * ``jsv_vs_epoch.png`` — mean JSV per epoch (only when runs recorded ``jsv_mean``);
-* ``accuracy_vs_speedup.png`` — final accuracy against the achieved FLOPs speed-up.
+* ``accuracy_vs_speedup.png`` — the compared accuracy (the config's ``metric``) against the
+  achieved MAC reduction, or ``accuracy_per_cell.png`` when every run has the same reduction.
+
+A report of a grid that is not finished says so, in its text and in every plot's title (with
+the cells that have no run yet), and the report names what it found wrong in the folder: a
+damaged ``record.json`` (that run is left out), a missing or unreadable ``config.yaml``,
+``grid.json``, ``spec.json``, ``environment.json`` or ``history.csv``.
 """
 
 from __future__ import annotations
@@ -22,26 +28,27 @@ import io
 import json
 import logging
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from tfprune.configs.base import load_yaml
 from tfprune.configs.protocol import CONFIG_FILE, ProtocolConfig
+from tfprune.errors import InvalidArgumentError, TfpruneError
 from tfprune.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from tfprune.protocols.base import MIN_TESTED_SEEDS
 from tfprune.protocols.grids import PROTOCOLS
 from tfprune.protocols.spec import RunRecord
-from tfprune.protocols.store import (
-    ENVIRONMENT_FILE,
-    RunStore,
-)
+from tfprune.protocols.store import ENVIRONMENT_FILE, GRID_FILE, RunStore
 
 __all__ = [
     "REPORT_DIR",
     "Report",
+    "check_report_dir",
     "format_value",
     "markdown_table",
     "plot_accuracy_vs_epoch",
@@ -68,6 +75,7 @@ class Report:
       paths: Files written, by kind (``md``, ``csv``, ``json``, plot names).
       finished: Number of finished runs.
       expected: Number of runs in the grid (from ``grid.json``), or None when unknown.
+      problems: What is wrong in the folder, one line each (also in ``markdown``).
     """
 
     protocol: str
@@ -75,6 +83,22 @@ class Report:
     paths: dict[str, Path]
     finished: int
     expected: int | None
+    problems: list[str] = dataclasses.field(default_factory=list)
+
+
+def check_report_dir(output_dir: str | Path) -> Path:
+    """``<output_dir>/report``, or an error when something that is not a folder is in its place.
+
+    Raises:
+      InvalidArgumentError: naming the file and the fix.
+    """
+    folder = Path(output_dir) / REPORT_DIR
+    if folder.exists() and not folder.is_dir():
+        raise InvalidArgumentError(
+            f"{folder} is a file, where the report folder goes; move it away (or delete it), "
+            "then run again"
+        )
+    return folder
 
 
 def format_value(value: Any) -> str:
@@ -158,10 +182,15 @@ def compact_table(rows: Sequence[Mapping[str, Any]], width: int = 100) -> str:
         acc = _pct(r.get("mean"))
         if isinstance(r.get("std"), (int, float)) and r.get("n", 0) > 1:
             acc += f" ± {_pct(r.get('std'))}"
+        pairs = r.get("paired_seeds")
         if "reference" in r and r["reference"] is None:
             diff = "(reference)"
         elif isinstance(r.get("diff_vs_ref"), (int, float)):
-            diff = f"{100 * r['diff_vs_ref']:+.1f} pt {_p_text(r.get('p_vs_ref'))}"
+            diff = f"{100 * r['diff_vs_ref']:+.1f} pt "
+            if pairs is not None and len(pairs) < MIN_TESTED_SEEDS:
+                diff += f"n<{MIN_TESTED_SEEDS}, not tested"
+            else:
+                diff += _p_text(r.get("p_vs_ref"))
         else:
             diff = "-"
         speed = r.get("speedup")
@@ -191,8 +220,11 @@ def compact_table(rows: Sequence[Mapping[str, Any]], width: int = 100) -> str:
         return "  ".join(out).rstrip()
 
     lines = [line(heads), line(["-" * w for w in widths])] + [line(b) for b in body]
-    if any(isinstance(r.get("n"), int) and r["n"] < 3 for r in rows):
-        lines.append("fewer than 3 seeds in some cells: their differences are not tested")
+    if any(isinstance(r.get("n"), int) and r["n"] < MIN_TESTED_SEEDS for r in rows):
+        lines.append(
+            f"differences over fewer than {MIN_TESTED_SEEDS} seed pairs are not tested: no "
+            "p-value, no win or loss"
+        )
     return "\n".join(lines)
 
 
@@ -269,17 +301,27 @@ def _split_long(curves: Mapping[str, _Curve]) -> list[dict[str, _Curve]]:
     return [short, long] if short and long else [dict(curves)]
 
 
-def _line_plot(
+def _line_plot(curves: Mapping[str, _Curve], path: Path, *args: Any, **kw: Any) -> Path | None:
+    """:func:`_line_figure` saved as a PNG at ``path`` (None, nothing written, without curves)."""
+    fig = _line_figure(curves, *args, **kw)
+    return None if fig is None else _save(fig, path)
+
+
+def _line_figure(
     curves: Mapping[str, _Curve],
-    path: Path,
     ylabel: str,
     title: str,
     *,
     logy: bool = False,
     first_epoch: int = 1,
     scale: float = 1.0,
-) -> Path | None:
-    """Mean over seeds per cell, the band between its lowest and highest seed, legend outside."""
+    note: str | None = None,
+) -> Figure | None:
+    """Mean over seeds per cell, the band between its lowest and highest seed, legend outside.
+
+    Epochs are whole numbers on the x axis; ``note`` (e.g. that the grid is not finished) is
+    added under the title.
+    """
     if not curves:
         return None
     panels = _split_long(curves)
@@ -301,21 +343,30 @@ def _line_plot(
                     linewidth=0,
                 )
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         if logy:
             ax.set_yscale("log")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    axes[0, 0].set_title(f"{title}\nline: mean over seeds; band: lowest to highest seed")
+    axes[0, 0].set_title(
+        _title(f"{title}\nline: mean over seeds; band: lowest to highest seed", note)
+    )
     fig.tight_layout()
-    return _save(fig, path)
+    return fig
 
 
-def plot_accuracy_vs_epoch(records: Sequence[RunRecord], path: str | Path) -> Path | None:
+def _title(title: str, note: str | None) -> str:
+    return f"{title}\n{note}" if note else title
+
+
+def plot_accuracy_vs_epoch(
+    records: Sequence[RunRecord], path: str | Path, *, note: str | None = None
+) -> Path | None:
     """Test accuracy (%) per training epoch: mean over seeds with the seeds' range as a band.
 
     Cells trained much longer than the others (scratch budgets) are drawn in a second panel so
-    that they do not squeeze the rest.
+    that they do not squeeze the rest. ``note`` is added under the title.
     """
     return _line_plot(
         _seed_curves(records, _acc_history),
@@ -323,10 +374,13 @@ def plot_accuracy_vs_epoch(records: Sequence[RunRecord], path: str | Path) -> Pa
         "test accuracy (%)",
         "Test accuracy during (re)training",
         scale=100.0,
+        note=note,
     )
 
 
-def plot_jsv_vs_epoch(records: Sequence[RunRecord], path: str | Path) -> Path | None:
+def plot_jsv_vs_epoch(
+    records: Sequence[RunRecord], path: str | Path, *, note: str | None = None
+) -> Path | None:
     """Mean JSV per epoch (entry 0 = right after pruning), one line per cell; None if absent."""
 
     def jsv(r: RunRecord) -> list[float] | None:
@@ -343,27 +397,61 @@ def plot_jsv_vs_epoch(records: Sequence[RunRecord], path: str | Path) -> Path | 
         "Mean JSV per epoch (epoch 0: right after pruning)",
         logy=True,
         first_epoch=0,
+        note=note,
     )
 
 
-def plot_accuracy_vs_speedup(records: Sequence[RunRecord], path: str | Path) -> Path | None:
-    """Final accuracy (%) of every run against its MAC reduction, one marker colour per cell.
+_METRIC_WORDS = {"final_acc": "final", "best_acc": "best"}
 
-    When every run has the same reduction (one pruning ratio), a scatter would stack them on one
-    x, so the cells are spread along x instead: seeds as dots, mean ± std as a bar.
-    """
+
+def _accuracy_points(
+    records: Sequence[RunRecord], metric: str
+) -> dict[str, list[tuple[float, float]]]:
+    """Per cell, ``(MAC reduction, accuracy %)`` of every run that recorded both."""
     points: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for r in records:
-        s, a = r.metrics.get("speedup"), r.metrics.get("final_acc")
+        s, a = r.metrics.get("speedup"), r.metrics.get(metric)
         if isinstance(s, (int, float)) and isinstance(a, (int, float)):
             points[str(r.spec.get("cell", "?"))].append((float(s), 100.0 * float(a)))
+    return points
+
+
+def _one_reduction(points: Mapping[str, list[tuple[float, float]]]) -> bool:
+    """Whether every run has (within 1 %) the same MAC reduction."""
+    speedups = [p[0] for pts in points.values() for p in pts]
+    return bool(speedups) and max(speedups) <= 1.01 * min(speedups)
+
+
+def plot_accuracy_vs_speedup(
+    records: Sequence[RunRecord],
+    path: str | Path,
+    *,
+    metric: str = "final_acc",
+    note: str | None = None,
+) -> Path | None:
+    """Accuracy (%) of every run against its MAC reduction, one marker colour per cell.
+
+    ``metric`` is the record metric drawn (``final_acc`` or ``best_acc``, as the report
+    compares). When every run has the same reduction (one pruning ratio), a scatter would stack
+    them on one x, so the cells are spread along x instead: seeds as dots, mean ± std as a bar,
+    titled as accuracy per cell (:func:`write_report` then names the file
+    ``accuracy_per_cell.png``). ``note`` is added under the title.
+    """
+    points = _accuracy_points(records, metric)
     if not points:
         return None
+    return _save(_accuracy_figure(points, metric, note), Path(path))
+
+
+def _accuracy_figure(
+    points: Mapping[str, list[tuple[float, float]]], metric: str, note: str | None
+) -> Figure:
+    """The figure of :func:`plot_accuracy_vs_speedup`."""
+    which = _METRIC_WORDS.get(metric, metric)
     speedups = [p[0] for pts in points.values() for p in pts]
-    one_x = max(speedups) <= 1.01 * min(speedups)
     fig = Figure(figsize=(8.5, 4.8))
     ax = fig.subplots()
-    if one_x:
+    if _one_reduction(points):
         cells = sorted(points)
         for i, cell in enumerate(cells):
             accs = [p[1] for p in points[cell]]
@@ -373,29 +461,71 @@ def plot_accuracy_vs_speedup(records: Sequence[RunRecord], path: str | Path) -> 
             ax.errorbar([i + 0.15], [mean], yerr=[std], fmt="_", color="black", capsize=4)
         ax.set_xticks(range(len(cells)))
         ax.set_xticklabels(cells, rotation=30, ha="right", fontsize=7)
-        ax.set_xlabel(f"cell (all at {min(speedups):.2f}× fewer MACs)")
-        title = "Final accuracy per cell: dots = seeds, bar = mean ± std"
+        ax.set_xlabel(f"cell (every run at {min(speedups):.2f}× fewer MACs)")
+        title = f"{which.capitalize()} test accuracy per cell: dots = seeds, bar = mean ± std"
     else:
         for cell, pts in sorted(points.items()):
             ax.scatter(
                 [p[0] for p in pts], [p[1] for p in pts], label=f"{cell} (n={len(pts)})", s=18
             )
         ax.set_xlabel("MAC reduction of the pruned model (×, dense MACs / pruned MACs)")
-        title = "Final accuracy vs MAC reduction (one dot per run)"
-    ax.set_ylabel("final test accuracy (%)")
-    ax.set_title(title)
+        title = f"{which.capitalize()} test accuracy vs MAC reduction (one dot per run)"
+    ax.set_ylabel(f"{which} test accuracy (%)")
+    ax.set_title(_title(title, note))
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return fig
 
 
-def _protocol_params(output_dir: Path) -> dict[str, Any] | None:
-    """The protocol's own config from ``config.yaml`` (None when the folder has none)."""
+_DEFAULTS_USED = "the report uses the protocol's defaults (its reference cell and metric)"
+
+
+def _protocol_params(output_dir: Path, problems: list[str]) -> dict[str, Any] | None:
+    """The protocol's own config from ``config.yaml``.
+
+    None, with a line in ``problems``, when the file is missing or unreadable.
+    """
     path = output_dir / CONFIG_FILE
     if not path.exists():
+        problems.append(f"{path}: missing; {_DEFAULTS_USED}")
         return None
-    return dict(ProtocolConfig.from_flat_dict(load_yaml(path)).params)
+    try:
+        return dict(ProtocolConfig.from_flat_dict(load_yaml(path)).params)
+    except TfpruneError as err:
+        problems.append(f"{path}: unreadable ({' '.join(str(err).split())}); {_DEFAULTS_USED}")
+        return None
+
+
+def _read_grid(output_dir: Path, problems: list[str]) -> dict[str, Any]:
+    """``grid.json`` (``{}``, with a line in ``problems``, when missing or unreadable)."""
+    path = output_dir / GRID_FILE
+    grid = _read_json(path)
+    runs = grid.get("runs") if isinstance(grid, dict) else None
+    ok = isinstance(runs, list) and all(isinstance(r, dict) and "run_id" in r for r in runs)
+    if ok:
+        return grid
+    why = "missing" if not path.exists() else "unreadable (not a grid of runs)"
+    problems.append(f"{path}: {why}; the number of runs in the grid is unknown")
+    return {}
+
+
+def _partial_note(records: Sequence[RunRecord], grid: Mapping[str, Any]) -> str | None:
+    """What a plot must say when the grid is not finished (None when it is, or is unknown).
+
+    Names the cells with runs still missing, with how many of their runs are finished.
+    """
+    runs = grid.get("runs") or []
+    if not runs or len(records) >= len(runs):
+        return None
+    wanted = Counter(str(r.get("cell")) for r in runs)
+    done = Counter(str(r.spec.get("cell")) for r in records)
+    short = [f"{c} ({done[c]} of {n})" for c, n in sorted(wanted.items()) if done[c] < n]
+    text = f"PARTIAL: {len(records)} of {len(runs)} runs finished"
+    if short:
+        more = f" and {len(short) - 3} more" if len(short) > 3 else ""
+        text += f"; cells missing runs: {', '.join(short[:3])}{more}"
+    return text
 
 
 def _summarize(proto: Any, records: list[RunRecord], params: dict[str, Any] | None) -> Any:
@@ -451,14 +581,19 @@ def write_report(
     """
     log = log or logger.info
     output_dir = Path(output_dir)
+    report_dir = check_report_dir(output_dir)
     store = RunStore(output_dir)
+    problems = store.problems()
     records = store.load_records()
     if not records:
+        damaged = "; ".join(store.damaged_records().values())
         raise FileNotFoundError(
             f"no finished runs in {output_dir / 'runs'} (a run is finished when its "
-            "record.json exists); run tfprune-compare --output_dir=... first"
+            "record.json exists)"
+            + (f"; damaged: {damaged}" if damaged else "")
+            + "; run tfprune-compare --output_dir=... first"
         )
-    grid = _read_json(output_dir / "grid.json") or {}
+    grid = _read_grid(output_dir, problems)
     if protocol is None:
         protocol = grid.get("protocol") or str(records[0].spec.get("protocol"))
     if registry is None:
@@ -472,29 +607,41 @@ def write_report(
         wanted = set(expected_ids)
         in_grid = [r for r in records if r.run_id in wanted]
         records = in_grid or records
-    summary = _summarize(proto, records, _protocol_params(output_dir))
+    params = _protocol_params(output_dir, problems)
+    summary = _summarize(proto, records, params)
 
-    report_dir = output_dir / REPORT_DIR
     report_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(summary.rows, summary.columns)
     verdicts = "\n".join(f"- {v}" for v in summary.verdicts)
-    printed = (verdicts + "\n\n" if verdicts else "") + compact_table(summary.rows)
+    found = "\n".join(f"- {p}" for p in problems)
+    printed = (f"problems found:\n{found}\n\n" if problems else "") + (
+        verdicts + "\n\n" if verdicts else ""
+    )
+    printed += compact_table(summary.rows)
     printed += f"\n\nfull table and plots: {report_dir}/summary.md"
     paths: dict[str, Path] = {}
     n_expected = len(expected_ids) if expected_ids is not None else None
     if plots:
-        for name, fn in (
-            ("accuracy_vs_epoch", plot_accuracy_vs_epoch),
-            ("jsv_vs_epoch", plot_jsv_vs_epoch),
-            ("accuracy_vs_speedup", plot_accuracy_vs_speedup),
+        note = _partial_note(records, grid)
+        metric = str((params or {}).get("metric", "final_acc"))
+        points = _accuracy_points(records, metric)
+        accuracy = "accuracy_per_cell" if _one_reduction(points) else "accuracy_vs_speedup"
+        for name in {"accuracy_per_cell", "accuracy_vs_speedup"} - {accuracy}:
+            (report_dir / f"{name}.png").unlink(missing_ok=True)  # an earlier report's
+        for name, fn, kw in (
+            ("accuracy_vs_epoch", plot_accuracy_vs_epoch, {}),
+            ("jsv_vs_epoch", plot_jsv_vs_epoch, {}),
+            (accuracy, plot_accuracy_vs_speedup, {"metric": metric}),
         ):
-            written = fn(records, report_dir / f"{name}.png")
+            written = fn(records, report_dir / f"{name}.png", note=note, **kw)
             if written is not None:
                 paths[name] = written
     if tables:
         done = f"{len(records)} finished runs" + (
             f" of {n_expected} in the grid" if n_expected is not None else ""
         )
+        if n_expected is not None and len(records) < n_expected:
+            done = f"PARTIAL: {done}"
         doc = [
             f"# {protocol}",
             "",
@@ -502,9 +649,10 @@ def write_report(
             "",
             f"{done}; mean ± std over seeds.",
             "",
-            table,
-            "",
         ]
+        if problems:
+            doc += ["## Problems found", "", found, ""]
+        doc += [table, ""]
         if summary.verdicts:
             doc += ["## Verdicts", "", verdicts, ""]
         if paths:
@@ -523,4 +671,5 @@ def write_report(
         paths=paths,
         finished=len(records),
         expected=n_expected,
+        problems=problems,
     )

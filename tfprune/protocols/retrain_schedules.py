@@ -19,11 +19,11 @@ from tfprune.protocols.base import (
     _columns,
     _method_options,
     _methods,
-    _p,
     _recipe,
     _seeds,
     _spec,
     method_label,
+    paired_test_text,
     summarize_cells,
 )
 from tfprune.protocols.params import CommonParams, defaults_of
@@ -134,8 +134,9 @@ class RetrainSchedules(Protocol):
         verdicts = []
         for row in rows:
             if row["reference"] and row["diff_vs_ref"] is not None:
+                tested = paired_test_text(row["p_vs_ref"], len(row.get("paired_seeds") or []))
                 verdicts.append(
                     f"{row['cell']} vs {row['reference']}: {100 * row['diff_vs_ref']:+.2f} "
-                    f"points (paired p={_p(row['p_vs_ref'])}; setup {row['setup']})."
+                    f"points ({tested}; setup {row['setup']})."
                 )
         return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)

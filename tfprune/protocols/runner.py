@@ -11,6 +11,7 @@ runs that are missing.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,22 +22,24 @@ from tqdm import tqdm
 
 from tfprune.compat import tf
 from tfprune.configs import dump_yaml
-from tfprune.configs.protocol import ProtocolConfig, save_config
+from tfprune.configs.base import load_yaml
+from tfprune.configs.protocol import CONFIG_FILE, ProtocolConfig, save_config
 from tfprune.distribute import get_strategy, is_chief, is_multi_worker
-from tfprune.errors import ConfigError
+from tfprune.errors import ConfigError, TfpruneError
 from tfprune.files import atomic_write_json, atomic_write_text, ensure_output_dir
 from tfprune.flops import count_flops, count_params
 from tfprune.protocols.execute import execute, get_base_model
 from tfprune.protocols.grids import PROTOCOLS
-from tfprune.protocols.report import write_report
-from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
-from tfprune.protocols.store import RunStore, environment_info, history_to_csv
+from tfprune.protocols.report import check_report_dir, write_report
+from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec, canonical_json
+from tfprune.protocols.store import GRID_FILE, RunStore, environment_info, history_to_csv
 from tfprune.runtime import Runtime
 
 __all__ = [
     "GRID_FILE",
     "RunFailedError",
     "apply_runtime",
+    "check_output_config",
     "check_shard",
     "expand_config",
     "plan_shard",
@@ -46,24 +49,41 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-GRID_FILE = "grid.json"
-
 ExecuteFn = Callable[..., RunRecord]
 
 
-class RunFailedError(RuntimeError):
-    """One or more runs raised; their ``error.json`` files say why.
+class RunFailedError(TfpruneError, RuntimeError):
+    """One or more runs raised (with ``runner.continue_on_error``); their ``error.json`` say why.
+
+    The message is one line: how many runs failed, each distinct cause with the runs it
+    stopped, where their logs are, and that a rerun retries only them.
 
     Attributes:
       failed: ``{run_id: "ExceptionType: message"}``.
+      total: Runs this process tried (failed or not), or None when unknown.
     """
 
-    def __init__(self, failed: Mapping[str, str], output_dir: str | Path):
+    def __init__(
+        self,
+        failed: Mapping[str, str],
+        output_dir: str | Path,
+        total: int | None = None,
+        labels: Mapping[str, str] | None = None,
+    ):
         self.failed = dict(failed)
-        lines = "\n".join(f"  {rid}: {msg}" for rid, msg in self.failed.items())
+        self.total = total
+        by_cause: dict[str, list[str]] = {}
+        for run_id, cause in self.failed.items():
+            label = (labels or {}).get(run_id)
+            by_cause.setdefault(cause, []).append(f"{run_id} ({label})" if label else run_id)
+        causes = "; ".join(
+            f"{', '.join(runs)}: {' '.join(cause.split())}" for cause, runs in by_cause.items()
+        )
+        of = f" of {total}" if total is not None else ""
         super().__init__(
-            f"{len(self.failed)} run(s) failed (see {Path(output_dir) / 'runs'}/<id>/error.json; "
-            f"rerun to retry only the unfinished runs):\n{lines}"
+            f"{len(self.failed)}{of} run(s) failed: {causes} (logs: "
+            f"{Path(output_dir) / 'runs'}/<run id>/error.json; rerunning the same command "
+            "retries only the unfinished runs)"
         )
 
 
@@ -134,6 +154,58 @@ def _as_config(config: ProtocolConfig | Mapping[str, Any]) -> ProtocolConfig:
     if isinstance(config, ProtocolConfig):
         return config
     return ProtocolConfig.from_flat_dict(config)
+
+
+def _defining(config: ProtocolConfig) -> dict[str, Any]:
+    """The parts of a config that decide its runs and report (not how the runner behaves)."""
+    out = {k: v for k, v in config.to_dict().items() if k not in ("runner", "output")}
+    return json.loads(canonical_json(out))
+
+
+def _value_text(value: Any, limit: int = 40) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def check_output_config(
+    config: ProtocolConfig, output_dir: str | Path, replace_config: bool = False
+) -> None:
+    """Refuse to run ``config`` into a results folder whose ``config.yaml`` is another config.
+
+    A folder's ``config.yaml`` says which config made its runs and its report; running another
+    config there would silently replace both. The same config (a rerun, another shard) or a
+    folder without ``config.yaml`` passes; so does anything with ``replace_config``.
+
+    Raises:
+      ConfigError: naming both configs (the settings that differ) and the fixes.
+    """
+    path = Path(output_dir) / CONFIG_FILE
+    if replace_config or not path.exists():
+        return
+    fix = (
+        f"give another --output_dir, or add --replace_config (replace_config=True from Python) "
+        f"to run this config there: {path} and the report are rewritten, finished runs are kept"
+    )
+    try:
+        saved = _defining(ProtocolConfig.from_flat_dict(load_yaml(path)))
+    except TfpruneError as err:
+        reason = " ".join(str(err).split())
+        raise ConfigError(
+            f"--output_dir={str(output_dir)!r} was used, but its {CONFIG_FILE}, which says "
+            f"what config made its runs, cannot be read ({reason}); {fix}"
+        ) from None
+    new = _defining(config)
+    if saved == new:
+        return
+    keys = [k for k in (*saved, *(k for k in new if k not in saved)) if saved.get(k) != new.get(k)]
+    shown = ", ".join(
+        f"{k}: {_value_text(saved.get(k))} there, {_value_text(new.get(k))} here" for k in keys[:4]
+    )
+    more = f" (and {len(keys) - 4} more)" if len(keys) > 4 else ""
+    raise ConfigError(
+        f"--output_dir={str(output_dir)!r} holds the runs of another config ({path} "
+        f"differs from this command's config in {shown}{more}); {fix}"
+    )
 
 
 def _device_names() -> list[str]:
@@ -208,6 +280,7 @@ def run_protocol(
     results: Callable[[str], None] | None = None,
     registry: Mapping[str, Any] | None = None,
     execute_fn: ExecuteFn | None = None,
+    replace_config: bool = False,
 ) -> list[RunRecord]:
     """Run (this shard of) the protocol grid into ``output_dir`` and return its records.
 
@@ -223,13 +296,17 @@ def run_protocol(
       registry: Protocol registry (default :data:`tfprune.protocols.grids.PROTOCOLS`).
       execute_fn: Runs one spec: ``execute_fn(spec, workdir, strategy=..., log=...)``
         (default :func:`tfprune.protocols.execute.execute`).
+      replace_config: Run even when ``output_dir`` holds the runs of another config (its
+        ``config.yaml`` and report are then rewritten; finished runs are kept).
 
     Returns:
       The records of this shard's runs (finished earlier or now), sorted by run id.
 
     Raises:
-      ConfigError: unknown protocol, bad shard arguments.
-      RunFailedError: with ``runner.continue_on_error``, after the other runs, if any run failed.
+      ConfigError: unknown protocol, bad shard arguments, ``output_dir`` holds another
+        config's runs (see :func:`check_output_config`) or its ``report`` is not a folder.
+      RunFailedError: with ``runner.continue_on_error``, after the other runs, if any run
+        failed (the report of the finished runs is written first).
       Exception: without it, the first failing run's exception (after its ``error.json``).
     """
     log = log or logger.info
@@ -240,6 +317,9 @@ def run_protocol(
     if execute_fn is None:
         execute_fn = execute
     output_dir = ensure_output_dir(output_dir)
+    check_output_config(config, output_dir, replace_config)
+    if config.runner.summarize:
+        check_report_dir(output_dir)
     strategy_name = strategy if isinstance(strategy, str) else type(strategy).__name__
     strategy_obj = get_strategy(strategy) if isinstance(strategy, str) else strategy
     # Every multi-worker process runs every run; only the chief writes what the store holds.
@@ -257,6 +337,9 @@ def run_protocol(
                 "runs": [{"run_id": s.run_id(), "cell": s.cell, "seed": s.seed} for s in grid],
             },
         )
+    damaged = store.damaged_records([s.run_id() for s in mine])
+    for where in damaged.values():
+        log(f"{where}: the run counts as unfinished and runs again")
     todo = [s for s in mine if not store.is_finished(s.run_id())]
     log(
         f"{config.protocol}: {len(grid)} runs in the grid; shard {shard_index}/{num_shards} has "
@@ -313,7 +396,7 @@ def run_protocol(
             continue
         finally:
             if claim is not None:
-                claim.release()
+                store.release(run_id, claim)
         fresh[run_id] = record
         log(
             f"{_bar(k + 1, len(todo), started)} run {run_id} done in "
@@ -325,24 +408,41 @@ def run_protocol(
         by_id = {r.run_id: r for r in records}
         by_id.update(fresh)
         records = [by_id[k] for k in sorted(by_id)]
-    if failed:
-        raise RunFailedError(failed, output_dir)
     missing = [s.run_id() for s in grid if not store.is_finished(s.run_id())]
+    if failed:
+        if records and config.runner.summarize and writer:
+            log(f"report of the {len(grid) - len(missing)} finished runs of {len(grid)}:")
+            _report(output_dir, config, registry, log, results)
+        labels = {s.run_id(): f"{s.cell}, seed {s.seed}" for s in todo}
+        raise RunFailedError(failed, output_dir, total=len(todo), labels=labels)
     if missing:
         log(
             f"{len(grid) - len(missing)}/{len(grid)} runs of the grid are finished; when every "
             f"shard is done, run: tfprune-report --output_dir={output_dir}"
         )
-    elif config.runner.summarize and writer:
-        report = write_report(
-            output_dir,
-            registry=registry,
-            plots=config.output.plots,
-            tables=config.output.report,
-            log=log,
-        )
-        (results or log)(report.markdown)
+    elif writer:
+        store.remove_finished_claims([s.run_id() for s in grid])
+        if config.runner.summarize:
+            _report(output_dir, config, registry, log, results)
     return records
+
+
+def _report(
+    output_dir: Path,
+    config: ProtocolConfig,
+    registry: Mapping[str, Any] | None,
+    log: Callable[[str], None],
+    results: Callable[[str], None] | None,
+) -> None:
+    """Write the report of the finished runs and print its results table."""
+    report = write_report(
+        output_dir,
+        registry=registry,
+        plots=config.output.plots,
+        tables=config.output.report,
+        log=log,
+    )
+    (results or log)(report.markdown)
 
 
 def train_base_model(

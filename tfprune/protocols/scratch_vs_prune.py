@@ -22,7 +22,6 @@ from tfprune.protocols.base import (
     _lr_text,
     _method_options,
     _methods,
-    _p,
     _pct,
     _ratio_text,
     _recipe,
@@ -30,6 +29,7 @@ from tfprune.protocols.base import (
     _spec,
     method_label,
     outcome,
+    paired_test_text,
     summarize_cells,
 )
 from tfprune.protocols.params import CommonParams, defaults_of
@@ -295,9 +295,12 @@ class ScratchVsPrune(Protocol):
                 if row.get("flops_vs_scratch_e") is not None
                 else ""
             )
+            tested = paired_test_text(row["p_vs_ref"], len(row.get("paired_seeds") or []))
+            gap = (
+                "no seed in common" if diff is None or diff != diff else f"{100 * diff:+.2f} points"
+            )
             verdicts.append(
                 f"{row['cell']} {word} {row['reference']}: {_pct(row['mean'])} vs "
-                f"{_pct(ref_row['mean'])} ({100 * (diff or 0):+.2f} points, paired "
-                f"p={_p(row['p_vs_ref'])}); setup {row['setup']}{flops}."
+                f"{_pct(ref_row['mean'])} ({gap}, {tested}); setup {row['setup']}{flops}."
             )
         return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)

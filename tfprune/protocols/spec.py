@@ -487,7 +487,7 @@ class RunSetup(TypedDict, total=False):
     base_id: str | None
     params: int
     flops: int
-    base_epochs: int
+    base_epochs: float
     finetune_schedule: str
     finetune_epochs: int
     prune_epochs: float
@@ -499,29 +499,47 @@ class RunSetup(TypedDict, total=False):
     scratch: bool
 
 
-def check_record(data: Mapping[str, Any], where: str = "run record") -> None:
+_READ_FIX = (
+    "the record is damaged or was written by other code, so rerun the run (delete its folder)"
+)
+_WRITE_FIX = (
+    "the run itself produced this value, so this is a bug in tfprune (the record was not "
+    "written); please report it with this message"
+)
+
+
+def check_record(
+    data: Mapping[str, Any], where: str = "run record", *, writing: bool = False
+) -> None:
     """Check the sections of a record dict against :class:`RunMetrics` and :class:`RunSetup`.
 
     Keys these do not list are accepted (methods add their own); every ``history`` entry must
     be a per-epoch list.
 
+    Args:
+      data: The record dict.
+      where: How the message names the record.
+      writing: The record is being made by a run (a problem is then a bug in tfprune, not a
+        damaged file).
+
     Raises:
-      InvalidArgumentError: names the record, the key, the type it needs and the value.
+      InvalidArgumentError: names the record, the key, the type it needs, the value and the fix.
     """
+    fix = _WRITE_FIX if writing else _READ_FIX
     for section, schema in (("metrics", RunMetrics), ("setup", RunSetup)):
         values = data.get(section) or {}
         if not isinstance(values, Mapping):
-            raise InvalidArgumentError(f"{where}: {section} must be a mapping, got {values!r}")
+            raise InvalidArgumentError(
+                f"{where}: {section} must be a mapping, got {values!r}; {fix}"
+            )
         problem = type_problem(schema, values, f"{where}: {section}")
         if problem:
-            raise InvalidArgumentError(
-                f"{problem}; the record is damaged or was written by other code, so rerun the "
-                "run (delete its folder)"
-            )
+            raise InvalidArgumentError(f"{problem}; {fix}")
     for key, value in (data.get("history") or {}).items():
         if not isinstance(value, (list, tuple)):
             raise InvalidArgumentError(
-                f"{where}: history.{key} must be a per-epoch list, got {type(value).__name__}"
+                f"{where}: history.{key} must be a per-epoch list, got {type(value).__name__}; "
+                f"{fix}"
             )
 
 
@@ -576,7 +594,7 @@ class RunRecord:
         """Plain-JSON dict of the record, its metrics and setup checked by :func:`check_record`."""
         self._check_id()  # the spec was not changed after the record was made
         out = _plain(dataclasses.asdict(self))
-        check_record(out, f"run record of {self.spec.get('cell', '?')!r}")
+        check_record(out, f"run record of {self.spec.get('cell', '?')!r}", writing=True)
         return out
 
     @classmethod

@@ -1,8 +1,9 @@
-"""The run store: one directory per run, a run is finished iff its ``record.json`` exists.
+"""The run store: one directory per run, a run is finished iff its ``record.json`` can be read.
 
 Layout of an output directory::
 
     <output_dir>/config.yaml              the resolved protocol config
+    <output_dir>/grid.json                every run of the grid (id, cell, seed)
     <output_dir>/runs/<run_id>/spec.json          what the run is (RunSpec.to_dict())
     <output_dir>/runs/<run_id>/environment.json   package versions, git commit, seeds, shard
     <output_dir>/runs/<run_id>/history.csv        per-epoch metrics
@@ -18,8 +19,14 @@ before the run starts again. A crash therefore loses at most the run in progress
 
 A process runs a run only while it holds the run's claim, an operating-system file lock
 (:meth:`RunStore.claim`): two copies of one command, or shards that overlap, never run the same
-run twice, and the lock of a process that dies (even by SIGKILL) is released by the system, so
-nothing is left to clean up.
+run twice, and the lock of a process that dies (even by SIGKILL) is released by the system. The
+claim files of a finished run are removed by whoever holds its claim
+(:meth:`RunStore.release`, :meth:`RunStore.remove_finished_claims`), so a finished grid leaves no
+``claims/`` folder.
+
+A ``record.json`` that cannot be read (truncated, empty, not a record) does not count as
+finished: :meth:`RunStore.damaged_records` names it, a rerun runs the run again, and
+:meth:`RunStore.problems` lists it with the other side files that are missing or unreadable.
 """
 
 from __future__ import annotations
@@ -41,14 +48,15 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from tfprune.errors import InvalidArgumentError
+from tfprune.errors import InvalidArgumentError, TfpruneError
 from tfprune.files import atomic_write_json, atomic_write_text
-from tfprune.protocols.spec import RunRecord
+from tfprune.protocols.spec import RunRecord, RunSpec
 
 __all__ = [
     "CLAIMS_DIR",
     "ENVIRONMENT_FILE",
     "ERROR_FILE",
+    "GRID_FILE",
     "HISTORY_FILE",
     "RECORD_FILE",
     "SPEC_FILE",
@@ -64,6 +72,7 @@ HISTORY_FILE = "history.csv"
 RECORD_FILE = "record.json"
 CLAIMS_DIR = "claims"
 ERROR_FILE = "error.json"
+GRID_FILE = "grid.json"
 
 _PACKAGES = ("tensorflow", "tf-keras", "tensorflow-model-optimization", "keras-tuner", "numpy")
 
@@ -176,8 +185,36 @@ class RunStore:
         return self.runs_dir / run_id
 
     def is_finished(self, run_id: str) -> bool:
-        """Whether ``run_id`` has a ``record.json`` (the only mark of a finished run)."""
-        return (self.run_dir(run_id) / RECORD_FILE).is_file()
+        """Whether ``run_id`` has a readable ``record.json`` (the only mark of a finished run)."""
+        return self._record_problem(run_id) is None
+
+    def _record_problem(self, run_id: str) -> str | None:
+        """Why the ``record.json`` of ``run_id`` is not a finished record (None when it is)."""
+        path = self.run_dir(run_id) / RECORD_FILE
+        if not path.is_file():
+            return "missing"
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, UnicodeDecodeError) as err:
+            return f"unreadable ({err})"
+        except ValueError as err:
+            return "empty" if not path.stat().st_size else f"not valid JSON ({err})"
+        if not isinstance(data, dict):
+            return f"not a record (a JSON {type(data).__name__})"
+        return None
+
+    def damaged_records(self, run_ids: Sequence[str] | None = None) -> dict[str, str]:
+        """``{run_id: "<path>: why"}`` for each ``record.json`` that exists but cannot be read.
+
+        Such a run counts as unfinished: a rerun of the same command runs it again.
+        """
+        out = {}
+        for run_id in self.run_ids() if run_ids is None else sorted(run_ids):
+            problem = self._record_problem(run_id)
+            if problem not in (None, "missing"):
+                out[run_id] = f"{self.run_dir(run_id) / RECORD_FILE}: {problem}"
+        return out
 
     def run_ids(self) -> list[str]:
         """Sorted ids of every run folder, finished or not."""
@@ -232,6 +269,46 @@ class RunStore:
         )
         return lock
 
+    def _claim_files(self, run_id: str) -> list[Path]:
+        folder = self.output_dir / CLAIMS_DIR
+        return [folder / f"{run_id}.lock", folder / f"{run_id}.json"]
+
+    def release(self, run_id: str, lock: FileLock) -> None:
+        """Release the claim ``lock`` of ``run_id``; a finished run's claim files are removed.
+
+        They are removed while the lock is held: a process that opened the lock file before
+        cannot take it, and one that creates it anew finds the run finished and removes it again.
+        """
+        try:
+            if self.is_finished(run_id):
+                for path in self._claim_files(run_id):
+                    path.unlink(missing_ok=True)
+        finally:
+            lock.release()
+
+    def remove_finished_claims(self, run_ids: Sequence[str]) -> None:
+        """Remove the claim files of the finished runs among ``run_ids`` no process holds.
+
+        The ``claims/`` folder goes too once it is empty. Safe while other shards run: a held
+        claim is left alone, and a run's claim is removed only while holding it.
+        """
+        folder = self.output_dir / CLAIMS_DIR
+        if not self.writer or not folder.is_dir():
+            return
+        for run_id in run_ids:
+            if not self._claim_files(run_id)[0].exists() or not self.is_finished(run_id):
+                continue
+            lock = FileLock(str(folder / f"{run_id}.lock"), timeout=0)
+            try:
+                lock.acquire()
+            except Timeout:
+                continue
+            self.release(run_id, lock)
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: runs still claimed or unfinished
+            pass
+
     def claim_owner(self, run_id: str) -> str:
         """Who last claimed ``run_id``: ``host pid N since T`` (``"?"`` if unknown)."""
         path = self.output_dir / CLAIMS_DIR / f"{run_id}.json"
@@ -276,7 +353,17 @@ class RunStore:
         )
 
     def load_record_dict(self, run_id: str) -> dict[str, Any]:
-        """The ``record.json`` of ``run_id`` as a dict."""
+        """The ``record.json`` of ``run_id`` as a dict.
+
+        Raises:
+          InvalidArgumentError: the file is missing or cannot be read, naming the run and file.
+        """
+        problem = self._record_problem(run_id)
+        if problem is not None:
+            raise InvalidArgumentError(
+                f"run {run_id}: {self.run_dir(run_id) / RECORD_FILE} is {problem}; rerun the "
+                "same tfprune-compare command to run it again"
+            )
         with open(self.run_dir(run_id) / RECORD_FILE, encoding="utf-8") as f:
             return json.load(f)
 
@@ -290,10 +377,19 @@ class RunStore:
         return [r for r in ids if self.is_finished(r)]
 
     def load_records(self, run_ids: Sequence[str] | None = None) -> list[Any]:
-        """Finished records as :class:`tfprune.protocols.spec.RunRecord` objects, sorted by id."""
+        """Finished records as :class:`tfprune.protocols.spec.RunRecord` objects, sorted by id.
+
+        Raises:
+          InvalidArgumentError: a record holds values of the wrong type or another run's spec,
+            naming the file.
+        """
         records = []
         for run_id in self._finished_among(run_ids):
-            record = RunRecord.from_dict(self.load_record_dict(run_id))
+            path = self.run_dir(run_id) / RECORD_FILE
+            try:
+                record = RunRecord.from_dict(self.load_record_dict(run_id))
+            except TfpruneError as err:
+                raise InvalidArgumentError(f"run {run_id}: {path}: {err}") from None
             if record.run_id != run_id:
                 what = (
                     f"the record of run {record.run_id}"
@@ -301,11 +397,42 @@ class RunStore:
                     else "a record without a run spec"
                 )
                 raise InvalidArgumentError(
-                    f"{self.run_dir(run_id) / RECORD_FILE}: {what} is in the folder of run "
-                    f"{run_id}; delete the folder and rerun"
+                    f"{path}: {what} is in the folder of run {run_id}; delete the folder and rerun"
                 )
             records.append(record)
         return records
+
+    def problems(self, run_ids: Sequence[str] | None = None) -> list[str]:
+        """What is wrong in the folders of ``run_ids`` (default: every run), one line each.
+
+        Names each damaged ``record.json`` (the run counts as unfinished) and, for finished
+        runs, a missing or unreadable ``spec.json``, ``environment.json`` or ``history.csv``,
+        or a ``spec.json`` that is not the record's run.
+        """
+        out = [
+            f"{where} (the run counts as unfinished)"
+            for where in self.damaged_records(run_ids).values()
+        ]
+        for run_id in self._finished_among(run_ids):
+            folder = self.run_dir(run_id)
+            spec = _read_side_json(folder / SPEC_FILE)
+            if isinstance(spec, str):
+                out.append(spec)
+            else:
+                try:
+                    spec_id = RunSpec.from_dict(spec).run_id()
+                except TfpruneError as err:
+                    spec_id = None
+                    out.append(f"{folder / SPEC_FILE}: not a run spec ({err})")
+                if spec_id is not None and spec_id != run_id:
+                    out.append(f"{folder / SPEC_FILE}: the spec of run {spec_id}, not of {run_id}")
+            env = _read_side_json(folder / ENVIRONMENT_FILE)
+            if isinstance(env, str):
+                out.append(env)
+            problem = _history_problem(folder / HISTORY_FILE)
+            if problem:
+                out.append(problem)
+        return out
 
     def errors(self) -> dict[str, dict[str, Any]]:
         """``error.json`` contents of unfinished runs that failed, by run id."""
@@ -316,3 +443,41 @@ class RunStore:
                 with open(path, encoding="utf-8") as f:
                     out[run_id] = json.load(f)
         return out
+
+
+def _read_side_json(path: Path) -> dict[str, Any] | str:
+    """The JSON object in ``path``, or what is wrong with it as ``"<path>: why"``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return f"{path}: missing"
+    except (OSError, UnicodeDecodeError) as err:
+        return f"{path}: unreadable ({err})"
+    except ValueError as err:
+        return f"{path}: not valid JSON ({err})"
+    if not isinstance(data, dict):
+        return f"{path}: not a JSON object"
+    return data
+
+
+def _history_problem(path: Path) -> str | None:
+    """What is wrong with a ``history.csv`` (None when it is one row per epoch of numbers)."""
+    try:
+        rows = list(csv.reader(path.read_text(encoding="utf-8").splitlines()))
+    except FileNotFoundError:
+        return f"{path}: missing"
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        return f"{path}: unreadable ({err})"
+    if not rows or not rows[0] or rows[0][0] != "epoch":
+        return f"{path}: no 'epoch,...' header line"
+    for k, row in enumerate(rows[1:], start=2):
+        if len(row) != len(rows[0]):
+            return f"{path}: line {k} has {len(row)} values for {len(rows[0])} columns"
+        for cell in row:
+            if cell:
+                try:
+                    float(cell)
+                except ValueError:
+                    return f"{path}: line {k} holds {cell!r}, not a number"
+    return None

@@ -7,17 +7,30 @@ import os
 from absl import app, flags
 
 from tfprune.bin.common import progress, runtime_overrides
+from tfprune.errors import ConfigError, DatasetNotFoundError
 from tfprune.files import new_output_dir
 from tfprune.protocols.calibration import process_seconds
 from tfprune.protocols.cost import CostEstimator
 from tfprune.protocols.cost_report import format_cost, format_count, format_seconds, format_totals
 from tfprune.protocols.grids import PROTOCOLS, resolve_config
-from tfprune.protocols.runner import check_shard, expand_config, plan_shard, run_protocol
+from tfprune.protocols.runner import (
+    check_output_config,
+    check_shard,
+    expand_config,
+    plan_shard,
+    run_protocol,
+)
 from tfprune.protocols.spec import RunSpec
+from tfprune.protocols.store import RunStore
 
 
-def _print_cost(specs: list[RunSpec], mine: list[RunSpec], args: flags.FlagValues) -> None:
-    """The cost of this shard's runs, then the grid's (and every shard's) totals."""
+def _print_cost(
+    specs: list[RunSpec], mine: list[RunSpec], args: flags.FlagValues, skipped: int = 0
+) -> None:
+    """The cost of ``mine``, then the grid's totals and every shard's.
+
+    ``mine`` are this shard's runs still to do; ``skipped`` of the shard are finished already.
+    """
     startup = process_seconds() or 0.0  # this process's start and imports, as a real run's
     estimator = CostEstimator(calibrate=args.calibrate, log=progress)
     if args.calibrate:
@@ -25,7 +38,8 @@ def _print_cost(specs: list[RunSpec], mine: list[RunSpec], args: flags.FlagValue
     sharded = args.num_shards > 1
     where = f"shard {args.shard_index}/{args.num_shards}" if sharded else "the grid"
     cost = estimator.estimate(mine, startup)
-    print(f"\n# cost of {where} (one process, runs in this order):")
+    left = f", the {len(mine)} runs not finished yet" if skipped else ""
+    print(f"\n# cost of {where}{left} (one process, runs in this order):")
     print(format_cost(cost))
     if not sharded:
         return
@@ -56,17 +70,11 @@ def main(args: flags.FlagValues) -> None:
     overrides = list(args.params_override)
     if runtime_overrides(args):
         overrides.append({"runtime": runtime_overrides(args)})
+    if args.dry_run:
+        _dry_run(args, overrides)
+        return
     config = resolve_config(args.protocol, args.config, overrides)
     output_dir = args.output_dir or os.path.join("results", config.protocol)
-    if args.dry_run:
-        specs = plan_shard(expand_config(config))
-        mine = plan_shard(specs, args.shard_index, args.num_shards)
-        print(config.to_yaml())
-        print(f"# {len(specs)} runs in the grid, {len(mine)} in shard {args.shard_index}:")
-        for spec in mine:
-            print(f"#   {spec.run_id()}  {spec.cell}  seed={spec.seed}")
-        _print_cost(specs, mine, args)
-        return
     with new_output_dir(output_dir):  # a run that fails before any result leaves no folder
         run_protocol(
             config,
@@ -76,4 +84,43 @@ def main(args: flags.FlagValues) -> None:
             strategy=args.strategy,
             log=progress,
             results=print,
+            replace_config=args.replace_config,
         )
+
+
+def _dry_run(args: flags.FlagValues, overrides: list) -> None:
+    """Print the config, this shard's runs (marking those finished in --output_dir) and the cost.
+
+    The dataset files need not exist: the grid is sized from the datasets' standard sizes.
+    """
+    try:
+        config = resolve_config(args.protocol, args.config, overrides)
+        missing_data = None
+    except DatasetNotFoundError as err:
+        config = resolve_config(args.protocol, args.config, overrides, check_files=False)
+        missing_data = str(err).splitlines()[0].split(". Expected")[0].rstrip(":. ")
+    output_dir = args.output_dir or os.path.join("results", config.protocol)
+    specs = plan_shard(expand_config(config))
+    mine = plan_shard(specs, args.shard_index, args.num_shards)
+    try:
+        check_output_config(config, output_dir, args.replace_config)
+        used_by_another = None
+    except ConfigError as err:
+        used_by_another = str(err)
+    store = RunStore(output_dir)
+    finished = {s.run_id() for s in specs if store.is_finished(s.run_id())}
+    todo = [s for s in mine if s.run_id() not in finished]
+    print(config.to_yaml())
+    if used_by_another:
+        print(f"# a run would fail: {used_by_another}")
+    if missing_data:
+        print(f"# {missing_data}: sized from the dataset's standard size (a run needs the files)")
+    print(
+        f"# {len(specs)} runs in the grid, {len(mine)} in shard {args.shard_index}; "
+        f"{len(finished)} of the grid already finished in {output_dir}, {len(todo)} of this "
+        "shard to run:"
+    )
+    for spec in mine:
+        mark = "  (finished)" if spec.run_id() in finished else ""
+        print(f"#   {spec.run_id()}  {spec.cell}  seed={spec.seed}{mark}")
+    _print_cost(specs, todo, args, skipped=len(mine) - len(todo))
