@@ -15,10 +15,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfprune.bin import prune, train
+from tfprune.bin import compare, prune, train
 from tfprune.configs import TrainConfig
 from tfprune.protocols.execute import get_base_model
 from tfprune.protocols.spec import RetrainRecipe, RunSpec
+
+SMALL_GRID = "methods=[l1],lrs=[0.01],budgets=[1],seeds=[0],baselines=false"
+
+
+def error_line(capsys, tool: str) -> str:
+    """The tool's one-line error (asserts there is no traceback)."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err[-3000:]
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[-2].startswith(f"tfprune-{tool}: error: "), err[-3000:]
+    return lines[-2]
 
 
 def read_history(path: Path) -> list[dict[str, str]]:
@@ -73,3 +84,76 @@ def test_protocol_base_training_stays_quiet_and_trains_the_same_weights():
 
 def test_the_library_trains_with_the_tools_seed():
     assert TrainConfig().seed == train.FLAGS["seed"].default == prune.FLAGS["seed"].default
+
+
+# -- --mixed_precision / --jit_compile with runtime.* in a config or an override ----------------
+
+
+@pytest.mark.parametrize(
+    "flag, override",
+    [
+        ("--mixed_precision", "runtime.mixed_precision=false"),
+        ("--mixed_precision", "runtime.mixed_precision=float32"),
+        ("--nomixed_precision", "runtime.mixed_precision=mixed_bfloat16"),
+        ("--jit_compile", "runtime.jit_compile=false"),
+        ("--nojit_compile", "{runtime: {jit_compile: true}}"),
+    ],
+)
+def test_a_runtime_flag_and_an_override_that_disagree_are_refused_naming_both(
+    flag, override, tmp_path, capsys
+):
+    out = tmp_path / "out"
+    args = ["--dry_run", flag, f"--params_override={override}", f"--output_dir={out}"]
+    assert compare.BINARY(args) == 2
+    line = error_line(capsys, "compare")
+    name = flag.removeprefix("--").removeprefix("no")
+    assert flag in line and f"runtime.{name}=" in line and "disagree" in line, line
+    assert "default" not in line
+    assert not out.exists()
+
+
+def resolved_runtime(capsys, *args: str) -> str:
+    """The ``runtime:`` line of the config a dry run prints."""
+    assert compare.BINARY(["--dry_run", f"--params_override={SMALL_GRID}", *args]) == 0
+    return next(x for x in capsys.readouterr().out.splitlines() if x.startswith("runtime:"))
+
+
+def test_a_runtime_flag_agrees_with_an_override_naming_the_policy_and_beats_the_file(
+    tmp_path, capsys
+):
+    # The flag says "mixed", the override picks which mixed policy.
+    line = resolved_runtime(
+        capsys, "--mixed_precision", "--params_override=runtime.mixed_precision=mixed_float16"
+    )
+    assert "mixed_precision: mixed_float16" in line
+    assert "jit_compile: true" in resolved_runtime(
+        capsys, "--jit_compile", "--params_override=runtime.jit_compile=true"
+    )
+    config = tmp_path / "mixed.yaml"
+    runtime = "runtime: {mixed_precision: true, jit_compile: true}"
+    config.write_text(f"protocol: finetune_lr\n{runtime}\n")
+    # The command line wins over the file...
+    line = resolved_runtime(capsys, f"--config={config}", "--nomixed_precision", "--nojit_compile")
+    assert "mixed_precision: false" in line and "jit_compile: false" in line
+    # ...and a file's policy name is kept under --mixed_precision.
+    config.write_text("protocol: finetune_lr\nruntime: {mixed_precision: mixed_float16}\n")
+    line = resolved_runtime(capsys, f"--config={config}", "--mixed_precision")
+    assert "mixed_precision: mixed_float16" in line
+    # A file's true and an override's policy name are both what the field takes.
+    config.write_text("protocol: finetune_lr\nruntime: {mixed_precision: true}\n")
+    line = resolved_runtime(
+        capsys, f"--config={config}", "--params_override=runtime.mixed_precision=mixed_float16"
+    )
+    assert "mixed_precision: mixed_float16" in line
+
+
+def test_a_value_of_the_wrong_kind_is_compared_with_the_value_it_replaces(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("protocol: finetune_lr\nrunner: {continue_on_error: true}\n")
+    args = [f"--config={config}", "--params_override=runner.continue_on_error=[1]", "--dry_run"]
+    assert compare.BINARY(args) == 2
+    line = error_line(capsys, "compare")
+    assert "'runner.continue_on_error' must be a bool like its value so far True" in line, line
+    assert "default" not in line
+    assert compare.BINARY(["--dry_run", "--params_override=runtime=5"]) == 2
+    assert "config field 'runtime' must be a mapping, got 5" in error_line(capsys, "compare")
