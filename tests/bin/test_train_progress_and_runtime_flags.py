@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
 import tempfile
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tfprune.configs import TrainConfig
 from tfprune.protocols.execute import get_base_model
 from tfprune.protocols.spec import RetrainRecipe, RunSpec
 
+REPO = Path(__file__).resolve().parents[2]
 SMALL_GRID = "methods=[l1],lrs=[0.01],budgets=[1],seeds=[0],baselines=false"
 
 
@@ -157,3 +159,30 @@ def test_a_value_of_the_wrong_kind_is_compared_with_the_value_it_replaces(tmp_pa
     assert "default" not in line
     assert compare.BINARY(["--dry_run", "--params_override=runtime=5"]) == 2
     assert "config field 'runtime' must be a mapping, got 5" in error_line(capsys, "compare")
+
+
+# -- the README's tfprune-train command ---------------------------------------------------------
+
+
+def readme_train_args() -> list[str]:
+    """The flags of the README's ``python -m tfprune.bin.train`` line."""
+    lines = (REPO / "README.md").read_text().splitlines()
+    command = next(line for line in lines if " -m tfprune.bin.train " in line)
+    words = shlex.split(command, comments=True)
+    return words[words.index("tfprune.bin.train") + 1 :]
+
+
+def test_the_readme_train_command_fits_the_default_data(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert train.BINARY([*readme_train_args(), "--epochs=1"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "base" / "model.keras").is_file()
+
+
+@pytest.mark.slow
+def test_the_readme_train_command_runs_as_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = readme_train_args()
+    assert train.BINARY(args) == 0, capsys.readouterr().err
+    epochs = int(next(a for a in args if a.startswith("--epochs=")).split("=")[1])
+    assert len(read_history(tmp_path / "base" / "history.csv")) == epochs
+    assert json.loads((tmp_path / "base" / "metrics.json").read_text())["acc"] > 0.9
