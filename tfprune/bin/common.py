@@ -27,7 +27,7 @@ from absl import app, flags
 from absl import logging as absl_logging
 from absl.testing import flagsaver
 
-from tfprune.bin import defaults
+from tfprune import defaults
 from tfprune.choices import STRATEGIES
 from tfprune.errors import TfpruneError
 

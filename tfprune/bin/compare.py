@@ -14,10 +14,14 @@ With no flags it runs the default protocol (``finetune_lr``) on the embedded dig
         --shard_index=$i --num_shards=$N
 
 Layers: the protocol's registered default → ``--config`` YAML → ``--params_override`` (repeatable;
-``"a.b=1,c=x"`` or a YAML/JSON mapping). The resolved config is validated before anything trains
-and saved as ``<output_dir>/config.yaml``; each run lands in ``<output_dir>/runs/<run_id>/``
-(finished iff ``record.json`` exists, so a rerun only does the missing runs), the report in
-``<output_dir>/report/``. ``--output_dir`` must be new, empty, or a folder tfprune wrote.
+``"a.b=1,c=x"`` or a YAML/JSON mapping). ``--mixed_precision`` and ``--jit_compile`` replace the
+config file's ``runtime`` values; a ``--params_override`` of the same field that disagrees with
+the flag is an error naming both (``--mixed_precision`` and
+``runtime.mixed_precision=mixed_bfloat16`` agree: the override names the policy). The resolved
+config is validated before anything trains and saved as ``<output_dir>/config.yaml``; each run
+lands in ``<output_dir>/runs/<run_id>/`` (finished iff ``record.json`` exists, so a rerun only
+does the missing runs), the report in ``<output_dir>/report/``. ``--output_dir`` must be new,
+empty, or a folder tfprune wrote.
 """
 
 from __future__ import annotations

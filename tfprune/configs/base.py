@@ -266,7 +266,7 @@ def merge_strict(
         )
         if not compatible:
             raise ConfigError(
-                f"config field {where!r} must be a {kc} like the default {current!r}, "
+                f"config field {where!r} must be a {kc} like its value so far {current!r}, "
                 f"got {value!r} ({kv})"
             )
         out[key] = copy.deepcopy(value)
@@ -296,6 +296,8 @@ def config_from_dict(cls: type, data: Mapping[str, Any] | None, path: str = "") 
 
     Unknown keys raise :class:`ConfigError` with the dotted path and a "did you mean" hint.
     """
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"config field {path or cls.__name__!r} must be a mapping, got {data!r}")
     data = dict(data or {})
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = _field_types(cls)

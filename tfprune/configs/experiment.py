@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from tfprune import defaults
 from tfprune.configs import checks
 from tfprune.configs.base import config_from_dict, config_to_dict
 from tfprune.distribute import STRATEGIES
@@ -133,7 +134,8 @@ class TrainConfig:
       data_dir: Dataset folder (``None`` for ``digits``).
       model: Zoo model name.
       recipe: Training recipe (schedule, epochs, batch size, ...).
-      seed: Seed (>= 1).
+      seed: Seed (>= 0) of the weights, the shuffling and the held-out test split (the tools'
+        default, :data:`tfprune.defaults.SEED`).
       output_dir: Where the model, ``history.csv``, ``metrics.json`` and ``config.yaml`` go.
       strategy: ``tf.distribute`` strategy name.
       mixed_precision: ``false``, ``true`` (``mixed_float16`` on a GPU, ``mixed_bfloat16`` on
@@ -147,7 +149,7 @@ class TrainConfig:
     recipe: RecipeConfig = dataclasses.field(
         default_factory=lambda: RecipeConfig(schedule="0:0.01,20:0.001", epochs=30)
     )
-    seed: int = 1
+    seed: int = defaults.SEED
     output_dir: str = "base_model"
     strategy: str = "default"
     mixed_precision: Any = False

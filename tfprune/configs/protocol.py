@@ -338,11 +338,12 @@ def resolve_protocol_config(
     }
     # Label maps of the protocol (e.g. schedules: {FT: ..., CLR: ...}) take new labels, and a
     # label set to null is dropped; recipes ("base", ...), "runner" and "output" are strict.
+    # "runtime" takes a bool or a policy name in any layer (RuntimeConfig checks its fields).
     open_keys = {
         k
         for k, v in default.items()
         if isinstance(v, Mapping) and k != "base" and not {"schedule", "epochs"} & set(v)
-    }
+    } | {"runtime"}
     resolved = merge_strict(resolved, from_file, open_keys=open_keys)
     for layer in layers:
         resolved = merge_strict(resolved, layer, open_keys=open_keys)

@@ -164,19 +164,32 @@ def _base_schedule(spec: RunSpec, recipe: RetrainRecipe) -> LRSchedule:
 
 
 def get_base_model(
-    spec: RunSpec, workdir: str, *, strategy: Any = None, log: Callable[[str], None] | None = None
+    spec: RunSpec,
+    workdir: str,
+    *,
+    strategy: Any = None,
+    log: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> BaseModel:
     """Load the cached base model of ``spec`` or train and cache it (atomically).
 
-    It is built and trained in the spec's precision, with its XLA setting.
+    It is built and trained in the spec's precision, with its XLA setting. With ``progress``,
+    training also tests the model on the held-out split after every epoch (``val_*`` in the
+    history) and passes one line per epoch to ``progress``; the weights trained, the cache and
+    the ids are the same either way.
     """
     log = log or logger.info
     with use_runtime(run_runtime(spec)):
-        return _get_base_model(spec, workdir, strategy=strategy, log=log)
+        return _get_base_model(spec, workdir, strategy=strategy, log=log, progress=progress)
 
 
 def _get_base_model(
-    spec: RunSpec, workdir: str, *, strategy: Any, log: Callable[[str], None]
+    spec: RunSpec,
+    workdir: str,
+    *,
+    strategy: Any,
+    log: Callable[[str], None],
+    progress: Callable[[str], None] | None,
 ) -> BaseModel:
     recipe = spec.base_recipe()
     base_id = spec.base_id()
@@ -210,7 +223,8 @@ def _get_base_model(
         strategy=strategy,
         epochs=recipe.epochs,
         steps=None if steps is None else int(steps),
-        eval_every_epoch=False,
+        eval_every_epoch=progress is not None,
+        progress=progress,
     )
     seconds = time.time() - t0
     acc = _evaluate(model, data)

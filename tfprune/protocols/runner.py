@@ -453,12 +453,14 @@ def train_base_model(
     The model is trained by the protocols' own base-model code
     (:func:`tfprune.protocols.execute.get_base_model`), so it is also cached under
     ``<output_dir>/base_models/<base_id>/`` and a ``tfprune-compare`` run with the same dataset,
-    model, base recipe and seed and ``--output_dir`` reuses it. Writes into ``output_dir``:
-    ``model.keras``, ``history.csv``, ``metrics.json``, ``environment.json`` and ``config.yaml``.
+    model, base recipe and seed and ``--output_dir`` reuses it. The model is tested on the
+    held-out split after every epoch: ``history.csv`` has ``val_loss`` and ``val_accuracy``
+    beside the training loss and accuracy. Writes into ``output_dir``: ``model.keras``,
+    ``history.csv``, ``metrics.json``, ``environment.json`` and ``config.yaml``.
 
     Args:
       config: A :class:`tfprune.configs.TrainConfig` (validated here).
-      log: Progress lines go here.
+      log: Progress lines go here, one per epoch while the model trains.
       strategy: Strategy object (default: ``config.strategy`` by name).
 
     Returns:
@@ -490,7 +492,7 @@ def train_base_model(
         strategy=config.strategy,
         extra={"runtime": runtime.to_dict(), "devices": _device_names()},
     )
-    base = get_base_model(spec, str(out), strategy=strategy, log=log)
+    base = get_base_model(spec, str(out), strategy=strategy, log=log, progress=log)
     # Written once the model exists: a bad model/data pair leaves nothing behind.
     atomic_write_text(out / "config.yaml", dump_yaml(config.to_dict()))
     atomic_write_json(out / "environment.json", environment)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from absl import app, flags
 
 from tfprune.bin.common import progress, runtime_overrides
-from tfprune.errors import ConfigError, DatasetNotFoundError
+from tfprune.configs import ProtocolConfig, parse_params_override
+from tfprune.errors import ConfigError, DatasetNotFoundError, InvalidArgumentError
 from tfprune.files import new_output_dir
 from tfprune.protocols.calibration import process_seconds
 from tfprune.protocols.cost import CostEstimator
@@ -22,6 +24,50 @@ from tfprune.protocols.runner import (
 )
 from tfprune.protocols.spec import RunSpec
 from tfprune.protocols.store import RunStore
+from tfprune.runtime import resolve_precision
+
+
+def _flag_text(name: str, value: bool) -> str:
+    return f"--{name}" if value else f"--no{name}"
+
+
+def _same_setting(name: str, flag: bool, value: Any) -> bool:
+    """Whether a ``runtime.<name>`` override says what the flag says (an unreadable value: yes).
+
+    ``--mixed_precision`` and a mixed policy name agree: the name picks the policy.
+    """
+    if name == "jit_compile":
+        return not isinstance(value, bool) or value == flag
+    try:
+        return (resolve_precision(value) != "float32") == flag
+    except InvalidArgumentError:
+        return True  # the config's own check names the bad value
+
+
+def _apply_runtime_flags(config: ProtocolConfig, args: flags.FlagValues) -> ProtocolConfig:
+    """``--mixed_precision``/``--jit_compile`` over the resolved config (see the tool's doc).
+
+    A flag replaces the config file's value; a ``--params_override`` of the same field that
+    disagrees with it is refused, naming both.
+    """
+    given: dict[str, Any] = {}
+    for text in args.params_override:
+        runtime = parse_params_override(text).get("runtime")
+        if isinstance(runtime, dict):
+            given.update(runtime)
+    for name, flag in runtime_overrides(args).items():
+        if name in given and not _same_setting(name, flag, given[name]):
+            value = given[name]
+            shown = str(value).lower() if isinstance(value, bool) else value
+            raise ConfigError(
+                f"{_flag_text(name, flag)} and --params_override runtime.{name}={shown} "
+                f"disagree; give the setting once (drop the flag or the override)"
+            )
+        if name == "mixed_precision" and flag and config.runtime.mixed_precision:
+            continue  # the config already names a mixed policy
+        setattr(config.runtime, name, flag)
+    config.runtime.validate()
+    return config
 
 
 def _print_cost(
@@ -68,12 +114,10 @@ def main(args: flags.FlagValues) -> None:
         return
     check_shard(args.shard_index, args.num_shards)
     overrides = list(args.params_override)
-    if runtime_overrides(args):
-        overrides.append({"runtime": runtime_overrides(args)})
     if args.dry_run:
         _dry_run(args, overrides)
         return
-    config = resolve_config(args.protocol, args.config, overrides)
+    config = _apply_runtime_flags(resolve_config(args.protocol, args.config, overrides), args)
     output_dir = args.output_dir or os.path.join("results", config.protocol)
     with new_output_dir(output_dir):  # a run that fails before any result leaves no folder
         run_protocol(
@@ -99,6 +143,7 @@ def _dry_run(args: flags.FlagValues, overrides: list) -> None:
     except DatasetNotFoundError as err:
         config = resolve_config(args.protocol, args.config, overrides, check_files=False)
         missing_data = str(err).splitlines()[0].split(". Expected")[0].rstrip(":. ")
+    config = _apply_runtime_flags(config, args)
     output_dir = args.output_dir or os.path.join("results", config.protocol)
     specs = plan_shard(expand_config(config))
     mine = plan_shard(specs, args.shard_index, args.num_shards)

@@ -1,8 +1,9 @@
-"""The defaults the command-line tools share, stated once.
+"""The defaults the command-line tools and the library share, stated once.
 
-``tfprune-train`` and ``tfprune-prune`` (and the help text of their flags) read them here, so a
-model trained by one and pruned by the other sees the same seed, and with it the same held-out
-test split. This module loads nothing (``--help`` stays instant).
+``tfprune-train`` and ``tfprune-prune`` (and the help text of their flags) read them here, and so
+does :class:`tfprune.configs.TrainConfig`, so a model trained by one and pruned by the other sees
+the same seed, and with it the same held-out test split. This module loads nothing (``--help``
+stays instant).
 """
 
 from __future__ import annotations
