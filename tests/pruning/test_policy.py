@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 import tensorflow_model_optimization as tfmot
-from core_helpers import all_layers, randomize
+from core_helpers import ARCHITECTURES, NESTED_CROSSING, all_layers, randomize, residual
 
 import tfprune
 from tfprune import pruning
@@ -16,24 +16,14 @@ from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.importance import criteria
 from tfprune.layers import is_mask_layer
 
-L = keras.layers
-
 
 def _model():
-    i = keras.Input((6, 6, 3))
-    x = L.Conv2D(8, 3, padding="same", name="c1")(i)
-    x = L.BatchNormalization(name="bn1")(x)
-    x = L.ReLU()(x)
-    y = L.Conv2D(8, 3, padding="same", name="c2")(x)
-    x = L.Add()([x, y])
-    x = L.Conv2D(8, 3, padding="same", name="c3")(x)
-    x = L.GlobalAveragePooling2D()(x)
-    return randomize(keras.Model(i, L.Dense(3, name="out")(x), name="small"))
+    return randomize(residual())
 
 
 def _data(n=16):
     rng = np.random.default_rng(0)
-    return rng.normal(size=(n, 6, 6, 3)).astype(np.float32), rng.integers(0, 3, size=n)
+    return rng.normal(size=(n, 8, 8, 3)).astype(np.float32), rng.integers(0, 3, size=n)
 
 
 @pytest.fixture
@@ -55,7 +45,7 @@ def analyses(monkeypatch):
     "kwargs",
     [
         {"sparsity": 0.5},
-        {"sparsity": {"c1": 0.5, "c3": 0.25}, "global_ranking": True},
+        {"sparsity": {"b_conv1": 0.5, "stem": 0.25}, "global_ranking": True},
         {"sparsity": tfmot.sparsity.keras.PolynomialDecay(0.0, 0.5, 0, 8)},
         {"target": {"params_reduction": 1.5}, "target_tolerance": 0.2},
         {
@@ -69,18 +59,20 @@ def analyses(monkeypatch):
 )
 def test_prune_filters_analyses_the_model_once(analyses, kwargs):
     masked = tfprune.prune_filters(_model(), **kwargs)
-    assert analyses == ["small"]
+    assert analyses == ["residual"]
     assert tfprune.pruning_policy(masked) is not None
 
 
-def test_one_shot_masks_are_those_the_masked_models_own_groups_give():
-    model = _model()
+@pytest.mark.parametrize("name", sorted({**ARCHITECTURES, **NESTED_CROSSING}))
+def test_one_shot_masks_are_those_the_masked_models_own_groups_give(name):
+    """prune_filters chooses one-shot masks on the original's analysis: the same choice."""
+    model = randomize({**ARCHITECTURES, **NESTED_CROSSING}[name](), seed=2)
     masked = tfprune.prune_filters(model, 0.5, "l2")
     pruner = tfprune.FilterPruner.for_model(masked)
-    # Recomputing on the masked model's own analysis changes nothing.
-    before = {k: v.copy() for k, v in pruner.current_pruned().items()}
-    assert pruner.update(None) and sum(int(v.sum()) for v in before.values()) > 0
-    after = pruner.current_pruned()
+    before = {k: v.copy() for k, v in pruner.current_pruned().items() if v.any()}
+    assert before
+    pruner.apply(pruner.compute(pruner.policy.ratios_at(None)[1], monotone=False))
+    after = {k: v for k, v in pruner.current_pruned().items() if v.any()}
     assert before.keys() == after.keys()
     for gid, units in before.items():
         np.testing.assert_array_equal(units, after[gid])
@@ -88,10 +80,10 @@ def test_one_shot_masks_are_those_the_masked_models_own_groups_give():
 
 def test_masked_model_holds_its_policy_in_one_place():
     schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.5, 0, 8)
-    masked = tfprune.prune_filters(_model(), {"c1": schedule, "c3": 0.25}, seed=3)
+    masked = tfprune.prune_filters(_model(), {"b_conv1": schedule, "stem": 0.25}, seed=3)
     policy = tfprune.pruning_policy(masked)
     assert isinstance(policy, tfprune.PruningPolicy)
-    assert policy.sparsity["c1"] is schedule and policy.seed == 3 and policy.is_gradual
+    assert policy.sparsity["b_conv1"] is schedule and policy.seed == 3 and policy.is_gradual
     assert tfprune.FilterPruner.for_model(masked).policy is policy
     holders = [
         layer for layer in all_layers(masked) if is_mask_layer(layer) and layer.policy is not None
