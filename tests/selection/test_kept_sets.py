@@ -385,3 +385,21 @@ def test_attention_heads_combine_query_key_value_and_output():
         )
         _, plan = tfprune.strip_filters(masked, return_plan=True)
         assert plan.layers["mha"]["head"]["kept"] == [0, 1, 2], criterion
+
+
+def test_fpgm_drops_the_attention_head_at_the_centre_of_the_others():
+    i = keras.Input((6, 16))
+    mha = L.MultiHeadAttention(num_heads=4, key_dim=8, name="mha")
+    x = L.GlobalAveragePooling1D()(L.Dense(8, name="next")(mha(i, i)))
+    model = _randomized(keras.Model(i, L.Dense(3, name="out")(x)))
+    values = []
+    for w, v in zip(mha.weights, mha.get_weights(), strict=True):
+        if "attention_output/kernel" in w.name:
+            v[1] = v[[0, 2, 3]].mean(axis=0)  # (heads, key_dim, out)
+        elif "kernel" in w.name:
+            v[:, 1] = v[:, [0, 2, 3]].mean(axis=1)  # (in, heads, key_dim)
+        values.append(v)
+    mha.set_weights(values)
+    masked = tfprune.prune_filters(model, {"mha": 0.25}, "fpgm")
+    _, plan = tfprune.strip_filters(masked, return_plan=True)
+    assert plan.layers["mha"]["head"]["kept"] == [0, 2, 3]
