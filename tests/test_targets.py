@@ -24,8 +24,7 @@ def _trainable(model: keras.Model) -> int:
 
 def _check_flops_target(model: keras.Model, target: float, **kwargs) -> tfprune.TargetResult:
     masked = tfprune.prune_filters(model, target={"flops_reduction": target}, **kwargs)
-    found = masked.tfprune_target
-    assert isinstance(found, tfprune.TargetResult)
+    found = tfprune.TargetResult.from_dict(tfprune.pruning_policy(masked).target)
     small = tfprune.strip_filters(masked)
     exact = tfprune.speedup(model, small)
     assert found.achieved == pytest.approx(exact, rel=1e-12)
@@ -69,12 +68,13 @@ def test_params_target_matches_stripped_count_and_is_recorded():
     assert found.achieved == pytest.approx(_trainable(model) / _trainable(small), rel=1e-12)
     # prune_filters records target and achieved side by side in the masks' policy.
     masked = tfprune.prune_filters(model, target={"params_reduction": 2.5})
-    policy = tfprune.FilterPruner.for_model(masked).policy
+    policy = tfprune.pruning_policy(masked)
     assert policy.sparsity == found.sparsity
-    record = json.loads(json.dumps(policy.to_config()))["target"]
+    record = json.loads(json.dumps(policy.get_config()))["target"]
     assert record["target"] == 2.5 and record["achieved"] == pytest.approx(found.achieved)
-    mask = next(layer for layer in masked.layers if hasattr(layer, "policy") and layer.policy)
+    mask = next(layer for layer in masked.layers if getattr(layer, "policy", None) is policy)
     assert mask.get_config()["policy"]["target"]["metric"] == "params_reduction"
+    assert tfprune.TargetResult.from_dict(record) == found
 
 
 def test_global_ranking_target_lands():

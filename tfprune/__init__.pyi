@@ -45,6 +45,7 @@ from .pruning import (
     custom_objects,
     find_sparsity_for_target,
     prune_filters,
+    pruning_policy,
     shrink,
 )
 from .regularization import (
@@ -112,6 +113,7 @@ __all__ = [
     "protocols",
     "prune_filters",
     "pruning",
+    "pruning_policy",
     "recalibrate_batch_norm",
     "register_rule",
     "regularization",

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import re
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-import tensorflow_model_optimization as tfmot
 
 from tfprune import layers as tfprune_layers
-from tfprune.compat import keras, producing_layer, tf
+from tfprune.compat import producing_layer, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
-from tfprune.graph.groups import Analysis, analyze
+from tfprune.graph.groups import Analysis, ChannelGroup, analyze
 from tfprune.graph.rebuild import copy_layer, rebuild_model
 from tfprune.graph.rules import named_weights, rule_for
 from tfprune.graph.trace import check_graph_model
@@ -35,7 +34,15 @@ from tfprune.layers.masks import (
     masked_twin_class,
 )
 from tfprune.nested import all_layers
-from tfprune.selection import RatioSpec, check_ratio, resolve_ratios, select_units
+from tfprune.selection import (
+    PruningPolicy,
+    RatioSpec,
+    Sparsity,
+    check_options,
+    check_sparsity,
+    resolve_ratios,
+    select_units,
+)
 from tfprune.surgery import pruned_from_masks, strip_filters
 from tfprune.targets import (
     DEFAULT_TOLERANCE,
@@ -53,11 +60,9 @@ __all__ = [
     "FilterPruner",
     "PruningPolicy",
     "custom_objects",
+    "pruning_policy",
     "shrink",
 ]
-
-PruningSchedule = tfmot.sparsity.keras.PruningSchedule
-SparsitySpec = float | PruningSchedule | Mapping[str, "float | PruningSchedule"]
 
 
 def custom_objects() -> dict[str, type]:
@@ -75,147 +80,121 @@ def custom_objects() -> dict[str, type]:
     return objects
 
 
-def _serialize_value(value: Any, what: str) -> Any:
-    if isinstance(value, PruningSchedule):
-        return value.get_config()
-    return check_ratio(value, what)
+def _policy_carrier(model: Any) -> Any:
+    """The mask layer of ``model`` that carries its pruning policy."""
+    masks = [layer for layer in all_layers(model) if is_mask_layer(layer)]
+    if not masks:
+        raise UnsupportedModelError(
+            f"Model {model.name!r} has no tfprune masks; create it with "
+            "tfprune.prune_filters(model, sparsity, ...) first."
+        )
+    carrier = next((m for m in masks if m.policy is not None), None)
+    if carrier is None:
+        raise UnsupportedModelError(
+            f"The masks of model {model.name!r} carry no pruning policy; create it with "
+            "tfprune.prune_filters."
+        )
+    return carrier
 
 
-def _deserialize_value(value: Any) -> Any:
-    if isinstance(value, dict) and "class_name" in value:
-        cls = getattr(tfmot.sparsity.keras, value["class_name"], None)
-        if cls is None:
-            cls = keras.utils.get_registered_object(value["class_name"])
-        if cls is None:
-            raise InvalidArgumentError(
-                f"Unknown pruning schedule {value['class_name']!r} in a saved policy; load it "
-                "inside keras.utils.custom_object_scope({...}) with your schedule class."
-            )
-        return cls.from_config(value["config"])
-    return value
+def pruning_policy(model: Any) -> PruningPolicy:
+    """The :class:`PruningPolicy` of a masked model (from :func:`prune_filters`, or reloaded).
 
+    The policy lives in one place, on one of the model's mask layers, with its schedules as
+    live objects; this reads it from there.
 
-@dataclasses.dataclass
-class PruningPolicy:
-    """How a masked model is pruned: ratios or schedules, importance, selection options.
-
-    It is stored (as :meth:`to_config`) in every ChannelMask so a reloaded model keeps it.
+    Raises:
+      UnsupportedModelError: the model has no tfprune masks, or none carries a policy.
     """
-
-    sparsity: Any  # float | schedule config | {pattern: float | schedule config}
-    importance: str = "l1"
-    skip: tuple[str, ...] = ()
-    global_ranking: bool = False
-    max_group_sparsity: float = 0.9
-    round_to: int | None = None
-    seed: int = 0
-    target: dict | None = None  # TargetResult.to_dict() when the ratio came from a target
-
-    def to_config(self) -> dict:
-        """JSON-able form."""
-        return {
-            "target": self.target,
-            "sparsity": self.sparsity,
-            "importance": self.importance,
-            "skip": list(self.skip),
-            "global_ranking": self.global_ranking,
-            "max_group_sparsity": self.max_group_sparsity,
-            "round_to": self.round_to,
-            "seed": self.seed,
-        }
-
-    @classmethod
-    def from_config(cls, config: dict) -> PruningPolicy:
-        """Inverse of :meth:`to_config`."""
-        config = dict(config)
-        config["skip"] = tuple(config.get("skip", ()))
-        return cls(**config)
-
-    @property
-    def is_gradual(self) -> bool:
-        """Whether any ratio follows a schedule."""
-        values = (
-            self.sparsity.values()
-            if isinstance(self.sparsity, dict) and "class_name" not in self.sparsity
-            else [self.sparsity]
-        )
-        return any(isinstance(v, dict) for v in values)
-
-    def _values(self) -> tuple[Any, list[tuple[str, Any]]]:
-        s = self.sparsity
-        if isinstance(s, dict) and "class_name" not in s:
-            return 0.0, [(k, _deserialize_value(v)) for k, v in s.items()]
-        return _deserialize_value(s), []
-
-    def ratios_at(self, step: int | None) -> tuple[bool, RatioSpec]:
-        """(should the masks change at ``step``, the ratios then). ``None`` = final ratios."""
-        default, patterns = self._values()
-        should = step is None
-        resolved = []
-        for key, value in [("", default)] + patterns:
-            if isinstance(value, PruningSchedule):
-                if step is None:
-                    ratio = _final_sparsity(value)
-                else:
-                    flag, sp = value(tf.constant(step, tf.int64))
-                    should = should or bool(flag.numpy())
-                    ratio = float(sp.numpy())
-            else:
-                ratio = float(value)
-            resolved.append((key, ratio))
-        spec = RatioSpec(
-            default=resolved[0][1], patterns=tuple(resolved[1:]), skip=tuple(self.skip)
-        )
-        return should, spec
+    return _policy_carrier(model).policy
 
 
-def _final_sparsity(schedule: PruningSchedule) -> float:
-    cfg = schedule.get_config()["config"]
-    for key in ("final_sparsity", "target_sparsity"):
-        if key in cfg:
-            return float(cfg[key])
-    raise InvalidArgumentError(
-        f"Cannot read the final sparsity of schedule {type(schedule).__name__}; give it a "
-        "'final_sparsity' or 'target_sparsity' config entry."
+def _group_scores(criterion: Callable, groups: list[ChannelGroup]) -> dict[int, np.ndarray]:
+    """One score per unit of every group, checked."""
+    scores = {}
+    for g in groups:
+        s = np.asarray(criterion(g), dtype=float)
+        if s.shape != (g.n_units,):
+            raise InvalidArgumentError(
+                f"importance returned shape {s.shape} for group {g.name!r}; expected "
+                f"({g.n_units},), one score per unit."
+            )
+        scores[g.id] = s
+    return scores
+
+
+def _select(
+    analysis: Analysis,
+    scores: Callable[[list[ChannelGroup]], Mapping[int, np.ndarray]],
+    spec: RatioSpec,
+    options: PruningPolicy | _Options,
+    pruned: Mapping[int, np.ndarray] | None = None,
+) -> dict[int, np.ndarray]:
+    """Units of ``analysis``'s groups to remove for ratio ``spec`` (``scores(groups)``)."""
+    ratios = {k: r for k, r in resolve_ratios(analysis, spec).items() if r > 0}
+    gids = {gid for gid, _ in ratios}
+    groups = [g for g in analysis.groups if g.id in gids]
+    return select_units(
+        groups,
+        scores(groups),
+        ratios,
+        global_ranking=options.global_ranking,
+        max_group_sparsity=options.max_group_sparsity,
+        round_to=options.round_to,
+        pruned=pruned,
     )
 
 
-class FilterPruner:
-    """Computes and sets the masks of a masked model (used by :class:`UpdateFilterMasks`)."""
+@dataclasses.dataclass(frozen=True)
+class _Options:
+    """The selection options of a target search (before there is a policy)."""
 
-    def __init__(
-        self,
-        model: Any,
-        policy: PruningPolicy,
-        importance: Callable | Importance | None = None,
-    ) -> None:
+    global_ranking: bool
+    max_group_sparsity: float
+    round_to: int | None
+
+
+# (group id, unit of each channel, mask variable): where one mask takes its values from.
+_MaskSlot = tuple[int, np.ndarray, Any]
+
+
+def _write_masks(slots: list[_MaskSlot], pruned: Mapping[int, np.ndarray]) -> None:
+    """Write every mask so that exactly the ``pruned`` units are zeroed."""
+    for gid, unit_of_channel, variable in slots:
+        keep = np.ones(len(unit_of_channel), np.float32)
+        if gid in pruned:
+            keep = (~pruned[gid][unit_of_channel]).astype(np.float32)
+        variable.assign(keep.astype(variable.dtype.as_numpy_dtype))
+
+
+class FilterPruner:
+    """Computes and sets the masks of a masked model (used by :class:`UpdateFilterMasks`).
+
+    It reads the model's policy from the mask layer that carries it (see
+    :func:`pruning_policy`) and analyses the masked model's channel groups when first asked.
+    """
+
+    def __init__(self, model: Any, importance: Callable | Importance | None = None) -> None:
         self.model = model
-        self.policy = policy
+        self._carrier = _policy_carrier(model)
+        policy = self.policy
         self.importance = importance or get_importance(policy.importance, seed=policy.seed)
         self._analysis: Analysis | None = None
         #: Whether an :class:`UpdateFilterMasks` callback is driving the schedule in ``fit``.
         self.driven = False
 
+    @property
+    def policy(self) -> PruningPolicy:
+        """The model's pruning policy (held by one of its mask layers)."""
+        return self._carrier.policy
+
     @classmethod
     def for_model(cls, model: Any) -> FilterPruner:
-        """The pruner attached by prune_filters, or one rebuilt from the masks' saved policy."""
+        """The pruner of a masked model (the one prune_filters made, or a new one)."""
         pruner = getattr(model, "_tfprune_pruner", None)
-        if pruner is not None:
-            return pruner
-        masks = [layer for layer in all_layers(model) if is_mask_layer(layer)]
-        if not masks:
-            raise UnsupportedModelError(
-                f"Model {model.name!r} has no tfprune masks; create it with "
-                "tfprune.prune_filters(model, sparsity, ...) first."
-            )
-        policy_cfg = next((m.policy for m in masks if m.policy), None)
-        if not policy_cfg:
-            raise UnsupportedModelError(
-                f"The masks of model {model.name!r} carry no pruning policy; create it with "
-                "tfprune.prune_filters."
-            )
-        pruner = cls(model, PruningPolicy.from_config(policy_cfg))
-        model._tfprune_pruner = pruner
+        if pruner is None or pruner.model is not model:
+            pruner = cls(model)
+            model._tfprune_pruner = pruner
         return pruner
 
     def guard_fit(self) -> None:
@@ -264,39 +243,23 @@ class FilterPruner:
 
     def compute(self, spec: RatioSpec, monotone: bool = True) -> dict[int, np.ndarray]:
         """Units to remove for ratio ``spec`` (keeping already-removed units removed)."""
-        ratios = {k: r for k, r in resolve_ratios(self.analysis, spec).items() if r > 0}
-        gids = sorted({gid for gid, _ in ratios})
-        groups = [g for g in self.analysis.groups if g.id in gids]
-        scores = {}
-        for g in groups:
-            s = np.asarray(self.importance(g), dtype=float)
-            if s.shape != (g.n_units,):
-                raise InvalidArgumentError(
-                    f"importance returned shape {s.shape} for group {g.name!r}; expected "
-                    f"({g.n_units},), one score per unit."
-                )
-            scores[g.id] = s
-        return select_units(
-            groups,
-            scores,
-            ratios,
-            global_ranking=self.policy.global_ranking,
-            max_group_sparsity=self.policy.max_group_sparsity,
-            round_to=self.policy.round_to,
+        return _select(
+            self.analysis,
+            lambda groups: _group_scores(self.importance, groups),
+            spec,
+            self.policy,
             pruned=self.current_pruned() if monotone else None,
         )
 
     def apply(self, pruned: Mapping[int, np.ndarray]) -> None:
         """Write masks so that exactly the ``pruned`` units are zeroed."""
+        slots = []
         for g in self.analysis.groups:
-            mask_units = pruned.get(g.id)
             for m in g.layers:
                 variable = mask_variables(m.layer).get(m.role) if is_mask_layer(m.layer) else None
                 if variable is not None:
-                    keep = np.ones(m.size, np.float32)
-                    if mask_units is not None:
-                        keep = (~mask_units[m.unit_of_channel]).astype(np.float32)
-                    variable.assign(keep.astype(variable.dtype.as_numpy_dtype))
+                    slots.append((g.id, m.unit_of_channel, variable))
+        _write_masks(slots, pruned)
 
     def update(self, step: int | None = None) -> bool:
         """Apply the policy at optimizer step ``step`` (None: final ratios). True if changed."""
@@ -311,31 +274,6 @@ class FilterPruner:
         pruned = self.current_pruned()
         total = sum(int(g.prunable_units.size) for g in self.analysis.groups if g.prunable)
         return float(sum(int(p.sum()) for p in pruned.values())) / total if total else 0.0
-
-
-def _validate_sparsity(sparsity: Any) -> Any:
-    if isinstance(sparsity, PruningSchedule):
-        return sparsity.get_config()
-    if isinstance(sparsity, Mapping):
-        if not sparsity:
-            raise InvalidArgumentError(
-                "sparsity mapping is empty; give {layer_name_regex: ratio, ...}."
-            )
-        out = {}
-        for pattern, value in sparsity.items():
-            if not isinstance(pattern, str):
-                raise InvalidArgumentError(
-                    f"sparsity keys must be layer-name regular expressions, got {pattern!r}."
-                )
-            try:
-                re.compile(pattern)
-            except re.error as e:
-                raise InvalidArgumentError(
-                    f"sparsity pattern {pattern!r} is not a valid regular expression: {e}."
-                ) from None
-            out[pattern] = _serialize_value(value, f"sparsity[{pattern!r}]")
-        return out
-    return check_ratio(sparsity, "sparsity")
 
 
 def _check_skip(model: Any, skip: Any) -> tuple[str, ...]:
@@ -355,23 +293,12 @@ def _check_skip(model: Any, skip: Any) -> tuple[str, ...]:
     return skip
 
 
-def _check_options(global_ranking: Any, max_group_sparsity: Any, round_to: Any) -> None:
-    if not isinstance(global_ranking, bool):
-        raise InvalidArgumentError(f"global_ranking must be True or False, got {global_ranking!r}.")
-    if not 0.0 < float(max_group_sparsity) < 1.0:
-        raise InvalidArgumentError(
-            f"max_group_sparsity must be in (0, 1), got {max_group_sparsity}."
-        )
-    if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
-        raise InvalidArgumentError(f"round_to must be a positive integer, got {round_to!r}.")
-
-
 def _target_scheme(sparsity: Any) -> dict[str, float] | None:
     """The ratio mapping a target scales (None: search a uniform ratio)."""
     if sparsity is None:
         return None
     if isinstance(sparsity, Mapping):
-        spec = _validate_sparsity(sparsity)
+        spec = check_sparsity(sparsity)
         if any(not isinstance(v, float) for v in spec.values()):
             raise InvalidArgumentError(
                 "With target=, sparsity must be None (search a uniform ratio) or a mapping "
@@ -392,9 +319,7 @@ def _search(
     target: Any,
     scheme: dict[str, float] | None,
     skip: tuple[str, ...],
-    global_ranking: bool,
-    max_group_sparsity: float,
-    round_to: int | None,
+    options: _Options,
     tolerance: float | None,
     measure_inputs: Any = None,
 ) -> TargetResult:
@@ -410,19 +335,10 @@ def _search(
             f"Model {model.name!r} has no prunable channel group. Run "
             "print(tfprune.explain(model)) to see which layers block pruning."
         )
-    scores = {g.id: np.asarray(criterion(g), float) for g in prunable}
+    scores = _group_scores(criterion, prunable)
 
     def pruned_for(spec: RatioSpec) -> dict[int, np.ndarray]:
-        ratios = {k: r for k, r in resolve_ratios(analysis, spec).items() if r > 0}
-        gids = {gid for gid, _ in ratios}
-        return select_units(
-            [g for g in prunable if g.id in gids],
-            scores,
-            ratios,
-            global_ranking=global_ranking,
-            max_group_sparsity=max_group_sparsity,
-            round_to=round_to,
-        )
+        return _select(analysis, lambda _: scores, spec, options)
 
     meter = None
     if metric == "speedup":
@@ -441,12 +357,16 @@ def _search(
 
 
 def _prepared_criterion(
-    model: Any, importance: Any, seed: int, importance_data: Any, loss: Any
+    model: Any, importance: Any, seed: int, importance_data: Any, loss: Any, analysis: Analysis
 ) -> Callable:
     """The importance criterion, with what it needs from the model and data (Taylor) prepared."""
     criterion = get_importance(importance, seed=seed)
-    if isinstance(criterion, Importance) and hasattr(criterion, "prepare"):
-        criterion.prepare(model, data=importance_data, loss=loss)
+    if isinstance(criterion, Importance):
+        kwargs = {"data": importance_data, "loss": loss}
+        params = inspect.signature(criterion.prepare).parameters
+        if "analysis" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            kwargs["analysis"] = analysis  # scores refer to these groups (and their paths)
+        criterion.prepare(model, **kwargs)
     return criterion
 
 
@@ -495,28 +415,20 @@ def find_sparsity_for_target(
     """
     check_graph_model(model, subclassed=True)
     check_target(target)
-    _check_options(global_ranking, max_group_sparsity, round_to)
+    check_options(global_ranking, max_group_sparsity, round_to)
     scheme = _target_scheme(sparsity)
     skip = _check_skip(model, skip)
-    criterion = _prepared_criterion(model, importance, seed, importance_data, loss)
+    analysis = analyze(model)
+    criterion = _prepared_criterion(model, importance, seed, importance_data, loss, analysis)
+    options = _Options(global_ranking, float(max_group_sparsity), round_to)
     return _search(
-        model,
-        analyze(model),
-        criterion,
-        target,
-        scheme,
-        skip,
-        global_ranking,
-        float(max_group_sparsity),
-        round_to,
-        tolerance,
-        latency_inputs,
+        model, analysis, criterion, target, scheme, skip, options, tolerance, latency_inputs
     )
 
 
 def prune_filters(
     model: Any,
-    sparsity: SparsitySpec | None = None,
+    sparsity: Sparsity | None = None,
     importance: str | Callable | Importance = "l1",
     *,
     target: Mapping[str, float] | None = None,
@@ -550,7 +462,7 @@ def prune_filters(
         pruned trainable parameters) or ``{"speedup": 1.5}`` (dense / pruned measured
         latency). The ratio is found by
         :func:`tfprune.find_sparsity_for_target`; its result (target, achieved, ratio) is
-        stored in the masks' policy (``policy.target``) and as ``model.tfprune_target``.
+        recorded in the model's policy: ``tfprune.pruning_policy(masked).target``.
       target_tolerance: the relative distance the achieved reduction may have from
         ``target`` (default 0.01 = 1 %; 0.05 for ``speedup``).
       latency_inputs: a batch of inputs to time for ``target={"speedup": ...}`` (default:
@@ -564,9 +476,11 @@ def prune_filters(
       importance_data: ``(x, y)`` arrays or a dataset of batches, for ``"taylor"``.
       loss: loss for ``"taylor"`` (default: the model's compiled loss).
 
-    The model's output layer, model inputs and anything :func:`tfprune.explain` reports as
-    blocked are never pruned. Masks zero a channel after its bias and BatchNormalization, so
-    :func:`tfprune.strip_filters` can later remove it without changing the outputs.
+    The sparsity and options are validated once into a :class:`PruningPolicy`, which the
+    masked model carries (:func:`tfprune.pruning_policy`). The model's output layer, model
+    inputs and anything :func:`tfprune.explain` reports as blocked are never pruned. Masks
+    zero a channel after its bias and BatchNormalization, so :func:`tfprune.strip_filters`
+    can later remove it without changing the outputs.
     """
     check_graph_model(model, subclassed=True)
     if target is None and sparsity is None:
@@ -574,41 +488,38 @@ def prune_filters(
             "prune_filters needs sparsity= (a ratio, schedule or mapping) or target= (e.g. "
             "{'flops_reduction': 2.0})."
         )
-    scheme = _target_scheme(sparsity) if target is not None else None
-    if target is not None:
-        check_target(target)
-    _check_options(global_ranking, max_group_sparsity, round_to)
-    criterion = _prepared_criterion(model, importance, seed, importance_data, loss)
     skip = _check_skip(model, skip)
-    found: TargetResult | None = None
+    options = dict(
+        importance=importance if isinstance(importance, str) else "custom",
+        skip=skip,
+        global_ranking=global_ranking,
+        max_group_sparsity=max_group_sparsity,
+        round_to=round_to,
+        seed=seed,
+    )
+    scheme = None
+    if target is None:
+        policy = PruningPolicy(sparsity=sparsity, **options)  # validated here, once
+    else:
+        scheme = _target_scheme(sparsity)
+        check_target(target)
+        check_options(global_ranking, max_group_sparsity, round_to)
+    analysis = analyze(model)
+    criterion = _prepared_criterion(model, importance, seed, importance_data, loss, analysis)
     if target is not None:
         found = _search(
             model,
-            analyze(model),
+            analysis,
             criterion,
             target,
             scheme,
             skip,
-            global_ranking,
-            float(max_group_sparsity),
-            round_to,
+            _Options(global_ranking, float(max_group_sparsity), round_to),
             target_tolerance,
             latency_inputs,
         )
-        sparsity = found.sparsity
-    spec = _validate_sparsity(sparsity)
-    policy = PruningPolicy(
-        sparsity=spec,
-        importance=importance if isinstance(importance, str) else "custom",
-        skip=skip,
-        global_ranking=global_ranking,
-        max_group_sparsity=float(max_group_sparsity),
-        round_to=round_to,
-        seed=seed,
-        target=found.to_dict() if found is not None else None,
-    )
+        policy = PruningPolicy(sparsity=found.sparsity, target=found.to_dict(), **options)
 
-    analysis = analyze(model)
     _, final_spec = policy.ratios_at(None)
     targets = resolve_ratios(analysis, final_spec)
     if not any(targets.values()) and (
@@ -632,19 +543,29 @@ def prune_filters(
             "print(tfprune.explain(model)) to see which layers block pruning."
         )
 
-    masked = _masked_copy(analysis, {gid for gid, _ in targets}, policy.to_config())
-    pruner = FilterPruner(masked, policy, criterion)
+    masked, slots = _masked_copy(analysis, {gid for gid, _ in targets}, policy)
+    pruner = FilterPruner(masked, criterion)
     masked._tfprune_pruner = pruner
-    masked.tfprune_target = found
     if policy.is_gradual:
         pruner.guard_fit()
     else:
-        pruner.update(None)
+        # The copy has the original's weights, so the original's groups choose its masks: the
+        # masked model is analysed only when a schedule or a later call needs it.
+        pruned = _select(
+            analysis, lambda groups: _group_scores(criterion, groups), final_spec, policy
+        )
+        _write_masks(slots, pruned)
     return masked
 
 
-def _masked_copy(analysis: Analysis, target_groups: set[int], policy_cfg: dict) -> Any:
-    """A copy of the analysed model with masks on the channels of ``target_groups``."""
+def _masked_copy(
+    analysis: Analysis, target_groups: set[int], policy: PruningPolicy
+) -> tuple[Any, list[_MaskSlot]]:
+    """A copy of the analysed model with masks on the channels of ``target_groups``.
+
+    Also returns where each mask takes its values from (in terms of ``analysis``). The first
+    mask layer made carries the policy.
+    """
     # Consumers of pruned channels get a mask: on their kernel when a masked twin class
     # exists (cheap: the kernel is small), otherwise a ChannelMask on their input tensor.
     kernel_masked: dict[int, int] = {}
@@ -668,6 +589,11 @@ def _masked_copy(analysis: Analysis, target_groups: set[int], policy_cfg: dict) 
         if masked_twin_class(m.layer) is not None
         and m.role in rule_for(m.layer).self_mask_roles(m.layer)
     }
+    twins: list[tuple[Any, Any]] = []  # (original layer, its masked twin)
+    channel_masks: list[tuple[Any, Any]] = []  # (original tensor, the ChannelMask on it)
+
+    def carried() -> PruningPolicy | None:
+        return None if twins or channel_masks else policy
 
     def factory(layer: Any, path: str) -> tuple[Any, Any]:
         if id(layer) in masked_norms or id(layer) in kernel_masked:
@@ -679,7 +605,9 @@ def _masked_copy(analysis: Analysis, target_groups: set[int], policy_cfg: dict) 
             weights = {name: v.numpy() for name, v in named_weights(layer).items()}
             # Its masks (named in mask_weight_names) start as ones: nothing pruned yet.
             _, config = rule_for(layer).stock_equivalent(layer)
-            return cls.from_config({**config, "policy": policy_cfg}), weights
+            twin = cls.from_config({**config, "policy": carried()})
+            twins.append((layer, twin))
+            return twin, weights
         return copy_layer(layer), layer.get_weights()
 
     def hook(path: str, old: Any, new: Any, state: dict) -> Any:
@@ -695,12 +623,24 @@ def _masked_copy(analysis: Analysis, target_groups: set[int], policy_cfg: dict) 
                 i += 1
                 name = f"{stem}_chmask_{i}"
             state["names"].add(name)
-            mask_layer = ChannelMask(policy=policy_cfg, name=name, dtype=_dtype_of(new))
+            mask_layer = ChannelMask(policy=carried(), name=name, dtype=_dtype_of(new))
+            channel_masks.append((old, mask_layer))
             cache[id(old)] = mask_layer(new)
             state.setdefault("inserted", []).append(mask_layer)
         return cache[id(old)]
 
-    return rebuild_model(analysis.model, factory, hook)
+    masked = rebuild_model(analysis.model, factory, hook)
+    slots: list[_MaskSlot] = []
+    for old, twin in twins:
+        members = analysis.layer_members(old)
+        for role, variable in mask_variables(twin).items():
+            if role in members:
+                m = members[role]
+                slots.append((analysis.group_of_key[m.key], m.unit_of_channel, variable))
+    for old, mask_layer in channel_masks:
+        m = analysis.tensor_member(old)
+        slots.append((analysis.group_of_key[m.key], m.unit_of_channel, mask_layer.mask))
+    return masked, slots
 
 
 def _dtype_of(tensor: Any) -> Any:

@@ -15,13 +15,18 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import tensorflow_model_optimization as tfmot
 
+from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError
 from tfprune.graph.groups import Analysis, ChannelGroup
 
 __all__ = [
+    "PruningPolicy",
     "RatioSpec",
+    "check_options",
     "check_ratio",
+    "check_sparsity",
     "pruned_count",
     "resolve_ratios",
     "select_units",
@@ -41,6 +46,193 @@ def check_ratio(value: Any, what: str = "sparsity") -> float:
             "Use e.g. 0.5 to remove half of the filters; 1.0 would remove every filter."
         )
     return ratio
+
+
+PruningSchedule = tfmot.sparsity.keras.PruningSchedule
+#: A sparsity as :func:`tfprune.prune_filters` takes it: a ratio, a TF-MOT schedule, or
+#: ``{layer_name_regex: ratio or schedule}``.
+Sparsity = float | PruningSchedule | Mapping[str, "float | PruningSchedule"]
+
+
+def check_sparsity(sparsity: Any) -> float | PruningSchedule | dict[str, Any]:
+    """Validate a sparsity; a mapping comes back as a dict of ratios and schedules.
+
+    A sparsity is a ratio in [0, 1), a TF-MOT schedule, or a non-empty mapping
+    ``{layer_name_regex: ratio or schedule}``.
+    """
+    if isinstance(sparsity, PruningSchedule):
+        return sparsity
+    if isinstance(sparsity, Mapping):
+        if not sparsity:
+            raise InvalidArgumentError(
+                "sparsity mapping is empty; give {layer_name_regex: ratio, ...}."
+            )
+        out: dict[str, Any] = {}
+        for pattern, value in sparsity.items():
+            if not isinstance(pattern, str):
+                raise InvalidArgumentError(
+                    f"sparsity keys must be layer-name regular expressions, got {pattern!r}."
+                )
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise InvalidArgumentError(
+                    f"sparsity pattern {pattern!r} is not a valid regular expression: {e}."
+                ) from None
+            out[pattern] = (
+                value
+                if isinstance(value, PruningSchedule)
+                else check_ratio(value, f"sparsity[{pattern!r}]")
+            )
+        return out
+    return check_ratio(sparsity, "sparsity")
+
+
+def check_options(global_ranking: Any, max_group_sparsity: Any, round_to: Any) -> None:
+    """Validate the selection options of :func:`tfprune.prune_filters`."""
+    if not isinstance(global_ranking, bool):
+        raise InvalidArgumentError(f"global_ranking must be True or False, got {global_ranking!r}.")
+    if not 0.0 < float(max_group_sparsity) < 1.0:
+        raise InvalidArgumentError(
+            f"max_group_sparsity must be in (0, 1), got {max_group_sparsity}."
+        )
+    if round_to is not None and (not isinstance(round_to, int) or round_to < 1):
+        raise InvalidArgumentError(f"round_to must be a positive integer, got {round_to!r}.")
+
+
+def _schedule_config(schedule: PruningSchedule) -> dict:
+    return schedule.get_config()  # {"class_name": ..., "config": ...}
+
+
+def _schedule_from_config(value: dict) -> PruningSchedule:
+    cls = getattr(tfmot.sparsity.keras, value["class_name"], None)
+    if cls is None:
+        cls = keras.utils.get_registered_object(value["class_name"])
+    if cls is None:
+        raise InvalidArgumentError(
+            f"Unknown pruning schedule {value['class_name']!r} in a saved policy; load it "
+            "inside keras.utils.custom_object_scope({...}) with your schedule class."
+        )
+    return cls.from_config(value["config"])
+
+
+def _final_sparsity(schedule: PruningSchedule) -> float:
+    for key in ("final_sparsity", "target_sparsity"):
+        if hasattr(schedule, key):
+            return float(getattr(schedule, key))
+    cfg = schedule.get_config()["config"]
+    for key in ("final_sparsity", "target_sparsity"):
+        if key in cfg:
+            return float(cfg[key])
+    raise InvalidArgumentError(
+        f"Cannot read the final sparsity of schedule {type(schedule).__name__}; give it a "
+        "'final_sparsity' or 'target_sparsity' config entry."
+    )
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PruningPolicy:
+    """How a masked model is pruned: its sparsity (ratios or live schedules) and options.
+
+    It is validated when it is made. :func:`tfprune.prune_filters` makes it once; the masked
+    model keeps it in one of its mask layers (read it with :func:`tfprune.pruning_policy`),
+    whose config holds :meth:`get_config` so a reloaded model keeps pruning on its schedule.
+
+    Attributes:
+      sparsity: a ratio in [0, 1), a TF-MOT ``PruningSchedule``, or
+        ``{layer_name_regex: ratio or schedule}``.
+      importance: the criterion's name (``"custom"`` for a callable).
+      skip: layer names whose filters are never removed.
+      global_ranking, max_group_sparsity, round_to, seed: as in :func:`tfprune.prune_filters`.
+      target: the target search's record (``TargetResult.to_dict()``) when the sparsity came
+        from ``target=``; ``TargetResult.from_dict`` reads it back.
+    """
+
+    sparsity: Sparsity
+    importance: str = "l1"
+    skip: tuple[str, ...] = ()
+    global_ranking: bool = False
+    max_group_sparsity: float = 0.9
+    round_to: int | None = None
+    seed: int = 0
+    target: dict | None = None
+
+    def __post_init__(self) -> None:
+        check_options(self.global_ranking, self.max_group_sparsity, self.round_to)
+        object.__setattr__(self, "sparsity", check_sparsity(self.sparsity))
+        object.__setattr__(self, "skip", tuple(self.skip))
+        object.__setattr__(self, "max_group_sparsity", float(self.max_group_sparsity))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PruningPolicy) and self.get_config() == other.get_config()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable schedules inside
+
+    def get_config(self) -> dict:
+        """JSON-able form (schedules as their ``{"class_name", "config"}``)."""
+        s = self.sparsity
+        if isinstance(s, dict):
+            sparsity: Any = {
+                k: _schedule_config(v) if isinstance(v, PruningSchedule) else v
+                for k, v in s.items()
+            }
+        else:
+            sparsity = _schedule_config(s) if isinstance(s, PruningSchedule) else s
+        return {
+            "target": self.target,
+            "sparsity": sparsity,
+            "importance": self.importance,
+            "skip": list(self.skip),
+            "global_ranking": self.global_ranking,
+            "max_group_sparsity": self.max_group_sparsity,
+            "round_to": self.round_to,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> PruningPolicy:
+        """Inverse of :meth:`get_config`: the schedules become live objects again."""
+        config = dict(config)
+        s = config.get("sparsity")
+        if isinstance(s, dict) and "class_name" in s:
+            config["sparsity"] = _schedule_from_config(s)
+        elif isinstance(s, dict):
+            config["sparsity"] = {
+                k: _schedule_from_config(v) if isinstance(v, dict) else v for k, v in s.items()
+            }
+        config["skip"] = tuple(config.get("skip", ()))
+        return cls(**config)
+
+    def _entries(self) -> list[tuple[str, Any]]:
+        """("", default) then (pattern, ratio or schedule) of every mapping entry."""
+        if isinstance(self.sparsity, dict):
+            return [("", 0.0), *self.sparsity.items()]
+        return [("", self.sparsity)]
+
+    @property
+    def is_gradual(self) -> bool:
+        """Whether any ratio follows a schedule."""
+        return any(isinstance(v, PruningSchedule) for _, v in self._entries())
+
+    def ratios_at(self, step: int | None) -> tuple[bool, RatioSpec]:
+        """(should the masks change at ``step``, the ratios then). ``None`` = final ratios."""
+        should = step is None
+        resolved = []
+        for key, value in self._entries():
+            if isinstance(value, PruningSchedule):
+                if step is None:
+                    ratio = _final_sparsity(value)
+                else:
+                    flag, sp = value(tf.constant(step, tf.int64))
+                    should = should or bool(flag.numpy())
+                    ratio = float(sp.numpy())
+            else:
+                ratio = float(value)
+            resolved.append((key, ratio))
+        spec = RatioSpec(
+            default=resolved[0][1], patterns=tuple(resolved[1:]), skip=tuple(self.skip)
+        )
+        return should, spec
 
 
 @dataclasses.dataclass

@@ -119,6 +119,14 @@ class TargetResult:
         out["relative_error"] = self.relative_error
         return out
 
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> TargetResult:
+        """Inverse of :meth:`to_dict` (e.g. of ``tfprune.pruning_policy(masked).target``)."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in record.items() if k in fields}
+        values["uncounted"] = tuple(values.get("uncounted", ()))
+        return cls(**values)
+
 
 def _leaf_layers(model: Any, prefix: str = "") -> list[tuple[str, Any]]:
     """(path, layer) of every non-model layer, nested functional models expanded."""

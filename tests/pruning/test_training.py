@@ -245,16 +245,20 @@ def test_reloaded_gradual_model_continues_pruning(tmp_path, fmt):
 def test_mask_layers_get_config_round_trip():
     masked = tfprune.prune_filters(randomize(_model()), 0.5, "random", seed=2, round_to=2)
     mask_layers = [layer for layer in all_layers(masked) if is_mask_layer(layer)]
-    assert mask_layers
+    assert len(mask_layers) > 1
+    # One mask layer carries the policy; the others hold none.
+    carriers = [layer for layer in mask_layers if "policy" in layer.get_config()]
+    assert len(carriers) == 1 and carriers[0].policy is tfprune.pruning_policy(masked)
     for layer in mask_layers:
         cfg = layer.get_config()
         clone = type(layer).from_config(cfg)
         assert clone.get_config() == cfg
-        assert cfg["policy"]["importance"] == "random"
-        assert cfg["policy"]["seed"] == 2 and cfg["policy"]["round_to"] == 2
         ser = keras.layers.serialize(layer)
         again = keras.layers.deserialize(ser, custom_objects=tfprune.custom_objects())
         assert again.get_config() == cfg
+    cfg = carriers[0].get_config()
+    assert cfg["policy"]["importance"] == "random"
+    assert cfg["policy"]["seed"] == 2 and cfg["policy"]["round_to"] == 2
 
 
 def test_update_filter_masks_get_config_round_trip():
@@ -267,10 +271,13 @@ def test_update_filter_masks_get_config_round_trip():
 def test_pruning_policy_config_round_trip():
     schedule = tfmot.sparsity.keras.PolynomialDecay(0.0, 0.5, 0, 10)
     masked = tfprune.prune_filters(randomize(_model()), {"c1": schedule, "c3": 0.25}, skip=["c2"])
-    policy = tfprune.FilterPruner.for_model(masked).policy
-    again = tfprune.PruningPolicy.from_config(policy.to_config())
+    policy = tfprune.pruning_policy(masked)
+    assert policy is tfprune.FilterPruner.for_model(masked).policy
+    assert policy.sparsity["c1"] is schedule  # the live schedule, not its config
+    again = tfprune.PruningPolicy.from_config(policy.get_config())
     assert again == policy
     assert again.is_gradual
+    assert isinstance(again.sparsity["c1"], tfmot.sparsity.keras.PolynomialDecay)
 
 
 def test_tfmot_prune_low_magnitude_composes():

@@ -9,6 +9,7 @@ layers that write into it. Criteria that need data (Taylor) have a ``prepare`` s
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 from tfprune.choices import IMPORTANCE_NAMES
 from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError
-from tfprune.graph.groups import ChannelGroup, Member
+from tfprune.graph.groups import Analysis, ChannelGroup, Member, analyze
 from tfprune.graph.rules import PRODUCER_ROLES, named_weights, rule_for
 
 __all__ = [
@@ -121,13 +122,18 @@ class L2(Importance):
 
 @dataclasses.dataclass
 class Random(Importance):
-    """Uniform random scores, reproducible from ``seed`` (a baseline)."""
+    """Uniform random scores, reproducible from ``seed`` (a baseline).
+
+    A group's scores depend on the seed and the group's layers (not on the order in which an
+    analysis numbers the groups), so a model and its masked copy get the same ones.
+    """
 
     seed: int = 0
     name = "random"
 
     def __call__(self, group: ChannelGroup) -> np.ndarray:
-        return np.random.default_rng([self.seed, group.id]).random(group.n_units)
+        key = zlib.crc32(group.name.encode("utf-8"))
+        return np.random.default_rng([self.seed, key]).random(group.n_units)
 
     def get_config(self) -> dict:
         return {"seed": self.seed}
@@ -177,10 +183,14 @@ class Taylor(Importance):
     """First-order Taylor importance (Molchanov et al. 2019) of each filter.
 
     Per batch, a channel's score is ``(sum over its weights of w * dL/dw)^2`` (kernel, bias and
-    the BatchNormalization gamma/beta of the channel), averaged over ``num_batches`` batches.
-    Needs data: pass ``importance_data`` (a dataset or ``(x, y)`` arrays) to
-    :func:`tfprune.prune_filters`; the loss is the model's compiled loss unless ``loss`` is
-    given.
+    the BatchNormalization gamma/beta of the channel), averaged over ``num_batches`` batches;
+    a group's score is the sum over its members. Needs data: pass ``importance_data`` (a
+    dataset or ``(x, y)`` arrays) to :func:`tfprune.prune_filters`; the loss is the model's
+    compiled loss unless ``loss`` is given.
+
+    The products are kept by layer path and weight name, so they score the groups of the
+    model they were prepared on and of any copy with the same layers (the masked model that
+    :func:`tfprune.prune_filters` returns).
     """
 
     name = "taylor"
@@ -191,13 +201,24 @@ class Taylor(Importance):
                 f"Taylor importance: num_batches must be >= 1, got {num_batches}."
             )
         self.num_batches = num_batches
-        self._scores: dict[int, dict[str, np.ndarray]] = {}
+        self._products: dict[tuple[str, str], list[np.ndarray]] | None = None
+        self._paths: set[str] = set()
 
     def get_config(self) -> dict:
         return {"num_batches": self.num_batches}
 
-    def prepare(self, model: Any, data: Any = None, loss: Any = None, **_: Any) -> None:
-        """Accumulate ``(w * grad)`` products over a few batches of ``data``."""
+    def prepare(
+        self,
+        model: Any,
+        data: Any = None,
+        loss: Any = None,
+        analysis: Analysis | None = None,
+        **_: Any,
+    ) -> None:
+        """Accumulate ``(w * grad)`` products over a few batches of ``data``.
+
+        ``analysis`` is the model's channel analysis when the caller already has it.
+        """
         if data is None:
             raise InvalidArgumentError(
                 "importance='taylor' needs data: pass importance_data=(x, y) or a tf.data "
@@ -212,31 +233,41 @@ class Taylor(Importance):
         loss_fn = keras.losses.get(loss_fn) if isinstance(loss_fn, str) else loss_fn
         if isinstance(data, tuple):
             data = tf.data.Dataset.from_tensor_slices(data).batch(64)
-        variables = model.trainable_variables
-        acc: dict[int, Any] = {}
-        n = 0
+        analysis = analyze(model) if analysis is None else analysis
+        # (layer path, weight name) of every weight of a group member: the key under which a
+        # copy of the model (other variables, same layers) finds the products.
+        keys: dict[int, tuple[str, str]] = {}
+        for g in analysis.groups:
+            for m in g.layers:
+                for name, v in named_weights(m.layer).items():
+                    keys.setdefault(id(v), (m.path, name))
+        variables = [v for v in analysis.model.trainable_variables if id(v) in keys]
+        acc: dict[tuple[str, str], list[np.ndarray]] = {}
         for batch in data.take(self.num_batches):
             x, y = batch[0], batch[1]
             with tf.GradientTape() as tape:
-                loss_value = tf.reduce_mean(loss_fn(y, model(x, training=False)))
+                try:
+                    loss_value = tf.reduce_mean(loss_fn(y, analysis.model(x, training=False)))
+                except (ValueError, TypeError, tf.errors.InvalidArgumentError) as e:
+                    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                    raise InvalidArgumentError(
+                        "importance='taylor' could not compute the loss on importance_data "
+                        f"({first}); give (x, y) batches that the model and the loss accept."
+                    ) from None
             grads = tape.gradient(loss_value, variables)
             for v, g in zip(variables, grads, strict=True):
                 if g is not None:
-                    acc.setdefault(id(v), []).append(v.numpy() * np.asarray(g))
-            n += 1
+                    acc.setdefault(keys[id(v)], []).append(v.numpy() * np.asarray(g))
         self._products = acc
-        self._count = max(n, 1)
+        self._paths = {path for path, _ in keys.values()}
 
-    def _member_scores(self, m: Member) -> np.ndarray | None:
-        products = getattr(self, "_products", None)
-        if products is None:
-            raise InvalidArgumentError("Taylor importance used before prepare(model, data).")
+    def _member_scores(self, m: Member, products: dict) -> np.ndarray | None:
         rule = rule_for(m.layer)
-        present = {n: v for n, v in named_weights(m.layer).items() if id(v) in products}
+        present = [n for n in named_weights(m.layer) if (m.path, n) in products]
         total = None
-        n_batches = min((len(products[id(v)]) for v in present.values()), default=0)
+        n_batches = min((len(products[(m.path, n)]) for n in present), default=0)
         for b in range(n_batches):
-            arrays = {n: products[id(v)][b] for n, v in present.items()}
+            arrays = {n: products[(m.path, n)][b] for n in present}
             rows = rule.channel_rows(m.layer, m.role, arrays)
             if not rows:
                 break
@@ -247,10 +278,19 @@ class Taylor(Importance):
         return (total**2).mean(axis=0)
 
     def __call__(self, group: ChannelGroup) -> np.ndarray:
+        products = self._products
+        if products is None:
+            raise InvalidArgumentError("Taylor importance used before prepare(model, data).")
         members = [m for m in group.layers if m.role in (*PRODUCER_ROLES, "ch")]
+        if members and not any(m.path in self._paths for m in members):
+            raise InvalidArgumentError(
+                f"Taylor importance was prepared on another model: none of the layers of "
+                f"group {group.name!r} was in it. Prepare it on the model you prune (or pass "
+                "importance='taylor' and importance_data= to prune_filters)."
+            )
         scores = []
         for m in members:
-            s = self._member_scores(m)
+            s = self._member_scores(m, products)
             if s is not None:
                 scores.append(m.unit_scores(s, group.n_units))
         if not scores:

@@ -9,6 +9,7 @@ import tensorflow_model_optimization as tfmot
 
 from tfprune.compat import AttentionWithHeadHook, keras, tf
 from tfprune.graph.rules import LayerRule, register_rule, rule_for
+from tfprune.selection import PruningPolicy
 
 __all__ = [
     "ChannelMask",
@@ -33,18 +34,31 @@ __all__ = [
 ]
 
 
+def _policy(policy: PruningPolicy | dict | None) -> PruningPolicy | None:
+    """The live policy from a layer argument (a config dict when the layer is loaded)."""
+    if isinstance(policy, dict):
+        return PruningPolicy.from_config(policy) if policy else None
+    return policy
+
+
+def _with_policy(config: dict, policy: PruningPolicy | None) -> dict:
+    return {**config, "policy": policy.get_config()} if policy is not None else config
+
+
 class _PolicyMixin:
-    """Keeps the model's pruning policy (a JSON-able dict) in the layer config."""
+    """Lets the layer carry the model's pruning policy (one mask layer of a model does)."""
 
     #: Names (as the layer's rule names its weights) of the mask variables tfprune manages.
     mask_weight_names: tuple[str, ...] = ("mask",)
 
-    def __init__(self, *args: Any, policy: dict | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, policy: PruningPolicy | dict | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
-        self.policy = dict(policy or {})
+        self.policy = _policy(policy)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "policy": self.policy}
+        return _with_policy(super().get_config(), self.policy)
 
 
 @keras.utils.register_keras_serializable(package="tfprune")
@@ -57,8 +71,9 @@ class ChannelMask(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
     channel out later with :func:`tfprune.strip_filters` changes nothing.
 
     The mask is a non-trainable variable (aggregated from the first replica under a
-    ``tf.distribute`` strategy). ``policy`` is the pruning policy of the model (a JSON-able
-    dict), stored here so a reloaded model can keep pruning on its schedule.
+    ``tf.distribute`` strategy). ``policy``: the model's :class:`~tfprune.PruningPolicy`, on
+    the one mask layer of the model that carries it (None on the others); its config is saved
+    with the layer so a reloaded model can keep pruning on its schedule.
 
     It is a TF-MOT ``PrunableLayer`` with no prunable weights, so
     ``tfmot.sparsity.keras.prune_low_magnitude`` accepts models that contain it.
@@ -67,9 +82,9 @@ class ChannelMask(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
     mask_role = "ch"
     mask_weight_names = ("mask",)
 
-    def __init__(self, policy: dict | None = None, **kwargs: Any) -> None:
+    def __init__(self, policy: PruningPolicy | dict | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.policy = dict(policy or {})
+        self.policy = _policy(policy)
         self.supports_masking = True
 
     def build(self, input_shape: Any) -> None:
@@ -97,7 +112,7 @@ class ChannelMask(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
         return []
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "policy": self.policy}
+        return _with_policy(super().get_config(), self.policy)
 
 
 def _add_mask(layer: Any, channels: int, name: str = "mask") -> Any:
