@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow_model_optimization as tfmot
 
 from tfprune import layers as tfprune_layers
-from tfprune.compat import keras, producing_layer, tf
+from tfprune.compat import keras, producing_layer, require_tf_keras, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph.groups import Analysis, analyze
 from tfprune.graph.rebuild import copy_layer, rebuild_model
@@ -189,6 +189,7 @@ class FilterPruner:
         policy: PruningPolicy,
         importance: Callable | Importance | None = None,
     ) -> None:
+        require_tf_keras(model, "tfprune.FilterPruner")
         self.model = model
         self.policy = policy
         self.importance = importance or get_importance(policy.importance, seed=policy.seed)
@@ -493,6 +494,7 @@ def find_sparsity_for_target(
         the largest achievable reduction) or met within the tolerance (it names the two
         closest operating points).
     """
+    require_tf_keras(model, "tfprune.find_sparsity_for_target")
     check_graph_model(model, subclassed=True)
     check_target(target)
     _check_options(global_ranking, max_group_sparsity, round_to)
@@ -568,6 +570,7 @@ def prune_filters(
     blocked are never pruned. Masks zero a channel after its bias and BatchNormalization, so
     :func:`tfprune.strip_filters` can later remove it without changing the outputs.
     """
+    require_tf_keras(model, "tfprune.prune_filters")
     check_graph_model(model, subclassed=True)
     if target is None and sparsity is None:
         raise InvalidArgumentError(
@@ -722,6 +725,7 @@ def shrink(model: Any, sparsity: Any, importance: Any = "l1", **kwargs: Any) -> 
     Accepts the keyword arguments of :func:`prune_filters` and ``return_plan`` of
     :func:`strip_filters`.
     """
+    require_tf_keras(model, "tfprune.shrink")
     return_plan = kwargs.pop("return_plan", False)
     return strip_filters(
         prune_filters(model, sparsity, importance, **kwargs), return_plan=return_plan
