@@ -12,6 +12,7 @@ version. The ``keras3_*`` helpers are the only places that read Keras 3 internal
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import sys
 
@@ -58,8 +59,8 @@ __all__ = [
     "check_keras3_version",
     "require_tf_keras",
     "keras3_functional_graph",
-    "keras3_graph_nodes",
-    "keras3_node_arguments",
+    "Keras3Call",
+    "keras3_graph_calls",
     "keras3_producer",
     "keras3_sublayers",
     "keras3_op_class",
@@ -287,23 +288,37 @@ def keras3_functional_graph(model: object) -> object | None:
     return model if isinstance(model, functional) else None
 
 
-def keras3_graph_nodes(graph: object) -> list:
-    """A Keras 3 functional graph's own nodes in topological order, inputs first.
+@dataclasses.dataclass(frozen=True)
+class Keras3Call:
+    """One call recorded in a Keras 3 functional graph (a node that is not an input)."""
 
-    Reads the private ``Function._nodes_by_depth`` (depth 0 = the output nodes). A node's
-    ``operation`` is a layer or a raw op (``keras.src.ops.numpy.Add`` for ``x + y``...).
+    operation: object  # the layer, or a raw op such as keras.src.ops.numpy.Add for ``x + y``
+    args: tuple  # positional arguments as recorded (symbolic tensors and constants)
+    kwargs: dict
+    inputs: list  # the symbolic tensors among the arguments, flat
+    outputs: list  # the symbolic tensors the call returned, flat
+
+
+def keras3_graph_calls(graph: object) -> list[Keras3Call]:
+    """The calls of a Keras 3 functional graph in topological order (input nodes left out).
+
+    Reads the private ``Function._nodes_by_depth`` (depth 0 = the output nodes) and, of each
+    ``Node``, ``is_input``, ``operation``, ``arguments`` (a ``SymbolicArguments``) and
+    ``outputs``.
     """
     table = graph._nodes_by_depth  # noqa: SLF001
-    return [node for depth in sorted(table, reverse=True) for node in table[depth]]
-
-
-def keras3_node_arguments(node: object) -> tuple[tuple, dict, list]:
-    """``(args, kwargs, symbolic inputs)`` a Keras 3 node's operation was called with.
-
-    Reads ``Node.arguments`` (Keras 3's ``SymbolicArguments``).
-    """
-    arguments = node.arguments
-    return tuple(arguments.args), dict(arguments.kwargs), list(arguments.keras_tensors)
+    return [
+        Keras3Call(
+            operation=node.operation,
+            args=tuple(node.arguments.args),
+            kwargs=dict(node.arguments.kwargs),
+            inputs=list(node.arguments.keras_tensors),
+            outputs=list(tf.nest.flatten(node.outputs)),
+        )
+        for depth in sorted(table, reverse=True)
+        for node in table[depth]
+        if not node.is_input
+    ]
 
 
 def keras3_producer(tensor: object) -> object | None:

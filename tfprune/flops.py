@@ -46,7 +46,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tfprune.compat import conv_base_class, is_functional, keras, tf
+from tfprune.compat import conv_base_class, is_functional, keras, keras3_stock_class, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph import rules
 from tfprune.graph.groups import passes_channels_through
@@ -386,9 +386,19 @@ def _layer_cost(
         return 0, ops, True
     if isinstance(layer, _GLOBAL_POOLING):
         return 0, (_numel(ins[0], what) if elementwise else 0), True
-    if isinstance(layer, _FREE) or macs is not None:
+    if isinstance(layer, _FREE) or macs is not None or _free_keras3(layer):
         return int(macs or 0), 0, True
     return 0, 0, False
+
+
+def _free_keras3(layer: Any) -> bool:
+    """Whether ``layer`` is a Keras 3 layer (its own ``call``) whose tf_keras namesake is free."""
+    stock = keras3_stock_class(layer) if is_keras3(layer) else None
+    twin = getattr(_L, stock.__name__, None) if stock is not None else None
+    if not (isinstance(twin, type) and issubclass(twin, _FREE)):
+        return False
+    mro = type(layer).__mro__
+    return not any("call" in vars(cls) for cls in mro[: mro.index(stock)])
 
 
 @dataclasses.dataclass

@@ -61,14 +61,15 @@ def test_graph_helpers_read_the_keras3_functional_graph():
     model = _k3_model()
     graph = compat.keras3_functional_graph(model)
     assert graph is model
-    nodes = compat.keras3_graph_nodes(graph)
-    names = [n.operation.name for n in nodes]
-    assert nodes[0].is_input and names[0] == "x"
-    assert names.index("a") < names.index(names[-2]) < names.index(names[-1])
+    calls = compat.keras3_graph_calls(graph)
+    names = [c.operation.name for c in calls]
+    assert set(names[:2]) == {"a", "b"} and len(names) == 4  # the input node is left out
     add_op = compat.keras3_producer(model.outputs[0])
     assert type(add_op) is compat.keras3_op_class("Add")  # keras.ops.add and x + y alike
-    args, kwargs, inputs = compat.keras3_node_arguments(add_op._inbound_nodes[0])
-    assert args[1] == 1.0 and kwargs == {} and len(inputs) == 1
+    assert calls[-1].operation is add_op and calls[-1].outputs == list(model.outputs)
+    assert calls[-1].args[1] == 1.0 and calls[-1].kwargs == {} and len(calls[-1].inputs) == 1
+    plus = calls[-2]  # a + b
+    assert type(plus.operation) is type(add_op) and len(plus.inputs) == 2
     assert compat.keras3_op_class("Relu") is not None
     assert compat.keras3_op_class("NoSuchOp") is None
     assert {la.name for la in compat.keras3_sublayers(model)} == {"x", "a", "b"}

@@ -69,7 +69,22 @@ def nested(k):
     return k.Model(x, L.Dense(2, name="head")(h), name="outer")
 
 
-@pytest.mark.parametrize("builder", [residual_cnn, sequential_cnn, nested])
+def separable_norm(k):
+    """Rescaled input, separable convs, a layer norm over the channels, a zero-padded pool."""
+    L = k.layers
+    x = k.Input((9, 9, 3), name="image")
+    h = L.Rescaling(1 / 255.0, name="rescale")(x)
+    h = L.SeparableConv2D(8, 3, depth_multiplier=2, name="sep1")(h)
+    h = L.LayerNormalization(name="ln")(h)
+    h = L.Activation("relu", name="act")(h)
+    h = L.ZeroPadding2D(name="pad")(h)
+    h = L.SeparableConv2D(6, 3, name="sep2")(h)
+    h = L.GlobalAveragePooling2D(name="gap")(h)
+    h = L.Dropout(0.1, name="drop")(h)
+    return k.Model(x, L.Dense(3, name="head")(h), name="separable_norm")
+
+
+@pytest.mark.parametrize("builder", [residual_cnn, sequential_cnn, nested, separable_norm])
 def test_groups_and_counts_equal_the_tf_keras_twin(builder):
     twin, m3 = builder(keras), builder(K3)
     assert compat.flavour_of(m3) == compat.KERAS3
@@ -166,7 +181,8 @@ class PlainSubclassConv(K3.layers.Conv2D):
         (lambda h: K3.layers.BatchNormalization(axis=1, name="bn1")(h), "not over the last axis"),
         (lambda h: K3.layers.Activation("softmax", name="sm")(h), "mixes the channels"),
         (lambda h: h * np.arange(4, dtype="float32"), "not one number"),
-        (lambda h: K3.layers.LayerNormalization(name="ln")(h), "not understood"),
+        (lambda h: K3.layers.LayerNormalization(rms_scaling=True)(h), "not understood"),
+        (lambda h: K3.layers.Lambda(lambda t: t * 2.0, name="lam")(h), "not understood"),
     ],
 )
 def test_what_no_rule_vouches_for_blocks(make, why):
@@ -195,3 +211,39 @@ def test_both_flavours_analysed_one_after_the_other_in_one_process():
         for name, k in FLAVOURS.items():
             report = tfprune.explain(residual_cnn(k))
             assert report.prunable_fraction > 0.5, name
+
+
+def _unnamed(report):
+    keys = ("units", "prunable_units", "channels", "prunable_channels", "prunable", "reasons")
+    return [tuple(str(r[k]) for k in keys) for r in report.rows]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "name",
+    [
+        "ResNet50",
+        "DenseNet121",
+        "InceptionV3",
+        "InceptionResNetV2",
+        "Xception",
+        "MobileNetV3Small",
+        "EfficientNetB0",
+        "EfficientNetV2B0",
+        "ConvNeXtTiny",
+        "NASNetMobile",
+    ],
+)
+def test_keras_applications_equal_their_tf_keras_twin(name):
+    shape = (224, 224, 3) if name == "NASNetMobile" else (96, 96, 3)
+    options = {"weights": None, "input_shape": shape, "classifier_activation": None}
+    model = getattr(K3.applications, name)(**options)
+    twin = getattr(keras.applications, name)(**options)
+    report, want = tfprune.explain(model), tfprune.explain(twin)
+    assert report.prunable_fraction == want.prunable_fraction > 0.85
+    # Some applications name their layers differently in the two flavours (conv1/conv and
+    # conv1_conv in DenseNet): the groups are compared without the names.
+    assert _unnamed(report) == _unnamed(want)
+    flops, want_flops = tfprune.count_flops(model), tfprune.count_flops(twin)
+    assert flops.total == want_flops.total and not flops.uncounted
+    assert tfprune.count_params(model).total == tfprune.count_params(twin).total

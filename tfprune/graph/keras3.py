@@ -22,8 +22,7 @@ from tfprune.compat import (
     flavour_of,
     keras3,
     keras3_functional_graph,
-    keras3_graph_nodes,
-    keras3_node_arguments,
+    keras3_graph_calls,
     keras3_producer,
     keras3_sublayers,
     tf,
@@ -112,14 +111,11 @@ def trace_keras3(model: Any, what: str = "model") -> Trace:
     entered: set[int] = set()
 
     def visit(g: Any, prefix: str) -> None:
-        for node in keras3_graph_nodes(g):
-            if node.is_input:
-                continue
-            op = node.operation
+        for node in keras3_graph_calls(g):
+            op, inputs = node.operation, node.inputs
             path = prefix + op.name
             layer_paths.setdefault(id(op), path)
-            args, kwargs, inputs = keras3_node_arguments(node)
-            outputs = [view(t) for t in tf.nest.flatten(node.outputs)]
+            outputs = [view(t) for t in node.outputs]
             inner = keras3_functional_graph(op) if hasattr(op, "layers") else None
             if inner is not None and len(inputs) == len(inner.inputs):
                 if len(outputs) == len(inner.outputs):
@@ -135,8 +131,8 @@ def trace_keras3(model: Any, what: str = "model") -> Trace:
                     path=path,
                     inputs=[view(t) for t in inputs],
                     outputs=outputs,
-                    args=tuple(views_of(list(args))),
-                    kwargs=views_of(kwargs),
+                    args=tuple(views_of(list(node.args))),
+                    kwargs=views_of(node.kwargs),
                 )
             )
 

@@ -34,12 +34,14 @@ from tfprune.graph.rules.shapes import (
     ConcatenateRule,
     FlattenRule,
     InputRule,
+    LayerNormRule,
     MergeRule,
     PassThroughRule,
     PerChannelParamRule,
+    RescalingRule,
     ReshapeRule,
 )
-from tfprune.graph.rules.weighted import ConvRule, DenseRule, DepthwiseRule
+from tfprune.graph.rules.weighted import ConvRule, DenseRule, DepthwiseRule, SeparableRule
 
 __all__ = [
     "Keras3ActivationRule",
@@ -51,10 +53,13 @@ __all__ = [
     "Keras3ElementwiseOpRule",
     "Keras3FlattenRule",
     "Keras3InputRule",
+    "Keras3LayerNormRule",
     "Keras3MergeRule",
     "Keras3PassThroughRule",
     "Keras3ReshapeOpRule",
     "Keras3ReshapeRule",
+    "Keras3RescalingRule",
+    "Keras3SeparableRule",
     "KERAS3_RULES",
     "vouched_classes",
 ]
@@ -110,6 +115,12 @@ class Keras3DepthwiseRule(_Keras3Classes, DepthwiseRule):
         return spatial(layer, outs[0], _what(layer)) * _size(layer.kernel)
 
 
+class Keras3SeparableRule(_Keras3Classes, SeparableRule):
+    """Keras 3 ``SeparableConv1D``/``2D``: as tf_keras's (same weight names)."""
+
+    keras3_layers = ("SeparableConv1D", "SeparableConv2D")
+
+
 class Keras3BatchNormRule(_Keras3Classes, PerChannelParamRule):
     """Keras 3 ``BatchNormalization`` over the last axis."""
 
@@ -121,6 +132,21 @@ class Keras3BatchNormRule(_Keras3Classes, PerChannelParamRule):
             ctx.block_call(call, f"batch norm {call.path!r} is not over the last axis")
             return
         ctx.per_channel(call.layer, x, y)
+
+
+class Keras3LayerNormRule(_Keras3Classes, LayerNormRule):
+    """Keras 3 ``LayerNormalization`` over the channel axis, without RMS scaling."""
+
+    keras3_layers = ("LayerNormalization",)
+
+    def applies(self, layer: Any) -> bool:
+        return super().applies(layer) and not getattr(layer, "rms_scaling", False)
+
+
+class Keras3RescalingRule(_Keras3Classes, RescalingRule):
+    """Keras 3 ``Rescaling`` with one scale and one offset."""
+
+    keras3_layers = ("Rescaling",)
 
 
 class Keras3PassThroughRule(_Keras3Classes, PassThroughRule):
@@ -280,7 +306,10 @@ KERAS3_RULES: tuple[LayerRule, ...] = (
     Keras3ConvRule(),
     Keras3DenseRule(),
     Keras3DepthwiseRule(),
+    Keras3SeparableRule(),
     Keras3BatchNormRule(),
+    Keras3LayerNormRule(),
+    Keras3RescalingRule(),
     Keras3PassThroughRule(),
     Keras3ActivationRule(),
     Keras3MergeRule(),
