@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, tf
+from tfprune.compat import keras, require_tf_keras, tf
 from tfprune.errors import InvalidArgumentError
 from tfprune.nested import all_layers
 
@@ -42,6 +42,7 @@ def recalibrate_batch_norm(model: keras.Model, data: Any, steps: int | None = No
     over the batches read, each batch weighted equally. Weights, momentum and everything else
     in the model are left as they were.
     """
+    require_tf_keras(model, "tfprune.recalibrate_batch_norm")
     if steps is not None and steps < 1:
         raise InvalidArgumentError(f"steps must be >= 1, got {steps}")
     norms = [la for la in all_layers(model) if isinstance(la, keras.layers.BatchNormalization)]

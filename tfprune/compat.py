@@ -3,12 +3,23 @@
 tfprune is built on TF-MOT, which only works with Keras 2 (``tf_keras``). Every module imports
 ``keras`` from here, never ``tf.keras`` (which may resolve to Keras 3). tfprune sets no
 environment variable; TF-MOT itself sets ``TF_USE_LEGACY_KERAS=1`` when it is imported.
+
+Keras 3 (``import keras``; TensorFlow 2.16+'s ``tf.keras`` unless that variable is set) is the
+second *flavour* tfprune reads: :func:`flavour_of` tells a model's flavour from its classes,
+without importing anything, and :func:`keras3` imports Keras 3 on first use and checks its
+version. The ``keras3_*`` helpers are the only places that read Keras 3 internals.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import sys
+
 import tensorflow as tf
 import tf_keras as keras
+
+from tfprune.errors import UnsupportedModelError
 
 # Every helper below reads tf_keras 2 internals; fail at import, with the fix, on anything else.
 if not keras.__version__.startswith("2."):
@@ -39,6 +50,21 @@ __all__ = [
     "conv_base_class",
     "remove_callable_losses",
     "AttentionWithHeadHook",
+    "TF_KERAS",
+    "KERAS3",
+    "KERAS3_VERSIONS",
+    "KERAS3_SUPPORTED",
+    "flavour_of",
+    "keras3",
+    "check_keras3_version",
+    "require_tf_keras",
+    "keras3_functional_graph",
+    "Keras3Call",
+    "keras3_graph_calls",
+    "keras3_producer",
+    "keras3_sublayers",
+    "keras3_op_class",
+    "keras3_stock_class",
 ]
 
 # TF-MOT's wrapper classes are not in its public API; tfprune's rules need to recognise them.
@@ -174,3 +200,158 @@ class AttentionWithHeadHook(keras.layers.MultiHeadAttention):
         query, key, value = self.transform_projections(query, key, value)
         attention_output, scores = super()._compute_attention(query, key, value, *args, **kwargs)
         return self.transform_heads(attention_output), scores
+
+
+# ---------------------------------------------------------------------------------------------
+# Keras flavours
+
+#: The flavour of tf_keras (Keras 2) models, layers and tensors.
+TF_KERAS = "tf_keras"
+#: The flavour of Keras 3 (``import keras``) models, layers, ops and tensors.
+KERAS3 = "keras3"
+#: The Keras 3 versions tfprune reads (``setup.cfg`` pins the same range): at least the first,
+#: below the second.
+KERAS3_VERSIONS = ((3, 12), (4, 0))
+#: What tfprune does with a Keras 3 model; every other entry point needs tf_keras.
+KERAS3_SUPPORTED = (
+    "explain",
+    "channel_groups",
+    "count_flops",
+    "count_params",
+    "summarize",
+    "speedup",
+    "param_reduction",
+)
+
+
+def flavour_of(obj: object) -> str | None:
+    """``"tf_keras"`` or ``"keras3"``: which Keras built ``obj`` (a model, layer, op or tensor).
+
+    Read from the classes of ``obj`` alone (nothing is imported); None for anything else.
+    """
+    for cls in type(obj).__mro__:
+        module = cls.__module__
+        if module == "tf_keras" or module.startswith("tf_keras."):
+            return TF_KERAS
+        if module == "keras" or module.startswith("keras.src."):
+            return KERAS3
+    return None
+
+
+def check_keras3_version(version: str) -> None:
+    """Raise a clear error unless Keras 3 ``version`` is in :data:`KERAS3_VERSIONS`."""
+    low, high = KERAS3_VERSIONS
+    found = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+    if not low <= found < high:
+        floor = ".".join(map(str, low))
+        raise UnsupportedModelError(
+            f"tfprune reads Keras 3 models with keras >= {floor} and < {high[0]}, found keras "
+            f"{version}; install a version in that range (pip install 'keras>={floor},"
+            f"<{high[0]}') or build the model with tf_keras (import tf_keras as keras)."
+        )
+
+
+def keras3() -> object:
+    """The Keras 3 module (``import keras``), imported on first use, its version checked.
+
+    Raises :class:`~tfprune.errors.UnsupportedModelError` outside :data:`KERAS3_VERSIONS`.
+    """
+    module = sys.modules.get("keras") or importlib.import_module("keras")
+    check_keras3_version(str(getattr(module, "__version__", "0")))
+    return module
+
+
+def require_tf_keras(model: object, what: str) -> None:
+    """Raise a clear error when ``model`` is a Keras 3 model and ``what`` needs tf_keras."""
+    if flavour_of(model) != KERAS3:
+        return
+    name = getattr(model, "name", type(model).__name__)
+    version = getattr(sys.modules.get("keras"), "__version__", "3")
+    raise UnsupportedModelError(
+        f"{what} works on tf_keras (Keras 2) models only; {name!r} is a Keras 3 model (keras "
+        f"{version}: built with `import keras`, or with `tf.keras` on TensorFlow 2.16+). On "
+        f"Keras 3 models tfprune offers {', '.join(KERAS3_SUPPORTED)}. To prune, build the "
+        "same architecture with `import tf_keras as keras`."
+    )
+
+
+def keras3_functional_graph(model: object) -> object | None:
+    """The functional graph of a built Keras 3 functional or Sequential model (None otherwise).
+
+    A Sequential model keeps its graph in the private ``Sequential._functional``, built once
+    the model knows its input shape.
+    """
+    k3 = keras3()
+    functional = k3.src.models.functional.Functional
+    if isinstance(model, k3.Sequential):
+        return getattr(model, "_functional", None)
+    return model if isinstance(model, functional) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Keras3Call:
+    """One call recorded in a Keras 3 functional graph (a node that is not an input)."""
+
+    operation: object  # the layer, or a raw op such as keras.src.ops.numpy.Add for ``x + y``
+    args: tuple  # positional arguments as recorded (symbolic tensors and constants)
+    kwargs: dict
+    inputs: list  # the symbolic tensors among the arguments, flat
+    outputs: list  # the symbolic tensors the call returned, flat
+
+
+def keras3_graph_calls(graph: object) -> list[Keras3Call]:
+    """The calls of a Keras 3 functional graph in topological order (input nodes left out).
+
+    Reads the private ``Function._nodes_by_depth`` (depth 0 = the output nodes) and, of each
+    ``Node``, ``is_input``, ``operation``, ``arguments`` (a ``SymbolicArguments``) and
+    ``outputs``.
+    """
+    table = graph._nodes_by_depth  # noqa: SLF001
+    return [
+        Keras3Call(
+            operation=node.operation,
+            args=tuple(node.arguments.args),
+            kwargs=dict(node.arguments.kwargs),
+            inputs=list(node.arguments.keras_tensors),
+            outputs=list(tf.nest.flatten(node.outputs)),
+        )
+        for depth in sorted(table, reverse=True)
+        for node in table[depth]
+        if not node.is_input
+    ]
+
+
+def keras3_producer(tensor: object) -> object | None:
+    """The layer or op that produced a symbolic Keras 3 tensor (private ``_keras_history``)."""
+    history = getattr(tensor, "_keras_history", None)
+    return history.operation if history is not None else None
+
+
+def keras3_sublayers(layer: object) -> list:
+    """Every layer inside a Keras 3 layer or model, at any depth (not ``layer`` itself).
+
+    Reads the private ``Layer._flatten_layers``.
+    """
+    return list(layer._flatten_layers(include_self=False, recursive=True))  # noqa: SLF001
+
+
+def keras3_op_class(name: str) -> type | None:
+    """The Keras 3 op class ``name`` (``"Add"``, ``"Relu"``...) that symbolic calls record.
+
+    ``x + y`` or ``keras.ops.relu(x)`` on symbolic tensors put an instance of a private class of
+    ``keras.src.ops.numpy`` or ``keras.src.ops.nn`` into the model graph. None if Keras 3 has
+    no such class.
+    """
+    ops = keras3().src.ops
+    return getattr(ops.numpy, name, None) or getattr(ops.nn, name, None)
+
+
+def keras3_stock_class(obj: object) -> type | None:
+    """The first Keras 3 class in ``obj``'s class hierarchy (its own class if it is one).
+
+    For a user's subclass of ``keras.layers.Conv2D`` this is ``Conv2D``.
+    """
+    for cls in type(obj).__mro__:
+        if cls.__module__.startswith("keras.src."):
+            return cls
+    return None

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, tf
+from tfprune.compat import keras, require_tf_keras, tf
 from tfprune.deploy import runtimes, serving
 from tfprune.deploy.fold import FoldReport, check_no_masks, optimize_for_inference
 from tfprune.deploy.inputs import (
@@ -625,6 +625,7 @@ def export_saved_model(
         ExportError: writing, reloading or converting failed.
         InvalidArgumentError: bad arguments (the message names the argument).
     """
+    require_tf_keras(model, "tfprune.export_saved_model")
     target = os.path.abspath(os.fspath(export_dir))
     check_export_dir(target, overwrite)
     result = _export(
@@ -711,6 +712,7 @@ def export_for_serving(
         UnsupportedModelError: the model still holds tfprune masks or TF-MOT wrappers.
         ExportError: writing, reloading or converting failed.
     """
+    require_tf_keras(model, "tfprune.export_for_serving")
     target, version = serving.version_dir(base_dir, version)
     return _export(
         model,

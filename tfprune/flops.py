@@ -46,11 +46,18 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from tfprune.compat import conv_base_class, is_functional, keras, tf
+from tfprune.compat import conv_base_class, is_functional, keras, keras3_stock_class, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph import rules
 from tfprune.graph.groups import passes_channels_through
 from tfprune.graph.inline import inline_model
+from tfprune.graph.keras3 import (
+    check_keras3_graph,
+    graph_layers,
+    graph_operations,
+    is_keras3,
+    trace_keras3,
+)
 from tfprune.graph.trace import check_graph_model, iter_graph_nodes
 
 __all__ = [
@@ -224,7 +231,9 @@ class ModelCount:
 
 
 def _is_model(layer: Any) -> bool:
-    return isinstance(layer, keras.Model)
+    return isinstance(layer, keras.Model) or (
+        is_keras3(layer) and hasattr(layer, "layers") and hasattr(layer, "fit")
+    )
 
 
 def count_params(model: keras.Model, *, trainable_only: bool = False) -> ModelCount:
@@ -244,7 +253,11 @@ def count_params(model: keras.Model, *, trainable_only: bool = False) -> ModelCo
     Returns:
         A :class:`ModelCount` with ``metric="params"``.
     """
-    check_graph_model(model, "model", subclassed=True)
+    keras3 = is_keras3(model)
+    if keras3:
+        check_keras3_graph(model)
+    else:
+        check_graph_model(model, "model", subclassed=True)
     per_layer: OrderedDict[str, int] = OrderedDict()
     types: dict[str, str] = {}
     seen: set[int] = set()
@@ -258,12 +271,12 @@ def count_params(model: keras.Model, *, trainable_only: bool = False) -> ModelCo
             if id(v) in seen:
                 continue
             seen.add(id(v))
-            n += int(math.prod(v.shape.as_list()))
+            n += int(math.prod(v.shape))
         per_layer[path] = per_layer.get(path, 0) + n
         types.setdefault(path, type(obj).__name__)
 
     def visit(m: keras.Model, prefix: str) -> None:
-        for layer in m.layers:
+        for layer in graph_layers(m) if keras3 else m.layers:
             path = prefix + layer.name
             if _is_model(layer):
                 visit(layer, path + "/")
@@ -373,9 +386,19 @@ def _layer_cost(
         return 0, ops, True
     if isinstance(layer, _GLOBAL_POOLING):
         return 0, (_numel(ins[0], what) if elementwise else 0), True
-    if isinstance(layer, _FREE) or macs is not None:
+    if isinstance(layer, _FREE) or macs is not None or _free_keras3(layer):
         return int(macs or 0), 0, True
     return 0, 0, False
+
+
+def _free_keras3(layer: Any) -> bool:
+    """Whether ``layer`` is a Keras 3 layer (its own ``call``) whose tf_keras namesake is free."""
+    stock = keras3_stock_class(layer) if is_keras3(layer) else None
+    twin = getattr(_L, stock.__name__, None) if stock is not None else None
+    if not (isinstance(twin, type) and issubclass(twin, _FREE)):
+        return False
+    mro = type(layer).__mro__
+    return not any("call" in vars(cls) for cls in mro[: mro.index(stock)])
 
 
 @dataclasses.dataclass
@@ -523,19 +546,22 @@ def count_flops(
     """
     if unit not in _UNITS:
         raise InvalidArgumentError(f"unit must be one of {_UNITS}, got {unit!r}")
-    check_graph_model(model, "model", subclassed=True)
-    model = inline_model(model, passes_channels_through).model
     state = _FlopsState(bool(include_elementwise), OrderedDict(), {}, {}, {}, {}, [])
-    _register_paths(model, "", state)
-    starts = [_dims(t.shape) for t in model.inputs]
-    if input_shapes is not None:
-        if len(input_shapes) != len(starts):
-            raise InvalidArgumentError(
-                f"input_shapes has {len(input_shapes)} entries but the model has "
-                f"{len(starts)} inputs"
-            )
-        starts = [(None, *tuple(s)) for s in input_shapes]
-    _walk(model, starts, "", state)
+    if is_keras3(model):
+        _walk_keras3(model, include_elementwise, input_shapes, state)
+    else:
+        check_graph_model(model, "model", subclassed=True)
+        model = inline_model(model, passes_channels_through).model
+        _register_paths(model, "", state)
+        starts = [_dims(t.shape) for t in model.inputs]
+        if input_shapes is not None:
+            if len(input_shapes) != len(starts):
+                raise InvalidArgumentError(
+                    f"input_shapes has {len(input_shapes)} entries but the model has "
+                    f"{len(starts)} inputs"
+                )
+            starts = [(None, *tuple(s)) for s in input_shapes]
+        _walk(model, starts, "", state)
     factor = 2 if unit == "flops" else 1
     per_layer = OrderedDict(
         (path, factor * macs + state.ops.get(path, 0)) for path, macs in state.macs.items()
@@ -549,6 +575,45 @@ def count_flops(
         tuple(p for p in state.unknown),
         tuple(state.notes),
     )
+
+
+def _walk_keras3(
+    model: Any,
+    include_elementwise: bool,
+    input_shapes: Sequence[Sequence[int | None]] | None,
+    state: _FlopsState,
+) -> None:
+    """Counts one call of a Keras 3 functional or Sequential ``model`` on its graph's shapes."""
+    if include_elementwise or input_shapes is not None:
+        raise UnsupportedModelError(
+            f"count_flops counts Keras 3 model {model.name!r} with the defaults only "
+            "(include_elementwise=False, input_shapes=None); build the model on the input shape "
+            "to count, or count a tf_keras build of it for elementwise ops."
+        )
+    trace = trace_keras3(model)
+
+    def register(m: Any, prefix: str) -> None:
+        for op in graph_operations(m):
+            path = prefix + op.name
+            if _is_model(op):
+                register(op, path + "/")
+            else:
+                state.macs.setdefault(path, 0)
+                state.ops.setdefault(path, 0)
+                state.types.setdefault(path, type(op).__name__)
+                state.calls.setdefault(path, 0)
+
+    register(model, "")
+    for call in trace.calls:
+        ins = [_dims(t.shape) for t in call.inputs]
+        outs = [_dims(t.shape) for t in call.outputs]
+        what = f"layer '{call.path}' ({type(call.layer).__name__})"
+        macs, _, known = _layer_cost(call.layer, ins, outs, what, False)
+        state.macs[call.path] = state.macs.get(call.path, 0) + macs
+        state.types.setdefault(call.path, type(call.layer).__name__)
+        state.calls[call.path] = state.calls.get(call.path, 0) + 1
+        if not known:
+            state.unknown[call.path] = True
 
 
 def summarize(model: keras.Model) -> dict[str, int]:
@@ -597,7 +662,7 @@ class CountRatio(float):
 
 
 def _total(value: keras.Model | ModelCount | int, counter: Any) -> tuple[int, tuple[str, ...]]:
-    if isinstance(value, keras.Model):
+    if isinstance(value, keras.Model) or is_keras3(value):
         value = counter(value)
     if isinstance(value, ModelCount):
         return value.total, tuple(value.uncounted)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from tfprune import layers as tfprune_layers
-from tfprune.compat import producing_layer, tf
+from tfprune.compat import producing_layer, require_tf_keras, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph.groups import Analysis, ChannelGroup, analyze
 from tfprune.graph.rebuild import copy_layer, rebuild_model
@@ -175,6 +175,7 @@ class FilterPruner:
     """
 
     def __init__(self, model: Any, importance: Callable | Importance | None = None) -> None:
+        require_tf_keras(model, "tfprune.FilterPruner")
         self.model = model
         self._carrier = _policy_carrier(model)
         policy = self.policy
@@ -413,6 +414,7 @@ def find_sparsity_for_target(
         the largest achievable reduction) or met within the tolerance (it names the two
         closest operating points).
     """
+    require_tf_keras(model, "tfprune.find_sparsity_for_target")
     check_graph_model(model, subclassed=True)
     check_target(target)
     check_options(global_ranking, max_group_sparsity, round_to)
@@ -482,6 +484,7 @@ def prune_filters(
     zero a channel after its bias and BatchNormalization, so :func:`tfprune.strip_filters`
     can later remove it without changing the outputs.
     """
+    require_tf_keras(model, "tfprune.prune_filters")
     check_graph_model(model, subclassed=True)
     if target is None and sparsity is None:
         raise InvalidArgumentError(
@@ -662,6 +665,7 @@ def shrink(model: Any, sparsity: Any, importance: Any = "l1", **kwargs: Any) -> 
     Accepts the keyword arguments of :func:`prune_filters` and ``return_plan`` of
     :func:`strip_filters`.
     """
+    require_tf_keras(model, "tfprune.shrink")
     return_plan = kwargs.pop("return_plan", False)
     return strip_filters(
         prune_filters(model, sparsity, importance, **kwargs), return_plan=return_plan

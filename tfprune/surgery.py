@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from tfprune.compat import require_tf_keras
 from tfprune.errors import UnsupportedModelError
 from tfprune.graph.groups import Analysis, analyze
 from tfprune.graph.rebuild import copy_layer, layer_config, rebuild_model
@@ -100,6 +101,7 @@ def strip_filters(masked_model: Any, *, return_plan: bool = False) -> Any | tupl
     ``return_plan=True`` also returns the :class:`~tfprune.PruningPlan` of what was kept.
     A model without masks is returned as an unchanged copy.
     """
+    require_tf_keras(masked_model, "tfprune.strip_filters")
     analysis = analyze(masked_model)
     pruned = pruned_from_masks(analysis)
     small = cut_channels(analysis, pruned)
@@ -114,6 +116,7 @@ def apply_plan(model: Any, plan: PruningPlan | dict | str) -> Any:
     ``plan`` may be a plan, its dict form, or a path to its JSON file. Raises
     :class:`~tfprune.errors.IncompatiblePlanError` if the plan does not fit the model.
     """
+    require_tf_keras(model, "tfprune.apply_plan")
     if isinstance(plan, str):
         plan = PruningPlan.load(plan)
     elif isinstance(plan, dict):

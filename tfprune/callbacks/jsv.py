@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, tf
+from tfprune.compat import keras, require_tf_keras, tf
 from tfprune.errors import InvalidArgumentError
 from tfprune.runtime import float32_twin, model_precision
 from tfprune.trainability.jsv import (
@@ -139,6 +139,7 @@ class JacobianSingularValues(keras.callbacks.Callback):
 
     def set_model(self, model: keras.Model) -> None:
         """Sets the model and drops a Jacobian function compiled for a previous model."""
+        require_tf_keras(model, "tfprune.JacobianSingularValues")
         super().set_model(model)
         if model is not self._spectrum_model:
             self._spectrum = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfprune.compat import keras
+from tfprune.compat import keras, require_tf_keras
 from tfprune.pruning import FilterPruner
 
 __all__ = ["UpdateFilterMasks"]
@@ -33,6 +33,7 @@ class UpdateFilterMasks(keras.callbacks.Callback):
 
     def _get_pruner(self) -> Any:
         if self._pruner is None or self._pruner.model is not self.model:
+            require_tf_keras(self.model, "tfprune.UpdateFilterMasks")
             self._pruner = FilterPruner.for_model(self.model)
         return self._pruner
 

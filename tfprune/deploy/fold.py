@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import KerasTensor, inbound_nodes, is_functional, keras, tf
+from tfprune.compat import KerasTensor, inbound_nodes, is_functional, keras, require_tf_keras, tf
 from tfprune.deploy.inputs import call_outputs, example_inputs
 from tfprune.errors import TfpruneError, UnsupportedModelError
 from tfprune.graph.rebuild import copy_layer, rebuild_model
@@ -394,6 +394,7 @@ def optimize_for_inference(
         UnsupportedModelError: the model is subclassed, unbuilt or still holds tfprune masks.
         FoldError: the check failed.
     """
+    require_tf_keras(model, "tfprune.optimize_for_inference")
     check_graph_model(model)
     check_no_masks(model)
     report = FoldReport()

@@ -20,8 +20,9 @@ import numpy as np
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from tfprune.compat import keras, producing_layer
-from tfprune.graph.inline import Opaque, inline_model
+from tfprune.compat import keras, keras3_sublayers, producing_layer
+from tfprune.graph.inline import Inlined, Opaque, inline_model
+from tfprune.graph.keras3 import all_layers, is_keras3, trace_keras3
 from tfprune.graph.rules import PRODUCER_ROLES, ChannelContext, LayerRule, rule_for
 from tfprune.graph.trace import LayerCall, Trace, trace_model
 
@@ -278,11 +279,16 @@ def analyze(model: Any) -> Analysis:
     """Trace ``model`` and discover its channel groups (the internal, complete result).
 
     Custom layers and subclassed models are looked inside first (:mod:`tfprune.graph.inline`):
-    ``Analysis.model`` is then the equivalent functional model the groups refer to.
+    ``Analysis.model`` is then the equivalent functional model the groups refer to. A Keras 3
+    model is read as it is (:mod:`tfprune.graph.keras3`).
     """
-    inlined = inline_model(model, passes_channels_through)
-    model = inlined.model
-    trace = trace_model(model)
+    if is_keras3(model):
+        inlined = Inlined(model, {})
+        trace = trace_keras3(model)
+    else:
+        inlined = inline_model(model, passes_channels_through)
+        model = inlined.model
+        trace = trace_model(model)
     ctx = _Context(trace)
     for t in trace.inputs:
         ctx.block(ctx.tensor_dim(t), "model input")
@@ -543,6 +549,10 @@ def _inside(group: ChannelGroup) -> str:
     return f"{roles.pop()} dimensions inside {group.layers[0].path}"
 
 
+def _submodules(layer: Any) -> Any:
+    return layer.submodules
+
+
 def _unseen_filters(analysis: Analysis) -> dict[str, int]:
     """Filters of layers that produce channels but are no producer of any group."""
     seen: set[int] = set()
@@ -552,16 +562,20 @@ def _unseen_filters(analysis: Analysis) -> dict[str, int]:
             for inner in ("layer", "forward_layer", "backward_layer"):
                 seen.add(id(getattr(m.layer, inner, None)))
     out: dict[str, int] = {}
-    layers = [
-        la
-        for la in analysis.model.submodules
-        if isinstance(la, keras.layers.Layer)
-        and not isinstance(la, (keras.Model, keras.layers.Wrapper))
-    ]
+    if is_keras3(analysis.model):
+        layers, sublayers = all_layers(analysis.model), keras3_sublayers
+    else:
+        sublayers = _submodules
+        layers = [
+            la
+            for la in analysis.model.submodules
+            if isinstance(la, keras.layers.Layer)
+            and not isinstance(la, (keras.Model, keras.layers.Wrapper))
+        ]
     counts = {id(la): rule_for(la).filters(la) for la in layers}
     # A layer that counts its own filters (MultiHeadAttention: its heads) accounts for the
     # layers inside it (its projections); they are not counted again.
-    inside = {id(sub) for la in layers if counts[id(la)] for sub in la.submodules}
+    inside = {id(sub) for la in layers if counts[id(la)] for sub in sublayers(la)}
     for layer in layers:
         if id(layer) in seen or id(layer) in inside:
             continue

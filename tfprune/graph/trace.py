@@ -11,7 +11,15 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
-from tfprune.compat import KerasTensor, is_functional, keras, nodes_by_depth, saved_input_spec, tf
+from tfprune.compat import (
+    KerasTensor,
+    is_functional,
+    keras,
+    nodes_by_depth,
+    require_tf_keras,
+    saved_input_spec,
+    tf,
+)
 from tfprune.errors import UnsupportedModelError
 
 __all__ = ["LayerCall", "Trace", "trace_model", "check_graph_model", "iter_graph_nodes"]
@@ -47,14 +55,9 @@ def check_graph_model(model: Any, what: str = "model", *, subclassed: bool = Fal
     ``call`` is traced into a layer graph).
     """
     if not isinstance(model, keras.Model):
+        require_tf_keras(model, "this tfprune function")
         kind = type(model).__module__ + "." + type(model).__name__
-        hint = ""
-        if "keras.src" in kind or kind.startswith("keras."):
-            hint = (
-                " It looks like a Keras 3 model: build it with `import tf_keras as keras` "
-                "(TF-MOT and tfprune need Keras 2)."
-            )
-        raise UnsupportedModelError(f"{what} must be a tf_keras Model, got {kind}.{hint}")
+        raise UnsupportedModelError(f"{what} must be a tf_keras Model, got {kind}.")
     if not is_functional(model):
         if isinstance(model, keras.Sequential):
             raise UnsupportedModelError(

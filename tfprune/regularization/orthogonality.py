@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, tf
+from tfprune.compat import keras, require_tf_keras, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.regularization.penalty import check_number
 from tfprune.regularization.state import attach_loss, detach_loss
@@ -183,6 +183,7 @@ class OrthogonalityRegularizer(keras.callbacks.Callback):
 
     def set_model(self, model: Any) -> None:
         """Find the kernels and add the penalty to the model's losses."""
+        require_tf_keras(model, f"tfprune.{type(self).__name__}")
         super().set_model(model)
         if model is self._wired_model:
             return

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, tf
+from tfprune.compat import keras, require_tf_keras, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph.groups import Analysis, ChannelGroup
 from tfprune.nested import all_layers
@@ -167,6 +167,7 @@ class GroupRegularizer(keras.callbacks.Callback):
 
     def set_model(self, model: Any) -> None:
         """Find the groups to regularize, create/restore the state, add the penalty loss."""
+        require_tf_keras(model, f"tfprune.{type(self).__name__}")
         super().set_model(model)
         if model is self._wired_model:
             return

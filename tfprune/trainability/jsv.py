@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, producing_layer, tf
+from tfprune.compat import keras, producing_layer, require_tf_keras, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.runtime import float32_twin, model_precision
 
@@ -452,6 +452,7 @@ def jacobian_singular_values(
         A float64 array of shape ``(num_samples, min(C, D))``, each row sorted in descending
         order, where ``C`` is the number of logits and ``D`` the flattened input size.
     """
+    require_tf_keras(model, "tfprune.trainability.jacobian_singular_values")
     _check_positive_int("batch_size", batch_size)
     _check_positive_int("num_samples", num_samples, allow_none=True)
     if isinstance(model, keras.Model) and model_precision(model) != "float32":
@@ -532,6 +533,7 @@ def mean_jsv(
             ``logits_layer``, inputs of the wrong shape or kind, or too few samples.
         UnsupportedModelError: Multi-input models, or a softmax that cannot be cut off.
     """
+    require_tf_keras(model, "tfprune.mean_jsv")
     return JSVStats.from_singular_values(
         jacobian_singular_values(
             model,

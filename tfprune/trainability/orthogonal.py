@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, outbound_nodes
+from tfprune.compat import keras, outbound_nodes, require_tf_keras
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.nested import all_layers
 
@@ -266,6 +266,7 @@ def orthp(
             whose activations have different gains.
         UnsupportedModelError: The model is unbuilt or has no conv/dense kernel.
     """
+    require_tf_keras(model, "tfprune.orthp")
     if gain is not None and gain != "per_layer" and not isinstance(gain, Mapping):
         if isinstance(gain, bool) or not isinstance(gain, numbers.Real) or not gain > 0:
             raise InvalidArgumentError(

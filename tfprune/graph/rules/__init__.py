@@ -20,8 +20,9 @@ grouped by kind: :mod:`~tfprune.graph.rules.weighted` (convolutions, dense, embe
 :mod:`~tfprune.graph.rules.attention` (``MultiHeadAttention``, ``EinsumDense``),
 :mod:`~tfprune.graph.rules.wrappers` (``TimeDistributed``, TF-MOT's wrappers),
 :mod:`~tfprune.graph.rules.shapes` (layers without multiply weights),
-:mod:`~tfprune.graph.rules.ops` (TF ops in a functional graph) and
-:mod:`~tfprune.graph.rules.model_garden` (TF Model Garden's embedding layers).
+:mod:`~tfprune.graph.rules.ops` (TF ops in a functional graph),
+:mod:`~tfprune.graph.rules.model_garden` (TF Model Garden's embedding layers) and
+:mod:`~tfprune.graph.rules.keras3` (the Keras 3 classes the rules vouch for, Keras 3's ops).
 """
 
 from tfprune.graph.rules.attention import (
@@ -46,6 +47,7 @@ from tfprune.graph.rules.base import (
     weight_names,
     weight_short_name,
 )
+from tfprune.graph.rules.keras3 import KERAS3_RULES
 from tfprune.graph.rules.model_garden import (
     AddPositionEmbsRule,
     ClassTokenRule,
@@ -136,5 +138,6 @@ for _rule in (
     ScaledSumRule(),
     TFOpRule(),
     InputRule(),
+    *KERAS3_RULES,
 ):
     register_rule(_rule, first=False)

@@ -1,0 +1,94 @@
+"""Every public entry point given a Keras 3 model works or says what works on Keras 3."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import tfprune
+from tfprune import compat
+from tfprune.errors import UnsupportedModelError
+from tfprune.trainability.jsv import jacobian_singular_values
+
+K3 = compat.keras3()
+
+
+def _model():
+    x = K3.Input((6, 6, 3), name="image")
+    h = K3.layers.Conv2D(4, 3, padding="same", name="conv")(x)
+    h = K3.layers.BatchNormalization(name="bn")(h)
+    h = K3.layers.GlobalAveragePooling2D(name="gap")(h)
+    return K3.Model(x, K3.layers.Dense(2, name="head")(h), name="k3_model")
+
+
+X = np.zeros((2, 6, 6, 3), "float32")
+
+REFUSING = {
+    "prune_filters": lambda m, d: tfprune.prune_filters(m, 0.5),
+    "find_sparsity_for_target": lambda m, d: tfprune.find_sparsity_for_target(
+        m, {"flops_reduction": 2.0}
+    ),
+    "shrink": lambda m, d: tfprune.shrink(m, 0.5),
+    "strip_filters": lambda m, d: tfprune.strip_filters(m),
+    "apply_plan": lambda m, d: tfprune.apply_plan(m, {}),
+    "optimize_for_inference": lambda m, d: tfprune.optimize_for_inference(m),
+    "export_saved_model": lambda m, d: tfprune.export_saved_model(m, str(d / "saved")),
+    "export_for_serving": lambda m, d: tfprune.export_for_serving(m, str(d / "serving")),
+    "recalibrate_batch_norm": lambda m, d: tfprune.recalibrate_batch_norm(m, X),
+    "orthp": lambda m, d: tfprune.orthp(m),
+    "mean_jsv": lambda m, d: tfprune.mean_jsv(m, X),
+    "JacobianSingularValues": lambda m, d: jacobian_singular_values(m, X),
+    "FilterPruner": lambda m, d: tfprune.FilterPruner(m, tfprune.PruningPolicy(0.5)),
+    "UpdateFilterMasks": lambda m, d: _callback(tfprune.UpdateFilterMasks(), m),
+    "GrowingRegularization": lambda m, d: _callback(tfprune.GrowingRegularization(0.5), m),
+    "KernelOrthogonality": lambda m, d: _callback(tfprune.KernelOrthogonality(), m),
+    "JSV callback": lambda m, d: _callback(tfprune.JacobianSingularValues(X), m),
+}
+
+
+def _callback(callback, model):
+    callback.set_model(model)
+    callback.on_train_begin()
+
+
+@pytest.mark.parametrize("name", sorted(REFUSING))
+def test_tf_keras_only_entry_points_name_the_flavour(name, tmp_path):
+    with pytest.raises(UnsupportedModelError) as err:
+        REFUSING[name](_model(), tmp_path)
+    message = str(err.value)
+    assert "Keras 3 model" in message and "'k3_model'" in message
+    assert "explain, channel_groups, count_flops" in message
+    assert "import tf_keras as keras" in message
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_supported_entry_points_answer():
+    model = _model()
+    assert tfprune.explain(model).prunable_fraction > 0
+    assert len(tfprune.channel_groups(model)) == 3
+    assert tfprune.count_flops(model).total == 6 * 6 * 3 * 3 * 3 * 4 + 4 * 2
+    assert tfprune.count_params(model).total == 3 * 3 * 3 * 4 + 4 + 4 * 4 + 4 * 2 + 2
+    assert tfprune.param_reduction(model, model) == 0.0
+
+
+def test_count_flops_options_it_cannot_honour_on_keras3_are_refused():
+    for kwargs in ({"include_elementwise": True}, {"input_shapes": [(8, 8, 3)]}):
+        with pytest.raises(UnsupportedModelError, match="Keras 3 model 'k3_model'.*defaults"):
+            tfprune.count_flops(_model(), **kwargs)
+
+
+def test_keras3_models_that_are_no_graph_are_refused_clearly():
+    class Sub(K3.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = K3.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    sub = Sub()
+    sub(np.zeros((1, 3), "float32"))
+    with pytest.raises(UnsupportedModelError, match="Keras 3 subclassed model.*functional"):
+        tfprune.explain(sub)
+    with pytest.raises(UnsupportedModelError, match="Sequential model that is not built"):
+        tfprune.count_flops(K3.Sequential([K3.layers.Dense(2)]))

@@ -1,0 +1,97 @@
+"""Telling tf_keras from Keras 3, the supported Keras 3 range, and the Keras 3 internals read.
+
+Each ``keras3_*`` helper of :mod:`tfprune.compat` is pinned here, so a Keras 3 release that
+changes what it reads fails in one place.
+"""
+
+from __future__ import annotations
+
+import configparser
+import pathlib
+
+import numpy as np
+import pytest
+
+from tfprune import compat
+from tfprune.compat import keras
+from tfprune.errors import UnsupportedModelError
+
+K3 = compat.keras3()
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _k3_model():
+    x = K3.Input((6, 6, 3), name="x")
+    a = K3.layers.Conv2D(4, 3, padding="same", name="a")(x)
+    b = K3.layers.Conv2D(4, 1, name="b")(x)
+    y = a + b
+    z = K3.ops.add(y, 1.0)
+    return K3.Model(x, z, name="m")
+
+
+def test_flavour_is_read_from_the_object():
+    m3 = _k3_model()
+    m2 = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    assert compat.flavour_of(m3) == compat.KERAS3
+    assert compat.flavour_of(m3.layers[1]) == compat.KERAS3
+    assert compat.flavour_of(m3.outputs[0]) == compat.KERAS3
+    assert compat.flavour_of(m2) == compat.TF_KERAS
+    assert compat.flavour_of(m2.layers[0]) == compat.TF_KERAS
+    assert compat.flavour_of(np.zeros(2)) is None
+
+    class Mine(K3.layers.Dense):
+        pass
+
+    assert compat.flavour_of(Mine(2)) == compat.KERAS3
+
+
+def test_keras3_version_range_matches_setup_cfg():
+    compat.check_keras3_version(K3.__version__)  # the installed one is supported
+    for bad in ("3.11.2", "4.0.0", "2.15.0"):
+        with pytest.raises(UnsupportedModelError, match=rf"found keras {bad}.*pip install"):
+            compat.check_keras3_version(bad)
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO_ROOT / "setup.cfg")
+    low, high = compat.KERAS3_VERSIONS
+    pin = f"keras>={low[0]}.{low[1]},<{high[0]}"
+    assert pin in cfg["options"]["install_requires"].split()
+
+
+def test_graph_helpers_read_the_keras3_functional_graph():
+    model = _k3_model()
+    graph = compat.keras3_functional_graph(model)
+    assert graph is model
+    calls = compat.keras3_graph_calls(graph)
+    names = [c.operation.name for c in calls]
+    assert set(names[:2]) == {"a", "b"} and len(names) == 4  # the input node is left out
+    add_op = compat.keras3_producer(model.outputs[0])
+    assert type(add_op) is compat.keras3_op_class("Add")  # keras.ops.add and x + y alike
+    assert calls[-1].operation is add_op and calls[-1].outputs == list(model.outputs)
+    assert calls[-1].args[1] == 1.0 and calls[-1].kwargs == {} and len(calls[-1].inputs) == 1
+    plus = calls[-2]  # a + b
+    assert type(plus.operation) is type(add_op) and len(plus.inputs) == 2
+    assert compat.keras3_op_class("Relu") is not None
+    assert compat.keras3_op_class("NoSuchOp") is None
+    assert {la.name for la in compat.keras3_sublayers(model)} == {"x", "a", "b"}
+
+
+def test_a_sequential_model_holds_its_graph_once_built():
+    built = K3.Sequential([K3.Input((3,)), K3.layers.Dense(2, name="d")])
+    graph = compat.keras3_functional_graph(built)
+    assert graph is not None and [op.name for op in graph.operations][-1] == "d"
+    assert compat.keras3_functional_graph(K3.Sequential([K3.layers.Dense(2)])) is None
+
+
+def test_stock_class_is_the_first_keras3_class():
+    class Mine(K3.layers.Conv2D):
+        pass
+
+    assert compat.keras3_stock_class(Mine(2, 1)) is K3.layers.Conv2D
+    assert compat.keras3_stock_class(K3.layers.ReLU()) is K3.layers.ReLU
+    assert compat.keras3_stock_class(object()) is None
+
+
+def test_require_tf_keras_names_the_flavour_and_what_works():
+    compat.require_tf_keras(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]), "x")
+    with pytest.raises(UnsupportedModelError, match=r"Keras 3 model.*explain.*tf_keras as keras"):
+        compat.require_tf_keras(_k3_model(), "tfprune.prune_filters")

@@ -1,0 +1,171 @@
+"""Read a Keras 3 functional or Sequential model as the graph channel-group discovery walks.
+
+Keras 3 records a functional model as *operations*: layers, and raw ops such as the
+``keras.src.ops.numpy.Add`` that ``x + y`` on symbolic tensors creates (not layers). A
+Sequential model holds an inner functional graph. This module turns both into the same
+:class:`~tfprune.graph.trace.Trace` a tf_keras model gives: one :class:`LayerCall` per call of a
+layer or op (its ``layer`` is the Keras 3 layer or op), nested models entered with their inner
+tensors aliased to the outer ones.
+
+The tensors of the trace are :class:`Keras3Tensor` views of Keras 3's symbolic tensors: the
+same tensor always gets the same view, whose ``shape`` is a ``tf.TensorShape`` as the channel
+rules read it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from tfprune.compat import (
+    KERAS3,
+    flavour_of,
+    keras3,
+    keras3_functional_graph,
+    keras3_graph_calls,
+    keras3_producer,
+    keras3_sublayers,
+    tf,
+)
+from tfprune.errors import UnsupportedModelError
+from tfprune.graph.trace import LayerCall, Trace
+
+__all__ = [
+    "Keras3Tensor",
+    "all_layers",
+    "check_keras3_graph",
+    "graph_layers",
+    "graph_operations",
+    "is_keras3",
+    "trace_keras3",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class _History:
+    layer: Any  # the layer or op that produced the tensor (what compat.producing_layer reads)
+
+
+class Keras3Tensor:
+    """A symbolic Keras 3 tensor seen as channel rules see tensors (``shape.rank``...).
+
+    ``keras_tensor`` is the Keras 3 tensor itself.
+    """
+
+    def __init__(self, keras_tensor: Any) -> None:
+        self.keras_tensor = keras_tensor
+        self.shape = tf.TensorShape(keras_tensor.shape)
+        self.dtype = tf.as_dtype(keras_tensor.dtype)
+        self.name = keras_tensor.name
+        self._keras_history = _History(keras3_producer(keras_tensor))
+
+    def __repr__(self) -> str:
+        return f"Keras3Tensor({self.name!r}, shape={self.shape})"
+
+
+def is_keras3(model: Any) -> bool:
+    """Whether ``model`` was built with Keras 3."""
+    return flavour_of(model) == KERAS3
+
+
+def check_keras3_graph(model: Any, what: str = "model") -> Any:
+    """The graph of a built Keras 3 functional or Sequential model; a clear error otherwise."""
+    graph = keras3_functional_graph(model)
+    if graph is not None:
+        return graph
+    name = getattr(model, "name", type(model).__name__)
+    k3 = keras3()
+    if isinstance(model, k3.Sequential):
+        raise UnsupportedModelError(
+            f"{what} {name!r} is a Keras 3 Sequential model that is not built yet: start it "
+            "with keras.Input(shape=...) or call model.build(input_shape) first."
+        )
+    raise UnsupportedModelError(
+        f"{what} {name!r} is a Keras 3 subclassed model ({type(model).__name__}); of Keras 3 "
+        "models tfprune reads functional and Sequential ones only. Write its layers out with "
+        "the functional API, or build it with tf_keras (import tf_keras as keras), where "
+        "subclassed models are traced."
+    )
+
+
+def trace_keras3(model: Any, what: str = "model") -> Trace:
+    """Flatten a built Keras 3 functional or Sequential ``model`` into a :class:`Trace`."""
+    graph = check_keras3_graph(model, what)
+    views: dict[int, Keras3Tensor] = {}
+
+    def view(t: Any) -> Keras3Tensor:
+        found = views.get(id(t))
+        if found is None:
+            found = views[id(t)] = Keras3Tensor(t)
+        return found
+
+    def views_of(structure: Any) -> Any:
+        k3 = keras3()
+        return tf.nest.map_structure(
+            lambda x: view(x) if isinstance(x, k3.KerasTensor) else x, structure
+        )
+
+    calls: list[LayerCall] = []
+    aliases: list[tuple[Any, Any]] = []
+    layer_paths: dict[int, str] = {}
+    entered: set[int] = set()
+
+    def visit(g: Any, prefix: str) -> None:
+        for node in keras3_graph_calls(g):
+            op, inputs = node.operation, node.inputs
+            path = prefix + op.name
+            layer_paths.setdefault(id(op), path)
+            outputs = [view(t) for t in node.outputs]
+            inner = keras3_functional_graph(op) if hasattr(op, "layers") else None
+            if inner is not None and len(inputs) == len(inner.inputs):
+                if len(outputs) == len(inner.outputs):
+                    aliases.extend((view(i), view(o)) for i, o in zip(inner.inputs, inputs))
+                    aliases.extend((o, view(i)) for o, i in zip(outputs, inner.outputs))
+                    if id(inner) not in entered:
+                        entered.add(id(inner))
+                        visit(inner, path + "/")
+                    continue
+            calls.append(
+                LayerCall(
+                    layer=op,
+                    path=path,
+                    inputs=[view(t) for t in inputs],
+                    outputs=outputs,
+                    args=tuple(views_of(list(node.args))),
+                    kwargs=views_of(node.kwargs),
+                )
+            )
+
+    visit(graph, "")
+    return Trace(
+        calls=calls,
+        aliases=aliases,
+        inputs=[view(t) for t in graph.inputs],
+        outputs=[view(t) for t in graph.outputs],
+        layer_paths=layer_paths,
+    )
+
+
+def graph_operations(model: Any) -> list:
+    """The layers and raw ops of a Keras 3 model's graph in model order, input layers included.
+
+    The list a tf_keras functional model's ``layers`` holds, where raw ops are ``TFOpLambda``
+    layers (a Sequential model's leaves out its input layer, as in tf_keras).
+    """
+    k3 = keras3()
+    if isinstance(model, k3.Sequential):
+        return list(model.layers)
+    graph = keras3_functional_graph(model)
+    return list(model.layers) if graph is None else list(graph.operations)
+
+
+def graph_layers(model: Any) -> list:
+    """The layers (raw ops left out) of :func:`graph_operations`."""
+    k3 = keras3()
+    return [op for op in graph_operations(model) if isinstance(op, k3.Layer)]
+
+
+def all_layers(model: Any) -> list:
+    """Every layer inside a Keras 3 model, at any depth, models themselves left out."""
+    k3 = keras3()
+    return [la for la in keras3_sublayers(model) if not isinstance(la, k3.Model)]

@@ -1,0 +1,327 @@
+"""The Keras 3 classes the built-in rules vouch for, and the rules of Keras 3's raw ops.
+
+A Keras 3 layer that computes what its tf_keras namesake computes is served by the same rule
+(the coupling, slicing, kernel layout and FLOPs are written once); the classes below say which
+Keras 3 classes each rule claims. A layer is claimed when its first Keras 3 class is one of
+them exactly and its own classes do not override the rule's stock methods (``call``...):
+anything else blocks its channels. Layers with LoRA adapters or quantized weights are not
+claimed either (their kernel is not one plain weight).
+
+Keras 3 records ``x + y``, ``keras.ops.relu(x)``, ``keras.ops.concatenate`` and
+``keras.ops.reshape`` on symbolic tensors as raw ops (not layers); :class:`Keras3ElementwiseOpRule`,
+:class:`Keras3ConcatenateRule` and :class:`Keras3ReshapeOpRule` read them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from tfprune.compat import KERAS3, flavour_of, keras3, keras3_op_class, keras3_stock_class
+from tfprune.graph.rules.base import (
+    LayerRule,
+    Role,
+    Shape,
+    _channels,
+    _FreeRule,
+    _is_scalar,
+    _only_channel_axis,
+    _size,
+    _what,
+    spatial,
+)
+from tfprune.graph.rules.shapes import (
+    ConcatenateRule,
+    FlattenRule,
+    InputRule,
+    LayerNormRule,
+    MergeRule,
+    PassThroughRule,
+    PerChannelParamRule,
+    RescalingRule,
+    ReshapeRule,
+)
+from tfprune.graph.rules.weighted import ConvRule, DenseRule, DepthwiseRule, SeparableRule
+
+__all__ = [
+    "Keras3ActivationRule",
+    "Keras3BatchNormRule",
+    "Keras3ConcatenateRule",
+    "Keras3ConvRule",
+    "Keras3DenseRule",
+    "Keras3DepthwiseRule",
+    "Keras3ElementwiseOpRule",
+    "Keras3FlattenRule",
+    "Keras3InputRule",
+    "Keras3LayerNormRule",
+    "Keras3MergeRule",
+    "Keras3PassThroughRule",
+    "Keras3ReshapeOpRule",
+    "Keras3ReshapeRule",
+    "Keras3RescalingRule",
+    "Keras3SeparableRule",
+    "KERAS3_RULES",
+    "vouched_classes",
+]
+
+
+class _Keras3Classes:
+    """Claims Keras 3 layers/ops whose first Keras 3 class is one of ``keras3_layers``/``ops``."""
+
+    #: Public ``keras.layers`` names of the classes the rule vouches for.
+    keras3_layers: tuple[str, ...] = ()
+    #: Names of Keras 3 op classes (``keras.src.ops.numpy``/``nn``) the rule vouches for.
+    keras3_ops: tuple[str, ...] = ()
+
+    def vouched(self) -> tuple[type, ...]:
+        """The Keras 3 classes this rule claims (those this Keras 3 version has)."""
+        layers = keras3().layers
+        found = [getattr(layers, n, None) for n in self.keras3_layers]
+        found += [keras3_op_class(n) for n in self.keras3_ops]
+        return tuple(c for c in found if c is not None)
+
+    def applies(self, layer: Any) -> bool:
+        if flavour_of(layer) != KERAS3:
+            return False
+        if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None):
+            return False
+        return keras3_stock_class(layer) in self.vouched()
+
+
+class Keras3ConvRule(_Keras3Classes, ConvRule):
+    """Keras 3 ``Conv1D``/``Conv2D``/``Conv3D`` (grouped too): as tf_keras's."""
+
+    keras3_layers = ("Conv1D", "Conv2D", "Conv3D")
+
+
+class Keras3DenseRule(_Keras3Classes, DenseRule):
+    """Keras 3 ``Dense``: as tf_keras's."""
+
+    keras3_layers = ("Dense",)
+
+
+class Keras3DepthwiseRule(_Keras3Classes, DepthwiseRule):
+    """Keras 3 ``DepthwiseConv1D``/``2D``: as tf_keras's; Keras 3 names the kernel ``kernel``."""
+
+    keras3_layers = ("DepthwiseConv1D", "DepthwiseConv2D")
+
+    def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
+        return {"kernel": {"in": -2}}
+
+    def kernel_layouts(self, layer: Any) -> list[tuple[str, str]]:
+        return [("kernel", "depthwise")]
+
+    def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
+        return spatial(layer, outs[0], _what(layer)) * _size(layer.kernel)
+
+
+class Keras3SeparableRule(_Keras3Classes, SeparableRule):
+    """Keras 3 ``SeparableConv1D``/``2D``: as tf_keras's (same weight names)."""
+
+    keras3_layers = ("SeparableConv1D", "SeparableConv2D")
+
+
+class Keras3BatchNormRule(_Keras3Classes, PerChannelParamRule):
+    """Keras 3 ``BatchNormalization`` over the last axis."""
+
+    keras3_layers = ("BatchNormalization",)
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        x, y = call.inputs[0], call.outputs[0]
+        if not _only_channel_axis(call.layer.axis, x.shape.rank):
+            ctx.block_call(call, f"batch norm {call.path!r} is not over the last axis")
+            return
+        ctx.per_channel(call.layer, x, y)
+
+
+class Keras3LayerNormRule(_Keras3Classes, LayerNormRule):
+    """Keras 3 ``LayerNormalization`` over the channel axis, without RMS scaling."""
+
+    keras3_layers = ("LayerNormalization",)
+
+    def applies(self, layer: Any) -> bool:
+        return super().applies(layer) and not getattr(layer, "rms_scaling", False)
+
+
+class Keras3RescalingRule(_Keras3Classes, RescalingRule):
+    """Keras 3 ``Rescaling`` with one scale and one offset."""
+
+    keras3_layers = ("Rescaling",)
+
+
+class Keras3PassThroughRule(_Keras3Classes, PassThroughRule):
+    """Keras 3 layers that act on each channel separately (activations, pooling, padding...)."""
+
+    keras3_layers = (
+        "ReLU",
+        "LeakyReLU",
+        "ELU",
+        "Dropout",
+        "SpatialDropout1D",
+        "SpatialDropout2D",
+        "SpatialDropout3D",
+        "GaussianNoise",
+        "GaussianDropout",
+        "AlphaDropout",
+        "ActivityRegularization",
+        "MaxPooling1D",
+        "MaxPooling2D",
+        "MaxPooling3D",
+        "AveragePooling1D",
+        "AveragePooling2D",
+        "AveragePooling3D",
+        "GlobalAveragePooling1D",
+        "GlobalAveragePooling2D",
+        "GlobalAveragePooling3D",
+        "GlobalMaxPooling1D",
+        "GlobalMaxPooling2D",
+        "GlobalMaxPooling3D",
+        "ZeroPadding1D",
+        "ZeroPadding2D",
+        "ZeroPadding3D",
+        "Cropping1D",
+        "Cropping2D",
+        "Cropping3D",
+        "UpSampling1D",
+        "UpSampling2D",
+        "UpSampling3D",
+        "Identity",
+    )
+
+
+#: Activations that normalise over the channel axis (they mix channels).
+_MIXING_ACTIVATIONS = ("softmax", "log_softmax")
+
+
+class Keras3ActivationRule(_Keras3Classes, PassThroughRule):
+    """Keras 3 ``Activation``: elementwise, except a softmax over the channels."""
+
+    keras3_layers = ("Activation",)
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        name = getattr(call.layer.activation, "__name__", "")
+        if name in _MIXING_ACTIVATIONS:
+            ctx.block_call(call, f"activation {call.path!r} ({name}) mixes the channels")
+            return
+        super().connect(ctx, call)
+
+
+class Keras3MergeRule(_Keras3Classes, MergeRule):
+    """Keras 3 ``Add``/``Subtract``/``Multiply``/``Average``/``Maximum``/``Minimum``."""
+
+    keras3_layers = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
+
+
+class Keras3ConcatenateRule(_Keras3Classes, ConcatenateRule):
+    """Keras 3 ``Concatenate`` layer and ``keras.ops.concatenate`` (both have ``axis``)."""
+
+    keras3_layers = ("Concatenate",)
+    keras3_ops = ("Concatenate",)
+
+
+class Keras3FlattenRule(_Keras3Classes, FlattenRule):
+    """Keras 3 ``Flatten``."""
+
+    keras3_layers = ("Flatten",)
+
+
+class Keras3ReshapeRule(_Keras3Classes, ReshapeRule):
+    """Keras 3 ``Reshape`` layer that keeps the channel axis."""
+
+    keras3_layers = ("Reshape",)
+
+
+class Keras3InputRule(_Keras3Classes, InputRule):
+    """Keras 3 model inputs: their channels can never be removed."""
+
+    keras3_layers = ("InputLayer",)
+
+
+class Keras3ElementwiseOpRule(_Keras3Classes, _FreeRule):
+    """Keras 3's elementwise ops (``x + y``, ``keras.ops.relu``...): channels line up.
+
+    A tensor whose channel axis has size 1 broadcasts and is not coupled; a constant argument
+    must be one number (a per-channel constant would need slicing), else the op blocks.
+    """
+
+    keras3_ops = (
+        "Add",
+        "Subtract",
+        "Multiply",
+        "Divide",
+        "TrueDivide",
+        "Maximum",
+        "Minimum",
+        "Negative",
+        "Abs",
+        "Square",
+        "Sqrt",
+        "Exp",
+        "Log",
+        "Tanh",
+        "Relu",
+        "Relu6",
+        "Sigmoid",
+        "Silu",
+        "Gelu",
+        "Elu",
+        "Selu",
+        "LeakyRelu",
+        "HardSigmoid",
+        "HardSilu",
+        "Softplus",
+        "Softsign",
+    )
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        tensors = {id(t) for t in call.inputs}
+        constants = [
+            a for a in list(call.args) + list(call.kwargs.values()) if id(a) not in tensors
+        ]
+        if not all(_is_scalar(a) for a in constants):
+            ctx.block_call(call, f"op {call.path!r} has a constant that is not one number")
+            return
+        MergeRule.connect(self, ctx, call)
+
+
+class Keras3ReshapeOpRule(_Keras3Classes, _FreeRule):
+    """``keras.ops.reshape``: keeping the channel axis passes channels, flattening spreads them."""
+
+    keras3_ops = ("Reshape",)
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        x, y = call.inputs[0], call.outputs[0]
+        cx, cy = _channels(x), _channels(y)
+        dims = x.shape.as_list()[1:] if x.shape.rank else [None]
+        if cx is not None and cx == cy and x.shape.rank >= 2:
+            ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
+        elif y.shape.rank == 2 and None not in dims and cy == math.prod(dims):
+            FlattenRule.connect(self, ctx, call)
+        else:
+            ctx.block_call(call, f"reshape {call.path!r} mixes the channel axis")
+
+
+#: The Keras 3 rules, in the order they are tried.
+KERAS3_RULES: tuple[LayerRule, ...] = (
+    Keras3ConvRule(),
+    Keras3DenseRule(),
+    Keras3DepthwiseRule(),
+    Keras3SeparableRule(),
+    Keras3BatchNormRule(),
+    Keras3LayerNormRule(),
+    Keras3RescalingRule(),
+    Keras3PassThroughRule(),
+    Keras3ActivationRule(),
+    Keras3MergeRule(),
+    Keras3ConcatenateRule(),
+    Keras3FlattenRule(),
+    Keras3ReshapeRule(),
+    Keras3InputRule(),
+    Keras3ElementwiseOpRule(),
+    Keras3ReshapeOpRule(),
+)
+
+
+def vouched_classes() -> dict[type, LayerRule]:
+    """Every Keras 3 class a built-in rule claims, with that rule (imports Keras 3)."""
+    return {cls: rule for rule in KERAS3_RULES for cls in rule.vouched()}
