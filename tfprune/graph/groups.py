@@ -23,7 +23,13 @@ from scipy.sparse.csgraph import connected_components
 from tfprune.compat import keras, keras3_sublayers, producing_layer
 from tfprune.graph.inline import Inlined, Opaque, inline_model
 from tfprune.graph.keras3 import all_layers, is_keras3, trace_keras3
-from tfprune.graph.rules import PRODUCER_ROLES, ChannelContext, LayerRule, rule_for
+from tfprune.graph.rules import (
+    PRODUCER_ROLES,
+    ChannelContext,
+    LayerRule,
+    mixing_activation,
+    rule_for,
+)
 from tfprune.graph.trace import LayerCall, Trace, trace_model
 
 __all__ = [
@@ -306,6 +312,7 @@ def analyze(model: Any) -> Analysis:
                 (call.path, type(call.layer).__name__, "no rule for this layer type")
             )
         rule.connect(ctx, call)
+        _block_mixing_activation(ctx, call)
         if call.inputs:
             mask_points.extend((call, t) for t in rule.mask_inputs(call))
     for call in ctx.mixing:
@@ -316,6 +323,14 @@ def analyze(model: Any) -> Analysis:
         ctx.block(ctx.tensor_dim(t), "model output")
     groups, members_by_key, group_of_key = _solve(ctx, trace)
     return Analysis(model, trace, groups, members_by_key, group_of_key, mask_points, opaque_calls)
+
+
+def _block_mixing_activation(ctx: _Context, call: LayerCall) -> None:
+    """A layer whose own activation normalises over the channels keeps all its outputs."""
+    name = mixing_activation(call.layer)
+    if name is not None:
+        for t in call.outputs:
+            ctx.block(ctx.tensor_dim(t), f"activation {name!r} of {call.path!r} mixes the channels")
 
 
 def _connect_opaque(ctx: _Context, call: LayerCall, note: Opaque, opaque_calls: list) -> None:
@@ -342,7 +357,7 @@ def passes_channels_through(fragment: Any) -> bool:
     ctx = _Context()
     for call in trace.calls:
         rule = rule_for(call.layer)
-        if type(rule) is LayerRule:
+        if type(rule) is LayerRule or mixing_activation(call.layer) is not None:
             return False
         rule.connect(ctx, call)
     for inner, outer in trace.aliases:

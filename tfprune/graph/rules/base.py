@@ -23,6 +23,7 @@ __all__ = [
     "PRODUCER_ROLES",
     "Role",
     "Shape",
+    "mixing_activation",
     "named_weights",
     "numel",
     "overrides_stock",
@@ -397,6 +398,23 @@ def overrides_stock(layer: Any, rule: LayerRule) -> list[str]:
 
 
 _UNKNOWN = LayerRule()
+
+#: Parts of activation-function names that normalise over the channel axis (softmax,
+#: ``tf.nn.log_softmax_v2``, sparsemax...): every output channel depends on all of them.
+_MIXING_NAMES = ("softmax", "sparsemax", "normalize")
+
+
+def mixing_activation(layer: Any) -> str | None:
+    """The name of ``layer``'s activation when it mixes the channels (a softmax), else None.
+
+    A layer's own ``activation`` (``Dense(..., activation="softmax")``, ``Activation``) is
+    applied before the channel mask, so removing a channel would change the kept ones.
+    """
+    fn = getattr(layer, "activation", None)
+    if not callable(fn):
+        return None
+    name = getattr(fn, "__name__", type(fn).__name__)
+    return name if any(part in name.lower() for part in _MIXING_NAMES) else None
 
 
 def weight_short_name(variable: Any) -> str:

@@ -189,21 +189,10 @@ class Keras3PassThroughRule(_Keras3Classes, PassThroughRule):
     )
 
 
-#: Activations that normalise over the channel axis (they mix channels).
-_MIXING_ACTIVATIONS = ("softmax", "log_softmax")
-
-
 class Keras3ActivationRule(_Keras3Classes, PassThroughRule):
-    """Keras 3 ``Activation``: elementwise, except a softmax over the channels."""
+    """Keras 3 ``Activation``: elementwise (a softmax blocks, see ``mixing_activation``)."""
 
     keras3_layers = ("Activation",)
-
-    def connect(self, ctx: Any, call: Any) -> None:
-        name = getattr(call.layer.activation, "__name__", "")
-        if name in _MIXING_ACTIVATIONS:
-            ctx.block_call(call, f"activation {call.path!r} ({name}) mixes the channels")
-            return
-        super().connect(ctx, call)
 
 
 class Keras3MergeRule(_Keras3Classes, MergeRule):
