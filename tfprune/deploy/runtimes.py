@@ -8,8 +8,10 @@ quantisation), so outputs match TensorFlow's up to float rounding and kernel cho
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -27,6 +29,10 @@ __all__ = [
     "run_onnx",
     "run_tflite",
 ]
+
+
+#: How to install the optional export dependencies (tf2onnx, onnxruntime, serving APIs).
+INSTALL_DEPLOY = "pip install 'tfprune[deploy]' (in a clone of tfprune: pip install -e '.[deploy]')"
 
 
 class RuntimeMismatchError(TfpruneError):
@@ -68,6 +74,18 @@ def run_tflite(
     return {k: np.asarray(v) for k, v in runner(**dict(inputs)).items()}
 
 
+@contextlib.contextmanager
+def _tf2onnx_warnings_only() -> Iterator[None]:
+    """tf2onnx's INFO lines (opset, rewriters, node counts) hidden while it converts."""
+    logger = logging.getLogger("tf2onnx")
+    level = logger.level
+    logger.setLevel(max(logging.WARNING, level))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def convert_to_onnx(
     saved_model_dir: str,
     output_path: str,
@@ -82,7 +100,7 @@ def convert_to_onnx(
     try:
         import tf2onnx
     except ImportError as err:
-        raise TfpruneError("ONNX export needs tf2onnx: pip install 'tfprune[deploy]'") from err
+        raise TfpruneError(f"ONNX export needs tf2onnx: {INSTALL_DEPLOY}") from err
     loaded = tf.saved_model.load(saved_model_dir)  # keeps the variables alive while converting
     fn = loaded.signatures[signature_name]
     _, kwargs = fn.structured_input_signature
@@ -101,12 +119,13 @@ def convert_to_onnx(
         if outer.dtype != tf.resource and hasattr(outer, "numpy")
     }
     try:
-        model_proto, _ = tf2onnx.convert.from_function(
-            serve,
-            input_signature=specs,
-            opset=opset,
-            custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])},
-        )
+        with _tf2onnx_warnings_only():
+            model_proto, _ = tf2onnx.convert.from_function(
+                serve,
+                input_signature=specs,
+                opset=opset,
+                custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])},
+            )
         _inputs_to_initializers(model_proto, captured)
         atomic_write_bytes(output_path, model_proto.SerializeToString())
     except Exception as err:  # noqa: BLE001 - re-raised with context
@@ -168,7 +187,7 @@ def run_onnx(path: str, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarra
     try:
         import onnxruntime
     except ImportError as err:
-        raise TfpruneError("running ONNX needs onnxruntime: pip install 'tfprune[deploy]'") from err
+        raise TfpruneError(f"running ONNX needs onnxruntime: {INSTALL_DEPLOY}") from err
     session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
     feeds = {}
     for info in session.get_inputs():

@@ -20,6 +20,7 @@ import numpy as np
 
 from tfprune.compat import tf
 from tfprune.deploy import verify_script
+from tfprune.deploy.runtimes import INSTALL_DEPLOY
 from tfprune.deploy.verify_script import signature_text
 from tfprune.errors import InvalidArgumentError, TfpruneError
 
@@ -47,8 +48,8 @@ def _serving_apis() -> tuple[Any, Any, Any]:
         from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
     except ImportError as err:  # optional dependency
         raise TfpruneError(
-            "warm-up requests need tensorflow-serving-api: pip install 'tfprune[deploy]' (or "
-            "pass warmup=False / --nowarmup)"
+            f"warm-up requests need tensorflow-serving-api: {INSTALL_DEPLOY}; or pass "
+            "warmup=False / --nowarmup"
         ) from err
     return model_pb2, predict_pb2, prediction_log_pb2
 

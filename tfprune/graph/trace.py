@@ -49,7 +49,12 @@ def check_graph_model(model: Any, what: str = "model", *, subclassed: bool = Fal
     if not isinstance(model, keras.Model):
         kind = type(model).__module__ + "." + type(model).__name__
         hint = ""
-        if "keras.src" in kind or kind.startswith("keras."):
+        if isinstance(model, keras.layers.Layer):
+            hint = (
+                f" {type(model).__name__} is a layer, not a model: wrap it in one, e.g. "
+                "keras.Sequential([keras.Input(shape), layer])."
+            )
+        elif kind.startswith(("keras.", "keras_core.")):
             hint = (
                 " It looks like a Keras 3 model: build it with `import tf_keras as keras` "
                 "(TF-MOT and tfprune need Keras 2)."
