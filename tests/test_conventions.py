@@ -88,3 +88,13 @@ def test_a_layer_passed_as_a_model_is_named_a_layer():
         tfprune.prune_filters(L.Dense(4), 0.5)
     assert "Keras 3" not in str(err.value)
     assert "keras.Sequential([keras.Input(shape), layer])" in str(err.value)
+
+
+def test_onnx_export_logs_no_tf2onnx_info_lines(tmp_path, caplog):
+    for module in ("tf2onnx", "onnxruntime"):
+        pytest.importorskip(module, reason=f"the deploy extra ({module}) is not installed")
+    caplog.set_level(logging.INFO)
+    result = tfprune.export_saved_model(_model(), tmp_path / "m", onnx=True)
+    assert os.path.isfile(result.onnx_path)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("tf2onnx")] == []
+    assert logging.getLogger("tf2onnx").level == logging.NOTSET  # restored afterwards
