@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
@@ -19,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.compat import keras, tf  # noqa: E402
@@ -111,16 +111,23 @@ def bench_training(steps: int, rounds: int, batch: int) -> None:
     print("  goal: tfprune masked <= 1.05x plain fit")
 
 
-def main() -> None:
+flags.DEFINE_integer(
+    "steps", 30, "Timed training steps per configuration and round.", lower_bound=1
+)
+flags.DEFINE_integer(
+    "rounds", 3, "Interleaved rounds of the three training configurations.", lower_bound=1
+)
+flags.DEFINE_integer("batch", 128, "Training batch size of ResNet-20.", lower_bound=1)
+
+
+def main(argv: list[str]) -> None:
     """Run both benchmarks."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=128)
-    args = parser.parse_args()
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; see --help")
+    args = flags.FLAGS
     bench_resnet50()
     bench_training(args.steps, args.rounds, args.batch)
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

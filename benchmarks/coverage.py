@@ -9,7 +9,6 @@ between the masked and the stripped model, and the layers that block pruning.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -20,6 +19,7 @@ import traceback
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.batch_norm import recalibrate_batch_norm  # noqa: E402
@@ -90,14 +90,23 @@ def row_markdown(r: dict) -> str:
     )
 
 
-def main() -> None:
+flags.DEFINE_string(
+    "models",
+    "",
+    "Comma-separated Keras Application names (e.g. ResNet50,MobileNetV2); default all.",
+)
+flags.DEFINE_integer(
+    "size", 96, "Input size (pixels) where the architecture allows it.", lower_bound=1
+)
+flags.DEFINE_string("json", "", "Also write the rows to this JSON file.")
+flags.DEFINE_string("from_json", "", "Only print the table of rows saved with --json.")
+
+
+def main(argv: list[str]) -> None:
     """Run the coverage sweep and print a Markdown table."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--models", default="", help="comma-separated subset")
-    parser.add_argument("--size", type=int, default=96, help="input size where allowed")
-    parser.add_argument("--json", default="", help="also write the rows here")
-    parser.add_argument("--from_json", default="", help="only render a table from saved rows")
-    args = parser.parse_args()
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; see --help")
+    args = flags.FLAGS
     if args.from_json:
         with open(args.from_json, encoding="utf-8") as f:
             print(HEADER)
@@ -124,4 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

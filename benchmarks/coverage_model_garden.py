@@ -13,7 +13,6 @@ and the stripped model, and what blocks the rest. Classification models wrap eac
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -25,6 +24,7 @@ from collections.abc import Callable
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.batch_norm import recalibrate_batch_norm  # noqa: E402
@@ -229,15 +229,18 @@ def row_markdown(r: dict) -> str:
     )
 
 
-def main() -> None:
+flags.DEFINE_string(
+    "models", "", "Comma-separated subset of " + ",".join(MODELS) + "; default all."
+)
+flags.DEFINE_string("json", "", "Also write the rows to this JSON file.")
+flags.DEFINE_string("from_json", "", "Only print the table of rows saved with --json.")
+
+
+def main(argv: list[str]) -> None:
     """Run the sweep and print a Markdown table."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--models", default="", help="comma-separated subset of " + ",".join(MODELS)
-    )
-    parser.add_argument("--json", default="", help="also write the rows here")
-    parser.add_argument("--from_json", default="", help="only render a table from saved rows")
-    args = parser.parse_args()
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; see --help")
+    args = flags.FLAGS
     if args.from_json:
         with open(args.from_json, encoding="utf-8") as f:
             print(HEADER)
@@ -266,4 +269,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

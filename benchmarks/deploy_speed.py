@@ -23,7 +23,6 @@ channel counts in multiples of 8/16 change CPU efficiency.
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import shutil
@@ -31,10 +30,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.compat import keras, tf  # noqa: E402
@@ -147,7 +148,7 @@ def _tfmot_stripped(model: keras.Model) -> keras.Model:
     return stripped
 
 
-def bench_model(name: str, args: argparse.Namespace, workdir: str) -> list[str]:
+def bench_model(name: str, args: types.SimpleNamespace, workdir: str) -> list[str]:
     """Build, prune, export and time one model; returns Markdown table rows."""
     build, sparsity, round_to, size = MODELS[name]
     size = size or args.image_size
@@ -207,7 +208,7 @@ def bench_model(name: str, args: argparse.Namespace, workdir: str) -> list[str]:
     return rows
 
 
-def bench_torch(args: argparse.Namespace) -> list[str]:
+def bench_torch(args: types.SimpleNamespace) -> list[str]:
     """Torch-Pruning's side, in its own process (TensorFlow's thread pools stay out of it)."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_pruning_resnet56.py")
     done = subprocess.run(
@@ -224,34 +225,40 @@ def bench_torch(args: argparse.Namespace) -> list[str]:
     return rows
 
 
-def main() -> None:
+flags.DEFINE_list(
+    "models",
+    ["resnet56", "resnet56_r8", "resnet56_r16", "resnet50_2x", "resnet50_4x", "mobilenetv2_2x"],
+    f"Comma-separated models to time, of {', '.join(MODELS)}.",
+)
+flags.DEFINE_list("batches", ["1", "32", "64"], "Comma-separated batch sizes to time.")
+flags.DEFINE_integer("rounds", 5, "Interleaved rounds of all arms.", lower_bound=1)
+flags.DEFINE_float("min_time", 0.3, "Seconds of calls per arm per round.", lower_bound=0.0)
+flags.DEFINE_integer(
+    "image_size", 224, "Input size (pixels) of the ImageNet models.", lower_bound=1
+)
+flags.DEFINE_boolean("no_tfmot", False, "Skip TF-MOT's prune_low_magnitude arm.")
+flags.DEFINE_boolean(
+    "no_torch", False, "Skip Torch-Pruning (benchmarks/torch_pruning_resnet56.py)."
+)
+flags.DEFINE_integer(
+    "torch_threads",
+    1,
+    "torch's OpenMP threads (more than the free cores makes it spin, far slower).",
+    lower_bound=1,
+)
+
+
+def main(argv: list[str]) -> None:
     """Run the chosen models and print a Markdown table."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
-    parser.add_argument(
-        "--models",
-        default="resnet56,resnet56_r8,resnet56_r16,resnet50_2x,resnet50_4x,mobilenetv2_2x",
-        help=f"comma-separated, from {', '.join(MODELS)}",
-    )
-    parser.add_argument("--batches", default="1,32,64")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--min_time", type=float, default=0.3, help="seconds per arm per round")
-    parser.add_argument("--image_size", type=int, default=224, help="ImageNet models' input")
-    parser.add_argument("--no_tfmot", dest="tfmot", action="store_false")
-    parser.add_argument("--no_torch", dest="torch", action="store_false")
-    parser.add_argument(
-        "--torch_threads",
-        type=int,
-        default=1,
-        help="torch's OpenMP threads (more than the free cores makes it spin, far slower)",
-    )
-    args = parser.parse_args()
-    args.batches = [int(b) for b in args.batches.split(",")]
-    names = [n for n in args.models.split(",") if n]
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; see --help")
+    args = types.SimpleNamespace(**flags.FLAGS.flag_values_dict())
+    args.batches = [int(b) for b in args.batches]
+    args.tfmot, args.torch = not args.no_tfmot, not args.no_torch
+    names = list(args.models)
     unknown = [n for n in names if n not in MODELS]
     if unknown:
-        parser.error(f"unknown models {unknown}; choose from {', '.join(MODELS)}")
+        raise app.UsageError(f"unknown models {unknown}; choose from {', '.join(MODELS)}")
     print(f"tensorflow {tf.__version__}, {_load()}")
     rows = []
     workdir = tempfile.mkdtemp(prefix="tfprune-deploy-speed-")
@@ -275,4 +282,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -16,13 +16,14 @@ The table gives each check's measured relative difference and its tolerance.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+
+from absl import app, flags
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -123,18 +124,25 @@ def _child(name: str, size: int, runtimes: bool, timeout: float) -> dict:
         return {"model": name, "result": f"FAILED (exit {proc.returncode}): {last}"}
 
 
-def main() -> None:
+flags.DEFINE_string(
+    "models", "", "Comma-separated zoo names and keras:<Application> names; default all models."
+)
+flags.DEFINE_integer("size", 96, "Input size (pixels) of the Keras Applications.", lower_bound=1)
+flags.DEFINE_boolean("no_runtimes", False, "Skip the TFLite and ONNX conversions and checks.")
+flags.DEFINE_float(
+    "timeout", 900, "Seconds each model may take (in its own process).", lower_bound=1
+)
+flags.DEFINE_string("json", "", "Also write the rows to this JSON file (after every model).")
+flags.DEFINE_string("from_json", "", "Only print the table of rows saved with --json.")
+flags.DEFINE_string("one", "", "Internal: measure this one model in this process...")
+flags.DEFINE_string("out", "", "Internal: ...and write its row to this JSON file.")
+
+
+def main(argv: list[str]) -> None:
     """Sweep the models (each in a child process) and print a Markdown table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="", help="comma-separated subset (keras:<Name>)")
-    parser.add_argument("--size", type=int, default=96, help="Keras Applications input size")
-    parser.add_argument("--no_runtimes", action="store_true", help="skip TFLite and ONNX")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds per model")
-    parser.add_argument("--json", default="", help="also write the rows here")
-    parser.add_argument("--from_json", default="", help="only render a table from saved rows")
-    parser.add_argument("--one", default="", help=argparse.SUPPRESS)
-    parser.add_argument("--out", default="", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; see --help")
+    args = flags.FLAGS
     runtimes = not args.no_runtimes
     if args.one:
         try:
@@ -175,4 +183,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

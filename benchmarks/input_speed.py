@@ -15,7 +15,6 @@ below 1 means the model waits for data.
 
 from __future__ import annotations
 
-import argparse
 import os
 import pickle
 import tempfile
@@ -25,6 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 from tfprune.compat import keras, tf  # noqa: E402
 from tfprune.data import load_dataset  # noqa: E402
@@ -97,12 +97,16 @@ def model_rate(model: keras.Model, data: tf.data.Dataset, steps: int) -> float:
     return steps * int(x.shape[0]) / (time.perf_counter() - start)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=64, help="training batch size")
-    parser.add_argument("--steps", type=int, default=10, help="timed batches / fit steps")
-    parser.add_argument("--image_size", type=int, default=224, help="ImageNet crop size")
-    args = parser.parse_args()
+flags.DEFINE_integer("batch", 64, "Training batch size of both pipelines.", lower_bound=1)
+flags.DEFINE_integer("steps", 10, "Timed input batches and fit steps.", lower_bound=1)
+flags.DEFINE_integer("image_size", 224, "ImageNet crop size (pixels).", lower_bound=1)
+
+
+def main(argv: list[str]) -> None:
+    """Time both pipelines and the models they feed; print the table."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; see --help")
+    args = flags.FLAGS
     print(
         f"load average: {os.getloadavg()}, CPUs: {os.cpu_count()}, "
         f"GPUs: {len(tf.config.list_physical_devices('GPU'))}"
@@ -128,4 +132,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

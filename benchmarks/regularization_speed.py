@@ -13,7 +13,6 @@ step time of each configuration over all rounds and its ratio to plain (goal: <=
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
@@ -21,6 +20,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.compat import keras, tf  # noqa: E402
@@ -74,15 +74,23 @@ def _run(name: str, weights: list, data: tf.data.Dataset, warmup: int, steps: in
     return timer.times
 
 
-def main() -> None:
+flags.DEFINE_integer("steps", 60, "Timed steps per configuration and round.", lower_bound=1)
+flags.DEFINE_integer("warmup", 12, "Untimed steps (tracing) before the timed ones.", lower_bound=0)
+flags.DEFINE_integer("rounds", 3, "Interleaved rounds of all configurations.", lower_bound=1)
+flags.DEFINE_integer("batch", 128, "Training batch size of ResNet-20.", lower_bound=1)
+flags.DEFINE_list(
+    "only", list(CONFIGS), "Comma-separated configurations to time, of " + ",".join(CONFIGS) + "."
+)
+
+
+def main(argv: list[str]) -> None:
     """Run the interleaved rounds and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--warmup", type=int, default=12)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--only", nargs="*", default=list(CONFIGS))
-    args = parser.parse_args()
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; see --help")
+    args = flags.FLAGS
+    unknown = sorted(set(args.only) - set(CONFIGS))
+    if unknown:
+        raise app.UsageError(f"--only: unknown {unknown}; choose from {', '.join(CONFIGS)}")
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(args.batch * 8, 32, 32, 3)).astype(np.float32)
@@ -108,4 +116,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

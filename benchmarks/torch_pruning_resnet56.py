@@ -8,13 +8,15 @@ Run by deploy_speed.py in its own process (CPU torch, ``pip install torch==2.13.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import math
 import os
 import time
+import types
+from typing import Any
 
 import numpy as np
+from absl import app, flags
 
 
 class Timing:
@@ -37,7 +39,7 @@ def _load() -> str:
     return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} CPUs"
 
 
-def bench_torch(args: argparse.Namespace) -> list[str]:
+def bench_torch(args: Any) -> list[str]:
     """ResNet-56 (1x1-conv shortcuts where shapes change) pruned with Torch-Pruning on CPU."""
     try:
         import torch
@@ -131,17 +133,20 @@ def bench_torch(args: argparse.Namespace) -> list[str]:
     return rows
 
 
-def main() -> None:
-    """Parse flags, run, print the rows."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batches", default="1,32,64")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--min_time", type=float, default=0.3)
-    args = parser.parse_args()
-    args.batches = [int(b) for b in args.batches.split(",")]
+flags.DEFINE_list("batches", ["1", "32", "64"], "Comma-separated batch sizes to time.")
+flags.DEFINE_integer("rounds", 5, "Interleaved rounds of the two arms.", lower_bound=1)
+flags.DEFINE_float("min_time", 0.3, "Seconds of calls per arm per round.", lower_bound=0.0)
+
+
+def main(argv: list[str]) -> None:
+    """Read the flags, run, print the rows."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; see --help")
+    args = types.SimpleNamespace(**flags.FLAGS.flag_values_dict())
+    args.batches = [int(b) for b in args.batches]
     for row in bench_torch(args):
         print(row)
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

@@ -33,7 +33,6 @@ device) is shown as "n/a (reason)".
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import platform
@@ -45,6 +44,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np  # noqa: E402
+from absl import app, flags  # noqa: E402
 
 import tfprune  # noqa: E402
 from tfprune.compat import keras, tf  # noqa: E402
@@ -233,7 +233,7 @@ def print_table(entries: dict[str, dict[str, Entry]], runtimes: list[str], cpu: 
         )
 
 
-def bench_model(name: str, args: argparse.Namespace, runtimes: list[str]) -> None:
+def bench_model(name: str, args: Any, runtimes: list[str]) -> None:
     """Prepare every (runtime, config), time them in interleaved rounds, print the table."""
     data = model_data(name, args.image_size, args.batch)
     entries: dict[str, dict[str, Entry]] = {}
@@ -302,20 +302,30 @@ def device_name() -> str:
     return f"CPU: {name}, {os.cpu_count()} cores, {native}"
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", default="resnet56,resnet50", help="resnet56,resnet50")
-    parser.add_argument("--batch", type=int, default=8, help="training batch size")
-    parser.add_argument("--steps", type=int, default=10, help="timed fit steps per round")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
-    parser.add_argument("--image_size", type=int, default=64, help="ResNet-50 input size")
-    parser.add_argument("--runtimes", default="float32,mixed,xla", help="float32,mixed,xla")
-    args = parser.parse_args()
-    runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
+flags.DEFINE_list("models", ["resnet56", "resnet50"], "Comma-separated models: resnet56, resnet50.")
+flags.DEFINE_integer("batch", 8, "Training batch size.", lower_bound=1)
+flags.DEFINE_integer("steps", 10, "Timed fit steps per round.", lower_bound=1)
+flags.DEFINE_integer(
+    "rounds", 3, "Interleaved rounds of all (runtime, config) pairs.", lower_bound=1
+)
+flags.DEFINE_integer("image_size", 64, "ResNet-50 input size (pixels).", lower_bound=1)
+flags.DEFINE_list(
+    "runtimes",
+    ["float32", "mixed", "xla"],
+    "Comma-separated runtimes: float32, mixed (mixed precision), xla (float32 + jit_compile).",
+)
+
+
+def main(argv: list[str]) -> None:
+    """Time every model under every runtime and print the tables."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}; see --help")
+    args = flags.FLAGS
+    runtimes = list(args.runtimes)
     unknown = [r for r in runtimes if r not in RUNTIMES]
     if unknown:
-        raise SystemExit(f"unknown runtime(s) {unknown}; use {', '.join(RUNTIMES)}")
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
+        raise app.UsageError(f"unknown runtime(s) {unknown}; use {', '.join(RUNTIMES)}")
+    models = list(args.models)
 
     mixed = Runtime("auto").precision
     print(
@@ -330,4 +340,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    app.run(main)

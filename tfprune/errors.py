@@ -29,3 +29,7 @@ class DatasetNotFoundError(TfpruneError, FileNotFoundError):
 
 class ConfigError(TfpruneError):
     """A configuration file or override is invalid; the message names the field."""
+
+
+class NothingPrunedWarning(UserWarning):
+    """A pruning step ended without removing anything: masks never set, or all ones."""

@@ -25,12 +25,14 @@ model passed in is never modified.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 import shutil
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -89,9 +91,13 @@ class ExportMismatchError(ExportError):
     """The reloaded SavedModel computes something different from the Keras model."""
 
 
-@dataclasses.dataclass
-class ExportResult:
-    """What an export wrote and what its checks measured.
+@dataclasses.dataclass(eq=False)
+class ExportResult(str):
+    """What an export wrote and what its checks measured; also the export path itself.
+
+    Both :func:`export_saved_model` and :func:`export_for_serving` return one. It is a ``str``
+    equal to :attr:`path`, so it works wherever a path does (``os.path.join(result, ...)``,
+    ``tf.saved_model.load(result)``, ``print(result)``), and its attributes hold the rest.
 
     Attributes:
         path: the SavedModel folder (``<base>/<version>`` for :func:`export_for_serving`).
@@ -123,6 +129,9 @@ class ExportResult:
     runtime_differences: dict[str, float] = dataclasses.field(default_factory=dict)
     runtime_tolerance: float = 0.0
     verify: dict[str, Any] | None = None
+
+    def __new__(cls, path: str, *args: Any, **kwargs: Any) -> ExportResult:
+        return super().__new__(cls, path)
 
     def summary(self) -> str:
         """A few lines for a terminal: where, what was checked, with which tolerance."""
@@ -296,7 +305,35 @@ def check_export_dir(export_dir: str | os.PathLike[str], overwrite: bool = False
         )
 
 
-def _export(
+class _DropUnbuiltMetricsNote(logging.Filter):
+    """Drops tf_keras' "compiled metrics have yet to be built" note.
+
+    tf_keras logs it whenever it saves a model that was never trained or evaluated (a stripped
+    or folded model always is); it says nothing about the export.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "compiled metrics have yet to be built" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _quiet_saving() -> Iterator[None]:
+    """While exporting: no tf_keras note about unbuilt metrics (the export's own logs stay)."""
+    logger = logging.getLogger("tensorflow")  # tf_keras logs through TensorFlow's logger
+    note = _DropUnbuiltMetricsNote()
+    logger.addFilter(note)
+    try:
+        yield
+    finally:
+        logger.removeFilter(note)
+
+
+def _export(model: keras.Model, target: str, **kwargs: Any) -> ExportResult:
+    with _quiet_saving():
+        return _export_quietly(model, target, **kwargs)
+
+
+def _export_quietly(
     model: keras.Model,
     target: str,
     *,
@@ -582,9 +619,12 @@ def export_saved_model(
     runtime_rtol: float = 1e-4,
     verify: bool = False,
     allow_masked: bool = False,
-    return_result: bool = False,
-) -> str | ExportResult:
-    """Exports ``model`` as a checked SavedModel folder; returns the export path.
+    return_result: bool = True,
+) -> ExportResult:
+    """Exports ``model`` as a checked SavedModel folder; returns an :class:`ExportResult`.
+
+    The result is a ``str`` (the export path) that also carries what was written and measured,
+    the same type :func:`export_for_serving` returns.
 
     The signature ``signature_name`` takes one keyword argument per model input (named after the
     input layers, batch dimension free) and returns a dict keyed by the output layer names, so
@@ -596,7 +636,8 @@ def export_saved_model(
             ``overwrite``.
         overwrite: replace the tfprune export in ``export_dir`` (only after the new export
             passed). A folder holding anything tfprune did not write is never replaced.
-        return_result: return an :class:`ExportResult` instead of the path.
+        return_result: ignored; an :class:`ExportResult` (a ``str`` of the path) is always
+            returned.
         signature_name: key of the serving signature.
         check_inputs: one array, a list of arrays in model input order, or a dict keyed by input
             names; default random inputs (standard normal floats; integer inputs that feed an
@@ -650,7 +691,7 @@ def export_saved_model(
         verify=verify,
         allow_masked=allow_masked,
     )
-    return result if return_result else result.path
+    return result
 
 
 def export_for_serving(

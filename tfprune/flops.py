@@ -46,6 +46,8 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from tfprune.compat import conv_base_class, is_functional, keras, keras3_stock_class, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph import rules
@@ -189,8 +191,76 @@ class ModelCount:
         """True when some layer's FLOPs could not be counted (see :attr:`uncounted`)."""
         return bool(self.uncounted)
 
+    # A count is usable as the number it totals, like Keras' ``model.count_params()``:
+    # ``int(c)``, ``f"{c:,}"``, ``c > n``, ``c == n``, ``a / b``, ``sum(...)``. ``str(c)`` (and an
+    # empty format spec) gives the per-layer table.
+
     def __int__(self) -> int:
         return self.total
+
+    def __index__(self) -> int:
+        return self.total
+
+    def __float__(self) -> float:
+        return float(self.total)
+
+    def __format__(self, spec: str) -> str:
+        return format(self.total, spec) if spec else str(self)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ModelCount):
+            return dataclasses.astuple(self) == dataclasses.astuple(other)
+        number = _number(other)
+        return NotImplemented if number is None else self.total == number
+
+    def __hash__(self) -> int:
+        return hash(self.total)
+
+    def __lt__(self, other: object) -> bool:
+        number = _number(other)
+        return NotImplemented if number is None else self.total < number
+
+    def __le__(self, other: object) -> bool:
+        number = _number(other)
+        return NotImplemented if number is None else self.total <= number
+
+    def __gt__(self, other: object) -> bool:
+        number = _number(other)
+        return NotImplemented if number is None else self.total > number
+
+    def __ge__(self, other: object) -> bool:
+        number = _number(other)
+        return NotImplemented if number is None else self.total >= number
+
+    def __add__(self, other: object) -> Any:
+        number = _number(other)
+        return NotImplemented if number is None else self.total + number
+
+    def __radd__(self, other: object) -> Any:
+        return self.__add__(other)
+
+    def __sub__(self, other: object) -> Any:
+        number = _number(other)
+        return NotImplemented if number is None else self.total - number
+
+    def __rsub__(self, other: object) -> Any:
+        number = _number(other)
+        return NotImplemented if number is None else number - self.total
+
+    def __mul__(self, other: object) -> Any:
+        number = _number(other)
+        return NotImplemented if number is None else self.total * number
+
+    def __rmul__(self, other: object) -> Any:
+        return self.__mul__(other)
+
+    def __truediv__(self, other: object) -> Any:
+        number = _number(other)
+        return NotImplemented if number is None else self.total / number
+
+    def __rtruediv__(self, other: object) -> Any:
+        number = _number(other)
+        return NotImplemented if number is None else number / self.total
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict with every field plus ``total``."""
@@ -224,6 +294,15 @@ class ModelCount:
                 + ", ".join(self.uncounted)
             )
         return "\n".join(lines)
+
+
+def _number(value: object) -> int | float | None:
+    """``value`` as a Python number (a count's total for a :class:`ModelCount`), else None."""
+    if isinstance(value, ModelCount):
+        return value.total
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    return value.item() if isinstance(value, (np.integer, np.floating)) else value
 
 
 # --------------------------------------------------------------------------------------------

@@ -446,6 +446,8 @@ def prune_filters(
 ) -> Any:
     """Return a trainable copy of ``model`` with per-channel masks on its prunable groups.
 
+    The copy is not compiled (as with ``keras.models.clone_model``): compile it before ``fit``.
+
     Args:
       model: a built functional or Sequential tf_keras model (nested models and shared layers
         are fine). It is not modified.

@@ -8,12 +8,13 @@ tfprune layer remains, so the model (and its SavedModel) loads without tfprune i
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
 
 from tfprune.compat import require_tf_keras
-from tfprune.errors import UnsupportedModelError
+from tfprune.errors import NothingPrunedWarning, UnsupportedModelError
 from tfprune.graph.groups import Analysis, analyze
 from tfprune.graph.rebuild import copy_layer, layer_config, rebuild_model
 from tfprune.graph.rules import named_weights, rule_for
@@ -99,15 +100,30 @@ def strip_filters(masked_model: Any, *, return_plan: bool = False) -> Any | tupl
     Returns a new tf_keras model of stock layers only, with all surviving weights copied, the
     same input and output signature, and the same outputs as ``masked_model``. With
     ``return_plan=True`` also returns the :class:`~tfprune.PruningPlan` of what was kept.
-    A model without masks is returned as an unchanged copy.
+    A model without masks is returned as an unchanged copy. When the model has masks but every
+    one is all ones, the copy is full size too and a
+    :class:`~tfprune.errors.NothingPrunedWarning` says so.
     """
     require_tf_keras(masked_model, "tfprune.strip_filters")
     analysis = analyze(masked_model)
     pruned = pruned_from_masks(analysis)
+    if not any(p.any() for p in pruned.values()) and _has_masks(analysis):
+        warnings.warn(
+            f"strip_filters: every mask of model {masked_model.name!r} is all ones, so no "
+            "filter was removed and the result is a full-size copy. Set the masks first: "
+            "prune_filters with a sparsity above 0, fit with tfprune.UpdateFilterMasks for a "
+            "schedule, or train until a regularization callback sets them.",
+            NothingPrunedWarning,
+            stacklevel=2,
+        )
     small = cut_channels(analysis, pruned)
     if return_plan:
         return small, plan_from_pruned(analysis, pruned)
     return small
+
+
+def _has_masks(analysis: Analysis) -> bool:
+    return any(is_mask_layer(m.layer) for g in analysis.groups for m in g.layers)
 
 
 def apply_plan(model: Any, plan: PruningPlan | dict | str) -> Any:
@@ -122,7 +138,7 @@ def apply_plan(model: Any, plan: PruningPlan | dict | str) -> Any:
     elif isinstance(plan, dict):
         plan = PruningPlan.from_dict(plan)
     analysis = analyze(model)
-    if any(is_mask_layer(m.layer) for g in analysis.groups for m in g.layers):
+    if _has_masks(analysis):
         raise UnsupportedModelError(
             "apply_plan expects a model without tfprune masks; use strip_filters on a masked model."
         )

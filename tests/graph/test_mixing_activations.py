@@ -16,7 +16,7 @@ from tfprune.errors import UnsupportedModelError
 
 
 def _mlp(lib, middle):
-    """input -> Dense(16, name="h") -> middle(h) -> Dense(4); ``middle`` may add layers."""
+    """Input -> Dense(16, name="h") -> middle(h) -> Dense(4); ``middle`` may add layers."""
     x = lib.Input((8,))
     h = middle(lib, x)
     return lib.Model(x, lib.layers.Dense(4, name="out")(h))

@@ -8,9 +8,11 @@ conversions (no quantisation), so outputs match TensorFlow's up to float roundin
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import logging
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -90,6 +92,18 @@ def run_tflite(
     return {k: np.asarray(v) for k, v in runner(**dict(inputs)).items()}
 
 
+@contextlib.contextmanager
+def _tf2onnx_warnings_only() -> Iterator[None]:
+    """tf2onnx's INFO lines (opset, rewriters, node counts) hidden while it converts."""
+    logger = logging.getLogger("tf2onnx")
+    level = logger.level
+    logger.setLevel(max(logging.WARNING, level))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def convert_to_onnx(
     saved_model_dir: str,
     output_path: str,
@@ -123,12 +137,13 @@ def convert_to_onnx(
         if outer.dtype != tf.resource and hasattr(outer, "numpy")
     }
     try:
-        model_proto, _ = tf2onnx.convert.from_function(
-            serve,
-            input_signature=specs,
-            opset=opset,
-            custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])},
-        )
+        with _tf2onnx_warnings_only():
+            model_proto, _ = tf2onnx.convert.from_function(
+                serve,
+                input_signature=specs,
+                opset=opset,
+                custom_op_handlers={"Erfc": (_erfc_as_one_minus_erf, [])},
+            )
         _inputs_to_initializers(model_proto, captured)
         atomic_write_bytes(output_path, model_proto.SerializeToString())
     except Exception as err:  # noqa: BLE001 - re-raised with context

@@ -57,7 +57,13 @@ def check_graph_model(model: Any, what: str = "model", *, subclassed: bool = Fal
     if not isinstance(model, keras.Model):
         require_tf_keras(model, "this tfprune function")
         kind = type(model).__module__ + "." + type(model).__name__
-        raise UnsupportedModelError(f"{what} must be a tf_keras Model, got {kind}.")
+        hint = ""
+        if isinstance(model, keras.layers.Layer):
+            hint = (
+                f" {type(model).__name__} is a layer, not a model: wrap it in one, e.g. "
+                "keras.Sequential([keras.Input(shape), layer])."
+            )
+        raise UnsupportedModelError(f"{what} must be a tf_keras Model, got {kind}.{hint}")
     if not is_functional(model):
         if isinstance(model, keras.Sequential):
             raise UnsupportedModelError(

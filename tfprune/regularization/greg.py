@@ -40,6 +40,7 @@ a constant BatchNorm shift.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 import numpy as np
@@ -414,6 +415,50 @@ class GrowingRegularization(GrowingPenaltyRegularizer):
         )
         return out
 
+    def steps_to_masks(self) -> int:
+        """Optimizer steps from now until the masks are set, at most (0 once they are).
+
+        The schedule may end sooner: GReg stops growing once the magnitude ratios reach
+        ``mag_ratio_limit``.
+        """
+        mirror = self._sync()
+        if mirror["phase"] == _DONE:
+            return 0
+        step = int(self.model.optimizer.iterations.numpy()) - max(mirror["begin"], 0)
+        if mirror["phase"] == _STABILIZE:
+            return max(self.stabilize_steps - (step - mirror["stabilize_begin"]), 0)
+        ceiling = self.ceiling * (1 - 1e-6)
+        updates = 0
+        for g in self.groups:
+            if float(self.state[f"g{g.id}_stopped"].numpy()) > 0:
+                continue
+            cand = self.candidates[g.id]
+            coef = self.state[f"g{g.id}_coef"].numpy()
+            if float(self.state[f"g{g.id}_picked"].numpy()) > 0:
+                level = coef[cand & (self.state[f"g{g.id}_pruned"].numpy() > 0.5)].max(initial=0)
+                needed = math.ceil(max(ceiling - level, 0) / self.delta)
+            else:  # GReg-2 still raising its uniform penalty, then the growth after picking
+                level = coef[cand].max(initial=0.0)
+                needed = math.ceil(
+                    max(self.pick_ceiling * (1 - 1e-6) - level, 0) / self.pick_delta
+                ) + math.ceil(max(ceiling - self.pick_ceiling, 0) / self.delta)
+            updates = max(updates, needed)
+        grow = max((mirror["updates"] + updates) * self.update_every - step, 0)
+        return grow + self.stabilize_steps
+
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self.state is not None and int(self.state["phase"].numpy()) == _DONE:
+        if self.state is None:
+            return
+        if int(self.state["phase"].numpy()) == _DONE:
             self._remove_loss()
+            return
+        if self.phase == "stabilize":
+            advice = f"lower stabilize_steps (now {self.stabilize_steps:,})"
+        else:
+            picking = f" and pick_delta (now {self.pick_delta:g})" if self.phase == "pick" else ""
+            advice = (
+                f"shorten the schedule: raise delta (now {self.delta:g}){picking}, lower "
+                f"update_every (now {self.update_every}) or stabilize_steps (now "
+                f"{self.stabilize_steps:,})"
+            )
+        self._warn_masks_not_set(self.steps_to_masks(), advice)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from tfprune.compat import keras, require_tf_keras, tf
-from tfprune.errors import InvalidArgumentError, UnsupportedModelError
+from tfprune.errors import InvalidArgumentError, NothingPrunedWarning, UnsupportedModelError
 from tfprune.graph.groups import Analysis, ChannelGroup
 from tfprune.nested import all_layers
 from tfprune.pruning import FilterPruner
@@ -339,6 +339,19 @@ class GrowingPenaltyRegularizer(GroupRegularizer):
         )
         logger.warning(message)
         warnings.warn(message, SeparationWarning, stacklevel=3)
+
+    def _warn_masks_not_set(self, remaining: int, advice: str) -> None:
+        """Warn (and log) that ``fit`` ended before the masks were set, so nothing is pruned."""
+        begin = int(self.state["begin"].numpy())
+        done = max(int(self.model.optimizer.iterations.numpy()) - begin, 0) if begin >= 0 else 0
+        message = (
+            f"{self.log_prefix}: fit ended after {done:,} steps in phase {self.phase!r} "
+            "without setting the masks, so strip_filters would remove no filter. The schedule "
+            f"needs up to {remaining:,} more steps: train longer (fit again continues), or "
+            f"{advice}."
+        )
+        logger.warning(message)
+        warnings.warn(message, NothingPrunedWarning, stacklevel=2)
 
     def separation_logs(self) -> dict[str, float]:
         """Log values of the separation check (present once measured)."""

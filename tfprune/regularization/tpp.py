@@ -28,6 +28,7 @@ Just before a group's filters are first zeroed, its kept/pruned magnitude ratio 
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from typing import Any
 
@@ -337,6 +338,28 @@ class TrainabilityPreserving(GrowingPenaltyRegularizer):
             max(int(self.model.optimizer.iterations.numpy()) - begin, 0) if begin >= 0 else 0
         )
 
+    def steps_to_masks(self) -> int:
+        """Optimizer steps from now until the masks are set (0 once they are)."""
+        mirror = self._sync()
+        if mirror["phase"] == _DONE:
+            return 0
+        step = int(self.model.optimizer.iterations.numpy()) - max(mirror["begin"], 0)
+        if mirror["phase"] == _STABILIZE:
+            return max(self.stabilize_steps - (step - mirror["stabilize_begin"]), 0)
+        updates = math.ceil(self.ceiling * (1 - 1e-6) / self.delta)
+        return max(updates * self.update_every - step, 0) + self.stabilize_steps
+
     def on_train_end(self, logs: dict | None = None) -> None:
-        if self.state is not None and int(self.state["phase"].numpy()) == _DONE:
+        if self.state is None:
+            return
+        if int(self.state["phase"].numpy()) == _DONE:
             self._remove_loss()
+            return
+        if self.phase == "stabilize":
+            advice = f"lower stabilize_steps (now {self.stabilize_steps:,})"
+        else:
+            advice = (
+                f"shorten the schedule: raise delta (now {self.delta:g}), lower update_every "
+                f"(now {self.update_every}) or stabilize_steps (now {self.stabilize_steps:,})"
+            )
+        self._warn_masks_not_set(self.steps_to_masks(), advice)
