@@ -186,7 +186,7 @@ def test_every_zoo_model_runs_on_digits_or_says_why_not(tool, model, tmp_path, c
         args = ["--epochs=1", f"--model={model}", f"--output_dir={tmp_path / 'out'}"]
         status = train.BINARY(args)
     else:
-        status = prune.BINARY(["--train_epochs=1", "--retrain_epochs=0", f"--model={model}"])
+        status = prune.BINARY([*QUICK_PRUNE, f"--model={model}"])
     if status == 2:
         one_line_error(capsys, tool)
     else:

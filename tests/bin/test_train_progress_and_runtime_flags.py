@@ -178,13 +178,3 @@ def test_the_readme_train_command_fits_the_default_data(tmp_path, monkeypatch, c
     monkeypatch.chdir(tmp_path)
     assert train.BINARY([*readme_train_args(), "--epochs=1"]) == 0, capsys.readouterr().err
     assert (tmp_path / "base" / "model.keras").is_file()
-
-
-@pytest.mark.slow
-def test_the_readme_train_command_runs_as_written(tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)
-    args = readme_train_args()
-    assert train.BINARY(args) == 0, capsys.readouterr().err
-    epochs = int(next(a for a in args if a.startswith("--epochs=")).split("=")[1])
-    assert len(read_history(tmp_path / "base" / "history.csv")) == epochs
-    assert json.loads((tmp_path / "base" / "metrics.json").read_text())["acc"] > 0.9

@@ -61,4 +61,4 @@ def test_a_keras3_softmax_over_the_channels_blocks_its_group(middle):
     model = _mlp(compat.keras3(), middle)
     report = str(tfprune.explain(model))
     assert "mixes the channels" in report and "softmax" in report
-    assert tfprune.explain(model).to_dict()["prunable_filters"] == 0
+    assert tfprune.explain(model).to_dict()["prunable_fraction"] == 0

@@ -204,6 +204,7 @@ class Binary:
     def run(self) -> None:
         """Runs the tool as a program on ``sys.argv`` (console-script and ``python -m`` entry)."""
         signal.signal(signal.SIGTERM, _terminate)
+        signal.signal(signal.SIGINT, _interrupt)
         app.run(self._program_main, flags_parser=self._parse_or_exit)
 
     def _program_main(self, argv: Sequence[str]) -> None:
@@ -286,6 +287,14 @@ class Binary:
             return self._stopped("interrupted", 128 + signal.SIGINT)
         except _Terminated:
             return self._stopped("terminated", 128 + signal.SIGTERM)
+        except Exception:
+            # A signal that lands while TensorFlow traces a function can come back as another
+            # error (AutoGraph reports what its tracing ran into); the signal is what happened.
+            if _RECEIVED:
+                signum = _RECEIVED[-1]
+                word = "terminated" if signum == signal.SIGTERM else "interrupted"
+                return self._stopped(word, 128 + signum)
+            raise
         return 0
 
     def _stopped(self, what: str, status: int) -> int:
@@ -312,8 +321,18 @@ class _Terminated(BaseException):
     """SIGTERM arrived (a BaseException, like KeyboardInterrupt: no except Exception stops it)."""
 
 
+#: The signals a program received (SIGINT, SIGTERM), newest last.
+_RECEIVED: list[int] = []
+
+
 def _terminate(signum: int, frame: Any) -> None:
+    _RECEIVED.append(signum)
     raise _Terminated()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    _RECEIVED.append(signum)
+    signal.default_int_handler(signum, frame)
 
 
 def _required(flag: flags.Flag) -> bool:
