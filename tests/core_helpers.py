@@ -435,3 +435,16 @@ def member(group, path: str, role: str):
         if m.path == path and m.role == role:
             return m
     raise AssertionError(f"group {group.name} has no {role!r} member for {path!r}")
+
+
+def tool_error_line(err: str, tool: str) -> str:
+    """The one error line a tool wrote to stderr ``err``; asserts there is no traceback.
+
+    A flag error adds the hint "(run with --help to see the flags)" below the line.
+    """
+    assert "Traceback" not in err, err[-3000:]
+    lines = [line for line in err.splitlines() if line.strip()]
+    if lines[-1] == "(run with --help to see the flags)":
+        lines.pop()
+    assert lines[-1].startswith(f"tfprune-{tool}: error: "), err[-3000:]
+    return lines[-1]

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+from core_helpers import tool_error_line
 
 from tfprune.bin import compare, export, prune, report, train
 from tfprune.models import list_models
@@ -33,15 +34,10 @@ def one_line_error(capsys, tool: str, *needles: str) -> str:
 
     Only a flag error adds the hint "(run with --help to see the flags)" below it.
     """
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err, err[-3000:]
-    if lines[-1] == "(run with --help to see the flags)":
-        lines.pop()
-    assert lines[-1].startswith(f"tfprune-{tool}: error: "), err[-3000:]
+    line = tool_error_line(capsys.readouterr().err, tool)
     for needle in needles:
-        assert needle in lines[-1], lines[-1]
-    return lines[-1]
+        assert needle in line, line
+    return line
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from core_helpers import tool_error_line
 
 from tfprune.bin import compare, prune, train
 from tfprune.configs import TrainConfig
@@ -27,13 +28,7 @@ SMALL_GRID = "methods=[l1],lrs=[0.01],budgets=[1],seeds=[0],baselines=false"
 
 def error_line(capsys, tool: str) -> str:
     """The tool's one-line error (asserts there is no traceback)."""
-    err = capsys.readouterr().err
-    assert "Traceback" not in err, err[-3000:]
-    lines = [line for line in err.splitlines() if line.strip()]
-    if lines[-1] == "(run with --help to see the flags)":  # a flag error's hint
-        lines.pop()
-    assert lines[-1].startswith(f"tfprune-{tool}: error: "), err[-3000:]
-    return lines[-1]
+    return tool_error_line(capsys.readouterr().err, tool)
 
 
 def read_history(path: Path) -> list[dict[str, str]]:
