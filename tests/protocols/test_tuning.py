@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pathlib
 
 import pytest
 
@@ -29,13 +28,8 @@ def _spec(method: str) -> RunSpec:
     )
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> str:
-    return str(tmp_path_factory.mktemp("tuning"))
-
-
-def test_tuner_tries_every_lr_and_picks_the_best(workdir):
-    tmp_path = pathlib.Path(workdir)
+def test_tuner_tries_every_lr_and_picks_the_best(tmp_path):
+    workdir = str(tmp_path)
     res = tune_retrain_lr(_spec("l1"), [1e-2, 1e-4], workdir, log=lambda _: None)
     assert set(res.values) == {1e-2, 1e-4}
     assert res.best_value == max(res.values.values())
@@ -51,15 +45,17 @@ def test_tuner_tries_every_lr_and_picks_the_best(workdir):
     assert resumed.values == res.values and resumed.best_lr == res.best_lr
 
 
-def test_compare_at_best_lr_runs_each_method(workdir):
+def test_compare_at_best_lr_runs_each_method(tmp_path):
     out = compare_at_best_lr(
-        [_spec("l1"), _spec("random")], [1e-2, 1e-4], workdir, log=lambda _: None
+        [_spec("l1"), _spec("random")], [1e-2, 1e-4], str(tmp_path), log=lambda _: None
     )
     assert set(out) == {"l1", "random"}
     for method, res in out.items():
         assert set(res.values) == {1e-2, 1e-4}  # each method at every LR of the same grid
         assert res.best_value == res.values[res.best_lr] == max(res.values.values())
+        assert len(res.records) == 2  # a fresh folder: every trial ran here
         assert all(r.spec["method"] == method for r in res.records.values())
+    assert len(os.listdir(tmp_path / "base_models")) == 1  # both methods prune the same base
 
 
 def test_tuner_validates_its_arguments(tmp_path):
