@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from tfprune.errors import ConfigError
 from tfprune.protocols.execute import execute
 from tfprune.protocols.setups import setup_check
-from tfprune.protocols.spec import RetrainRecipe, RunSpec
+from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
 
 BASE = {"schedule": "0:0.05", "epochs": 4, "batch_size": 64}
 QUIET = {"log": lambda _: None}
@@ -34,18 +35,27 @@ def _spec(method: str, **over) -> RunSpec:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> str:
-    return str(tmp_path_factory.mktemp("results"))
+def l1_run(tmp_path_factory) -> tuple[RunRecord, str]:
+    """The L1 run (JSV every epoch) and its own folder, built from scratch; tests only read it."""
+    folder = str(tmp_path_factory.mktemp("l1_run"))
+    spec = _spec("l1", options={"jsv_samples": 32, "jsv_every_epoch": True})
+    return execute(spec, folder, **QUIET), folder
 
 
-@pytest.fixture(scope="module")
-def l1_record(workdir):
-    return execute(
-        _spec("l1", options={"jsv_samples": 32, "jsv_every_epoch": True}), workdir, **QUIET
-    )
+@pytest.fixture
+def l1_record(l1_run) -> RunRecord:
+    return l1_run[0]
 
 
-def test_l1_record_has_metrics_history_and_setup(l1_record, workdir):
+@pytest.fixture
+def workdir(tmp_path, l1_run) -> str:
+    """A fresh results folder whose base-model cache holds a copy of the L1 run's base."""
+    shutil.copytree(os.path.join(l1_run[1], "base_models"), tmp_path / "base_models")
+    return str(tmp_path)
+
+
+def test_l1_record_has_metrics_history_and_setup(l1_run):
+    l1_record, folder = l1_run
     m, h, s = l1_record.metrics, l1_record.history, l1_record.setup
     assert m["params"] < m["base_params"] and m["flops"] < m["base_flops"]
     assert m["speedup"] == pytest.approx(m["base_flops"] / m["flops"])
@@ -60,7 +70,8 @@ def test_l1_record_has_metrics_history_and_setup(l1_record, workdir):
     assert m["jsv_after_prune"] < m["jsv_base"]  # the sparsifying action damages isometry
     assert s["finetune_schedule"] == "0:0.01,1:0.001" and s["finetune_epochs"] == 2
     assert s["total_epochs"] == 4 + 2 and s["base_id"] == _spec("l1").base_id()
-    assert os.listdir(os.path.join(workdir, "base_models")) == [_spec("l1").base_id()]
+    assert m["base_cached"] is False  # the base was trained for this run
+    assert os.listdir(os.path.join(folder, "base_models")) == [_spec("l1").base_id()]
 
 
 def test_execute_is_deterministic_and_reuses_the_base(l1_record, workdir):
