@@ -1,12 +1,11 @@
 """tfprune-compare end to end: kill and resume, the README's scratch_vs_prune command, repairs.
 
-SIGKILL mid-grid and a rerun redo nothing finished; the README's scratch_vs_prune command runs
-(SX-B included); a damaged record is named and repaired, another config is refused, and dry runs
-show finished runs and size grids without the data files.
+SIGKILL mid-grid (while a known run is held) and a rerun redo nothing finished; the README's
+scratch_vs_prune command runs (SX-B included); a damaged record is named and repaired, another
+config is refused, and dry runs show finished runs and size grids without the data files.
 
-Every ``tfprune-compare``/``tfprune-report`` process imports TensorFlow (~5-10 s on 2 cores), so
-the test starts only the processes its checks need: the killed run and the resuming rerun; the
-third, do-nothing run and the report run in the test process.
+Every process imports TensorFlow (~5-10 s on 2 cores), so the test starts only the one it kills;
+the resuming rerun, the do-nothing run and the report run in the test process.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -33,7 +31,7 @@ base: {schedule: "0:0.02", epochs: 1, batch_size: 32}
 budgets: [1]
 methods: [l1]
 lrs: [0.01, 0.001]
-seeds: [0, 1]
+seeds: [0]
 baselines: false
 jsv_samples: 0
 jsv_every_epoch: false
@@ -54,55 +52,82 @@ def env() -> dict[str, str]:
     return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
 
 
+# The grid of CONFIG run by ``run_protocol`` through ``execute``; the second run is held once it
+# has started (claimed, its folder made), so the test's SIGKILL lands mid-grid whatever the speed.
+HOLD_SECOND_RUN = """
+import signal, sys
+from tfprune.protocols import execute, resolve_config, run_protocol
+
+config, out = sys.argv[1:]
+started = []
+
+
+def execute_or_hold(spec, workdir, **kwargs):
+    started.append(spec.run_id())
+    if len(started) == 2:
+        print("holding", spec.run_id(), flush=True)
+        while True:
+            signal.pause()
+    return execute(spec, workdir, **kwargs)
+
+
+run_protocol(resolve_config(None, config), out, execute_fn=execute_or_hold, log=lambda _: None)
+"""
+
+
 @pytest.mark.slow
 def test_kill_and_resume(tmp_path, capsys):
     config = tmp_path / "tiny.yaml"
     config.write_text(CONFIG)
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        command(config, out),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env(),
-        cwd=REPO,
-    )
-    deadline = time.time() + 400
+    log = tmp_path / "held.log"
+    with open(log, "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", HOLD_SECOND_RUN, str(config), str(out)],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env=env(),
+            cwd=REPO,
+        )
     try:
-        while time.time() < deadline and proc.poll() is None:
-            if list(out.glob("runs/*/record.json")):
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None, "the grid finished before it could be killed"
+        line = proc.stdout.readline()
+        assert line.startswith("holding "), log.read_text()[-3000:]
+        held = line.split()[1]
+        # The store shows the grid mid-way: one run recorded, the held one claimed but not.
+        finished = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/record.json")}
+        assert len(finished) == 1 and held not in {p.parent.name for p in finished}
+        assert (out / "runs" / held).is_dir() and not (out / "runs" / held / "record.json").exists()
+        assert json.loads((out / "claims" / f"{held}.json").read_text())["pid"] == proc.pid
         proc.send_signal(signal.SIGKILL)
     finally:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+        proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
-    finished = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/record.json")}
-    assert 1 <= len(finished) < 4
     assert not (out / "report").exists()
 
-    rerun = subprocess.run(
-        command(config, out), capture_output=True, text=True, env=env(), cwd=REPO, timeout=600
-    )
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert f"{len(finished)} already finished, {4 - len(finished)} to run" in rerun.stdout
-    records = list(out.glob("runs/*/record.json"))
-    assert len(records) == 4
+    # The rerun (the binary's main in this process: no second TensorFlow start-up) runs only the
+    # killed run.
+    args = [f"--config={config}", f"--output_dir={out}"]
+    capsys.readouterr()
+    assert compare_bin.BINARY(args) == 0
+    printed = capsys.readouterr().out
+    assert "1 already finished, 1 to run" in printed
     assert {p: p.stat().st_mtime_ns for p in finished} == finished  # not redone
+    assert len(list(out.glob("runs/*/record.json"))) == 2
     assert not list(out.glob("runs/*/.*.tmp")) and not list(out.glob("runs/*/error.json"))
+    assert not (out / "claims").exists()
     # The results table is printed (the compact one; the full table is in the report) and the
     # report written.
-    assert "\ncell " in rerun.stdout and "L1 / lr=1e-2 / 1ep" in rerun.stdout
+    assert "\ncell " in printed and "L1 / lr=1e-2 / 1ep" in printed
     assert (out / "report" / "summary.md").is_file()
     assert "seeds:" in (out / "config.yaml").read_text()
 
-    # A third run does nothing (the binary's main in this process: no third TensorFlow start-up)
-    # and report regenerates the same table.
-    capsys.readouterr()
-    assert compare_bin.BINARY([f"--config={config}", f"--output_dir={out}"]) == 0
-    assert "4 already finished, 0 to run" in capsys.readouterr().out
+    # A third run does nothing, and report regenerates the same table.
+    assert compare_bin.BINARY(args) == 0
+    assert "2 already finished, 0 to run" in capsys.readouterr().out
     assert report_bin.BINARY([f"--output_dir={out}"]) == 0
     assert "L1 / lr=1e-3 / 1ep" in capsys.readouterr().out
 
