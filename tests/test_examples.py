@@ -9,14 +9,12 @@ flags its docstring gives for a quick try; the protocol config runs through
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from core_helpers import run_checkout_python
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLES = REPO_ROOT / "examples"
@@ -31,16 +29,7 @@ def run_example(args: list[str], folder: pathlib.Path) -> str:
     The run must end without a traceback and without tfprune's warnings that a schedule
     removed nothing or removed filters that still carried weight.
     """
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(
-        [sys.executable, *args],
-        cwd=folder,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-        check=False,
-    )
+    done = run_checkout_python(args, folder, timeout=1800)
     assert done.returncode == 0, f"{args} exited {done.returncode}:\n{done.stderr[-3000:]}"
     for warning in ("NothingPrunedWarning", "SeparationWarning"):
         assert warning not in done.stderr, done.stderr[-3000:]

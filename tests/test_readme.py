@@ -27,7 +27,6 @@ import os
 import pathlib
 import re
 import shlex
-import subprocess
 import sys
 import warnings
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from core_helpers import run_checkout_python
 
 from tfprune.compat import keras, tf
 from tfprune.errors import NothingPrunedWarning
@@ -45,7 +45,8 @@ README = REPO_ROOT / "README.md"
 DOCS = REPO_ROOT / "docs"
 RUNNABLE = "<!-- runnable -->"
 MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"  # as tests/conftest.py's mnist_dir
-FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w-]*)[ \t]*$")
+# A fence: ```lang, or ```{.lang} (how the docs include examples/ files, which ruff leaves be).
+FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?:\{\.)?(?P<lang>[\w-]*)\}?[ \t]*$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -374,17 +375,8 @@ def test_readme_tool_command_runs_as_written(where, command, tmp_path):
     if "--data_dir=data/mnist" in command and not MNIST.is_dir():
         pytest.skip(f"no MNIST files in {MNIST}")
     _fresh_clone(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     for step in [command, *_followers(command)]:
-        done = subprocess.run(
-            _as_run_here(step, tmp_path),
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=3600,
-            check=False,
-        )
+        done = run_checkout_python(_as_run_here(step, tmp_path)[1:], tmp_path, timeout=3600)
         assert done.returncode == 0, (
             f"{where}: `{step}` exited {done.returncode}:\n{done.stderr[-3000:]}"
         )
