@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import pathlib
+import subprocess
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -448,3 +452,20 @@ def tool_error_line(err: str, tool: str) -> str:
         lines.pop()
     assert lines[-1].startswith(f"tfprune-{tool}: error: "), err[-3000:]
     return lines[-1]
+
+
+def run_checkout_python(
+    argv: list[str], cwd: pathlib.Path, timeout: int
+) -> subprocess.CompletedProcess[str]:
+    """``python <argv>`` in ``cwd`` with this checkout's tfprune (quiet TensorFlow logs)."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return subprocess.run(
+        [sys.executable, *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -51,8 +51,9 @@ def test_benchmark_defines_absl_flags_with_help_texts(path):
 
 
 def _readme_benchmark_flags() -> list[tuple[str, str]]:
-    """``(script, flag)`` of every flag the README passes to a benchmark script."""
-    text = (REPO_ROOT / "README.md").read_text()
+    """``(script, flag)`` of every flag the README or the docs pass to a benchmark script."""
+    pages = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").rglob("*.md"))]
+    text = "\n".join(p.read_text() for p in pages)
     out = []
     command = re.compile(r"benchmarks/(\w+\.py)((?:[ \t]+[^\s`]+)*)")  # to the line's end
     for match in command.finditer(text):

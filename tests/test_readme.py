@@ -1,4 +1,4 @@
-"""Every example of the README runs as written.
+"""Every example of the README and every runnable example of the docs runs as written.
 
 The README's fenced ``python`` blocks run in this process, in a temporary working folder, on
 small data: a block uses names the README leaves to the reader (``model``, ``train_ds``,
@@ -10,16 +10,23 @@ data has them); ``.venv/bin/python`` is this interpreter and a ``/tmp/...`` path
 temporary folder instead. Not run: ``pip install`` and ``python3 -m venv`` (the environment the
 tests run in), the test command itself, ``benchmarks/`` scripts (long measurements, run by
 hand), and the cluster examples (Slurm, multi-worker ``TF_CONFIG``), which need a cluster.
+
+The pages of the docs site (``docs/**/*.md``) follow the same rules for the blocks marked
+runnable: a fenced block whose fence comes right after the line ``<!-- runnable -->`` (an HTML
+comment, invisible on the site). Their ``python`` blocks need a :data:`GIVENS` entry like the
+README's; their ``sh`` blocks run their tool commands. Unmarked blocks are not run (output
+samples, cluster scripts, ``--8<--`` includes of ``examples/``, which tests/test_examples.py
+runs). The API reference (``docs/api.md``) must name every public name of the facade.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import os
 import pathlib
 import re
 import shlex
-import subprocess
 import sys
 import warnings
 from collections.abc import Callable
@@ -27,6 +34,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from core_helpers import run_checkout_python
 
 from tfprune.compat import keras, tf
 from tfprune.errors import NothingPrunedWarning
@@ -34,17 +42,21 @@ from tfprune.regularization import SeparationWarning
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = REPO_ROOT / "README.md"
+DOCS = REPO_ROOT / "docs"
+RUNNABLE = "<!-- runnable -->"
 MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"  # as tests/conftest.py's mnist_dir
-FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?P<lang>[\w-]*)[ \t]*$")
+# A fence: ```lang, or ```{.lang} (how the docs include examples/ files, which ruff leaves be).
+FENCE = re.compile(r"^(?P<indent>[ \t]*)```(?:\{\.)?(?P<lang>[\w-]*)\}?[ \t]*$")
 
 
 @dataclasses.dataclass(frozen=True)
 class Block:
-    """A fenced code block of the README: its language, first code line (1-based) and code."""
+    """A fenced code block: its language, first code line (1-based), code, and run marker."""
 
     lang: str
     line: int
     code: str
+    marked: bool = False  # the line before its fence is RUNNABLE
 
 
 def readme_blocks(text: str) -> list[Block]:
@@ -61,9 +73,25 @@ def readme_blocks(text: str) -> list[Block]:
         while j < len(lines) and not FENCE.match(lines[j]):
             body.append(lines[j][indent:] if lines[j][:indent].strip() == "" else lines[j])
             j += 1
-        blocks.append(Block(start["lang"], i + 2, "\n".join(body) + "\n"))
+        marked = i > 0 and lines[i - 1].strip() == RUNNABLE
+        blocks.append(Block(start["lang"], i + 2, "\n".join(body) + "\n", marked))
         i = j + 1
     return blocks
+
+
+def documents() -> list[pathlib.Path]:
+    """The README and the pages of the docs site."""
+    return [README, *sorted(DOCS.rglob("*.md"))]
+
+
+def _name(path: pathlib.Path) -> str:
+    return str(path.relative_to(REPO_ROOT))
+
+
+def runnable_blocks(path: pathlib.Path) -> list[Block]:
+    """The blocks of ``path`` that tests run: all of the README's, the marked ones elsewhere."""
+    blocks = readme_blocks(path.read_text())
+    return blocks if path == README else [b for b in blocks if b.marked]
 
 
 def _is_tool(words: list[str]) -> bool:
@@ -87,6 +115,30 @@ def _commands_of(code: str) -> list[str]:
             if _is_tool(words):
                 commands.append(" ".join(shlex.quote(w) for w in words))
     return commands
+
+
+def document_commands(path: pathlib.Path) -> list[tuple[int, str]]:
+    """``(line, command)`` of the tool commands ``path`` runs: see :func:`tool_commands`.
+
+    The README's every command; a docs page's commands in its runnable ``sh`` blocks.
+    """
+    if path == README:
+        return tool_commands(path.read_text())
+    found: dict[str, int] = {}
+    for block in runnable_blocks(path):
+        if block.lang == "sh":
+            for command in _commands_of(block.code):
+                found.setdefault(command, block.line)
+    return sorted(((line, command) for command, line in found.items()), key=lambda lc: lc[0])
+
+
+def all_commands() -> list[tuple[str, int, str]]:
+    """``(document, line, command)`` of every command the README and the docs run, first seen."""
+    found: dict[str, tuple[str, int]] = {}
+    for path in documents():
+        for line, command in document_commands(path):
+            found.setdefault(command, (_name(path), line))
+    return [(document, line, command) for command, (document, line) in found.items()]
 
 
 def tool_commands(text: str) -> list[tuple[int, str]]:
@@ -167,18 +219,14 @@ def _gradual_check(ns: dict[str, Any]) -> None:
     assert small.count_params() < ns["model"].count_params()
 
 
-def _greg_givens() -> dict[str, Any]:
-    from tfprune.models import get_model
+def _first_prune_check(ns: dict[str, Any]) -> None:
+    import tfprune
 
-    keras.utils.set_random_seed(0)
-    data = _digits(32)
-    x_sample = next(iter(data.test))[0]
-    return {"base": get_model("small_cnn", seed=0), "train_ds": data.train, "x_sample": x_sample}
-
-
-def _greg_check(ns: dict[str, Any]) -> None:
-    assert ns["greg"].phase == "done"
-    assert (ns["base"].count_params(), ns["small"].count_params()) == (38_442, 10_010)
+    assert (tfprune.count_params(ns["model"]), tfprune.count_params(ns["small"])) == (
+        38_442,
+        10_010,
+    )
+    assert pathlib.Path("small_cnn.keras").is_file()
 
 
 def _keras3_check(ns: dict[str, Any]) -> None:
@@ -189,7 +237,7 @@ def _keras3_check(ns: dict[str, Any]) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Givens:
-    """What one README python block needs: the reader's names, the check after it, its cost."""
+    """What one python block needs: the reader's names, the check after it, its cost."""
 
     marker: str  # a line of the block that identifies it
     givens: Callable[[], dict[str, Any]] = dict
@@ -212,8 +260,7 @@ GIVENS = [
     ),
     Givens("found = tfprune.find_sparsity_for_target(", _target_givens, slow=True),
     Givens("schedule = tfmot.sparsity.keras.PolynomialDecay(", _gradual_givens, _gradual_check),
-    Givens("greg = tfprune.GrowingRegularization(", _greg_givens, _greg_check, slow=True),
-    Givens("specs = expand_config(resolve_config(", slow=True),
+    Givens('model = get_model("small_cnn", seed=0)  # any', check=_first_prune_check),
     Givens("model = keras.applications.MobileNetV2(weights=None)", check=_keras3_check),
 ]
 
@@ -223,13 +270,15 @@ IMPORTED = "import tfprune\nfrom tfprune.compat import keras\n"
 
 def _python_cases() -> list[Any]:
     cases = []
-    for block in readme_blocks(README.read_text()):
-        if block.lang != "python":
-            continue
-        found = [g for g in GIVENS if g.marker in block.code]
-        given = found[0] if len(found) == 1 else None
-        marks = [pytest.mark.slow] if given is not None and given.slow else []
-        cases.append(pytest.param(block, given, id=f"README.md:{block.line}", marks=marks))
+    for path in documents():
+        for block in runnable_blocks(path):
+            if block.lang != "python":
+                continue
+            found = [g for g in GIVENS if g.marker in block.code]
+            given = found[0] if len(found) == 1 else None
+            marks = [pytest.mark.slow] if given is not None and given.slow else []
+            where = f"{_name(path)}:{block.line}"
+            cases.append(pytest.param(where, block, given, id=where, marks=marks))
     return cases
 
 
@@ -241,10 +290,10 @@ def _fresh_clone(folder: Any) -> None:
         (folder / "data" / "mnist").symlink_to(MNIST)
 
 
-@pytest.mark.parametrize(("block", "given"), _python_cases())
-def test_readme_python_block_runs_as_written(block, given, tmp_path, monkeypatch):
+@pytest.mark.parametrize(("where", "block", "given"), _python_cases())
+def test_readme_python_block_runs_as_written(where, block, given, tmp_path, monkeypatch):
     assert given is not None, (
-        f"the python block at README.md:{block.line} has no (or several) entries in GIVENS of "
+        f"the python block at {where} has no (or several) entries in GIVENS of "
         f"tests/test_readme.py; add the names it leaves to the reader:\n{block.code}"
     )
     for module in given.needs:
@@ -256,7 +305,7 @@ def test_readme_python_block_runs_as_written(block, given, tmp_path, monkeypatch
     namespace.update(given.givens())
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        exec(compile(block.code, f"README.md:{block.line}", "exec"), namespace)  # noqa: S102
+        exec(compile(block.code, where, "exec"), namespace)  # noqa: S102
     bad = [w for w in caught if issubclass(w.category, (NothingPrunedWarning, SeparationWarning))]
     assert not bad, [str(w.message) for w in bad]
     if given.check is not None:
@@ -279,8 +328,7 @@ QUICK = ("--dry_run", "--help")
 
 def _tool_cases() -> list[Any]:
     cases = []
-    commands = tool_commands(README.read_text())
-    for line, command in commands:
+    for document, line, command in all_commands():
         if any(key in command for key in RUN_ELSEWHERE) or _follows_a_run(command):
             continue
         marks = (
@@ -288,12 +336,13 @@ def _tool_cases() -> list[Any]:
             if any(q in command for q in QUICK) and "--calibrate" not in command
             else [pytest.mark.slow]
         )
-        cases.append(pytest.param(line, command, id=f"README.md:{line}: {command}", marks=marks))
+        where = f"{document}:{line}"
+        cases.append(pytest.param(where, command, id=f"{where}: {command}", marks=marks))
     return cases
 
 
 def _followers(command: str) -> list[str]:
-    """README report commands that read what the compare ``command`` writes (run after it).
+    """Report commands of the README or docs that read what the compare ``command`` writes.
 
     One test runs both, so the protocol trains once and no test reads another's output.
     """
@@ -302,14 +351,14 @@ def _followers(command: str) -> list[str]:
         return []
     return [
         c
-        for _, c in tool_commands(README.read_text())
+        for _, _, c in all_commands()
         if "-m tfprune.bin.report" in c and f"--output_dir={folder[1]}" in c
     ]
 
 
 def _follows_a_run(command: str) -> bool:
     """Whether ``command`` is a report run by the test of the compare command it reads."""
-    return any(command in _followers(c) for _, c in tool_commands(README.read_text()))
+    return any(command in _followers(c) for _, _, c in all_commands())
 
 
 def _as_run_here(command: str, folder: Any) -> list[str]:
@@ -318,37 +367,67 @@ def _as_run_here(command: str, folder: Any) -> list[str]:
     return [w.replace("=/tmp/", f"={folder}/") for w in words]
 
 
-@pytest.mark.parametrize(("line", "command"), _tool_cases())
-def test_readme_tool_command_runs_as_written(line, command, tmp_path):
+@pytest.mark.parametrize(("where", "command"), _tool_cases())
+def test_readme_tool_command_runs_as_written(where, command, tmp_path):
     if "--onnx" in command or "--tflite" in command:
         for module in ("tf2onnx", "onnxruntime", "tensorflow_serving"):
             pytest.importorskip(module, reason=f"the deploy extra ({module}) is not installed")
     if "--data_dir=data/mnist" in command and not MNIST.is_dir():
         pytest.skip(f"no MNIST files in {MNIST}")
     _fresh_clone(tmp_path)
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     for step in [command, *_followers(command)]:
-        done = subprocess.run(
-            _as_run_here(step, tmp_path),
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=3600,
-            check=False,
-        )
+        done = run_checkout_python(_as_run_here(step, tmp_path)[1:], tmp_path, timeout=3600)
         assert done.returncode == 0, (
-            f"README.md:{line}: `{step}` exited {done.returncode}:\n{done.stderr[-3000:]}"
+            f"{where}: `{step}` exited {done.returncode}:\n{done.stderr[-3000:]}"
         )
 
 
 def test_the_harness_finds_every_kind_of_example():
     """The extraction itself: blocks in list items, continuation lines, chains, inline code."""
-    text = README.read_text()
-    langs = [b.lang for b in readme_blocks(text)]
-    assert langs.count("python") == len(GIVENS)
-    commands = [c for _, c in tool_commands(text)]
+    python = [b for p in documents() for b in runnable_blocks(p) if b.lang == "python"]
+    assert len(python) == len(GIVENS)
+    assert all(sum(g.marker in b.code for b in python) == 1 for g in GIVENS)
+    commands = [c for _, _, c in all_commands()]
     assert any(c.endswith("-m tfprune.bin.compare --output_dir=results") for c in commands)
     assert any("--raw_dtype=uint8" in c and "--base_dir=/tmp/serving" in c for c in commands)
     assert not any("pip install" in c or "pytest" in c for c in commands)
     assert all(not c.startswith(("tfprune-", "TF_CONFIG")) for c in commands)
+
+
+def test_a_runnable_marker_marks_the_block_that_follows_it():
+    text = "a\n\n<!-- runnable -->\n```python\nx = 1\n```\n\n```python\ny = 2\n```\n"
+    assert [(b.code, b.marked) for b in readme_blocks(text)] == [
+        ("x = 1\n", True),
+        ("y = 2\n", False),
+    ]
+
+
+def _facade_names() -> list[str]:
+    """``__all__`` of ``tfprune/__init__.pyi``: every name ``import tfprune`` offers."""
+    tree = ast.parse((REPO_ROOT / "tfprune" / "__init__.pyi").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            return list(ast.literal_eval(node.value))
+    raise AssertionError("tfprune/__init__.pyi has no __all__")
+
+
+def test_the_api_reference_has_an_entry_for_every_public_name():
+    entries = re.findall(r"^::: tfprune\.(\w+)\s*$", (DOCS / "api.md").read_text(), flags=re.M)
+    names = _facade_names()
+    assert len(names) > 50
+    assert sorted(set(names) - set(entries)) == [], "add them to docs/api.md"
+    assert sorted(set(entries) - set(names)) == [], "not public names of tfprune/__init__.pyi"
+    assert len(entries) == len(set(entries))
+
+
+def test_the_docs_include_every_example_and_only_existing_files():
+    included = {
+        m[1]
+        for p in documents()
+        for m in re.finditer(r'^--8<-- "([^"]+)"', p.read_text(), flags=re.M)
+    }
+    assert all((REPO_ROOT / f).is_file() for f in included), included
+    examples = {f"examples/{p.name}" for p in (REPO_ROOT / "examples").iterdir() if p.is_file()}
+    assert examples <= included, sorted(examples - included)

@@ -300,8 +300,9 @@ class ConvOrthogonality(OrthogonalityRegularizer):
         stride, so that an orthogonal convolution has penalty 0 (Wang et al.). The TPP
         authors' comparison used 2 for every layer.
       padding: zero padding on each side of the self-convolution (>= 0). Default 1.
-      layers, skip, log_prefix: see :class:`OrthogonalityRegularizer` (log key
-        ``orthconv/penalty``).
+      layers: regular expressions of the layers to regularize (default: all conv/dense).
+      skip: names of layers never regularized.
+      log_prefix: prefix of the log key (default ``orthconv``: ``orthconv/penalty``).
     """
 
     def __init__(
