@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from tfprune.configs import ProtocolConfig
-from tfprune.errors import ConfigError, InvalidArgumentError, TfpruneError
+from tfprune.errors import ConfigError, InvalidArgumentError, RunFailedError, TfpruneError
 from tfprune.files import mark_as_tfprune
 from tfprune.protocols.grids import Protocol, Summary
-from tfprune.protocols.runner import RunFailedError, plan_shard, run_protocol
+from tfprune.protocols.runner import plan_shard, run_protocol
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
 from tfprune.protocols.store import RunStore
 
@@ -59,7 +59,7 @@ class ToyProtocol(Protocol):
                     )
         return specs
 
-    def summarize(self, records):
+    def summarize(self, records, config=None):
         cells = {}
         for r in records:
             cells.setdefault(r.spec["cell"], []).append(r.metrics["final_acc"])
