@@ -8,7 +8,7 @@ import pytest
 
 from tfprune.protocols import resolve_config
 from tfprune.protocols.grids import PROTOCOLS
-from tfprune.protocols.schedules import parse_schedule
+from tfprune.training.schedules import parse_schedule
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 

@@ -13,8 +13,7 @@ from core_helpers import tool_error_line
 from tfprune.bin import report as report_tool
 from tfprune.bin.jobs import report as report_job
 from tfprune.errors import InvalidArgumentError, NoFinishedRunsError
-from tfprune.protocols.base import outcome, paired_test_text, summarize_cells
-from tfprune.protocols.grids import Protocol, Summary
+from tfprune.protocols.base import Protocol, Summary, outcome, paired_test_text, summarize_cells
 from tfprune.protocols.report import (
     _accuracy_figure,
     _Curve,

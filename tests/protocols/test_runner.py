@@ -20,7 +20,7 @@ import pytest
 from tfprune.configs import ProtocolConfig
 from tfprune.errors import ConfigError, InvalidArgumentError, RunFailedError, TfpruneError
 from tfprune.files import mark_as_tfprune
-from tfprune.protocols.grids import Protocol, Summary
+from tfprune.protocols.base import Protocol, Summary
 from tfprune.protocols.runner import plan_shard, run_protocol
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
 from tfprune.protocols.store import RunStore

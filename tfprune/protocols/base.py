@@ -31,10 +31,10 @@ from typing import Any
 from tfprune.errors import ConfigError
 from tfprune.protocols.methods import METHODS, REGULARIZED, get_method
 from tfprune.protocols.params import CommonParams, check_params, defaults_of
-from tfprune.protocols.schedules import parse_schedule
 from tfprune.protocols.setups import setup_check, strictest_shared_named
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec, base_recipe
 from tfprune.protocols.stats import mean_std, paired_test
+from tfprune.training.schedules import parse_schedule
 
 __all__ = [
     "MIN_TESTED_SEEDS",

@@ -60,7 +60,7 @@ class RetrainRecipe:
     """How the pruned (or scratch) model is trained.
 
     Attributes:
-        schedule: LR schedule spec, parsed by :func:`tfprune.protocols.schedules.parse_schedule`:
+        schedule: LR schedule spec, parsed by :func:`tfprune.training.schedules.parse_schedule`:
             ``"0:0.01,30:0.001"`` (epoch:lr, piecewise constant), ``"cosine:0.01:1e-4"``,
             ``"halving:0.01:1e-5"``, ``"ft:0.001"``, ``"lrw:..."``, ``"slr:..."``, ``"clr:..."``.
         epochs: Number of training epochs (>= 0).

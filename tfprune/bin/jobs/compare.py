@@ -11,9 +11,9 @@ from tfprune.bin.common import progress, runtime_overrides
 from tfprune.configs import ProtocolConfig, parse_params_override
 from tfprune.errors import ConfigError, DatasetNotFoundError, InvalidArgumentError
 from tfprune.files import new_output_dir
-from tfprune.protocols.calibration import process_seconds
-from tfprune.protocols.cost import CostEstimator
-from tfprune.protocols.cost_report import format_cost, format_count, format_seconds, format_totals
+from tfprune.protocols.cost.calibration import process_seconds
+from tfprune.protocols.cost.estimate import CostEstimator
+from tfprune.protocols.cost.report import format_cost, format_count, format_seconds, format_totals
 from tfprune.protocols.grids import PROTOCOLS, resolve_config
 from tfprune.protocols.runner import (
     check_output_config,

@@ -37,8 +37,8 @@ from tfprune.protocols.base import (
 )
 from tfprune.protocols.methods import METHODS
 from tfprune.protocols.params import CommonParams, defaults_of
-from tfprune.protocols.schedules import format_piecewise, parse_schedule
 from tfprune.protocols.spec import RunRecord, RunSpec
+from tfprune.training.schedules import format_piecewise, parse_schedule
 
 __all__ = [
     "FinetuneLR",

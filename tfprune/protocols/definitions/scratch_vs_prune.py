@@ -33,13 +33,13 @@ from tfprune.protocols.base import (
     summarize_cells,
 )
 from tfprune.protocols.params import CommonParams, defaults_of
-from tfprune.protocols.schedules import (
+from tfprune.protocols.spec import RunRecord, RunSpec, base_recipe
+from tfprune.training.schedules import (
     format_piecewise,
     halving_schedule,
     parse_schedule,
     truncate_piecewise,
 )
-from tfprune.protocols.spec import RunRecord, RunSpec, base_recipe
 
 __all__ = [
     "ScratchVsPrune",

@@ -27,8 +27,8 @@ from tfprune.protocols.base import (
     summarize_cells,
 )
 from tfprune.protocols.params import CommonParams, defaults_of
-from tfprune.protocols.schedules import parse_schedule
 from tfprune.protocols.spec import RunRecord, RunSpec
+from tfprune.training.schedules import parse_schedule
 
 __all__ = [
     "RetrainSchedules",
