@@ -7,8 +7,22 @@ tools print any :class:`TfpruneError` as one line; any other exception keeps its
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+
+
+def did_you_mean(key: str, known: Iterable[str], n: int = 1) -> str:
+    """`` (did you mean 'x'?)`` naming the ``n`` closest of ``known`` to ``key``, or ``""``.
+
+    What every "unknown name" message appends, e.g. ``f"unknown method {name!r}{hint}"``.
+    """
+    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=n, cutoff=0.6)
+    if not close:
+        return ""
+    names = [repr(c) for c in close]
+    text = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return f" (did you mean {text}?)"
 
 
 class TfpruneError(ValueError):

@@ -8,17 +8,16 @@ trained or read beyond a directory listing.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tfprune.configs.base import did_you_mean
+from tfprune import selection
 from tfprune.data import DATASET_NAMES, cifar, imagenet, mnist
 from tfprune.data.bundle import missing_files_error, resolve_data_dir
-from tfprune.errors import ConfigError, DatasetNotFoundError
+from tfprune.errors import ConfigError, DatasetNotFoundError, InvalidArgumentError, did_you_mean
 from tfprune.models import list_models
 from tfprune.training.schedules import parse_schedule
 
@@ -123,23 +122,23 @@ def check_model(name: Any, where: str = "model") -> str:
 
 
 def check_ratio(value: Any, where: str = "ratio") -> Any:
-    """A pruning ratio in [0, 1), a ``{layer regex: ratio}`` mapping, or a list of those."""
+    """A pruning ratio in [0, 1), a ``{layer regex: ratio}`` mapping, or a list of those.
+
+    Each ratio is checked by :func:`tfprune.selection.check_ratio`, as the library checks it;
+    a mapping comes back as a dict of floats.
+    """
     if isinstance(value, (list, tuple)):
         if not value:
             raise ConfigError(f"{where} must not be an empty list")
         return [check_ratio(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, Mapping):
-        for k, v in value.items():
-            check_ratio(v, f"{where}[{k!r}]")
-        return dict(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return {k: check_ratio(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{where} must be a number in [0, 1), got {value!r}")
-    if not 0.0 <= float(value) < 1.0:
-        raise ConfigError(
-            f"{where}={value!r} is outside [0, 1): it is the fraction of filters removed "
-            "(e.g. 0.5 removes half; 1.0 would remove every filter)"
-        )
-    return float(value)
+    try:
+        return selection.check_ratio(value, where)
+    except InvalidArgumentError as err:
+        raise ConfigError(str(err)) from None
 
 
 def check_epochs(value: Any, where: str = "epochs") -> int:

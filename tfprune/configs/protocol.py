@@ -30,14 +30,13 @@ from tfprune.configs import checks
 from tfprune.configs.base import (
     config_from_dict,
     config_to_dict,
-    did_you_mean,
     dump_yaml,
     load_yaml,
     merge_strict,
     parse_params_override,
 )
 from tfprune.configs.experiment import RecipeConfig
-from tfprune.errors import ConfigError, InvalidArgumentError
+from tfprune.errors import ConfigError, InvalidArgumentError, did_you_mean
 from tfprune.files import atomic_write_text
 from tfprune.runtime import Runtime
 

@@ -35,9 +35,15 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from tfprune.configs.base import did_you_mean, load_yaml
+from tfprune.configs.base import load_yaml
 from tfprune.configs.protocol import CONFIG_FILE, ProtocolConfig
-from tfprune.errors import ConfigError, InvalidArgumentError, NoFinishedRunsError, TfpruneError
+from tfprune.errors import (
+    ConfigError,
+    InvalidArgumentError,
+    NoFinishedRunsError,
+    TfpruneError,
+    did_you_mean,
+)
 from tfprune.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tfprune.protocols.base import MIN_TESTED_SEEDS
 from tfprune.protocols.grids import PROTOCOLS

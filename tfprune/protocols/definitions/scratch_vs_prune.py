@@ -10,8 +10,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from tfprune.configs.base import did_you_mean
-from tfprune.errors import ConfigError
+from tfprune.errors import ConfigError, did_you_mean
 from tfprune.protocols.base import (
     ROW_COLUMNS,
     Protocol,
