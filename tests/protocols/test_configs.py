@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import yaml
 
@@ -10,35 +12,47 @@ from tfprune.configs import (
     ProtocolConfig,
     RecipeConfig,
     check_dataset_files,
+    checks,
     parse_params_override,
     resolve_protocol_config,
     save_config,
 )
 from tfprune.errors import ConfigError, DatasetNotFoundError
+from tfprune.protocols.params import defaults_of
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyParams:
+    """A protocol's settings; each declares its check in its type."""
+
+    dataset: checks.Dataset = "digits"
+    data_dir: str | None = None
+    model: checks.Model = "mlp7_linear"
+    ratios: checks.Ratios = dataclasses.field(default_factory=lambda: [0.5])
+    seeds: checks.Seeds = dataclasses.field(default_factory=lambda: [1, 2])
+    baselines: bool = True
+    base: checks.Recipe = dataclasses.field(
+        default_factory=lambda: {"schedule": "0:0.01,10:0.001", "epochs": 15}
+    )
+    retrain: checks.Recipe = dataclasses.field(
+        default_factory=lambda: {"schedule": "0:0.01,5:0.001", "epochs": 10, "batch_size": 100}
+    )
+    lrs: checks.ScheduleMap = dataclasses.field(
+        default_factory=lambda: {"large": "0:0.01", "small": "0:0.001"}
+    )
+    options: dict = dataclasses.field(default_factory=dict)
 
 
 class _Proto:
-    """A registry entry: only ``default_config`` is read by the config layer."""
+    """A registry entry: the config layer reads ``default_config`` and ``params``."""
 
-    def __init__(self, default_config):
+    def __init__(self, default_config, params=None):
         self.default_config = default_config
+        self.params = params
 
 
 REGISTRY = {
-    "toy": _Proto(
-        {
-            "dataset": "digits",
-            "data_dir": None,
-            "model": "mlp7_linear",
-            "ratios": [0.5],
-            "seeds": [1, 2],
-            "baselines": True,
-            "base": {"schedule": "0:0.01,10:0.001", "epochs": 15},
-            "retrain": {"schedule": "0:0.01,5:0.001", "epochs": 10, "batch_size": 100},
-            "lrs": {"large": "0:0.01", "small": "0:0.001"},
-            "options": {},
-        }
-    ),
+    "toy": _Proto(defaults_of(ToyParams), ToyParams),
     "other": _Proto({"dataset": "digits", "seeds": [1]}),
 }
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from tfprune import selection
 from tfprune.data import DATASET_NAMES, cifar, imagenet, mnist
@@ -22,9 +23,25 @@ from tfprune.models import list_models
 from tfprune.training.schedules import parse_schedule
 
 __all__ = [
+    "LR",
+    "BatchSize",
+    "Dataset",
+    "EpochList",
+    "EpochMap",
+    "Epochs",
+    "LRList",
+    "Model",
+    "Ratio",
+    "Ratios",
+    "Recipe",
+    "Schedule",
+    "ScheduleMap",
+    "Seeds",
     "check_dataset",
     "check_dataset_files",
     "check_epochs",
+    "check_fields",
+    "field_check",
     "check_lr",
     "check_model",
     "check_ratio",
@@ -235,3 +252,116 @@ def check_lr(value: Any, where: str = "lr") -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigError(f"{where} must be a learning rate > 0, got {value!r}")
     return float(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Declared field types: a setting's check is part of its type, not of its name
+# --------------------------------------------------------------------------------------------
+
+#: A check of one setting: ``(value, where, siblings)``; ``siblings`` is the mapping the setting
+#: sits in (a schedule is checked against the ``epochs`` beside it).
+FieldCheck = Callable[[Any, str, Mapping[str, Any]], Any]
+
+
+def _each(check: Callable[[Any, str], Any]) -> FieldCheck:
+    """``check`` applied to a value, to each item of a list or to each value of a mapping."""
+
+    def run(value: Any, where: str, siblings: Mapping[str, Any]) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                check(v, f"{where}[{k!r}]")
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                check(v, f"{where}[{i}]")
+        else:
+            check(value, where)
+
+    return run
+
+
+def _schedule(value: Any, where: str, siblings: Mapping[str, Any]) -> None:
+    epochs = siblings.get("epochs")
+    check_schedule(value, where, epochs if isinstance(epochs, int) else None)
+
+
+def _schedules(value: Any, where: str, siblings: Mapping[str, Any]) -> None:
+    """A schedule per label; a label may hold a whole recipe mapping instead."""
+    for k, v in value.items() if isinstance(value, Mapping) else enumerate(value):
+        sub = f"{where}[{k!r}]"
+        if isinstance(v, Mapping):
+            _recipe(v, sub, siblings)
+        else:
+            check_schedule(v, sub)
+
+
+def _recipe(value: Any, where: str, siblings: Mapping[str, Any]) -> None:
+    """A training recipe mapping (``schedule``, ``epochs``, ``batch_size``, optimizer fields)."""
+    if not value:
+        return
+    if "epochs" in value:
+        check_epochs(value["epochs"], f"{where}.epochs")
+    if "schedule" in value:
+        _schedule(value["schedule"], f"{where}.schedule", value)
+    if "batch_size" in value:
+        _batch_size(value["batch_size"], f"{where}.batch_size", value)
+
+
+def _batch_size(value: Any, where: str, siblings: Mapping[str, Any]) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where} must be an integer >= 1, got {value!r}")
+    if value < 1:
+        raise ConfigError(f"{where} must be >= 1, got {value}")
+
+
+def field_check(check: Callable[[Any, str], Any]) -> FieldCheck:
+    """A declared check that calls ``check(value, where)``.
+
+    For example ``Annotated[float | None, field_check(check_lr)]``.
+    """
+    return lambda value, where, siblings: check(value, where)
+
+
+Dataset = Annotated[str, field_check(check_dataset)]
+"""A dataset name (:data:`tfprune.data.DATASET_NAMES`)."""
+Model = Annotated[str, field_check(check_model)]
+"""A zoo model name or ``keras:<Application>``."""
+Ratio = Annotated[float | dict, field_check(check_ratio)]
+"""A pruning ratio in [0, 1) or ``{layer-name regex: ratio}``."""
+Ratios = Annotated[list[float | dict], field_check(check_ratio)]
+"""A non-empty list of pruning ratios."""
+Seeds = Annotated[int | list[int], field_check(check_seeds)]
+"""A seed count n (seeds 0..n-1) or a list of distinct seeds."""
+Epochs = Annotated[int, _each(check_epochs)]
+"""A whole number of epochs >= 0."""
+EpochList = Annotated[list[int], _each(check_epochs)]
+"""A list of epoch counts."""
+EpochMap = Annotated[dict, _each(check_epochs)]
+"""An epoch count per label."""
+LR = Annotated[float, field_check(check_lr)]
+"""A learning rate > 0."""
+LRList = Annotated[list[float], field_check(check_lr)]
+"""A list of learning rates > 0."""
+Schedule = Annotated[str, _schedule]
+"""An LR schedule text (checked against the ``epochs`` beside it, if any)."""
+ScheduleMap = Annotated[dict, _schedules]
+"""An LR schedule (or a recipe mapping) per label."""
+Recipe = Annotated[dict, _recipe]
+"""A training recipe mapping (``schedule``, ``epochs``, ``batch_size``, ...)."""
+BatchSize = Annotated[int, _batch_size]
+"""A batch size >= 1."""
+
+
+def check_fields(schema: type, values: Mapping[str, Any], prefix: str = "") -> None:
+    """Run the check each setting of ``values`` declares in its type in ``schema``.
+
+    ``schema`` is a dataclass whose fields are annotated with the types above (such as
+    :data:`Ratio` or :data:`Schedule`); settings without a declared check, and null values, are
+    not checked here. Errors name the setting as ``prefix + name``.
+    """
+    hints = typing.get_type_hints(schema, include_extras=True)
+    for key, value in values.items():
+        hint = hints.get(key)
+        if value is None or typing.get_origin(hint) is not Annotated:
+            continue
+        for check in hint.__metadata__:
+            check(value, f"{prefix}{key}", values)

@@ -14,6 +14,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
+from tfprune.configs.checks import BatchSize, Dataset, Model, Ratio, Recipe, Seeds
 from tfprune.errors import ConfigError
 
 __all__ = [
@@ -55,17 +56,17 @@ class CommonParams:
             other run ids, when on.
     """
 
-    dataset: str = "digits"
+    dataset: Dataset = "digits"
     data_dir: str | None = None
-    model: str = "mlp7_linear"
+    model: Model = "mlp7_linear"
     model_kwargs: dict = dataclasses.field(default_factory=dict)
     data_options: dict = dataclasses.field(default_factory=dict)
-    base: dict = dataclasses.field(
+    base: Recipe = dataclasses.field(
         default_factory=lambda: {"schedule": "0:0.02,15:0.002", "epochs": 20, "batch_size": 32}
     )
-    seeds: int | list[int] = 3
-    ratio: float | dict = 0.8
-    batch_size: int = 32
+    seeds: Seeds = 3
+    ratio: Ratio = 0.8
+    batch_size: BatchSize = 32
     momentum: float = 0.9
     weight_decay: float = 1e-4
     optimizer: str = "sgd"

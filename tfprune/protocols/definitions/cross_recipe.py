@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from tfprune.configs.checks import EpochMap, ScheduleMap
 from tfprune.errors import ConfigError
 from tfprune.protocols.base import (
     ROW_COLUMNS,
@@ -90,10 +91,10 @@ class CrossRecipeParams(CommonParams):
 
     methods: dict = dataclasses.field(default_factory=lambda: {"A": "l1", "B": "random"})
     reference: dict = dataclasses.field(default_factory=lambda: {"method": "A", "recipe": "FT_A"})
-    recipes: dict = dataclasses.field(
+    recipes: ScheduleMap = dataclasses.field(
         default_factory=lambda: {"FT_A": "ft:0.001", "FT_B": "0:0.01,7:0.001,14:0.0001"}
     )
-    recipe_epochs: dict = dataclasses.field(default_factory=lambda: {"FT_A": 20, "FT_B": 20})
+    recipe_epochs: EpochMap = dataclasses.field(default_factory=lambda: {"FT_A": 20, "FT_B": 20})
     regularization: dict = dataclasses.field(default_factory=dict)
 
 

@@ -12,8 +12,16 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
+from tfprune.configs.checks import (
+    LR,
+    EpochList,
+    LRList,
+    ScheduleMap,
+    check_lr,
+    field_check,
+)
 from tfprune.errors import ConfigError
 from tfprune.protocols.base import (
     ROW_COLUMNS,
@@ -116,17 +124,17 @@ class FinetuneLRParams(CommonParams):
 
     methods: list[str] = dataclasses.field(default_factory=lambda: ["l1", "l1_orthp"])
     reference: str = "l1"
-    lrs: list[float] = dataclasses.field(default_factory=lambda: [1e-2, 1e-3])
-    final_lr: float = 1e-4
+    lrs: LRList = dataclasses.field(default_factory=lambda: [1e-2, 1e-3])
+    final_lr: LR = 1e-4
     schedule_type: str = "steps"
-    lr_schedules: dict = dataclasses.field(default_factory=dict)
-    budgets: list[int] = dataclasses.field(default_factory=lambda: [20])
+    lr_schedules: ScheduleMap = dataclasses.field(default_factory=dict)
+    budgets: EpochList = dataclasses.field(default_factory=lambda: [20])
     jsv_every_epoch: bool = True
     scratch_budget: list[str | None] | str | None = dataclasses.field(default_factory=lambda: ["E"])
     scratch_b_variant: str = "why"
     regularization: dict = dataclasses.field(default_factory=dict)
     first_stage_extra: list[int] | int | None = dataclasses.field(default_factory=list)
-    first_stage_extra_lrs: list[float] | float | None = None
+    first_stage_extra_lrs: Annotated[list[float] | float | None, field_check(check_lr)] = None
 
 
 @dataclasses.dataclass(frozen=True)

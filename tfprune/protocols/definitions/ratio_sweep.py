@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from tfprune.configs.checks import Epochs, Ratios, Schedule
 from tfprune.protocols.base import (
     ROW_COLUMNS,
     Protocol,
@@ -45,11 +46,9 @@ class RatioSweepParams(CommonParams):
 
     methods: list[str] = dataclasses.field(default_factory=lambda: ["l1"])
     reference: str = "l1"
-    ratios: list[float | dict] = dataclasses.field(
-        default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9]
-    )
-    schedule: str = "steps:0.01:1e-4"
-    epochs: int = 10
+    ratios: Ratios = dataclasses.field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
+    schedule: Schedule = "steps:0.01:1e-4"
+    epochs: Epochs = 10
     regularization: dict = dataclasses.field(default_factory=dict)
 
 

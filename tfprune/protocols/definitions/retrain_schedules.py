@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from tfprune.configs.checks import EpochList, ScheduleMap
 from tfprune.errors import ConfigError
 from tfprune.protocols.base import (
     ROW_COLUMNS,
@@ -49,7 +50,7 @@ class RetrainSchedulesParams(CommonParams):
 
     methods: list[str] = dataclasses.field(default_factory=lambda: ["l1"])
     reference: dict = dataclasses.field(default_factory=lambda: {"method": "l1", "retrain": "FT"})
-    schedules: dict = dataclasses.field(
+    schedules: ScheduleMap = dataclasses.field(
         default_factory=lambda: {
             "FT": "ft:{last}",
             "LRW": "lrw:{base}",
@@ -57,7 +58,7 @@ class RetrainSchedulesParams(CommonParams):
             "CLR": "clr:0.02",
         }
     )
-    budgets: list[int] = dataclasses.field(default_factory=lambda: [10])
+    budgets: EpochList = dataclasses.field(default_factory=lambda: [10])
 
 
 class RetrainSchedules(Protocol):

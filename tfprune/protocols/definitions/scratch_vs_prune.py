@@ -10,6 +10,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from tfprune.configs.checks import LR, EpochList, Epochs, Ratios, Recipe, Schedule
 from tfprune.errors import ConfigError, did_you_mean
 from tfprune.protocols.base import (
     ROW_COLUMNS,
@@ -128,15 +129,15 @@ class ScratchVsPruneParams(CommonParams):
         pipelines: Explicit ``{setup, prune_epoch, lr}`` rows instead of setups x prune_epochs.
     """
 
-    base: dict = dataclasses.field(default_factory=dict)
+    base: Recipe = dataclasses.field(default_factory=dict)
     methods: list[str] = dataclasses.field(default_factory=lambda: ["l1"])
     reference: str = "Scratch-E"
-    ratios: list[float | dict] = dataclasses.field(default_factory=lambda: [0.5, 0.8])
-    scratch_schedule: str = "0:0.02,10:0.002,15:0.0002"
-    total_epochs: int = 20
-    prune_epochs: list[int] = dataclasses.field(default_factory=lambda: [5, 10])
-    sxa_lr: float = 0.02
-    sxb_lr: float = 0.02
+    ratios: Ratios = dataclasses.field(default_factory=lambda: [0.5, 0.8])
+    scratch_schedule: Schedule = "0:0.02,10:0.002,15:0.0002"
+    total_epochs: Epochs = 20
+    prune_epochs: EpochList = dataclasses.field(default_factory=lambda: [5, 10])
+    sxa_lr: LR = 0.02
+    sxb_lr: LR = 0.02
     setups: list[str] = dataclasses.field(default_factory=lambda: ["S4.2", "SX-A", "SX-B"])
     scratch_b: bool = True
     halving_stage_cap: int = 30
