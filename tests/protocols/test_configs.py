@@ -85,25 +85,25 @@ def test_defaults_then_yaml_then_overrides(tmp_path):
         None, path, ["retrain.epochs=8", "{ratios: [0.3, 0.7]}"], registry=REGISTRY
     )
     assert cfg.protocol == "toy"
-    assert cfg.params["seeds"] == [3, 4, 5]
-    assert cfg.params["retrain"] == {"schedule": "0:0.01,5:0.001", "epochs": 8, "batch_size": 100}
-    assert cfg.params["ratios"] == [0.3, 0.7]
-    assert cfg.params["base"]["epochs"] == 15
+    assert cfg.params.seeds == [3, 4, 5]
+    assert cfg.params.retrain == {"schedule": "0:0.01,5:0.001", "epochs": 8, "batch_size": 100}
+    assert cfg.params.ratios == [0.3, 0.7]
+    assert cfg.params.base["epochs"] == 15
     assert cfg.runner.continue_on_error is False and cfg.output.plots is True
 
 
 def test_open_dicts_accept_new_keys():
     cfg = resolve("options.jsv_samples=100,runner.continue_on_error=true")
-    assert cfg.params["options"] == {"jsv_samples": 100}
+    assert cfg.params.options == {"jsv_samples": 100}
     assert cfg.runner.continue_on_error is True
     # Label maps take new labels; null drops one.
     cfg = resolve("lrs.mid='0:0.005',lrs.small=null")
-    assert cfg.params["lrs"] == {"large": "0:0.01", "mid": "0:0.005"}
+    assert cfg.params.lrs == {"large": "0:0.01", "mid": "0:0.005"}
     # ... but "base" is merged strictly.
     with pytest.raises(ConfigError, match=r"'base.epoch' \(did you mean 'epochs'\?\)"):
         resolve("base.epoch=3")
     # A count may replace a list of seeds and vice versa.
-    assert resolve("seeds=3").params["seeds"] == 3
+    assert resolve("seeds=3").params.seeds == 3
 
 
 def test_unknown_key_did_you_mean():
@@ -166,12 +166,12 @@ def test_missing_dataset_files_name_expected_files(tmp_path):
     with pytest.raises(DatasetNotFoundError, match=r"TFRecord shards"):
         check_dataset_files("imagenet", tmp_path)
     # check_files=False skips only the file check.
-    assert resolve(f"dataset=mnist,data_dir={tmp_path}", check_files=False).params["dataset"]
+    assert resolve(f"dataset=mnist,data_dir={tmp_path}", check_files=False).params.dataset
 
 
 def test_mnist_files_found(mnist_dir):
     check_dataset_files("mnist", mnist_dir)
-    assert resolve(f"dataset=mnist,data_dir={mnist_dir}").params["data_dir"] == str(mnist_dir)
+    assert resolve(f"dataset=mnist,data_dir={mnist_dir}").params.data_dir == str(mnist_dir)
 
 
 def test_config_yaml_round_trip(tmp_path):
@@ -182,7 +182,7 @@ def test_config_yaml_round_trip(tmp_path):
     assert list(data)[:3] == ["protocol", "runner", "output"]
     again = resolve_protocol_config(None, path, registry=REGISTRY)
     assert again == cfg
-    assert ProtocolConfig.from_flat_dict(cfg.to_dict()) == cfg
+    assert ProtocolConfig.from_flat_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
 
 
 def test_bad_yaml_file(tmp_path):

@@ -23,7 +23,7 @@ def test_there_is_an_example_per_protocol():
 def test_example_config_validates_and_expands(path):
     # Files are only checked for the embedded digits data (the GPU datasets are not here).
     cfg = resolve_config(None, path, check_files=False)
-    if cfg.params.get("dataset", "digits") == "digits":
+    if getattr(cfg.params, "dataset", "digits") == "digits":
         cfg = resolve_config(None, path)
     specs = PROTOCOLS[cfg.protocol].expand(cfg.params)
     assert specs and len({s.run_id() for s in specs}) == len(specs)
@@ -37,8 +37,8 @@ def test_finetune_lr_yaml_is_the_default():
 def test_override_on_top_of_a_file():
     path = next(p for p in CONFIGS if p.name == "finetune_lr_mnist.yaml")
     cfg = resolve_config(None, path, ["budgets=[5],seeds=[7]", "{lrs: [0.1]}"], check_files=False)
-    assert cfg.params["budgets"] == [5] and cfg.params["seeds"] == [7]
-    assert cfg.params["lrs"] == [0.1] and cfg.params["dataset"] == "mnist"
+    assert cfg.params.budgets == [5] and cfg.params.seeds == [7]
+    assert cfg.params.lrs == [0.1] and cfg.params.dataset == "mnist"
 
 
 def _resolved(name: str) -> tuple[str, dict, list]:
@@ -120,8 +120,8 @@ def test_milestone_syntax_in_every_digits_schedule():
 
 def test_first_stage_config_lengthens_only_the_small_lrs_first_stage():
     protocol, params, specs = _resolved("finetune_lr_first_stage_digits.yaml")
-    assert protocol == "finetune_lr" and params["dataset"] == "digits"
-    assert (params["model"], params["ratio"], params["seeds"]) == ("mlp7_linear", 0.8, 3)
+    assert protocol == "finetune_lr" and params.dataset == "digits"
+    assert (params.model, params.ratio, params.seeds) == ("mlp7_linear", 0.8, 3)
     got = {s.cell: (_stages(s), s.retrain.epochs) for s in specs if s.seed == 0}
     assert got == {
         "L1 / lr=1e-2 / 20ep": ([(0, 0.01), (7, 0.001), (13, 0.0001)], 20),

@@ -47,6 +47,7 @@ __all__ = [
     "RunnerConfig",
     "RuntimeConfig",
     "resolve_protocol_config",
+    "params_dict",
     "save_config",
     "validate_params",
 ]
@@ -129,21 +130,30 @@ class RuntimeConfig:
             raise ConfigError(f"runtime: {err}") from None
 
 
-@dataclasses.dataclass
+def params_dict(params: Any) -> dict[str, Any]:
+    """A protocol's settings (a params dataclass or a mapping) as a plain dict, in order."""
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        return {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
+    return dict(params)
+
+
+@dataclasses.dataclass(frozen=True)
 class ProtocolConfig:
     """A resolved protocol config.
 
     Attributes:
       protocol: Protocol name.
-      params: The protocol's own config (its ``default_config`` with the YAML file and overrides
-        merged in); what :meth:`Protocol.expand` receives.
+      params: The protocol's own settings (its defaults with the YAML file and overrides
+        merged in), an instance of the protocol's params dataclass (a plain dict for a
+        protocol without one, or as read back from a ``config.yaml`` by :meth:`from_flat_dict`);
+        what :meth:`Protocol.expand` receives.
       runner: Runner options.
       output: Report options.
       runtime: Mixed precision and XLA of every run.
     """
 
     protocol: str = DEFAULT_PROTOCOL
-    params: dict = dataclasses.field(default_factory=dict)
+    params: Any = dataclasses.field(default_factory=dict)
     runner: RunnerConfig = dataclasses.field(default_factory=RunnerConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
@@ -156,7 +166,7 @@ class ProtocolConfig:
             "output": config_to_dict(self.output),
             "runtime": config_to_dict(self.runtime),
         }
-        out.update(copy.deepcopy(self.params))
+        out.update(copy.deepcopy(params_dict(self.params)))
         return out
 
     def to_yaml(self) -> str:
@@ -184,7 +194,7 @@ class ProtocolConfig:
         self.runner.validate()
         self.output.validate()
         self.runtime.validate()
-        validate_params(self.params, check_files=check_files, schema=schema)
+        validate_params(params_dict(self.params), check_files=check_files, schema=schema)
         return self
 
 
@@ -278,8 +288,12 @@ def resolve_protocol_config(
     resolved = merge_strict(resolved, from_file, open_keys=open_keys)
     for layer in layers:
         resolved = merge_strict(resolved, layer, open_keys=open_keys)
-    config = ProtocolConfig.from_flat_dict(resolved)
-    return config.validate(check_files=check_files, schema=getattr(registry[name], "params", None))
+    schema = getattr(registry[name], "params", None)
+    config = ProtocolConfig.from_flat_dict(resolved).validate(check_files, schema)
+    if schema is None:
+        return config
+    # Built once, checked above: the protocols read its attributes.
+    return dataclasses.replace(config, params=schema(**config.params))
 
 
 def save_config(config: ProtocolConfig, output_dir: str | os.PathLike[str]) -> Path:

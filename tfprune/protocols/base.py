@@ -95,24 +95,30 @@ class Protocol:
     default_config: dict = {}
     params: type | None = None
 
-    def config(self, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """``config`` merged over :attr:`default_config`, type-checked against :attr:`params`.
+    def config(self, config: Any = None) -> Any:
+        """The protocol's typed settings: ``config`` merged over :attr:`default_config`.
+
+        ``config`` is a mapping (merged over the defaults, then every setting checked against
+        :attr:`params`: its type and the check its type declares) or an instance of
+        :attr:`params`, which was checked when it was built and is returned as it is. Without
+        :attr:`params` the merged mapping is returned.
 
         Raises:
           ConfigError: an unknown key, or a value of the wrong type (naming both).
         """
+        if self.params is not None and isinstance(config, self.params):
+            return config
         merged = _merge(self.default_config, config, self.name)
-        if self.params is not None:
-            check_params(self.params, merged, self.name)
-        return merged
+        if self.params is None:
+            return merged
+        check_params(self.params, merged, self.name)
+        return self.params(**merged)
 
-    def expand(self, config: dict) -> list[RunSpec]:
-        """Run specs (every cell × seed) of ``config`` merged over :attr:`default_config`."""
+    def expand(self, config: Any) -> list[RunSpec]:
+        """Run specs (every cell × seed) of ``config`` (see :meth:`config`)."""
         raise NotImplementedError
 
-    def summarize(
-        self, records: list[RunRecord], config: Mapping[str, Any] | None = None
-    ) -> Summary:
+    def summarize(self, records: list[RunRecord], config: Any = None) -> Summary:
         """One row per cell with mean ± std and the achieved compression, plus verdicts.
 
         ``config`` is the protocol config the records were run with (its ``reference`` names
@@ -159,8 +165,8 @@ def _merge(defaults: Mapping[str, Any], config: Mapping[str, Any] | None, name: 
     return out
 
 
-def _seeds(cfg: Mapping[str, Any], name: str) -> list[int]:
-    seeds = cfg["seeds"]
+def _seeds(cfg: Any, name: str) -> list[int]:
+    seeds = cfg.seeds
     if isinstance(seeds, bool):
         raise ConfigError(f"{name}.seeds must be a count or a list of ints, got {seeds!r}")
     if isinstance(seeds, int):
@@ -179,33 +185,33 @@ def _lr_text(lr: float) -> str:
     return f"{lr:g}"
 
 
-def _recipe(cfg: Mapping[str, Any], schedule: str, epochs: int) -> RetrainRecipe:
+def _recipe(cfg: Any, schedule: str, epochs: int) -> RetrainRecipe:
     parse_schedule(schedule, epochs, field="schedule")  # validate early, naming the field
     return RetrainRecipe(
         schedule=schedule,
         epochs=int(epochs),
-        batch_size=int(cfg["batch_size"]),
-        momentum=float(cfg["momentum"]),
-        weight_decay=float(cfg["weight_decay"]),
-        optimizer=str(cfg["optimizer"]),
-        weight_decay_mode=str(cfg["weight_decay_mode"]),
+        batch_size=int(cfg.batch_size),
+        momentum=float(cfg.momentum),
+        weight_decay=float(cfg.weight_decay),
+        optimizer=str(cfg.optimizer),
+        weight_decay_mode=str(cfg.weight_decay_mode),
     )
 
 
-def _base(cfg: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def _base(cfg: Any, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The base recipe dict: the config's hyper-parameters unless ``base`` sets its own."""
     out = {
-        "batch_size": int(cfg["batch_size"]),
-        "momentum": float(cfg["momentum"]),
-        "weight_decay": float(cfg["weight_decay"]),
-        "optimizer": str(cfg["optimizer"]),
-        "weight_decay_mode": str(cfg["weight_decay_mode"]),
+        "batch_size": int(cfg.batch_size),
+        "momentum": float(cfg.momentum),
+        "weight_decay": float(cfg.weight_decay),
+        "optimizer": str(cfg.optimizer),
+        "weight_decay_mode": str(cfg.weight_decay_mode),
     }
-    out.update(dict(cfg["base"] if base is None else base))
+    out.update(dict(cfg.base if base is None else base))
     return out
 
 
-def _scratch_recipe(cfg: Mapping[str, Any]) -> RetrainRecipe:
+def _scratch_recipe(cfg: Any) -> RetrainRecipe:
     """Scratch baselines train with the dense model's recipe (as in Liu et al. 2019).
 
     The run stretches its piecewise schedule to the scratch budget (Scratch-E/B).
@@ -213,9 +219,9 @@ def _scratch_recipe(cfg: Mapping[str, Any]) -> RetrainRecipe:
     return base_recipe(_base(cfg))
 
 
-def _regularization(cfg: Mapping[str, Any], name: str) -> tuple[str | None, dict[str, Any]]:
+def _regularization(cfg: Any, name: str) -> tuple[str | None, dict[str, Any]]:
     """``(method, run options)`` of the ``regularization:`` config block (method None: none)."""
-    block = dict(cfg.get("regularization") or {})
+    block = dict(getattr(cfg, "regularization", None) or {})
     if not block:
         return None, {}
     if "method" not in block or block["method"] not in REGULARIZED:
@@ -243,9 +249,9 @@ def _method_options(method: str, reg: tuple[str | None, dict[str, Any]]) -> dict
     return {}
 
 
-def _methods(cfg: Mapping[str, Any], name: str) -> tuple[list[str], tuple]:
+def _methods(cfg: Any, name: str) -> tuple[list[str], tuple]:
     """The configured methods (plus the regularized one), each checked against the registry."""
-    methods = list(cfg["methods"])
+    methods = list(cfg.methods)
     reg = _regularization(cfg, name)
     if reg[0] is not None and reg[0] not in methods:
         methods.append(reg[0])
@@ -254,18 +260,18 @@ def _methods(cfg: Mapping[str, Any], name: str) -> tuple[list[str], tuple]:
     return methods, reg
 
 
-def _options(cfg: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+def _options(cfg: Any, **extra: Any) -> dict[str, Any]:
     opts: dict[str, Any] = {
-        "jsv_samples": int(cfg["jsv_samples"]),
-        "jsv_every_epoch": bool(cfg["jsv_every_epoch"]),
+        "jsv_samples": int(cfg.jsv_samples),
+        "jsv_every_epoch": bool(cfg.jsv_every_epoch),
     }
-    if cfg.get("target"):
-        opts["target"] = dict(cfg["target"])
-    if cfg.get("model_kwargs"):
-        opts["model_kwargs"] = dict(cfg["model_kwargs"])
-    if cfg.get("data_options"):
-        opts["data_options"] = dict(cfg["data_options"])
-    if cfg.get("recalibrate_batch_norm"):  # only when on: the default keeps the run ids
+    if cfg.target:
+        opts["target"] = dict(cfg.target)
+    if cfg.model_kwargs:
+        opts["model_kwargs"] = dict(cfg.model_kwargs)
+    if cfg.data_options:
+        opts["data_options"] = dict(cfg.data_options)
+    if cfg.recalibrate_batch_norm:  # only when on: the default keeps the run ids
         opts["recalibrate_batch_norm"] = True
     opts.update({k: v for k, v in extra.items() if v is not None})
     return opts
@@ -273,7 +279,7 @@ def _options(cfg: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
 
 def _spec(
     protocol: str,
-    cfg: Mapping[str, Any],
+    cfg: Any,
     cell: str,
     method: str,
     recipe: RetrainRecipe,
@@ -286,14 +292,14 @@ def _spec(
     spec = RunSpec(
         protocol=protocol,
         cell=cell,
-        dataset=str(cfg["dataset"]),
-        model=str(cfg["model"]),
+        dataset=str(cfg.dataset),
+        model=str(cfg.model),
         method=method,
-        ratio=cfg["ratio"] if ratio is None else ratio,
+        ratio=cfg.ratio if ratio is None else ratio,
         retrain=recipe,
         seed=seed,
         base=_base(cfg, base),
-        data_dir=cfg.get("data_dir"),
+        data_dir=cfg.data_dir,
         options=_options(cfg, **options),
     )
     spec.base_recipe()  # validate the base recipe now

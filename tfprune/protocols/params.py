@@ -14,7 +14,15 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
-from tfprune.configs.checks import BatchSize, Dataset, Model, Ratio, Recipe, Seeds
+from tfprune.configs.checks import (
+    BatchSize,
+    Dataset,
+    Model,
+    Ratio,
+    Recipe,
+    Seeds,
+    check_fields,
+)
 from tfprune.errors import ConfigError
 
 __all__ = [
@@ -87,12 +95,15 @@ def defaults_of(params: type) -> dict[str, Any]:
 def check_params(params: type, config: Mapping[str, Any], name: str) -> None:
     """Check every value of ``config`` against the type ``params`` annotates for it.
 
+    Then each setting's declared check (see :func:`tfprune.configs.checks.check_fields`).
+
     Raises:
       ConfigError: names the setting (``protocol.key``), the type it needs and the value.
     """
     problem = type_problem(params, config, name)
     if problem:
         raise ConfigError(f"{problem}; see {params.__name__} for what each setting takes")
+    check_fields(params, config)
 
 
 def type_problem(schema: type, values: Mapping[str, Any], prefix: str) -> str | None:

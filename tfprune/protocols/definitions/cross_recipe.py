@@ -111,22 +111,22 @@ class CrossRecipe(Protocol):
     default_config = defaults_of(CrossRecipeParams)
     params = CrossRecipeParams
 
-    def _reference(self, cfg: Mapping[str, Any]) -> str:
-        ref = dict(cfg["reference"] or {})
+    def _reference(self, cfg: Any) -> str:
+        ref = dict(cfg.reference or {})
         if set(ref) != {"method", "recipe"}:
             raise ConfigError(
                 f"{self.name}.reference must be {{method: <A or B>, recipe: <recipe label>}}, "
-                f"got {cfg['reference']!r}"
+                f"got {cfg.reference!r}"
             )
-        _check_reference(self.name, ref["method"], list(cfg["methods"]), "a method key")
-        _check_reference(self.name, ref["recipe"], list(cfg["recipes"]), "a recipe key")
-        method = cfg["methods"][ref["method"]]
+        _check_reference(self.name, ref["method"], list(cfg.methods), "a method key")
+        _check_reference(self.name, ref["recipe"], list(cfg.recipes), "a recipe key")
+        method = cfg.methods[ref["method"]]
         return f"{ref['method']}={method_label(method)} + {ref['recipe']}"
 
     def expand(self, config: dict) -> list[RunSpec]:
         """Four cells × seeds (no extra baselines: both methods are the comparison)."""
         cfg = self.config(config)
-        methods, recipes = dict(cfg["methods"]), dict(cfg["recipes"])
+        methods, recipes = dict(cfg.methods), dict(cfg.recipes)
         if len(methods) != 2 or len(recipes) != 2:
             raise ConfigError(f"{self.name}: needs exactly 2 methods and 2 recipes")
         reg = _regularization(cfg, self.name)
@@ -140,7 +140,7 @@ class CrossRecipe(Protocol):
         specs = []
         for mkey, method in methods.items():
             for rkey, sched in recipes.items():
-                epochs = int(cfg["recipe_epochs"].get(rkey, 0))
+                epochs = int(cfg.recipe_epochs.get(rkey, 0))
                 if epochs < 1:
                     raise ConfigError(f"{self.name}.recipe_epochs[{rkey!r}] must be >= 1")
                 cell = f"{mkey}={method_label(method)} + {rkey}"
@@ -170,7 +170,7 @@ class CrossRecipe(Protocol):
         def ref(cell: str, recs: list[RunRecord]) -> str | None:
             return reference
 
-        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg.metric)
         verdicts = []
         acc = {}
         for row in rows:

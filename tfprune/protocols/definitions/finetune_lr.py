@@ -182,9 +182,9 @@ class FinetuneLR(Protocol):
     default_config = defaults_of(FinetuneLRParams)
     params = FinetuneLRParams
 
-    def _lr_schedules(self, cfg: Mapping[str, Any], lrs: list[float]) -> dict[float, str]:
+    def _lr_schedules(self, cfg: Any, lrs: list[float]) -> dict[float, str]:
         out: dict[float, str] = {}
-        for key, text in dict(cfg["lr_schedules"] or {}).items():
+        for key, text in dict(cfg.lr_schedules or {}).items():
             try:
                 lr = float(key)
             except (TypeError, ValueError):
@@ -194,28 +194,26 @@ class FinetuneLR(Protocol):
             out[lr] = str(text)
         return out
 
-    def _schedule(self, cfg: Mapping[str, Any], lr: float) -> str:
-        lrs = [float(x) for x in cfg["lrs"]]
+    def _schedule(self, cfg: Any, lr: float) -> str:
+        lrs = [float(x) for x in cfg.lrs]
         for key, text in self._lr_schedules(cfg, lrs).items():
             if math.isclose(key, lr, rel_tol=1e-9):
                 return text
-        kind = cfg["schedule_type"]
+        kind = cfg.schedule_type
         if kind not in ("steps", "cosine", "halving"):
             raise ConfigError(
                 f"{self.name}.schedule_type must be 'steps', 'cosine' or 'halving', got {kind!r}"
             )
-        return f"{kind}:{lr:g}:{float(cfg['final_lr']):g}"
+        return f"{kind}:{lr:g}:{float(cfg.final_lr):g}"
 
-    def _first_stage_extra(
-        self, cfg: Mapping[str, Any], lrs: list[float]
-    ) -> tuple[list[int], list[float]]:
+    def _first_stage_extra(self, cfg: Any, lrs: list[float]) -> tuple[list[int], list[float]]:
         """The validated ``(first_stage_extra, first_stage_extra_lrs)``; ``([], [])`` when off.
 
         Their types (a whole number or a list of them; a number or a list of numbers) are
         checked with the config, before this runs.
         """
         key = f"{self.name}.first_stage_extra"
-        extra = cfg["first_stage_extra"]
+        extra = cfg.first_stage_extra
         if extra is None:
             extra = []
         if isinstance(extra, int):
@@ -227,7 +225,7 @@ class FinetuneLR(Protocol):
                 )
         if len(set(extra)) != len(extra):
             raise ConfigError(f"{key} lists an epoch count twice: {list(extra)}")
-        chosen = cfg["first_stage_extra_lrs"]
+        chosen = cfg.first_stage_extra_lrs
         if not extra:
             if chosen is not None:
                 raise ConfigError(
@@ -264,13 +262,13 @@ class FinetuneLR(Protocol):
             out.append(match[0])
         return [int(n) for n in extra], out
 
-    def _extended_cells(self, cfg: Mapping[str, Any], methods: list[str]) -> dict[str, _Extended]:
+    def _extended_cells(self, cfg: Any, methods: list[str]) -> dict[str, _Extended]:
         """Cell label -> what a longer-first-stage cell is (empty when the option is off)."""
-        lrs = [float(x) for x in cfg["lrs"]]
+        lrs = [float(x) for x in cfg.lrs]
         extra, ext_lrs = self._first_stage_extra(cfg, lrs)
         largest = max(lrs) if lrs else 0.0
         out: dict[str, _Extended] = {}
-        for budget in cfg["budgets"]:
+        for budget in cfg.budgets:
             for method in methods:
                 name = method_label(method)
                 for lr in ext_lrs:
@@ -291,15 +289,15 @@ class FinetuneLR(Protocol):
         methods, reg = _methods(cfg, self.name)
         if not methods:
             raise ConfigError(f"{self.name}.methods must not be empty")
-        lrs = [float(x) for x in cfg["lrs"]]
+        lrs = [float(x) for x in cfg.lrs]
         if not lrs or any(not lr > 0 for lr in lrs):
             raise ConfigError(f"{self.name}.lrs must be a non-empty list of LRs > 0")
         extended = self._extended_cells(cfg, methods)
-        baseline_methods = ["random"] if cfg["baselines"] else []
-        _check_reference(self.name, cfg["reference"], methods + baseline_methods, "a method")
+        baseline_methods = ["random"] if cfg.baselines else []
+        _check_reference(self.name, cfg.reference, methods + baseline_methods, "a method")
         specs = []
         seeds = _seeds(cfg, self.name)
-        for budget in cfg["budgets"]:
+        for budget in cfg.budgets:
             for method in methods:
                 for lr in lrs:
                     cell = f"{method_label(method)} / lr={_lr_text(lr)} / {budget}ep"
@@ -320,7 +318,7 @@ class FinetuneLR(Protocol):
                     extra = _method_options(method, reg)
                     for seed in seeds:
                         specs.append(_spec(self.name, cfg, cell, method, recipe, seed, **extra))
-            if cfg["baselines"]:
+            if cfg.baselines:
                 # Baselines at the first LR only: random selection and the scratch-trained
                 # pruned shape answer "does the method matter at all" without a full LR grid.
                 lr = lrs[0]
@@ -329,7 +327,7 @@ class FinetuneLR(Protocol):
                     recipe = _recipe(cfg, self._schedule(cfg, lr), budget)
                     for seed in seeds:
                         specs.append(_spec(self.name, cfg, cell, "random", recipe, seed))
-                budgets = cfg["scratch_budget"]
+                budgets = cfg.scratch_budget
                 if not isinstance(budgets, (list, tuple)):
                     budgets = [budgets]
                 recipe = _scratch_recipe(cfg)
@@ -338,7 +336,7 @@ class FinetuneLR(Protocol):
                     # stretched to its FLOPs), so the label names both parts.
                     name = f"Scratch-{sb}" if sb else "Scratch"
                     cell = f"{name} / base+{budget}ep"
-                    extra = {"scratch_b_variant": cfg["scratch_b_variant"]} if sb == "B" else {}
+                    extra = {"scratch_b_variant": cfg.scratch_b_variant} if sb == "B" else {}
                     for seed in seeds:
                         specs.append(
                             _spec(
@@ -372,8 +370,8 @@ class FinetuneLR(Protocol):
         """
         cfg = self.config(config)
         records = list(records)
-        ref_method = cfg["reference"]
-        first_lr_schedule = self._schedule(cfg, float(cfg["lrs"][0]))
+        ref_method = cfg.reference
+        first_lr_schedule = self._schedule(cfg, float(cfg.lrs[0]))
         extended = self._extended_cells(cfg, _methods(cfg, self.name)[0])
         try:  # rows in the grid's order (cells the config does not make go last)
             order = {c: i for i, c in enumerate(dict.fromkeys(s.cell for s in self.expand(cfg)))}
@@ -396,7 +394,7 @@ class FinetuneLR(Protocol):
                 key = (s["retrain"]["epochs"], s["retrain"]["schedule"])
             return ref_cell.get(key)
 
-        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg.metric)
         verdicts = []
         by_method: dict[tuple[str, int], list[tuple[float, dict]]] = {}
         for row in rows:
@@ -414,7 +412,7 @@ class FinetuneLR(Protocol):
                 continue
             items.sort(key=lambda t: -t[0])
             (hi_lr, hi), (lo_lr, lo) = items[0], items[-1]
-            comp = compare_cells(cells[hi["cell"]], cells[lo["cell"]], cfg["metric"])
+            comp = compare_cells(cells[hi["cell"]], cells[lo["cell"]], cfg.metric)
             gap = comp.diff
             gaps[(method, epochs)] = gap
             better = outcome(gap, comp.p)
@@ -443,7 +441,7 @@ class FinetuneLR(Protocol):
                     f"{100 * plain:+.2f} for {method_label(plain_name)}."
                 )
         if extended:
-            verdicts += _first_stage_verdicts(extended, rows, cells, cfg["metric"])
+            verdicts += _first_stage_verdicts(extended, rows, cells, cfg.metric)
         return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
 
 

@@ -69,17 +69,17 @@ class RatioSweep(Protocol):
         """Cells: method × ratio (+ Random, and Scratch-E of each pruned shape)."""
         cfg = self.config(config)
         methods, reg = _methods(cfg, self.name)
-        if cfg["baselines"]:
+        if cfg.baselines:
             methods += [m for m in ("random", "scratch") if m not in methods]
-        _check_reference(self.name, cfg["reference"], methods, "a method")
-        recipe = _recipe(cfg, cfg["schedule"], int(cfg["epochs"]))
+        _check_reference(self.name, cfg.reference, methods, "a method")
+        recipe = _recipe(cfg, cfg.schedule, int(cfg.epochs))
         specs = []
-        for ratio in cfg["ratios"]:
+        for ratio in cfg.ratios:
             for method in methods:
                 if method == "scratch":
                     cell = f"Scratch-E / pr={_ratio_text(ratio)}"
                     rec = _scratch_recipe(cfg)
-                    extra = {"scratch_budget": "E", "pipeline_epochs": int(cfg["epochs"])}
+                    extra = {"scratch_budget": "E", "pipeline_epochs": int(cfg.epochs)}
                 else:
                     cell = f"{method_label(method)} / pr={_ratio_text(ratio)}"
                     rec, extra = recipe, _method_options(method, reg)
@@ -97,13 +97,13 @@ class RatioSweep(Protocol):
         records = list(records)
         ref_of: dict[str, str] = {}
         for r in records:
-            if r.spec["method"] == cfg["reference"]:
+            if r.spec["method"] == cfg.reference:
                 ref_of.setdefault(_ratio_text(r.spec["ratio"]), r.spec["cell"])
 
         def ref(cell: str, recs: list[RunRecord]) -> str | None:
             return ref_of.get(_ratio_text(recs[0].spec["ratio"]))
 
-        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg.metric)
         verdicts = []
         by_method: dict[str, list[tuple[float, float]]] = {}
         for row in rows:

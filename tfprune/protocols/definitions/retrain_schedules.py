@@ -77,13 +77,13 @@ class RetrainSchedules(Protocol):
     default_config = defaults_of(RetrainSchedulesParams)
     params = RetrainSchedulesParams
 
-    def _reference(self, cfg: Mapping[str, Any]) -> tuple[str, str]:
-        ref = dict(cfg["reference"] or {})
+    def _reference(self, cfg: Any) -> tuple[str, str]:
+        ref = dict(cfg.reference or {})
         unknown = sorted(set(ref) - {"method", "retrain"})
         if unknown or "method" not in ref or "retrain" not in ref:
             raise ConfigError(
                 f"{self.name}.reference must be {{method: <method>, retrain: <schedule label>}}, "
-                f"got {cfg['reference']!r}"
+                f"got {cfg.reference!r}"
             )
         return str(ref["method"]), str(ref["retrain"])
 
@@ -91,19 +91,19 @@ class RetrainSchedules(Protocol):
         """Cells: method × schedule × budget (+ Random baseline)."""
         cfg = self.config(config)
         methods, reg = _methods(cfg, self.name)
-        if cfg["baselines"] and "random" not in methods:
+        if cfg.baselines and "random" not in methods:
             methods.append("random")
         ref_method, ref_label = self._reference(cfg)
         _check_reference(self.name, ref_method, methods, "a method")
-        _check_reference(self.name, ref_label, list(cfg["schedules"]), "a schedule label")
-        base = cfg["base"]
+        _check_reference(self.name, ref_label, list(cfg.schedules), "a schedule label")
+        base = cfg.base
         base_text = f"{int(base['epochs'])}@{base['schedule']}"
         last = parse_schedule(str(base["schedule"]), int(base["epochs"]), "base.schedule")
         last_text = f"{last.final_lr():g}"
         specs = []
-        for budget in cfg["budgets"]:
+        for budget in cfg.budgets:
             for method in methods:
-                for label, sched in cfg["schedules"].items():
+                for label, sched in cfg.schedules.items():
                     sched = str(sched).replace("{base}", base_text).replace("{last}", last_text)
                     recipe = _recipe(cfg, sched, int(budget))
                     cell = f"{method_label(method)} / {label} / {budget}ep"
@@ -131,7 +131,7 @@ class RetrainSchedules(Protocol):
         def ref(cell: str, recs: list[RunRecord]) -> str | None:
             return ref_of.get(recs[0].spec["retrain"]["epochs"])
 
-        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg.metric)
         verdicts = []
         for row in rows:
             if row["reference"] and row["diff_vs_ref"] is not None:

@@ -58,7 +58,7 @@ def _prune_epoch(p: Any, where: str, total: int) -> int:
     return p
 
 
-def _pipelines(cfg: Mapping[str, Any], name: str, total: int) -> dict[int, list]:
+def _pipelines(cfg: Any, name: str, total: int) -> dict[int, list]:
     """Pruning epoch -> [(setup, retraining LR or None)], in the order the rows are listed.
 
     From ``pipelines`` when given, else every setup of ``setups`` at every ``prune_epochs``.
@@ -66,8 +66,8 @@ def _pipelines(cfg: Mapping[str, Any], name: str, total: int) -> dict[int, list]
     """
     out: dict[int, list] = {}
     entries = []
-    if cfg["pipelines"]:
-        for k, row in enumerate(cfg["pipelines"]):
+    if cfg.pipelines:
+        for k, row in enumerate(cfg.pipelines):
             where = f"{name}.pipelines[{k}]"
             unknown = sorted(set(row) - set(_PIPELINE_KEYS))
             if unknown:
@@ -83,14 +83,14 @@ def _pipelines(cfg: Mapping[str, Any], name: str, total: int) -> dict[int, list]
                 )
             entries.append((row["setup"], row["prune_epoch"], row.get("lr"), where))
     else:
-        unknown = sorted(set(cfg["setups"]) - set(_SETUPS))
+        unknown = sorted(set(cfg.setups) - set(_SETUPS))
         if unknown:
             raise ConfigError(f"{name}.setups: unknown {unknown}; use S4.2, SX-A, SX-B")
         where = f"{name}.prune_epochs"
-        for p in cfg["prune_epochs"]:
+        for p in cfg.prune_epochs:
             p = _prune_epoch(p, where, total)
             out.setdefault(p, [])  # Scratch-B needs the first pruning epoch, even with no setup
-            entries += [(setup, p, None, where) for setup in _SETUPS if setup in cfg["setups"]]
+            entries += [(setup, p, None, where) for setup in _SETUPS if setup in cfg.setups]
     for setup, p, lr, where in entries:
         p = _prune_epoch(p, where, total)
         if setup not in _SETUPS:
@@ -99,7 +99,7 @@ def _pipelines(cfg: Mapping[str, Any], name: str, total: int) -> dict[int, list]
                 + ", ".join(_SETUPS)
             )
         if setup != "S4.2":
-            lr = float(cfg["sxa_lr"] if setup == "SX-A" else cfg["sxb_lr"]) if lr is None else lr
+            lr = float(cfg.sxa_lr if setup == "SX-A" else cfg.sxb_lr) if lr is None else lr
             if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
                 raise ConfigError(f"{where}: lr must be a positive number, got {lr!r}")
             lr = float(lr)
@@ -173,26 +173,26 @@ class ScratchVsPrune(Protocol):
     def expand(self, config: dict) -> list[RunSpec]:
         """Cells per ratio: Scratch-E, Scratch-B, and each method × setup × pruning epoch."""
         cfg = self.config(config)
-        total = int(cfg["total_epochs"])
-        sched = parse_schedule(cfg["scratch_schedule"], total, f"{self.name}.scratch_schedule")
+        total = int(cfg.total_epochs)
+        sched = parse_schedule(cfg.scratch_schedule, total, f"{self.name}.scratch_schedule")
         if sched.kind != "piecewise":
             raise ConfigError(
                 f"{self.name}.scratch_schedule must be piecewise constant ('0:0.1,80:0.01' or "
-                f"'steps:0.1@0,0.01@80'), got {cfg['scratch_schedule']!r}"
+                f"'steps:0.1@0,0.01@80'), got {cfg.scratch_schedule!r}"
             )
         stages = sched.stages
         final_lr = stages[-1][1]
         pipelines = _pipelines(cfg, self.name, total)
-        refs = ["Scratch-E"] + (["Scratch-B"] if cfg["scratch_b"] else [])
-        _check_reference(self.name, cfg["reference"], refs, "a scratch row")
+        refs = ["Scratch-E"] + (["Scratch-B"] if cfg.scratch_b else [])
+        _check_reference(self.name, cfg.reference, refs, "a scratch row")
         methods, reg = _methods(cfg, self.name)
-        base_extra = {k: v for k, v in cfg["base"].items() if k not in ("schedule", "epochs")}
+        base_extra = {k: v for k, v in cfg.base.items() if k not in ("schedule", "epochs")}
         specs: list[RunSpec] = []
         seeds = _seeds(cfg, self.name)
-        for ratio in cfg["ratios"]:
+        for ratio in cfg.ratios:
             r = _ratio_text(ratio)
             # The dense model's recipe: the scratch schedule with the base hyper-parameters.
-            base_full = {**base_extra, "schedule": cfg["scratch_schedule"], "epochs": total}
+            base_full = {**base_extra, "schedule": cfg.scratch_schedule, "epochs": total}
             scratch_recipe = base_recipe(_base(cfg, base_full))
             for seed in seeds:
                 specs.append(
@@ -217,7 +217,7 @@ class ScratchVsPrune(Protocol):
                         rows.append((f"S4.2 P{p}F{f}", sched, {}))
                         continue
                     sched = format_piecewise(
-                        halving_schedule(lr, f, final_lr, int(cfg["halving_stage_cap"]))
+                        halving_schedule(lr, f, final_lr, int(cfg.halving_stage_cap))
                     )
                     if setup == "SX-A":
                         rows.append((f"SX-A P{p}F{f},{_lr_text(lr)}", sched, {}))
@@ -243,7 +243,7 @@ class ScratchVsPrune(Protocol):
                                     **extra,
                                 )
                             )
-            if cfg["scratch_b"] and pipelines:
+            if cfg.scratch_b and pipelines:
                 p = next(iter(pipelines))
                 base_p = {**base_full, "epochs": p, "schedule_epochs": total}
                 for seed in seeds:
@@ -273,7 +273,7 @@ class ScratchVsPrune(Protocol):
         """
         cfg = self.config(config)
         records = list(records)
-        prefix = cfg["reference"]
+        prefix = cfg.reference
         scratch_of: dict[str, str] = {}
         for r in records:
             if r.spec["method"] == "scratch" and r.spec["cell"].startswith(prefix):
@@ -282,7 +282,7 @@ class ScratchVsPrune(Protocol):
         def ref(cell: str, recs: list[RunRecord]) -> str | None:
             return scratch_of.get(_ratio_text(recs[0].spec["ratio"]))
 
-        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg.metric)
         verdicts = []
         for row in rows:
             if row["reference"] is None:
