@@ -27,20 +27,20 @@ from tfprune.protocols.base import (
     ROW_COLUMNS,
     Protocol,
     Summary,
-    _check_reference,
-    _columns,
-    _lr_text,
-    _method_options,
-    _methods,
-    _pct,
-    _recipe,
-    _scratch_recipe,
-    _seeds,
-    _spec,
+    check_reference,
+    columns_for,
     compare_cells,
+    configured_methods,
+    lr_text,
+    make_spec,
     method_label,
+    method_options,
     outcome,
     paired_test_text,
+    percent_text,
+    retrain_recipe,
+    scratch_baseline_recipe,
+    seed_list,
     summarize_cells,
 )
 from tfprune.protocols.methods import METHODS
@@ -272,8 +272,8 @@ class FinetuneLR(Protocol):
             for method in methods:
                 name = method_label(method)
                 for lr in ext_lrs:
-                    plain = f"{name} / lr={_lr_text(lr)} / {budget}ep"
-                    large = f"{name} / lr={_lr_text(largest)} / {budget}ep"
+                    plain = f"{name} / lr={lr_text(lr)} / {budget}ep"
+                    large = f"{name} / lr={lr_text(largest)} / {budget}ep"
                     for n in extra:
                         cell = f"{plain}+{n} first stage"
                         out[cell] = _Extended(method, lr, int(budget), n, plain, large, largest)
@@ -286,7 +286,7 @@ class FinetuneLR(Protocol):
         with a longer first LR stage (per LR of ``first_stage_extra_lrs`` and extra count).
         """
         cfg = self.config(config)
-        methods, reg = _methods(cfg, self.name)
+        methods, reg = configured_methods(cfg, self.name)
         if not methods:
             raise ConfigError(f"{self.name}.methods must not be empty")
         lrs = [float(x) for x in cfg.lrs]
@@ -294,17 +294,17 @@ class FinetuneLR(Protocol):
             raise ConfigError(f"{self.name}.lrs must be a non-empty list of LRs > 0")
         extended = self._extended_cells(cfg, methods)
         baseline_methods = ["random"] if cfg.baselines else []
-        _check_reference(self.name, cfg.reference, methods + baseline_methods, "a method")
+        check_reference(self.name, cfg.reference, methods + baseline_methods, "a method")
         specs = []
-        seeds = _seeds(cfg, self.name)
+        seeds = seed_list(cfg, self.name)
         for budget in cfg.budgets:
             for method in methods:
                 for lr in lrs:
-                    cell = f"{method_label(method)} / lr={_lr_text(lr)} / {budget}ep"
-                    recipe = _recipe(cfg, self._schedule(cfg, lr), budget)
-                    extra = _method_options(method, reg)
+                    cell = f"{method_label(method)} / lr={lr_text(lr)} / {budget}ep"
+                    recipe = retrain_recipe(cfg, self._schedule(cfg, lr), budget)
+                    extra = method_options(method, reg)
                     for seed in seeds:
-                        specs.append(_spec(self.name, cfg, cell, method, recipe, seed, **extra))
+                        specs.append(make_spec(self.name, cfg, cell, method, recipe, seed, **extra))
                 for cell, ext in extended.items():
                     if ext.method != method or ext.budget != int(budget):
                         continue
@@ -314,23 +314,23 @@ class FinetuneLR(Protocol):
                         ext.extra,
                         f"{self.name}.first_stage_extra (LR {ext.lr:g}, {budget} epochs)",
                     )
-                    recipe = _recipe(cfg, sched, epochs)
-                    extra = _method_options(method, reg)
+                    recipe = retrain_recipe(cfg, sched, epochs)
+                    extra = method_options(method, reg)
                     for seed in seeds:
-                        specs.append(_spec(self.name, cfg, cell, method, recipe, seed, **extra))
+                        specs.append(make_spec(self.name, cfg, cell, method, recipe, seed, **extra))
             if cfg.baselines:
                 # Baselines at the first LR only: random selection and the scratch-trained
                 # pruned shape answer "does the method matter at all" without a full LR grid.
                 lr = lrs[0]
                 if "random" not in methods:
-                    cell = f"{method_label('random')} / lr={_lr_text(lr)} / {budget}ep"
-                    recipe = _recipe(cfg, self._schedule(cfg, lr), budget)
+                    cell = f"{method_label('random')} / lr={lr_text(lr)} / {budget}ep"
+                    recipe = retrain_recipe(cfg, self._schedule(cfg, lr), budget)
                     for seed in seeds:
-                        specs.append(_spec(self.name, cfg, cell, "random", recipe, seed))
+                        specs.append(make_spec(self.name, cfg, cell, "random", recipe, seed))
                 budgets = cfg.scratch_budget
                 if not isinstance(budgets, (list, tuple)):
                     budgets = [budgets]
-                recipe = _scratch_recipe(cfg)
+                recipe = scratch_baseline_recipe(cfg)
                 for sb in budgets:
                     # Scratch trains the pipeline's whole length (base + retraining epochs; B:
                     # stretched to its FLOPs), so the label names both parts.
@@ -339,7 +339,7 @@ class FinetuneLR(Protocol):
                     extra = {"scratch_b_variant": cfg.scratch_b_variant} if sb == "B" else {}
                     for seed in seeds:
                         specs.append(
-                            _spec(
+                            make_spec(
                                 self.name,
                                 cfg,
                                 cell,
@@ -372,7 +372,7 @@ class FinetuneLR(Protocol):
         records = list(records)
         ref_method = cfg.reference
         first_lr_schedule = self._schedule(cfg, float(cfg.lrs[0]))
-        extended = self._extended_cells(cfg, _methods(cfg, self.name)[0])
+        extended = self._extended_cells(cfg, configured_methods(cfg, self.name)[0])
         try:  # rows in the grid's order (cells the config does not make go last)
             order = {c: i for i, c in enumerate(dict.fromkeys(s.cell for s in self.expand(cfg)))}
         except ConfigError:
@@ -417,15 +417,15 @@ class FinetuneLR(Protocol):
             gaps[(method, epochs)] = gap
             better = outcome(gap, comp.p)
             verdicts.append(
-                f"{method_label(method)} at {epochs} epochs: LR {_lr_text(hi_lr)} {better} "
-                f"LR {_lr_text(lo_lr)} ({_pct(hi['mean'])} vs {_pct(lo['mean'])}, "
+                f"{method_label(method)} at {epochs} epochs: LR {lr_text(hi_lr)} {better} "
+                f"LR {lr_text(lo_lr)} ({percent_text(hi['mean'])} vs {percent_text(lo['mean'])}, "
                 f"{100 * gap:+.2f} points, {paired_test_text(comp.p, len(comp.seeds))}; "
                 f"setup {comp.setup})."
             )
             verdicts.append(
                 f"{method_label(method)}: mean JSV right after pruning "
-                f"{hi['jsv_after_prune']:.4g}; trainability accuracy {_pct(hi['ta_mean'])} "
-                f"(LR {_lr_text(hi_lr)}) vs {_pct(lo['ta_mean'])} (LR {_lr_text(lo_lr)})."
+                f"{hi['jsv_after_prune']:.4g}; trainability accuracy {percent_text(hi['ta_mean'])} "
+                f"(LR {lr_text(hi_lr)}) vs {percent_text(lo['ta_mean'])} (LR {lr_text(lo_lr)})."
             )
         for (method, epochs), gap in gaps.items():
             m = METHODS.get(method)
@@ -442,7 +442,7 @@ class FinetuneLR(Protocol):
                 )
         if extended:
             verdicts += _first_stage_verdicts(extended, rows, cells, cfg.metric)
-        return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
+        return Summary(rows, verdicts, columns_for(ROW_COLUMNS, rows), curves)
 
 
 def _first_stage_verdicts(
@@ -461,7 +461,7 @@ def _first_stage_verdicts(
     for (method, budget, lr), items in groups.items():
         items.sort(key=lambda t: t[1].extra)
         first = items[0][1]
-        lo, hi = f"LR {_lr_text(lr)}", f"LR {_lr_text(first.large_lr)}"
+        lo, hi = f"LR {lr_text(lr)}", f"LR {lr_text(first.large_lr)}"
         # (extra epochs, diff small minus large LR, paired p, pairs); extra 0 = equal epochs.
         points: list[tuple[int, float | None, float | None, int]] = []
         if first.plain in cells and first.large in cells:

@@ -11,16 +11,16 @@ from tfprune.protocols.base import (
     ROW_COLUMNS,
     Protocol,
     Summary,
-    _check_reference,
-    _columns,
-    _method_options,
-    _methods,
-    _ratio_text,
-    _recipe,
-    _scratch_recipe,
-    _seeds,
-    _spec,
+    check_reference,
+    columns_for,
+    configured_methods,
+    make_spec,
     method_label,
+    method_options,
+    ratio_text,
+    retrain_recipe,
+    scratch_baseline_recipe,
+    seed_list,
     summarize_cells,
 )
 from tfprune.protocols.params import CommonParams, defaults_of
@@ -68,24 +68,24 @@ class RatioSweep(Protocol):
     def expand(self, config: dict) -> list[RunSpec]:
         """Cells: method × ratio (+ Random, and Scratch-E of each pruned shape)."""
         cfg = self.config(config)
-        methods, reg = _methods(cfg, self.name)
+        methods, reg = configured_methods(cfg, self.name)
         if cfg.baselines:
             methods += [m for m in ("random", "scratch") if m not in methods]
-        _check_reference(self.name, cfg.reference, methods, "a method")
-        recipe = _recipe(cfg, cfg.schedule, int(cfg.epochs))
+        check_reference(self.name, cfg.reference, methods, "a method")
+        recipe = retrain_recipe(cfg, cfg.schedule, int(cfg.epochs))
         specs = []
         for ratio in cfg.ratios:
             for method in methods:
                 if method == "scratch":
-                    cell = f"Scratch-E / pr={_ratio_text(ratio)}"
-                    rec = _scratch_recipe(cfg)
+                    cell = f"Scratch-E / pr={ratio_text(ratio)}"
+                    rec = scratch_baseline_recipe(cfg)
                     extra = {"scratch_budget": "E", "pipeline_epochs": int(cfg.epochs)}
                 else:
-                    cell = f"{method_label(method)} / pr={_ratio_text(ratio)}"
-                    rec, extra = recipe, _method_options(method, reg)
-                for seed in _seeds(cfg, self.name):
+                    cell = f"{method_label(method)} / pr={ratio_text(ratio)}"
+                    rec, extra = recipe, method_options(method, reg)
+                for seed in seed_list(cfg, self.name):
                     specs.append(
-                        _spec(self.name, cfg, cell, method, rec, seed, ratio=ratio, **extra)
+                        make_spec(self.name, cfg, cell, method, rec, seed, ratio=ratio, **extra)
                     )
         return specs
 
@@ -98,10 +98,10 @@ class RatioSweep(Protocol):
         ref_of: dict[str, str] = {}
         for r in records:
             if r.spec["method"] == cfg.reference:
-                ref_of.setdefault(_ratio_text(r.spec["ratio"]), r.spec["cell"])
+                ref_of.setdefault(ratio_text(r.spec["ratio"]), r.spec["cell"])
 
         def ref(cell: str, recs: list[RunRecord]) -> str | None:
-            return ref_of.get(_ratio_text(recs[0].spec["ratio"]))
+            return ref_of.get(ratio_text(recs[0].spec["ratio"]))
 
         rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg.metric)
         verdicts = []
@@ -118,4 +118,4 @@ class RatioSweep(Protocol):
                 f"{method_label(method)} mean JSV after pruning by ratio ({text}): "
                 f"{'monotone collapse' if mono else 'not monotone'}."
             )
-        return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
+        return Summary(rows, verdicts, columns_for(ROW_COLUMNS, rows), curves)

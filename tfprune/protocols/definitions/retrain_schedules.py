@@ -16,15 +16,15 @@ from tfprune.protocols.base import (
     ROW_COLUMNS,
     Protocol,
     Summary,
-    _check_reference,
-    _columns,
-    _method_options,
-    _methods,
-    _recipe,
-    _seeds,
-    _spec,
+    check_reference,
+    columns_for,
+    configured_methods,
+    make_spec,
     method_label,
+    method_options,
     paired_test_text,
+    retrain_recipe,
+    seed_list,
     summarize_cells,
 )
 from tfprune.protocols.params import CommonParams, defaults_of
@@ -90,12 +90,12 @@ class RetrainSchedules(Protocol):
     def expand(self, config: dict) -> list[RunSpec]:
         """Cells: method × schedule × budget (+ Random baseline)."""
         cfg = self.config(config)
-        methods, reg = _methods(cfg, self.name)
+        methods, reg = configured_methods(cfg, self.name)
         if cfg.baselines and "random" not in methods:
             methods.append("random")
         ref_method, ref_label = self._reference(cfg)
-        _check_reference(self.name, ref_method, methods, "a method")
-        _check_reference(self.name, ref_label, list(cfg.schedules), "a schedule label")
+        check_reference(self.name, ref_method, methods, "a method")
+        check_reference(self.name, ref_label, list(cfg.schedules), "a schedule label")
         base = cfg.base
         base_text = f"{int(base['epochs'])}@{base['schedule']}"
         last = parse_schedule(str(base["schedule"]), int(base["epochs"]), "base.schedule")
@@ -105,11 +105,11 @@ class RetrainSchedules(Protocol):
             for method in methods:
                 for label, sched in cfg.schedules.items():
                     sched = str(sched).replace("{base}", base_text).replace("{last}", last_text)
-                    recipe = _recipe(cfg, sched, int(budget))
+                    recipe = retrain_recipe(cfg, sched, int(budget))
                     cell = f"{method_label(method)} / {label} / {budget}ep"
-                    extra = _method_options(method, reg)
-                    for seed in _seeds(cfg, self.name):
-                        specs.append(_spec(self.name, cfg, cell, method, recipe, seed, **extra))
+                    extra = method_options(method, reg)
+                    for seed in seed_list(cfg, self.name):
+                        specs.append(make_spec(self.name, cfg, cell, method, recipe, seed, **extra))
         return specs
 
     def summarize(
@@ -140,4 +140,4 @@ class RetrainSchedules(Protocol):
                     f"{row['cell']} vs {row['reference']}: {100 * row['diff_vs_ref']:+.2f} "
                     f"points ({tested}; setup {row['setup']})."
                 )
-        return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
+        return Summary(rows, verdicts, columns_for(ROW_COLUMNS, rows), curves)

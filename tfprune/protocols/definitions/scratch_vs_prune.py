@@ -16,20 +16,20 @@ from tfprune.protocols.base import (
     ROW_COLUMNS,
     Protocol,
     Summary,
-    _base,
-    _check_reference,
-    _columns,
-    _lr_text,
-    _method_options,
-    _methods,
-    _pct,
-    _ratio_text,
-    _recipe,
-    _seeds,
-    _spec,
+    base_dict,
+    check_reference,
+    columns_for,
+    configured_methods,
+    lr_text,
+    make_spec,
     method_label,
+    method_options,
     outcome,
     paired_test_text,
+    percent_text,
+    ratio_text,
+    retrain_recipe,
+    seed_list,
     summarize_cells,
 )
 from tfprune.protocols.params import CommonParams, defaults_of
@@ -184,19 +184,19 @@ class ScratchVsPrune(Protocol):
         final_lr = stages[-1][1]
         pipelines = _pipelines(cfg, self.name, total)
         refs = ["Scratch-E"] + (["Scratch-B"] if cfg.scratch_b else [])
-        _check_reference(self.name, cfg.reference, refs, "a scratch row")
-        methods, reg = _methods(cfg, self.name)
+        check_reference(self.name, cfg.reference, refs, "a scratch row")
+        methods, reg = configured_methods(cfg, self.name)
         base_extra = {k: v for k, v in cfg.base.items() if k not in ("schedule", "epochs")}
         specs: list[RunSpec] = []
-        seeds = _seeds(cfg, self.name)
+        seeds = seed_list(cfg, self.name)
         for ratio in cfg.ratios:
-            r = _ratio_text(ratio)
+            r = ratio_text(ratio)
             # The dense model's recipe: the scratch schedule with the base hyper-parameters.
             base_full = {**base_extra, "schedule": cfg.scratch_schedule, "epochs": total}
-            scratch_recipe = base_recipe(_base(cfg, base_full))
+            scratch_recipe = base_recipe(base_dict(cfg, base_full))
             for seed in seeds:
                 specs.append(
-                    _spec(
+                    make_spec(
                         self.name,
                         cfg,
                         f"Scratch-E / pr={r}",
@@ -220,22 +220,22 @@ class ScratchVsPrune(Protocol):
                         halving_schedule(lr, f, final_lr, int(cfg.halving_stage_cap))
                     )
                     if setup == "SX-A":
-                        rows.append((f"SX-A P{p}F{f},{_lr_text(lr)}", sched, {}))
+                        rows.append((f"SX-A P{p}F{f},{lr_text(lr)}", sched, {}))
                     else:
                         squeeze = {"squeeze_base_by_speedup": True}
-                        rows.append((f"SX-B P{p}/kF{f},{_lr_text(lr)}", sched, squeeze))
+                        rows.append((f"SX-B P{p}/kF{f},{lr_text(lr)}", sched, squeeze))
                 for method in methods:
                     prefix = "" if method == "l1" else f"{method_label(method)} "
-                    extra = _method_options(method, reg)
+                    extra = method_options(method, reg)
                     for label, sched, opts in rows:
                         for seed in seeds:
                             specs.append(
-                                _spec(
+                                make_spec(
                                     self.name,
                                     cfg,
                                     f"{prefix}{label} / pr={r}",
                                     method,
-                                    _recipe(cfg, sched, f),
+                                    retrain_recipe(cfg, sched, f),
                                     seed,
                                     ratio=ratio,
                                     base=base_p,
@@ -248,7 +248,7 @@ class ScratchVsPrune(Protocol):
                 base_p = {**base_full, "epochs": p, "schedule_epochs": total}
                 for seed in seeds:
                     specs.append(
-                        _spec(
+                        make_spec(
                             self.name,
                             cfg,
                             f"Scratch-B (P{p}F{total - p}) / pr={r}",
@@ -277,10 +277,10 @@ class ScratchVsPrune(Protocol):
         scratch_of: dict[str, str] = {}
         for r in records:
             if r.spec["method"] == "scratch" and r.spec["cell"].startswith(prefix):
-                scratch_of.setdefault(_ratio_text(r.spec["ratio"]), r.spec["cell"])
+                scratch_of.setdefault(ratio_text(r.spec["ratio"]), r.spec["cell"])
 
         def ref(cell: str, recs: list[RunRecord]) -> str | None:
-            return scratch_of.get(_ratio_text(recs[0].spec["ratio"]))
+            return scratch_of.get(ratio_text(recs[0].spec["ratio"]))
 
         rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg.metric)
         verdicts = []
@@ -300,7 +300,7 @@ class ScratchVsPrune(Protocol):
                 "no seed in common" if diff is None or diff != diff else f"{100 * diff:+.2f} points"
             )
             verdicts.append(
-                f"{row['cell']} {word} {row['reference']}: {_pct(row['mean'])} vs "
-                f"{_pct(ref_row['mean'])} ({gap}, {tested}); setup {row['setup']}{flops}."
+                f"{row['cell']} {word} {row['reference']}: {percent_text(row['mean'])} vs "
+                f"{percent_text(ref_row['mean'])} ({gap}, {tested}); setup {row['setup']}{flops}."
             )
-        return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
+        return Summary(rows, verdicts, columns_for(ROW_COLUMNS, rows), curves)
