@@ -57,7 +57,7 @@ CONFIG_FILE = "config.yaml"
 _ENVELOPE = ("protocol", "runner", "output", "runtime")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RunnerConfig:
     """How the runner treats the grid.
 
@@ -77,7 +77,7 @@ class RunnerConfig:
                 raise ConfigError(f"runner.{f.name} must be true or false")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class OutputConfig:
     """What the report writes under ``<output_dir>/report/``.
 
@@ -96,7 +96,7 @@ class OutputConfig:
                 raise ConfigError(f"output.{f.name} must be true or false")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RuntimeConfig:
     """How every run of the grid computes (see :class:`tfprune.runtime.Runtime`).
 
@@ -114,13 +114,16 @@ class RuntimeConfig:
     mixed_precision: Any = None
     jit_compile: bool = False
 
-    def validate(self) -> None:
+    def validated(self) -> RuntimeConfig:
         """A known precision and a boolean ``jit_compile``; ``true`` becomes the policy name.
 
-        The saved ``config.yaml`` then names the precision the runs used on this machine.
+        Returns the checked copy; its saved ``config.yaml`` then names the precision the runs
+        used on this machine.
         """
         runtime = self.resolve()
-        self.mixed_precision = runtime.precision if runtime.mixed else False
+        return dataclasses.replace(
+            self, mixed_precision=runtime.precision if runtime.mixed else False
+        )
 
     def resolve(self) -> Runtime:
         """The :class:`~tfprune.runtime.Runtime` on this machine (``true`` picks the policy)."""
@@ -186,16 +189,16 @@ class ProtocolConfig:
         )
 
     def validate(self, check_files: bool = True, schema: type | None = None) -> ProtocolConfig:
-        """Validate the envelope and ``params``; returns ``self``.
+        """The validated config: the envelope and ``params`` checked, the runtime resolved.
 
         ``schema`` is the protocol's params dataclass, whose declared field types say how each
         setting is checked (see :func:`validate_params`).
         """
         self.runner.validate()
         self.output.validate()
-        self.runtime.validate()
+        runtime = self.runtime.validated()
         validate_params(params_dict(self.params), check_files=check_files, schema=schema)
-        return self
+        return dataclasses.replace(self, runtime=runtime)
 
 
 def validate_params(
