@@ -5,8 +5,10 @@ Counts are numbers, both exports return one type, and messages name what was pas
 
 from __future__ import annotations
 
+import ast
 import logging
 import os
+from pathlib import Path
 
 import pytest
 
@@ -98,3 +100,21 @@ def test_onnx_export_logs_no_tf2onnx_info_lines(tmp_path, caplog):
     assert os.path.isfile(result.onnx_path)
     assert [r.getMessage() for r in caplog.records if r.name.startswith("tf2onnx")] == []
     assert logging.getLogger("tf2onnx").level == logging.NOTSET  # restored afterwards
+
+
+def test_every_public_error_type_is_defined_in_tfprune_errors():
+    # One import path per error: a public exception class anywhere else is a second home.
+    package = Path(tfprune.__file__).parent
+    elsewhere = []
+    for path in sorted(package.rglob("*.py")):
+        if path == package / "errors.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            bases = [ast.unparse(b) for b in getattr(node, "bases", [])]
+            if (
+                isinstance(node, ast.ClassDef)
+                and not node.name.startswith("_")
+                and any(b.endswith(("Error", "Exception")) for b in bases)
+            ):
+                elsewhere.append(f"{path.relative_to(package)}:{node.name}")
+    assert elsewhere == []

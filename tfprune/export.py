@@ -47,8 +47,14 @@ from tfprune.deploy.inputs import (
     input_specs,
     normalise_inputs,
 )
-from tfprune.deploy.serving import VersionExistsError
-from tfprune.errors import InvalidArgumentError, TfpruneError, UnsupportedModelError
+from tfprune.errors import (
+    ExportDirectoryNotEmptyError,
+    ExportError,
+    ExportMismatchError,
+    InvalidArgumentError,
+    RuntimeMismatchError,
+    UnsupportedModelError,
+)
 from tfprune.files import (
     describe_entries,
     foreign_entries,
@@ -58,11 +64,7 @@ from tfprune.files import (
 )
 
 __all__ = [
-    "ExportDirectoryNotEmptyError",
-    "ExportError",
-    "ExportMismatchError",
     "ExportResult",
-    "VersionExistsError",
     "check_export_dir",
     "export_for_serving",
     "export_saved_model",
@@ -77,18 +79,6 @@ FOLD_FACTOR = 2.0
 FOLD_RTOL = 1e-3
 #: Above this relative tolerance a check says nothing; the export is refused instead.
 MAX_RTOL = 1e-2
-
-
-class ExportError(TfpruneError):
-    """Exporting a model failed; nothing was left at the target path."""
-
-
-class ExportDirectoryNotEmptyError(ExportError):
-    """The export folder is not empty: others' files, or a tfprune export without ``overwrite``."""
-
-
-class ExportMismatchError(ExportError):
-    """The reloaded SavedModel computes something different from the Keras model."""
 
 
 @dataclasses.dataclass(eq=False)
@@ -524,7 +514,7 @@ def _convert_and_check(
     runtime_rtol = result.runtime_tolerance
     problems = _compare(saved_outputs, outs, runtime_rtol, atol)
     if problems:
-        raise runtimes.RuntimeMismatchError(
+        raise RuntimeMismatchError(
             f"{kind} outputs differ from the SavedModel's beyond runtime_rtol="
             f"{runtime_rtol}: " + "; ".join(problems) + ". Nothing was written."
         )

@@ -11,7 +11,6 @@ masked channels out for real.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -20,7 +19,7 @@ import numpy as np
 
 from tfprune import layers as tfprune_layers
 from tfprune.compat import producing_layer, require_tf_keras, tf
-from tfprune.errors import InvalidArgumentError, UnsupportedModelError
+from tfprune.errors import InvalidArgumentError, UnsupportedModelError, did_you_mean
 from tfprune.graph.groups import Analysis, ChannelGroup, analyze
 from tfprune.graph.rebuild import copy_layer, rebuild_model
 from tfprune.graph.rules import named_weights, rule_for
@@ -286,10 +285,9 @@ def _check_skip(model: Any, skip: Any) -> tuple[str, ...]:
         names.add(layer.name)
     for name in skip:
         if name not in names:
-            close = difflib.get_close_matches(name, sorted(names), n=3)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise InvalidArgumentError(
-                f"skip names layer {name!r}, which is not in model {model.name!r}.{hint}"
+                f"skip names layer {name!r}, which is not in model {model.name!r}"
+                f"{did_you_mean(name, sorted(names), n=3)}."
             )
     return skip
 

@@ -11,12 +11,8 @@ import numpy as np
 import pytest
 
 from tfprune.compat import keras, tf
-from tfprune.errors import TfpruneError
-from tfprune.export import (
-    ExportDirectoryNotEmptyError,
-    ExportMismatchError,
-    export_saved_model,
-)
+from tfprune.errors import ExportDirectoryNotEmptyError, ExportMismatchError, TfpruneError
+from tfprune.export import export_saved_model
 
 L = keras.layers
 

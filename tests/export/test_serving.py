@@ -12,8 +12,8 @@ import tfprune
 from tfprune.compat import keras, tf
 from tfprune.deploy import example_inputs
 from tfprune.deploy.serving import WARMUP_FILE, read_warmup_requests, signature_text
-from tfprune.errors import InvalidArgumentError, UnsupportedModelError
-from tfprune.export import ExportResult, VersionExistsError, export_for_serving, export_saved_model
+from tfprune.errors import InvalidArgumentError, UnsupportedModelError, VersionExistsError
+from tfprune.export import ExportResult, export_for_serving, export_saved_model
 
 L = keras.layers
 pytest.importorskip("tensorflow_serving.apis.prediction_log_pb2")

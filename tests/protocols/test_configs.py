@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import yaml
 
@@ -10,35 +12,47 @@ from tfprune.configs import (
     ProtocolConfig,
     RecipeConfig,
     check_dataset_files,
+    checks,
     parse_params_override,
     resolve_protocol_config,
     save_config,
 )
 from tfprune.errors import ConfigError, DatasetNotFoundError
+from tfprune.protocols.params import defaults_of
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyParams:
+    """A protocol's settings; each declares its check in its type."""
+
+    dataset: checks.Dataset = "digits"
+    data_dir: str | None = None
+    model: checks.Model = "mlp7_linear"
+    ratios: checks.Ratios = dataclasses.field(default_factory=lambda: [0.5])
+    seeds: checks.Seeds = dataclasses.field(default_factory=lambda: [1, 2])
+    baselines: bool = True
+    base: checks.Recipe = dataclasses.field(
+        default_factory=lambda: {"schedule": "0:0.01,10:0.001", "epochs": 15}
+    )
+    retrain: checks.Recipe = dataclasses.field(
+        default_factory=lambda: {"schedule": "0:0.01,5:0.001", "epochs": 10, "batch_size": 100}
+    )
+    lrs: checks.ScheduleMap = dataclasses.field(
+        default_factory=lambda: {"large": "0:0.01", "small": "0:0.001"}
+    )
+    options: dict = dataclasses.field(default_factory=dict)
 
 
 class _Proto:
-    """A registry entry: only ``default_config`` is read by the config layer."""
+    """A registry entry: the config layer reads ``default_config`` and ``params``."""
 
-    def __init__(self, default_config):
+    def __init__(self, default_config, params=None):
         self.default_config = default_config
+        self.params = params
 
 
 REGISTRY = {
-    "toy": _Proto(
-        {
-            "dataset": "digits",
-            "data_dir": None,
-            "model": "mlp7_linear",
-            "ratios": [0.5],
-            "seeds": [1, 2],
-            "baselines": True,
-            "base": {"schedule": "0:0.01,10:0.001", "epochs": 15},
-            "retrain": {"schedule": "0:0.01,5:0.001", "epochs": 10, "batch_size": 100},
-            "lrs": {"large": "0:0.01", "small": "0:0.001"},
-            "options": {},
-        }
-    ),
+    "toy": _Proto(defaults_of(ToyParams), ToyParams),
     "other": _Proto({"dataset": "digits", "seeds": [1]}),
 }
 
@@ -71,25 +85,25 @@ def test_defaults_then_yaml_then_overrides(tmp_path):
         None, path, ["retrain.epochs=8", "{ratios: [0.3, 0.7]}"], registry=REGISTRY
     )
     assert cfg.protocol == "toy"
-    assert cfg.params["seeds"] == [3, 4, 5]
-    assert cfg.params["retrain"] == {"schedule": "0:0.01,5:0.001", "epochs": 8, "batch_size": 100}
-    assert cfg.params["ratios"] == [0.3, 0.7]
-    assert cfg.params["base"]["epochs"] == 15
+    assert cfg.params.seeds == [3, 4, 5]
+    assert cfg.params.retrain == {"schedule": "0:0.01,5:0.001", "epochs": 8, "batch_size": 100}
+    assert cfg.params.ratios == [0.3, 0.7]
+    assert cfg.params.base["epochs"] == 15
     assert cfg.runner.continue_on_error is False and cfg.output.plots is True
 
 
 def test_open_dicts_accept_new_keys():
     cfg = resolve("options.jsv_samples=100,runner.continue_on_error=true")
-    assert cfg.params["options"] == {"jsv_samples": 100}
+    assert cfg.params.options == {"jsv_samples": 100}
     assert cfg.runner.continue_on_error is True
     # Label maps take new labels; null drops one.
     cfg = resolve("lrs.mid='0:0.005',lrs.small=null")
-    assert cfg.params["lrs"] == {"large": "0:0.01", "mid": "0:0.005"}
+    assert cfg.params.lrs == {"large": "0:0.01", "mid": "0:0.005"}
     # ... but "base" is merged strictly.
     with pytest.raises(ConfigError, match=r"'base.epoch' \(did you mean 'epochs'\?\)"):
         resolve("base.epoch=3")
     # A count may replace a list of seeds and vice versa.
-    assert resolve("seeds=3").params["seeds"] == 3
+    assert resolve("seeds=3").params.seeds == 3
 
 
 def test_unknown_key_did_you_mean():
@@ -123,8 +137,8 @@ def test_protocol_mismatch_between_flag_and_file(tmp_path):
     [
         ("model=resnet57", r"model='resnet57' is not a known model \(did you mean 'resnet56'\?\)"),
         ("dataset=cifar", r"dataset='cifar' is not a known dataset \(did you mean 'cifar10'\?\)"),
-        ("ratios=[0.5,1.0]", r"ratios\[1\]=1.0 is outside \[0, 1\)"),
-        ("ratios=[-0.1]", r"outside \[0, 1\)"),
+        ("ratios=[0.5,1.0]", r"ratios\[1\] must be in \[0, 1\) .*got 1.0"),
+        ("ratios=[-0.1]", r"ratios\[0\] must be in \[0, 1\) .*got -0.1"),
         ("retrain.schedule='0:0.01,30:0.001,20:0.0001'", r"decreasing epochs \(30 then 20\)"),
         ("retrain.epochs=-1", r"retrain.epochs=-1 is negative"),
         ("base.epochs=2.5", r"base.epochs must be a whole number"),
@@ -152,12 +166,12 @@ def test_missing_dataset_files_name_expected_files(tmp_path):
     with pytest.raises(DatasetNotFoundError, match=r"TFRecord shards"):
         check_dataset_files("imagenet", tmp_path)
     # check_files=False skips only the file check.
-    assert resolve(f"dataset=mnist,data_dir={tmp_path}", check_files=False).params["dataset"]
+    assert resolve(f"dataset=mnist,data_dir={tmp_path}", check_files=False).params.dataset
 
 
 def test_mnist_files_found(mnist_dir):
     check_dataset_files("mnist", mnist_dir)
-    assert resolve(f"dataset=mnist,data_dir={mnist_dir}").params["data_dir"] == str(mnist_dir)
+    assert resolve(f"dataset=mnist,data_dir={mnist_dir}").params.data_dir == str(mnist_dir)
 
 
 def test_config_yaml_round_trip(tmp_path):
@@ -168,7 +182,7 @@ def test_config_yaml_round_trip(tmp_path):
     assert list(data)[:3] == ["protocol", "runner", "output"]
     again = resolve_protocol_config(None, path, registry=REGISTRY)
     assert again == cfg
-    assert ProtocolConfig.from_flat_dict(cfg.to_dict()) == cfg
+    assert ProtocolConfig.from_flat_dict(cfg.to_dict()).to_dict() == cfg.to_dict()
 
 
 def test_bad_yaml_file(tmp_path):
@@ -190,7 +204,7 @@ def test_typed_experiment_config():
     assert isinstance(exp.retrain, RecipeConfig) and exp.retrain.epochs == 5
     with pytest.raises(ConfigError, match=r"'retrain.epocs' \(did you mean 'epochs'\?\)"):
         ExperimentConfig.from_dict({"retrain": {"epocs": 5}})
-    with pytest.raises(ConfigError, match=r"ratio=1.5 is outside"):
+    with pytest.raises(ConfigError, match=r"ratio must be in \[0, 1\) .*got 1.5"):
         ExperimentConfig(ratio=1.5).validate()
     with pytest.raises(ConfigError, match=r"retrain.optimizer must be one of sgd, adam"):
         ExperimentConfig(retrain=RecipeConfig(optimizer="rmsprop")).validate()

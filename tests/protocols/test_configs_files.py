@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from tfprune.errors import ConfigError
 from tfprune.protocols import resolve_config
 from tfprune.protocols.grids import PROTOCOLS
-from tfprune.protocols.schedules import parse_schedule
+from tfprune.training.schedules import parse_schedule
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
@@ -22,7 +23,7 @@ def test_there_is_an_example_per_protocol():
 def test_example_config_validates_and_expands(path):
     # Files are only checked for the embedded digits data (the GPU datasets are not here).
     cfg = resolve_config(None, path, check_files=False)
-    if cfg.params.get("dataset", "digits") == "digits":
+    if getattr(cfg.params, "dataset", "digits") == "digits":
         cfg = resolve_config(None, path)
     specs = PROTOCOLS[cfg.protocol].expand(cfg.params)
     assert specs and len({s.run_id() for s in specs}) == len(specs)
@@ -36,8 +37,8 @@ def test_finetune_lr_yaml_is_the_default():
 def test_override_on_top_of_a_file():
     path = next(p for p in CONFIGS if p.name == "finetune_lr_mnist.yaml")
     cfg = resolve_config(None, path, ["budgets=[5],seeds=[7]", "{lrs: [0.1]}"], check_files=False)
-    assert cfg.params["budgets"] == [5] and cfg.params["seeds"] == [7]
-    assert cfg.params["lrs"] == [0.1] and cfg.params["dataset"] == "mnist"
+    assert cfg.params.budgets == [5] and cfg.params.seeds == [7]
+    assert cfg.params.lrs == [0.1] and cfg.params.dataset == "mnist"
 
 
 def _resolved(name: str) -> tuple[str, dict, list]:
@@ -119,8 +120,8 @@ def test_milestone_syntax_in_every_digits_schedule():
 
 def test_first_stage_config_lengthens_only_the_small_lrs_first_stage():
     protocol, params, specs = _resolved("finetune_lr_first_stage_digits.yaml")
-    assert protocol == "finetune_lr" and params["dataset"] == "digits"
-    assert (params["model"], params["ratio"], params["seeds"]) == ("mlp7_linear", 0.8, 3)
+    assert protocol == "finetune_lr" and params.dataset == "digits"
+    assert (params.model, params.ratio, params.seeds) == ("mlp7_linear", 0.8, 3)
     got = {s.cell: (_stages(s), s.retrain.epochs) for s in specs if s.seed == 0}
     assert got == {
         "L1 / lr=1e-2 / 20ep": ([(0, 0.01), (7, 0.001), (13, 0.0001)], 20),
@@ -128,3 +129,27 @@ def test_first_stage_config_lengthens_only_the_small_lrs_first_stage():
         "L1 / lr=1e-3 / 20ep+20 first stage": ([(0, 0.001), (30, 0.0001)], 40),
         "L1 / lr=1e-3 / 20ep+60 first stage": ([(0, 0.001), (70, 0.0001)], 80),
     }
+
+
+@pytest.mark.parametrize(
+    "protocol, override, message",
+    [
+        ("finetune_lr", "lrs=[0.01,0]", r"lrs\[1\] must be a learning rate > 0"),
+        ("finetune_lr", "budgets=[20,-1]", r"budgets\[1\]=-1 is negative"),
+        ("finetune_lr", "first_stage_extra_lrs=-0.1", r"first_stage_extra_lrs must be a lear"),
+        ("ratio_sweep", "schedule='cosin:0.1:0.001'", r"schedule=.*did you mean 'cosine'"),
+        ("ratio_sweep", "ratios=[0.5,1.5]", r"ratios\[1\] must be in \[0, 1\)"),
+        ("scratch_vs_prune", "sxa_lr=0", r"sxa_lr must be a learning rate > 0"),
+        ("scratch_vs_prune", "scratch_schedule='0:0.1,5:0.01,3:0.001'", "decreasing epochs"),
+        ("cross_recipe", "recipe_epochs.FT_A=2.5", r"recipe_epochs\['FT_A'\] must be a whole"),
+        ("cross_recipe", "recipes.FT_B='0:-0.1'", r"recipes\['FT_B'\]=.*non-positive LR"),
+        ("retrain_schedules", "schedules.FT='fx:0.1'", r"schedules\['FT'\]=.*not a known sch"),
+        ("retrain_schedules", "base.batch_size=0", r"base.batch_size must be >= 1"),
+        ("finetune_lr", "model=mlp7_linar", r"did you mean 'mlp7_linear'"),
+    ],
+)
+def test_each_protocol_checks_its_declared_settings_before_anything_runs(
+    protocol, override, message
+):
+    with pytest.raises(ConfigError, match=message):
+        resolve_config(protocol, None, override, check_files=False)

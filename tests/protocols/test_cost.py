@@ -19,9 +19,9 @@ from absl import flags
 from tfprune.bin import compare as compare_bin
 from tfprune.data import load_dataset
 from tfprune.protocols import resolve_config
-from tfprune.protocols.cost import CostEstimator, estimate_cost
-from tfprune.protocols.cost_report import format_cost
-from tfprune.protocols.dataset_sizes import dataset_facts
+from tfprune.protocols.cost.dataset_sizes import dataset_facts
+from tfprune.protocols.cost.estimate import CostEstimator, estimate_cost
+from tfprune.protocols.cost.report import format_cost
 from tfprune.protocols.runner import expand_config, plan_shard
 from tfprune.training.schedules import scratch_b_epochs
 

@@ -6,16 +6,13 @@ import pytest
 
 from tfprune.errors import ConfigError
 from tfprune.protocols import resolve_config
-from tfprune.protocols.grids import (
-    PROTOCOLS,
-    Summary,
-    cross_recipe_verdict,
-    lengthen_first_stage,
-    outcome,
-)
+from tfprune.protocols.base import Summary, outcome
+from tfprune.protocols.definitions.cross_recipe import cross_recipe_verdict
+from tfprune.protocols.definitions.finetune_lr import lengthen_first_stage
+from tfprune.protocols.grids import PROTOCOLS
 from tfprune.protocols.runner import run_protocol
-from tfprune.protocols.schedules import parse_schedule
 from tfprune.protocols.spec import RunRecord, RunSpec
+from tfprune.training.schedules import parse_schedule
 
 
 def _cells(specs: list[RunSpec]) -> list[str]:

@@ -8,10 +8,12 @@ import json
 import math
 
 import pytest
+from core_helpers import tool_error_line
 
-from tfprune.errors import InvalidArgumentError
-from tfprune.protocols.base import outcome, paired_test_text, summarize_cells
-from tfprune.protocols.grids import Protocol, Summary
+from tfprune.bin import report as report_tool
+from tfprune.bin.jobs import report as report_job
+from tfprune.errors import InvalidArgumentError, NoFinishedRunsError
+from tfprune.protocols.base import Protocol, Summary, outcome, paired_test_text, summarize_cells
 from tfprune.protocols.report import (
     _accuracy_figure,
     _Curve,
@@ -38,7 +40,7 @@ class CellMeans(Protocol):
     description = "two cells"
     default_config = {}
 
-    def summarize(self, records):
+    def summarize(self, records, config=None):
         rows = []
         for cell in sorted({r.spec["cell"] for r in records}):
             accs = [r.metrics["final_acc"] for r in records if r.spec["cell"] == cell]
@@ -151,8 +153,27 @@ def test_no_jsv_plot_without_jsv(tmp_path):
 
 
 def test_report_of_empty_dir_says_what_to_do(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no finished runs.*tfprune-compare"):
+    with pytest.raises(NoFinishedRunsError, match="no finished runs.*tfprune-compare"):
         write_report(tmp_path, registry={"cells": CellMeans()})
+
+
+def test_report_tool_names_an_unknown_protocol_in_one_line(tmp_path, capsys):
+    fill(RunStore(tmp_path))
+    assert report_tool.BINARY([f"--output_dir={tmp_path}", "--protocol=finetune_l"]) == 2
+    line = tool_error_line(capsys.readouterr().err, "report")
+    assert "'finetune_l' is not registered" in line and "did you mean 'finetune_lr'" in line
+
+
+def test_report_tool_keeps_the_traceback_of_an_unexpected_value_error(tmp_path, monkeypatch):
+    # A bug (in numpy, TensorFlow or tfprune) is not a usage error: its traceback is kept.
+    fill(RunStore(tmp_path))
+
+    def broken(*args, **kwargs):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setattr(report_job, "write_report", broken)
+    with pytest.raises(ValueError, match="broadcast"):
+        report_tool.BINARY([f"--output_dir={tmp_path}"])
 
 
 def test_formatting_helpers():

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from tfprune.configs import ProtocolConfig
-from tfprune.errors import ConfigError, InvalidArgumentError, TfpruneError
+from tfprune.configs import ProtocolConfig, RunnerConfig
+from tfprune.errors import ConfigError, InvalidArgumentError, RunFailedError, TfpruneError
 from tfprune.files import mark_as_tfprune
-from tfprune.protocols.grids import Protocol, Summary
-from tfprune.protocols.runner import RunFailedError, plan_shard, run_protocol
+from tfprune.protocols.base import Protocol, Summary
+from tfprune.protocols.runner import plan_shard, run_protocol
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
 from tfprune.protocols.store import RunStore
 
@@ -59,7 +59,7 @@ class ToyProtocol(Protocol):
                     )
         return specs
 
-    def summarize(self, records):
+    def summarize(self, records, config=None):
         cells = {}
         for r in records:
             cells.setdefault(r.spec["cell"], []).append(r.metrics["final_acc"])
@@ -94,9 +94,10 @@ def toy_execute(spec, workdir, *, strategy=None, log=print):
 REGISTRY = {"toy": ToyProtocol()}
 
 
-def config(**params):
+def config(continue_on_error=False, **params):
     merged = {**ToyProtocol.default_config, **params}
-    return ProtocolConfig(protocol="toy", params=merged)
+    runner = RunnerConfig(continue_on_error=continue_on_error)
+    return ProtocolConfig(protocol="toy", params=merged, runner=runner)
 
 
 def run(cfg, out, **kw):
@@ -189,8 +190,7 @@ def test_failure_recorded_and_reraised(tmp_path):
 
 
 def test_continue_on_error_runs_the_rest_then_raises(tmp_path):
-    cfg = config(fail_cell="lr=0.001 pr=0.5")
-    cfg.runner.continue_on_error = True
+    cfg = config(fail_cell="lr=0.001 pr=0.5", continue_on_error=True)
     CALLS.clear()
     with pytest.raises(RunFailedError, match="2 of 4 run\\(s\\) failed") as info:
         run(cfg, tmp_path)
@@ -299,8 +299,7 @@ def test_another_config_into_a_used_folder_is_refused_naming_both(tmp_path):
     assert CALLS == [] and (tmp_path / "config.yaml").read_text() == saved
     assert (tmp_path / "report" / "summary.md").stat().st_mtime_ns == summary
     # The same config (a rerun, another shard) and what only changes the runner are not refused.
-    cfg = config()
-    cfg.runner.continue_on_error = True
+    cfg = config(continue_on_error=True)
     run(cfg, tmp_path)
     # An unreadable config.yaml cannot tell: refused too, naming the file.
     (tmp_path / "config.yaml").write_text("protocol: [unclosed\n")
@@ -344,8 +343,7 @@ def test_a_held_claim_is_left_alone_by_the_clean_up(tmp_path):
 
 
 def test_continue_on_error_ends_in_one_line_after_the_report_of_what_finished(tmp_path):
-    cfg = config(fail_cell="lr=0.001 pr=0.5")
-    cfg.runner.continue_on_error = True
+    cfg = config(fail_cell="lr=0.001 pr=0.5", continue_on_error=True)
     shown = []
     with pytest.raises(RunFailedError) as info:
         run(cfg, tmp_path, results=shown.append)

@@ -1,4 +1,4 @@
-"""Unit tests of tfprune.protocols.schedules: spec parsing, WHY halving rule, LEHUA schedules."""
+"""Unit tests of tfprune.training.schedules: spec parsing, WHY halving rule, LEHUA schedules."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from tfprune.compat import keras
 from tfprune.errors import ConfigError
-from tfprune.protocols.schedules import (
+from tfprune.training.schedules import (
     EpochLRScheduler,
     StepLRScheduler,
     equal_steps,

@@ -54,7 +54,7 @@ def test_unknown_importance_name(model):
 def test_unknown_skip_layer_suggests_close_name(model):
     with pytest.raises(InvalidArgumentError, match="'conv_1'") as info:
         tfprune.prune_filters(model, 0.5, skip=["conv_1"])
-    assert "Did you mean" in str(info.value) and "'conv1'" in str(info.value)
+    assert "(did you mean " in str(info.value) and "'conv1'" in str(info.value)
 
 
 def test_subclassed_model():

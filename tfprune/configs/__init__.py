@@ -6,7 +6,6 @@ keys fail with a "did you mean" hint and every known field is checked before tra
 """
 
 from tfprune.configs.base import (
-    did_you_mean,
     dump_yaml,
     load_yaml,
     merge_strict,
@@ -51,7 +50,6 @@ __all__ = [
     "check_ratio",
     "check_schedule",
     "check_seeds",
-    "did_you_mean",
     "dump_yaml",
     "load_yaml",
     "merge_strict",

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import difflib
 import os
 import re
 import types
@@ -25,12 +24,11 @@ from typing import Any
 
 import yaml
 
-from tfprune.errors import ConfigError
+from tfprune.errors import ConfigError, did_you_mean
 
 __all__ = [
     "config_from_dict",
     "config_to_dict",
-    "did_you_mean",
     "dump_yaml",
     "load_yaml",
     "merge_strict",
@@ -38,12 +36,6 @@ __all__ = [
     "split_top_level",
     "yaml_load",
 ]
-
-
-def did_you_mean(key: str, known: Iterable[str]) -> str:
-    """`` (did you mean 'x'?)`` for the closest of ``known`` to ``key``, or an empty string."""
-    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _unknown_key_error(path: str, key: str, known: Iterable[str]) -> ConfigError:

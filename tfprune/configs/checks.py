@@ -8,24 +8,40 @@ trained or read beyond a directory listing.
 
 from __future__ import annotations
 
-import math
 import os
 import re
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from tfprune.configs.base import did_you_mean
+from tfprune import selection
 from tfprune.data import DATASET_NAMES, cifar, imagenet, mnist
 from tfprune.data.bundle import missing_files_error, resolve_data_dir
-from tfprune.errors import ConfigError, DatasetNotFoundError
+from tfprune.errors import ConfigError, DatasetNotFoundError, InvalidArgumentError, did_you_mean
 from tfprune.models import list_models
 from tfprune.training.schedules import parse_schedule
 
 __all__ = [
+    "LR",
+    "BatchSize",
+    "Dataset",
+    "EpochList",
+    "EpochMap",
+    "Epochs",
+    "LRList",
+    "Model",
+    "Ratio",
+    "Ratios",
+    "Recipe",
+    "Schedule",
+    "ScheduleMap",
+    "Seeds",
     "check_dataset",
     "check_dataset_files",
     "check_epochs",
+    "check_fields",
+    "field_check",
     "check_lr",
     "check_model",
     "check_ratio",
@@ -123,23 +139,23 @@ def check_model(name: Any, where: str = "model") -> str:
 
 
 def check_ratio(value: Any, where: str = "ratio") -> Any:
-    """A pruning ratio in [0, 1), a ``{layer regex: ratio}`` mapping, or a list of those."""
+    """A pruning ratio in [0, 1), a ``{layer regex: ratio}`` mapping, or a list of those.
+
+    Each ratio is checked by :func:`tfprune.selection.check_ratio`, as the library checks it;
+    a mapping comes back as a dict of floats.
+    """
     if isinstance(value, (list, tuple)):
         if not value:
             raise ConfigError(f"{where} must not be an empty list")
         return [check_ratio(v, f"{where}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, Mapping):
-        for k, v in value.items():
-            check_ratio(v, f"{where}[{k!r}]")
-        return dict(value)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        return {k: check_ratio(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{where} must be a number in [0, 1), got {value!r}")
-    if not 0.0 <= float(value) < 1.0:
-        raise ConfigError(
-            f"{where}={value!r} is outside [0, 1): it is the fraction of filters removed "
-            "(e.g. 0.5 removes half; 1.0 would remove every filter)"
-        )
-    return float(value)
+    try:
+        return selection.check_ratio(value, where)
+    except InvalidArgumentError as err:
+        raise ConfigError(str(err)) from None
 
 
 def check_epochs(value: Any, where: str = "epochs") -> int:
@@ -236,3 +252,116 @@ def check_lr(value: Any, where: str = "lr") -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigError(f"{where} must be a learning rate > 0, got {value!r}")
     return float(value)
+
+
+# --------------------------------------------------------------------------------------------
+# Declared field types: a setting's check is part of its type, not of its name
+# --------------------------------------------------------------------------------------------
+
+#: A check of one setting: ``(value, where, siblings)``; ``siblings`` is the mapping the setting
+#: sits in (a schedule is checked against the ``epochs`` beside it).
+FieldCheck = Callable[[Any, str, Mapping[str, Any]], Any]
+
+
+def _each(check: Callable[[Any, str], Any]) -> FieldCheck:
+    """``check`` applied to a value, to each item of a list or to each value of a mapping."""
+
+    def run(value: Any, where: str, siblings: Mapping[str, Any]) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                check(v, f"{where}[{k!r}]")
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                check(v, f"{where}[{i}]")
+        else:
+            check(value, where)
+
+    return run
+
+
+def _schedule(value: Any, where: str, siblings: Mapping[str, Any]) -> None:
+    epochs = siblings.get("epochs")
+    check_schedule(value, where, epochs if isinstance(epochs, int) else None)
+
+
+def _schedules(value: Any, where: str, siblings: Mapping[str, Any]) -> None:
+    """A schedule per label; a label may hold a whole recipe mapping instead."""
+    for k, v in value.items() if isinstance(value, Mapping) else enumerate(value):
+        sub = f"{where}[{k!r}]"
+        if isinstance(v, Mapping):
+            _recipe(v, sub, siblings)
+        else:
+            check_schedule(v, sub)
+
+
+def _recipe(value: Any, where: str, siblings: Mapping[str, Any]) -> None:
+    """A training recipe mapping (``schedule``, ``epochs``, ``batch_size``, optimizer fields)."""
+    if not value:
+        return
+    if "epochs" in value:
+        check_epochs(value["epochs"], f"{where}.epochs")
+    if "schedule" in value:
+        _schedule(value["schedule"], f"{where}.schedule", value)
+    if "batch_size" in value:
+        _batch_size(value["batch_size"], f"{where}.batch_size", value)
+
+
+def _batch_size(value: Any, where: str, siblings: Mapping[str, Any]) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where} must be an integer >= 1, got {value!r}")
+    if value < 1:
+        raise ConfigError(f"{where} must be >= 1, got {value}")
+
+
+def field_check(check: Callable[[Any, str], Any]) -> FieldCheck:
+    """A declared check that calls ``check(value, where)``.
+
+    For example ``Annotated[float | None, field_check(check_lr)]``.
+    """
+    return lambda value, where, siblings: check(value, where)
+
+
+Dataset = Annotated[str, field_check(check_dataset)]
+"""A dataset name (:data:`tfprune.data.DATASET_NAMES`)."""
+Model = Annotated[str, field_check(check_model)]
+"""A zoo model name or ``keras:<Application>``."""
+Ratio = Annotated[float | dict, field_check(check_ratio)]
+"""A pruning ratio in [0, 1) or ``{layer-name regex: ratio}``."""
+Ratios = Annotated[list[float | dict], field_check(check_ratio)]
+"""A non-empty list of pruning ratios."""
+Seeds = Annotated[int | list[int], field_check(check_seeds)]
+"""A seed count n (seeds 0..n-1) or a list of distinct seeds."""
+Epochs = Annotated[int, _each(check_epochs)]
+"""A whole number of epochs >= 0."""
+EpochList = Annotated[list[int], _each(check_epochs)]
+"""A list of epoch counts."""
+EpochMap = Annotated[dict, _each(check_epochs)]
+"""An epoch count per label."""
+LR = Annotated[float, field_check(check_lr)]
+"""A learning rate > 0."""
+LRList = Annotated[list[float], field_check(check_lr)]
+"""A list of learning rates > 0."""
+Schedule = Annotated[str, _schedule]
+"""An LR schedule text (checked against the ``epochs`` beside it, if any)."""
+ScheduleMap = Annotated[dict, _schedules]
+"""An LR schedule (or a recipe mapping) per label."""
+Recipe = Annotated[dict, _recipe]
+"""A training recipe mapping (``schedule``, ``epochs``, ``batch_size``, ...)."""
+BatchSize = Annotated[int, _batch_size]
+"""A batch size >= 1."""
+
+
+def check_fields(schema: type, values: Mapping[str, Any], prefix: str = "") -> None:
+    """Run the check each setting of ``values`` declares in its type in ``schema``.
+
+    ``schema`` is a dataclass whose fields are annotated with the types above (such as
+    :data:`Ratio` or :data:`Schedule`); settings without a declared check, and null values, are
+    not checked here. Errors name the setting as ``prefix + name``.
+    """
+    hints = typing.get_type_hints(schema, include_extras=True)
+    for key, value in values.items():
+        hint = hints.get(key)
+        if value is None or typing.get_origin(hint) is not Annotated:
+            continue
+        for check in hint.__metadata__:
+            check(value, f"{prefix}{key}", values)

@@ -13,8 +13,8 @@ A protocol config file is flat YAML::
 
 :func:`resolve_protocol_config` starts from the protocol's registered ``default_config``, merges
 the YAML file and then each ``--params_override`` strictly (unknown keys fail with a "did you
-mean" hint), and validates every field it recognises by name (dataset and its files, model,
-ratios, epochs, schedules, recipes, seeds) before any training starts.
+mean" hint), and checks every setting as the protocol's params dataclass declares it (dataset
+and its files, model, ratios, epochs, schedules, recipes, seeds) before any training starts.
 """
 
 from __future__ import annotations
@@ -30,14 +30,12 @@ from tfprune.configs import checks
 from tfprune.configs.base import (
     config_from_dict,
     config_to_dict,
-    did_you_mean,
     dump_yaml,
     load_yaml,
     merge_strict,
     parse_params_override,
 )
-from tfprune.configs.experiment import RecipeConfig
-from tfprune.errors import ConfigError, InvalidArgumentError
+from tfprune.errors import ConfigError, InvalidArgumentError, did_you_mean
 from tfprune.files import atomic_write_text
 from tfprune.runtime import Runtime
 
@@ -49,6 +47,7 @@ __all__ = [
     "RunnerConfig",
     "RuntimeConfig",
     "resolve_protocol_config",
+    "params_dict",
     "save_config",
     "validate_params",
 ]
@@ -56,10 +55,9 @@ __all__ = [
 DEFAULT_PROTOCOL = "finetune_lr"
 CONFIG_FILE = "config.yaml"
 _ENVELOPE = ("protocol", "runner", "output", "runtime")
-_RECIPE_FIELDS = {f.name for f in dataclasses.fields(RecipeConfig)}
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RunnerConfig:
     """How the runner treats the grid.
 
@@ -79,7 +77,7 @@ class RunnerConfig:
                 raise ConfigError(f"runner.{f.name} must be true or false")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class OutputConfig:
     """What the report writes under ``<output_dir>/report/``.
 
@@ -98,7 +96,7 @@ class OutputConfig:
                 raise ConfigError(f"output.{f.name} must be true or false")
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class RuntimeConfig:
     """How every run of the grid computes (see :class:`tfprune.runtime.Runtime`).
 
@@ -116,13 +114,16 @@ class RuntimeConfig:
     mixed_precision: Any = None
     jit_compile: bool = False
 
-    def validate(self) -> None:
+    def validated(self) -> RuntimeConfig:
         """A known precision and a boolean ``jit_compile``; ``true`` becomes the policy name.
 
-        The saved ``config.yaml`` then names the precision the runs used on this machine.
+        Returns the checked copy; its saved ``config.yaml`` then names the precision the runs
+        used on this machine.
         """
         runtime = self.resolve()
-        self.mixed_precision = runtime.precision if runtime.mixed else False
+        return dataclasses.replace(
+            self, mixed_precision=runtime.precision if runtime.mixed else False
+        )
 
     def resolve(self) -> Runtime:
         """The :class:`~tfprune.runtime.Runtime` on this machine (``true`` picks the policy)."""
@@ -132,21 +133,30 @@ class RuntimeConfig:
             raise ConfigError(f"runtime: {err}") from None
 
 
-@dataclasses.dataclass
+def params_dict(params: Any) -> dict[str, Any]:
+    """A protocol's settings (a params dataclass or a mapping) as a plain dict, in order."""
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        return {f.name: getattr(params, f.name) for f in dataclasses.fields(params)}
+    return dict(params)
+
+
+@dataclasses.dataclass(frozen=True)
 class ProtocolConfig:
     """A resolved protocol config.
 
     Attributes:
       protocol: Protocol name.
-      params: The protocol's own config (its ``default_config`` with the YAML file and overrides
-        merged in); what :meth:`Protocol.expand` receives.
+      params: The protocol's own settings (its defaults with the YAML file and overrides
+        merged in), an instance of the protocol's params dataclass (a plain dict for a
+        protocol without one, or as read back from a ``config.yaml`` by :meth:`from_flat_dict`);
+        what :meth:`Protocol.expand` receives.
       runner: Runner options.
       output: Report options.
       runtime: Mixed precision and XLA of every run.
     """
 
     protocol: str = DEFAULT_PROTOCOL
-    params: dict = dataclasses.field(default_factory=dict)
+    params: Any = dataclasses.field(default_factory=dict)
     runner: RunnerConfig = dataclasses.field(default_factory=RunnerConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
     runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
@@ -159,7 +169,7 @@ class ProtocolConfig:
             "output": config_to_dict(self.output),
             "runtime": config_to_dict(self.runtime),
         }
-        out.update(copy.deepcopy(self.params))
+        out.update(copy.deepcopy(params_dict(self.params)))
         return out
 
     def to_yaml(self) -> str:
@@ -178,97 +188,31 @@ class ProtocolConfig:
             params=data,
         )
 
-    def validate(self, check_files: bool = True) -> ProtocolConfig:
-        """Validate the envelope and every recognised field of ``params``; returns ``self``."""
+    def validate(self, check_files: bool = True, schema: type | None = None) -> ProtocolConfig:
+        """The validated config: the envelope and ``params`` checked, the runtime resolved.
+
+        ``schema`` is the protocol's params dataclass, whose declared field types say how each
+        setting is checked (see :func:`validate_params`).
+        """
         self.runner.validate()
         self.output.validate()
-        self.runtime.validate()
-        validate_params(self.params, check_files=check_files)
-        return self
+        runtime = self.runtime.validated()
+        validate_params(params_dict(self.params), check_files=check_files, schema=schema)
+        return dataclasses.replace(self, runtime=runtime)
 
 
-def _is_recipe(d: Mapping[str, Any]) -> bool:
-    return {"schedule", "epochs"} <= set(d) and set(d) <= _RECIPE_FIELDS
+def validate_params(
+    params: Mapping[str, Any], check_files: bool = True, schema: type | None = None
+) -> None:
+    """Check each setting of ``params`` as its protocol declares it, then the dataset files.
 
-
-def _each(value: Any) -> list[Any]:
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    if isinstance(value, Mapping):
-        return list(value.values())
-    return [value]
-
-
-def _validate_node(node: Mapping[str, Any], path: str) -> None:
-    if _is_recipe(node):
-        try:
-            config_from_dict(RecipeConfig, node, path).validate(path or "recipe")
-        except ConfigError:
-            raise
-        return
-    epochs = node.get("epochs") if isinstance(node.get("epochs"), int) else None
-    for key, value in node.items():
-        key = str(key)
-        where = f"{path}.{key}" if path else key
-        if value is None:
-            continue
-        if key == "dataset" or key == "datasets":
-            for v in _each(value):
-                checks.check_dataset(v, where)
-        elif key in ("model", "models"):
-            for v in _each(value):
-                checks.check_model(v, where)
-        elif key in ("ratio", "ratios") or key.endswith(("_ratio", "_ratios")):
-            checks.check_ratio(value, where)
-        elif key == "seeds":
-            checks.check_seeds(value, where)
-        elif key == "seed":
-            checks.check_seeds([value], where)
-        elif key in ("epochs", "budgets") or key.endswith(("_epochs", "_budgets")):
-            if isinstance(value, Mapping):
-                for k, v in value.items():
-                    checks.check_epochs(v, f"{where}[{k!r}]")
-                continue
-            for i, v in enumerate(_each(value)):
-                checks.check_epochs(v, where if not isinstance(value, list) else f"{where}[{i}]")
-        elif key in ("lr", "lrs") or key.endswith(("_lr", "_lrs")):
-            checks.check_lr(value, where)
-        elif key in ("schedule", "schedules", "recipes") or key.endswith(
-            ("_schedule", "_schedules")
-        ):
-            if isinstance(value, Mapping) and _is_recipe(value):
-                _validate_node(value, where)
-                continue
-            items = value.items() if isinstance(value, Mapping) else enumerate(_each(value))
-            for k, v in items:
-                sub = where if isinstance(value, str) else f"{where}[{k!r}]"
-                if isinstance(v, Mapping):
-                    _validate_node(v, sub)
-                else:
-                    checks.check_schedule(v, sub, epochs)
-        elif key == "batch_size" and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"{where} must be an integer >= 1, got {value!r}")
-        elif key == "batch_size" and value < 1:
-            raise ConfigError(f"{where} must be >= 1, got {value}")
-        elif isinstance(value, Mapping):
-            _validate_node(value, where)
-        elif isinstance(value, (list, tuple)):
-            for i, v in enumerate(value):
-                if isinstance(v, Mapping):
-                    _validate_node(v, f"{where}[{i}]")
-
-
-def validate_params(params: Mapping[str, Any], check_files: bool = True) -> None:
-    """Validate a protocol's params by field name, then the dataset files.
-
-    Recognised anywhere in the tree: ``dataset``, ``model``/``models``, ``ratio``/``ratios``/
-    ``*_ratio``, ``seeds``/``seed``, ``epochs``/``budgets``/``*_epochs``, LRs (``lr``, ``lrs``,
-    ``*_lr``: numbers > 0), LR schedules (``schedule``, ``schedules``, ``recipes``,
-    ``*_schedule``), ``batch_size``, and recipe mappings (``schedule`` + ``epochs`` +
-    optimizer fields). With ``check_files``, the top-level ``dataset``'s files must exist in
-    ``data_dir``.
+    ``schema`` is the protocol's params dataclass: each setting whose type declares a check
+    (:data:`~tfprune.configs.checks.Ratio`, :data:`~tfprune.configs.checks.Schedule`, ...) is
+    checked by it; without a schema the settings are not checked. With ``check_files``, the
+    ``dataset``'s files must exist in ``data_dir``.
     """
-    _validate_node(params, "")
+    if schema is not None:
+        checks.check_fields(schema, params)
     if check_files and isinstance(params.get("dataset"), str):
         checks.check_dataset_files(params["dataset"], params.get("data_dir"))
 
@@ -291,8 +235,8 @@ def resolve_protocol_config(
       config_file: Optional YAML file.
       overrides: ``--params_override`` strings (``"a.b=1,c=x"`` or YAML/JSON mappings) or dicts,
         applied in order.
-      registry: Name → protocol (with a ``default_config`` dict), such as
-        :data:`tfprune.protocols.PROTOCOLS`.
+      registry: Name → protocol (with a ``default_config`` dict and a ``params`` dataclass
+        whose field types declare the checks), such as :data:`tfprune.protocols.PROTOCOLS`.
       check_files: Also check that the dataset files exist.
 
     Raises:
@@ -347,8 +291,12 @@ def resolve_protocol_config(
     resolved = merge_strict(resolved, from_file, open_keys=open_keys)
     for layer in layers:
         resolved = merge_strict(resolved, layer, open_keys=open_keys)
-    config = ProtocolConfig.from_flat_dict(resolved)
-    return config.validate(check_files=check_files)
+    schema = getattr(registry[name], "params", None)
+    config = ProtocolConfig.from_flat_dict(resolved).validate(check_files, schema)
+    if schema is None:
+        return config
+    # Built once, checked above: the protocols read its attributes.
+    return dataclasses.replace(config, params=schema(**config.params))
 
 
 def save_config(config: ProtocolConfig, output_dir: str | os.PathLike[str]) -> Path:

@@ -7,12 +7,11 @@ their outputs; :func:`latency_aware_ratios` turns a latency table measured on th
 per-layer ratios for :func:`tfprune.prune_filters`.
 """
 
-from tfprune.deploy.fold import FoldError, FoldReport, check_no_masks, optimize_for_inference
+from tfprune.deploy.fold import FoldReport, check_no_masks, optimize_for_inference
 from tfprune.deploy.inputs import example_inputs
 from tfprune.deploy.latency import LatencyTable, latency_aware_ratios, measure_latency_table
 
 __all__ = [
-    "FoldError",
     "FoldReport",
     "LatencyTable",
     "check_no_masks",

@@ -27,13 +27,13 @@ import numpy as np
 
 from tfprune.compat import KerasTensor, inbound_nodes, is_functional, keras, require_tf_keras, tf
 from tfprune.deploy.inputs import call_outputs, example_inputs
-from tfprune.errors import TfpruneError, UnsupportedModelError
+from tfprune.errors import FoldError, UnsupportedModelError
 from tfprune.graph.rebuild import copy_layer, rebuild_model
 from tfprune.graph.rules import weight_short_name
 from tfprune.graph.trace import check_graph_model, iter_graph_nodes
 from tfprune.layers import is_mask_layer
 
-__all__ = ["FoldError", "FoldReport", "optimize_for_inference", "check_no_masks"]
+__all__ = ["FoldReport", "optimize_for_inference", "check_no_masks"]
 
 L = keras.layers
 
@@ -68,10 +68,6 @@ _TRAINING_ONLY: tuple[type, ...] = (
     L.GaussianNoise,
     L.ActivityRegularization,
 )
-
-
-class FoldError(TfpruneError):
-    """The optimised model does not compute what the original model computes."""
 
 
 @dataclasses.dataclass

@@ -24,7 +24,6 @@ from tfprune.nested import all_layers
 
 __all__ = [
     "DEPLOY_EXTRA",
-    "RuntimeMismatchError",
     "convert_to_onnx",
     "convert_to_tflite",
     "onnx_blockers",
@@ -36,10 +35,6 @@ __all__ = [
 
 #: How to install the optional packages of exports (ONNX, TF Serving warm-up requests).
 DEPLOY_EXTRA = "pip install 'tfprune[deploy]' (from a clone of tfprune: pip install -e '.[deploy]')"
-
-
-class RuntimeMismatchError(TfpruneError):
-    """A converted model (TFLite/ONNX) computes something different from the SavedModel."""
 
 
 def require(*, tflite: bool = False, onnx: bool = False) -> None:

@@ -23,12 +23,11 @@ from tfprune.compat import tf
 from tfprune.deploy import verify_script
 from tfprune.deploy.runtimes import DEPLOY_EXTRA
 from tfprune.deploy.verify_script import signature_text
-from tfprune.errors import InvalidArgumentError, TfpruneError
+from tfprune.errors import InvalidArgumentError, TfpruneError, VersionExistsError
 from tfprune.files import MARKER, describe_entries, foreign_entries
 
 __all__ = [
     "WARMUP_FILE",
-    "VersionExistsError",
     "next_version",
     "read_warmup_requests",
     "require_serving_apis",
@@ -40,10 +39,6 @@ __all__ = [
 
 #: Where TF Serving looks for warm-up requests, relative to a version folder.
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
-
-
-class VersionExistsError(TfpruneError):
-    """The requested TF Serving version folder already exists."""
 
 
 _NO_SERVING_APIS = (

@@ -31,10 +31,10 @@ from typing import Any
 from tfprune.errors import ConfigError
 from tfprune.protocols.methods import METHODS, REGULARIZED, get_method
 from tfprune.protocols.params import CommonParams, check_params, defaults_of
-from tfprune.protocols.schedules import parse_schedule
 from tfprune.protocols.setups import setup_check, strictest_shared_named
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec, base_recipe
 from tfprune.protocols.stats import mean_std, paired_test
+from tfprune.training.schedules import parse_schedule
 
 __all__ = [
     "MIN_TESTED_SEEDS",
@@ -43,11 +43,24 @@ __all__ = [
     "CellComparison",
     "Protocol",
     "Summary",
+    "base_dict",
+    "check_reference",
+    "columns_for",
     "compare_cells",
+    "configured_methods",
+    "lr_text",
+    "make_spec",
     "method_label",
+    "method_options",
     "outcome",
-    "summarize_cells",
     "paired_test_text",
+    "percent_text",
+    "ratio_text",
+    "regularization_block",
+    "retrain_recipe",
+    "scratch_baseline_recipe",
+    "seed_list",
+    "summarize_cells",
 ]
 
 
@@ -95,24 +108,30 @@ class Protocol:
     default_config: dict = {}
     params: type | None = None
 
-    def config(self, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """``config`` merged over :attr:`default_config`, type-checked against :attr:`params`.
+    def config(self, config: Any = None) -> Any:
+        """The protocol's typed settings: ``config`` merged over :attr:`default_config`.
+
+        ``config`` is a mapping (merged over the defaults, then every setting checked against
+        :attr:`params`: its type and the check its type declares) or an instance of
+        :attr:`params`, which was checked when it was built and is returned as it is. Without
+        :attr:`params` the merged mapping is returned.
 
         Raises:
           ConfigError: an unknown key, or a value of the wrong type (naming both).
         """
+        if self.params is not None and isinstance(config, self.params):
+            return config
         merged = _merge(self.default_config, config, self.name)
-        if self.params is not None:
-            check_params(self.params, merged, self.name)
-        return merged
+        if self.params is None:
+            return merged
+        check_params(self.params, merged, self.name)
+        return self.params(**merged)
 
-    def expand(self, config: dict) -> list[RunSpec]:
-        """Run specs (every cell × seed) of ``config`` merged over :attr:`default_config`."""
+    def expand(self, config: Any) -> list[RunSpec]:
+        """Run specs (every cell × seed) of ``config`` (see :meth:`config`)."""
         raise NotImplementedError
 
-    def summarize(
-        self, records: list[RunRecord], config: Mapping[str, Any] | None = None
-    ) -> Summary:
+    def summarize(self, records: list[RunRecord], config: Any = None) -> Summary:
         """One row per cell with mean ± std and the achieved compression, plus verdicts.
 
         ``config`` is the protocol config the records were run with (its ``reference`` names
@@ -121,7 +140,8 @@ class Protocol:
         raise NotImplementedError
 
 
-def _check_reference(name: str, ref: Any, allowed: Sequence[str], what: str) -> str:
+def check_reference(name: str, ref: Any, allowed: Sequence[str], what: str) -> str:
+    """``ref`` when it is one of ``allowed`` (the grid's cells or methods), else a ConfigError."""
     if ref not in allowed:
         raise ConfigError(
             f"{name}.reference must name {what} of this grid, one of {list(allowed)}; got {ref!r}"
@@ -159,63 +179,58 @@ def _merge(defaults: Mapping[str, Any], config: Mapping[str, Any] | None, name: 
     return out
 
 
-def _seeds(cfg: Mapping[str, Any], name: str) -> list[int]:
-    seeds = cfg["seeds"]
-    if isinstance(seeds, bool):
-        raise ConfigError(f"{name}.seeds must be a count or a list of ints, got {seeds!r}")
-    if isinstance(seeds, int):
-        if seeds < 1:
-            raise ConfigError(f"{name}.seeds must be >= 1, got {seeds}")
-        return list(range(seeds))
-    if isinstance(seeds, Sequence) and seeds and all(isinstance(s, int) for s in seeds):
-        return [int(s) for s in seeds]
-    raise ConfigError(f"{name}.seeds must be a count or a non-empty list of ints, got {seeds!r}")
+def seed_list(cfg: Any, name: str) -> list[int]:
+    """The seeds to run: ``0..n-1`` for a count ``n``, else the list (checked with the config)."""
+    seeds = cfg.seeds
+    return list(range(seeds)) if isinstance(seeds, int) else [int(s) for s in seeds]
 
 
-def _lr_text(lr: float) -> str:
+def lr_text(lr: float) -> str:
+    """An LR as cell labels write it (``1e-3``, ``0.005``)."""
     exp = math.log10(lr)
     if abs(exp - round(exp)) < 1e-9:
         return f"1e{int(round(exp))}"
     return f"{lr:g}"
 
 
-def _recipe(cfg: Mapping[str, Any], schedule: str, epochs: int) -> RetrainRecipe:
+def retrain_recipe(cfg: Any, schedule: str, epochs: int) -> RetrainRecipe:
+    """The retraining recipe of ``schedule`` over ``epochs`` with the config's hyper-parameters."""
     parse_schedule(schedule, epochs, field="schedule")  # validate early, naming the field
     return RetrainRecipe(
         schedule=schedule,
         epochs=int(epochs),
-        batch_size=int(cfg["batch_size"]),
-        momentum=float(cfg["momentum"]),
-        weight_decay=float(cfg["weight_decay"]),
-        optimizer=str(cfg["optimizer"]),
-        weight_decay_mode=str(cfg["weight_decay_mode"]),
+        batch_size=int(cfg.batch_size),
+        momentum=float(cfg.momentum),
+        weight_decay=float(cfg.weight_decay),
+        optimizer=str(cfg.optimizer),
+        weight_decay_mode=str(cfg.weight_decay_mode),
     )
 
 
-def _base(cfg: Mapping[str, Any], base: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def base_dict(cfg: Any, base: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The base recipe dict: the config's hyper-parameters unless ``base`` sets its own."""
     out = {
-        "batch_size": int(cfg["batch_size"]),
-        "momentum": float(cfg["momentum"]),
-        "weight_decay": float(cfg["weight_decay"]),
-        "optimizer": str(cfg["optimizer"]),
-        "weight_decay_mode": str(cfg["weight_decay_mode"]),
+        "batch_size": int(cfg.batch_size),
+        "momentum": float(cfg.momentum),
+        "weight_decay": float(cfg.weight_decay),
+        "optimizer": str(cfg.optimizer),
+        "weight_decay_mode": str(cfg.weight_decay_mode),
     }
-    out.update(dict(cfg["base"] if base is None else base))
+    out.update(dict(cfg.base if base is None else base))
     return out
 
 
-def _scratch_recipe(cfg: Mapping[str, Any]) -> RetrainRecipe:
+def scratch_baseline_recipe(cfg: Any) -> RetrainRecipe:
     """Scratch baselines train with the dense model's recipe (as in Liu et al. 2019).
 
     The run stretches its piecewise schedule to the scratch budget (Scratch-E/B).
     """
-    return base_recipe(_base(cfg))
+    return base_recipe(base_dict(cfg))
 
 
-def _regularization(cfg: Mapping[str, Any], name: str) -> tuple[str | None, dict[str, Any]]:
+def regularization_block(cfg: Any, name: str) -> tuple[str | None, dict[str, Any]]:
     """``(method, run options)`` of the ``regularization:`` config block (method None: none)."""
-    block = dict(cfg.get("regularization") or {})
+    block = dict(getattr(cfg, "regularization", None) or {})
     if not block:
         return None, {}
     if "method" not in block or block["method"] not in REGULARIZED:
@@ -233,7 +248,7 @@ def _regularization(cfg: Mapping[str, Any], name: str) -> tuple[str | None, dict
     return method, opts
 
 
-def _method_options(method: str, reg: tuple[str | None, dict[str, Any]]) -> dict[str, Any]:
+def method_options(method: str, reg: tuple[str | None, dict[str, Any]]) -> dict[str, Any]:
     """Run options of ``method``: the regularization block's, for the regularized method."""
     name, opts = reg
     if method in REGULARIZED:
@@ -243,10 +258,10 @@ def _method_options(method: str, reg: tuple[str | None, dict[str, Any]]) -> dict
     return {}
 
 
-def _methods(cfg: Mapping[str, Any], name: str) -> tuple[list[str], tuple]:
+def configured_methods(cfg: Any, name: str) -> tuple[list[str], tuple]:
     """The configured methods (plus the regularized one), each checked against the registry."""
-    methods = list(cfg["methods"])
-    reg = _regularization(cfg, name)
+    methods = list(cfg.methods)
+    reg = regularization_block(cfg, name)
     if reg[0] is not None and reg[0] not in methods:
         methods.append(reg[0])
     for m in methods:
@@ -254,26 +269,26 @@ def _methods(cfg: Mapping[str, Any], name: str) -> tuple[list[str], tuple]:
     return methods, reg
 
 
-def _options(cfg: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+def _options(cfg: Any, **extra: Any) -> dict[str, Any]:
     opts: dict[str, Any] = {
-        "jsv_samples": int(cfg["jsv_samples"]),
-        "jsv_every_epoch": bool(cfg["jsv_every_epoch"]),
+        "jsv_samples": int(cfg.jsv_samples),
+        "jsv_every_epoch": bool(cfg.jsv_every_epoch),
     }
-    if cfg.get("target"):
-        opts["target"] = dict(cfg["target"])
-    if cfg.get("model_kwargs"):
-        opts["model_kwargs"] = dict(cfg["model_kwargs"])
-    if cfg.get("data_options"):
-        opts["data_options"] = dict(cfg["data_options"])
-    if cfg.get("recalibrate_batch_norm"):  # only when on: the default keeps the run ids
+    if cfg.target:
+        opts["target"] = dict(cfg.target)
+    if cfg.model_kwargs:
+        opts["model_kwargs"] = dict(cfg.model_kwargs)
+    if cfg.data_options:
+        opts["data_options"] = dict(cfg.data_options)
+    if cfg.recalibrate_batch_norm:  # only when on: the default keeps the run ids
         opts["recalibrate_batch_norm"] = True
     opts.update({k: v for k, v in extra.items() if v is not None})
     return opts
 
 
-def _spec(
+def make_spec(
     protocol: str,
-    cfg: Mapping[str, Any],
+    cfg: Any,
     cell: str,
     method: str,
     recipe: RetrainRecipe,
@@ -283,17 +298,18 @@ def _spec(
     base: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> RunSpec:
+    """One run of the grid: the config's dataset, model, ratio, base and options."""
     spec = RunSpec(
         protocol=protocol,
         cell=cell,
-        dataset=str(cfg["dataset"]),
-        model=str(cfg["model"]),
+        dataset=str(cfg.dataset),
+        model=str(cfg.model),
         method=method,
-        ratio=cfg["ratio"] if ratio is None else ratio,
+        ratio=cfg.ratio if ratio is None else ratio,
         retrain=recipe,
         seed=seed,
-        base=_base(cfg, base),
-        data_dir=cfg.get("data_dir"),
+        base=base_dict(cfg, base),
+        data_dir=cfg.data_dir,
         options=_options(cfg, **options),
     )
     spec.base_recipe()  # validate the base recipe now
@@ -301,7 +317,8 @@ def _spec(
     return spec
 
 
-def _ratio_text(ratio: Any) -> str:
+def ratio_text(ratio: Any) -> str:
+    """A ratio (or ``{regex: ratio}``) as cell labels write it."""
     if isinstance(ratio, Mapping):
         return ", ".join(f"{k}:{v:g}" for k, v in ratio.items())
     return f"{float(ratio):g}"
@@ -336,7 +353,7 @@ ROW_COLUMNS = [
 ]
 
 
-def _columns(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[str]:
+def columns_for(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> list[str]:
     """``columns`` plus the optional ones some row has (target vs achieved, SX-B FLOPs ratio)."""
     out = [c for c in columns if c != "flops_vs_scratch_e"]
     if any(r.get("target") is not None for r in rows) and "target" not in out:
@@ -459,7 +476,7 @@ def summarize_cells(
             "jsv_final": jsv_f,
             "ta_mean": ta,
             "ta_std": ta_std,
-            "target_ratio": _ratio_text(spec.get("ratio", 0.0)),
+            "target_ratio": ratio_text(spec.get("ratio", 0.0)),
             "param_reduction": m[0].get("param_reduction"),
             "speedup": m[0].get("speedup"),
             "params": m[0].get("params"),
@@ -504,7 +521,8 @@ def summarize_cells(
     return rows, cells, curves
 
 
-def _pct(x: float | None) -> str:
+def percent_text(x: float | None) -> str:
+    """A fraction as a percentage with two decimals (``-`` when missing)."""
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.2f}%"
 
 

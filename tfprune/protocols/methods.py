@@ -19,7 +19,6 @@ Every method turns the trained base model into the model that is retrained:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +27,7 @@ import numpy as np
 
 from tfprune import regularization as reg
 from tfprune.compat import keras
-from tfprune.errors import ConfigError
+from tfprune.errors import ConfigError, did_you_mean
 from tfprune.flops import count_params
 from tfprune.importance import IMPORTANCE_NAMES
 from tfprune.protocols.spec import RunSpec
@@ -236,10 +235,7 @@ class Regularized(Method):
         allowed = sorted(k for k in params if k not in ("sparsity", "skip", *self.fixed))
         unknown = sorted(set(opts) - set(allowed))
         if unknown:
-            hints = []
-            for key in unknown:
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            hints = [f"{key!r}{did_you_mean(key, allowed)}" for key in unknown]
             raise ConfigError(
                 f"regularization options for {self.name}: unknown {', '.join(hints)}; allowed: "
                 f"{', '.join(allowed)}"
@@ -317,6 +313,5 @@ def get_method(name: str) -> Method:
     """
     if name in METHODS:
         return METHODS[name]
-    close = difflib.get_close_matches(str(name), list(METHODS), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(str(name), METHODS)
     raise ConfigError(f"unknown method {name!r}{hint}; known: {', '.join(METHODS)}")

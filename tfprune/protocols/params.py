@@ -14,6 +14,15 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
+from tfprune.configs.checks import (
+    BatchSize,
+    Dataset,
+    Model,
+    Ratio,
+    Recipe,
+    Seeds,
+    check_fields,
+)
 from tfprune.errors import ConfigError
 
 __all__ = [
@@ -55,17 +64,17 @@ class CommonParams:
             other run ids, when on.
     """
 
-    dataset: str = "digits"
+    dataset: Dataset = "digits"
     data_dir: str | None = None
-    model: str = "mlp7_linear"
+    model: Model = "mlp7_linear"
     model_kwargs: dict = dataclasses.field(default_factory=dict)
     data_options: dict = dataclasses.field(default_factory=dict)
-    base: dict = dataclasses.field(
+    base: Recipe = dataclasses.field(
         default_factory=lambda: {"schedule": "0:0.02,15:0.002", "epochs": 20, "batch_size": 32}
     )
-    seeds: int | list[int] = 3
-    ratio: float | dict = 0.8
-    batch_size: int = 32
+    seeds: Seeds = 3
+    ratio: Ratio = 0.8
+    batch_size: BatchSize = 32
     momentum: float = 0.9
     weight_decay: float = 1e-4
     optimizer: str = "sgd"
@@ -86,12 +95,15 @@ def defaults_of(params: type) -> dict[str, Any]:
 def check_params(params: type, config: Mapping[str, Any], name: str) -> None:
     """Check every value of ``config`` against the type ``params`` annotates for it.
 
+    Then each setting's declared check (see :func:`tfprune.configs.checks.check_fields`).
+
     Raises:
       ConfigError: names the setting (``protocol.key``), the type it needs and the value.
     """
     problem = type_problem(params, config, name)
     if problem:
         raise ConfigError(f"{problem}; see {params.__name__} for what each setting takes")
+    check_fields(params, config)
 
 
 def type_problem(schema: type, values: Mapping[str, Any], prefix: str) -> str | None:

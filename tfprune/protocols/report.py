@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import inspect
 import io
 import json
 import logging
@@ -38,7 +37,13 @@ from matplotlib.ticker import MaxNLocator
 
 from tfprune.configs.base import load_yaml
 from tfprune.configs.protocol import CONFIG_FILE, ProtocolConfig
-from tfprune.errors import InvalidArgumentError, TfpruneError
+from tfprune.errors import (
+    ConfigError,
+    InvalidArgumentError,
+    NoFinishedRunsError,
+    TfpruneError,
+    did_you_mean,
+)
 from tfprune.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from tfprune.protocols.base import MIN_TESTED_SEEDS
 from tfprune.protocols.grids import PROTOCOLS
@@ -528,13 +533,6 @@ def _partial_note(records: Sequence[RunRecord], grid: Mapping[str, Any]) -> str 
     return text
 
 
-def _summarize(proto: Any, records: list[RunRecord], params: dict[str, Any] | None) -> Any:
-    """``proto.summarize`` with the run's config when the protocol takes one."""
-    if params is not None and "config" in inspect.signature(proto.summarize).parameters:
-        return proto.summarize(records, config=params)
-    return proto.summarize(records)
-
-
 def _read_json(path: Path) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
@@ -576,8 +574,8 @@ def write_report(
       log: Where to say what was written.
 
     Raises:
-      FileNotFoundError: ``output_dir`` has no finished run.
-      KeyError: the protocol is not registered.
+      NoFinishedRunsError: ``output_dir`` has no finished run.
+      ConfigError: the protocol is not registered.
     """
     log = log or logger.info
     output_dir = Path(output_dir)
@@ -587,7 +585,7 @@ def write_report(
     records = store.load_records()
     if not records:
         damaged = "; ".join(store.damaged_records().values())
-        raise FileNotFoundError(
+        raise NoFinishedRunsError(
             f"no finished runs in {output_dir / 'runs'} (a run is finished when its "
             "record.json exists)"
             + (f"; damaged: {damaged}" if damaged else "")
@@ -599,7 +597,10 @@ def write_report(
     if registry is None:
         registry = PROTOCOLS
     if protocol not in registry:
-        raise KeyError(f"protocol {protocol!r} is not registered; known: {sorted(registry)}")
+        raise ConfigError(
+            f"protocol {protocol!r} is not registered{did_you_mean(protocol, registry)}; "
+            f"known protocols: {', '.join(sorted(registry))}"
+        )
     proto = registry[protocol]
     records = [r for r in records if r.spec.get("protocol", protocol) == protocol]
     expected_ids = [r["run_id"] for r in grid.get("runs", [])] if grid else None
@@ -608,7 +609,7 @@ def write_report(
         in_grid = [r for r in records if r.run_id in wanted]
         records = in_grid or records
     params = _protocol_params(output_dir, problems)
-    summary = _summarize(proto, records, params)
+    summary = proto.summarize(records, params)
 
     report_dir.mkdir(parents=True, exist_ok=True)
     table = markdown_table(summary.rows, summary.columns)

@@ -25,7 +25,7 @@ from tfprune.configs import dump_yaml
 from tfprune.configs.base import load_yaml
 from tfprune.configs.protocol import CONFIG_FILE, ProtocolConfig, save_config
 from tfprune.distribute import get_strategy, is_chief, is_multi_worker
-from tfprune.errors import ConfigError, TfpruneError
+from tfprune.errors import ConfigError, RunFailedError, TfpruneError
 from tfprune.files import atomic_write_json, atomic_write_text, ensure_output_dir
 from tfprune.flops import count_flops, count_params
 from tfprune.protocols.execute import execute, get_base_model
@@ -37,7 +37,6 @@ from tfprune.runtime import Runtime
 
 __all__ = [
     "GRID_FILE",
-    "RunFailedError",
     "apply_runtime",
     "check_output_config",
     "check_shard",
@@ -50,41 +49,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ExecuteFn = Callable[..., RunRecord]
-
-
-class RunFailedError(TfpruneError, RuntimeError):
-    """One or more runs raised (with ``runner.continue_on_error``); their ``error.json`` say why.
-
-    The message is one line: how many runs failed, each distinct cause with the runs it
-    stopped, where their logs are, and that a rerun retries only them.
-
-    Attributes:
-      failed: ``{run_id: "ExceptionType: message"}``.
-      total: Runs this process tried (failed or not), or None when unknown.
-    """
-
-    def __init__(
-        self,
-        failed: Mapping[str, str],
-        output_dir: str | Path,
-        total: int | None = None,
-        labels: Mapping[str, str] | None = None,
-    ):
-        self.failed = dict(failed)
-        self.total = total
-        by_cause: dict[str, list[str]] = {}
-        for run_id, cause in self.failed.items():
-            label = (labels or {}).get(run_id)
-            by_cause.setdefault(cause, []).append(f"{run_id} ({label})" if label else run_id)
-        causes = "; ".join(
-            f"{', '.join(runs)}: {' '.join(cause.split())}" for cause, runs in by_cause.items()
-        )
-        of = f" of {total}" if total is not None else ""
-        super().__init__(
-            f"{len(self.failed)}{of} run(s) failed: {causes} (logs: "
-            f"{Path(output_dir) / 'runs'}/<run id>/error.json; rerunning the same command "
-            "retries only the unfinished runs)"
-        )
 
 
 def check_shard(shard_index: int, num_shards: int) -> None:

@@ -12,13 +12,13 @@ where it sits in a grid.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
-from tfprune.errors import ConfigError, InvalidArgumentError
+from tfprune.configs.checks import check_ratio
+from tfprune.errors import ConfigError, InvalidArgumentError, did_you_mean
 from tfprune.protocols.params import type_problem
 from tfprune.runtime import PRECISIONS
 
@@ -60,7 +60,7 @@ class RetrainRecipe:
     """How the pruned (or scratch) model is trained.
 
     Attributes:
-        schedule: LR schedule spec, parsed by :func:`tfprune.protocols.schedules.parse_schedule`:
+        schedule: LR schedule spec, parsed by :func:`tfprune.training.schedules.parse_schedule`:
             ``"0:0.01,30:0.001"`` (epoch:lr, piecewise constant), ``"cosine:0.01:1e-4"``,
             ``"halving:0.01:1e-5"``, ``"ft:0.001"``, ``"lrw:..."``, ``"slr:..."``, ``"clr:..."``.
         epochs: Number of training epochs (>= 0).
@@ -229,10 +229,7 @@ class RunOptions:
         names = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(data) - set(names))
         if unknown:
-            hints = []
-            for key in unknown:
-                close = difflib.get_close_matches(key, names, n=1)
-                hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            hints = [f"{key!r}{did_you_mean(key, names)}" for key in unknown]
             raise ConfigError(
                 f"options: unknown key(s) {', '.join(hints)}; allowed: {', '.join(names)}"
             )
@@ -297,18 +294,10 @@ def _int_option(key: str, value: Any, low: int) -> int:
 
 
 def _normalize_ratio(ratio: Any) -> float | dict[str, float]:
-    if isinstance(ratio, Mapping):
-        out = {}
-        for k, v in ratio.items():
-            if not isinstance(v, (int, float)) or not 0.0 <= float(v) < 1.0:
-                raise ConfigError(f"ratio[{k!r}] must be a number in [0, 1), got {v!r}")
-            out[str(k)] = float(v)
-        return out
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)):
+    if not isinstance(ratio, (int, float, Mapping)) or isinstance(ratio, bool):
         raise ConfigError(f"ratio must be a number or a {{regex: ratio}} dict, got {ratio!r}")
-    if not 0.0 <= float(ratio) < 1.0:
-        raise ConfigError(f"ratio must be in [0, 1), got {ratio!r}")
-    return float(ratio)
+    checked = check_ratio(ratio, "ratio")
+    return {str(k): v for k, v in checked.items()} if isinstance(checked, dict) else checked
 
 
 @dataclasses.dataclass(frozen=True)
@@ -364,7 +353,8 @@ class RunSpec:
             raise ConfigError(f"base must be a dict (the base-model recipe), got {self.base!r}")
         object.__setattr__(self, "base", _plain(dict(self.base)))
         object.__setattr__(self, "options", _plain(dict(self.options or {})))
-        RunOptions.from_dict(self.options)  # unknown or ill-typed options fail here
+        # Unknown or ill-typed options fail here; the typed options are kept, parsed once.
+        object.__setattr__(self, "_opts", RunOptions.from_dict(self.options))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON dict of the spec (``retrain`` as a nested dict)."""
@@ -409,7 +399,7 @@ class RunSpec:
     @property
     def opts(self) -> RunOptions:
         """:attr:`options` as validated, typed :class:`RunOptions` (defaults filled in)."""
-        return RunOptions.from_dict(self.options)
+        return self._opts
 
     def base_recipe(self) -> RetrainRecipe:
         """The base-model recipe (:attr:`base`) as a :class:`RetrainRecipe`, defaults filled in."""

@@ -40,8 +40,8 @@ import keras_tuner
 
 from tfprune.errors import ConfigError
 from tfprune.protocols.execute import execute
-from tfprune.protocols.schedules import parse_schedule
 from tfprune.protocols.spec import RunRecord, RunSpec
+from tfprune.training.schedules import parse_schedule
 
 __all__ = ["RetrainLRTuner", "TuneResult", "compare_at_best_lr", "tune_retrain_lr"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
@@ -11,9 +12,9 @@ from tfprune.bin.common import progress, runtime_overrides
 from tfprune.configs import ProtocolConfig, parse_params_override
 from tfprune.errors import ConfigError, DatasetNotFoundError, InvalidArgumentError
 from tfprune.files import new_output_dir
-from tfprune.protocols.calibration import process_seconds
-from tfprune.protocols.cost import CostEstimator
-from tfprune.protocols.cost_report import format_cost, format_count, format_seconds, format_totals
+from tfprune.protocols.cost.calibration import process_seconds
+from tfprune.protocols.cost.estimate import CostEstimator
+from tfprune.protocols.cost.report import format_cost, format_count, format_seconds, format_totals
 from tfprune.protocols.grids import PROTOCOLS, resolve_config
 from tfprune.protocols.runner import (
     check_output_config,
@@ -51,6 +52,7 @@ def _apply_runtime_flags(config: ProtocolConfig, args: flags.FlagValues) -> Prot
     disagrees with it is refused, naming both.
     """
     given: dict[str, Any] = {}
+    changes: dict[str, Any] = {}
     for text in args.params_override:
         runtime = parse_params_override(text).get("runtime")
         if isinstance(runtime, dict):
@@ -65,9 +67,9 @@ def _apply_runtime_flags(config: ProtocolConfig, args: flags.FlagValues) -> Prot
             )
         if name == "mixed_precision" and flag and config.runtime.mixed_precision:
             continue  # the config already names a mixed policy
-        setattr(config.runtime, name, flag)
-    config.runtime.validate()
-    return config
+        changes[name] = flag
+    runtime = dataclasses.replace(config.runtime, **changes).validated()
+    return dataclasses.replace(config, runtime=runtime)
 
 
 def _print_cost(

@@ -14,12 +14,7 @@ def main(args: flags.FlagValues) -> None:
     """Flags -> write_report -> print the Markdown table."""
     if not os.path.isdir(args.output_dir):
         raise app.UsageError(f"--output_dir={args.output_dir!r} is not a folder")
-    try:
-        report = write_report(
-            args.output_dir, protocol=args.protocol, plots=args.plots, log=progress
-        )
-    except (FileNotFoundError, KeyError, ValueError) as err:
-        raise app.UsageError(str(err).strip('"')) from None
+    report = write_report(args.output_dir, protocol=args.protocol, plots=args.plots, log=progress)
     if report.expected is not None and report.finished < report.expected:
         print(f"(partial: {report.finished} of {report.expected} runs finished)")
     print(report.markdown)

@@ -10,36 +10,36 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from tfprune.configs.base import did_you_mean
-from tfprune.errors import ConfigError
+from tfprune.configs.checks import LR, EpochList, Epochs, Ratios, Recipe, Schedule
+from tfprune.errors import ConfigError, did_you_mean
 from tfprune.protocols.base import (
     ROW_COLUMNS,
     Protocol,
     Summary,
-    _base,
-    _check_reference,
-    _columns,
-    _lr_text,
-    _method_options,
-    _methods,
-    _pct,
-    _ratio_text,
-    _recipe,
-    _seeds,
-    _spec,
+    base_dict,
+    check_reference,
+    columns_for,
+    configured_methods,
+    lr_text,
+    make_spec,
     method_label,
+    method_options,
     outcome,
     paired_test_text,
+    percent_text,
+    ratio_text,
+    retrain_recipe,
+    seed_list,
     summarize_cells,
 )
 from tfprune.protocols.params import CommonParams, defaults_of
-from tfprune.protocols.schedules import (
+from tfprune.protocols.spec import RunRecord, RunSpec, base_recipe
+from tfprune.training.schedules import (
     format_piecewise,
     halving_schedule,
     parse_schedule,
     truncate_piecewise,
 )
-from tfprune.protocols.spec import RunRecord, RunSpec, base_recipe
 
 __all__ = [
     "ScratchVsPrune",
@@ -58,7 +58,7 @@ def _prune_epoch(p: Any, where: str, total: int) -> int:
     return p
 
 
-def _pipelines(cfg: Mapping[str, Any], name: str, total: int) -> dict[int, list]:
+def _pipelines(cfg: Any, name: str, total: int) -> dict[int, list]:
     """Pruning epoch -> [(setup, retraining LR or None)], in the order the rows are listed.
 
     From ``pipelines`` when given, else every setup of ``setups`` at every ``prune_epochs``.
@@ -66,8 +66,8 @@ def _pipelines(cfg: Mapping[str, Any], name: str, total: int) -> dict[int, list]
     """
     out: dict[int, list] = {}
     entries = []
-    if cfg["pipelines"]:
-        for k, row in enumerate(cfg["pipelines"]):
+    if cfg.pipelines:
+        for k, row in enumerate(cfg.pipelines):
             where = f"{name}.pipelines[{k}]"
             unknown = sorted(set(row) - set(_PIPELINE_KEYS))
             if unknown:
@@ -83,14 +83,14 @@ def _pipelines(cfg: Mapping[str, Any], name: str, total: int) -> dict[int, list]
                 )
             entries.append((row["setup"], row["prune_epoch"], row.get("lr"), where))
     else:
-        unknown = sorted(set(cfg["setups"]) - set(_SETUPS))
+        unknown = sorted(set(cfg.setups) - set(_SETUPS))
         if unknown:
             raise ConfigError(f"{name}.setups: unknown {unknown}; use S4.2, SX-A, SX-B")
         where = f"{name}.prune_epochs"
-        for p in cfg["prune_epochs"]:
+        for p in cfg.prune_epochs:
             p = _prune_epoch(p, where, total)
             out.setdefault(p, [])  # Scratch-B needs the first pruning epoch, even with no setup
-            entries += [(setup, p, None, where) for setup in _SETUPS if setup in cfg["setups"]]
+            entries += [(setup, p, None, where) for setup in _SETUPS if setup in cfg.setups]
     for setup, p, lr, where in entries:
         p = _prune_epoch(p, where, total)
         if setup not in _SETUPS:
@@ -99,7 +99,7 @@ def _pipelines(cfg: Mapping[str, Any], name: str, total: int) -> dict[int, list]
                 + ", ".join(_SETUPS)
             )
         if setup != "S4.2":
-            lr = float(cfg["sxa_lr"] if setup == "SX-A" else cfg["sxb_lr"]) if lr is None else lr
+            lr = float(cfg.sxa_lr if setup == "SX-A" else cfg.sxb_lr) if lr is None else lr
             if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
                 raise ConfigError(f"{where}: lr must be a positive number, got {lr!r}")
             lr = float(lr)
@@ -129,15 +129,15 @@ class ScratchVsPruneParams(CommonParams):
         pipelines: Explicit ``{setup, prune_epoch, lr}`` rows instead of setups x prune_epochs.
     """
 
-    base: dict = dataclasses.field(default_factory=dict)
+    base: Recipe = dataclasses.field(default_factory=dict)
     methods: list[str] = dataclasses.field(default_factory=lambda: ["l1"])
     reference: str = "Scratch-E"
-    ratios: list[float | dict] = dataclasses.field(default_factory=lambda: [0.5, 0.8])
-    scratch_schedule: str = "0:0.02,10:0.002,15:0.0002"
-    total_epochs: int = 20
-    prune_epochs: list[int] = dataclasses.field(default_factory=lambda: [5, 10])
-    sxa_lr: float = 0.02
-    sxb_lr: float = 0.02
+    ratios: Ratios = dataclasses.field(default_factory=lambda: [0.5, 0.8])
+    scratch_schedule: Schedule = "0:0.02,10:0.002,15:0.0002"
+    total_epochs: Epochs = 20
+    prune_epochs: EpochList = dataclasses.field(default_factory=lambda: [5, 10])
+    sxa_lr: LR = 0.02
+    sxb_lr: LR = 0.02
     setups: list[str] = dataclasses.field(default_factory=lambda: ["S4.2", "SX-A", "SX-B"])
     scratch_b: bool = True
     halving_stage_cap: int = 30
@@ -173,30 +173,30 @@ class ScratchVsPrune(Protocol):
     def expand(self, config: dict) -> list[RunSpec]:
         """Cells per ratio: Scratch-E, Scratch-B, and each method × setup × pruning epoch."""
         cfg = self.config(config)
-        total = int(cfg["total_epochs"])
-        sched = parse_schedule(cfg["scratch_schedule"], total, f"{self.name}.scratch_schedule")
+        total = int(cfg.total_epochs)
+        sched = parse_schedule(cfg.scratch_schedule, total, f"{self.name}.scratch_schedule")
         if sched.kind != "piecewise":
             raise ConfigError(
                 f"{self.name}.scratch_schedule must be piecewise constant ('0:0.1,80:0.01' or "
-                f"'steps:0.1@0,0.01@80'), got {cfg['scratch_schedule']!r}"
+                f"'steps:0.1@0,0.01@80'), got {cfg.scratch_schedule!r}"
             )
         stages = sched.stages
         final_lr = stages[-1][1]
         pipelines = _pipelines(cfg, self.name, total)
-        refs = ["Scratch-E"] + (["Scratch-B"] if cfg["scratch_b"] else [])
-        _check_reference(self.name, cfg["reference"], refs, "a scratch row")
-        methods, reg = _methods(cfg, self.name)
-        base_extra = {k: v for k, v in cfg["base"].items() if k not in ("schedule", "epochs")}
+        refs = ["Scratch-E"] + (["Scratch-B"] if cfg.scratch_b else [])
+        check_reference(self.name, cfg.reference, refs, "a scratch row")
+        methods, reg = configured_methods(cfg, self.name)
+        base_extra = {k: v for k, v in cfg.base.items() if k not in ("schedule", "epochs")}
         specs: list[RunSpec] = []
-        seeds = _seeds(cfg, self.name)
-        for ratio in cfg["ratios"]:
-            r = _ratio_text(ratio)
+        seeds = seed_list(cfg, self.name)
+        for ratio in cfg.ratios:
+            r = ratio_text(ratio)
             # The dense model's recipe: the scratch schedule with the base hyper-parameters.
-            base_full = {**base_extra, "schedule": cfg["scratch_schedule"], "epochs": total}
-            scratch_recipe = base_recipe(_base(cfg, base_full))
+            base_full = {**base_extra, "schedule": cfg.scratch_schedule, "epochs": total}
+            scratch_recipe = base_recipe(base_dict(cfg, base_full))
             for seed in seeds:
                 specs.append(
-                    _spec(
+                    make_spec(
                         self.name,
                         cfg,
                         f"Scratch-E / pr={r}",
@@ -217,25 +217,25 @@ class ScratchVsPrune(Protocol):
                         rows.append((f"S4.2 P{p}F{f}", sched, {}))
                         continue
                     sched = format_piecewise(
-                        halving_schedule(lr, f, final_lr, int(cfg["halving_stage_cap"]))
+                        halving_schedule(lr, f, final_lr, int(cfg.halving_stage_cap))
                     )
                     if setup == "SX-A":
-                        rows.append((f"SX-A P{p}F{f},{_lr_text(lr)}", sched, {}))
+                        rows.append((f"SX-A P{p}F{f},{lr_text(lr)}", sched, {}))
                     else:
                         squeeze = {"squeeze_base_by_speedup": True}
-                        rows.append((f"SX-B P{p}/kF{f},{_lr_text(lr)}", sched, squeeze))
+                        rows.append((f"SX-B P{p}/kF{f},{lr_text(lr)}", sched, squeeze))
                 for method in methods:
                     prefix = "" if method == "l1" else f"{method_label(method)} "
-                    extra = _method_options(method, reg)
+                    extra = method_options(method, reg)
                     for label, sched, opts in rows:
                         for seed in seeds:
                             specs.append(
-                                _spec(
+                                make_spec(
                                     self.name,
                                     cfg,
                                     f"{prefix}{label} / pr={r}",
                                     method,
-                                    _recipe(cfg, sched, f),
+                                    retrain_recipe(cfg, sched, f),
                                     seed,
                                     ratio=ratio,
                                     base=base_p,
@@ -243,12 +243,12 @@ class ScratchVsPrune(Protocol):
                                     **extra,
                                 )
                             )
-            if cfg["scratch_b"] and pipelines:
+            if cfg.scratch_b and pipelines:
                 p = next(iter(pipelines))
                 base_p = {**base_full, "epochs": p, "schedule_epochs": total}
                 for seed in seeds:
                     specs.append(
-                        _spec(
+                        make_spec(
                             self.name,
                             cfg,
                             f"Scratch-B (P{p}F{total - p}) / pr={r}",
@@ -273,16 +273,16 @@ class ScratchVsPrune(Protocol):
         """
         cfg = self.config(config)
         records = list(records)
-        prefix = cfg["reference"]
+        prefix = cfg.reference
         scratch_of: dict[str, str] = {}
         for r in records:
             if r.spec["method"] == "scratch" and r.spec["cell"].startswith(prefix):
-                scratch_of.setdefault(_ratio_text(r.spec["ratio"]), r.spec["cell"])
+                scratch_of.setdefault(ratio_text(r.spec["ratio"]), r.spec["cell"])
 
         def ref(cell: str, recs: list[RunRecord]) -> str | None:
-            return scratch_of.get(_ratio_text(recs[0].spec["ratio"]))
+            return scratch_of.get(ratio_text(recs[0].spec["ratio"]))
 
-        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg.metric)
         verdicts = []
         for row in rows:
             if row["reference"] is None:
@@ -300,7 +300,7 @@ class ScratchVsPrune(Protocol):
                 "no seed in common" if diff is None or diff != diff else f"{100 * diff:+.2f} points"
             )
             verdicts.append(
-                f"{row['cell']} {word} {row['reference']}: {_pct(row['mean'])} vs "
-                f"{_pct(ref_row['mean'])} ({gap}, {tested}); setup {row['setup']}{flops}."
+                f"{row['cell']} {word} {row['reference']}: {percent_text(row['mean'])} vs "
+                f"{percent_text(ref_row['mean'])} ({gap}, {tested}); setup {row['setup']}{flops}."
             )
-        return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
+        return Summary(rows, verdicts, columns_for(ROW_COLUMNS, rows), curves)

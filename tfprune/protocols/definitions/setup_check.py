@@ -6,17 +6,31 @@ The setup of a pair is the strictest comparison setup (S1..S4.2, SX-A/B) both ru
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 from tfprune.errors import ConfigError
 from tfprune.protocols.base import Protocol, Summary
+from tfprune.protocols.params import defaults_of
 from tfprune.protocols.setups import setup_check
 from tfprune.protocols.spec import RunRecord, RunSpec
 
 __all__ = [
     "SetupCheck",
+    "SetupCheckParams",
 ]
+
+
+@dataclasses.dataclass(frozen=True)
+class SetupCheckParams:
+    """The ``setup_check`` config.
+
+    Attributes:
+        runs: The runs to compare, as RunSpec dicts (at least two).
+    """
+
+    runs: list = dataclasses.field(default_factory=list)
 
 
 class SetupCheck(Protocol):
@@ -28,14 +42,15 @@ class SetupCheck(Protocol):
 
     name = "setup_check"
     description = "strictest comparison setup (S1..S4.2, SX-A/B) of every pair of given runs"
-    default_config = {"runs": []}
+    default_config = defaults_of(SetupCheckParams)
+    params = SetupCheckParams
 
     def expand(self, config: dict) -> list[RunSpec]:
         """The given specs, as they are."""
         cfg = self.config(config)
-        if len(cfg["runs"]) < 2:
+        if len(cfg.runs) < 2:
             raise ConfigError(f"{self.name}.runs needs at least two run specs")
-        return [RunSpec.from_dict(d) if isinstance(d, Mapping) else d for d in cfg["runs"]]
+        return [RunSpec.from_dict(d) if isinstance(d, Mapping) else d for d in cfg.runs]
 
     def summarize(
         self, records: list[RunRecord], config: Mapping[str, Any] | None = None

@@ -12,25 +12,25 @@ one shard: ``plan_shard(expand_config(config), i, n)``) and works out, per run, 
 * **retraining** epochs (:func:`tfprune.protocols.execute.retrain_plan`, which also gives the
   Scratch-E/B budgets);
 * training examples per epoch (read from the dataset's size without loading it, see
-  :mod:`tfprune.protocols.dataset_sizes`);
+  :mod:`tfprune.protocols.cost.dataset_sizes`);
 * MACs per example of the dense model and of the pruned one (the L1 shape at the run's ratio,
   the shape :class:`~tfprune.protocols.methods.Scratch` trains; the layer-wise criteria keep the
   same channel counts), counted with :func:`tfprune.count_flops` on models built here once per
   distinct (model, input shape, ratio).
 
 Training FLOPs are ``3 × 2 × MACs × examples × epochs`` (see
-:mod:`tfprune.protocols.cost_model`, which holds the records of the cost). The base and the
+:mod:`tfprune.protocols.cost.model`, which holds the records of the cost). The base and the
 pruning stage train the dense-size model, retraining the pruned one. Evaluation passes and
 mean-JSV measurements are counted separately.
 
 With ``calibrate=True`` the estimator also asks a
-:class:`~tfprune.protocols.calibration.Calibration` for the seconds each run takes on this
+:class:`~tfprune.protocols.cost.calibration.Calibration` for the seconds each run takes on this
 machine (it times each distinct model here); that gives seconds per run, per grid and per
-shard. The text of the cost is written by :mod:`tfprune.protocols.cost_report`.
+shard. The text of the cost is written by :mod:`tfprune.protocols.cost.report`.
 
-The modules, each depending only on those before it: ``dataset_sizes`` and ``cost_model`` (the
-records), ``cost_report`` (text), ``calibration`` (timing), then this one (the counting and the
-entry points). The names used from here before the split are still importable from here.
+The modules of :mod:`tfprune.protocols.cost`, each depending only on those before it:
+``dataset_sizes`` and ``model`` (the records), ``report`` (text), ``calibration`` (timing), then
+this one (the counting and the entry points).
 """
 
 from __future__ import annotations
@@ -42,22 +42,14 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tfprune.flops import count_flops
-from tfprune.protocols.calibration import Calibration, process_seconds
-from tfprune.protocols.cost_model import (
-    FLOPS_PER_MAC,
-    TRAIN_PASSES,
+from tfprune.protocols.cost.calibration import Calibration
+from tfprune.protocols.cost.dataset_sizes import DataFacts, dataset_facts
+from tfprune.protocols.cost.model import (
     Arch,
     GridCost,
     Phase,
     RunCost,
 )
-from tfprune.protocols.cost_report import (
-    format_cost,
-    format_count,
-    format_seconds,
-    format_totals,
-)
-from tfprune.protocols.dataset_sizes import DataFacts, dataset_facts
 from tfprune.protocols.execute import build_model, retrain_plan, run_runtime
 from tfprune.protocols.methods import REGULARIZED, get_method, prune_one_shot
 from tfprune.protocols.spec import RunSpec, canonical_json
@@ -66,22 +58,7 @@ from tfprune.runtime import use_runtime
 from tfprune.training import pipeline
 from tfprune.training.schedules import parse_schedule
 
-__all__ = [
-    "FLOPS_PER_MAC",
-    "TRAIN_PASSES",
-    "CostEstimator",
-    "DataFacts",
-    "GridCost",
-    "Phase",
-    "RunCost",
-    "dataset_facts",
-    "estimate_cost",
-    "format_cost",
-    "format_count",
-    "format_seconds",
-    "format_totals",
-    "process_seconds",
-]
+__all__ = ["CostEstimator", "estimate_cost"]
 
 
 def _key(*parts: Any) -> str:
@@ -91,7 +68,7 @@ def _key(*parts: Any) -> str:
 class CostEstimator:
     """Counts run costs; caches dataset sizes and model counts.
 
-    With ``calibrate`` it also keeps a :class:`~tfprune.protocols.calibration.Calibration`
+    With ``calibrate`` it also keeps a :class:`~tfprune.protocols.cost.calibration.Calibration`
     (attribute ``calibration``, else ``None``) and asks it for each run's seconds; the counting
     here does not depend on how the timing is done.
 

@@ -1,7 +1,8 @@
 """Dataset sizes as a run would see them, read without loading the data.
 
-The cost of a grid (:mod:`tfprune.protocols.cost`) needs the number of training examples per
-epoch, the number of test examples, the input shape and the number of classes of each dataset.
+The cost of a grid (:mod:`tfprune.protocols.cost.estimate`) needs the number of training
+examples per epoch, the number of test examples, the input shape and the number of classes of
+each dataset.
 :func:`dataset_facts` gives them without loading anything: digits' split is computed, MNIST's
 sizes come from the 8-byte headers of its IDX files, and CIFAR's and ImageNet's are their
 standard sizes.

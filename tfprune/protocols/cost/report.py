@@ -1,13 +1,13 @@
 """The cost of a grid as text: the table of runs, the totals, counts and durations.
 
-:func:`format_cost` prints what :class:`tfprune.protocols.cost_model.GridCost` holds, one line
+:func:`format_cost` prints what :class:`tfprune.protocols.cost.model.GridCost` holds, one line
 per run then the totals (:func:`format_totals`), in at most 100 columns. :func:`format_count`
 writes a count with an SI suffix, :func:`format_seconds` a duration.
 """
 
 from __future__ import annotations
 
-from tfprune.protocols.cost_model import GridCost, format_epochs
+from tfprune.protocols.cost.model import GridCost, format_epochs
 
 __all__ = ["format_cost", "format_count", "format_seconds", "format_totals"]
 

@@ -1,7 +1,7 @@
 """How long a grid's runs take on this machine, found by timing their models here.
 
-:class:`Calibration` turns the cost of a run (:class:`~tfprune.protocols.cost_model.RunCost`,
-counted by :class:`~tfprune.protocols.cost.CostEstimator`) into seconds. Each distinct
+:class:`Calibration` turns the cost of a run (:class:`~tfprune.protocols.cost.model.RunCost`,
+counted by :class:`~tfprune.protocols.cost.estimate.CostEstimator`) into seconds. Each distinct
 (architecture, batch size) is timed in the run's precision, compiled as a run compiles it
 (:func:`tfprune.training.pipeline.compile_model` with the run's ``steps_per_execution``): whole
 training epochs on the real data when an epoch is cheap (so the input pipeline's per-epoch cost
@@ -31,8 +31,8 @@ from tfprune.callbacks.jsv import JacobianSingularValues
 from tfprune.compat import tf
 from tfprune.data import load_dataset
 from tfprune.errors import TfpruneError
-from tfprune.protocols.cost_model import FLOPS_PER_MAC, TRAIN_PASSES, Arch, Phase, RunCost
-from tfprune.protocols.cost_report import format_count
+from tfprune.protocols.cost.model import FLOPS_PER_MAC, TRAIN_PASSES, Arch, Phase, RunCost
+from tfprune.protocols.cost.report import format_count
 from tfprune.protocols.execute import run_runtime
 from tfprune.protocols.spec import RunSpec, canonical_json
 from tfprune.runtime import use_runtime

@@ -10,25 +10,26 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from tfprune.configs.checks import EpochList, ScheduleMap
 from tfprune.errors import ConfigError
 from tfprune.protocols.base import (
     ROW_COLUMNS,
     Protocol,
     Summary,
-    _check_reference,
-    _columns,
-    _method_options,
-    _methods,
-    _recipe,
-    _seeds,
-    _spec,
+    check_reference,
+    columns_for,
+    configured_methods,
+    make_spec,
     method_label,
+    method_options,
     paired_test_text,
+    retrain_recipe,
+    seed_list,
     summarize_cells,
 )
 from tfprune.protocols.params import CommonParams, defaults_of
-from tfprune.protocols.schedules import parse_schedule
 from tfprune.protocols.spec import RunRecord, RunSpec
+from tfprune.training.schedules import parse_schedule
 
 __all__ = [
     "RetrainSchedules",
@@ -49,7 +50,7 @@ class RetrainSchedulesParams(CommonParams):
 
     methods: list[str] = dataclasses.field(default_factory=lambda: ["l1"])
     reference: dict = dataclasses.field(default_factory=lambda: {"method": "l1", "retrain": "FT"})
-    schedules: dict = dataclasses.field(
+    schedules: ScheduleMap = dataclasses.field(
         default_factory=lambda: {
             "FT": "ft:{last}",
             "LRW": "lrw:{base}",
@@ -57,7 +58,7 @@ class RetrainSchedulesParams(CommonParams):
             "CLR": "clr:0.02",
         }
     )
-    budgets: list[int] = dataclasses.field(default_factory=lambda: [10])
+    budgets: EpochList = dataclasses.field(default_factory=lambda: [10])
 
 
 class RetrainSchedules(Protocol):
@@ -76,39 +77,39 @@ class RetrainSchedules(Protocol):
     default_config = defaults_of(RetrainSchedulesParams)
     params = RetrainSchedulesParams
 
-    def _reference(self, cfg: Mapping[str, Any]) -> tuple[str, str]:
-        ref = dict(cfg["reference"] or {})
+    def _reference(self, cfg: Any) -> tuple[str, str]:
+        ref = dict(cfg.reference or {})
         unknown = sorted(set(ref) - {"method", "retrain"})
         if unknown or "method" not in ref or "retrain" not in ref:
             raise ConfigError(
                 f"{self.name}.reference must be {{method: <method>, retrain: <schedule label>}}, "
-                f"got {cfg['reference']!r}"
+                f"got {cfg.reference!r}"
             )
         return str(ref["method"]), str(ref["retrain"])
 
     def expand(self, config: dict) -> list[RunSpec]:
         """Cells: method × schedule × budget (+ Random baseline)."""
         cfg = self.config(config)
-        methods, reg = _methods(cfg, self.name)
-        if cfg["baselines"] and "random" not in methods:
+        methods, reg = configured_methods(cfg, self.name)
+        if cfg.baselines and "random" not in methods:
             methods.append("random")
         ref_method, ref_label = self._reference(cfg)
-        _check_reference(self.name, ref_method, methods, "a method")
-        _check_reference(self.name, ref_label, list(cfg["schedules"]), "a schedule label")
-        base = cfg["base"]
+        check_reference(self.name, ref_method, methods, "a method")
+        check_reference(self.name, ref_label, list(cfg.schedules), "a schedule label")
+        base = cfg.base
         base_text = f"{int(base['epochs'])}@{base['schedule']}"
         last = parse_schedule(str(base["schedule"]), int(base["epochs"]), "base.schedule")
         last_text = f"{last.final_lr():g}"
         specs = []
-        for budget in cfg["budgets"]:
+        for budget in cfg.budgets:
             for method in methods:
-                for label, sched in cfg["schedules"].items():
+                for label, sched in cfg.schedules.items():
                     sched = str(sched).replace("{base}", base_text).replace("{last}", last_text)
-                    recipe = _recipe(cfg, sched, int(budget))
+                    recipe = retrain_recipe(cfg, sched, int(budget))
                     cell = f"{method_label(method)} / {label} / {budget}ep"
-                    extra = _method_options(method, reg)
-                    for seed in _seeds(cfg, self.name):
-                        specs.append(_spec(self.name, cfg, cell, method, recipe, seed, **extra))
+                    extra = method_options(method, reg)
+                    for seed in seed_list(cfg, self.name):
+                        specs.append(make_spec(self.name, cfg, cell, method, recipe, seed, **extra))
         return specs
 
     def summarize(
@@ -130,7 +131,7 @@ class RetrainSchedules(Protocol):
         def ref(cell: str, recs: list[RunRecord]) -> str | None:
             return ref_of.get(recs[0].spec["retrain"]["epochs"])
 
-        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg.metric)
         verdicts = []
         for row in rows:
             if row["reference"] and row["diff_vs_ref"] is not None:
@@ -139,4 +140,4 @@ class RetrainSchedules(Protocol):
                     f"{row['cell']} vs {row['reference']}: {100 * row['diff_vs_ref']:+.2f} "
                     f"points ({tested}; setup {row['setup']})."
                 )
-        return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
+        return Summary(rows, verdicts, columns_for(ROW_COLUMNS, rows), curves)

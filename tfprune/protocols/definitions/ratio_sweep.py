@@ -6,20 +6,21 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from tfprune.configs.checks import Epochs, Ratios, Schedule
 from tfprune.protocols.base import (
     ROW_COLUMNS,
     Protocol,
     Summary,
-    _check_reference,
-    _columns,
-    _method_options,
-    _methods,
-    _ratio_text,
-    _recipe,
-    _scratch_recipe,
-    _seeds,
-    _spec,
+    check_reference,
+    columns_for,
+    configured_methods,
+    make_spec,
     method_label,
+    method_options,
+    ratio_text,
+    retrain_recipe,
+    scratch_baseline_recipe,
+    seed_list,
     summarize_cells,
 )
 from tfprune.protocols.params import CommonParams, defaults_of
@@ -45,11 +46,9 @@ class RatioSweepParams(CommonParams):
 
     methods: list[str] = dataclasses.field(default_factory=lambda: ["l1"])
     reference: str = "l1"
-    ratios: list[float | dict] = dataclasses.field(
-        default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9]
-    )
-    schedule: str = "steps:0.01:1e-4"
-    epochs: int = 10
+    ratios: Ratios = dataclasses.field(default_factory=lambda: [0.1, 0.3, 0.5, 0.7, 0.9])
+    schedule: Schedule = "steps:0.01:1e-4"
+    epochs: Epochs = 10
     regularization: dict = dataclasses.field(default_factory=dict)
 
 
@@ -69,24 +68,24 @@ class RatioSweep(Protocol):
     def expand(self, config: dict) -> list[RunSpec]:
         """Cells: method × ratio (+ Random, and Scratch-E of each pruned shape)."""
         cfg = self.config(config)
-        methods, reg = _methods(cfg, self.name)
-        if cfg["baselines"]:
+        methods, reg = configured_methods(cfg, self.name)
+        if cfg.baselines:
             methods += [m for m in ("random", "scratch") if m not in methods]
-        _check_reference(self.name, cfg["reference"], methods, "a method")
-        recipe = _recipe(cfg, cfg["schedule"], int(cfg["epochs"]))
+        check_reference(self.name, cfg.reference, methods, "a method")
+        recipe = retrain_recipe(cfg, cfg.schedule, int(cfg.epochs))
         specs = []
-        for ratio in cfg["ratios"]:
+        for ratio in cfg.ratios:
             for method in methods:
                 if method == "scratch":
-                    cell = f"Scratch-E / pr={_ratio_text(ratio)}"
-                    rec = _scratch_recipe(cfg)
-                    extra = {"scratch_budget": "E", "pipeline_epochs": int(cfg["epochs"])}
+                    cell = f"Scratch-E / pr={ratio_text(ratio)}"
+                    rec = scratch_baseline_recipe(cfg)
+                    extra = {"scratch_budget": "E", "pipeline_epochs": int(cfg.epochs)}
                 else:
-                    cell = f"{method_label(method)} / pr={_ratio_text(ratio)}"
-                    rec, extra = recipe, _method_options(method, reg)
-                for seed in _seeds(cfg, self.name):
+                    cell = f"{method_label(method)} / pr={ratio_text(ratio)}"
+                    rec, extra = recipe, method_options(method, reg)
+                for seed in seed_list(cfg, self.name):
                     specs.append(
-                        _spec(self.name, cfg, cell, method, rec, seed, ratio=ratio, **extra)
+                        make_spec(self.name, cfg, cell, method, rec, seed, ratio=ratio, **extra)
                     )
         return specs
 
@@ -98,13 +97,13 @@ class RatioSweep(Protocol):
         records = list(records)
         ref_of: dict[str, str] = {}
         for r in records:
-            if r.spec["method"] == cfg["reference"]:
-                ref_of.setdefault(_ratio_text(r.spec["ratio"]), r.spec["cell"])
+            if r.spec["method"] == cfg.reference:
+                ref_of.setdefault(ratio_text(r.spec["ratio"]), r.spec["cell"])
 
         def ref(cell: str, recs: list[RunRecord]) -> str | None:
-            return ref_of.get(_ratio_text(recs[0].spec["ratio"]))
+            return ref_of.get(ratio_text(recs[0].spec["ratio"]))
 
-        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg.metric)
         verdicts = []
         by_method: dict[str, list[tuple[float, float]]] = {}
         for row in rows:
@@ -119,4 +118,4 @@ class RatioSweep(Protocol):
                 f"{method_label(method)} mean JSV after pruning by ratio ({text}): "
                 f"{'monotone collapse' if mono else 'not monotone'}."
             )
-        return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
+        return Summary(rows, verdicts, columns_for(ROW_COLUMNS, rows), curves)

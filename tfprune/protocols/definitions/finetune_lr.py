@@ -12,33 +12,41 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
+from tfprune.configs.checks import (
+    LR,
+    EpochList,
+    LRList,
+    ScheduleMap,
+    check_lr,
+    field_check,
+)
 from tfprune.errors import ConfigError
 from tfprune.protocols.base import (
     ROW_COLUMNS,
     Protocol,
     Summary,
-    _check_reference,
-    _columns,
-    _lr_text,
-    _method_options,
-    _methods,
-    _pct,
-    _recipe,
-    _scratch_recipe,
-    _seeds,
-    _spec,
+    check_reference,
+    columns_for,
     compare_cells,
+    configured_methods,
+    lr_text,
+    make_spec,
     method_label,
+    method_options,
     outcome,
     paired_test_text,
+    percent_text,
+    retrain_recipe,
+    scratch_baseline_recipe,
+    seed_list,
     summarize_cells,
 )
 from tfprune.protocols.methods import METHODS
 from tfprune.protocols.params import CommonParams, defaults_of
-from tfprune.protocols.schedules import format_piecewise, parse_schedule
 from tfprune.protocols.spec import RunRecord, RunSpec
+from tfprune.training.schedules import format_piecewise, parse_schedule
 
 __all__ = [
     "FinetuneLR",
@@ -116,17 +124,17 @@ class FinetuneLRParams(CommonParams):
 
     methods: list[str] = dataclasses.field(default_factory=lambda: ["l1", "l1_orthp"])
     reference: str = "l1"
-    lrs: list[float] = dataclasses.field(default_factory=lambda: [1e-2, 1e-3])
-    final_lr: float = 1e-4
+    lrs: LRList = dataclasses.field(default_factory=lambda: [1e-2, 1e-3])
+    final_lr: LR = 1e-4
     schedule_type: str = "steps"
-    lr_schedules: dict = dataclasses.field(default_factory=dict)
-    budgets: list[int] = dataclasses.field(default_factory=lambda: [20])
+    lr_schedules: ScheduleMap = dataclasses.field(default_factory=dict)
+    budgets: EpochList = dataclasses.field(default_factory=lambda: [20])
     jsv_every_epoch: bool = True
     scratch_budget: list[str | None] | str | None = dataclasses.field(default_factory=lambda: ["E"])
     scratch_b_variant: str = "why"
     regularization: dict = dataclasses.field(default_factory=dict)
     first_stage_extra: list[int] | int | None = dataclasses.field(default_factory=list)
-    first_stage_extra_lrs: list[float] | float | None = None
+    first_stage_extra_lrs: Annotated[list[float] | float | None, field_check(check_lr)] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,9 +182,9 @@ class FinetuneLR(Protocol):
     default_config = defaults_of(FinetuneLRParams)
     params = FinetuneLRParams
 
-    def _lr_schedules(self, cfg: Mapping[str, Any], lrs: list[float]) -> dict[float, str]:
+    def _lr_schedules(self, cfg: Any, lrs: list[float]) -> dict[float, str]:
         out: dict[float, str] = {}
-        for key, text in dict(cfg["lr_schedules"] or {}).items():
+        for key, text in dict(cfg.lr_schedules or {}).items():
             try:
                 lr = float(key)
             except (TypeError, ValueError):
@@ -186,28 +194,26 @@ class FinetuneLR(Protocol):
             out[lr] = str(text)
         return out
 
-    def _schedule(self, cfg: Mapping[str, Any], lr: float) -> str:
-        lrs = [float(x) for x in cfg["lrs"]]
+    def _schedule(self, cfg: Any, lr: float) -> str:
+        lrs = [float(x) for x in cfg.lrs]
         for key, text in self._lr_schedules(cfg, lrs).items():
             if math.isclose(key, lr, rel_tol=1e-9):
                 return text
-        kind = cfg["schedule_type"]
+        kind = cfg.schedule_type
         if kind not in ("steps", "cosine", "halving"):
             raise ConfigError(
                 f"{self.name}.schedule_type must be 'steps', 'cosine' or 'halving', got {kind!r}"
             )
-        return f"{kind}:{lr:g}:{float(cfg['final_lr']):g}"
+        return f"{kind}:{lr:g}:{float(cfg.final_lr):g}"
 
-    def _first_stage_extra(
-        self, cfg: Mapping[str, Any], lrs: list[float]
-    ) -> tuple[list[int], list[float]]:
+    def _first_stage_extra(self, cfg: Any, lrs: list[float]) -> tuple[list[int], list[float]]:
         """The validated ``(first_stage_extra, first_stage_extra_lrs)``; ``([], [])`` when off.
 
         Their types (a whole number or a list of them; a number or a list of numbers) are
         checked with the config, before this runs.
         """
         key = f"{self.name}.first_stage_extra"
-        extra = cfg["first_stage_extra"]
+        extra = cfg.first_stage_extra
         if extra is None:
             extra = []
         if isinstance(extra, int):
@@ -219,7 +225,7 @@ class FinetuneLR(Protocol):
                 )
         if len(set(extra)) != len(extra):
             raise ConfigError(f"{key} lists an epoch count twice: {list(extra)}")
-        chosen = cfg["first_stage_extra_lrs"]
+        chosen = cfg.first_stage_extra_lrs
         if not extra:
             if chosen is not None:
                 raise ConfigError(
@@ -256,18 +262,18 @@ class FinetuneLR(Protocol):
             out.append(match[0])
         return [int(n) for n in extra], out
 
-    def _extended_cells(self, cfg: Mapping[str, Any], methods: list[str]) -> dict[str, _Extended]:
+    def _extended_cells(self, cfg: Any, methods: list[str]) -> dict[str, _Extended]:
         """Cell label -> what a longer-first-stage cell is (empty when the option is off)."""
-        lrs = [float(x) for x in cfg["lrs"]]
+        lrs = [float(x) for x in cfg.lrs]
         extra, ext_lrs = self._first_stage_extra(cfg, lrs)
         largest = max(lrs) if lrs else 0.0
         out: dict[str, _Extended] = {}
-        for budget in cfg["budgets"]:
+        for budget in cfg.budgets:
             for method in methods:
                 name = method_label(method)
                 for lr in ext_lrs:
-                    plain = f"{name} / lr={_lr_text(lr)} / {budget}ep"
-                    large = f"{name} / lr={_lr_text(largest)} / {budget}ep"
+                    plain = f"{name} / lr={lr_text(lr)} / {budget}ep"
+                    large = f"{name} / lr={lr_text(largest)} / {budget}ep"
                     for n in extra:
                         cell = f"{plain}+{n} first stage"
                         out[cell] = _Extended(method, lr, int(budget), n, plain, large, largest)
@@ -280,25 +286,25 @@ class FinetuneLR(Protocol):
         with a longer first LR stage (per LR of ``first_stage_extra_lrs`` and extra count).
         """
         cfg = self.config(config)
-        methods, reg = _methods(cfg, self.name)
+        methods, reg = configured_methods(cfg, self.name)
         if not methods:
             raise ConfigError(f"{self.name}.methods must not be empty")
-        lrs = [float(x) for x in cfg["lrs"]]
+        lrs = [float(x) for x in cfg.lrs]
         if not lrs or any(not lr > 0 for lr in lrs):
             raise ConfigError(f"{self.name}.lrs must be a non-empty list of LRs > 0")
         extended = self._extended_cells(cfg, methods)
-        baseline_methods = ["random"] if cfg["baselines"] else []
-        _check_reference(self.name, cfg["reference"], methods + baseline_methods, "a method")
+        baseline_methods = ["random"] if cfg.baselines else []
+        check_reference(self.name, cfg.reference, methods + baseline_methods, "a method")
         specs = []
-        seeds = _seeds(cfg, self.name)
-        for budget in cfg["budgets"]:
+        seeds = seed_list(cfg, self.name)
+        for budget in cfg.budgets:
             for method in methods:
                 for lr in lrs:
-                    cell = f"{method_label(method)} / lr={_lr_text(lr)} / {budget}ep"
-                    recipe = _recipe(cfg, self._schedule(cfg, lr), budget)
-                    extra = _method_options(method, reg)
+                    cell = f"{method_label(method)} / lr={lr_text(lr)} / {budget}ep"
+                    recipe = retrain_recipe(cfg, self._schedule(cfg, lr), budget)
+                    extra = method_options(method, reg)
                     for seed in seeds:
-                        specs.append(_spec(self.name, cfg, cell, method, recipe, seed, **extra))
+                        specs.append(make_spec(self.name, cfg, cell, method, recipe, seed, **extra))
                 for cell, ext in extended.items():
                     if ext.method != method or ext.budget != int(budget):
                         continue
@@ -308,32 +314,32 @@ class FinetuneLR(Protocol):
                         ext.extra,
                         f"{self.name}.first_stage_extra (LR {ext.lr:g}, {budget} epochs)",
                     )
-                    recipe = _recipe(cfg, sched, epochs)
-                    extra = _method_options(method, reg)
+                    recipe = retrain_recipe(cfg, sched, epochs)
+                    extra = method_options(method, reg)
                     for seed in seeds:
-                        specs.append(_spec(self.name, cfg, cell, method, recipe, seed, **extra))
-            if cfg["baselines"]:
+                        specs.append(make_spec(self.name, cfg, cell, method, recipe, seed, **extra))
+            if cfg.baselines:
                 # Baselines at the first LR only: random selection and the scratch-trained
                 # pruned shape answer "does the method matter at all" without a full LR grid.
                 lr = lrs[0]
                 if "random" not in methods:
-                    cell = f"{method_label('random')} / lr={_lr_text(lr)} / {budget}ep"
-                    recipe = _recipe(cfg, self._schedule(cfg, lr), budget)
+                    cell = f"{method_label('random')} / lr={lr_text(lr)} / {budget}ep"
+                    recipe = retrain_recipe(cfg, self._schedule(cfg, lr), budget)
                     for seed in seeds:
-                        specs.append(_spec(self.name, cfg, cell, "random", recipe, seed))
-                budgets = cfg["scratch_budget"]
+                        specs.append(make_spec(self.name, cfg, cell, "random", recipe, seed))
+                budgets = cfg.scratch_budget
                 if not isinstance(budgets, (list, tuple)):
                     budgets = [budgets]
-                recipe = _scratch_recipe(cfg)
+                recipe = scratch_baseline_recipe(cfg)
                 for sb in budgets:
                     # Scratch trains the pipeline's whole length (base + retraining epochs; B:
                     # stretched to its FLOPs), so the label names both parts.
                     name = f"Scratch-{sb}" if sb else "Scratch"
                     cell = f"{name} / base+{budget}ep"
-                    extra = {"scratch_b_variant": cfg["scratch_b_variant"]} if sb == "B" else {}
+                    extra = {"scratch_b_variant": cfg.scratch_b_variant} if sb == "B" else {}
                     for seed in seeds:
                         specs.append(
-                            _spec(
+                            make_spec(
                                 self.name,
                                 cfg,
                                 cell,
@@ -364,9 +370,9 @@ class FinetuneLR(Protocol):
         """
         cfg = self.config(config)
         records = list(records)
-        ref_method = cfg["reference"]
-        first_lr_schedule = self._schedule(cfg, float(cfg["lrs"][0]))
-        extended = self._extended_cells(cfg, _methods(cfg, self.name)[0])
+        ref_method = cfg.reference
+        first_lr_schedule = self._schedule(cfg, float(cfg.lrs[0]))
+        extended = self._extended_cells(cfg, configured_methods(cfg, self.name)[0])
         try:  # rows in the grid's order (cells the config does not make go last)
             order = {c: i for i, c in enumerate(dict.fromkeys(s.cell for s in self.expand(cfg)))}
         except ConfigError:
@@ -388,7 +394,7 @@ class FinetuneLR(Protocol):
                 key = (s["retrain"]["epochs"], s["retrain"]["schedule"])
             return ref_cell.get(key)
 
-        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg.metric)
         verdicts = []
         by_method: dict[tuple[str, int], list[tuple[float, dict]]] = {}
         for row in rows:
@@ -406,20 +412,20 @@ class FinetuneLR(Protocol):
                 continue
             items.sort(key=lambda t: -t[0])
             (hi_lr, hi), (lo_lr, lo) = items[0], items[-1]
-            comp = compare_cells(cells[hi["cell"]], cells[lo["cell"]], cfg["metric"])
+            comp = compare_cells(cells[hi["cell"]], cells[lo["cell"]], cfg.metric)
             gap = comp.diff
             gaps[(method, epochs)] = gap
             better = outcome(gap, comp.p)
             verdicts.append(
-                f"{method_label(method)} at {epochs} epochs: LR {_lr_text(hi_lr)} {better} "
-                f"LR {_lr_text(lo_lr)} ({_pct(hi['mean'])} vs {_pct(lo['mean'])}, "
+                f"{method_label(method)} at {epochs} epochs: LR {lr_text(hi_lr)} {better} "
+                f"LR {lr_text(lo_lr)} ({percent_text(hi['mean'])} vs {percent_text(lo['mean'])}, "
                 f"{100 * gap:+.2f} points, {paired_test_text(comp.p, len(comp.seeds))}; "
                 f"setup {comp.setup})."
             )
             verdicts.append(
                 f"{method_label(method)}: mean JSV right after pruning "
-                f"{hi['jsv_after_prune']:.4g}; trainability accuracy {_pct(hi['ta_mean'])} "
-                f"(LR {_lr_text(hi_lr)}) vs {_pct(lo['ta_mean'])} (LR {_lr_text(lo_lr)})."
+                f"{hi['jsv_after_prune']:.4g}; trainability accuracy {percent_text(hi['ta_mean'])} "
+                f"(LR {lr_text(hi_lr)}) vs {percent_text(lo['ta_mean'])} (LR {lr_text(lo_lr)})."
             )
         for (method, epochs), gap in gaps.items():
             m = METHODS.get(method)
@@ -435,8 +441,8 @@ class FinetuneLR(Protocol):
                     f"{100 * plain:+.2f} for {method_label(plain_name)}."
                 )
         if extended:
-            verdicts += _first_stage_verdicts(extended, rows, cells, cfg["metric"])
-        return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
+            verdicts += _first_stage_verdicts(extended, rows, cells, cfg.metric)
+        return Summary(rows, verdicts, columns_for(ROW_COLUMNS, rows), curves)
 
 
 def _first_stage_verdicts(
@@ -455,7 +461,7 @@ def _first_stage_verdicts(
     for (method, budget, lr), items in groups.items():
         items.sort(key=lambda t: t[1].extra)
         first = items[0][1]
-        lo, hi = f"LR {_lr_text(lr)}", f"LR {_lr_text(first.large_lr)}"
+        lo, hi = f"LR {lr_text(lr)}", f"LR {lr_text(first.large_lr)}"
         # (extra epochs, diff small minus large LR, paired p, pairs); extra 0 = equal epochs.
         points: list[tuple[int, float | None, float | None, int]] = []
         if first.plain in cells and first.large in cells:

@@ -14,20 +14,21 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from tfprune.configs.checks import EpochMap, ScheduleMap
 from tfprune.errors import ConfigError
 from tfprune.protocols.base import (
     ROW_COLUMNS,
     Protocol,
     Summary,
-    _check_reference,
-    _columns,
-    _method_options,
-    _pct,
-    _recipe,
-    _regularization,
-    _seeds,
-    _spec,
+    check_reference,
+    columns_for,
+    make_spec,
     method_label,
+    method_options,
+    percent_text,
+    regularization_block,
+    retrain_recipe,
+    seed_list,
     summarize_cells,
 )
 from tfprune.protocols.methods import get_method
@@ -72,7 +73,7 @@ def cross_recipe_verdict(acc: Mapping[tuple[str, str], float]) -> tuple[str, str
         "interaction",
         f"interaction: the winner depends on the recipe ({recipes[0]}: {winners[0] or 'tie'}, "
         f"{recipes[1]}: {winners[1] or 'tie'}); the higher-accuracy cell weighs more: "
-        f"{best[0]} + {best[1]} ({_pct(acc[best])}) favours {best[0]}.",
+        f"{best[0]} + {best[1]} ({percent_text(acc[best])}) favours {best[0]}.",
     )
 
 
@@ -90,10 +91,10 @@ class CrossRecipeParams(CommonParams):
 
     methods: dict = dataclasses.field(default_factory=lambda: {"A": "l1", "B": "random"})
     reference: dict = dataclasses.field(default_factory=lambda: {"method": "A", "recipe": "FT_A"})
-    recipes: dict = dataclasses.field(
+    recipes: ScheduleMap = dataclasses.field(
         default_factory=lambda: {"FT_A": "ft:0.001", "FT_B": "0:0.01,7:0.001,14:0.0001"}
     )
-    recipe_epochs: dict = dataclasses.field(default_factory=lambda: {"FT_A": 20, "FT_B": 20})
+    recipe_epochs: EpochMap = dataclasses.field(default_factory=lambda: {"FT_A": 20, "FT_B": 20})
     regularization: dict = dataclasses.field(default_factory=dict)
 
 
@@ -110,25 +111,25 @@ class CrossRecipe(Protocol):
     default_config = defaults_of(CrossRecipeParams)
     params = CrossRecipeParams
 
-    def _reference(self, cfg: Mapping[str, Any]) -> str:
-        ref = dict(cfg["reference"] or {})
+    def _reference(self, cfg: Any) -> str:
+        ref = dict(cfg.reference or {})
         if set(ref) != {"method", "recipe"}:
             raise ConfigError(
                 f"{self.name}.reference must be {{method: <A or B>, recipe: <recipe label>}}, "
-                f"got {cfg['reference']!r}"
+                f"got {cfg.reference!r}"
             )
-        _check_reference(self.name, ref["method"], list(cfg["methods"]), "a method key")
-        _check_reference(self.name, ref["recipe"], list(cfg["recipes"]), "a recipe key")
-        method = cfg["methods"][ref["method"]]
+        check_reference(self.name, ref["method"], list(cfg.methods), "a method key")
+        check_reference(self.name, ref["recipe"], list(cfg.recipes), "a recipe key")
+        method = cfg.methods[ref["method"]]
         return f"{ref['method']}={method_label(method)} + {ref['recipe']}"
 
     def expand(self, config: dict) -> list[RunSpec]:
         """Four cells × seeds (no extra baselines: both methods are the comparison)."""
         cfg = self.config(config)
-        methods, recipes = dict(cfg["methods"]), dict(cfg["recipes"])
+        methods, recipes = dict(cfg.methods), dict(cfg.recipes)
         if len(methods) != 2 or len(recipes) != 2:
             raise ConfigError(f"{self.name}: needs exactly 2 methods and 2 recipes")
-        reg = _regularization(cfg, self.name)
+        reg = regularization_block(cfg, self.name)
         if reg[0] is not None and reg[0] not in methods.values():
             raise ConfigError(
                 f"{self.name}.regularization.method {reg[0]!r} is neither methods.A nor methods.B"
@@ -139,19 +140,19 @@ class CrossRecipe(Protocol):
         specs = []
         for mkey, method in methods.items():
             for rkey, sched in recipes.items():
-                epochs = int(cfg["recipe_epochs"].get(rkey, 0))
+                epochs = int(cfg.recipe_epochs.get(rkey, 0))
                 if epochs < 1:
                     raise ConfigError(f"{self.name}.recipe_epochs[{rkey!r}] must be >= 1")
                 cell = f"{mkey}={method_label(method)} + {rkey}"
-                extra = _method_options(method, reg)
-                for seed in _seeds(cfg, self.name):
+                extra = method_options(method, reg)
+                for seed in seed_list(cfg, self.name):
                     specs.append(
-                        _spec(
+                        make_spec(
                             self.name,
                             cfg,
                             cell,
                             method,
-                            _recipe(cfg, sched, epochs),
+                            retrain_recipe(cfg, sched, epochs),
                             seed,
                             **extra,
                         )
@@ -169,7 +170,7 @@ class CrossRecipe(Protocol):
         def ref(cell: str, recs: list[RunRecord]) -> str | None:
             return reference
 
-        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg["metric"])
+        rows, cells, curves = summarize_cells(records, reference=ref, metric=cfg.metric)
         verdicts = []
         acc = {}
         for row in rows:
@@ -180,4 +181,4 @@ class CrossRecipe(Protocol):
             verdicts.append(sentence)
         else:
             verdicts.append(f"incomplete 2×2 grid ({len(acc)} of 4 cells): no verdict yet")
-        return Summary(rows, verdicts, _columns(ROW_COLUMNS, rows), curves)
+        return Summary(rows, verdicts, columns_for(ROW_COLUMNS, rows), curves)

@@ -4,7 +4,7 @@ A run trains up to three stages (:class:`Phase`): the shared base model, the pru
 regularized method, and the retraining. :class:`RunCost` holds one run's stages and counts,
 :class:`GridCost` a list of runs with every shared base counted once. :class:`Arch` is one model
 shape (dense, or pruned at a ratio): how to build it and its MACs per example. The counting
-itself is done by :class:`tfprune.protocols.cost.CostEstimator`.
+itself is done by :class:`tfprune.protocols.cost.estimate.CostEstimator`.
 
 FLOPs convention: :func:`tfprune.count_flops` counts multiply-accumulates (MACs) of one forward
 pass of one example; one MAC is 2 FLOPs and a training step (forward + backward) costs about 3
