@@ -68,6 +68,8 @@ __all__ = [
     "keras3_graph_calls",
     "keras3_producer",
     "keras3_sublayers",
+    "keras3_own_variables",
+    "keras3_symbolic_graph",
     "keras3_op_class",
     "keras3_stock_class",
 ]
@@ -400,11 +402,15 @@ def keras3_op_class(name: str) -> type | None:
     """The Keras 3 op class ``name`` (``"Add"``, ``"Relu"``...) that symbolic calls record.
 
     ``x + y`` or ``keras.ops.relu(x)`` on symbolic tensors put an instance of a private class of
-    ``keras.src.ops.numpy`` or ``keras.src.ops.nn`` into the model graph. None if Keras 3 has
-    no such class.
+    ``keras.src.ops.numpy``, ``keras.src.ops.nn`` or ``keras.src.ops.core`` into the model
+    graph. None if Keras 3 has no such class.
     """
     ops = keras3().src.ops
-    return getattr(ops.numpy, name, None) or getattr(ops.nn, name, None)
+    return (
+        getattr(ops.numpy, name, None)
+        or getattr(ops.nn, name, None)
+        or getattr(ops.core, name, None)
+    )
 
 
 def keras3_stock_class(obj: object) -> type | None:
@@ -416,3 +422,19 @@ def keras3_stock_class(obj: object) -> type | None:
         if cls.__module__.startswith("keras.src."):
             return cls
     return None
+
+
+def keras3_own_variables(layer: object) -> list:
+    """The variables a Keras 3 layer created itself, leaving out its sublayers' (private lists)."""
+    return list(getattr(layer, "_trainable_variables", [])) + list(
+        getattr(layer, "_non_trainable_variables", [])
+    )
+
+
+def keras3_symbolic_graph(inputs: list, outputs: object) -> object:
+    """The graph from symbolic Keras 3 ``inputs`` to ``outputs`` (a private ``Function``).
+
+    It holds the calls recorded between them, as a functional model's graph does, and can be
+    called on real tensors (a list in the order of ``inputs``).
+    """
+    return keras3().src.ops.function.Function(inputs, outputs)
