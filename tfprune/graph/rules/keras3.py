@@ -32,6 +32,7 @@ from tfprune.graph.rules.base import (
     _what,
     spatial,
 )
+from tfprune.graph.rules.keras_hub import ReversibleEmbeddingRule
 from tfprune.graph.rules.recurrent import RecurrentRule
 from tfprune.graph.rules.shapes import (
     ConcatenateRule,
@@ -67,12 +68,14 @@ __all__ = [
     "Keras3GroupNormRule",
     "Keras3MultiHeadAttentionRule",
     "Keras3RecurrentRule",
+    "Keras3ReversibleEmbeddingRule",
     "Keras3ElementwiseOpRule",
     "Keras3FlattenRule",
     "Keras3InputRule",
     "Keras3LayerNormRule",
     "Keras3MergeRule",
     "Keras3PassThroughRule",
+    "Keras3ExpandDimsRule",
     "Keras3GetItemRule",
     "Keras3ReduceOpRule",
     "Keras3ReshapeOpRule",
@@ -123,6 +126,13 @@ class Keras3EmbeddingRule(_Keras3Classes, EmbeddingRule):
     """Keras 3 ``Embedding``: as tf_keras's (its ``output_dim`` columns are the filters)."""
 
     keras3_layers = ("Embedding",)
+
+
+class Keras3ReversibleEmbeddingRule(_Keras3Classes, ReversibleEmbeddingRule):
+    """Keras 3 ``ReversibleEmbedding`` called forward: as ``Embedding`` (see keras-hub's twin)."""
+
+    keras3_layers = ("ReversibleEmbedding",)
+    stock_methods = ("call",)
 
 
 class Keras3MultiHeadAttentionRule(_Keras3Classes, MultiHeadAttentionRule):
@@ -309,6 +319,7 @@ class Keras3ElementwiseOpRule(_Keras3Classes, _FreeRule):
     """
 
     keras3_ops = (
+        "Cast",
         "Add",
         "Subtract",
         "Multiply",
@@ -380,6 +391,21 @@ class Keras3ReduceOpRule(_Keras3Classes, _FreeRule):
         ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
 
 
+class Keras3ExpandDimsRule(_Keras3Classes, _FreeRule):
+    """``keras.ops.expand_dims`` adding an axis before the channels: channels pass."""
+
+    keras3_ops = ("ExpandDims",)
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        x, y = call.inputs[0], call.outputs[0]
+        axes = tf.nest.flatten(call.layer.axis)
+        rank = y.shape.rank or 0
+        if not rank or (rank - 1) in [a % rank for a in axes]:
+            ctx.block_call(call, f"op {call.path!r} adds a new channel axis")
+            return
+        ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
+
+
 class Keras3GetItemRule(_Keras3Classes, _FreeRule):
     """``x[...]`` on a symbolic tensor: channels pass when the last axis is not indexed."""
 
@@ -410,6 +436,7 @@ KERAS3_RULES: tuple[LayerRule, ...] = (
     Keras3DepthwiseRule(),
     Keras3SeparableRule(),
     Keras3EmbeddingRule(),
+    Keras3ReversibleEmbeddingRule(),
     Keras3MultiHeadAttentionRule(),
     Keras3EinsumDenseRule(),
     Keras3RecurrentRule(),
@@ -428,6 +455,7 @@ KERAS3_RULES: tuple[LayerRule, ...] = (
     Keras3ReshapeOpRule(),
     Keras3ReduceOpRule(),
     Keras3GetItemRule(),
+    Keras3ExpandDimsRule(),
 )
 
 
