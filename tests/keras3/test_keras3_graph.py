@@ -225,7 +225,10 @@ def _unnamed(report):
 @pytest.mark.parametrize(
     "name",
     [
+        "VGG16",
         "ResNet50",
+        "ResNet50V2",
+        "MobileNet",
         "DenseNet121",
         "InceptionV3",
         "InceptionResNetV2",
