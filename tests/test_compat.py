@@ -105,6 +105,38 @@ def test_tfprune_sets_no_environment_variable_and_gets_keras_2_without_one():
     assert done.stdout.splitlines()[-1] == "[]"
 
 
+def test_importing_tfprune_leaves_tf_keras_as_keras_3_and_tfmot_unimported():
+    import os
+    import subprocess
+    import sys
+
+    # Without TF-MOT imported, tf.keras stays Keras 3; using TF-MOT through tfprune later
+    # (a schedule saved in a policy) changes neither tf.keras nor the environment.
+    code = (
+        "import os, sys\n"
+        "import tensorflow as tf\n"
+        "before = dict(os.environ)\n"
+        "import tfprune\n"
+        "assert 'tensorflow_model_optimization' not in sys.modules\n"
+        "assert tf.keras.layers.Dense.__module__.startswith('keras.src'), tf.keras.layers.Dense\n"
+        "config = {'class_name': 'ConstantSparsity', 'config': {'target_sparsity': 0.5, "
+        "'begin_step': 0}}\n"
+        "policy = tfprune.PruningPolicy.from_config({'sparsity': config})\n"
+        "assert type(policy.sparsity).__name__ == 'ConstantSparsity', policy.sparsity\n"
+        "assert tfprune.compat.tfmot_pruning_schedule_class() is not None\n"
+        "assert tf.keras.layers.Dense.__module__.startswith('keras.src')\n"
+        "keys = set(os.environ) | set(before)\n"
+        "print(sorted(k for k in keys if os.environ.get(k) != before.get(k)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-1] == "[]"
+
+
 def test_attention_head_hook_sees_each_heads_output_before_the_projection():
     seen = []
 

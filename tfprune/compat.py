@@ -1,8 +1,9 @@
 """The one place that imports Keras for tfprune.
 
-tfprune is built on TF-MOT, which only works with Keras 2 (``tf_keras``). Every module imports
+tfprune's masks and TF-MOT interop work on Keras 2 (``tf_keras``). Every module imports
 ``keras`` from here, never ``tf.keras`` (which may resolve to Keras 3). tfprune sets no
-environment variable; TF-MOT itself sets ``TF_USE_LEGACY_KERAS=1`` when it is imported.
+environment variable and does not import TF-MOT until a TF-MOT feature is used
+(:func:`tfmot`), so ``tf.keras`` stays what TensorFlow chose.
 
 Keras 3 (``import keras``; TensorFlow 2.16+'s ``tf.keras`` unless that variable is set) is the
 second *flavour* tfprune reads: :func:`flavour_of` tells a model's flavour from its classes,
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 import sys
 
 import tensorflow as tf
@@ -37,8 +39,11 @@ __all__ = [
     "saved_input_spec",
     "own_weights",
     "expects_training_arg",
+    "tfmot",
+    "tfmot_loaded",
     "tfmot_prune_wrapper_class",
     "tfmot_quantize_wrapper_class",
+    "tfmot_pruning_schedule_class",
     "nodes_by_depth",
     "producing_layer",
     "nested_inputs",
@@ -63,17 +68,12 @@ __all__ = [
     "keras3_graph_calls",
     "keras3_producer",
     "keras3_sublayers",
+    "keras3_own_variables",
+    "keras3_symbolic_graph",
     "keras3_op_class",
     "keras3_stock_class",
 ]
 
-# TF-MOT's wrapper classes are not in its public API; tfprune's rules need to recognise them.
-from tensorflow_model_optimization.python.core.quantization.keras.quantize_wrapper import (  # noqa: E402
-    QuantizeWrapper as tfmot_quantize_wrapper_class,
-)
-from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (  # noqa: E402
-    PruneLowMagnitude as tfmot_prune_wrapper_class,
-)
 from tf_keras.src.engine.functional import Functional as functional_class  # noqa: E402
 from tf_keras.src.engine.keras_tensor import KerasTensor  # noqa: E402
 
@@ -84,6 +84,69 @@ AutoTrackable = tf.__internal__.tracking.AutoTrackable
 #: tf_keras' private base class ``Conv`` of every convolution layer (Conv1D/2D/3D, transposed,
 #: separable, depthwise).
 conv_base_class = keras.layers.Conv1D.__mro__[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# TF-MOT, imported on first use
+
+_TFMOT = "tensorflow_model_optimization"
+
+
+def tfmot_loaded() -> object | None:
+    """The TF-MOT module if something has imported it already, else None (imports nothing).
+
+    A layer or schedule can only be a TF-MOT object once TF-MOT is imported, so checks for
+    them need not import it.
+    """
+    return sys.modules.get(_TFMOT)
+
+
+def tfmot() -> object:
+    """TF-MOT (``tensorflow_model_optimization``), imported on first use.
+
+    Importing TF-MOT sets ``TF_USE_LEGACY_KERAS=1``, which would turn ``tf.keras`` into
+    tf_keras from then on. This helper settles ``tf.keras`` first and puts the variable back
+    as it was, so using a TF-MOT feature changes neither.
+    """
+    module = tfmot_loaded()
+    if module is not None:
+        return module
+    before = os.environ.get("TF_USE_LEGACY_KERAS")
+    getattr(tf.keras, "__version__", None)  # TF resolves tf.keras once, on first access
+    try:
+        return importlib.import_module(_TFMOT)
+    finally:
+        if before is None:
+            os.environ.pop("TF_USE_LEGACY_KERAS", None)
+        else:
+            os.environ["TF_USE_LEGACY_KERAS"] = before
+
+
+def tfmot_prune_wrapper_class() -> type | None:
+    """TF-MOT's ``prune_low_magnitude`` wrapper class (private), None if TF-MOT is not imported."""
+    if tfmot_loaded() is None:
+        return None
+    return importlib.import_module(
+        f"{_TFMOT}.python.core.sparsity.keras.pruning_wrapper"
+    ).PruneLowMagnitude
+
+
+def tfmot_quantize_wrapper_class() -> type | None:
+    """TF-MOT's quantization wrapper class (private), None if TF-MOT is not imported."""
+    if tfmot_loaded() is None:
+        return None
+    return importlib.import_module(
+        f"{_TFMOT}.python.core.quantization.keras.quantize_wrapper"
+    ).QuantizeWrapper
+
+
+def tfmot_pruning_schedule_class() -> type | None:
+    """TF-MOT's ``PruningSchedule`` base class, None if TF-MOT is not imported."""
+    module = tfmot_loaded()
+    return None if module is None else module.sparsity.keras.PruningSchedule
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def is_functional(model: object) -> bool:
@@ -339,11 +402,15 @@ def keras3_op_class(name: str) -> type | None:
     """The Keras 3 op class ``name`` (``"Add"``, ``"Relu"``...) that symbolic calls record.
 
     ``x + y`` or ``keras.ops.relu(x)`` on symbolic tensors put an instance of a private class of
-    ``keras.src.ops.numpy`` or ``keras.src.ops.nn`` into the model graph. None if Keras 3 has
-    no such class.
+    ``keras.src.ops.numpy``, ``keras.src.ops.nn`` or ``keras.src.ops.core`` into the model
+    graph. None if Keras 3 has no such class.
     """
     ops = keras3().src.ops
-    return getattr(ops.numpy, name, None) or getattr(ops.nn, name, None)
+    return (
+        getattr(ops.numpy, name, None)
+        or getattr(ops.nn, name, None)
+        or getattr(ops.core, name, None)
+    )
 
 
 def keras3_stock_class(obj: object) -> type | None:
@@ -355,3 +422,19 @@ def keras3_stock_class(obj: object) -> type | None:
         if cls.__module__.startswith("keras.src."):
             return cls
     return None
+
+
+def keras3_own_variables(layer: object) -> list:
+    """The variables a Keras 3 layer created itself, leaving out its sublayers' (private lists)."""
+    return list(getattr(layer, "_trainable_variables", [])) + list(
+        getattr(layer, "_non_trainable_variables", [])
+    )
+
+
+def keras3_symbolic_graph(inputs: list, outputs: object) -> object:
+    """The graph from symbolic Keras 3 ``inputs`` to ``outputs`` (a private ``Function``).
+
+    It holds the calls recorded between them, as a functional model's graph does, and can be
+    called on real tensors (a list in the order of ``inputs``).
+    """
+    return keras3().src.ops.function.Function(inputs, outputs)

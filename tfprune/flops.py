@@ -52,7 +52,7 @@ from tfprune.compat import conv_base_class, is_functional, keras, keras3_stock_c
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph import rules
 from tfprune.graph.groups import passes_channels_through
-from tfprune.graph.inline import inline_model
+from tfprune.graph.inline import inline_model, wants_tracing
 from tfprune.graph.keras3 import (
     check_keras3_graph,
     graph_layers,
@@ -669,7 +669,7 @@ def _walk_keras3(
             "(include_elementwise=False, input_shapes=None); build the model on the input shape "
             "to count, or count a tf_keras build of it for elementwise ops."
         )
-    trace = trace_keras3(model)
+    trace = trace_keras3(model, look_inside=wants_tracing)
 
     def register(m: Any, prefix: str) -> None:
         for op in graph_operations(m):

@@ -15,9 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import tensorflow_model_optimization as tfmot
 
-from tfprune.compat import keras, tf
+from tfprune.compat import keras, tf, tfmot, tfmot_pruning_schedule_class
 from tfprune.errors import InvalidArgumentError
 from tfprune.graph.groups import Analysis, ChannelGroup
 
@@ -48,10 +47,17 @@ def check_ratio(value: Any, what: str = "sparsity") -> float:
     return ratio
 
 
-PruningSchedule = tfmot.sparsity.keras.PruningSchedule
+#: A TF-MOT ``PruningSchedule`` (named only in type hints: TF-MOT is imported on first use).
+PruningSchedule = Any
 #: A sparsity as :func:`tfprune.prune_filters` takes it: a ratio, a TF-MOT schedule, or
 #: ``{layer_name_regex: ratio or schedule}``.
 Sparsity = float | PruningSchedule | Mapping[str, "float | PruningSchedule"]
+
+
+def is_schedule(value: Any) -> bool:
+    """Whether ``value`` is a TF-MOT ``PruningSchedule`` (False while TF-MOT is not imported)."""
+    cls = tfmot_pruning_schedule_class()
+    return cls is not None and isinstance(value, cls)
 
 
 def check_sparsity(sparsity: Any) -> float | PruningSchedule | dict[str, Any]:
@@ -60,7 +66,7 @@ def check_sparsity(sparsity: Any) -> float | PruningSchedule | dict[str, Any]:
     A sparsity is a ratio in [0, 1), a TF-MOT schedule, or a non-empty mapping
     ``{layer_name_regex: ratio or schedule}``.
     """
-    if isinstance(sparsity, PruningSchedule):
+    if is_schedule(sparsity):
         return sparsity
     if isinstance(sparsity, Mapping):
         if not sparsity:
@@ -80,9 +86,7 @@ def check_sparsity(sparsity: Any) -> float | PruningSchedule | dict[str, Any]:
                     f"sparsity pattern {pattern!r} is not a valid regular expression: {e}."
                 ) from None
             out[pattern] = (
-                value
-                if isinstance(value, PruningSchedule)
-                else check_ratio(value, f"sparsity[{pattern!r}]")
+                value if is_schedule(value) else check_ratio(value, f"sparsity[{pattern!r}]")
             )
         return out
     return check_ratio(sparsity, "sparsity")
@@ -105,7 +109,7 @@ def _schedule_config(schedule: PruningSchedule) -> dict:
 
 
 def _schedule_from_config(value: dict) -> PruningSchedule:
-    cls = getattr(tfmot.sparsity.keras, value["class_name"], None)
+    cls = getattr(tfmot().sparsity.keras, value["class_name"], None)
     if cls is None:
         cls = keras.utils.get_registered_object(value["class_name"])
     if cls is None:
@@ -172,12 +176,9 @@ class PruningPolicy:
         """JSON-able form (schedules as their ``{"class_name", "config"}``)."""
         s = self.sparsity
         if isinstance(s, dict):
-            sparsity: Any = {
-                k: _schedule_config(v) if isinstance(v, PruningSchedule) else v
-                for k, v in s.items()
-            }
+            sparsity: Any = {k: _schedule_config(v) if is_schedule(v) else v for k, v in s.items()}
         else:
-            sparsity = _schedule_config(s) if isinstance(s, PruningSchedule) else s
+            sparsity = _schedule_config(s) if is_schedule(s) else s
         return {
             "target": self.target,
             "sparsity": sparsity,
@@ -212,14 +213,14 @@ class PruningPolicy:
     @property
     def is_gradual(self) -> bool:
         """Whether any ratio follows a schedule."""
-        return any(isinstance(v, PruningSchedule) for _, v in self._entries())
+        return any(is_schedule(v) for _, v in self._entries())
 
     def ratios_at(self, step: int | None) -> tuple[bool, RatioSpec]:
         """(should the masks change at ``step``, the ratios then). ``None`` = final ratios."""
         should = step is None
         resolved = []
         for key, value in self._entries():
-            if isinstance(value, PruningSchedule):
+            if is_schedule(value):
                 if step is None:
                     ratio = _final_sparsity(value)
                 else:

@@ -177,7 +177,10 @@ class PlainSubclassConv(K3.layers.Conv2D):
 @pytest.mark.parametrize(
     ("make", "why"),
     [
-        (lambda h: CustomCallConv(4, 1, name="custom")(h), "not understood"),
+        (
+            lambda h: CustomCallConv(4, 1, name="custom")(h),
+            "not looked inside: it creates weights of its own",
+        ),
         (lambda h: K3.layers.BatchNormalization(axis=1, name="bn1")(h), "not over the last axis"),
         (lambda h: K3.layers.Activation("softmax", name="sm")(h), "mixes the channels"),
         (lambda h: h * np.arange(4, dtype="float32"), "not one number"),
@@ -224,7 +227,10 @@ def _unnamed(report):
 @pytest.mark.parametrize(
     "name",
     [
+        "VGG16",
         "ResNet50",
+        "ResNet50V2",
+        "MobileNet",
         "DenseNet121",
         "InceptionResNetV2",
         "Xception",

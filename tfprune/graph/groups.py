@@ -21,7 +21,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from tfprune.compat import keras, keras3_sublayers, producing_layer
-from tfprune.graph.inline import Inlined, Opaque, inline_model
+from tfprune.graph.inline import Inlined, Opaque, inline_model, wants_tracing
 from tfprune.graph.keras3 import all_layers, is_keras3, trace_keras3
 from tfprune.graph.rules import (
     PRODUCER_ROLES,
@@ -289,8 +289,9 @@ def analyze(model: Any) -> Analysis:
     model is read as it is (:mod:`tfprune.graph.keras3`).
     """
     if is_keras3(model):
-        inlined = Inlined(model, {})
-        trace = trace_keras3(model)
+        notes: dict[int, tuple[str, str]] = {}
+        trace = trace_keras3(model, look_inside=wants_tracing, notes=notes)
+        inlined = Inlined(model, {k: Opaque(*note) for k, note in notes.items()})
     else:
         inlined = inline_model(model, passes_channels_through)
         model = inlined.model

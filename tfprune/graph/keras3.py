@@ -7,6 +7,13 @@ Sequential model holds an inner functional graph. This module turns both into th
 layer or op (its ``layer`` is the Keras 3 layer or op), nested models entered with their inner
 tensors aliased to the outer ones.
 
+Custom layers that ``look_inside`` picks (those no channel rule claims) are traced as tf_keras
+ones are (:mod:`tfprune.graph.inline`): their ``call`` is run on fresh symbolic inputs, which
+records their sublayers and ops as a small graph that stands in for the layer. The graph is
+only used when the layer creates no weights of its own and, on a random input, the graph
+computes what the layer computes (relative error <= 1e-5); otherwise the layer stays one call
+and ``notes`` says why.
+
 The tensors of the trace are :class:`Keras3Tensor` views of Keras 3's symbolic tensors: the
 same tensor always gets the same view, whose ``shape`` is a ``tf.TensorShape`` as the channel
 rules read it.
@@ -15,7 +22,10 @@ rules read it.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from tfprune.compat import (
     KERAS3,
@@ -23,8 +33,10 @@ from tfprune.compat import (
     keras3,
     keras3_functional_graph,
     keras3_graph_calls,
+    keras3_own_variables,
     keras3_producer,
     keras3_sublayers,
+    keras3_symbolic_graph,
     tf,
 )
 from tfprune.errors import UnsupportedModelError
@@ -88,9 +100,69 @@ def check_keras3_graph(model: Any, what: str = "model") -> Any:
     )
 
 
-def trace_keras3(model: Any, what: str = "model") -> Trace:
-    """Flatten a built Keras 3 functional or Sequential ``model`` into a :class:`Trace`."""
+#: Relative error allowed between a custom layer and its traced graph.
+TOLERANCE = 1e-5
+
+
+def _sample(t: Any, rng: np.random.Generator) -> np.ndarray:
+    """A random batch of two examples shaped like symbolic tensor ``t`` (unknown dims: 4)."""
+    shape = [2] + [4 if d is None else int(d) for d in t.shape[1:]]
+    if "int" in str(t.dtype):
+        return rng.integers(0, 2, size=shape).astype(str(t.dtype))
+    if "bool" in str(t.dtype):
+        return np.ones(shape, dtype=bool)
+    return rng.standard_normal(shape).astype(str(t.dtype))
+
+
+def _trace_layer(layer: Any, args: tuple, kwargs: dict) -> tuple[Any, list, str]:
+    """``(graph, its symbolic inputs in argument order, "")`` of one custom layer call.
+
+    ``(None, [], reason)`` when the layer cannot stand in as a graph.
+    """
+    if keras3_own_variables(layer):
+        return None, [], "it creates weights of its own (a rule must say how they slice)"
+    k3 = keras3()
+    outer = [a for a in tf.nest.flatten((args, kwargs)) if isinstance(a, k3.KerasTensor)]
+    fresh = {id(t): k3.Input(batch_shape=t.shape, dtype=t.dtype, sparse=t.sparse) for t in outer}
+    new_args, new_kwargs = tf.nest.map_structure(
+        lambda a: fresh.get(id(a), a) if isinstance(a, k3.KerasTensor) else a, (args, kwargs)
+    )
+    inputs = [fresh[id(t)] for t in outer]
+    try:
+        outputs = layer.call(*new_args, **new_kwargs)
+        graph = keras3_symbolic_graph(inputs, outputs)
+        rng = np.random.default_rng(0)
+        samples = {id(t): _sample(t, rng) for t in outer}
+        real_args, real_kwargs = tf.nest.map_structure(
+            lambda a: samples[id(a)] if isinstance(a, k3.KerasTensor) else a, (args, kwargs)
+        )
+        want = tf.nest.flatten(layer(*real_args, **real_kwargs, training=False))
+        got = tf.nest.flatten(graph([samples[id(t)] for t in outer]))
+    except Exception as e:  # noqa: BLE001 - any failure keeps the layer as one opaque call
+        return None, [], f"tracing its call failed ({type(e).__name__}: {str(e)[:120]})"
+    for w, g in zip(want, got, strict=True):
+        w, g = np.asarray(w, dtype="float64"), np.asarray(g, dtype="float64")
+        if w.shape != g.shape or np.abs(w - g).max(initial=0.0) > TOLERANCE * max(
+            1.0, np.abs(w).max(initial=0.0)
+        ):
+            return None, [], "its traced graph does not compute what the layer computes"
+    return graph, inputs, ""
+
+
+def trace_keras3(
+    model: Any,
+    what: str = "model",
+    look_inside: Callable[[Any], bool] | None = None,
+    notes: dict[int, tuple[str, str]] | None = None,
+) -> Trace:
+    """Flatten a built Keras 3 functional or Sequential ``model`` into a :class:`Trace`.
+
+    Layers for which ``look_inside(layer)`` is true are traced into their sublayers and ops
+    where that is exact; ``notes`` (when given) gets ``id(layer) -> (class name, reason)`` of
+    those kept as one call.
+    """
     graph = check_keras3_graph(model, what)
+    traced: dict[tuple, tuple[Any, list, str]] = {}
     views: dict[int, Keras3Tensor] = {}
 
     def view(t: Any) -> Keras3Tensor:
@@ -117,9 +189,18 @@ def trace_keras3(model: Any, what: str = "model") -> Trace:
             layer_paths.setdefault(id(op), path)
             outputs = [view(t) for t in node.outputs]
             inner = keras3_functional_graph(op) if hasattr(op, "layers") else None
-            if inner is not None and len(inputs) == len(inner.inputs):
+            inner_inputs = None if inner is None else list(inner.inputs)
+            if inner is None and look_inside is not None and look_inside(op):
+                key = (id(op), repr([(t.shape, t.dtype) for t in inputs]))
+                found = traced.get(key)
+                if found is None:
+                    found = traced[key] = _trace_layer(op, node.args, node.kwargs)
+                inner, inner_inputs, reason = found
+                if inner is None and notes is not None:
+                    notes[id(op)] = (type(op).__name__, reason)
+            if inner is not None and len(inputs) == len(inner_inputs):
                 if len(outputs) == len(inner.outputs):
-                    aliases.extend((view(i), view(o)) for i, o in zip(inner.inputs, inputs))
+                    aliases.extend((view(i), view(o)) for i, o in zip(inner_inputs, inputs))
                     aliases.extend((o, view(i)) for o, i in zip(outputs, inner.outputs))
                     if id(inner) not in entered:
                         entered.add(id(inner))

@@ -5,8 +5,6 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import tensorflow_model_optimization as tfmot
-
 from tfprune.compat import AttentionWithHeadHook, keras, tf
 from tfprune.graph.rules import LayerRule, register_rule, rule_for
 from tfprune.selection import PruningPolicy
@@ -62,7 +60,7 @@ class _PolicyMixin:
 
 
 @keras.utils.register_keras_serializable(package="tfprune")
-class ChannelMask(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
+class ChannelMask(keras.layers.Layer):
     """Multiplies the last (channel) axis by a 0/1 mask.
 
     tfprune puts one ``ChannelMask`` in front of every layer that *consumes* channels of a
@@ -75,7 +73,7 @@ class ChannelMask(keras.layers.Layer, tfmot.sparsity.keras.PrunableLayer):
     the one mask layer of the model that carries it (None on the others); its config is saved
     with the layer so a reloaded model can keep pruning on its schedule.
 
-    It is a TF-MOT ``PrunableLayer`` with no prunable weights, so
+    It has TF-MOT's ``get_prunable_weights`` (no prunable weights), so
     ``tfmot.sparsity.keras.prune_low_magnitude`` accepts models that contain it.
     """
 
@@ -186,22 +184,22 @@ class _KernelMaskedConv(_InputMasked):
 
 
 @keras.utils.register_keras_serializable(package="tfprune")
-class MaskedConv1D(_KernelMaskedConv, keras.layers.Conv1D, tfmot.sparsity.keras.PrunableLayer):
+class MaskedConv1D(_KernelMaskedConv, keras.layers.Conv1D):
     """Conv1D with a tfprune input-channel mask on its kernel."""
 
 
 @keras.utils.register_keras_serializable(package="tfprune")
-class MaskedConv2D(_KernelMaskedConv, keras.layers.Conv2D, tfmot.sparsity.keras.PrunableLayer):
+class MaskedConv2D(_KernelMaskedConv, keras.layers.Conv2D):
     """Conv2D with a tfprune input-channel mask on its kernel."""
 
 
 @keras.utils.register_keras_serializable(package="tfprune")
-class MaskedConv3D(_KernelMaskedConv, keras.layers.Conv3D, tfmot.sparsity.keras.PrunableLayer):
+class MaskedConv3D(_KernelMaskedConv, keras.layers.Conv3D):
     """Conv3D with a tfprune input-channel mask on its kernel."""
 
 
 @keras.utils.register_keras_serializable(package="tfprune")
-class MaskedDense(_InputMasked, keras.layers.Dense, tfmot.sparsity.keras.PrunableLayer):
+class MaskedDense(_InputMasked, keras.layers.Dense):
     """Dense with a tfprune input-channel mask on its kernel."""
 
     def call(self, inputs: Any) -> Any:

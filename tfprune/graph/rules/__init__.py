@@ -21,7 +21,8 @@ grouped by kind: :mod:`~tfprune.graph.rules.weighted` (convolutions, dense, embe
 :mod:`~tfprune.graph.rules.wrappers` (``TimeDistributed``, TF-MOT's wrappers),
 :mod:`~tfprune.graph.rules.shapes` (layers without multiply weights),
 :mod:`~tfprune.graph.rules.ops` (TF ops in a functional graph),
-:mod:`~tfprune.graph.rules.model_garden` (TF Model Garden's embedding layers) and
+:mod:`~tfprune.graph.rules.model_garden` (TF Model Garden's embedding layers),
+:mod:`~tfprune.graph.rules.keras_hub` (keras-hub's embedding layers) and
 :mod:`~tfprune.graph.rules.keras3` (the Keras 3 classes the rules vouch for, Keras 3's ops).
 """
 
@@ -49,6 +50,10 @@ from tfprune.graph.rules.base import (
     weight_short_name,
 )
 from tfprune.graph.rules.keras3 import KERAS3_RULES
+from tfprune.graph.rules.keras_hub import (
+    PositionEmbeddingRule as KerasHubPositionEmbeddingRule,
+)
+from tfprune.graph.rules.keras_hub import ReversibleEmbeddingRule, ViTPatchingAndEmbeddingRule
 from tfprune.graph.rules.model_garden import (
     AddPositionEmbsRule,
     ClassTokenRule,
@@ -61,6 +66,7 @@ from tfprune.graph.rules.recurrent import BidirectionalRule, ConvRecurrentRule, 
 from tfprune.graph.rules.shapes import (
     ConcatenateRule,
     FlattenRule,
+    GroupNormRule,
     InputRule,
     LayerNormRule,
     LayerScaleRule,
@@ -127,6 +133,9 @@ for _rule in (
     PositionEmbeddingRule(),
     AddPositionEmbsRule(),
     ClassTokenRule(),
+    ReversibleEmbeddingRule(),
+    KerasHubPositionEmbeddingRule(),
+    ViTPatchingAndEmbeddingRule(),
     PassThroughRule(),
     SoftmaxRule(),
     PerChannelParamRule(),
@@ -136,6 +145,7 @@ for _rule in (
     ReshapeRule(),
     RescalingRule(),
     LayerNormRule(),
+    GroupNormRule(),
     LayerScaleRule(),
     ScaledSumRule(),
     TFOpRule(),

@@ -43,19 +43,24 @@ _MHA_PROJECTIONS = ("query", "key", "value", "attention_output")
 _MHA_ARGUMENTS = ("query", "value", "key", "attention_mask", "return_attention_scores")
 
 
+def _variable_path(v: Any) -> str:
+    """A weight's full name, ``mha/query/kernel`` (Keras 3 keeps it in ``path``, not ``name``)."""
+    return (getattr(v, "path", None) or v.name).split(":")[0]
+
+
 def _mha_kernels(layer: Any) -> dict[str, Any]:
     """The projection kernels of a MultiHeadAttention layer, by projection name."""
     out = {}
     for v in layer.weights:
-        parts = v.name.split(":")[0].split("/")
+        parts = _variable_path(v).split("/")
         if len(parts) >= 2 and parts[-1] == "kernel":
             out[parts[-2]] = v
     return out
 
 
-def _mha_arguments(call: Any) -> dict[str, Any]:
+def _mha_arguments(call: Any, names: tuple[str, ...] = _MHA_ARGUMENTS) -> dict[str, Any]:
     """A MultiHeadAttention call's arguments by name (query, value, key, attention_mask...)."""
-    args = dict(zip(_MHA_ARGUMENTS, call.args))
+    args = dict(zip(names, call.args))
     args.update(call.kwargs)
     return args
 
@@ -88,6 +93,12 @@ class MultiHeadAttentionRule(LayerRule):
 
     layer_types = (L.MultiHeadAttention,)
     stock_methods = ("call", "_compute_attention", "_build_from_signature", "_masked_softmax")
+    #: The names of ``call``'s positional arguments, in order.
+    argument_names: tuple[str, ...] = _MHA_ARGUMENTS
+
+    def is_tensor(self, t: Any) -> bool:
+        """Whether a call argument is a tensor of the model graph."""
+        return isinstance(t, KerasTensor)
 
     def applies(self, layer: Any) -> bool:
         stock = getattr(layer, "_tfprune_stock", None)
@@ -95,12 +106,12 @@ class MultiHeadAttentionRule(LayerRule):
 
     def connect(self, ctx: ChannelContext, call: Any) -> None:
         layer = call.layer
-        args = _mha_arguments(call)
+        args = _mha_arguments(call, self.argument_names)
         q, v, k = args.get("query"), args.get("value"), args.get("key")
         k = v if k is None else k
         problem = None
         scores = call.outputs[1:] if args.get("return_attention_scores") else []
-        if not all(isinstance(t, KerasTensor) for t in (q, v, k)):
+        if not all(self.is_tensor(t) for t in (q, v, k)):
             problem = "is called with inputs that are not tensors of the model"
         elif len(call.outputs) != 1 + len(scores):
             problem = "returns several outputs"
@@ -113,7 +124,7 @@ class MultiHeadAttentionRule(LayerRule):
             ctx.block_call(call, f"MultiHeadAttention {call.path!r} {problem}")
             return
         mask = args.get("attention_mask")
-        if isinstance(mask, KerasTensor):
+        if self.is_tensor(mask):
             ctx.block(ctx.tensor_dim(mask), "an attention mask (its last axis is key positions)")
         for t, role in ((q, "in"), (v, "in_value"), (k, "in_key")):
             ctx.identity(ctx.tensor_dim(t), ctx.layer_dim(layer, role, _channels(t)))
@@ -127,7 +138,7 @@ class MultiHeadAttentionRule(LayerRule):
     def weight_names(self, layer: Any) -> list[str]:
         names = []
         for v in layer.weights:
-            parts = v.name.split(":")[0].split("/")
+            parts = _variable_path(v).split("/")
             sub = len(parts) >= 2 and parts[-2] in _MHA_PROJECTIONS
             names.append("/".join(parts[-2:]) if sub else parts[-1])
         return names
@@ -186,11 +197,11 @@ class MultiHeadAttentionRule(LayerRule):
         return "tensor"
 
     def mask_inputs(self, call: Any) -> list[Any]:
-        args = _mha_arguments(call)
+        args = _mha_arguments(call, self.argument_names)
         out: list[Any] = []
         for name in ("query", "value", "key"):
             t = args.get(name)
-            if isinstance(t, KerasTensor) and all(t is not o for o in out):
+            if self.is_tensor(t) and all(t is not o for o in out):
                 out.append(t)
         return out
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tfprune.compat import KERAS3, flavour_of, keras3, keras3_op_class, keras3_stock_class
+from tfprune.compat import KERAS3, flavour_of, keras3, keras3_op_class, keras3_stock_class, tf
+from tfprune.graph.keras3 import Keras3Tensor
+from tfprune.graph.rules.attention import EinsumDenseRule, MultiHeadAttentionRule
 from tfprune.graph.rules.base import (
     LayerRule,
     Role,
@@ -30,9 +32,12 @@ from tfprune.graph.rules.base import (
     _what,
     spatial,
 )
+from tfprune.graph.rules.keras_hub import ReversibleEmbeddingRule
+from tfprune.graph.rules.recurrent import RecurrentRule
 from tfprune.graph.rules.shapes import (
     ConcatenateRule,
     FlattenRule,
+    GroupNormRule,
     InputRule,
     LayerNormRule,
     MergeRule,
@@ -41,21 +46,38 @@ from tfprune.graph.rules.shapes import (
     RescalingRule,
     ReshapeRule,
 )
-from tfprune.graph.rules.weighted import ConvRule, DenseRule, DepthwiseRule, SeparableRule
+from tfprune.graph.rules.weighted import (
+    ConvRule,
+    ConvTransposeRule,
+    DenseRule,
+    DepthwiseRule,
+    EmbeddingRule,
+    SeparableRule,
+)
 
 __all__ = [
     "Keras3ActivationRule",
     "Keras3BatchNormRule",
     "Keras3ConcatenateRule",
     "Keras3ConvRule",
+    "Keras3ConvTransposeRule",
     "Keras3DenseRule",
     "Keras3DepthwiseRule",
+    "Keras3EinsumDenseRule",
+    "Keras3EmbeddingRule",
+    "Keras3GroupNormRule",
+    "Keras3MultiHeadAttentionRule",
+    "Keras3RecurrentRule",
+    "Keras3ReversibleEmbeddingRule",
     "Keras3ElementwiseOpRule",
     "Keras3FlattenRule",
     "Keras3InputRule",
     "Keras3LayerNormRule",
     "Keras3MergeRule",
     "Keras3PassThroughRule",
+    "Keras3ExpandDimsRule",
+    "Keras3GetItemRule",
+    "Keras3ReduceOpRule",
     "Keras3ReshapeOpRule",
     "Keras3ReshapeRule",
     "Keras3RescalingRule",
@@ -92,6 +114,69 @@ class Keras3ConvRule(_Keras3Classes, ConvRule):
     """Keras 3 ``Conv1D``/``Conv2D``/``Conv3D`` (grouped too): as tf_keras's."""
 
     keras3_layers = ("Conv1D", "Conv2D", "Conv3D")
+
+
+class Keras3ConvTransposeRule(_Keras3Classes, ConvTransposeRule):
+    """Keras 3 ``Conv1DTranspose``/``2D``/``3D``: as tf_keras's (kernel ``(k..., out, in)``)."""
+
+    keras3_layers = ("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
+
+
+class Keras3EmbeddingRule(_Keras3Classes, EmbeddingRule):
+    """Keras 3 ``Embedding``: as tf_keras's (its ``output_dim`` columns are the filters)."""
+
+    keras3_layers = ("Embedding",)
+
+
+class Keras3ReversibleEmbeddingRule(_Keras3Classes, ReversibleEmbeddingRule):
+    """Keras 3 ``ReversibleEmbedding`` called forward: as ``Embedding`` (see keras-hub's twin)."""
+
+    keras3_layers = ("ReversibleEmbedding",)
+    stock_methods = ("call",)
+
+
+class Keras3MultiHeadAttentionRule(_Keras3Classes, MultiHeadAttentionRule):
+    """Keras 3 ``MultiHeadAttention``: heads, key and value dimensions as tf_keras's.
+
+    Keras 3 takes the query, value and key masks before ``attention_mask`` in ``call``.
+    """
+
+    keras3_layers = ("MultiHeadAttention",)
+    argument_names = (
+        "query",
+        "value",
+        "key",
+        "query_mask",
+        "value_mask",
+        "key_mask",
+        "attention_mask",
+        "return_attention_scores",
+    )
+
+    def is_tensor(self, t: Any) -> bool:
+        return isinstance(t, Keras3Tensor)
+
+
+class Keras3EinsumDenseRule(_Keras3Classes, EinsumDenseRule):
+    """Keras 3 ``EinsumDense``: dense on the last axis when it computes ``...c,cd->...d``."""
+
+    keras3_layers = ("EinsumDense",)
+
+
+class Keras3RecurrentRule(_Keras3Classes, RecurrentRule):
+    """Keras 3 ``SimpleRNN``/``GRU``/``LSTM``: units and their gates as tf_keras's."""
+
+    keras3_layers = ("SimpleRNN", "GRU", "LSTM")
+
+    @staticmethod
+    def gates(layer: Any) -> int:
+        return {"LSTM": 4, "GRU": 3}.get(keras3_stock_class(layer).__name__, 1)
+
+
+class Keras3GroupNormRule(_Keras3Classes, GroupNormRule):
+    """Keras 3 ``GroupNormalization``: as tf_keras's (one channel per group is pruned)."""
+
+    keras3_layers = ("GroupNormalization",)
 
 
 class Keras3DenseRule(_Keras3Classes, DenseRule):
@@ -234,6 +319,7 @@ class Keras3ElementwiseOpRule(_Keras3Classes, _FreeRule):
     """
 
     keras3_ops = (
+        "Cast",
         "Add",
         "Subtract",
         "Multiply",
@@ -290,14 +376,73 @@ class Keras3ReshapeOpRule(_Keras3Classes, _FreeRule):
             ctx.block_call(call, f"reshape {call.path!r} mixes the channel axis")
 
 
+class Keras3ReduceOpRule(_Keras3Classes, _FreeRule):
+    """``keras.ops.mean``/``max``/``sum``... over axes other than the channels: channels pass."""
+
+    keras3_ops = ("Mean", "Max", "Amax", "Min", "Amin", "Sum")
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        x, y = call.inputs[0], call.outputs[0]
+        axis, rank = call.layer.axis, x.shape.rank
+        axes = None if axis is None or rank is None else tf.nest.flatten(axis)
+        if axes is None or (rank - 1) in [a % rank for a in axes] or not y.shape.rank:
+            ctx.block_call(call, f"op {call.path!r} reduces over the channel axis")
+            return
+        ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
+
+
+class Keras3ExpandDimsRule(_Keras3Classes, _FreeRule):
+    """``keras.ops.expand_dims`` adding an axis before the channels: channels pass."""
+
+    keras3_ops = ("ExpandDims",)
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        x, y = call.inputs[0], call.outputs[0]
+        axes = tf.nest.flatten(call.layer.axis)
+        rank = y.shape.rank or 0
+        if not rank or (rank - 1) in [a % rank for a in axes]:
+            ctx.block_call(call, f"op {call.path!r} adds a new channel axis")
+            return
+        ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
+
+
+class Keras3GetItemRule(_Keras3Classes, _FreeRule):
+    """``x[...]`` on a symbolic tensor: channels pass when the last axis is not indexed."""
+
+    keras3_ops = ("GetItem",)
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        x, y = call.inputs[0], call.outputs[0]
+        key = call.args[1] if len(call.args) > 1 else call.kwargs.get("key")
+        key = key if isinstance(key, tuple) else (key,)
+        full = slice(None)
+        simple = all(k is Ellipsis or isinstance(k, (int, slice)) for k in key)
+        if Ellipsis in key:
+            after = key[key.index(Ellipsis) + 1 :]
+            keeps_last = not after or after[-1] == full
+        else:
+            keeps_last = len(key) < (x.shape.rank or 0) or key[-1] == full
+        if not (simple and keeps_last and y.shape.rank and _channels(x) == _channels(y)):
+            ctx.block_call(call, f"slice {call.path!r} indexes the channel axis")
+            return
+        ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
+
+
 #: The Keras 3 rules, in the order they are tried.
 KERAS3_RULES: tuple[LayerRule, ...] = (
     Keras3ConvRule(),
+    Keras3ConvTransposeRule(),
     Keras3DenseRule(),
     Keras3DepthwiseRule(),
     Keras3SeparableRule(),
+    Keras3EmbeddingRule(),
+    Keras3ReversibleEmbeddingRule(),
+    Keras3MultiHeadAttentionRule(),
+    Keras3EinsumDenseRule(),
+    Keras3RecurrentRule(),
     Keras3BatchNormRule(),
     Keras3LayerNormRule(),
+    Keras3GroupNormRule(),
     Keras3RescalingRule(),
     Keras3PassThroughRule(),
     Keras3ActivationRule(),
@@ -308,6 +453,9 @@ KERAS3_RULES: tuple[LayerRule, ...] = (
     Keras3InputRule(),
     Keras3ElementwiseOpRule(),
     Keras3ReshapeOpRule(),
+    Keras3ReduceOpRule(),
+    Keras3GetItemRule(),
+    Keras3ExpandDimsRule(),
 )
 
 

@@ -22,6 +22,7 @@ from tfprune.graph.rules.base import (
 __all__ = [
     "ConcatenateRule",
     "FlattenRule",
+    "GroupNormRule",
     "InputRule",
     "LayerNormRule",
     "LayerScaleRule",
@@ -225,6 +226,39 @@ class LayerNormRule(_FreeRule):
 
     def self_mask_role(self, layer: Any) -> Role | None:
         return "ch"  # mean and variance must be those of the kept channels
+
+
+class GroupNormRule(_FreeRule):
+    """GroupNormalization with one channel per group (``groups=-1``): per-channel statistics.
+
+    With fewer groups a channel's statistics are shared with the others of its group, so
+    removing it would change them: such a layer blocks.
+    """
+
+    layer_types = (L.GroupNormalization,)
+
+    def connect(self, ctx: Any, call: Any) -> None:
+        layer = call.layer
+        x, y = call.inputs[0], call.outputs[0]
+        channels = _channels(x)
+        if not _only_channel_axis(layer.axis, x.shape.rank):
+            ctx.block_call(call, f"group norm {call.path!r} is not over the last axis")
+        elif layer.groups not in (-1, channels):
+            ctx.block_call(
+                call,
+                f"group norm {call.path!r} normalises {layer.groups} groups of several channels "
+                "together; only groups=-1 (one channel per group) is pruned",
+            )
+        else:
+            ctx.per_channel(layer, x, y)
+
+    def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
+        return {"gamma": {"ch": 0}, "beta": {"ch": 0}}
+
+    def new_config(self, layer: Any, config: dict, kept: dict[Role, np.ndarray]) -> dict:
+        if "ch" in kept and config.get("groups") != -1:
+            return dict(config, groups=len(kept["ch"]))
+        return config
 
 
 class LayerScaleRule(_FreeRule):

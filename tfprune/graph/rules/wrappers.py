@@ -160,7 +160,10 @@ class PruneLowMagnitudeRule(WrapperRule):
     model keeps the wrapper (and its schedule), so TF-MOT's own ``strip_pruning`` still works.
     """
 
-    layer_types = (tfmot_prune_wrapper_class,)
+    @property
+    def layer_types(self) -> tuple[type, ...]:  # TF-MOT's class, once TF-MOT is imported
+        cls = tfmot_prune_wrapper_class()
+        return () if cls is None else (cls,)
 
     def applies(self, layer: Any) -> bool:
         return type(layer) in self.layer_types
@@ -189,7 +192,10 @@ class PruneLowMagnitudeRule(WrapperRule):
 class QuantizeWrapperRule(LayerRule):
     """TF-MOT's quantization wrappers: their quantizer state is per channel; they block."""
 
-    layer_types = (tfmot_quantize_wrapper_class,)
+    @property
+    def layer_types(self) -> tuple[type, ...]:  # TF-MOT's class, once TF-MOT is imported
+        cls = tfmot_quantize_wrapper_class()
+        return () if cls is None else (cls,)
 
     def connect(self, ctx: ChannelContext, call: Any) -> None:
         ctx.block_call(
