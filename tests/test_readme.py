@@ -188,9 +188,9 @@ def _softmax_cnn() -> keras.Model:
     return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
 
 
-def _resnet50_givens() -> dict[str, Any]:
+def _mobilenet_givens() -> dict[str, Any]:
     rng = np.random.default_rng(0)
-    x = rng.random((2, 224, 224, 3), np.float32)
+    x = rng.random((2, 96, 96, 3), np.float32)
     y = np.asarray([3, 7])
     return {"train_ds": tf.data.Dataset.from_tensor_slices((x, y)).batch(2)}
 
@@ -248,8 +248,8 @@ class Givens:
 
 GIVENS = [
     Givens(
-        "model = keras.applications.ResNet50(weights=None)",
-        _resnet50_givens,
+        "model = keras.applications.MobileNetV2(weights=None, input_shape=(96, 96, 3), classes=10)",
+        _mobilenet_givens,
         slow=True,
         needs=("tensorflow_serving",),  # export_for_serving writes warm-up requests
     ),
