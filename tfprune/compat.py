@@ -65,6 +65,10 @@ __all__ = [
     "keras3_sublayers",
     "keras3_op_class",
     "keras3_stock_class",
+    "keras3_nested_inputs",
+    "keras3_nested_outputs",
+    "keras3_is_layer",
+    "keras3_copy_op",
 ]
 
 # TF-MOT's wrapper classes are not in its public API; tfprune's rules need to recognise them.
@@ -355,3 +359,40 @@ def keras3_stock_class(obj: object) -> type | None:
         if cls.__module__.startswith("keras.src."):
             return cls
     return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Keras 3 rebuild
+
+
+def keras3_nested_inputs(graph: object) -> object:
+    """A Keras 3 functional graph's inputs in the structure it was built with.
+
+    Reads the private ``Function._inputs_struct``.
+    """
+    return graph._inputs_struct  # noqa: SLF001
+
+
+def keras3_nested_outputs(graph: object) -> object:
+    """A Keras 3 functional graph's outputs in the structure it was built with.
+
+    Reads the private ``Function._outputs_struct``.
+    """
+    return graph._outputs_struct  # noqa: SLF001
+
+
+def keras3_is_layer(op: object) -> bool:
+    """Whether a Keras 3 graph operation is a layer (else a raw op such as ``x + y``)."""
+    return isinstance(op, keras3().layers.Layer)
+
+
+def keras3_copy_op(op: object) -> object:
+    """A fresh copy of a raw Keras 3 op (``keras.src.ops.numpy.Reshape``...).
+
+    Made from the config Keras records of every op's constructor arguments; falls back to
+    ``op`` itself (ops hold no variables) when its config does not rebuild it.
+    """
+    try:
+        return type(op).from_config(op.get_config())
+    except Exception:  # noqa: BLE001 - an op whose arguments Keras could not record
+        return op

@@ -24,6 +24,8 @@ from tfprune.compat import (
     tf,
 )
 from tfprune.errors import UnsupportedModelError
+from tfprune.graph.keras3 import is_keras3
+from tfprune.graph.keras3_rebuild import rebuild_keras3
 from tfprune.graph.rules import weight_names
 from tfprune.graph.trace import iter_graph_nodes
 
@@ -104,6 +106,8 @@ def copy_layer(layer: Any, config: dict | None = None) -> Any:
     try:
         return layer.__class__.from_config(config)
     except Exception:  # noqa: BLE001 - some custom layers only round-trip with custom objects
+        if is_keras3(layer):
+            raise
         return keras.layers.deserialize(
             {"class_name": layer.__class__.__name__, "config": config},
             custom_objects={layer.__class__.__name__: layer.__class__},
@@ -136,8 +140,11 @@ def rebuild_model(
     rule gives them, e.g. ``kernel``) are set once the new layer is built. ``input_hook`` may
     replace any tensor before it enters a layer (used to insert masks). ``call_override`` may
     compute a call's outputs itself (used to put traced graphs in place of custom layers); the
-    model is then rebuilt as a functional model.
+    model is then rebuilt as a functional model. A Keras 3 model is rebuilt as a Keras 3 model
+    (:func:`tfprune.graph.keras3_rebuild.rebuild_keras3`).
     """
+    if is_keras3(model):
+        return rebuild_keras3(model, layer_factory, input_hook, call_override)
     layers: dict[int, Any] = {}
     pending: list[tuple[Any, dict]] = []
     models: dict[int, Any] = {}
