@@ -225,6 +225,14 @@ KERAS3_SUPPORTED = (
     "summarize",
     "speedup",
     "param_reduction",
+    "apply_plan",
+    "prune_filters",
+    "find_sparsity_for_target",
+    "strip_filters",
+    "shrink",
+    "pruning_policy",
+    "FilterPruner",
+    "UpdateFilterMasks",
 )
 
 

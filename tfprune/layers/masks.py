@@ -7,8 +7,18 @@ from typing import Any
 
 import tensorflow_model_optimization as tfmot
 
-from tfprune.compat import AttentionWithHeadHook, keras, tf
+from tfprune.compat import KERAS3, AttentionWithHeadHook, flavour_of, keras, tf
 from tfprune.graph.rules import LayerRule, register_rule, rule_for
+from tfprune.layers.keras3_masks import (
+    is_keras3_channel_mask,
+    is_keras3_mask_layer,
+    keras3_mask_classes,
+    keras3_masked_consumer,
+    keras3_masked_twin,
+    keras3_stock_class_of,
+)
+from tfprune.layers.policy_config import config_with_policy as _with_policy
+from tfprune.layers.policy_config import policy_argument as _policy
 from tfprune.selection import PruningPolicy
 
 __all__ = [
@@ -26,23 +36,14 @@ __all__ = [
     "MaskedLayerNormalization",
     "MaskedMultiHeadAttention",
     "MaskedSimpleRNN",
+    "channel_mask_class",
+    "is_channel_mask",
     "is_mask_layer",
     "masked_consumer_class",
     "masked_twin_class",
     "mask_variables",
     "stock_class",
 ]
-
-
-def _policy(policy: PruningPolicy | dict | None) -> PruningPolicy | None:
-    """The live policy from a layer argument (a config dict when the layer is loaded)."""
-    if isinstance(policy, dict):
-        return PruningPolicy.from_config(policy) if policy else None
-    return policy
-
-
-def _with_policy(config: dict, policy: PruningPolicy | None) -> dict:
-    return {**config, "policy": policy.get_config()} if policy is not None else config
 
 
 class _PolicyMixin:
@@ -439,7 +440,10 @@ _MASKED_SELF = {
 
 def masked_consumer_class(layer: Any) -> type | None:
     """The kernel-masked class for a stock consumer layer, or None (use a ChannelMask)."""
-    cls = _MASKED_CONSUMERS.get(type(layer))
+    if flavour_of(layer) == KERAS3:
+        cls = keras3_masked_consumer(type(layer))
+    else:
+        cls = _MASKED_CONSUMERS.get(type(layer))
     if cls is None or rule_for(layer).input_mask(layer) != "kernel":
         return None
     return cls
@@ -450,11 +454,15 @@ def masked_twin_class(layer: Any) -> type | None:
     rule = rule_for(layer)
     if not rule.self_mask_roles(layer):
         return None
+    if flavour_of(layer) == KERAS3:
+        return keras3_masked_twin(rule.stock_equivalent(layer)[0])
     return _MASKED_SELF.get(rule.stock_equivalent(layer)[0])
 
 
 def stock_class(layer: Any) -> type | None:
-    """The stock tf_keras class a tfprune masked layer stands for (None for ChannelMask)."""
+    """The stock Keras class a tfprune masked layer stands for (None for ChannelMask)."""
+    if flavour_of(layer) == KERAS3:
+        return keras3_stock_class_of(layer)
     for stock, masked in list(_MASKED_CONSUMERS.items()) + list(_MASKED_SELF.items()):
         if type(layer) is masked:
             return stock
@@ -467,8 +475,20 @@ def mask_variables(layer: Any) -> dict[str, Any]:
     return dict(by_role) if by_role is not None else {layer.mask_role: layer.mask}
 
 
+def channel_mask_class(model: Any) -> type:
+    """The ``ChannelMask`` class of ``model``'s Keras flavour."""
+    return keras3_mask_classes().ChannelMask if flavour_of(model) == KERAS3 else ChannelMask
+
+
+def is_channel_mask(layer: Any) -> bool:
+    """Whether ``layer`` is a tfprune ``ChannelMask`` (of either Keras flavour)."""
+    return isinstance(layer, ChannelMask) or is_keras3_channel_mask(layer)
+
+
 def is_mask_layer(layer: Any) -> bool:
     """Whether ``layer`` holds a per-channel ``mask`` variable managed by tfprune."""
+    if flavour_of(layer) == KERAS3:
+        return is_keras3_mask_layer(layer)
     return isinstance(
         layer,
         (
@@ -486,6 +506,9 @@ class _ChannelMaskRule(LayerRule):
     """A mask passes channels through; its mask variable is a per-channel parameter."""
 
     layer_types = (ChannelMask,)
+
+    def applies(self, layer: Any) -> bool:
+        return is_channel_mask(layer)
 
     def connect(self, ctx: Any, call: Any) -> None:
         ctx.per_channel(call.layer, call.inputs[0], call.outputs[0])
