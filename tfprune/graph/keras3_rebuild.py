@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from tfprune.compat import (
     keras3,
     keras3_copy_op,
@@ -26,9 +24,9 @@ from tfprune.compat import (
     keras3_producer,
     tf,
 )
-from tfprune.graph.rules import weight_names
+from tfprune.graph.replay import LayerCache
 
-__all__ = ["rebuild_keras3", "set_layer_weights"]
+__all__ = ["rebuild_keras3"]
 
 
 def _new_input(old: Any, like: Any = None) -> Any:
@@ -44,27 +42,6 @@ def _new_input(old: Any, like: Any = None) -> Any:
     )
 
 
-def set_layer_weights(layer: Any, weights: dict | list) -> None:
-    """Set a built layer's weights from a list (``layer.weights`` order) or by rule name.
-
-    Mask variables a tfprune masked layer manages (its ``mask_weight_names``) keep their
-    initial ones when ``weights`` has no value for them.
-    """
-    if isinstance(weights, list):
-        layer.set_weights(weights)
-        return
-    fresh = set(getattr(layer, "mask_weight_names", ()))
-    for v, name in zip(layer.weights, weight_names(layer), strict=True):
-        if name not in weights:
-            if name in fresh:
-                continue
-            raise KeyError(f"no value for weight {v.path} of {layer.name}")
-        value = np.asarray(weights[name])
-        if tuple(value.shape) != tuple(v.shape):
-            raise ValueError(f"weight {v.path} of {layer.name}: shape {value.shape} != {v.shape}")
-        v.assign(value)
-
-
 def rebuild_keras3(
     model: Any,
     layer_factory: Any,
@@ -78,17 +55,8 @@ def rebuild_keras3(
     of :func:`tfprune.graph.keras3.trace_keras3` (``outer/inner`` inside nested models).
     """
     k3 = keras3()
-    layers: dict[int, Any] = {}
-    pending: list[tuple[Any, Any]] = []
+    cache = LayerCache(layer_factory)
     models: dict[int, Any] = {}
-
-    def get_layer(layer: Any, path: str) -> Any:
-        if id(layer) not in layers:
-            new, weights = layer_factory(layer, path)
-            layers[id(layer)] = new
-            if new is not None and weights is not None:
-                pending.append((new, weights))
-        return layers[id(layer)]
 
     def build(model_like: Any, prefix: str, like: list | None = None) -> Any:
         graph = keras3_functional_graph(model_like)
@@ -128,7 +96,7 @@ def rebuild_keras3(
                 outputs = keras3_copy_op(op)(*args, **kwargs)
                 state["replaced"] = True  # a raw op has no place in a Sequential model
             else:
-                new_layer = get_layer(op, path)
+                new_layer = cache.get(op, path)
                 if new_layer is None:
                     outputs = args[0]
                 else:
@@ -146,6 +114,10 @@ def rebuild_keras3(
         return k3.Model(inputs=inputs, outputs=outputs, name=model_like.name)
 
     new_model = build(model, "")
-    for layer, weights in pending:
-        set_layer_weights(layer, weights)
+    cache.set_weights(_assign)
     return new_model
+
+
+def _assign(pairs: list[tuple[Any, Any]]) -> None:
+    for variable, value in pairs:
+        variable.assign(value)

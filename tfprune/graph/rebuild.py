@@ -26,7 +26,7 @@ from tfprune.compat import (
 from tfprune.errors import UnsupportedModelError
 from tfprune.graph.keras3 import is_keras3
 from tfprune.graph.keras3_rebuild import rebuild_keras3
-from tfprune.graph.rules import weight_names
+from tfprune.graph.replay import LayerCache
 from tfprune.graph.trace import iter_graph_nodes
 
 __all__ = [
@@ -145,17 +145,8 @@ def rebuild_model(
     """
     if is_keras3(model):
         return rebuild_keras3(model, layer_factory, input_hook, call_override)
-    layers: dict[int, Any] = {}
-    pending: list[tuple[Any, dict]] = []
+    cache = LayerCache(layer_factory)
     models: dict[int, Any] = {}
-
-    def get_layer(layer: Any, path: str) -> Any:
-        if id(layer) not in layers:
-            new, weights = layer_factory(layer, path)
-            layers[id(layer)] = new
-            if new is not None and weights is not None:
-                pending.append((new, weights))
-        return layers[id(layer)]
 
     def build_graph(graph: Any, prefix: str, like: list | None = None) -> Any:
         like = like if like is not None and len(like) == len(graph.inputs) else None
@@ -190,7 +181,7 @@ def rebuild_model(
                     models[id(layer)] = build_graph(layer, path + "/", passed)
                 new_layer = models[id(layer)]
             else:
-                new_layer = get_layer(layer, path)
+                new_layer = cache.get(layer, path)
             if replaced is not None:
                 outputs = replaced
             elif new_layer is None:
@@ -212,26 +203,8 @@ def rebuild_model(
         return keras.Model(inputs=inputs, outputs=outputs, name=graph.name)
 
     new_model = build_graph(model, "")
-    for layer, weights in pending:
-        if isinstance(weights, list):
-            layer.set_weights(weights)
-            continue
-        values = []
-        fresh = set(getattr(layer, "mask_weight_names", ()))
-        for v, name in zip(layer.weights, weight_names(layer), strict=True):
-            if name not in weights and name in fresh:
-                values.append(v.numpy())  # a tfprune mask keeps its initial ones
-                continue
-            if name not in weights:
-                raise KeyError(f"no value for weight {v.name} of {layer.name}")
-            value = np.asarray(weights[name])
-            if tuple(value.shape) != tuple(v.shape):
-                raise ValueError(
-                    f"weight {v.name} of {layer.name}: shape {value.shape} != {tuple(v.shape)}"
-                )
-            values.append(value)
-        # Assign variable by variable: wrappers (TF-MOT's) redefine set_weights for the inner layer.
-        keras.backend.batch_set_value(list(zip(layer.weights, values, strict=True)))
+    # Assign variable by variable: wrappers (TF-MOT's) redefine set_weights for the inner layer.
+    cache.set_weights(keras.backend.batch_set_value)
     return new_model
 
 

@@ -24,9 +24,7 @@ __all__ = [
     "keras3_mask_classes",
     "is_keras3_channel_mask",
     "is_keras3_mask_layer",
-    "keras3_masked_consumer",
-    "keras3_masked_twin",
-    "keras3_stock_class_of",
+    "keras3_twin_tables",
 ]
 
 
@@ -186,22 +184,7 @@ def is_keras3_mask_layer(layer: Any) -> bool:
     return _is_keras3(layer) and isinstance(layer, keras3_mask_classes().mask_bases)
 
 
-def keras3_masked_consumer(layer_class: type) -> type | None:
-    """The kernel-masked Keras 3 class of a stock Keras 3 consumer class, or None."""
-    return keras3_mask_classes().consumers.get(layer_class)
-
-
-def keras3_masked_twin(layer_class: type) -> type | None:
-    """The Keras 3 class that masks a stock Keras 3 layer class's own channels, or None."""
-    return keras3_mask_classes().self_masked.get(layer_class)
-
-
-def keras3_stock_class_of(layer: Any) -> type | None:
-    """The stock Keras 3 class a tfprune Keras 3 masked layer stands for (None otherwise)."""
-    if not _is_keras3(layer):
-        return None
+def keras3_twin_tables() -> tuple[dict[type, type], dict[type, type]]:
+    """Stock Keras 3 class -> its masked twin: kernel-masked consumers, self-masked layers."""
     ns = keras3_mask_classes()
-    for stock, masked in list(ns.consumers.items()) + list(ns.self_masked.items()):
-        if type(layer) is masked:
-            return stock
-    return None
+    return ns.consumers, ns.self_masked

@@ -13,9 +13,7 @@ from tfprune.layers.keras3_masks import (
     is_keras3_channel_mask,
     is_keras3_mask_layer,
     keras3_mask_classes,
-    keras3_masked_consumer,
-    keras3_masked_twin,
-    keras3_stock_class_of,
+    keras3_twin_tables,
 )
 from tfprune.layers.policy_config import config_with_policy as _with_policy
 from tfprune.layers.policy_config import policy_argument as _policy
@@ -438,12 +436,16 @@ _MASKED_SELF = {
 }
 
 
+def _twin_tables(layer: Any) -> tuple[dict[type, type], dict[type, type]]:
+    """The twin tables (consumers, self-masked) of ``layer``'s Keras flavour."""
+    if flavour_of(layer) == KERAS3:
+        return keras3_twin_tables()
+    return _MASKED_CONSUMERS, _MASKED_SELF
+
+
 def masked_consumer_class(layer: Any) -> type | None:
     """The kernel-masked class for a stock consumer layer, or None (use a ChannelMask)."""
-    if flavour_of(layer) == KERAS3:
-        cls = keras3_masked_consumer(type(layer))
-    else:
-        cls = _MASKED_CONSUMERS.get(type(layer))
+    cls = _twin_tables(layer)[0].get(type(layer))
     if cls is None or rule_for(layer).input_mask(layer) != "kernel":
         return None
     return cls
@@ -454,16 +456,13 @@ def masked_twin_class(layer: Any) -> type | None:
     rule = rule_for(layer)
     if not rule.self_mask_roles(layer):
         return None
-    if flavour_of(layer) == KERAS3:
-        return keras3_masked_twin(rule.stock_equivalent(layer)[0])
-    return _MASKED_SELF.get(rule.stock_equivalent(layer)[0])
+    return _twin_tables(layer)[1].get(rule.stock_equivalent(layer)[0])
 
 
 def stock_class(layer: Any) -> type | None:
     """The stock Keras class a tfprune masked layer stands for (None for ChannelMask)."""
-    if flavour_of(layer) == KERAS3:
-        return keras3_stock_class_of(layer)
-    for stock, masked in list(_MASKED_CONSUMERS.items()) + list(_MASKED_SELF.items()):
+    consumers, self_masked = _twin_tables(layer)
+    for stock, masked in list(consumers.items()) + list(self_masked.items()):
         if type(layer) is masked:
             return stock
     return None
