@@ -235,6 +235,20 @@ def _keras3_check(ns: dict[str, Any]) -> None:
     assert compat.flavour_of(ns["model"]) == compat.KERAS3
 
 
+def _keras3_prune_givens() -> dict[str, Any]:
+    rng = np.random.default_rng(0)
+    return {"x_train": rng.uniform(size=(64, 28, 28, 1)), "y_train": rng.integers(0, 10, 64)}
+
+
+def _keras3_prune_check(ns: dict[str, Any]) -> None:
+    from tfprune import compat
+
+    small, masked, x = ns["small"], ns["masked"], ns["x_train"][:4]
+    assert compat.flavour_of(small) == compat.KERAS3
+    assert [la.filters for la in small.layers if hasattr(la, "filters")] == [8, 16]
+    np.testing.assert_allclose(small(x), masked(x), rtol=1e-5, atol=1e-5)
+
+
 @dataclasses.dataclass(frozen=True)
 class Givens:
     """What one python block needs: the reader's names, the check after it, its cost."""
@@ -262,6 +276,7 @@ GIVENS = [
     Givens("schedule = tfmot.sparsity.keras.PolynomialDecay(", _gradual_givens, _gradual_check),
     Givens('model = get_model("small_cnn", seed=0)  # any', check=_first_prune_check),
     Givens("model = keras.applications.MobileNetV2(weights=None)", check=_keras3_check),
+    Givens("masked = tfprune.prune_filters(net, 0.5)", _keras3_prune_givens, _keras3_prune_check),
 ]
 
 # The names the README's first block imports, which the later blocks use.

@@ -72,6 +72,10 @@ __all__ = [
     "keras3_symbolic_graph",
     "keras3_op_class",
     "keras3_stock_class",
+    "keras3_nested_inputs",
+    "keras3_nested_outputs",
+    "keras3_is_layer",
+    "keras3_copy_op",
 ]
 
 from tf_keras.src.engine.functional import Functional as functional_class  # noqa: E402
@@ -284,6 +288,14 @@ KERAS3_SUPPORTED = (
     "summarize",
     "speedup",
     "param_reduction",
+    "apply_plan",
+    "prune_filters",
+    "find_sparsity_for_target",
+    "strip_filters",
+    "shrink",
+    "pruning_policy",
+    "FilterPruner",
+    "UpdateFilterMasks",
 )
 
 
@@ -438,3 +450,40 @@ def keras3_symbolic_graph(inputs: list, outputs: object) -> object:
     called on real tensors (a list in the order of ``inputs``).
     """
     return keras3().src.ops.function.Function(inputs, outputs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Keras 3 rebuild
+
+
+def keras3_nested_inputs(graph: object) -> object:
+    """A Keras 3 functional graph's inputs in the structure it was built with.
+
+    Reads the private ``Function._inputs_struct``.
+    """
+    return graph._inputs_struct  # noqa: SLF001
+
+
+def keras3_nested_outputs(graph: object) -> object:
+    """A Keras 3 functional graph's outputs in the structure it was built with.
+
+    Reads the private ``Function._outputs_struct``.
+    """
+    return graph._outputs_struct  # noqa: SLF001
+
+
+def keras3_is_layer(op: object) -> bool:
+    """Whether a Keras 3 graph operation is a layer (else a raw op such as ``x + y``)."""
+    return isinstance(op, keras3().layers.Layer)
+
+
+def keras3_copy_op(op: object) -> object:
+    """A fresh copy of a raw Keras 3 op (``keras.src.ops.numpy.Reshape``...).
+
+    Made from the config Keras records of every op's constructor arguments; falls back to
+    ``op`` itself (ops hold no variables) when its config does not rebuild it.
+    """
+    try:
+        return type(op).from_config(op.get_config())
+    except Exception:  # noqa: BLE001 - an op whose arguments Keras could not record
+        return op

@@ -18,15 +18,18 @@ from typing import Any
 import numpy as np
 
 from tfprune import layers as tfprune_layers
-from tfprune.compat import producing_layer, require_tf_keras, tf
+from tfprune.compat import KERAS3, producing_layer, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError, did_you_mean
 from tfprune.graph.groups import Analysis, ChannelGroup, analyze
+from tfprune.graph.keras3 import check_keras3_graph, is_keras3
 from tfprune.graph.rebuild import copy_layer, rebuild_model
 from tfprune.graph.rules import named_weights, rule_for
 from tfprune.graph.trace import check_graph_model
 from tfprune.importance import Importance, get_importance
+from tfprune.layers.keras3_masks import keras3_mask_classes
 from tfprune.layers.masks import (
     ChannelMask,
+    channel_mask_class,
     is_mask_layer,
     mask_variables,
     masked_consumer_class,
@@ -64,12 +67,21 @@ __all__ = [
 ]
 
 
-def custom_objects() -> dict[str, type]:
+def custom_objects(flavour: str = "tf_keras") -> dict[str, type]:
     """Custom objects to pass to ``keras.models.load_model`` for masked models.
 
     Usage: ``with keras.utils.custom_object_scope(tfprune.custom_objects()): load_model(p)``.
-    Stripped models need none.
+    For a masked Keras 3 model: ``keras.saving.load_model(p,
+    custom_objects=tfprune.custom_objects("keras3"))``. Stripped models need none.
     """
+    if flavour == KERAS3:
+        classes = vars(keras3_mask_classes())
+        names = [n for n, c in classes.items() if isinstance(c, type) and n[0].isupper()]
+        return {k: classes[n] for n in names for k in (n, f"tfprune>{n}")}
+    if flavour != "tf_keras":
+        raise InvalidArgumentError(
+            f"custom_objects: flavour must be 'tf_keras' or 'keras3', got {flavour!r}."
+        )
     objects: dict[str, type] = {"ChannelMask": ChannelMask, "tfprune>ChannelMask": ChannelMask}
     for name in tfprune_layers.__all__:
         obj = getattr(tfprune_layers, name)
@@ -163,7 +175,7 @@ def _write_masks(slots: list[_MaskSlot], pruned: Mapping[int, np.ndarray]) -> No
         keep = np.ones(len(unit_of_channel), np.float32)
         if gid in pruned:
             keep = (~pruned[gid][unit_of_channel]).astype(np.float32)
-        variable.assign(keep.astype(variable.dtype.as_numpy_dtype))
+        variable.assign(keep.astype(tf.as_dtype(variable.dtype).as_numpy_dtype))
 
 
 class FilterPruner:
@@ -174,7 +186,6 @@ class FilterPruner:
     """
 
     def __init__(self, model: Any, importance: Callable | Importance | None = None) -> None:
-        require_tf_keras(model, "tfprune.FilterPruner")
         self.model = model
         self._carrier = _policy_carrier(model)
         policy = self.policy
@@ -211,6 +222,9 @@ class FilterPruner:
 
         def make_train_function(force: bool = False) -> Any:
             step_fn = plain_make(force)
+            keras3_fit = step_fn is None  # Keras 3 keeps the function in model.train_function
+            if keras3_fit:
+                step_fn = self.model.train_function
             if getattr(step_fn, "tfprune_guarded", False):
                 return step_fn
 
@@ -226,6 +240,8 @@ class FilterPruner:
                 return step_fn(iterator)
 
             guarded.tfprune_guarded = True
+            if keras3_fit:
+                self.model.train_function = guarded
             return guarded
 
         self.model.make_train_function = make_train_function
@@ -274,6 +290,14 @@ class FilterPruner:
         pruned = self.current_pruned()
         total = sum(int(g.prunable_units.size) for g in self.analysis.groups if g.prunable)
         return float(sum(int(p.sum()) for p in pruned.values())) / total if total else 0.0
+
+
+def _check_model(model: Any) -> None:
+    """A clear error unless ``model`` is a model prune_filters reads (either flavour)."""
+    if is_keras3(model):
+        check_keras3_graph(model)
+    else:
+        check_graph_model(model, subclassed=True)
 
 
 def _check_skip(model: Any, skip: Any) -> tuple[str, ...]:
@@ -412,8 +436,7 @@ def find_sparsity_for_target(
         the largest achievable reduction) or met within the tolerance (it names the two
         closest operating points).
     """
-    require_tf_keras(model, "tfprune.find_sparsity_for_target")
-    check_graph_model(model, subclassed=True)
+    _check_model(model)
     check_target(target)
     check_options(global_ranking, max_group_sparsity, round_to)
     scheme = _target_scheme(sparsity)
@@ -484,8 +507,7 @@ def prune_filters(
     zero a channel after its bias and BatchNormalization, so :func:`tfprune.strip_filters`
     can later remove it without changing the outputs.
     """
-    require_tf_keras(model, "tfprune.prune_filters")
-    check_graph_model(model, subclassed=True)
+    _check_model(model)
     if target is None and sparsity is None:
         raise InvalidArgumentError(
             "prune_filters needs sparsity= (a ratio, schedule or mapping) or target= (e.g. "
@@ -573,6 +595,8 @@ def _masked_copy(
     # exists (cheap: the kernel is small), otherwise a ChannelMask on their input tensor.
     kernel_masked: dict[int, int] = {}
     masked_inputs: set[tuple[str, int]] = set()
+    # The rebuild hands the hook the model's own tensors; a Keras 3 trace holds views of them.
+    views = {id(getattr(t, "keras_tensor", t)): t for _, t in analysis.mask_points}
     for call, tensor in analysis.mask_points:
         if analysis.group_of_key.get(("t", id(tensor))) not in target_groups:
             continue
@@ -580,7 +604,7 @@ def _masked_copy(
         if masked_consumer_class(call.layer) is not None and member is not None:
             kernel_masked[id(call.layer)] = member.size
         else:
-            masked_inputs.add((call.path, id(tensor)))
+            masked_inputs.add((call.path, id(getattr(tensor, "keras_tensor", tensor))))
 
     # Layers whose own computation mixes pruned channels (a layer norm's statistics, an RNN's
     # state feeding back) mask those channels themselves: their rule names the role.
@@ -617,6 +641,7 @@ def _masked_copy(
         if (path, id(old)) not in masked_inputs:
             return new
         cache = state["masked"]
+        old = views.get(id(old), old)
         if id(old) not in cache:
             base = producing_layer(old)
             stem = base.name if base is not None else "tensor"
@@ -626,7 +651,8 @@ def _masked_copy(
                 i += 1
                 name = f"{stem}_chmask_{i}"
             state["names"].add(name)
-            mask_layer = ChannelMask(policy=carried(), name=name, dtype=_dtype_of(new))
+            mask_class = channel_mask_class(analysis.model)
+            mask_layer = mask_class(policy=carried(), name=name, dtype=_dtype_of(new))
             channel_masks.append((old, mask_layer))
             cache[id(old)] = mask_layer(new)
             state.setdefault("inserted", []).append(mask_layer)
@@ -665,7 +691,6 @@ def shrink(model: Any, sparsity: Any, importance: Any = "l1", **kwargs: Any) -> 
     Accepts the keyword arguments of :func:`prune_filters` and ``return_plan`` of
     :func:`strip_filters`.
     """
-    require_tf_keras(model, "tfprune.shrink")
     return_plan = kwargs.pop("return_plan", False)
     return strip_filters(
         prune_filters(model, sparsity, importance, **kwargs), return_plan=return_plan

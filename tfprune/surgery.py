@@ -13,12 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import require_tf_keras
 from tfprune.errors import NothingPrunedWarning, UnsupportedModelError
 from tfprune.graph.groups import Analysis, analyze
 from tfprune.graph.rebuild import copy_layer, layer_config, rebuild_model
 from tfprune.graph.rules import named_weights, rule_for
-from tfprune.layers.masks import ChannelMask, is_mask_layer, mask_variables, stock_class
+from tfprune.layers.masks import is_channel_mask, is_mask_layer, mask_variables, stock_class
 from tfprune.plan import PruningPlan, plan_from_pruned, pruned_from_plan
 
 __all__ = ["strip_filters", "apply_plan", "pruned_from_masks", "cut_channels"]
@@ -51,7 +50,7 @@ def cut_channels(analysis: Analysis, pruned: dict[int, np.ndarray]) -> Any:
     kept_units = {gid: np.flatnonzero(~mask) for gid, mask in pruned.items() if mask.any()}
 
     def factory(layer: Any, path: str) -> tuple[Any, Any]:
-        if isinstance(layer, ChannelMask):
+        if is_channel_mask(layer):
             return None, None
         kept = {}
         for role, m in analysis.layer_members(layer).items():
@@ -97,14 +96,13 @@ def cut_channels(analysis: Analysis, pruned: dict[int, np.ndarray]) -> Any:
 def strip_filters(masked_model: Any, *, return_plan: bool = False) -> Any | tuple[Any, PruningPlan]:
     """Physically remove the masked channels of a model from :func:`tfprune.prune_filters`.
 
-    Returns a new tf_keras model of stock layers only, with all surviving weights copied, the
-    same input and output signature, and the same outputs as ``masked_model``. With
-    ``return_plan=True`` also returns the :class:`~tfprune.PruningPlan` of what was kept.
-    A model without masks is returned as an unchanged copy. When the model has masks but every
-    one is all ones, the copy is full size too and a
+    Returns a new model of stock layers only, of the Keras flavour of ``masked_model``, with
+    all surviving weights copied, the same input and output signature, and the same outputs as
+    ``masked_model``. With ``return_plan=True`` also returns the :class:`~tfprune.PruningPlan`
+    of what was kept. A model without masks is returned as an unchanged copy. When the model
+    has masks but every one is all ones, the copy is full size too and a
     :class:`~tfprune.errors.NothingPrunedWarning` says so.
     """
-    require_tf_keras(masked_model, "tfprune.strip_filters")
     analysis = analyze(masked_model)
     pruned = pruned_from_masks(analysis)
     if not any(p.any() for p in pruned.values()) and _has_masks(analysis):
@@ -132,7 +130,6 @@ def apply_plan(model: Any, plan: PruningPlan | dict | str) -> Any:
     ``plan`` may be a plan, its dict form, or a path to its JSON file. Raises
     :class:`~tfprune.errors.IncompatiblePlanError` if the plan does not fit the model.
     """
-    require_tf_keras(model, "tfprune.apply_plan")
     if isinstance(plan, str):
         plan = PruningPlan.load(plan)
     elif isinstance(plan, dict):

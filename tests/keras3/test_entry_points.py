@@ -24,13 +24,6 @@ def _model():
 X = np.zeros((2, 6, 6, 3), "float32")
 
 REFUSING = {
-    "prune_filters": lambda m, d: tfprune.prune_filters(m, 0.5),
-    "find_sparsity_for_target": lambda m, d: tfprune.find_sparsity_for_target(
-        m, {"flops_reduction": 2.0}
-    ),
-    "shrink": lambda m, d: tfprune.shrink(m, 0.5),
-    "strip_filters": lambda m, d: tfprune.strip_filters(m),
-    "apply_plan": lambda m, d: tfprune.apply_plan(m, {}),
     "optimize_for_inference": lambda m, d: tfprune.optimize_for_inference(m),
     "export_saved_model": lambda m, d: tfprune.export_saved_model(m, str(d / "saved")),
     "export_for_serving": lambda m, d: tfprune.export_for_serving(m, str(d / "serving")),
@@ -38,8 +31,6 @@ REFUSING = {
     "orthp": lambda m, d: tfprune.orthp(m),
     "mean_jsv": lambda m, d: tfprune.mean_jsv(m, X),
     "JacobianSingularValues": lambda m, d: jacobian_singular_values(m, X),
-    "FilterPruner": lambda m, d: tfprune.FilterPruner(m, tfprune.PruningPolicy(0.5)),
-    "UpdateFilterMasks": lambda m, d: _callback(tfprune.UpdateFilterMasks(), m),
     "GrowingRegularization": lambda m, d: _callback(tfprune.GrowingRegularization(0.5), m),
     "KernelOrthogonality": lambda m, d: _callback(tfprune.KernelOrthogonality(), m),
     "JSV callback": lambda m, d: _callback(tfprune.JacobianSingularValues(X), m),
@@ -57,7 +48,7 @@ def test_tf_keras_only_entry_points_name_the_flavour(name, tmp_path):
         REFUSING[name](_model(), tmp_path)
     message = str(err.value)
     assert "Keras 3 model" in message and "'k3_model'" in message
-    assert "explain, channel_groups, count_flops" in message
+    assert "explain, channel_groups, count_flops" in message and "apply_plan" in message
     assert "import tf_keras as keras" in message
     assert not list(tmp_path.iterdir())  # nothing half-written
 
@@ -69,6 +60,12 @@ def test_supported_entry_points_answer():
     assert tfprune.count_flops(model).total == 6 * 6 * 3 * 3 * 3 * 4 + 4 * 2
     assert tfprune.count_params(model).total == 3 * 3 * 3 * 4 + 4 + 4 * 4 + 4 * 2 + 2
     assert tfprune.param_reduction(model, model) == 0.0
+    same = tfprune.apply_plan(model, {"layers": {}})
+    np.testing.assert_allclose(same(X), model(X))
+    small = tfprune.shrink(model, 0.5)
+    assert small.get_layer("conv").filters == 2 and tfprune.strip_filters(small).name == "k3_model"
+    found = tfprune.find_sparsity_for_target(model, {"params_reduction": 1.3}, tolerance=0.05)
+    assert 0 < found.sparsity < 1
 
 
 def test_count_flops_options_it_cannot_honour_on_keras3_are_refused():

@@ -95,3 +95,17 @@ def test_require_tf_keras_names_the_flavour_and_what_works():
     compat.require_tf_keras(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]), "x")
     with pytest.raises(UnsupportedModelError, match=r"Keras 3 model.*explain.*tf_keras as keras"):
         compat.require_tf_keras(_k3_model(), "tfprune.prune_filters")
+
+
+def test_rebuild_helpers_read_structures_and_copy_raw_ops():
+    x = K3.Input((3,), name="x")
+    y = K3.Input((3,), name="y")
+    out = K3.ops.reshape(x + y, (-1, 3, 1))
+    model = K3.Model({"x": x, "y": y}, [out], name="structs")
+    assert compat.keras3_nested_inputs(model) == {"x": x, "y": y}
+    assert compat.keras3_nested_outputs(model) == [out]
+    reshape = compat.keras3_producer(out)
+    assert not compat.keras3_is_layer(reshape) and compat.keras3_is_layer(K3.layers.ReLU())
+    copy = compat.keras3_copy_op(reshape)
+    assert type(copy) is type(reshape) and copy is not reshape
+    assert tuple(copy.newshape) == (-1, 3, 1)

@@ -19,7 +19,7 @@ import tensorflow_model_optimization as tfmot
 import tfprune
 from tfprune.bin import prune as prune_tool
 from tfprune.choices import IMPORTANCE_NAMES
-from tfprune.compat import keras
+from tfprune.compat import keras, keras3
 from tfprune.data import load_dataset
 from tfprune.importance import Random
 from tfprune.protocols.methods import METHODS, OneShot, prune_one_shot
@@ -37,25 +37,42 @@ _DIRECTIONS[2, 4:8] = [0.5, -0.5, 0.5, -0.5]
 _DIRECTIONS[3, 4:8] = [0.5, 0.5, -0.5, -0.5]
 
 
-def _net() -> keras.Model:
+#: The Keras flavours the one-shot paths are checked on.
+FLAVOURS = ("tf_keras", "keras3")
+
+
+def _net(k=keras) -> keras.Model:
     """Digits-shaped: c1 (16 filters) -> bn1 -> c2 (8) -> bn2 -> dense (10 logits)."""
-    i = keras.Input((8, 8, 1))
-    x = L.Conv2D(16, 3, padding="same", name="c1")(i)
-    x = L.BatchNormalization(name="bn1")(x)
-    x = L.ReLU()(x)
-    x = L.Conv2D(8, 3, padding="same", name="c2")(x)
-    x = L.BatchNormalization(name="bn2")(x)
-    x = L.ReLU()(x)
-    x = L.GlobalAveragePooling2D()(x)
-    return keras.Model(i, L.Dense(10, name="out")(x), name="planted")
+    layers = k.layers
+    i = k.Input((8, 8, 1))
+    x = layers.Conv2D(16, 3, padding="same", name="c1")(i)
+    x = layers.BatchNormalization(name="bn1")(x)
+    x = layers.ReLU()(x)
+    x = layers.Conv2D(8, 3, padding="same", name="c2")(x)
+    x = layers.BatchNormalization(name="bn2")(x)
+    x = layers.ReLU()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return k.Model(i, layers.Dense(10, name="out")(x), name="planted")
+
+
+def _keras3_twin(model: keras.Model) -> object:
+    """The same network built with Keras 3, with ``model``'s weights."""
+    twin = _net(keras3())
+    for layer in model.layers:
+        if layer.weights:
+            twin.get_layer(layer.name).set_weights(layer.get_weights())
+    return twin
 
 
 def _signs(rng: np.random.Generator, shape: tuple) -> np.ndarray:
     return rng.choice([-1.0, 1.0], size=shape).astype(np.float32)
 
 
-def planted(criterion: str, seed: int = 0) -> keras.Model:
-    """A model whose c1 filters IMPORTANT are the ones ``criterion`` must keep."""
+def planted(criterion: str, seed: int = 0, flavour: str = "tf_keras") -> keras.Model:
+    """A model whose c1 filters IMPORTANT are the ones ``criterion`` must keep.
+
+    ``flavour="keras3"``: the same model built with Keras 3.
+    """
     model = _net()
     rng = np.random.default_rng(seed)
     flat = _signs(rng, (3, 3, 1, 16))  # every weight +-1: mean |w| 1, L2 norm 3
@@ -89,7 +106,7 @@ def planted(criterion: str, seed: int = 0) -> keras.Model:
         [gamma, np.zeros(16, np.float32), np.zeros(16, np.float32), np.ones(16, np.float32)]
     )
     model.get_layer("c2").set_weights([c2, np.zeros(8, np.float32)])
-    return model
+    return _keras3_twin(model) if flavour == "keras3" else model
 
 
 def _data(n: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -134,9 +151,10 @@ def test_the_plants_tell_the_criteria_apart():
     assert kept(masked) == UNIMPORTANT
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize("criterion", IMPORTANCE_NAMES)
-def test_one_shot_keeps_the_planted_filters(criterion):
-    model = planted(criterion)
+def test_one_shot_keeps_the_planted_filters(criterion, flavour):
+    model = planted(criterion, flavour=flavour)
     masked = tfprune.prune_filters(model, {"c1": 0.5}, criterion, **_kwargs(criterion))
     assert kept(masked) == expected_kept(model, criterion)
 
@@ -170,21 +188,24 @@ def test_taylor_scores_the_dense_units_the_output_reads():
     assert kept(masked, "h") == list(range(16))
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize("criterion", IMPORTANCE_NAMES)
-def test_gradual_schedule_keeps_the_planted_filters(criterion):
-    model = planted(criterion)
+def test_gradual_schedule_keeps_the_planted_filters(criterion, flavour):
+    model = planted(criterion, flavour=flavour)
     schedule = tfmot.sparsity.keras.ConstantSparsity(0.5, begin_step=0, frequency=1)
     masked = tfprune.prune_filters(model, {"c1": schedule}, criterion, **_kwargs(criterion))
     assert kept(masked) == list(range(16))  # nothing pruned before fit
-    masked.compile(optimizer=keras.optimizers.SGD(0.0), loss=LOSS)  # weights stay planted
+    k = keras3() if flavour == "keras3" else keras
+    masked.compile(optimizer=k.optimizers.SGD(0.0), loss=LOSS)  # weights stay planted
     x, y = _data(16)
     masked.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[tfprune.UpdateFilterMasks()])
     assert kept(masked) == expected_kept(model, criterion)
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize("criterion", IMPORTANCE_NAMES)
-def test_global_ranking_keeps_the_planted_filters(criterion):
-    model = planted(criterion)
+def test_global_ranking_keeps_the_planted_filters(criterion, flavour):
+    model = planted(criterion, flavour=flavour)
     # 1/3 of the 24 units of c1 and c2: the 8 planted ones, all in c1 (c2's filters are alike).
     masked = tfprune.prune_filters(
         model, 1 / 3, criterion, global_ranking=True, **_kwargs(criterion)
@@ -199,9 +220,10 @@ def test_global_ranking_keeps_the_planted_filters(criterion):
     assert kept(masked, "c2") == list(range(8))
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize("criterion", IMPORTANCE_NAMES)
-def test_target_search_keeps_the_planted_filters(criterion):
-    model = planted(criterion)
+def test_target_search_keeps_the_planted_filters(criterion, flavour):
+    model = planted(criterion, flavour=flavour)
 
     def trainable(m: keras.Model) -> int:
         return tfprune.count_params(m, trainable_only=True).total

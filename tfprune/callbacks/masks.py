@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfprune.compat import keras, require_tf_keras
+from tfprune.compat import keras
 from tfprune.pruning import FilterPruner
 
 __all__ = ["UpdateFilterMasks"]
@@ -18,7 +18,8 @@ class UpdateFilterMasks(keras.callbacks.Callback):
     ``PruningSchedule`` (or a per-layer mapping with schedules). Before each training batch it
     asks the schedule whether to prune at the current optimizer step; if so it recomputes
     importance and removes more units (units once removed stay removed). The masked fraction of
-    prunable units is logged as ``filter_sparsity`` at the end of each epoch.
+    prunable units is logged as ``filter_sparsity`` at the end of each epoch. The same callback
+    serves ``fit`` of tf_keras and of Keras 3 models.
 
     Args:
       log_sparsity: add ``filter_sparsity`` to the epoch logs.
@@ -33,7 +34,6 @@ class UpdateFilterMasks(keras.callbacks.Callback):
 
     def _get_pruner(self) -> Any:
         if self._pruner is None or self._pruner.model is not self.model:
-            require_tf_keras(self.model, "tfprune.UpdateFilterMasks")
             self._pruner = FilterPruner.for_model(self.model)
         return self._pruner
 

@@ -24,7 +24,9 @@ from tfprune.compat import (
     tf,
 )
 from tfprune.errors import UnsupportedModelError
-from tfprune.graph.rules import weight_names
+from tfprune.graph.keras3 import is_keras3
+from tfprune.graph.keras3_rebuild import rebuild_keras3
+from tfprune.graph.replay import LayerCache
 from tfprune.graph.trace import iter_graph_nodes
 
 __all__ = [
@@ -104,6 +106,8 @@ def copy_layer(layer: Any, config: dict | None = None) -> Any:
     try:
         return layer.__class__.from_config(config)
     except Exception:  # noqa: BLE001 - some custom layers only round-trip with custom objects
+        if is_keras3(layer):
+            raise
         return keras.layers.deserialize(
             {"class_name": layer.__class__.__name__, "config": config},
             custom_objects={layer.__class__.__name__: layer.__class__},
@@ -136,19 +140,13 @@ def rebuild_model(
     rule gives them, e.g. ``kernel``) are set once the new layer is built. ``input_hook`` may
     replace any tensor before it enters a layer (used to insert masks). ``call_override`` may
     compute a call's outputs itself (used to put traced graphs in place of custom layers); the
-    model is then rebuilt as a functional model.
+    model is then rebuilt as a functional model. A Keras 3 model is rebuilt as a Keras 3 model
+    (:func:`tfprune.graph.keras3_rebuild.rebuild_keras3`).
     """
-    layers: dict[int, Any] = {}
-    pending: list[tuple[Any, dict]] = []
+    if is_keras3(model):
+        return rebuild_keras3(model, layer_factory, input_hook, call_override)
+    cache = LayerCache(layer_factory)
     models: dict[int, Any] = {}
-
-    def get_layer(layer: Any, path: str) -> Any:
-        if id(layer) not in layers:
-            new, weights = layer_factory(layer, path)
-            layers[id(layer)] = new
-            if new is not None and weights is not None:
-                pending.append((new, weights))
-        return layers[id(layer)]
 
     def build_graph(graph: Any, prefix: str, like: list | None = None) -> Any:
         like = like if like is not None and len(like) == len(graph.inputs) else None
@@ -183,7 +181,7 @@ def rebuild_model(
                     models[id(layer)] = build_graph(layer, path + "/", passed)
                 new_layer = models[id(layer)]
             else:
-                new_layer = get_layer(layer, path)
+                new_layer = cache.get(layer, path)
             if replaced is not None:
                 outputs = replaced
             elif new_layer is None:
@@ -205,26 +203,8 @@ def rebuild_model(
         return keras.Model(inputs=inputs, outputs=outputs, name=graph.name)
 
     new_model = build_graph(model, "")
-    for layer, weights in pending:
-        if isinstance(weights, list):
-            layer.set_weights(weights)
-            continue
-        values = []
-        fresh = set(getattr(layer, "mask_weight_names", ()))
-        for v, name in zip(layer.weights, weight_names(layer), strict=True):
-            if name not in weights and name in fresh:
-                values.append(v.numpy())  # a tfprune mask keeps its initial ones
-                continue
-            if name not in weights:
-                raise KeyError(f"no value for weight {v.name} of {layer.name}")
-            value = np.asarray(weights[name])
-            if tuple(value.shape) != tuple(v.shape):
-                raise ValueError(
-                    f"weight {v.name} of {layer.name}: shape {value.shape} != {tuple(v.shape)}"
-                )
-            values.append(value)
-        # Assign variable by variable: wrappers (TF-MOT's) redefine set_weights for the inner layer.
-        keras.backend.batch_set_value(list(zip(layer.weights, values, strict=True)))
+    # Assign variable by variable: wrappers (TF-MOT's) redefine set_weights for the inner layer.
+    cache.set_weights(keras.backend.batch_set_value)
     return new_model
 
 

@@ -5,8 +5,16 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from tfprune.compat import AttentionWithHeadHook, keras, tf
+from tfprune.compat import KERAS3, AttentionWithHeadHook, flavour_of, keras, tf
 from tfprune.graph.rules import LayerRule, register_rule, rule_for
+from tfprune.layers.keras3_masks import (
+    is_keras3_channel_mask,
+    is_keras3_mask_layer,
+    keras3_mask_classes,
+    keras3_twin_tables,
+)
+from tfprune.layers.policy_config import config_with_policy as _with_policy
+from tfprune.layers.policy_config import policy_argument as _policy
 from tfprune.selection import PruningPolicy
 
 __all__ = [
@@ -24,23 +32,14 @@ __all__ = [
     "MaskedLayerNormalization",
     "MaskedMultiHeadAttention",
     "MaskedSimpleRNN",
+    "channel_mask_class",
+    "is_channel_mask",
     "is_mask_layer",
     "masked_consumer_class",
     "masked_twin_class",
     "mask_variables",
     "stock_class",
 ]
-
-
-def _policy(policy: PruningPolicy | dict | None) -> PruningPolicy | None:
-    """The live policy from a layer argument (a config dict when the layer is loaded)."""
-    if isinstance(policy, dict):
-        return PruningPolicy.from_config(policy) if policy else None
-    return policy
-
-
-def _with_policy(config: dict, policy: PruningPolicy | None) -> dict:
-    return {**config, "policy": policy.get_config()} if policy is not None else config
 
 
 class _PolicyMixin:
@@ -435,9 +434,16 @@ _MASKED_SELF = {
 }
 
 
+def _twin_tables(layer: Any) -> tuple[dict[type, type], dict[type, type]]:
+    """The twin tables (consumers, self-masked) of ``layer``'s Keras flavour."""
+    if flavour_of(layer) == KERAS3:
+        return keras3_twin_tables()
+    return _MASKED_CONSUMERS, _MASKED_SELF
+
+
 def masked_consumer_class(layer: Any) -> type | None:
     """The kernel-masked class for a stock consumer layer, or None (use a ChannelMask)."""
-    cls = _MASKED_CONSUMERS.get(type(layer))
+    cls = _twin_tables(layer)[0].get(type(layer))
     if cls is None or rule_for(layer).input_mask(layer) != "kernel":
         return None
     return cls
@@ -448,12 +454,13 @@ def masked_twin_class(layer: Any) -> type | None:
     rule = rule_for(layer)
     if not rule.self_mask_roles(layer):
         return None
-    return _MASKED_SELF.get(rule.stock_equivalent(layer)[0])
+    return _twin_tables(layer)[1].get(rule.stock_equivalent(layer)[0])
 
 
 def stock_class(layer: Any) -> type | None:
-    """The stock tf_keras class a tfprune masked layer stands for (None for ChannelMask)."""
-    for stock, masked in list(_MASKED_CONSUMERS.items()) + list(_MASKED_SELF.items()):
+    """The stock Keras class a tfprune masked layer stands for (None for ChannelMask)."""
+    consumers, self_masked = _twin_tables(layer)
+    for stock, masked in list(consumers.items()) + list(self_masked.items()):
         if type(layer) is masked:
             return stock
     return None
@@ -465,8 +472,20 @@ def mask_variables(layer: Any) -> dict[str, Any]:
     return dict(by_role) if by_role is not None else {layer.mask_role: layer.mask}
 
 
+def channel_mask_class(model: Any) -> type:
+    """The ``ChannelMask`` class of ``model``'s Keras flavour."""
+    return keras3_mask_classes().ChannelMask if flavour_of(model) == KERAS3 else ChannelMask
+
+
+def is_channel_mask(layer: Any) -> bool:
+    """Whether ``layer`` is a tfprune ``ChannelMask`` (of either Keras flavour)."""
+    return isinstance(layer, ChannelMask) or is_keras3_channel_mask(layer)
+
+
 def is_mask_layer(layer: Any) -> bool:
     """Whether ``layer`` holds a per-channel ``mask`` variable managed by tfprune."""
+    if flavour_of(layer) == KERAS3:
+        return is_keras3_mask_layer(layer)
     return isinstance(
         layer,
         (
@@ -484,6 +503,9 @@ class _ChannelMaskRule(LayerRule):
     """A mask passes channels through; its mask variable is a per-channel parameter."""
 
     layer_types = (ChannelMask,)
+
+    def applies(self, layer: Any) -> bool:
+        return is_channel_mask(layer)
 
     def connect(self, ctx: Any, call: Any) -> None:
         ctx.per_channel(call.layer, call.inputs[0], call.outputs[0])

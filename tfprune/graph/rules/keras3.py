@@ -375,6 +375,19 @@ class Keras3ReshapeOpRule(_Keras3Classes, _FreeRule):
         else:
             ctx.block_call(call, f"reshape {call.path!r} mixes the channel axis")
 
+    def rewrite_call(self, layer: Any, args: tuple, kwargs: dict, kept: Any) -> Any | None:
+        """The reshape again, its target spelling out the new channel (or feature) count."""
+        x = args[0] if args else None
+        shape = list(getattr(layer, "newshape", None) or ())
+        if kept is None or x is None or not shape or shape[-1] == -1:
+            return None
+        dims = list(x.shape[1:])
+        # A target of rank > 2 keeps the channel axis; one of rank 2 flattens (features).
+        size = dims[-1] if len(shape) > 2 else math.prod(dims)
+        if None in dims or shape[-1] == size:
+            return None
+        return keras3().ops.reshape(x, (*shape[:-1], int(size)))
+
 
 class Keras3ReduceOpRule(_Keras3Classes, _FreeRule):
     """``keras.ops.mean``/``max``/``sum``... over axes other than the channels: channels pass."""
