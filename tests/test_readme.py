@@ -441,7 +441,7 @@ def test_the_docs_include_every_example_and_only_existing_files():
     included = {
         m[1]
         for p in documents()
-        for m in re.finditer(r'^--8<-- "([^"]+)"', p.read_text(), flags=re.M)
+        for m in re.finditer(r'^--8<-- "([^":]+)(?::[-\w]+)?"', p.read_text(), flags=re.M)
     }
     assert all((REPO_ROOT / f).is_file() for f in included), included
     examples = {f"examples/{p.name}" for p in (REPO_ROOT / "examples").iterdir() if p.is_file()}
