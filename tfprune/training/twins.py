@@ -131,9 +131,11 @@ def shape_key(model: Any) -> str | None:
 
 
 def _zero_initializers(config: Any) -> Any:
-    """``config`` with every initializer replaced by zeros: building a twin draws no random
-    numbers, so the random streams of the run (e.g. a scratch model's initialization) stay
-    the same."""
+    """``config`` with every initializer replaced by zeros.
+
+    Building a twin then draws no random numbers: the random streams of the run (e.g. a scratch
+    model's initialization) stay the same.
+    """
     if isinstance(config, dict):
         return {
             k: (
