@@ -73,20 +73,22 @@ _REGISTRY = _Registry()
 
 @contextlib.contextmanager
 def sharing(enabled: bool) -> Iterator[None]:
-    """Turn twins on or off inside the block (on by default); off drops the twins kept."""
-    saved = _REGISTRY.enabled
+    """Inside the block twins are on or off (on by default), starting from none kept.
+
+    The block has its own twins and :func:`stats`; those kept before come back after it.
+    """
+    global _REGISTRY
+    saved = _REGISTRY
+    _REGISTRY = _Registry()
     _REGISTRY.enabled = bool(enabled)
-    if not enabled:
-        _REGISTRY.twins.clear()
-        _REGISTRY.by_model.clear()
     try:
         yield
     finally:
-        _REGISTRY.enabled = saved
+        _REGISTRY = saved
 
 
 def stats() -> TwinStats:
-    """Twins built and reused in this process so far (a copy)."""
+    """Twins built and reused so far (in this process, or in the :func:`sharing` block)."""
     return dataclasses.replace(_REGISTRY.stats)
 
 
@@ -96,8 +98,13 @@ def _draws_random_numbers(layer: Any) -> bool:
 
 
 def _canonical(obj: Any, names: dict[str, str]) -> Any:
+    """``obj`` with layer names replaced by their position and without initializers.
+
+    A twin gets the weights and never initializes them, so the initializers (and their seeds)
+    do not tell shapes apart.
+    """
     if isinstance(obj, dict):
-        return {k: _canonical(v, names) for k, v in obj.items()}
+        return {k: _canonical(v, names) for k, v in obj.items() if not k.endswith("_initializer")}
     if isinstance(obj, (list, tuple)):
         return [_canonical(v, names) for v in obj]
     if isinstance(obj, str):
