@@ -5,6 +5,7 @@ from __future__ import annotations
 import types
 
 import numpy as np
+import pytest
 
 from tfprune.compat import keras, tf
 from tfprune.data import load_dataset
@@ -128,6 +129,7 @@ def test_models_that_draw_random_numbers_or_have_no_config_are_used_themselves()
     assert dropout.optimizer is not None
 
 
+@pytest.mark.slow
 def test_runs_of_a_grid_give_the_same_records_with_and_without_twins(tmp_path):
     base = {"schedule": "0:0.05", "epochs": 2, "batch_size": 64}
 
