@@ -10,12 +10,11 @@ import numpy as np
 
 from tfprune.compat import keras, require_tf_keras, tf
 from tfprune.errors import InvalidArgumentError
-from tfprune.runtime import float32_twin, model_precision
 from tfprune.trainability.jsv import (
     InputsLike,
+    JSVMeter,
     JSVStats,
     _iter_input_batches,
-    _JacobianSpectrum,
 )
 
 __all__ = ["JacobianSingularValues"]
@@ -63,6 +62,9 @@ class JacobianSingularValues(keras.callbacks.Callback):
         logits_layer: Passed to ``mean_jsv``: name of the layer whose output are the logits.
         strip_softmax: Passed to ``mean_jsv``: strip a final softmax activation.
         verbose: If positive, print the mean JSV at each measurement.
+        meter: A :class:`~tfprune.trainability.JSVMeter` of the model this callback will see,
+            whose traced Jacobian function is reused (its options replace ``output_index``,
+            ``logits_layer`` and ``strip_softmax``); None builds one per model.
     """
 
     def __init__(
@@ -78,6 +80,7 @@ class JacobianSingularValues(keras.callbacks.Callback):
         logits_layer: str | None = None,
         strip_softmax: bool = True,
         verbose: int = 0,
+        meter: JSVMeter | None = None,
     ) -> None:
         super().__init__()
         for name, value in (("every_n_epochs", every_n_epochs), ("batch_size", batch_size)):
@@ -112,9 +115,7 @@ class JacobianSingularValues(keras.callbacks.Callback):
         self.initial_stats: JSVStats | None = None
         self._inputs = self._check_inputs(inputs)
         self._sample: np.ndarray | None = None
-        self._spectrum: _JacobianSpectrum | None = None
-        self._spectrum_model: Any = None
-        self._twin: Any = None
+        self._meter = meter
 
     def _check_inputs(self, inputs: InputsLike) -> InputsLike:
         """Validates the kind (and, for arrays, the size) of the sample."""
@@ -141,20 +142,8 @@ class JacobianSingularValues(keras.callbacks.Callback):
         """Sets the model and drops a Jacobian function compiled for a previous model."""
         require_tf_keras(model, "tfprune.JacobianSingularValues")
         super().set_model(model)
-        if model is not self._spectrum_model:
-            self._spectrum = None
-            self._spectrum_model = None
-            self._twin = None
-
-    def _float32_model(self) -> Any:
-        """The model, or under mixed precision its float32 twin holding the current weights."""
-        if model_precision(self.model) == "float32":
-            return self.model
-        if self._twin is None:
-            self._twin = float32_twin(self.model)
-        else:
-            self._twin.set_weights(self.model.get_weights())
-        return self._twin
+        if self._meter is not None and self._meter.model is not model:
+            self._meter = None
 
     def compute(self) -> JSVStats:
         """Computes the statistics of the current model on the fixed sample now."""
@@ -162,16 +151,16 @@ class JacobianSingularValues(keras.callbacks.Callback):
             raise InvalidArgumentError(
                 "JacobianSingularValues has no model yet; use it in model.fit(callbacks=[...])."
             )
-        model = self._float32_model()  # singular values in float32 under mixed precision
-        if self._spectrum is None:
-            self._spectrum = _JacobianSpectrum(
-                model,
+        if self._meter is None:
+            self._meter = JSVMeter(
+                self.model,
+                batch_size=self.batch_size,
                 output_index=self.output_index,
-                logits_layer=getattr(self.logits_layer, "name", self.logits_layer),
+                logits_layer=self.logits_layer,
                 strip_softmax=self.strip_softmax,
             )
-            self._spectrum_model = self.model
-        expected = self._spectrum.expected_shape
+        spectrum = self._meter.spectrum()  # float32 singular values under mixed precision
+        expected = spectrum.expected_shape
         if self._sample is None:
             # Read once (a dataset is iterated only here), then reused every epoch.
             self._sample = np.concatenate(
@@ -185,7 +174,7 @@ class JacobianSingularValues(keras.callbacks.Callback):
             )
             self._inputs = None
         parts = [
-            self._spectrum(batch)
+            spectrum(batch)
             for batch in _iter_input_batches(self._sample, self.batch_size, None, expected)
         ]
         return JSVStats.from_singular_values(np.concatenate(parts, axis=0))

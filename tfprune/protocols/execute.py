@@ -58,7 +58,6 @@ from tfprune.protocols.methods import METHODS, get_method, prune_one_shot
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
 from tfprune.pruning import find_sparsity_for_target
 from tfprune.runtime import Runtime, use_runtime
-from tfprune.trainability import mean_jsv
 from tfprune.training import pipeline
 from tfprune.training.schedules import (
     LRSchedule,
@@ -215,8 +214,14 @@ def _get_base_model(
     what = f"{steps} steps" if steps is not None else f"{recipe.epochs} epochs"
     log(f"base model {base_id}: training {spec.model} for {what}")
     t0 = time.time()
+    spe = pipeline.steps_per_execution(schedule)
+    # a grid's base is trained as its twin; tfprune-train (progress) saves the model itself
+    # with its optimizer state
+    trainee = pipeline.compiled(
+        model, recipe, schedule.lr_at(0), spe, strategy=strategy, share=progress is None
+    )
     history = pipeline.fit(
-        model,
+        trainee,
         data,
         recipe,
         schedule,
@@ -224,10 +229,15 @@ def _get_base_model(
         epochs=recipe.epochs,
         steps=None if steps is None else int(steps),
         eval_every_epoch=progress is not None,
+        compile=False,
         progress=progress,
     )
     seconds = time.time() - t0
-    acc = _evaluate(model, data)
+    acc = _evaluate(trainee, data)
+    if trainee is not model:  # trained as its twin: the weights come back, compiled as before
+        model.set_weights(trainee.get_weights())
+        with _scope(strategy):
+            pipeline.compile_model(model, recipe, schedule.lr_at(0), spe)
     meta = {
         "base_id": base_id,
         "dataset": spec.dataset,
@@ -339,7 +349,7 @@ def _base_jsv(model: Any, base_id: str, workdir: str, x: np.ndarray | None) -> f
 def _jsv(model: Any, x: np.ndarray | None) -> float | None:
     if x is None:
         return None
-    return float(mean_jsv(model, x).mean)
+    return pipeline.jsv_mean(model, x)
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,10 +513,11 @@ def _execute_spec(
     else:
         base = get_base_model(spec, workdir, strategy=strategy, log=log)
         base_model, base_meta = base.model, base.meta
-        with _scope(strategy):
-            pipeline.compile_model(base_model, recipe, 0.01)
-        base_acc = float(base_meta.get("acc", _evaluate(base_model, data)))
-        jsv_base = _base_jsv(base_model, spec.base_id(), workdir, jsv_x)
+        # measured as its twin when it has one; the methods get the base model itself
+        measured = pipeline.compiled(base_model, recipe, 0.01, strategy=strategy)
+        acc = base_meta["acc"] if "acc" in base_meta else _evaluate(measured, data)
+        base_acc = float(acc)
+        jsv_base = _base_jsv(measured, spec.base_id(), workdir, jsv_x)
 
     base_params = count_params(base_model).total
     base_flops = count_flops(base_model).total
@@ -533,10 +544,10 @@ def _execute_spec(
 
     epochs, schedule = retrain_plan(spec, base_flops, flops)
 
-    with _scope(strategy):  # compiled once: the evaluation here and the retraining share it
-        pipeline.compile_model(
-            model, recipe, schedule.lr_at(0), pipeline.steps_per_execution(schedule)
-        )
+    # compiled once: the evaluation here and the retraining share it (a twin: once per shape)
+    model = pipeline.compiled(
+        model, recipe, schedule.lr_at(0), pipeline.steps_per_execution(schedule), strategy=strategy
+    )
     acc_raw = None
     if opts.recalibrate_batch_norm:  # the option; the papers' recipes evaluate the raw model
         acc_raw = _evaluate(model, data)

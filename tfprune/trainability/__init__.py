@@ -24,6 +24,7 @@ always run with ``training=False``.
 from tfprune.trainability.accuracy import trainability_accuracy
 from tfprune.trainability.jsv import (
     InputsLike,
+    JSVMeter,
     JSVStats,
     _iter_input_batches,
     _JacobianSpectrum,
@@ -33,6 +34,7 @@ from tfprune.trainability.jsv import (
 from tfprune.trainability.orthogonal import activation_gain, orthp
 
 __all__ = [
+    "JSVMeter",
     "JSVStats",
     "jacobian_singular_values",
     "mean_jsv",

@@ -18,7 +18,7 @@ from tfprune.compat import keras, producing_layer, require_tf_keras, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.runtime import float32_twin, model_precision
 
-__all__ = ["JSVStats", "jacobian_singular_values", "mean_jsv"]
+__all__ = ["JSVMeter", "JSVStats", "jacobian_singular_values", "mean_jsv"]
 
 InputsLike = np.ndarray | tf.Tensor | tf.data.Dataset
 """What :func:`mean_jsv` accepts as ``inputs``: an array/tensor ``(N, *input_shape)`` or a
@@ -479,6 +479,71 @@ def _singular_values_with(
         for batch in _iter_input_batches(inputs, batch_size, num_samples, spectrum.expected_shape)
     ]
     return np.concatenate(parts, axis=0)
+
+
+class JSVMeter:
+    """Measures the JSV statistics of one model again and again, tracing its Jacobian once.
+
+    What :func:`mean_jsv` computes, for a model whose weights change between measurements
+    (during training, or when other weights are copied in): the Jacobian function is built at
+    the first measurement and reused. Under mixed precision the singular values are those of
+    the model's float32 twin (:func:`tfprune.runtime.float32_twin`), refreshed with the current
+    weights at each measurement.
+
+    Args:
+        model: A single-input ``keras.Model`` (see :func:`mean_jsv`).
+        batch_size: Samples per Jacobian computation (positive).
+        output_index: See :func:`mean_jsv`.
+        logits_layer: See :func:`mean_jsv`.
+        strip_softmax: See :func:`mean_jsv`.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        *,
+        batch_size: int = 100,
+        output_index: int = 0,
+        logits_layer: str | keras.layers.Layer | None = None,
+        strip_softmax: bool = True,
+    ) -> None:
+        require_tf_keras(model, "tfprune.trainability.JSVMeter")
+        _check_positive_int("batch_size", batch_size)
+        self.model = model
+        self.batch_size = int(batch_size)
+        self._options = {
+            "output_index": output_index,
+            "logits_layer": getattr(logits_layer, "name", logits_layer),
+            "strip_softmax": strip_softmax,
+        }
+        self._twin: Any = None
+        self._spectrum: _JacobianSpectrum | None = None
+
+    def _float32_model(self) -> Any:
+        """The model, or under mixed precision its float32 twin holding the current weights."""
+        if model_precision(self.model) == "float32":
+            return self.model
+        if self._twin is None:
+            self._twin = float32_twin(self.model)
+        else:
+            self._twin.set_weights(self.model.get_weights())
+        return self._twin
+
+    def spectrum(self) -> _JacobianSpectrum:
+        """The compiled Jacobian function (refreshes a float32 twin's weights first)."""
+        model = self._float32_model()
+        if self._spectrum is None:
+            self._spectrum = _JacobianSpectrum(model, **self._options)
+        return self._spectrum
+
+    def singular_values(self, inputs: InputsLike, num_samples: int | None = None) -> np.ndarray:
+        """Per-sample singular values ``(N, min(C, D))`` of the model's current weights."""
+        _check_positive_int("num_samples", num_samples, allow_none=True)
+        return _singular_values_with(self.spectrum(), inputs, self.batch_size, num_samples)
+
+    def __call__(self, inputs: InputsLike, num_samples: int | None = None) -> JSVStats:
+        """The statistics of the model's current weights on ``inputs`` (see :func:`mean_jsv`)."""
+        return JSVStats.from_singular_values(self.singular_values(inputs, num_samples))
 
 
 def mean_jsv(

@@ -18,13 +18,17 @@ import numpy as np
 from tfprune.callbacks.jsv import JacobianSingularValues
 from tfprune.compat import keras, tf
 from tfprune.runtime import current_runtime
+from tfprune.trainability import JSVMeter
+from tfprune.training import twins
 from tfprune.training.optimizers import make_optimizer
 from tfprune.training.schedules import EpochLRScheduler, LRSchedule, lr_scheduler
 
 __all__ = [
     "compile_model",
+    "compiled",
     "evaluate",
     "fit",
+    "jsv_mean",
     "scope",
     "sparse_crossentropy_float32",
     "steps_per_execution",
@@ -77,6 +81,51 @@ def compile_model(
         steps_per_execution=steps_per_execution,
         jit_compile=bool(jit_compile),
     )
+
+
+def compiled(
+    model: Any,
+    recipe: Any,
+    lr: float,
+    steps_per_execution: int = 1,
+    *,
+    strategy: Any = None,
+    share: bool = True,
+) -> Any:
+    """A compiled model holding ``model``'s weights, to train, evaluate and measure instead of it.
+
+    Where ``model`` can have one, this is its twin of this process
+    (:mod:`tfprune.training.twins`): compiled (and traced) once per shape and setting, then
+    given the weights of each model and the state of a new optimizer at ``lr``; the results are
+    those of training ``model`` itself. Otherwise it is ``model``, compiled with
+    :func:`compile_model`. Training the returned model leaves ``model``'s weights as they were
+    unless it is ``model``. ``share=False``: always ``model`` itself.
+    """
+    jit = bool(current_runtime().jit_compile)
+    setting = (
+        recipe.optimizer,
+        float(recipe.momentum),
+        float(recipe.weight_decay),
+        getattr(recipe, "weight_decay_mode", "coupled"),
+        int(steps_per_execution),
+        jit,
+    )
+
+    def compile_fn(target: Any) -> None:
+        compile_model(target, recipe, lr, steps_per_execution, jit)
+
+    shared = twins.twin(model, setting, strategy, compile_fn, lr) if share else None
+    if shared is not None:
+        return shared
+    with scope(strategy):
+        compile_fn(model)
+    return model
+
+
+def jsv_mean(model: Any, inputs: np.ndarray) -> float:
+    """Mean JSV of ``model`` on ``inputs`` (:func:`tfprune.mean_jsv`); a twin's is traced once."""
+    meter = twins.jsv_meter(model) or JSVMeter(model)
+    return float(meter(inputs).mean)
 
 
 def steps_per_execution(schedule: LRSchedule, extra_callbacks: list | None = None) -> int:
@@ -163,7 +212,12 @@ def fit(
         )
     jsv_cb = None
     if jsv_inputs is not None:
-        jsv_cb = JacobianSingularValues(jsv_inputs, every_n_epochs=1, log_on_train_begin=False)
+        jsv_cb = JacobianSingularValues(
+            jsv_inputs,
+            every_n_epochs=1,
+            log_on_train_begin=False,
+            meter=twins.jsv_meter(model),
+        )
         callbacks.append(jsv_cb)
     val = data.test if eval_every_epoch else None
     out: dict[str, list[float]] = {}

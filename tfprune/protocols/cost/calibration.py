@@ -9,7 +9,9 @@ is included), else a few steps (on random inputs of the right shape when the dat
 warm-up excluded, median of ``repeats``; one evaluation pass; one mean-JSV measurement; and the
 one-off costs a run pays (loading the data, building and pruning the model, the first (tracing)
 call of each compiled function). Every timing is kept, so a model shape shared by many runs is
-timed once. Not included: the report written at the end (about a second for small grids).
+timed once. The runs of a shape that has a compiled twin (:mod:`tfprune.training.twins`) pay
+each first call once per process; :meth:`Calibration.new_process` starts counting again. Not
+included: the report written at the end (about a second for small grids).
 
 :func:`process_seconds` gives how long this process has been running (its start and imports),
 the fixed cost every run of a shard pays once.
@@ -37,7 +39,7 @@ from tfprune.protocols.execute import run_runtime
 from tfprune.protocols.spec import RunSpec, canonical_json
 from tfprune.runtime import use_runtime
 from tfprune.trainability import orthp
-from tfprune.training import pipeline
+from tfprune.training import pipeline, twins
 
 __all__ = ["Calibration", "process_seconds"]
 
@@ -58,6 +60,24 @@ class Calibration:
         self.repeats = max(1, int(repeats))
         self.log = log or (lambda _msg: None)
         self._timings: dict[str, Any] = {}
+        self._traced: set[str] = set()
+
+    def new_process(self) -> None:
+        """The next runs start a new process: their compiled twins are traced again."""
+        self._traced.clear()
+
+    def _first(self, seconds: float, arch: Arch, *setting: Any) -> float:
+        """The extra of a first (tracing) call: every run's, or once per process for a twin."""
+        key = _key("first", arch.key, *setting)
+        if key in self._traced:
+            return 0.0
+        shared = _key("shared", arch.key)
+        if shared not in self._timings:
+            with use_runtime(run_runtime(arch.spec)):
+                self._timings[shared] = twins.shape_key(self._model(arch)) is not None
+        if self._timings[shared]:
+            self._traced.add(key)
+        return seconds
 
     def run_seconds(self, spec: RunSpec, cost: RunCost, dense: Arch, small: Arch) -> float:
         """Wall time of one run on this machine, following the steps of ``execute``.
@@ -78,41 +98,45 @@ class Calibration:
             if cost.trains_base:
                 seconds += self._phase_seconds(cost.base, dense, spec, num_test)
                 ev = self._eval_timing(dense, spec, base_batch, num_test)
-                seconds += ev["first"] + ev["pass"]
+                seconds += self._first(ev["first"], dense, "eval", "base") + ev["pass"]
                 if jsv_n:
                     jv = self._jsv_timing(dense, jsv_n)
-                    seconds += jv["first"] + jv["call"]
-        if cost.prune is not None:
-            seconds += self._phase_seconds(cost.prune, dense, spec, num_test)
+                    seconds += self._first(jv["first"], dense, "jsv", "base") + jv["call"]
+        if cost.prune is not None:  # a regularized stage trains its own model: no twin
+            seconds += self._phase_seconds(cost.prune, dense, spec, num_test, shared=False)
         seconds += small.prune_seconds  # one-shot masks and removal (0 for dense)
         if spec.method == "scratch":
             seconds += small.build_seconds
         if spec.method.endswith("_orthp"):
             seconds += self._orthp_seconds(small)
         ev = self._eval_timing(small, spec, batch, num_test)
-        seconds += ev["first"] + ev["pass"]  # accuracy right after pruning
-        if jsv_n:
+        seconds += self._first(ev["first"], small, "eval", "retrain") + ev["pass"]
+        if jsv_n:  # mean JSV right after pruning
             jv = self._jsv_timing(small, jsv_n)
-            seconds += jv["first"] + jv["call"]  # mean JSV right after pruning
+            seconds += self._first(jv["first"], small, "jsv", "retrain") + jv["call"]
         seconds += self._phase_seconds(cost.retrain, small, spec, num_test)
         if cost.retrain.epochs:
             seconds += ev["pass"]  # final accuracy
         return seconds
 
-    def _phase_seconds(self, phase: Phase, arch: Arch, spec: RunSpec, num_test: int) -> float:
+    def _phase_seconds(
+        self, phase: Phase, arch: Arch, spec: RunSpec, num_test: int, *, shared: bool = True
+    ) -> float:
         """One ``fit``: first call, steps, epoch overheads, per-epoch evaluation and JSV."""
         if phase.epochs <= 0:
             return 0.0
         t = self._train_timing(phase, arch, spec)
         steps = phase.epochs * phase.steps_per_epoch
-        seconds = t["first"] + t["call"] + math.ceil(phase.epochs) * t["epoch"] + steps * t["step"]
+        first = self._first(t["first"], arch, "train", phase.kind) if shared else t["first"]
+        seconds = first + t["call"] + math.ceil(phase.epochs) * t["epoch"] + steps * t["step"]
         if phase.eval_every_epoch:
             seconds += (
                 phase.epochs * self._eval_timing(arch, spec, phase.batch_size, num_test)["pass"]
             )
         if phase.jsv_every_epoch:
             jv = self._jsv_timing(arch, spec.opts.jsv_samples)
-            seconds += jv["first"] + phase.epochs * jv["call"]
+            first = self._first(jv["first"], arch, "jsv", phase.kind) if shared else jv["first"]
+            seconds += first + phase.epochs * jv["call"]
         return seconds
 
     def _median(self, fn: Callable[[], Any]) -> float:

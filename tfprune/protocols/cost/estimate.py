@@ -262,6 +262,8 @@ class CostEstimator:
         """
         runs: list[RunCost] = []
         bases: dict[str, Phase] = {}
+        if self.calibration is not None:
+            self.calibration.new_process()
         for spec in specs:
             cost = self.run_cost(spec, trains_base=True)
             if cost.base_id is not None and cost.base is not None:
