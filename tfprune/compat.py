@@ -284,6 +284,8 @@ KERAS3_SUPPORTED = (
     "summarize",
     "speedup",
     "param_reduction",
+    "export_saved_model",
+    "export_for_serving",
 )
 
 
