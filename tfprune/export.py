@@ -219,18 +219,13 @@ def _model_class(flavour: str | None) -> type:
     return keras3().Model if flavour == KERAS3 else keras.Model
 
 
-def _keras3_fold(model: Any, fold: bool | None, tflite: bool, onnx: bool) -> str:
-    """Refuses what a Keras 3 export cannot do yet; the note that it exports unfolded."""
+def _keras3_fold(model: Any, fold: bool | None) -> str:
+    """Refuses folding a Keras 3 model; the note that it is exported unfolded."""
     if fold:
         raise UnsupportedModelError(
             f"fold=True: folding BatchNorm works on tf_keras (Keras 2) models only; {model.name!r} "
             "is a Keras 3 model. Export it with fold=False (--nofold), or build the same "
             "architecture with `import tf_keras as keras` to fold."
-        )
-    if tflite or onnx:
-        raise UnsupportedModelError(
-            f"TFLite and ONNX checks work on tf_keras (Keras 2) exports only; {model.name!r} is a "
-            "Keras 3 model. Export without tflite/onnx (--notflite --noonnx)."
         )
     note = (
         f"Keras 3 model {model.name!r} exported unfolded (BatchNorm and Rescaling kept): "
@@ -429,7 +424,7 @@ def _export_quietly(
         fold = False
     notes = []
     if flavour == KERAS3:
-        notes.append(_keras3_fold(model, fold, tflite, onnx))
+        notes.append(_keras3_fold(model, fold))
         fold = False
     elif fold is None:
         fold = True
@@ -482,6 +477,8 @@ def _export_quietly(
         try:
             if flavour == KERAS3:
                 _write_keras3(served, preprocessing, functions, staging)
+                if "serving_default" not in functions:  # ExportArchive adds it for TF Serving
+                    result.signatures.append("serving_default")
             else:
                 keras.models.save_model(
                     served,
@@ -698,8 +695,8 @@ def export_saved_model(
 
     Args:
         model: a functional or Sequential tf_keras or Keras 3 model with symbolic inputs
-            (stripped). A Keras 3 model is written with Keras 3's ``ExportArchive``, unfolded,
-            without TFLite/ONNX checks.
+            (stripped). A Keras 3 model is written unfolded with Keras 3's ``ExportArchive``,
+            which also names the first signature ``serving_default``.
         export_dir: target folder; must not exist or be empty, or be a tfprune export with
             ``overwrite``.
         overwrite: replace the tfprune export in ``export_dir`` (only after the new export
@@ -793,8 +790,8 @@ def export_for_serving(
 
     Args:
         model: a functional or Sequential tf_keras or Keras 3 model with symbolic inputs
-            (stripped). A Keras 3 model is written with Keras 3's ``ExportArchive``, unfolded,
-            without TFLite/ONNX checks.
+            (stripped). A Keras 3 model is written unfolded with Keras 3's ``ExportArchive``,
+            which also names the first signature ``serving_default``.
         base_dir: the folder TF Serving watches (``--model_base_path``).
         version: the version number; default the next free one.
         signature_name: key of the serving signature.

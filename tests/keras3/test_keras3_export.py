@@ -80,7 +80,8 @@ def _reload_without_tfprune(path, inputs, tmp_path):
 def test_keras3_cnn_served_and_reloaded_without_tfprune(tmp_path):
     model = _cnn()
     base = tmp_path / "serving"
-    result = tfprune.export_for_serving(model, base)
+    result = tfprune.export_for_serving(model, base, verify=True)
+    assert result.verify["ok"] and not result.verify["tfprune_imported"]
     assert result.version == 1 and result.path == str(base / "1")
     assert [n for n in os.listdir(base) if not n.startswith(".")] == ["1"]
     assert os.path.isfile(base / "1" / "saved_model.pb")
@@ -131,6 +132,27 @@ def test_keras3_multi_io_sequential_and_check_inputs(tmp_path):
     np.testing.assert_allclose(out["out"].numpy(), np.asarray(seq(x)), atol=1e-5)
 
 
+def test_keras3_tflite_and_onnx_match_the_saved_model(tmp_path):
+    pytest.importorskip("tf2onnx")
+    pytest.importorskip("onnxruntime")
+    result = tfprune.export_saved_model(_cnn(), tmp_path / "rt", tflite=True, onnx=True)
+    assert os.path.isfile(result.tflite_path) and os.path.isfile(result.onnx_path)
+    assert sorted(result.runtime_differences) == ["onnx", "tflite"]
+    assert max(result.runtime_differences.values()) <= 1e-4
+
+
+def test_keras3_signature_name_and_serving_default(tmp_path):
+    model = _cnn()
+    result = tfprune.export_saved_model(model, tmp_path / "s", signature_name="predict")
+    assert result.signatures == ["predict", "serving_default"]
+    signatures = compat.tf.saved_model.load(result).signatures
+    assert sorted(signatures) == ["predict", "serving_default"]
+    image = _image(2)
+    for name in ("predict", "serving_default"):
+        got = signatures[name](image=compat.tf.constant(image))["logits"].numpy()
+        np.testing.assert_allclose(got, np.asarray(model(image)), atol=1e-5)
+
+
 def test_keras3_preprocessing_signature(tmp_path):
     model = _cnn()
     raw = K3.Input((8, 8, 3), name="raw")
@@ -169,9 +191,10 @@ def test_keras3_export_errors_follow_tf_keras(tmp_path):
 
     with pytest.raises(UnsupportedModelError, match="Keras 3 model.*fold=False"):
         tfprune.export_for_serving(model, tmp_path / "fold", fold=True)
-    with pytest.raises(UnsupportedModelError, match="Keras 3 model.*tflite"):
-        tfprune.export_saved_model(model, tmp_path / "lite", tflite=True)
-    assert not (tmp_path / "fold").exists() and not (tmp_path / "lite").exists()
+    grouped = K3.Sequential([K3.Input((6, 6, 4)), L.Conv2D(4, 3, groups=2, name="gconv")])
+    with pytest.raises(UnsupportedModelError, match="'gconv'.*groups=2.*without onnx"):
+        tfprune.export_saved_model(grouped, tmp_path / "onnx", onnx=True)
+    assert not (tmp_path / "fold").exists() and not (tmp_path / "onnx").exists()
     # fold=False is what a Keras 3 export does anyway.
     assert tfprune.export_saved_model(model, tmp_path / "nofold", fold=False).notes
 
