@@ -12,6 +12,7 @@ import pytest
 
 import tfprune
 from tfprune import compat
+from tfprune.deploy import example_inputs
 from tfprune.deploy.serving import WARMUP_FILE, read_warmup_requests
 from tfprune.errors import (
     ExportDirectoryNotEmptyError,
@@ -151,6 +152,19 @@ def test_keras3_signature_name_and_serving_default(tmp_path):
     for name in ("predict", "serving_default"):
         got = signatures[name](image=compat.tf.constant(image))["logits"].numpy()
         np.testing.assert_allclose(got, np.asarray(model(image)), atol=1e-5)
+
+
+def test_keras3_embedding_inputs_get_ids_in_the_vocabulary(tmp_path):
+    ids = K3.Input((5,), dtype="int32", name="ids")
+    h = L.GlobalAveragePooling1D(name="pool")(L.Embedding(7, 4, name="embed")(ids))
+    model = K3.Model(ids, L.Dense(2, name="score")(h), name="text")
+    check = example_inputs(model, batch_size=64, seed=3)
+    assert check["ids"].dtype == np.int32 and set(np.unique(check["ids"])) == set(range(7))
+    result = tfprune.export_saved_model(model, tmp_path / "text")
+    got = compat.tf.saved_model.load(result).signatures["serving_default"](
+        ids=compat.tf.constant(check["ids"])
+    )
+    np.testing.assert_allclose(got["score"].numpy(), np.asarray(model(check["ids"])), atol=1e-5)
 
 
 def test_keras3_preprocessing_signature(tmp_path):
