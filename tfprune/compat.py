@@ -296,6 +296,8 @@ KERAS3_SUPPORTED = (
     "pruning_policy",
     "FilterPruner",
     "UpdateFilterMasks",
+    "export_saved_model",
+    "export_for_serving",
 )
 
 

@@ -6,7 +6,8 @@ Both
 
 1. refuse models that still hold tfprune masks or TF-MOT wrappers (strip them first),
 2. optimise the model for inference (BatchNorm/Rescaling folded, Dropout and noise dropped; see
-   :func:`tfprune.deploy.optimize_for_inference`) unless ``fold=False``,
+   :func:`tfprune.deploy.optimize_for_inference`) unless ``fold=False``; a Keras 3 model is
+   exported unfolded (folding needs a tf_keras model) with Keras 3's own ``ExportArchive``,
 3. write a ``serving_default`` signature with one named argument per model input and a dict of
    named outputs, plus an optional signature that runs a preprocessing model first,
 4. reload the SavedModel with ``tf.saved_model.load`` (the path TF Serving takes: no Python
@@ -37,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, require_tf_keras, tf
+from tfprune.compat import KERAS3, flavour_of, keras, keras3, tf
 from tfprune.deploy import runtimes, serving
 from tfprune.deploy.fold import FoldReport, check_no_masks, optimize_for_inference
 from tfprune.deploy.inputs import (
@@ -103,6 +104,7 @@ class ExportResult(str):
         runtime_differences: relative difference of each converted runtime vs the SavedModel.
         runtime_tolerance: relative tolerance of those runtime checks.
         verify: the fresh-process check's summary (``signatures`` holds its printed text).
+        notes: what the export left as it was and why (a Keras 3 model is exported unfolded).
     """
 
     path: str
@@ -119,6 +121,7 @@ class ExportResult(str):
     runtime_differences: dict[str, float] = dataclasses.field(default_factory=dict)
     runtime_tolerance: float = 0.0
     verify: dict[str, Any] | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
 
     def __new__(cls, path: str, *args: Any, **kwargs: Any) -> ExportResult:
         return super().__new__(cls, path)
@@ -131,6 +134,7 @@ class ExportResult(str):
         lines.append(f"signatures: {', '.join(self.signatures)}")
         if self.fold_report is not None:
             lines.append("inference optimisation: " + str(self.fold_report).replace("\n", "\n  "))
+        lines.extend(f"note: {note}" for note in self.notes)
         lines.append(
             f"reloaded vs model (graph mode): max relative difference "
             f"{self.max_relative_difference:.2e} (tolerance {self.tolerance:.1e}; the model's own "
@@ -157,30 +161,44 @@ def serving_signature(model: keras.Model) -> tf.types.experimental.ConcreteFunct
 
     Input names are the model's input layer names, output names its output layer names.
     """
+    return _serving_function(model).get_concrete_function()
+
+
+def _serving_function(model: Any) -> tf.types.experimental.PolymorphicFunction:
+    """:func:`serving_signature` as a traced ``tf.function`` (what Keras 3's export takes)."""
 
     @tf.function(input_signature=input_specs(model))
     def serve(*args: tf.Tensor) -> dict[str, tf.Tensor]:
         outputs = call_model(model, args)
         return {name: tf.identity(t, name=name) for name, t in outputs.items()}
 
-    return serve.get_concrete_function()
+    serve.get_concrete_function()
+    return serve
 
 
-def _preprocessing_signature(
-    model: keras.Model, preprocessing: keras.Model
-) -> tf.types.experimental.ConcreteFunction:
-    if not isinstance(preprocessing, keras.Model) or getattr(preprocessing, "inputs", None) is None:
+def _preprocessing_function(
+    model: Any, preprocessing: Any
+) -> tf.types.experimental.PolymorphicFunction:
+    flavour = flavour_of(model)
+    if (
+        flavour_of(preprocessing) != flavour
+        or not isinstance(preprocessing, _model_class(flavour))
+        or getattr(preprocessing, "inputs", None) is None
+    ):
         raise InvalidArgumentError(
-            "preprocessing must be a tf_keras functional or Sequential model built with an "
-            f"input shape (raw input -> model input), got {type(preprocessing).__name__}"
+            f"preprocessing must be a {flavour} functional or Sequential model (the flavour of "
+            "the model) built with an input shape (raw input -> model input), got "
+            f"{type(preprocessing).__name__}"
         )
     outs = tf.nest.flatten(preprocessing.outputs)
-    if len(outs) != len(model.inputs) or any(
-        not o.shape[1:].is_compatible_with(i.shape[1:]) or o.dtype != i.dtype
-        for o, i in zip(outs, model.inputs)
+    ins = tf.nest.flatten(model.inputs)
+    if len(outs) != len(ins) or any(
+        not tf.TensorShape(o.shape[1:]).is_compatible_with(i.shape[1:])
+        or tf.as_dtype(o.dtype) != tf.as_dtype(i.dtype)
+        for o, i in zip(outs, ins)
     ):
-        got = [(tuple(o.shape), o.dtype.name) for o in outs]
-        want = [(tuple(i.shape), i.dtype.name) for i in model.inputs]
+        got = [(tuple(o.shape), tf.as_dtype(o.dtype).name) for o in outs]
+        want = [(tuple(i.shape), tf.as_dtype(i.dtype).name) for i in ins]
         raise InvalidArgumentError(
             f"preprocessing outputs {got} do not fit the model inputs {want}; its outputs must "
             "be the model's inputs, in order, with the same shapes and dtypes"
@@ -192,7 +210,46 @@ def _preprocessing_signature(
         outputs = call_model(model, prepared)
         return {name: tf.identity(t, name=name) for name, t in outputs.items()}
 
-    return serve_raw.get_concrete_function()
+    serve_raw.get_concrete_function()
+    return serve_raw
+
+
+def _model_class(flavour: str | None) -> type:
+    """The Model class of ``flavour`` (tf_keras unless it is Keras 3)."""
+    return keras3().Model if flavour == KERAS3 else keras.Model
+
+
+def _keras3_fold(model: Any, fold: bool | None) -> str:
+    """Refuses folding a Keras 3 model; the note that it is exported unfolded."""
+    if fold:
+        raise UnsupportedModelError(
+            f"fold=True: folding BatchNorm works on tf_keras (Keras 2) models only; {model.name!r} "
+            "is a Keras 3 model. Export it with fold=False (--nofold), or build the same "
+            "architecture with `import tf_keras as keras` to fold."
+        )
+    note = (
+        f"Keras 3 model {model.name!r} exported unfolded (BatchNorm and Rescaling kept): "
+        "folding works on tf_keras models only"
+    )
+    if fold is None:
+        logging.getLogger(__name__).info(note)
+    return note
+
+
+def _write_keras3(
+    model: Any,
+    preprocessing: Any,
+    functions: Mapping[str, tf.types.experimental.PolymorphicFunction],
+    path: str,
+) -> None:
+    """Writes a Keras 3 model's SavedModel with Keras 3's ``ExportArchive`` (variables tracked)."""
+    archive = keras3().export.ExportArchive()
+    archive.track(model)
+    if preprocessing is not None:
+        archive.track(preprocessing)
+    for name, fn in functions.items():
+        archive.add_endpoint(name, fn)
+    archive.write_out(path, verbose=False)
 
 
 def _relative(want: Mapping[str, np.ndarray], got: Mapping[str, np.ndarray]) -> float:
@@ -335,7 +392,7 @@ def _export_quietly(
     atol: float,
     seed: int,
     batch_size: int,
-    fold: bool,
+    fold: bool | None,
     preprocessing: keras.Model | None,
     preprocessing_signature_name: str,
     warmup: bool,
@@ -346,6 +403,7 @@ def _export_quietly(
     verify: bool,
     allow_masked: bool,
 ) -> ExportResult:
+    flavour = flavour_of(model)
     _check_arguments(
         model,
         signature_name,
@@ -364,6 +422,12 @@ def _export_quietly(
             ) from None
         warnings.warn(f"exporting a model with masks at full size: {err}", stacklevel=3)
         fold = False
+    notes = []
+    if flavour == KERAS3:
+        notes.append(_keras3_fold(model, fold))
+        fold = False
+    elif fold is None:
+        fold = True
     input_names(model)  # raises for a model without symbolic inputs
     inputs = (
         example_inputs(model, batch_size, seed)
@@ -373,6 +437,7 @@ def _export_quietly(
     expected, noise, tolerance = _graph_reference(model, inputs, rtol)
     result = ExportResult(path=target, version=version, tolerance=tolerance)
     result.eager_graph_difference = noise
+    result.notes = notes
     served = model
     if fold:
         served, result.fold_report = optimize_for_inference(
@@ -388,10 +453,10 @@ def _export_quietly(
             + ". Export without onnx (--noonnx); the SavedModel and TFLite exports work. "
             "Nothing was written."
         )
-    signatures = {signature_name: serving_signature(served)}
+    functions = {signature_name: _serving_function(served)}
     raw_inputs = raw_expected = None
     if preprocessing is not None:
-        signatures[preprocessing_signature_name] = _preprocessing_signature(served, preprocessing)
+        functions[preprocessing_signature_name] = _preprocessing_function(served, preprocessing)
         raw_inputs = example_inputs(preprocessing, batch_size, seed)
         prepared = tf.nest.flatten(
             call_model(
@@ -399,7 +464,7 @@ def _export_quietly(
             )
         )
         raw_expected = {k: v.numpy() for k, v in call_model(model, prepared).items()}
-    result.signatures = list(signatures)
+    result.signatures = list(functions)
 
     runtimes.require(tflite=tflite, onnx=onnx)  # before anything is written
     if warmup:
@@ -410,16 +475,22 @@ def _export_quietly(
     staging = staging_dir(parent, os.path.basename(target))
     try:
         try:
-            keras.models.save_model(
-                served,
-                staging,
-                save_format="tf",
-                include_optimizer=False,
-                signatures=signatures,
-                # Per-layer call traces are only needed to reload custom layers in Keras without
-                # their classes; skipping them makes saving and loading several times faster.
-                save_traces=not _only_stock_layers(served),
-            )
+            if flavour == KERAS3:
+                _write_keras3(served, preprocessing, functions, staging)
+                if "serving_default" not in functions:  # ExportArchive adds it for TF Serving
+                    result.signatures.append("serving_default")
+            else:
+                keras.models.save_model(
+                    served,
+                    staging,
+                    save_format="tf",
+                    include_optimizer=False,
+                    signatures={k: f.get_concrete_function() for k, f in functions.items()},
+                    # Per-layer call traces are only needed to reload custom layers in Keras
+                    # without their classes; skipping them makes saving and loading several
+                    # times faster.
+                    save_traces=not _only_stock_layers(served),
+                )
         except Exception as err:  # noqa: BLE001 - re-raised as a tfprune error with context.
             raise ExportError(f"writing the SavedModel failed: {err}") from err
         got = _run_saved_model(staging, signature_name, inputs)
@@ -472,8 +543,10 @@ def _check_arguments(
     batch_size: int,
 ) -> None:
     """Raises InvalidArgumentError naming the first bad export argument."""
-    if not isinstance(model, keras.Model):
-        raise InvalidArgumentError(f"model must be a tf_keras Model, got {type(model).__name__}")
+    if not isinstance(model, _model_class(flavour_of(model))):
+        raise InvalidArgumentError(
+            f"model must be a tf_keras or Keras 3 Model, got {type(model).__name__}"
+        )
     for name, value in (
         ("signature_name", signature_name),
         ("preprocessing_signature_name", preprocessing_signature_name),
@@ -599,7 +672,7 @@ def export_saved_model(
     overwrite: bool = False,
     seed: int = 0,
     batch_size: int = 2,
-    fold: bool = True,
+    fold: bool | None = None,
     preprocessing: keras.Model | None = None,
     preprocessing_signature_name: str = "serving_preprocess",
     warmup: bool = False,
@@ -621,7 +694,9 @@ def export_saved_model(
     multi-input/multi-output models are supported. See the module docstring for the checks.
 
     Args:
-        model: a functional or Sequential tf_keras model with symbolic inputs (stripped).
+        model: a functional or Sequential tf_keras or Keras 3 model with symbolic inputs
+            (stripped). A Keras 3 model is written unfolded with Keras 3's ``ExportArchive``,
+            which also names the first signature ``serving_default``.
         export_dir: target folder; must not exist or be empty, or be a tfprune export with
             ``overwrite``.
         overwrite: replace the tfprune export in ``export_dir`` (only after the new export
@@ -636,9 +711,11 @@ def export_saved_model(
         atol: absolute tolerance added to it.
         seed: seed of the random check inputs.
         batch_size: batch of the random check inputs.
-        fold: optimise for inference first (fold BatchNorm/Rescaling, drop Dropout and noise).
-        preprocessing: optional tf_keras model from raw inputs to the model's inputs; adds the
-            signature ``preprocessing_signature_name`` that runs it before the model.
+        fold: optimise for inference first (fold BatchNorm/Rescaling, drop Dropout and noise);
+            default True for tf_keras models and False for Keras 3 models (``True`` is an error
+            there).
+        preprocessing: optional model (the model's flavour) from raw inputs to the model's
+            inputs; adds the signature ``preprocessing_signature_name`` that runs it first.
         preprocessing_signature_name: key of that signature.
         warmup: write TF Serving warm-up requests (the check inputs) into ``assets.extra/``.
         model_name: model name in the warm-up requests (default the Keras model's name).
@@ -656,7 +733,6 @@ def export_saved_model(
         ExportError: writing, reloading or converting failed.
         InvalidArgumentError: bad arguments (the message names the argument).
     """
-    require_tf_keras(model, "tfprune.export_saved_model")
     target = os.path.abspath(os.fspath(export_dir))
     check_export_dir(target, overwrite)
     result = _export(
@@ -695,7 +771,7 @@ def export_for_serving(
     atol: float = 1e-5,
     seed: int = 0,
     batch_size: int = 2,
-    fold: bool = True,
+    fold: bool | None = None,
     preprocessing: keras.Model | None = None,
     preprocessing_signature_name: str = "serving_preprocess",
     warmup: bool = True,
@@ -713,7 +789,9 @@ def export_for_serving(
     requests are written by default. Returns an :class:`ExportResult`.
 
     Args:
-        model: a functional or Sequential tf_keras model with symbolic inputs (stripped).
+        model: a functional or Sequential tf_keras or Keras 3 model with symbolic inputs
+            (stripped). A Keras 3 model is written unfolded with Keras 3's ``ExportArchive``,
+            which also names the first signature ``serving_default``.
         base_dir: the folder TF Serving watches (``--model_base_path``).
         version: the version number; default the next free one.
         signature_name: key of the serving signature.
@@ -724,9 +802,11 @@ def export_for_serving(
         atol: absolute tolerance added to it.
         seed: seed of the random check inputs.
         batch_size: batch of the random check inputs.
-        fold: optimise for inference first (fold BatchNorm/Rescaling, drop Dropout and noise).
-        preprocessing: optional tf_keras model from raw inputs to the model's inputs; adds the
-            signature ``preprocessing_signature_name`` that runs it before the model.
+        fold: optimise for inference first (fold BatchNorm/Rescaling, drop Dropout and noise);
+            default True for tf_keras models and False for Keras 3 models (``True`` is an error
+            there).
+        preprocessing: optional model (the model's flavour) from raw inputs to the model's
+            inputs; adds the signature ``preprocessing_signature_name`` that runs it first.
         preprocessing_signature_name: key of that signature.
         warmup: write TF Serving warm-up requests (the check inputs) into ``assets.extra/``.
         model_name: model name in the warm-up requests (default the Keras model's name).
@@ -743,7 +823,6 @@ def export_for_serving(
         UnsupportedModelError: the model still holds tfprune masks or TF-MOT wrappers.
         ExportError: writing, reloading or converting failed.
     """
-    require_tf_keras(model, "tfprune.export_for_serving")
     target, version = serving.version_dir(base_dir, version)
     return _export(
         model,

@@ -25,8 +25,6 @@ X = np.zeros((2, 6, 6, 3), "float32")
 
 REFUSING = {
     "optimize_for_inference": lambda m, d: tfprune.optimize_for_inference(m),
-    "export_saved_model": lambda m, d: tfprune.export_saved_model(m, str(d / "saved")),
-    "export_for_serving": lambda m, d: tfprune.export_for_serving(m, str(d / "serving")),
     "recalibrate_batch_norm": lambda m, d: tfprune.recalibrate_batch_norm(m, X),
     "orthp": lambda m, d: tfprune.orthp(m),
     "mean_jsv": lambda m, d: tfprune.mean_jsv(m, X),

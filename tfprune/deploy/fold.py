@@ -25,7 +25,17 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import KerasTensor, inbound_nodes, is_functional, keras, require_tf_keras, tf
+from tfprune.compat import (
+    KERAS3,
+    KerasTensor,
+    flavour_of,
+    inbound_nodes,
+    is_functional,
+    keras,
+    keras3_sublayers,
+    require_tf_keras,
+    tf,
+)
 from tfprune.deploy.inputs import call_outputs, example_inputs
 from tfprune.errors import FoldError, UnsupportedModelError
 from tfprune.graph.rebuild import copy_layer, rebuild_model
@@ -207,8 +217,21 @@ def _walk_models(model: Any, prefix: str = "") -> list[tuple[Any, str]]:
     return found
 
 
+#: Class-name prefixes of tfprune's mask layers, as Keras 3 models hold them.
+KERAS3_MASK_PREFIXES = ("Masked", "ChannelMask")
+
+
 def check_no_masks(model: Any, what: str = "model") -> None:
     """Raise a clear error if ``model`` still holds tfprune masks or TF-MOT pruning wrappers."""
+    if flavour_of(model) == KERAS3:
+        for layer in keras3_sublayers(model):
+            if type(layer).__name__.startswith(KERAS3_MASK_PREFIXES):
+                raise UnsupportedModelError(
+                    f"{what} {model.name!r} still holds tfprune masks (layer {layer.name!r}, "
+                    f"{type(layer).__name__}); masked filters are zero but still computed. Call "
+                    "tfprune.strip_filters(model) first to remove them physically."
+                )
+        return
     for graph, prefix in _walk_models(model):
         for layer in graph.layers:
             if is_mask_layer(layer):

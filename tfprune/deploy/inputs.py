@@ -12,7 +12,18 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import is_functional, keras, saved_input_spec, tf
+from tfprune.compat import (
+    KERAS3,
+    flavour_of,
+    is_functional,
+    keras,
+    keras3,
+    keras3_functional_graph,
+    keras3_graph_calls,
+    keras3_producer,
+    saved_input_spec,
+    tf,
+)
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph.trace import iter_graph_nodes
 
@@ -31,6 +42,12 @@ def _check_symbolic_inputs(model: keras.Model) -> None:
     if getattr(model, "inputs", None) is not None:
         return
     what = f"model {model.name!r} ({type(model).__name__})"
+    if flavour_of(model) == KERAS3:
+        raise UnsupportedModelError(
+            f"{what} is a Keras 3 model without symbolic inputs (subclassed or not built), so "
+            "it has no named inputs to serve: build it as a functional or Sequential model "
+            "with keras.Input(shape=...), or wrap it: keras.Model(inputs, model(inputs))."
+        )
     spec = saved_input_spec(model)
     if spec is None:
         raise UnsupportedModelError(
@@ -53,6 +70,8 @@ def _check_symbolic_inputs(model: keras.Model) -> None:
 def input_names(model: keras.Model) -> list[str]:
     """The model's input names (its input layers' names), in input order."""
     _check_symbolic_inputs(model)
+    if flavour_of(model) == KERAS3:
+        return [str(t.name) for t in tf.nest.flatten(model.inputs)]
     return [str(n) for n in model.input_names]
 
 
@@ -61,13 +80,16 @@ def input_specs(model: keras.Model) -> list[tf.TensorSpec]:
     _check_symbolic_inputs(model)
     return [
         tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=name)
-        for t, name in zip(model.inputs, input_names(model))
+        for t, name in zip(tf.nest.flatten(model.inputs), input_names(model))
     ]
 
 
 def output_names(model: keras.Model) -> list[str]:
     """Serving output names: the output layers' names (``output_<i>`` when they collide)."""
-    names = [str(n) for n in model.output_names]
+    if flavour_of(model) == KERAS3:  # a Keras 3 Sequential model has no output_names
+        names = [str(keras3_producer(t).name) for t in tf.nest.flatten(model.outputs)]
+    else:
+        names = [str(n) for n in model.output_names]
     if len(set(names)) != len(names):
         names = [f"output_{i}" for i in range(len(names))]
     return names
@@ -77,6 +99,8 @@ def call_model(model: keras.Model, args: Sequence[Any]) -> dict[str, tf.Tensor]:
     """Calls the model in inference mode on positional inputs; returns ``{output name: tensor}``."""
     if len(args) == 1:
         result = model(args[0], training=False)
+    elif flavour_of(model) == KERAS3:
+        result = model(list(args), training=False)  # in the order of model.inputs
     else:
         result = model(dict(zip(input_names(model), args)), training=False)
     if isinstance(result, Mapping):
@@ -126,6 +150,8 @@ def call_outputs(model: keras.Model, inputs: Any) -> dict[str, np.ndarray]:
 def _id_limits(model: keras.Model) -> dict[int, int]:
     """id(input tensor) -> smallest vocabulary of an Embedding/CategoryEncoding it feeds."""
     limits: dict[int, int] = {}
+    if flavour_of(model) == KERAS3:
+        return _keras3_id_limits(model)
 
     def visit(graph: Any, aliases: dict[int, int]) -> None:
         for node in iter_graph_nodes(graph):
@@ -148,6 +174,23 @@ def _id_limits(model: keras.Model) -> dict[int, int]:
     return limits
 
 
+def _keras3_id_limits(model: Any) -> dict[int, int]:
+    """:func:`_id_limits` of a Keras 3 functional or Sequential model (its top-level graph)."""
+    k3 = keras3()
+    graph = keras3_functional_graph(model)
+    limits: dict[int, int] = {}
+    for call in keras3_graph_calls(graph) if graph is not None else []:
+        size = None
+        if isinstance(call.operation, k3.layers.Embedding):
+            size = int(call.operation.input_dim)
+        elif isinstance(call.operation, k3.layers.CategoryEncoding):
+            size = int(call.operation.num_tokens)
+        if size is not None:
+            for t in call.inputs:
+                limits[id(t)] = min(limits.get(id(t), size), size)
+    return limits
+
+
 def example_inputs(model: keras.Model, batch_size: int = 2, seed: int = 0) -> dict[str, np.ndarray]:
     """Random inputs the model accepts, by input name.
 
@@ -158,7 +201,7 @@ def example_inputs(model: keras.Model, batch_size: int = 2, seed: int = 0) -> di
     rng = np.random.default_rng(seed)
     limits = _id_limits(model)
     inputs = {}
-    for t, spec in zip(model.inputs, input_specs(model)):
+    for t, spec in zip(tf.nest.flatten(model.inputs), input_specs(model)):
         dims = spec.shape.as_list()[1:]
         if any(d is None for d in dims):
             raise InvalidArgumentError(

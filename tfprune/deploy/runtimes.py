@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import conv_base_class, tf
+from tfprune.compat import KERAS3, conv_base_class, flavour_of, keras3_sublayers, tf
 from tfprune.errors import TfpruneError
 from tfprune.files import atomic_write_bytes
 from tfprune.nested import all_layers
@@ -162,16 +162,23 @@ def _inputs_to_initializers(model_proto: Any, values: Mapping[str, np.ndarray]) 
 def onnx_blockers(model: Any) -> list[str]:
     """Layers of ``model`` tf2onnx cannot convert, each with the reason (empty: none known).
 
-    tf_keras runs a grouped convolution (``groups > 1``) through an XLA-compiled function,
-    which tf2onnx leaves as a call it cannot translate; one group per input channel is
-    rewritten as a depthwise convolution by :func:`tfprune.optimize_for_inference` first.
+    tf_keras and Keras 3 run a grouped convolution (``groups > 1``) through an XLA-compiled
+    function, which tf2onnx leaves as a call it cannot translate; for tf_keras, one group per
+    input channel is rewritten as a depthwise convolution by
+    :func:`tfprune.optimize_for_inference` first.
     """
+    if flavour_of(model) == KERAS3:
+        who = "Keras 3"
+        convs = [la for la in keras3_sublayers(model) if hasattr(la, "kernel")]
+    else:
+        who = "tf_keras"
+        convs = [la for la in all_layers(model) if isinstance(la, conv_base_class)]
     out = []
-    for layer in all_layers(model):
+    for layer in convs:
         groups = int(getattr(layer, "groups", 1) or 1)
-        if groups > 1 and isinstance(layer, conv_base_class):
+        if groups > 1:
             out.append(
-                f"{layer.name!r} ({type(layer).__name__}, groups={groups}): tf_keras runs a "
+                f"{layer.name!r} ({type(layer).__name__}, groups={groups}): {who} runs a "
                 "grouped convolution as an XLA-compiled function, which tf2onnx cannot convert"
             )
     return out
