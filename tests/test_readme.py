@@ -247,6 +247,7 @@ def _keras3_prune_check(ns: dict[str, Any]) -> None:
     assert compat.flavour_of(small) == compat.KERAS3
     assert [la.filters for la in small.layers if hasattr(la, "filters")] == [8, 16]
     np.testing.assert_allclose(small(x), masked(x), rtol=1e-5, atol=1e-5)
+    assert pathlib.Path("serving/keras3/1/saved_model.pb").is_file()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,7 +277,12 @@ GIVENS = [
     Givens("schedule = tfmot.sparsity.keras.PolynomialDecay(", _gradual_givens, _gradual_check),
     Givens('model = get_model("small_cnn", seed=0)  # any', check=_first_prune_check),
     Givens("model = keras.applications.MobileNetV2(weights=None)", check=_keras3_check),
-    Givens("masked = tfprune.prune_filters(net, 0.5)", _keras3_prune_givens, _keras3_prune_check),
+    Givens(
+        "masked = tfprune.prune_filters(net, 0.5)",
+        _keras3_prune_givens,
+        _keras3_prune_check,
+        needs=("tensorflow_serving",),
+    ),
 ]
 
 # The names the README's first block imports, which the later blocks use.

@@ -214,21 +214,17 @@ def test_keras3_export_errors_follow_tf_keras(tmp_path):
 
 
 def test_keras3_models_with_masks_or_without_inputs_are_refused(tmp_path):
-    class ChannelMask(L.Layer):  # stands for tfprune's Keras 3 mask layer
-        def call(self, x):
-            return x
-
-    class MaskedConv2D(L.Conv2D):
-        pass
-
     inp = K3.Input((6, 6, 3), name="image")
-    masked = K3.Model(inp, ChannelMask(name="mask")(L.Conv2D(2, 3)(inp)), name="masked")
-    with pytest.raises(UnsupportedModelError, match="'mask'.*strip_filters"):
+    plain = K3.Model(inp, L.Conv2D(2, 1, name="head")(L.Conv2D(4, 3, name="conv")(inp)))
+    masked = tfprune.prune_filters(plain, 0.5)
+    with pytest.raises(UnsupportedModelError, match="still holds tfprune masks.*strip_filters"):
         tfprune.export_for_serving(masked, tmp_path / "a")
-    nested = K3.Sequential([K3.Input((6, 6, 3)), MaskedConv2D(2, 3, name="mconv")], name="inner")
-    outer = K3.Model(inp, nested(inp), name="outer")
-    with pytest.raises(UnsupportedModelError, match="'mconv'.*strip_filters"):
-        tfprune.export_saved_model(outer, tmp_path / "b")
+    inner = K3.Sequential(
+        [K3.Input((6, 6, 3)), L.Conv2D(4, 3, name="c1"), L.Conv2D(2, 1, name="c2")], name="inner"
+    )
+    masked_nested = tfprune.prune_filters(K3.Model(inp, inner(inp), name="outer"), 0.5)
+    with pytest.raises(UnsupportedModelError, match="still holds tfprune masks.*strip_filters"):
+        tfprune.export_saved_model(masked_nested, tmp_path / "b")
 
     class Sub(K3.Model):
         def __init__(self):

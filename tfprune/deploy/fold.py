@@ -217,15 +217,11 @@ def _walk_models(model: Any, prefix: str = "") -> list[tuple[Any, str]]:
     return found
 
 
-#: Class-name prefixes of tfprune's mask layers, as Keras 3 models hold them.
-KERAS3_MASK_PREFIXES = ("Masked", "ChannelMask")
-
-
 def check_no_masks(model: Any, what: str = "model") -> None:
     """Raise a clear error if ``model`` still holds tfprune masks or TF-MOT pruning wrappers."""
     if flavour_of(model) == KERAS3:
         for layer in keras3_sublayers(model):
-            if type(layer).__name__.startswith(KERAS3_MASK_PREFIXES):
+            if is_mask_layer(layer):
                 raise UnsupportedModelError(
                     f"{what} {model.name!r} still holds tfprune masks (layer {layer.name!r}, "
                     f"{type(layer).__name__}); masked filters are zero but still computed. Call "
