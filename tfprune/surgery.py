@@ -60,9 +60,11 @@ def cut_channels(analysis: Analysis, pruned: dict[int, np.ndarray]) -> Any:
                 if idx.size < m.size:
                     kept[role] = idx
         stock = stock_class(layer)
-        if not kept and stock is None:
-            return copy_layer(layer), layer.get_weights()
         rule = rule_for(layer)
+        if not kept and stock is None:
+            return copy_layer(layer, rule.new_config(layer, layer_config(layer), {})), (
+                layer.get_weights()
+            )
         config = rule.new_config(layer, layer_config(layer), kept)
         weights = {name: v.numpy() for name, v in named_weights(layer).items()}
         weights = rule.slice_weights(layer, weights, kept)

@@ -22,6 +22,7 @@ rules read it.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +51,7 @@ __all__ = [
     "graph_operations",
     "is_keras3",
     "trace_keras3",
+    "traced_graph",
 ]
 
 
@@ -149,6 +151,35 @@ def _trace_layer(layer: Any, args: tuple, kwargs: dict) -> tuple[Any, list, str]
     return graph, inputs, ""
 
 
+# layer -> {input signature: (graph, its inputs, reason)}: a layer is traced once per signature,
+# and the rebuild replays the very graph (the same tensors) the analysis walked.
+_TRACED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _signature(inputs: list) -> str:
+    return repr([(tuple(t.shape), str(t.dtype)) for t in inputs])
+
+
+def _traced(layer: Any, args: tuple, kwargs: dict, inputs: list) -> tuple[Any, list, str]:
+    per_layer = _TRACED.setdefault(layer, {})
+    key = _signature(inputs)
+    if key not in per_layer:
+        per_layer[key] = _trace_layer(layer, args, kwargs)
+    return per_layer[key]
+
+
+def traced_graph(layer: Any, inputs: list, outputs: list) -> tuple[Any, list] | None:
+    """``(graph, its inputs)`` standing in for a call of custom ``layer`` in the analysis.
+
+    None unless :func:`trace_keras3` looked inside this call (``inputs`` and ``outputs`` are
+    the call's symbolic tensors); the rebuild then replays the graph's calls instead.
+    """
+    graph, graph_inputs, _ = _TRACED.get(layer, {}).get(_signature(inputs), (None, [], ""))
+    if graph is None or len(graph_inputs) != len(inputs) or len(graph.outputs) != len(outputs):
+        return None
+    return graph, graph_inputs
+
+
 def trace_keras3(
     model: Any,
     what: str = "model",
@@ -162,7 +193,6 @@ def trace_keras3(
     those kept as one call.
     """
     graph = check_keras3_graph(model, what)
-    traced: dict[tuple, tuple[Any, list, str]] = {}
     views: dict[int, Keras3Tensor] = {}
 
     def view(t: Any) -> Keras3Tensor:
@@ -191,11 +221,7 @@ def trace_keras3(
             inner = keras3_functional_graph(op) if hasattr(op, "layers") else None
             inner_inputs = None if inner is None else list(inner.inputs)
             if inner is None and look_inside is not None and look_inside(op):
-                key = (id(op), repr([(t.shape, t.dtype) for t in inputs]))
-                found = traced.get(key)
-                if found is None:
-                    found = traced[key] = _trace_layer(op, node.args, node.kwargs)
-                inner, inner_inputs, reason = found
+                inner, inner_inputs, reason = _traced(op, node.args, node.kwargs, inputs)
                 if inner is None and notes is not None:
                     notes[id(op)] = (type(op).__name__, reason)
             if inner is not None and len(inputs) == len(inner_inputs):

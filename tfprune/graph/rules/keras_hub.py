@@ -86,6 +86,8 @@ class ViTPatchingAndEmbeddingRule(_ExactClassRule):
         return ("kernel",)
 
     def new_config(self, layer: Any, config: dict, kept: dict[Role, np.ndarray]) -> dict:
+        # Its get_config writes two derived sizes its constructor does not take back.
+        config = {k: v for k, v in config.items() if k not in ("num_patches", "num_positions")}
         return dict(config, hidden_dim=len(kept["out"])) if "out" in kept else config
 
     def filters(self, layer: Any) -> int:
