@@ -71,10 +71,10 @@ def rebuild_keras3(
         state: dict = {"names": names, "masked": {}}
         sequence: list[Any] = []
 
-        def replay(g: Any, prefix: str, inlined: bool) -> None:
+        def replay(g: Any, at: str, inlined: bool) -> None:
             for call in keras3_graph_calls(g):
                 op = call.operation
-                path = prefix + op.name
+                path = at + op.name
 
                 def substitute(x: Any, _path: str = path) -> Any:
                     if isinstance(x, k3.KerasTensor):
@@ -123,7 +123,7 @@ def rebuild_keras3(
                         outputs = args[0]
                     else:
                         if inlined and id(new_layer) not in renamed:
-                            _rename(new_layer, path, state["names"])
+                            _rename(new_layer, path[len(prefix) :], state["names"])
                             renamed.add(id(new_layer))
                         sequence.extend(state.pop("inserted", []))
                         outputs = new_layer(*args, **kwargs)

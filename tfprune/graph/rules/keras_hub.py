@@ -55,7 +55,7 @@ class PositionEmbeddingRule(_PerChannelTableRule):
     """
 
     qualified_name = _LAYERS + "position_embedding.PositionEmbedding"
-    table = "position_embeddings"
+    table = "embeddings"  # the weight's name (its attribute is position_embeddings)
 
 
 class ViTPatchingAndEmbeddingRule(_ExactClassRule):
