@@ -116,6 +116,16 @@ def _sample(t: Any, rng: np.random.Generator) -> np.ndarray:
     return rng.standard_normal(shape).astype(str(t.dtype))
 
 
+def _variables_read(graph: Any) -> str:
+    """Path of a weight that an op of ``graph`` takes as an argument ("" if none)."""
+    k3 = keras3()
+    for call in keras3_graph_calls(graph):
+        for a in tf.nest.flatten((list(call.args), call.kwargs)):
+            if isinstance(a, k3.Variable):
+                return a.path
+    return ""
+
+
 def _trace_layer(layer: Any, args: tuple, kwargs: dict) -> tuple[Any, list, str]:
     """``(graph, its symbolic inputs in argument order, "")`` of one custom layer call.
 
@@ -133,6 +143,10 @@ def _trace_layer(layer: Any, args: tuple, kwargs: dict) -> tuple[Any, list, str]
     try:
         outputs = layer.call(*new_args, **new_kwargs)
         graph = keras3_symbolic_graph(inputs, outputs)
+        read = _variables_read(graph)
+        if read:
+            # A rebuilt model could not slice or own such a weight: keep the layer whole.
+            return None, [], f"its call reads the weight {read!r} itself (a rule must slice it)"
         rng = np.random.default_rng(0)
         samples = {id(t): _sample(t, rng) for t in outer}
         real_args, real_kwargs = tf.nest.map_structure(

@@ -115,7 +115,10 @@ def rebuild_keras3(
                     sequence.append(models[id(op)])
                     outputs = models[id(op)](*args, **kwargs)
                 elif not keras3_is_layer(op):
-                    outputs = keras3_copy_op(op)(*args, **kwargs)
+                    copied = keras3_copy_op(op)
+                    if inlined and copied is not op:  # a custom layer called twice: two copies
+                        _rename(copied, path[len(prefix) :], state["names"])
+                    outputs = copied(*args, **kwargs)
                     state["replaced"] = True  # a raw op has no place in a Sequential model
                 else:
                     new_layer = cache.get(op, path)
