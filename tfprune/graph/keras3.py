@@ -11,8 +11,10 @@ Custom layers that ``look_inside`` picks (those no channel rule claims) are trac
 ones are (:mod:`tfprune.graph.inline`): their ``call`` is run on fresh symbolic inputs, which
 records their sublayers and ops as a small graph that stands in for the layer. The graph is
 only used when the layer creates no weights of its own and, on a random input, the graph
-computes what the layer computes (relative error <= 1e-5); otherwise the layer stays one call
-and ``notes`` says why.
+computes what the layer computes (relative error <= 1e-5), and no op of the graph takes a weight
+as an argument (``ops.matmul(x, self.dense.kernel)``: no rebuilt model could slice or own it);
+otherwise the layer stays one call and ``notes`` says why. Pruning rebuilds a looked-inside layer
+as the very graph the analysis walked (:func:`traced_graph`), sublayers and ops in its place.
 
 The tensors of the trace are :class:`Keras3Tensor` views of Keras 3's symbolic tensors: the
 same tensor always gets the same view, whose ``shape`` is a ``tf.TensorShape`` as the channel
