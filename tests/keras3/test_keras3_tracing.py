@@ -177,3 +177,12 @@ def test_a_layer_that_reads_a_sublayers_weight_stays_whole_and_blocks_with_the_r
     assert not groups[("stem",)].prunable and groups[("after",)].prunable
     small = prunes_and_strips(model, X)
     assert small.get_layer("stem").filters == 6 and small.get_layer("after").filters == 3
+
+
+def test_the_plan_of_a_looked_inside_layer_applies_to_the_original_model():
+    model = _model(ConvBlock(6, name="block"))
+    small, plan = tfprune.shrink(model, 0.5, return_plan=True)
+    assert "block_conv" in plan.layers  # named as in the pruned model
+    again = tfprune.apply_plan(model, plan)
+    assert again.get_layer("block_conv").filters == 3
+    np.testing.assert_allclose(np.asarray(again(X)), np.asarray(small(X)), rtol=0, atol=1e-6)
