@@ -22,7 +22,7 @@ from tfprune.compat import KERAS3, producing_layer, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError, did_you_mean
 from tfprune.graph.groups import Analysis, ChannelGroup, analyze
 from tfprune.graph.keras3 import check_keras3_graph, is_keras3
-from tfprune.graph.rebuild import copy_layer, rebuild_model
+from tfprune.graph.rebuild import copy_layer, layer_config, rebuild_model
 from tfprune.graph.rules import named_weights, rule_for
 from tfprune.graph.trace import check_graph_model
 from tfprune.importance import Importance, get_importance
@@ -635,7 +635,8 @@ def _masked_copy(
             twin = cls.from_config({**config, "policy": carried()})
             twins.append((layer, twin))
             return twin, weights
-        return copy_layer(layer), layer.get_weights()
+        config = rule_for(layer).new_config(layer, layer_config(layer), {})
+        return copy_layer(layer, config), layer.get_weights()
 
     def hook(path: str, old: Any, new: Any, state: dict) -> Any:
         if (path, id(old)) not in masked_inputs:

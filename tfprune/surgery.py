@@ -8,6 +8,7 @@ tfprune layer remains, so the model (and its SavedModel) loads without tfprune i
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -60,9 +61,11 @@ def cut_channels(analysis: Analysis, pruned: dict[int, np.ndarray]) -> Any:
                 if idx.size < m.size:
                     kept[role] = idx
         stock = stock_class(layer)
-        if not kept and stock is None:
-            return copy_layer(layer), layer.get_weights()
         rule = rule_for(layer)
+        if not kept and stock is None:
+            return copy_layer(layer, rule.new_config(layer, layer_config(layer), {})), (
+                layer.get_weights()
+            )
         config = rule.new_config(layer, layer_config(layer), kept)
         weights = {name: v.numpy() for name, v in named_weights(layer).items()}
         weights = rule.slice_weights(layer, weights, kept)
@@ -139,4 +142,22 @@ def apply_plan(model: Any, plan: PruningPlan | dict | str) -> Any:
         raise UnsupportedModelError(
             "apply_plan expects a model without tfprune masks; use strip_filters on a masked model."
         )
-    return cut_channels(analysis, pruned_from_plan(analysis, plan))
+    return cut_channels(analysis, pruned_from_plan(analysis, _traced_paths(analysis, plan)))
+
+
+def _traced_paths(analysis: Analysis, plan: PruningPlan) -> PruningPlan:
+    """``plan`` with its layer names matched to this model's paths where they differ.
+
+    A pruned Keras 3 model names the sublayers of a custom layer the analysis looked inside
+    ``block_conv``; here they are ``block/conv``. A name is changed only where exactly one
+    path matches.
+    """
+    paths = {m.path for g in analysis.groups for m in g.layers}
+    flat: dict[str, list[str]] = {}
+    for path in paths:
+        flat.setdefault(path.replace("/", "_"), []).append(path)
+    layers = {}
+    for path, roles in plan.layers.items():
+        found = flat.get(path.replace("/", "_"), [])
+        layers[path if path in paths or len(found) != 1 else found[0]] = roles
+    return dataclasses.replace(plan, layers=layers)

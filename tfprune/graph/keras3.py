@@ -11,8 +11,10 @@ Custom layers that ``look_inside`` picks (those no channel rule claims) are trac
 ones are (:mod:`tfprune.graph.inline`): their ``call`` is run on fresh symbolic inputs, which
 records their sublayers and ops as a small graph that stands in for the layer. The graph is
 only used when the layer creates no weights of its own and, on a random input, the graph
-computes what the layer computes (relative error <= 1e-5); otherwise the layer stays one call
-and ``notes`` says why.
+computes what the layer computes (relative error <= 1e-5), and no op of the graph takes a weight
+as an argument (``ops.matmul(x, self.dense.kernel)``: no rebuilt model could slice or own it);
+otherwise the layer stays one call and ``notes`` says why. Pruning rebuilds a looked-inside layer
+as the very graph the analysis walked (:func:`traced_graph`), sublayers and ops in its place.
 
 The tensors of the trace are :class:`Keras3Tensor` views of Keras 3's symbolic tensors: the
 same tensor always gets the same view, whose ``shape`` is a ``tf.TensorShape`` as the channel
@@ -22,6 +24,7 @@ rules read it.
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -50,6 +53,7 @@ __all__ = [
     "graph_operations",
     "is_keras3",
     "trace_keras3",
+    "traced_graph",
 ]
 
 
@@ -114,6 +118,16 @@ def _sample(t: Any, rng: np.random.Generator) -> np.ndarray:
     return rng.standard_normal(shape).astype(str(t.dtype))
 
 
+def _variables_read(graph: Any) -> str:
+    """Path of a weight that an op of ``graph`` takes as an argument ("" if none)."""
+    k3 = keras3()
+    for call in keras3_graph_calls(graph):
+        for a in tf.nest.flatten((list(call.args), call.kwargs)):
+            if isinstance(a, k3.Variable):
+                return a.path
+    return ""
+
+
 def _trace_layer(layer: Any, args: tuple, kwargs: dict) -> tuple[Any, list, str]:
     """``(graph, its symbolic inputs in argument order, "")`` of one custom layer call.
 
@@ -131,6 +145,10 @@ def _trace_layer(layer: Any, args: tuple, kwargs: dict) -> tuple[Any, list, str]
     try:
         outputs = layer.call(*new_args, **new_kwargs)
         graph = keras3_symbolic_graph(inputs, outputs)
+        read = _variables_read(graph)
+        if read:
+            # A rebuilt model could not slice or own such a weight: keep the layer whole.
+            return None, [], f"its call reads the weight {read!r} itself (a rule must slice it)"
         rng = np.random.default_rng(0)
         samples = {id(t): _sample(t, rng) for t in outer}
         real_args, real_kwargs = tf.nest.map_structure(
@@ -149,6 +167,35 @@ def _trace_layer(layer: Any, args: tuple, kwargs: dict) -> tuple[Any, list, str]
     return graph, inputs, ""
 
 
+# layer -> {input signature: (graph, its inputs, reason)}: a layer is traced once per signature,
+# and the rebuild replays the very graph (the same tensors) the analysis walked.
+_TRACED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _signature(inputs: list) -> str:
+    return repr([(tuple(t.shape), str(t.dtype)) for t in inputs])
+
+
+def _traced(layer: Any, args: tuple, kwargs: dict, inputs: list) -> tuple[Any, list, str]:
+    per_layer = _TRACED.setdefault(layer, {})
+    key = _signature(inputs)
+    if key not in per_layer:
+        per_layer[key] = _trace_layer(layer, args, kwargs)
+    return per_layer[key]
+
+
+def traced_graph(layer: Any, inputs: list, outputs: list) -> tuple[Any, list] | None:
+    """``(graph, its inputs)`` standing in for a call of custom ``layer`` in the analysis.
+
+    None unless :func:`trace_keras3` looked inside this call (``inputs`` and ``outputs`` are
+    the call's symbolic tensors); the rebuild then replays the graph's calls instead.
+    """
+    graph, graph_inputs, _ = _TRACED.get(layer, {}).get(_signature(inputs), (None, [], ""))
+    if graph is None or len(graph_inputs) != len(inputs) or len(graph.outputs) != len(outputs):
+        return None
+    return graph, graph_inputs
+
+
 def trace_keras3(
     model: Any,
     what: str = "model",
@@ -162,7 +209,6 @@ def trace_keras3(
     those kept as one call.
     """
     graph = check_keras3_graph(model, what)
-    traced: dict[tuple, tuple[Any, list, str]] = {}
     views: dict[int, Keras3Tensor] = {}
 
     def view(t: Any) -> Keras3Tensor:
@@ -191,11 +237,7 @@ def trace_keras3(
             inner = keras3_functional_graph(op) if hasattr(op, "layers") else None
             inner_inputs = None if inner is None else list(inner.inputs)
             if inner is None and look_inside is not None and look_inside(op):
-                key = (id(op), repr([(t.shape, t.dtype) for t in inputs]))
-                found = traced.get(key)
-                if found is None:
-                    found = traced[key] = _trace_layer(op, node.args, node.kwargs)
-                inner, inner_inputs, reason = found
+                inner, inner_inputs, reason = _traced(op, node.args, node.kwargs, inputs)
                 if inner is None and notes is not None:
                     notes[id(op)] = (type(op).__name__, reason)
             if inner is not None and len(inputs) == len(inner_inputs):

@@ -5,7 +5,9 @@ models here), with the same arguments: a layer factory replaces (new config, sli
 or drops layers, an input hook may insert a layer in front of a consumer (a mask after a
 producer), a call override may compute a call's outputs itself. Raw ops of the graph
 (``x + y``, ``keras.ops.reshape``, ``keras.ops.concatenate``...) are replayed as fresh copies;
-nested functional and Sequential models are rebuilt as nested models of the same kind. The
+nested functional and Sequential models are rebuilt as nested models of the same kind. A custom
+layer the analysis looked inside (:func:`tfprune.graph.keras3.traced_graph`) is replaced by the
+sublayers and ops of its traced graph, named after their path in it (``block_conv``). The
 result is a Keras 3 model that shares no variable with the original.
 """
 
@@ -24,6 +26,7 @@ from tfprune.compat import (
     keras3_producer,
     tf,
 )
+from tfprune.graph.keras3 import traced_graph
 from tfprune.graph.replay import LayerCache
 
 __all__ = ["rebuild_keras3"]
@@ -57,6 +60,7 @@ def rebuild_keras3(
     k3 = keras3()
     cache = LayerCache(layer_factory)
     models: dict[int, Any] = {}
+    renamed: set[int] = set()
 
     def build(model_like: Any, prefix: str, like: list | None = None) -> Any:
         graph = keras3_functional_graph(model_like)
@@ -66,45 +70,71 @@ def rebuild_keras3(
         names = {op.name for op in graph.operations}
         state: dict = {"names": names, "masked": {}}
         sequence: list[Any] = []
-        for call in keras3_graph_calls(graph):
-            op = call.operation
-            path = prefix + op.name
 
-            def substitute(x: Any, _path: str = path) -> Any:
-                if isinstance(x, k3.KerasTensor):
-                    new = tensors[id(x)]
-                    return new if input_hook is None else input_hook(_path, x, new, state)
-                return x
+        def replay(g: Any, at: str, inlined: bool) -> None:
+            for call in keras3_graph_calls(g):
+                op = call.operation
+                path = at + op.name
 
-            args = tf.nest.map_structure(substitute, list(call.args))
-            kwargs = tf.nest.map_structure(substitute, call.kwargs)
-            inner = keras3_functional_graph(op) if isinstance(op, k3.Model) else None
-            replaced = None
-            if call_override is not None and inner is None:
-                replaced = call_override(op, path, tuple(args), kwargs)
-            if replaced is not None:
-                outputs = replaced
-                state["replaced"] = True
-            elif inner is not None:
-                if id(op) not in models:
-                    # Inner inputs take the (possibly narrower) shapes of what is passed in.
-                    passed = [t for t in tf.nest.flatten(args[:1]) if hasattr(t, "shape")]
-                    models[id(op)] = build(op, path + "/", passed)
-                sequence.append(models[id(op)])
-                outputs = models[id(op)](*args, **kwargs)
-            elif not keras3_is_layer(op):
-                outputs = keras3_copy_op(op)(*args, **kwargs)
-                state["replaced"] = True  # a raw op has no place in a Sequential model
-            else:
-                new_layer = cache.get(op, path)
-                if new_layer is None:
-                    outputs = args[0]
+                def substitute(x: Any, _path: str = path) -> Any:
+                    if isinstance(x, k3.KerasTensor):
+                        new = tensors[id(x)]
+                        return new if input_hook is None else input_hook(_path, x, new, state)
+                    return x
+
+                inner = keras3_functional_graph(op) if isinstance(op, k3.Model) else None
+                traced = None
+                if inner is None and keras3_is_layer(op):
+                    traced = traced_graph(op, call.inputs, call.outputs)
+                if traced is not None:
+                    # A custom layer the analysis looked inside: its sublayers and ops take
+                    # its place (stock layers only), so the channels cut inside it fit.
+                    graph_inputs = traced[1]
+                    tensors.update(
+                        (id(i), tensors[id(o)])
+                        for i, o in zip(graph_inputs, call.inputs, strict=True)
+                    )
+                    replay(traced[0], path + "/", True)
+                    for old, new in zip(call.outputs, traced[0].outputs, strict=True):
+                        tensors[id(old)] = tensors[id(new)]
+                    state["replaced"] = True
+                    continue
+                args = tf.nest.map_structure(substitute, list(call.args))
+                kwargs = tf.nest.map_structure(substitute, call.kwargs)
+                replaced = None
+                if call_override is not None and inner is None:
+                    replaced = call_override(op, path, tuple(args), kwargs)
+                if replaced is not None:
+                    outputs = replaced
+                    state["replaced"] = True
+                elif inner is not None:
+                    if id(op) not in models:
+                        # Inner inputs take the (possibly narrower) shapes of what is passed in.
+                        passed = [t for t in tf.nest.flatten(args[:1]) if hasattr(t, "shape")]
+                        models[id(op)] = build(op, path + "/", passed)
+                    sequence.append(models[id(op)])
+                    outputs = models[id(op)](*args, **kwargs)
+                elif not keras3_is_layer(op):
+                    copied = keras3_copy_op(op)
+                    if inlined and copied is not op:  # a custom layer called twice: two copies
+                        _rename(copied, path[len(prefix) :], state["names"])
+                    outputs = copied(*args, **kwargs)
+                    state["replaced"] = True  # a raw op has no place in a Sequential model
                 else:
-                    sequence.extend(state.pop("inserted", []))
-                    outputs = new_layer(*args, **kwargs)
-                    sequence.append(new_layer)
-            for old, new in zip(call.outputs, tf.nest.flatten(outputs), strict=True):
-                tensors[id(old)] = new
+                    new_layer = cache.get(op, path)
+                    if new_layer is None:
+                        outputs = args[0]
+                    else:
+                        if inlined and id(new_layer) not in renamed:
+                            _rename(new_layer, path[len(prefix) :], state["names"])
+                            renamed.add(id(new_layer))
+                        sequence.extend(state.pop("inserted", []))
+                        outputs = new_layer(*args, **kwargs)
+                        sequence.append(new_layer)
+                for old, new in zip(call.outputs, tf.nest.flatten(outputs), strict=True):
+                    tensors[id(old)] = new
+
+        replay(graph, prefix, False)
         outputs = tf.nest.map_structure(lambda t: tensors[id(t)], keras3_nested_outputs(graph))
         chain = len({id(x) for x in sequence}) == len(sequence) and not state.get("replaced")
         if isinstance(model_like, k3.Sequential) and chain:
@@ -116,6 +146,17 @@ def rebuild_keras3(
     new_model = build(model, "")
     cache.set_weights(_assign)
     return new_model
+
+
+def _rename(layer: Any, path: str, names: set[str]) -> None:
+    """Name a layer taken out of a custom layer after its path there, unique in ``names``."""
+    stem = path.replace("/", "_")
+    name, i = stem, 1
+    while name in names:
+        i += 1
+        name = f"{stem}_{i}"
+    names.add(name)
+    layer.name = name
 
 
 def _assign(pairs: list[tuple[Any, Any]]) -> None:

@@ -55,7 +55,7 @@ class PositionEmbeddingRule(_PerChannelTableRule):
     """
 
     qualified_name = _LAYERS + "position_embedding.PositionEmbedding"
-    table = "position_embeddings"
+    table = "embeddings"  # the weight's name (its attribute is position_embeddings)
 
 
 class ViTPatchingAndEmbeddingRule(_ExactClassRule):
@@ -86,6 +86,8 @@ class ViTPatchingAndEmbeddingRule(_ExactClassRule):
         return ("kernel",)
 
     def new_config(self, layer: Any, config: dict, kept: dict[Role, np.ndarray]) -> dict:
+        # Its get_config writes two derived sizes its constructor does not take back.
+        config = {k: v for k, v in config.items() if k not in ("num_patches", "num_positions")}
         return dict(config, hidden_dim=len(kept["out"])) if "out" in kept else config
 
     def filters(self, layer: Any) -> int:
