@@ -6,6 +6,10 @@ analysis or surgery.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 
 from tfprune import compat
@@ -80,19 +84,9 @@ def test_layer_private_helpers_and_version_guard():
     assert np.isfinite(float(tf.reduce_sum(layer.kernel)))
 
 
-def test_tfprune_sets_no_environment_variable_and_gets_keras_2_without_one():
-    import os
-    import subprocess
-    import sys
-
-    # TensorFlow and TF-MOT set variables when imported (TF-MOT: TF_USE_LEGACY_KERAS);
-    # importing tfprune after them must change nothing more.
-    code = (
-        "import os\n"
-        "import tensorflow, tf_keras, tensorflow_model_optimization\n"
-        "before = dict(os.environ)\n"
-        "import tfprune\n"
-        "assert tfprune.compat.keras.__name__.startswith('tf_keras'), tfprune.compat.keras\n"
+def _environment_changes(code: str) -> str:
+    """Run ``code`` (which fills ``before``) in a fresh Python; the variables it changed after."""
+    code += (
         "keys = set(os.environ) | set(before)\n"
         "print(sorted(k for k in keys if os.environ.get(k) != before.get(k)))\n"
     )
@@ -102,14 +96,23 @@ def test_tfprune_sets_no_environment_variable_and_gets_keras_2_without_one():
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.splitlines()[-1] == "[]"
+    return done.stdout.splitlines()[-1]
+
+
+def test_tfprune_sets_no_environment_variable_and_gets_keras_2_without_one():
+    # TensorFlow and TF-MOT set variables when imported (TF-MOT: TF_USE_LEGACY_KERAS);
+    # importing tfprune after them must change nothing more.
+    code = (
+        "import os\n"
+        "import tensorflow, tf_keras, tensorflow_model_optimization\n"
+        "before = dict(os.environ)\n"
+        "import tfprune\n"
+        "assert tfprune.compat.keras.__name__.startswith('tf_keras'), tfprune.compat.keras\n"
+    )
+    assert _environment_changes(code) == "[]"
 
 
 def test_importing_tfprune_leaves_tf_keras_as_keras_3_and_tfmot_unimported():
-    import os
-    import subprocess
-    import sys
-
     # Without TF-MOT imported, tf.keras stays Keras 3; using TF-MOT through tfprune later
     # (a schedule saved in a policy) changes neither tf.keras nor the environment.
     code = (
@@ -125,16 +128,8 @@ def test_importing_tfprune_leaves_tf_keras_as_keras_3_and_tfmot_unimported():
         "assert type(policy.sparsity).__name__ == 'ConstantSparsity', policy.sparsity\n"
         "assert tfprune.compat.tfmot_pruning_schedule_class() is not None\n"
         "assert tf.keras.layers.Dense.__module__.startswith('keras.src')\n"
-        "keys = set(os.environ) | set(before)\n"
-        "print(sorted(k for k in keys if os.environ.get(k) != before.get(k)))\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.splitlines()[-1] == "[]"
+    assert _environment_changes(code) == "[]"
 
 
 def test_attention_head_hook_sees_each_heads_output_before_the_projection():
