@@ -298,6 +298,7 @@ KERAS3_SUPPORTED = (
     "UpdateFilterMasks",
     "export_saved_model",
     "export_for_serving",
+    "optimize_for_inference",
 )
 
 

@@ -7,7 +7,7 @@ Both
 1. refuse models that still hold tfprune masks or TF-MOT wrappers (strip them first),
 2. optimise the model for inference (BatchNorm/Rescaling folded, Dropout and noise dropped; see
    :func:`tfprune.deploy.optimize_for_inference`) unless ``fold=False``; a Keras 3 model is
-   exported unfolded (folding needs a tf_keras model) with Keras 3's own ``ExportArchive``,
+   written with Keras 3's own ``ExportArchive``,
 3. write a ``serving_default`` signature with one named argument per model input and a dict of
    named outputs, plus an optional signature that runs a preprocessing model first,
 4. reload the SavedModel with ``tf.saved_model.load`` (the path TF Serving takes: no Python
@@ -104,7 +104,7 @@ class ExportResult(str):
         runtime_differences: relative difference of each converted runtime vs the SavedModel.
         runtime_tolerance: relative tolerance of those runtime checks.
         verify: the fresh-process check's summary (``signatures`` holds its printed text).
-        notes: what the export left as it was and why (a Keras 3 model is exported unfolded).
+        notes: what the export left as it was and why.
     """
 
     path: str
@@ -217,23 +217,6 @@ def _preprocessing_function(
 def _model_class(flavour: str | None) -> type:
     """The Model class of ``flavour`` (tf_keras unless it is Keras 3)."""
     return keras3().Model if flavour == KERAS3 else keras.Model
-
-
-def _keras3_fold(model: Any, fold: bool | None) -> str:
-    """Refuses folding a Keras 3 model; the note that it is exported unfolded."""
-    if fold:
-        raise UnsupportedModelError(
-            f"fold=True: folding BatchNorm works on tf_keras (Keras 2) models only; {model.name!r} "
-            "is a Keras 3 model. Export it with fold=False (--nofold), or build the same "
-            "architecture with `import tf_keras as keras` to fold."
-        )
-    note = (
-        f"Keras 3 model {model.name!r} exported unfolded (BatchNorm and Rescaling kept): "
-        "folding works on tf_keras models only"
-    )
-    if fold is None:
-        logging.getLogger(__name__).info(note)
-    return note
 
 
 def _write_keras3(
@@ -422,11 +405,8 @@ def _export_quietly(
             ) from None
         warnings.warn(f"exporting a model with masks at full size: {err}", stacklevel=3)
         fold = False
-    notes = []
-    if flavour == KERAS3:
-        notes.append(_keras3_fold(model, fold))
-        fold = False
-    elif fold is None:
+    notes: list[str] = []
+    if fold is None:
         fold = True
     input_names(model)  # raises for a model without symbolic inputs
     inputs = (
@@ -695,7 +675,7 @@ def export_saved_model(
 
     Args:
         model: a functional or Sequential tf_keras or Keras 3 model with symbolic inputs
-            (stripped). A Keras 3 model is written unfolded with Keras 3's ``ExportArchive``,
+            (stripped). A Keras 3 model is written with Keras 3's ``ExportArchive``,
             which also names the first signature ``serving_default``.
         export_dir: target folder; must not exist or be empty, or be a tfprune export with
             ``overwrite``.
@@ -790,7 +770,7 @@ def export_for_serving(
 
     Args:
         model: a functional or Sequential tf_keras or Keras 3 model with symbolic inputs
-            (stripped). A Keras 3 model is written unfolded with Keras 3's ``ExportArchive``,
+            (stripped). A Keras 3 model is written with Keras 3's ``ExportArchive``,
             which also names the first signature ``serving_default``.
         base_dir: the folder TF Serving watches (``--model_base_path``).
         version: the version number; default the next free one.

@@ -24,7 +24,6 @@ def _model():
 X = np.zeros((2, 6, 6, 3), "float32")
 
 REFUSING = {
-    "optimize_for_inference": lambda m, d: tfprune.optimize_for_inference(m),
     "recalibrate_batch_norm": lambda m, d: tfprune.recalibrate_batch_norm(m, X),
     "orthp": lambda m, d: tfprune.orthp(m),
     "mean_jsv": lambda m, d: tfprune.mean_jsv(m, X),
@@ -58,6 +57,7 @@ def test_supported_entry_points_answer():
     assert tfprune.count_flops(model).total == 6 * 6 * 3 * 3 * 3 * 4 + 4 * 2
     assert tfprune.count_params(model).total == 3 * 3 * 3 * 4 + 4 + 4 * 4 + 4 * 2 + 2
     assert tfprune.param_reduction(model, model) == 0.0
+    assert isinstance(tfprune.optimize_for_inference(model), K3.Model)
     same = tfprune.apply_plan(model, {"layers": {}})
     np.testing.assert_allclose(same(X), model(X))
     small = tfprune.shrink(model, 0.5)

@@ -87,8 +87,8 @@ def test_keras3_cnn_served_and_reloaded_without_tfprune(tmp_path):
     assert [n for n in os.listdir(base) if not n.startswith(".")] == ["1"]
     assert os.path.isfile(base / "1" / "saved_model.pb")
     assert result.signatures == ["serving_default"]
-    assert result.fold_report is None and "unfolded" in result.notes[0]
-    assert "unfolded" in result.summary()
+    assert sorted(result.fold_report.folded) == ["bn1 -> c1", "bn2 -> c2"]
+    assert not result.notes and "folded 2 layer(s)" in result.summary()
     assert result.max_relative_difference <= result.tolerance == pytest.approx(1e-5)
 
     image = _image()
@@ -203,14 +203,11 @@ def test_keras3_export_errors_follow_tf_keras(tmp_path):
     with pytest.raises(VersionExistsError):
         tfprune.export_for_serving(model, tmp_path / "srv", version=3)
 
-    with pytest.raises(UnsupportedModelError, match="Keras 3 model.*fold=False"):
-        tfprune.export_for_serving(model, tmp_path / "fold", fold=True)
     grouped = K3.Sequential([K3.Input((6, 6, 4)), L.Conv2D(4, 3, groups=2, name="gconv")])
     with pytest.raises(UnsupportedModelError, match="'gconv'.*groups=2.*without onnx"):
         tfprune.export_saved_model(grouped, tmp_path / "onnx", onnx=True)
-    assert not (tmp_path / "fold").exists() and not (tmp_path / "onnx").exists()
-    # fold=False is what a Keras 3 export does anyway.
-    assert tfprune.export_saved_model(model, tmp_path / "nofold", fold=False).notes
+    assert not (tmp_path / "onnx").exists()
+    assert tfprune.export_saved_model(model, tmp_path / "nofold", fold=False).fold_report is None
 
 
 def test_keras3_models_with_masks_or_without_inputs_are_refused(tmp_path):

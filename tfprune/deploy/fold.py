@@ -27,17 +27,19 @@ import numpy as np
 
 from tfprune.compat import (
     KERAS3,
-    KerasTensor,
     flavour_of,
     inbound_nodes,
     is_functional,
     keras,
+    keras3,
+    keras3_functional_graph,
+    keras3_graph_calls,
     keras3_sublayers,
-    require_tf_keras,
     tf,
 )
 from tfprune.deploy.inputs import call_outputs, example_inputs
 from tfprune.errors import FoldError, UnsupportedModelError
+from tfprune.graph.keras3 import check_keras3_graph
 from tfprune.graph.rebuild import copy_layer, rebuild_model
 from tfprune.graph.rules import weight_short_name
 from tfprune.graph.trace import check_graph_model, iter_graph_nodes
@@ -45,39 +47,59 @@ from tfprune.layers import is_mask_layer
 
 __all__ = ["FoldReport", "optimize_for_inference", "check_no_masks"]
 
-L = keras.layers
 
-#: Layers a per-output-channel affine map folds into: class -> (weight scaled, kernel layout).
-#: "last": output channels on the last kernel axis; "transpose": on the second-to-last;
-#: "depthwise": (..., in, multiplier) flattened to in * multiplier output channels.
-_TARGETS: dict[type, tuple[str, str]] = {
-    L.Dense: ("kernel", "last"),
-    L.Conv1D: ("kernel", "last"),
-    L.Conv2D: ("kernel", "last"),
-    L.Conv3D: ("kernel", "last"),
-    L.Conv1DTranspose: ("kernel", "transpose"),
-    L.Conv2DTranspose: ("kernel", "transpose"),
-    L.Conv3DTranspose: ("kernel", "transpose"),
-    L.DepthwiseConv1D: ("depthwise_kernel", "depthwise"),
-    L.DepthwiseConv2D: ("depthwise_kernel", "depthwise"),
-    L.SeparableConv1D: ("pointwise_kernel", "last"),
-    L.SeparableConv2D: ("pointwise_kernel", "last"),
-}
+def _class_tables(layers: Any) -> dict[str, Any]:
+    """The layer classes folding knows, from one flavour's ``layers`` module."""
+    depthwise = "kernel" if layers is not keras.layers else "depthwise_kernel"
+    return {
+        # Layers a per-output-channel affine map folds into: class -> (weight scaled, kernel
+        # layout). "last": output channels on the last kernel axis; "transpose": on the
+        # second-to-last; "depthwise": (..., in, multiplier) flattened to in * multiplier.
+        "targets": {
+            layers.Dense: ("kernel", "last"),
+            layers.Conv1D: ("kernel", "last"),
+            layers.Conv2D: ("kernel", "last"),
+            layers.Conv3D: ("kernel", "last"),
+            layers.Conv1DTranspose: ("kernel", "transpose"),
+            layers.Conv2DTranspose: ("kernel", "transpose"),
+            layers.Conv3DTranspose: ("kernel", "transpose"),
+            # Keras 3 names a depthwise kernel ``kernel``, tf_keras ``depthwise_kernel``.
+            layers.DepthwiseConv1D: (depthwise, "depthwise"),
+            layers.DepthwiseConv2D: (depthwise, "depthwise"),
+            layers.SeparableConv1D: ("pointwise_kernel", "last"),
+            layers.SeparableConv2D: ("pointwise_kernel", "last"),
+        },
+        # Grouped convolutions that become depthwise ones when each group is one input channel.
+        "depthwise_of": {
+            layers.Conv1D: layers.DepthwiseConv1D,
+            layers.Conv2D: layers.DepthwiseConv2D,
+        },
+        # Layers that compute the identity in inference.
+        "training_only": (
+            layers.Dropout,
+            layers.SpatialDropout1D,
+            layers.SpatialDropout2D,
+            layers.SpatialDropout3D,
+            layers.AlphaDropout,
+            layers.GaussianDropout,
+            layers.GaussianNoise,
+            layers.ActivityRegularization,
+        ),
+        "bn": layers.BatchNormalization,
+        "rescaling": layers.Rescaling,
+        "dropout": layers.Dropout,
+    }
 
-#: Grouped convolutions that become depthwise ones when each group is one input channel.
-_DEPTHWISE_OF: dict[type, type] = {L.Conv1D: L.DepthwiseConv1D, L.Conv2D: L.DepthwiseConv2D}
 
-#: Layers that compute the identity in inference.
-_TRAINING_ONLY: tuple[type, ...] = (
-    L.Dropout,
-    L.SpatialDropout1D,
-    L.SpatialDropout2D,
-    L.SpatialDropout3D,
-    L.AlphaDropout,
-    L.GaussianDropout,
-    L.GaussianNoise,
-    L.ActivityRegularization,
-)
+_TABLES: dict[str, dict[str, Any]] = {}
+
+
+def _tables(layer: Any) -> dict[str, Any]:
+    """The class tables of ``layer``'s flavour (Keras 3 imported only for a Keras 3 layer)."""
+    flavour = KERAS3 if flavour_of(layer) == KERAS3 else "tf_keras"
+    if flavour not in _TABLES:
+        _TABLES[flavour] = _class_tables(keras3().layers if flavour == KERAS3 else keras.layers)
+    return _TABLES[flavour]
 
 
 @dataclasses.dataclass
@@ -127,12 +149,12 @@ def _is(layer: Any, cls: type) -> bool:
 
 
 def _target_kind(layer: Any) -> tuple[str, str] | None:
-    return _TARGETS.get(type(layer))
+    return _tables(layer)["targets"].get(type(layer))
 
 
 def _depthwise_equivalent(layer: Any) -> bool:
     """A stock grouped Conv1D/2D whose groups are single input channels (a depthwise conv)."""
-    if type(layer) not in _DEPTHWISE_OF:
+    if type(layer) not in _tables(layer)["depthwise_of"]:
         return False
     groups = int(layer.get_config().get("groups", 1))
     return groups > 1 and int(layer.kernel.shape[-2]) == 1 and layer.filters % groups == 0
@@ -154,25 +176,30 @@ def _bn_axis(layer: Any, rank: int) -> int | None:
 class _Target:
     """A conv/dense layer whose kernel and bias accumulate the affine maps folded into it."""
 
-    def __init__(self, layer: Any, path: str, rank: int) -> None:
+    def __init__(self, layer: Any, path: str, shape: Any) -> None:
         self.layer = layer
         self.path = path
-        self.rank = rank
-        self.channel_axis = _channel_axis(layer, rank)
-        self.weight_name, self.layout = _TARGETS[type(layer)]
+        self.rank = len(shape)
+        self.channel_axis = _channel_axis(layer, self.rank)
+        self.weight_name, self.layout = _tables(layer)["targets"][type(layer)]
         weights = {weight_short_name(v): v.numpy().astype(np.float64) for v in layer.weights}
-        self.dtypes = {weight_short_name(v): v.dtype.as_numpy_dtype for v in layer.weights}
+        self.dtypes = {
+            weight_short_name(v): tf.as_dtype(v.dtype).as_numpy_dtype for v in layer.weights
+        }
         self.depthwise = _depthwise_equivalent(layer)
         if self.depthwise:
             # (..., 1, groups * multiplier), output g * multiplier + m in group g, is the
             # depthwise kernel (..., groups, multiplier) with the same output order.
+            tables = _tables(layer)
+            name = tables["targets"][tables["depthwise_of"][type(layer)]][0]
             kernel = weights.pop("kernel")
+            dtype = self.dtypes.pop("kernel")
             groups = int(layer.get_config()["groups"])
-            weights["depthwise_kernel"] = kernel.reshape(*kernel.shape[:-2], groups, -1)
-            self.dtypes["depthwise_kernel"] = self.dtypes.pop("kernel")
-            self.weight_name, self.layout = "depthwise_kernel", "depthwise"
+            weights[name] = kernel.reshape(*kernel.shape[:-2], groups, -1)
+            self.dtypes[name] = dtype
+            self.weight_name, self.layout = name, "depthwise"
         self.weights = weights
-        self.n_out = int(layer.compute_output_shape(layer.input_shape)[self.channel_axis])
+        self.n_out = int(shape[self.channel_axis])
         self.bias = weights.get("bias", np.zeros(self.n_out))
         self.folded = False
 
@@ -205,7 +232,7 @@ class _Target:
         keep += ("dilation_rate", "activation", "use_bias", "bias_initializer")
         new_config = {k: config[k] for k in keep if k in config}
         new_config["depth_multiplier"] = self.layer.filters // int(config["groups"])
-        layer = _DEPTHWISE_OF[type(self.layer)].from_config(new_config)
+        layer = _tables(self.layer)["depthwise_of"][type(self.layer)].from_config(new_config)
         return layer, out
 
 
@@ -244,47 +271,116 @@ def check_no_masks(model: Any, what: str = "model") -> None:
                 )
 
 
+@dataclasses.dataclass
+class _Call:
+    """One call of a layer (or a Keras 3 raw op) in a graph, as the fold planner reads it."""
+
+    layer: Any
+    path: str
+    inputs: list  # the symbolic tensors among the arguments, flat
+    args: tuple
+    kwargs: dict
+    outputs: list  # flat
+    once: bool  # the layer is called once only
+
+
+def _graphs(model: Any) -> list[tuple[list[_Call], list]]:
+    """Per graph (the model's, each nested model's): its calls in order and its outputs."""
+    if flavour_of(model) != KERAS3:
+        return [
+            (
+                [
+                    _Call(
+                        node.layer,
+                        prefix + node.layer.name,
+                        list(node.keras_inputs),
+                        tuple(node.call_args),
+                        dict(node.call_kwargs),
+                        tf.nest.flatten(node.outputs),
+                        len(inbound_nodes(node.layer)) == 1,
+                    )
+                    for node in iter_graph_nodes(graph)
+                ],
+                list(graph.outputs),
+            )
+            for graph, prefix in _walk_models(model)
+        ]
+    found: list[tuple[list[_Call], list]] = []
+    seen: set[int] = set()
+
+    def walk(graph: Any, prefix: str) -> None:
+        calls = []
+        for call in keras3_graph_calls(graph):
+            op = call.operation
+            inner = keras3_functional_graph(op) if isinstance(op, keras3().Model) else None
+            if inner is not None and id(inner) not in seen:
+                seen.add(id(inner))
+                walk(inner, prefix + op.name + "/")
+            calls.append(
+                _Call(
+                    op,
+                    prefix + op.name,
+                    list(call.inputs),
+                    tuple(call.args),
+                    dict(call.kwargs),
+                    list(call.outputs),
+                    True,
+                )
+            )
+        found.append((calls, list(graph.outputs)))
+
+    walk(keras3_functional_graph(model), "")
+    counts: dict[int, int] = {}
+    for calls, _ in found:
+        for call in calls:
+            counts[id(call.layer)] = counts.get(id(call.layer), 0) + 1
+    for calls, _ in found:
+        for call in calls:
+            call.once = counts[id(call.layer)] == 1
+    return found
+
+
 def _plan(model: Any, report: FoldReport, options: Mapping[str, bool]) -> dict[int, Any]:
     """Decide per layer id: a :class:`_Target`, ``None`` (drop) or absent (copy)."""
     decisions: dict[int, Any] = {}
     top_outputs = {id(t) for t in model.outputs}
+    tables = _tables(model)
+    bn_class, rescaling_class = tables["bn"], tables["rescaling"]
 
-    for graph, prefix in _walk_models(model):
-        nodes = list(iter_graph_nodes(graph))
+    for nodes, graph_outputs in _graphs(model):
         consumers: dict[int, int] = {}
         for node in nodes:
-            for t in node.keras_inputs:
+            for t in node.inputs:
                 consumers[id(t)] = consumers.get(id(t), 0) + 1
-        for t in graph.outputs:
+        for t in graph_outputs:
             consumers[id(t)] = consumers.get(id(t), 0) + 1
         source: dict[int, _Target] = {}  # tensor id -> target whose (folded) output it is
 
-        def sole_input(node: Any) -> Any:
-            args = node.call_args
-            x = args[0] if args else None
-            if not isinstance(x, KerasTensor) or len(node.keras_inputs) != 1:
+        def sole_input(node: _Call) -> Any:
+            x = node.args[0] if node.args else None
+            if len(node.inputs) != 1 or x is not node.inputs[0]:
                 return None
             return x
 
         for node in nodes:
             layer = node.layer
-            path = prefix + layer.name
-            outs = tf.nest.flatten(node.outputs)
-            once = len(inbound_nodes(layer)) == 1
+            path = node.path
+            outs = node.outputs
+            once = node.once
             if _target_kind(layer) is not None:
                 target = None
                 if options["depthwise_groups"] and _depthwise_equivalent(layer):
-                    target = _Target(layer, path, outs[0].shape.rank)
+                    target = _Target(layer, path, outs[0].shape)
                     decisions[id(layer)] = target
                     report.converted.append(path)
                 if once and layer.get_config().get("activation") == "linear" and len(outs) == 1:
-                    source[id(outs[0])] = target or _Target(layer, path, outs[0].shape.rank)
+                    source[id(outs[0])] = target or _Target(layer, path, outs[0].shape)
                 continue
-            is_bn = _is(layer, L.BatchNormalization)
-            is_rescale = _is(layer, L.Rescaling)
-            is_train = type(layer) in _TRAINING_ONLY
+            is_bn = _is(layer, bn_class)
+            is_rescale = _is(layer, rescaling_class)
+            is_train = type(layer) in tables["training_only"]
             if not (is_bn or is_rescale or is_train) and not isinstance(
-                layer, (L.BatchNormalization, L.Rescaling, L.Dropout)
+                layer, (bn_class, rescaling_class, tables["dropout"])
             ):
                 continue
             if not (is_bn or is_rescale or is_train):
@@ -297,7 +393,7 @@ def _plan(model: Any, report: FoldReport, options: Mapping[str, bool]) -> dict[i
             if is_train and not options["drop_training_only"]:
                 continue
             x = sole_input(node)
-            training = node.call_kwargs.get("training")
+            training = node.kwargs.get("training")
             reason = None
             if not once:
                 reason = "the layer is called more than once (shared)"
@@ -325,17 +421,19 @@ def _plan(model: Any, report: FoldReport, options: Mapping[str, bool]) -> dict[i
             elif reason is None and consumers.get(id(x), 0) != 1:
                 reason = f"the output of {target.path!r} also feeds other layers"
             if reason is None and is_bn:
-                axis = _bn_axis(layer, x.shape.rank)
+                axis = _bn_axis(layer, len(x.shape))
                 if axis is None or axis != target.channel_axis:
                     reason = (
                         f"it normalises axis {layer.axis} but the channels of {target.path!r} "
                         f"are on axis {target.channel_axis}"
                     )
-                elif getattr(layer, "virtual_batch_size", None) or layer.adjustment is not None:
+                elif getattr(layer, "virtual_batch_size", None) or (
+                    getattr(layer, "adjustment", None) is not None
+                ):
                     reason = "virtual_batch_size/adjustment change what it computes"
             if reason is None and is_rescale:
                 sizes = {np.asarray(layer.scale).size, np.asarray(layer.offset).size}
-                per_channel = target.channel_axis == x.shape.rank - 1 and sizes <= {1, target.n_out}
+                per_channel = target.channel_axis == len(x.shape) - 1 and sizes <= {1, target.n_out}
                 if (
                     not (sizes == {1} or per_channel)
                     or max(np.ndim(layer.scale), np.ndim(layer.offset)) > 1
@@ -386,7 +484,8 @@ def optimize_for_inference(
     stock Keras layers; ``model`` itself is not modified.
 
     Args:
-        model: a functional or Sequential tf_keras model (stripped, not masked).
+        model: a functional or Sequential model, tf_keras or Keras 3 (stripped, not masked).
+            What goes in as Keras 3 comes out as Keras 3.
         fold_batch_norm: fold BatchNormalization layers.
         fold_rescaling: fold Rescaling layers that follow a conv/dense layer.
         drop_training_only: remove Dropout and noise layers.
@@ -409,8 +508,10 @@ def optimize_for_inference(
         UnsupportedModelError: the model is subclassed, unbuilt or still holds tfprune masks.
         FoldError: the check failed.
     """
-    require_tf_keras(model, "tfprune.optimize_for_inference")
-    check_graph_model(model)
+    if flavour_of(model) == KERAS3:
+        check_keras3_graph(model)
+    else:
+        check_graph_model(model)
     check_no_masks(model)
     report = FoldReport()
     options = {
