@@ -180,5 +180,7 @@ def test_progress_lines_follow_verbosity(capsys):
         progress("shown")
     assert capsys.readouterr().out == "shown\n"
     # --verbosity on a tool's command line reaches the same flag, and is restored afterwards.
+    verbosity = flags.FLAGS["verbosity"]
+    before = (verbosity.value, verbosity.using_default_value)
     assert report.BINARY(["--verbosity=-1", "--output_dir=/nonexistent"]) == 2
-    assert flags.FLAGS["verbosity"].using_default_value
+    assert (verbosity.value, verbosity.using_default_value) == before

@@ -251,17 +251,17 @@ def test_bad_skips_variants_and_builder_arguments_give_clear_errors():
 def test_imagenet100_config_prunes_first_convs_with_the_scratch_schedule(r34):
     cfg = resolve_config(None, CONFIG, check_files=False)
     params = cfg.params
-    assert params["model"] == "resnet34" and params["dataset"] == "imagenet"
-    assert params["data_options"] == {"num_classes": 100}
-    assert params["scratch_schedule"] == "0:0.1,30:0.01,60:0.001,90:0.0001,105:0.00001"
-    assert params["total_epochs"] == 120
-    pr = [next(iter(r.values())) for r in params["ratios"]]
+    assert params.model == "resnet34" and params.dataset == "imagenet"
+    assert params.data_options == {"num_classes": 100}
+    assert params.scratch_schedule == "0:0.1,30:0.01,60:0.001,90:0.0001,105:0.00001"
+    assert params.total_epochs == 120
+    pr = [next(iter(r.values())) for r in params.ratios]
     assert pr == [0.1, 0.3, 0.5, 0.7, 0.9, 0.95]
-    for ratio in params["ratios"]:
+    for ratio in params.ratios:
         (value,) = ratio.values()
         assert _matched(r34, ratio) == _matched(r34, resnet34_stage_scheme(_uniform(value)))
     # Exactly the paper's 11 pipeline rows, each with its schedule, per ratio.
-    specs = [s for s in expand_config(cfg) if s.seed == 0 and s.ratio == params["ratios"][0]]
+    specs = [s for s in expand_config(cfg) if s.seed == 0 and s.ratio == params.ratios[0]]
     schedules = {s.cell.split(" / ")[0]: s.retrain.schedule for s in specs}
     assert schedules == {
         "Scratch-E": "0:0.1,30:0.01,60:0.001,90:0.0001,105:0.00001",

@@ -226,6 +226,10 @@ class Binary:
         argv = [self.prog, *args]
         saved_own = flagsaver.save_flag_values(self.flag_values)
         saved_absl = flagsaver.save_flag_values(flags.FLAGS)
+        # Like a fresh command line: a --verbosity set earlier in this process (by absl's
+        # logging.set_verbosity, another library or tool) does not carry over into this run.
+        if "verbosity" in flags.FLAGS:
+            flags.FLAGS["verbosity"].unparse()
         try:
             parsed = self._parse_or_status(argv)
             return parsed if isinstance(parsed, int) else self._run_job(parsed)
