@@ -348,7 +348,7 @@ def require_tf_keras(model: object, what: str) -> None:
     raise UnsupportedModelError(
         f"{what} works on tf_keras (Keras 2) models only; {name!r} is a Keras 3 model (keras "
         f"{version}: built with `import keras`, or with `tf.keras` on TensorFlow 2.16+). On "
-        f"Keras 3 models tfprune offers {', '.join(KERAS3_SUPPORTED)}. To prune, build the "
+        f"Keras 3 models tfprune offers {', '.join(KERAS3_SUPPORTED)}. To use {what}, build the "
         "same architecture with `import tf_keras as keras`."
     )
 
