@@ -247,28 +247,26 @@ def _walk_models(model: Any, prefix: str = "") -> list[tuple[Any, str]]:
 def check_no_masks(model: Any, what: str = "model") -> None:
     """Raise a clear error if ``model`` still holds tfprune masks or TF-MOT pruning wrappers."""
     if flavour_of(model) == KERAS3:
-        for layer in keras3_sublayers(model):
-            if is_mask_layer(layer):
-                raise UnsupportedModelError(
-                    f"{what} {model.name!r} still holds tfprune masks (layer {layer.name!r}, "
-                    f"{type(layer).__name__}); masked filters are zero but still computed. Call "
-                    "tfprune.strip_filters(model) first to remove them physically."
-                )
-        return
-    for graph, prefix in _walk_models(model):
-        for layer in graph.layers:
-            if is_mask_layer(layer):
-                raise UnsupportedModelError(
-                    f"{what} {model.name!r} still holds tfprune masks (layer "
-                    f"{prefix + layer.name!r}); masked filters are zero but still computed. Call "
-                    "tfprune.strip_filters(model) first to remove them physically."
-                )
-            if type(layer).__module__.startswith("tensorflow_model_optimization"):
-                raise UnsupportedModelError(
-                    f"{what} {model.name!r} holds the TF-MOT wrapper {prefix + layer.name!r} "
-                    f"({type(layer).__name__}); call "
-                    "tfmot.sparsity.keras.strip_pruning(model) first."
-                )
+        named = [(layer, layer.name) for layer in keras3_sublayers(model)]
+    else:
+        named = [
+            (layer, prefix + layer.name)
+            for graph, prefix in _walk_models(model)
+            for layer in graph.layers
+        ]
+    for layer, name in named:
+        if is_mask_layer(layer):
+            raise UnsupportedModelError(
+                f"{what} {model.name!r} still holds tfprune masks (layer {name!r}, "
+                f"{type(layer).__name__}); masked filters are zero but still computed. Call "
+                "tfprune.strip_filters(model) first to remove them physically."
+            )
+        if type(layer).__module__.startswith("tensorflow_model_optimization"):
+            raise UnsupportedModelError(
+                f"{what} {model.name!r} holds the TF-MOT wrapper {name!r} "
+                f"({type(layer).__name__}); call "
+                "tfmot.sparsity.keras.strip_pruning(model) first."
+            )
 
 
 @dataclasses.dataclass
