@@ -43,7 +43,9 @@ def _bn_count(model):
 
 
 def _relative(a, b):
-    return float(np.abs(a - b).max() / np.abs(a).max())
+    scale = np.abs(a).max()
+    assert scale > 0, "the reference output is all zeros: the comparison would prove nothing"
+    return float(np.abs(a - b).max() / scale)
 
 
 def _all_kinds_model():
@@ -70,12 +72,13 @@ def _all_kinds_model():
     return keras.Model([image, seq, vol], L.Dense(3, name="logits")(L.ReLU()(z)))
 
 
-def _inputs(model, seed=1):
+def _inputs(model, seed=1, batch=8):
     rng = np.random.default_rng(seed)
-    return [rng.normal(size=(2, *t.shape[1:])).astype(np.float32) for t in model.inputs]
+    return [rng.normal(size=(batch, *t.shape[1:])).astype(np.float32) for t in model.inputs]
 
 
 def test_every_foldable_kind_is_folded_exactly_and_the_model_is_untouched():
+    keras.utils.set_random_seed(3)  # fixed weights: a dead ReLU before the logits cannot zero the output
     model = _randomize_bn(_all_kinds_model())
     before = [w.copy() for w in model.get_weights()]
     names = [layer.name for layer in model.layers]
