@@ -61,6 +61,7 @@ __all__ = [
     "KERAS3_SUPPORTED",
     "flavour_of",
     "keras3",
+    "keras_of",
     "check_keras3_version",
     "require_tf_keras",
     "keras3_functional_graph",
@@ -296,6 +297,11 @@ KERAS3_SUPPORTED = (
     "pruning_policy",
     "FilterPruner",
     "UpdateFilterMasks",
+    "mean_jsv",
+    "jacobian_singular_values",
+    "JSVMeter",
+    "JacobianSingularValues",
+    "orthp",
     "export_saved_model",
     "export_for_serving",
     "optimize_for_inference",
@@ -337,6 +343,14 @@ def keras3() -> object:
     module = sys.modules.get("keras") or importlib.import_module("keras")
     check_keras3_version(str(getattr(module, "__version__", "0")))
     return module
+
+
+def keras_of(obj: object) -> object:
+    """The Keras module that built ``obj``: Keras 3 for a Keras 3 object, else tf_keras.
+
+    Keras 3 is imported only for a Keras 3 object, so tf_keras users never load it.
+    """
+    return keras3() if flavour_of(obj) == KERAS3 else keras
 
 
 def require_tf_keras(model: object, what: str) -> None:

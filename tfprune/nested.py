@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tfprune.compat import KERAS3, flavour_of, keras, keras3
+from tfprune.compat import keras_of
 
 __all__ = ["all_layers"]
 
@@ -34,12 +34,11 @@ def all_layers(model: Any, *, open_wrappers: bool = False) -> list[Any]:
 
 
 def _children(layer: Any, open_wrappers: bool) -> list[Any]:
-    if flavour_of(layer) == KERAS3:
-        return list(layer.layers) if isinstance(layer, keras3().Model) else []
-    children = list(layer.layers) if isinstance(layer, keras.Model) else []
+    k = keras_of(layer)  # Keras 3 wrappers hold their layers under the same names
+    children = list(layer.layers) if isinstance(layer, k.Model) else []
     if open_wrappers:
         for attr in ("layer", "forward_layer", "backward_layer"):
             inner = getattr(layer, attr, None)
-            if isinstance(inner, keras.layers.Layer):
+            if isinstance(inner, k.layers.Layer):
                 children.append(inner)
     return children

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, require_tf_keras, tf
+from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError
 from tfprune.trainability.jsv import (
     InputsLike,
@@ -43,7 +43,8 @@ class JacobianSingularValues(keras.callbacks.Callback):
     into memory at the first measurement (a ``tf.data.Dataset`` is iterated only then) and reused
     for every later one. The Jacobian function is
     compiled once per model and reused every epoch. It works with models trained under a
-    ``tf.distribute`` strategy (the statistics are computed outside the replica context).
+    ``tf.distribute`` strategy (the statistics are computed outside the replica context), and
+    in ``fit`` of tf_keras and of Keras 3 models alike.
 
     Serialisation: :meth:`get_config` stores the scalar arguments only; the input sample is data,
     not configuration. :meth:`from_config` therefore needs the inputs again, either as an
@@ -140,7 +141,6 @@ class JacobianSingularValues(keras.callbacks.Callback):
 
     def set_model(self, model: keras.Model) -> None:
         """Sets the model and drops a Jacobian function compiled for a previous model."""
-        require_tf_keras(model, "tfprune.JacobianSingularValues")
         super().set_model(model)
         if self._meter is not None and self._meter.model is not model:
             self._meter = None

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, producing_layer, require_tf_keras, tf
+from tfprune.compat import KERAS3, flavour_of, keras, keras3_producer, keras_of, producing_layer, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.runtime import float32_twin, model_precision
 
@@ -92,17 +92,23 @@ def _is_softmax(activation: Any) -> bool:
     return getattr(activation, "__name__", None) in _SOFTMAX_NAMES
 
 
-def _producing_layer(model: keras.Model, output_index: int) -> keras.layers.Layer | None:
-    """The layer that produces ``model``'s output number ``output_index`` (None if unknown)."""
+def _symbolic(model: Any, attr: str) -> list | None:
+    """``model.inputs`` or ``model.outputs``; None for a model without a graph (subclassed)."""
     try:
-        outputs = model.outputs
-    except AttributeError:
-        outputs = None
+        return getattr(model, attr)
+    except (AttributeError, ValueError):  # Keras 3: ValueError for an unbuilt Sequential model
+        return None
+
+
+def _producing_layer(model: keras.Model, output_index: int) -> keras.layers.Layer | None:
+    """The layer (or Keras 3 op) that produces ``model``'s output ``output_index`` (or None)."""
+    outputs = _symbolic(model, "outputs")
     if outputs:
-        layer = producing_layer(outputs[output_index])
+        tensor = outputs[output_index]
+        layer = keras3_producer(tensor) if flavour_of(model) == KERAS3 else producing_layer(tensor)
         if layer is not None:
             return layer
-    if isinstance(model, keras.Sequential) and model.layers:
+    if isinstance(model, keras_of(model).Sequential) and model.layers:
         return model.layers[-1]
     return None
 
@@ -110,7 +116,7 @@ def _producing_layer(model: keras.Model, output_index: int) -> keras.layers.Laye
 def _terminal_layer(layer: keras.layers.Layer | None) -> Any:
     """Descends through nested models (first output) to the innermost producing layer."""
     for _ in range(64):
-        if not isinstance(layer, keras.Model):
+        if not isinstance(layer, keras_of(layer).Model):
             break
         layer = _producing_layer(layer, 0)
     return layer
@@ -143,6 +149,7 @@ class _LogitsFunction:
             raise InvalidArgumentError(
                 f"output_index must be a non-negative integer; got {output_index!r}."
             )
+        k = keras_of(model)
         self._output_index = int(output_index)
         self._swap_layer: Any = None
         self._select_output = True
@@ -162,14 +169,14 @@ class _LogitsFunction:
                 )
             target = (
                 _terminal_layer(_producing_layer(model, self._output_index))
-                if isinstance(model, keras.Model)
+                if isinstance(model, k.Model)
                 else None
             )
 
         if strip_softmax and target is not None:
-            if isinstance(target, keras.layers.Softmax):
+            if isinstance(target, k.layers.Softmax):
                 # A standalone Softmax layer: its input holds the logits.
-                if logits_layer is None and isinstance(model, keras.Model):
+                if logits_layer is None and isinstance(model, k.Model):
                     try:
                         net = self._submodel(model, target.input)
                         self._select_output = False
@@ -189,15 +196,12 @@ class _LogitsFunction:
 
     @staticmethod
     def _num_outputs(model: Any) -> int | None:
-        try:
-            outputs = model.outputs
-        except AttributeError:
-            return None
+        outputs = _symbolic(model, "outputs")
         return len(outputs) if outputs else None
 
     @staticmethod
     def _resolve_layer(model: Any, logits_layer: str | keras.layers.Layer) -> Any:
-        if not isinstance(model, keras.Model):
+        if not isinstance(model, keras_of(model).Model):
             raise InvalidArgumentError("logits_layer requires model to be a keras.Model.")
         if isinstance(logits_layer, str):
             try:
@@ -208,7 +212,7 @@ class _LogitsFunction:
                     f"logits_layer={logits_layer!r} is not a layer of the model; top-level "
                     f"layers are {names}."
                 ) from err
-        if isinstance(logits_layer, keras.layers.Layer):
+        if isinstance(logits_layer, keras_of(model).layers.Layer):
             return logits_layer
         raise InvalidArgumentError(
             f"logits_layer must be a layer name, a Layer or None; got {logits_layer!r}."
@@ -226,7 +230,7 @@ class _LogitsFunction:
     @staticmethod
     def _submodel(model: Any, output: Any) -> keras.Model:
         try:
-            return keras.Model(model.inputs, output)
+            return keras_of(model).Model(model.inputs, output)
         except (AttributeError, TypeError, ValueError) as err:
             raise UnsupportedModelError(
                 "Cannot take an intermediate output of this model (it is not a functional or "
@@ -240,7 +244,7 @@ class _LogitsFunction:
             yield
             return
         saved = layer.activation
-        layer.activation = keras.activations.linear
+        layer.activation = keras_of(layer).activations.linear
         try:
             yield
         finally:
@@ -333,10 +337,7 @@ def _check_sample_shape(
 
 
 def _expected_input_shape(model: Any) -> tuple[int | None, ...] | None:
-    try:
-        inputs = model.inputs
-    except AttributeError:
-        inputs = None
+    inputs = _symbolic(model, "inputs")
     if not inputs:
         return None
     if len(inputs) != 1:
@@ -347,12 +348,10 @@ def _expected_input_shape(model: Any) -> tuple[int | None, ...] | None:
 
 
 def _input_dtype(model: Any) -> tf.DType:
-    try:
-        inputs = model.inputs
-    except AttributeError:
-        inputs = None
-    if inputs and inputs[0].dtype.is_floating:
-        return inputs[0].dtype
+    inputs = _symbolic(model, "inputs")
+    dtype = tf.as_dtype(inputs[0].dtype) if inputs else None  # Keras 3 names it: "float32"
+    if dtype is not None and dtype.is_floating:
+        return dtype
     return tf.float32
 
 
@@ -452,10 +451,9 @@ def jacobian_singular_values(
         A float64 array of shape ``(num_samples, min(C, D))``, each row sorted in descending
         order, where ``C`` is the number of logits and ``D`` the flattened input size.
     """
-    require_tf_keras(model, "tfprune.trainability.jacobian_singular_values")
     _check_positive_int("batch_size", batch_size)
     _check_positive_int("num_samples", num_samples, allow_none=True)
-    if isinstance(model, keras.Model) and model_precision(model) != "float32":
+    if isinstance(model, keras_of(model).Model) and model_precision(model) != "float32":
         # Singular values of the float32 network the mixed-precision one approximates.
         model = float32_twin(model)
         logits_layer = getattr(logits_layer, "name", logits_layer)
@@ -507,7 +505,6 @@ class JSVMeter:
         logits_layer: str | keras.layers.Layer | None = None,
         strip_softmax: bool = True,
     ) -> None:
-        require_tf_keras(model, "tfprune.trainability.JSVMeter")
         _check_positive_int("batch_size", batch_size)
         self.model = model
         self.batch_size = int(batch_size)
@@ -576,8 +573,9 @@ def mean_jsv(
     lower ``batch_size`` for large inputs (e.g. ImageNet-sized images with 1,000 classes).
 
     Args:
-        model: A single-input ``keras.Model`` (functional, Sequential or subclassed) or any
-            callable ``f(x, training=False)`` returning logits.
+        model: A single-input ``keras.Model`` (functional, Sequential or subclassed; tf_keras
+            or Keras 3, which give the same values for the same weights) or any callable
+            ``f(x, training=False)`` returning logits.
         inputs: A numpy array or tensor ``(N, *input_shape)``, or a ``tf.data.Dataset`` yielding
             ``x`` or ``(x, y[, w])`` batches (an unbatched dataset of single samples is batched
             here). Values are cast to the model's input dtype; apply the model's preprocessing
@@ -598,7 +596,6 @@ def mean_jsv(
             ``logits_layer``, inputs of the wrong shape or kind, or too few samples.
         UnsupportedModelError: Multi-input models, or a softmax that cannot be cut off.
     """
-    require_tf_keras(model, "tfprune.mean_jsv")
     return JSVStats.from_singular_values(
         jacobian_singular_values(
             model,

@@ -1,18 +1,34 @@
 """OrthP: re-initialises every conv / dense kernel as a scaled orthogonal matrix.
 
-The graph walk here finds the activation behind each kernel to choose the network's gain.
+The graph walk here finds the activation behind each kernel to choose the network's gain. The
+same code serves tf_keras and Keras 3 models: the layer classes are those of the model's flavour,
+and a Keras 3 graph is read through the ``keras3_*`` helpers of :mod:`tfprune.compat`.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, outbound_nodes, require_tf_keras
+from tfprune.compat import (
+    KERAS3,
+    flavour_of,
+    keras,
+    keras3_functional_graph,
+    keras3_graph_calls,
+    keras3_is_layer,
+    keras3_op_class,
+    keras3_producer,
+    keras_of,
+    outbound_nodes,
+    tf,
+)
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.nested import all_layers
 
@@ -39,18 +55,94 @@ _GAIN_TABLE: dict[str, float] = {
     "leaky_relu": math.sqrt(2.0 / (1.0 + 0.2**2)),
 }
 
-# Layers that pass a kernel's output on channel-wise unchanged in kind, so the activation behind
-# them decides the gain (Conv -> BatchNorm -> ReLU).
-_TRANSPARENT_LAYERS: tuple[type, ...] = (
-    keras.layers.BatchNormalization,
-    keras.layers.LayerNormalization,
-    keras.layers.Dropout,
-    keras.layers.GaussianNoise,
-    keras.layers.GaussianDropout,
-    keras.layers.Add,
-    keras.layers.Flatten,
-    keras.layers.Reshape,
-)
+# Keras 3 ops that ``keras.ops.relu(x)``... on symbolic tensors record, and their activation.
+_KERAS3_ACTIVATION_OPS = {
+    "Relu": "relu",
+    "Relu6": "relu6",
+    "Sigmoid": "sigmoid",
+    "HardSigmoid": "hard_sigmoid",
+    "Tanh": "tanh",
+    "Softsign": "softsign",
+    "Elu": "elu",
+    "Selu": "selu",
+    "Gelu": "gelu",
+    "Silu": "silu",
+    "Softplus": "softplus",
+    "Softmax": "softmax",
+    "LogSoftmax": "log_softmax",
+}
+
+
+@functools.cache
+def _classes(k: Any) -> types.SimpleNamespace:
+    """The classes OrthP reads, of Keras module ``k`` (tf_keras or Keras 3)."""
+    layers = k.layers
+    keras3_ops = k is not keras
+    op = keras3_op_class if keras3_ops else (lambda name: None)
+    return types.SimpleNamespace(
+        # What passes a kernel's output on channel-wise unchanged in kind, so the activation
+        # behind it decides the gain (Conv -> BatchNorm -> ReLU); in Keras 3 also ``x + y``.
+        transparent=tuple(
+            c
+            for c in (
+                layers.BatchNormalization,
+                layers.LayerNormalization,
+                layers.Dropout,
+                layers.GaussianNoise,
+                layers.GaussianDropout,
+                layers.Add,
+                layers.Flatten,
+                layers.Reshape,
+                op("Add"),
+                op("Reshape"),
+            )
+            if c is not None
+        ),
+        activations=(
+            layers.Activation,
+            layers.ReLU,
+            layers.LeakyReLU,
+            layers.ELU,
+            layers.Softmax,
+        ),
+        # Keras 3 activation ops -> activation name (LeakyRelu: its slope decides).
+        activation_ops={
+            cls: name
+            for cls, name in (
+                (op(cls_name), name) for cls_name, name in _KERAS3_ACTIVATION_OPS.items()
+            )
+            if cls is not None
+        },
+        leaky_relu_op=op("LeakyRelu") or layers.LeakyReLU,
+        dense=layers.Dense,
+        conv=tuple(
+            getattr(layers, name)
+            for name in (
+                "Conv1D",
+                "Conv2D",
+                "Conv3D",
+                "DepthwiseConv1D",
+                "DepthwiseConv2D",
+                "SeparableConv1D",
+                "SeparableConv2D",
+            )
+            if hasattr(layers, name)
+        ),
+        depthwise=tuple(
+            getattr(layers, name)
+            for name in ("DepthwiseConv1D", "DepthwiseConv2D")
+            if hasattr(layers, name)
+        ),
+        conv_transpose=(
+            layers.Conv1DTranspose,
+            layers.Conv2DTranspose,
+            layers.Conv3DTranspose,
+        ),
+    )
+
+
+def _classes_of(obj: Any) -> types.SimpleNamespace:
+    return _classes(keras_of(obj))
 
 
 def activation_gain(activation: Any) -> float:
@@ -61,7 +153,8 @@ def activation_gain(activation: Any) -> float:
     leaky ReLU with slope ``a``: ``sqrt(2 / (1 + a**2))`` (``a = 0.2`` for the function); ReLU and
     ReLU-like activations (relu6, elu, gelu, swish/silu, mish, softplus): ``sqrt(2)`` — for the
     smooth ones this is the usual ReLU approximation, not an exact value. Layers ``ReLU``,
-    ``LeakyReLU``, ``ELU``, ``Softmax`` and ``Activation`` are resolved to their function.
+    ``LeakyReLU``, ``ELU``, ``Softmax`` and ``Activation`` (of tf_keras or Keras 3) are resolved
+    to their function, and so are the Keras 3 ops that ``keras.ops.relu(x)``... record.
 
     Raises:
         InvalidArgumentError: For an activation not in the table (pass an explicit ``gain`` to
@@ -69,17 +162,22 @@ def activation_gain(activation: Any) -> float:
     """
     if activation is None:
         return 1.0
-    if isinstance(activation, keras.layers.ReLU):
-        slope = float(activation.negative_slope)
+    layers = keras_of(activation).layers
+    classes = _classes_of(activation)
+    if isinstance(activation, (layers.ReLU, layers.LeakyReLU, classes.leaky_relu_op)):
+        # tf_keras' LeakyReLU calls its slope ``alpha``, Keras 3 ``negative_slope``.
+        slope = getattr(activation, "negative_slope", None)
+        slope = float(activation.alpha if slope is None else slope)
         return math.sqrt(2.0 / (1.0 + slope**2))
-    if isinstance(activation, keras.layers.LeakyReLU):
-        return math.sqrt(2.0 / (1.0 + float(activation.alpha) ** 2))
-    if isinstance(activation, keras.layers.ELU):
+    if isinstance(activation, layers.ELU):
         return _RELU_GAIN
-    if isinstance(activation, keras.layers.Softmax):
+    if isinstance(activation, layers.Softmax):
         return 1.0
-    if isinstance(activation, keras.layers.Activation):
+    if isinstance(activation, layers.Activation):
         return activation_gain(activation.activation)
+    for cls, op_name in classes.activation_ops.items():
+        if isinstance(activation, cls):
+            return _GAIN_TABLE[op_name]
     name = activation if isinstance(activation, str) else getattr(activation, "__name__", None)
     if name in _GAIN_TABLE:
         return _GAIN_TABLE[name]
@@ -89,38 +187,86 @@ def activation_gain(activation: Any) -> float:
     )
 
 
-def _is_activation_layer(layer: Any) -> bool:
-    return isinstance(
-        layer,
-        (
-            keras.layers.Activation,
-            keras.layers.ReLU,
-            keras.layers.LeakyReLU,
-            keras.layers.ELU,
-            keras.layers.Softmax,
-        ),
-    )
+def _is_activation(op: Any) -> bool:
+    """Whether a layer (or Keras 3 op) applies an activation that :func:`activation_gain` reads."""
+    classes = _classes_of(op)
+    return isinstance(op, (*classes.activations, *classes.activation_ops, classes.leaky_relu_op))
 
 
-def _following_activation(layer: Any) -> Any:
+_STOCK_MODULES = ("tf_keras.", "keras.", "tfprune.")
+
+
+def _custom_call(layer: Any) -> bool:
+    """Whether a class of ``layer`` from outside Keras and tfprune defines its own ``call``."""
+    for cls in type(layer).__mro__:
+        if cls.__module__.startswith(_STOCK_MODULES):
+            return False
+        if "call" in vars(cls):
+            return True
+    return False
+
+
+Consumers = Callable[[Any], list]
+
+
+def _tf_keras_consumers(layer: Any) -> list:
+    """The layers that take a tf_keras layer's outputs, one per call."""
+    return [node.outbound_layer for node in outbound_nodes(layer)]
+
+
+def _keras3_consumers(model: Any) -> Consumers:
+    """The layers and ops that take each layer's outputs in Keras 3 ``model``'s graphs.
+
+    As tf_keras' ``outbound_nodes``: the graph a layer is called in, nested models' own graphs
+    included (a nested model's output layer has no consumer inside its graph).
+    """
+    table: dict[int, list] = {}
+    seen: set[int] = set()
+
+    def visit(graph: Any) -> None:
+        if graph is None or id(graph) in seen:
+            return
+        seen.add(id(graph))
+        for call in keras3_graph_calls(graph):
+            for tensor in call.inputs:
+                table.setdefault(id(keras3_producer(tensor)), []).append(call.operation)
+            if keras3_is_layer(call.operation):
+                visit(keras3_functional_graph(call.operation))
+
+    visit(keras3_functional_graph(model))
+    return lambda layer: table.get(id(layer), [])
+
+
+def _following_activation(layer: Any, consumers: Consumers) -> Any:
     """The activation applied after ``layer`` (own ``activation`` or a following layer).
 
     Looks through the layer's own ``activation``; if that is linear/absent, follows a single
-    chain of consumers through normalisation/dropout/Add/reshape layers to an activation layer.
-    Returns None (linear) when there is none or the consumers disagree.
+    chain of consumers through normalisation/dropout/Add/reshape layers to an activation layer
+    (or Keras 3 activation op). Returns None (linear) when there is none or the consumers
+    disagree.
+
+    Raises:
+        InvalidArgumentError: The chain reaches a custom layer, whose ``call`` may apply any
+            activation.
     """
     own = getattr(layer, "activation", None)
     if own is not None and getattr(own, "__name__", None) != "linear":
         return own
     current = layer
     for _ in range(8):
-        consumers = {id(n.outbound_layer): n.outbound_layer for n in outbound_nodes(current)}
-        if len(consumers) != 1:
+        following = {id(op): op for op in consumers(current)}
+        if len(following) != 1:
             return None
-        (nxt,) = consumers.values()
-        if _is_activation_layer(nxt):
+        (nxt,) = following.values()
+        if _is_activation(nxt):
             return nxt
-        if not isinstance(nxt, _TRANSPARENT_LAYERS):
+        if _custom_call(nxt):
+            raise InvalidArgumentError(
+                f"its output goes to custom layer {nxt.name!r} ({type(nxt).__name__}), whose "
+                "activation orthp cannot read; pass gain=<float> or "
+                f"gain={{{layer.name!r}: <float>}} to orthp."
+            )
+        if not isinstance(nxt, _classes_of(nxt).transparent):
             return None
         current = nxt
     return None
@@ -162,39 +308,34 @@ def _to_matrix(kernel: np.ndarray, kind: str) -> tuple[np.ndarray, Callable[[np.
     return moved.reshape(rows, -1), back
 
 
-_CONV_LAYERS: tuple[type, ...] = tuple(
-    getattr(keras.layers, name)
-    for name in (
-        "Conv1D",
-        "Conv2D",
-        "Conv3D",
-        "DepthwiseConv1D",
-        "DepthwiseConv2D",
-        "SeparableConv1D",
-        "SeparableConv2D",
-    )
-    if hasattr(keras.layers, name)
-)
-
-
 def _kernels_of(layer: Any) -> list[tuple[Any, str]]:
-    """The (variable, layout kind) pairs OrthP re-initialises in ``layer``."""
-    conv_transpose = (
-        keras.layers.Conv1DTranspose,
-        keras.layers.Conv2DTranspose,
-        keras.layers.Conv3DTranspose,
-    )
-    if isinstance(layer, keras.layers.Dense):
-        return [(layer.kernel, "dense")]
-    if not isinstance(layer, _CONV_LAYERS):
+    """The (variable, layout kind) pairs OrthP re-initialises in ``layer``.
+
+    Raises:
+        UnsupportedModelError: A Keras 3 layer whose kernel is quantized or LoRA-adapted (its
+            weight is no longer one kernel variable).
+    """
+    classes = _classes_of(layer)
+    if not isinstance(layer, (classes.dense, *classes.conv, *classes.conv_transpose)):
         return []
+    mode = getattr(layer, "quantization_mode", None)
+    if mode or getattr(layer, "lora_enabled", False):
+        state = f"quantized ({mode})" if mode else "LoRA-adapted"
+        raise UnsupportedModelError(
+            f"orthp cannot re-initialise layer {layer.name!r}: its kernel is {state}; call "
+            "orthp before quantizing or enabling LoRA."
+        )
+    if isinstance(layer, classes.dense):
+        return [(layer.kernel, "dense")]
     found: list[tuple[Any, str]] = []
     if getattr(layer, "depthwise_kernel", None) is not None:
         found.append((layer.depthwise_kernel, "depthwise"))
     if getattr(layer, "pointwise_kernel", None) is not None:
         found.append((layer.pointwise_kernel, "conv"))
     if not found and getattr(layer, "kernel", None) is not None:
-        kind = "conv_transpose" if isinstance(layer, conv_transpose) else "conv"
+        kind = "conv_transpose" if isinstance(layer, classes.conv_transpose) else "conv"
+        if isinstance(layer, classes.depthwise):  # Keras 3 calls the depthwise kernel "kernel"
+            kind = "depthwise"
         found.append((layer.kernel, kind))
     return found
 
@@ -234,6 +375,9 @@ def orthp(
     is the Q of QR, not the nearest orthogonal matrix. Biases, BatchNorm and all other variables
     are left untouched.
 
+    It works on tf_keras and Keras 3 models alike: the twin of a model in the other flavour,
+    with the same weights, gets the very same kernels.
+
     Re-initialised layers (found recursively in nested models and wrappers):
 
     * ``Dense`` and ``Conv1D/2D/3D`` kernels (grouped convs as ``(out, in/groups * k...)``).
@@ -247,7 +391,8 @@ def orthp(
     the layers that are not followed by it, such as the logits layer. By default it is read
     from the model: the activations that follow the kernels (a layer's own ``activation``, or
     an activation layer reached through BatchNormalization/LayerNormalization/Dropout/Add/
-    Flatten/Reshape layers, so ``Conv -> BN -> ReLU`` counts as ReLU) must agree on one
+    Flatten/Reshape layers or Keras 3 ``x + y`` / reshape ops, so ``Conv -> BN -> ReLU`` counts
+    as ReLU; Keras 3 activation ops such as ``keras.ops.relu`` count too) must agree on one
     non-linear gain, or there are none (a linear network: gain 1). ``gain="per_layer"`` gives
     every layer the gain of its own following activation instead (1 for the logits layer).
 
@@ -262,11 +407,12 @@ def orthp(
 
     Raises:
         InvalidArgumentError: A bad ``gain``, a dict naming no re-initialised layer, an
-            activation without a known gain (and no override), or (default ``gain``) a network
-            whose activations have different gains.
-        UnsupportedModelError: The model is unbuilt or has no conv/dense kernel.
+            activation without a known gain or a kernel whose output goes to a custom layer
+            (and no override for it), or (default ``gain``) a network whose activations have
+            different gains.
+        UnsupportedModelError: The model is unbuilt or has no conv/dense kernel, or a Keras 3
+            kernel is quantized or LoRA-adapted.
     """
-    require_tf_keras(model, "tfprune.orthp")
     if gain is not None and gain != "per_layer" and not isinstance(gain, Mapping):
         if isinstance(gain, bool) or not isinstance(gain, numbers.Real) or not gain > 0:
             raise InvalidArgumentError(
@@ -282,6 +428,7 @@ def orthp(
             "orthp needs a built model; call it on data or build it with an input shape first."
         )
 
+    consumers = _keras3_consumers(model) if flavour_of(model) == KERAS3 else _tf_keras_consumers
     plan: list[tuple[Any, float, list[tuple[Any, str]]]] = []
     for layer in [model, *all_layers(model, open_wrappers=True)]:
         kernels = _kernels_of(layer)
@@ -293,7 +440,7 @@ def orthp(
             scale = float(overrides[layer.name])
         else:
             try:
-                scale = activation_gain(_following_activation(layer))
+                scale = activation_gain(_following_activation(layer, consumers))
             except InvalidArgumentError as err:
                 raise InvalidArgumentError(f"Layer {layer.name!r}: {err}") from err
         plan.append((layer, scale, kernels))
@@ -317,5 +464,5 @@ def orthp(
             kernel = variable.numpy().astype(np.float64)
             matrix, back = _to_matrix(kernel, kind)
             new = back(scale * _orthogonalize(matrix))
-            variable.assign(new.astype(variable.dtype.as_numpy_dtype))
+            variable.assign(new.astype(tf.as_dtype(variable.dtype).as_numpy_dtype))
     return model
