@@ -235,6 +235,11 @@ def _keras3_check(ns: dict[str, Any]) -> None:
     assert compat.flavour_of(ns["model"]) == compat.KERAS3
 
 
+def _keras3_orthp_check(ns: dict[str, Any]) -> None:
+    kernel = np.asarray(ns["model"].layers[1].kernel, "float64")
+    np.testing.assert_allclose(kernel.T @ kernel, 2.0 * np.eye(16), atol=1e-5)
+
+
 def _keras3_prune_givens() -> dict[str, Any]:
     rng = np.random.default_rng(0)
     return {"x_train": rng.uniform(size=(64, 28, 28, 1)), "y_train": rng.integers(0, 10, 64)}
@@ -277,6 +282,7 @@ GIVENS = [
     Givens("schedule = tfmot.sparsity.keras.PolynomialDecay(", _gradual_givens, _gradual_check),
     Givens('model = get_model("small_cnn", seed=0)  # any', check=_first_prune_check),
     Givens("model = keras.applications.MobileNetV2(weights=None)", check=_keras3_check),
+    Givens("tfprune.orthp(model)  # every kernel", check=_keras3_orthp_check),
     Givens(
         "masked = tfprune.prune_filters(net, 0.5)",
         _keras3_prune_givens,

@@ -8,7 +8,6 @@ import pytest
 import tfprune
 from tfprune import compat
 from tfprune.errors import UnsupportedModelError
-from tfprune.trainability.jsv import jacobian_singular_values
 
 K3 = compat.keras3()
 
@@ -25,12 +24,8 @@ X = np.zeros((2, 6, 6, 3), "float32")
 
 REFUSING = {
     "recalibrate_batch_norm": lambda m, d: tfprune.recalibrate_batch_norm(m, X),
-    "orthp": lambda m, d: tfprune.orthp(m),
-    "mean_jsv": lambda m, d: tfprune.mean_jsv(m, X),
-    "JacobianSingularValues": lambda m, d: jacobian_singular_values(m, X),
     "GrowingRegularization": lambda m, d: _callback(tfprune.GrowingRegularization(0.5), m),
     "KernelOrthogonality": lambda m, d: _callback(tfprune.KernelOrthogonality(), m),
-    "JSV callback": lambda m, d: _callback(tfprune.JacobianSingularValues(X), m),
 }
 
 
