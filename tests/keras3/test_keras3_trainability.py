@@ -350,3 +350,9 @@ def test_mean_jsv_errors_are_the_same_on_both_flavours():
             tfprune.mean_jsv(model, XS)
         messages.append(str(err.value))
     assert messages[0] == messages[1]
+
+
+def test_keras_of_gives_the_module_of_each_flavour():
+    assert compat.keras_of(K3.layers.Dense(1)) is K3
+    assert compat.keras_of(TK.layers.Dense(1)) is TK
+    assert compat.keras_of(K3.ops.relu) is TK  # a plain function: no Keras flavour
