@@ -356,3 +356,26 @@ def test_keras_of_gives_the_module_of_each_flavour():
     assert compat.keras_of(K3.layers.Dense(1)) is K3
     assert compat.keras_of(TK.layers.Dense(1)) is TK
     assert compat.keras_of(K3.ops.relu) is TK  # a plain function: no Keras flavour
+
+
+def test_activation_gain_reads_keras3_layers_and_ops_as_their_tf_keras_namesakes():
+    x = K3.Input((4,))
+    for op, layer in (
+        (K3.ops.leaky_relu(x, 0.1), TK.layers.LeakyReLU(alpha=0.1)),
+        (K3.ops.tanh(x), TK.layers.Activation("tanh")),
+        (K3.ops.relu(x), TK.layers.ReLU()),
+        (K3.ops.selu(x), TK.layers.Activation("selu")),
+    ):
+        want = tfprune.trainability.activation_gain(layer)
+        assert tfprune.trainability.activation_gain(compat.keras3_producer(op)) == want
+    for k3_layer, tk_layer in (
+        (K3.layers.LeakyReLU(negative_slope=0.1), TK.layers.LeakyReLU(alpha=0.1)),
+        (K3.layers.ReLU(negative_slope=0.5), TK.layers.ReLU(negative_slope=0.5)),
+        (K3.layers.ELU(), TK.layers.ELU()),
+        (K3.layers.Activation("gelu"), TK.layers.Activation("gelu")),
+    ):
+        want = tfprune.trainability.activation_gain(tk_layer)
+        assert tfprune.trainability.activation_gain(k3_layer) == want
+    assert tfprune.trainability.activation_gain(TK.layers.LeakyReLU(alpha=0.1)) == pytest.approx(
+        math.sqrt(2 / 1.01), rel=1e-7
+    )

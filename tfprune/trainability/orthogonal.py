@@ -165,9 +165,10 @@ def activation_gain(activation: Any) -> float:
     layers = keras_of(activation).layers
     classes = _classes_of(activation)
     if isinstance(activation, (layers.ReLU, layers.LeakyReLU, classes.leaky_relu_op)):
-        # tf_keras' LeakyReLU calls its slope ``alpha``, Keras 3 ``negative_slope``.
+        # tf_keras' LeakyReLU calls its slope ``alpha``, Keras 3 ``negative_slope``; tf_keras
+        # keeps it as a float32, so a Keras 3 Python float is rounded the same way.
         slope = getattr(activation, "negative_slope", None)
-        slope = float(activation.alpha if slope is None else slope)
+        slope = float(np.float32(activation.alpha if slope is None else slope))
         return math.sqrt(2.0 / (1.0 + slope**2))
     if isinstance(activation, layers.ELU):
         return _RELU_GAIN
