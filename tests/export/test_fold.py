@@ -78,7 +78,8 @@ def _inputs(model, seed=1, batch=8):
 
 
 def test_every_foldable_kind_is_folded_exactly_and_the_model_is_untouched():
-    keras.utils.set_random_seed(3)  # fixed weights: a dead ReLU before the logits cannot zero the output
+    # Fixed weights: a dead ReLU before the logits cannot zero the output.
+    keras.utils.set_random_seed(3)
     model = _randomize_bn(_all_kinds_model())
     before = [w.copy() for w in model.get_weights()]
     names = [layer.name for layer in model.layers]
