@@ -12,7 +12,7 @@ import numpy as np
 
 import tfprune
 from tfprune.choices import IMPORTANCE_NAMES
-from tfprune.compat import keras, tf
+from tfprune.compat import keras, keras_of, tf
 from tfprune.layers import is_mask_layer
 
 L = keras.layers
@@ -22,22 +22,29 @@ DATA_FREE_CRITERIA = [name for name in IMPORTANCE_NAMES if name != "taylor"]
 
 
 def all_layers(model: keras.Model) -> list:
-    """Every layer of ``model``, nested models entered (the nested model itself included)."""
+    """Every layer of ``model``, nested models entered (the nested model itself included).
+
+    ``model`` may be a tf_keras or a Keras 3 model.
+    """
     out = []
     for layer in model.layers:
         out.append(layer)
-        if isinstance(layer, keras.Model):
+        if isinstance(layer, keras_of(layer).Model):
             out.extend(all_layers(layer))
     return out
 
 
 def randomize(model: keras.Model, seed: int = 0) -> keras.Model:
-    """Give every weight random, non-trivial values (BN statistics included)."""
+    """Give every weight random, non-trivial values (BN statistics included).
+
+    ``model`` may be a tf_keras or a Keras 3 model.
+    """
     rng = np.random.default_rng(seed)
+    k = keras_of(model)
     for layer in all_layers(model):
-        if isinstance(layer, (keras.Model, L.Normalization)):
+        if isinstance(layer, (k.Model, k.layers.Normalization)):
             continue  # Normalization holds statistics (variance must stay positive)
-        if isinstance(layer, L.BatchNormalization):
+        if isinstance(layer, k.layers.BatchNormalization):
             values = []
             for v in layer.weights:
                 name = v.name.split("/")[-1].split(":")[0]

@@ -14,6 +14,7 @@ version. The ``keras3_*`` helpers are the only places that read Keras 3 internal
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import os
 import sys
@@ -77,6 +78,7 @@ __all__ = [
     "keras3_nested_outputs",
     "keras3_is_layer",
     "keras3_copy_op",
+    "keras3_attention_with_head_hook",
 ]
 
 from tf_keras.src.engine.functional import Functional as functional_class  # noqa: E402
@@ -504,3 +506,35 @@ def keras3_copy_op(op: object) -> object:
         return type(op).from_config(op.get_config())
     except Exception:  # noqa: BLE001 - an op whose arguments Keras could not record
         return op
+
+
+@functools.cache
+def keras3_attention_with_head_hook() -> type:
+    """Keras 3's ``MultiHeadAttention`` with the hooks of :class:`AttentionWithHeadHook`.
+
+    Keras 3 also computes attention in the overridable (but underscored) ``_compute_attention``,
+    from the projected query, key and value, shape ``(batch, positions..., heads, dim)``; the
+    class made here passes them through ``transform_projections`` first, and the attention
+    output (same layout, ``value_dim`` last) through ``transform_heads`` before the output
+    projection. Made on first use, so Keras 3 is imported only then.
+    """
+
+    class Keras3AttentionWithHeadHook(keras3().layers.MultiHeadAttention):
+        """Keras 3 ``MultiHeadAttention`` with hooks around the attention of the heads."""
+
+        def transform_projections(self, query: object, key: object, value: object) -> tuple:
+            """Change the projected query, key and value before attention (default: none)."""
+            return query, key, value
+
+        def transform_heads(self, attention_output: object) -> object:
+            """Change the per-head attention outputs before the output projection (default none)."""
+            return attention_output
+
+        def _compute_attention(
+            self, query: object, key: object, value: object, *args: object, **kwargs: object
+        ) -> tuple:
+            query, key, value = self.transform_projections(query, key, value)
+            output, scores = super()._compute_attention(query, key, value, *args, **kwargs)
+            return self.transform_heads(output), scores
+
+    return Keras3AttentionWithHeadHook

@@ -109,3 +109,32 @@ def test_rebuild_helpers_read_structures_and_copy_raw_ops():
     copy = compat.keras3_copy_op(reshape)
     assert type(copy) is type(reshape) and copy is not reshape
     assert tuple(copy.newshape) == (-1, 3, 1)
+
+
+def test_keras3_attention_head_hook_sees_each_heads_output_before_the_projection():
+    seen = []
+
+    class Zeroing(compat.keras3_attention_with_head_hook()):
+        def transform_projections(self, query, key, value):
+            seen.append(tuple(tuple(t.shape) for t in (query, key, value)))
+            return query, key, value
+
+        def transform_heads(self, attention_output):
+            seen.append(tuple(attention_output.shape))
+            return attention_output * K3.ops.convert_to_tensor([0.0, 1.0])[:, None]
+
+    x = np.random.default_rng(0).standard_normal((2, 5, 6)).astype("float32")
+    stock = K3.layers.MultiHeadAttention(2, 3, value_dim=4)
+    hooked = Zeroing(2, 3, value_dim=4)
+    stock(x, x), hooked(x, x)
+    hooked.set_weights(stock.get_weights())
+    # (batch, positions, heads, key_dim / value_dim) in and out of attention.
+    assert seen[-2] == ((2, 5, 2, 3), (2, 5, 2, 3), (2, 5, 2, 4))
+    assert seen[-1] == (2, 5, 2, 4)
+    # Head 0 zeroed: what the stock layer gives with head 0's output-projection rows zeroed.
+    weights = stock.get_weights()
+    out_kernel = stock._output_dense.kernel  # noqa: SLF001 - find it by identity, not position
+    index = next(i for i, v in enumerate(stock.weights) if v is out_kernel)
+    weights[index] = weights[index] * np.array([0.0, 1.0])[:, None, None]
+    stock.set_weights(weights)
+    np.testing.assert_allclose(np.asarray(hooked(x, x)), np.asarray(stock(x, x)), atol=1e-6)

@@ -7,6 +7,7 @@ the two models differ only in the Keras that built them.
 from __future__ import annotations
 
 import pytest
+from keras3_twins import encoder
 
 import tfprune
 from tfprune import compat
@@ -41,23 +42,6 @@ def transposed(k):
     b = L.GlobalAveragePooling3D(name="gap3d")(v)
     y = L.Dense(2, name="head")(L.Concatenate(name="cat")([a, b]))
     return k.Model([x, z], y, name="transposed")
-
-
-def encoder(k):
-    """A transformer block: attention, residual adds, layer norms, a dense feed-forward."""
-    L = k.layers
-    x = k.Input((7, 16), name="tokens")
-    h = L.Dense(16, name="embed")(x)
-    a = L.MultiHeadAttention(num_heads=4, key_dim=3, value_dim=5, name="mha")(h, h)
-    h = L.LayerNormalization(name="ln1")(L.Add(name="add1")([h, a]))
-    f = L.Dense(32, activation="relu", name="ff_in")(h)
-    f = L.Dense(16, name="ff_out")(f)
-    h = L.LayerNormalization(name="ln2")(L.Add(name="add2")([h, f]))
-    e = L.EinsumDense("abc,cd->abd", output_shape=(None, 12), bias_axes="d", name="ed")(h)
-    p = L.EinsumDense("abc,cde->abde", output_shape=(None, 2, 3), name="ed_split")(x)
-    p = L.Reshape((7, 6), name="merge")(p)
-    h = L.GlobalAveragePooling1D(name="pool")(L.Concatenate(name="cat")([e, p]))
-    return k.Model(x, L.Dense(3, name="head")(h), name="encoder")
 
 
 def text_rnn(k):

@@ -3,7 +3,9 @@
 They compute what their tf_keras namesakes compute, with Keras 3 ops: ``ChannelMask`` multiplies
 the channel axis by a 0/1 mask; ``MaskedConv1D/2D/3D`` and ``MaskedDense`` multiply their
 kernel's input rows by one (``conv(x, W * m) == conv(x * m, W)``, as fast as plain ``fit``);
-``MaskedLayerNormalization`` takes its statistics over the unmasked channels only.
+``MaskedLayerNormalization`` takes its statistics over the unmasked channels only;
+``MaskedSimpleRNN``/``MaskedGRU``/``MaskedLSTM`` stop a pruned unit's state feeding back into the
+gates; ``MaskedMultiHeadAttention`` zeroes pruned heads and key/value dimensions.
 
 The classes are made the first time a Keras 3 model is masked (so Keras 3 is imported only
 then) and registered as Keras 3 serializables of package ``tfprune``: a masked model saved as
@@ -17,7 +19,7 @@ import functools
 import types
 from typing import Any
 
-from tfprune.compat import KERAS3, flavour_of, keras3
+from tfprune.compat import KERAS3, flavour_of, keras3, keras3_attention_with_head_hook
 from tfprune.layers.policy_config import config_with_policy, policy_argument
 
 __all__ = [
@@ -151,6 +153,101 @@ def keras3_mask_classes() -> types.SimpleNamespace:
                 y = y + ops.cast(self.beta, y.dtype)
             return y * m
 
+    class MaskedRecurrentCell:
+        """Cell mixin: each unit's previous state reaches the gates through a 0/1 mask.
+
+        The cell's ``recurrent_kernel`` reads as the stored kernel with the rows of masked units
+        zeroed, so a pruned unit's state no longer feeds the kept units: exactly what the layer
+        with that unit cut out computes. Its gradients flow to the stored kernel. The mask is
+        the layer's (a Keras 3 cell is locked once built); the cell reads it through
+        ``tfprune_mask``, a function the layer sets.
+        """
+
+        tfprune_mask = None
+
+        @property
+        def recurrent_kernel(self) -> Any:
+            kernel = self._tfprune_recurrent_kernel
+            if self.tfprune_mask is None:
+                return kernel
+            return kernel * ops.expand_dims(ops.cast(self.tfprune_mask(), kernel.dtype), 1)
+
+        @recurrent_kernel.setter
+        def recurrent_kernel(self, value: Any) -> None:
+            self._tfprune_recurrent_kernel = value
+
+    cells: dict[type, type] = {}
+
+    def masked_cell(cell: type) -> type:
+        if cell not in cells:
+            cells[cell] = type(f"Masked{cell.__name__}", (MaskedRecurrentCell, cell), {})
+        return cells[cell]
+
+    class MaskedRecurrent(PolicyMixin):
+        """Mixin for SimpleRNN/GRU/LSTM whose cell masks the recurrent kernel by unit."""
+
+        mask_role = "out"
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # The stock cell, not built yet, becomes its masked twin.
+            self.cell.__class__ = masked_cell(type(self.cell))
+
+        def build(self, sequences_shape: Any, initial_state_shape: Any = None) -> None:
+            super().build(sequences_shape, initial_state_shape)
+            self.mask = add_mask(self, self.cell.units)
+            self.cell.tfprune_mask = self._tfprune_read_mask
+
+        def _tfprune_read_mask(self) -> Any:
+            return self.mask
+
+    @register
+    class MaskedSimpleRNN(MaskedRecurrent, k3.layers.SimpleRNN):
+        """SimpleRNN whose pruned units stop feeding their state back (Keras 3)."""
+
+    @register
+    class MaskedGRU(MaskedRecurrent, k3.layers.GRU):
+        """GRU whose pruned units stop feeding their state back (Keras 3)."""
+
+    @register
+    class MaskedLSTM(MaskedRecurrent, k3.layers.LSTM):
+        """LSTM whose pruned units stop feeding their state back (Keras 3)."""
+
+    @register
+    class MaskedMultiHeadAttention(PolicyMixin, keras3_attention_with_head_hook()):
+        """MultiHeadAttention whose pruned heads output zeros (Keras 3).
+
+        The mask multiplies each head's attention output before the output projection, so a
+        pruned head contributes nothing: exactly the layer with that head cut out. Two more
+        masks zero pruned key dimensions (in the projected query: their products leave every
+        score) and value dimensions (in the projected value).
+        """
+
+        mask_role = "head"
+        mask_weight_names = ("mask", "key_mask", "value_mask")
+
+        def build(self, query_shape: Any, value_shape: Any, key_shape: Any = None) -> None:
+            super().build(query_shape, value_shape, key_shape)
+            config = self.get_config()
+            self.mask = add_mask(self, config["num_heads"])
+            self.key_mask = add_mask(self, config["key_dim"], "key_mask")
+            value_dim = config["value_dim"] or config["key_dim"]
+            self.value_mask = add_mask(self, value_dim, "value_mask")
+
+        @property
+        def masks_by_role(self) -> dict[str, Any]:
+            """The 0/1 masks of its heads and of the key and value dimensions of every head."""
+            return {"head": self.mask, "key": self.key_mask, "value": self.value_mask}
+
+        def transform_projections(self, query: Any, key: Any, value: Any) -> tuple:
+            # A zero in the query's dimension d removes q_d k_d from every score.
+            query = query * ops.cast(self.key_mask, query.dtype)
+            return query, key, value * ops.cast(self.value_mask, value.dtype)
+
+        def transform_heads(self, attention_output: Any) -> Any:
+            m = ops.cast(self.mask, attention_output.dtype)
+            return attention_output * ops.reshape(m, [-1, 1])
+
     L = k3.layers
     return types.SimpleNamespace(
         ChannelMask=ChannelMask,
@@ -159,14 +256,30 @@ def keras3_mask_classes() -> types.SimpleNamespace:
         MaskedConv3D=MaskedConv3D,
         MaskedDense=MaskedDense,
         MaskedLayerNormalization=MaskedLayerNormalization,
-        mask_bases=(ChannelMask, InputMasked, MaskedLayerNormalization),
+        MaskedSimpleRNN=MaskedSimpleRNN,
+        MaskedGRU=MaskedGRU,
+        MaskedLSTM=MaskedLSTM,
+        MaskedMultiHeadAttention=MaskedMultiHeadAttention,
+        mask_bases=(
+            ChannelMask,
+            InputMasked,
+            MaskedLayerNormalization,
+            MaskedRecurrent,
+            MaskedMultiHeadAttention,
+        ),
         consumers={
             L.Conv1D: MaskedConv1D,
             L.Conv2D: MaskedConv2D,
             L.Conv3D: MaskedConv3D,
             L.Dense: MaskedDense,
         },
-        self_masked={L.LayerNormalization: MaskedLayerNormalization},
+        self_masked={
+            L.LayerNormalization: MaskedLayerNormalization,
+            L.SimpleRNN: MaskedSimpleRNN,
+            L.GRU: MaskedGRU,
+            L.LSTM: MaskedLSTM,
+            L.MultiHeadAttention: MaskedMultiHeadAttention,
+        },
     )
 
 
