@@ -1,22 +1,42 @@
-"""Property-based tests: random architectures, sparsities and criteria keep the equivalence."""
+"""Property-based tests: random architectures, sparsities and criteria keep the equivalence.
+
+Each architecture is built by one builder in either Keras flavour (``_build(keras_module, ...)``):
+tf_keras models are checked masked ≡ stripped; their Keras 3 twins, with the same weights, are
+checked masked ≡ stripped and stripped ≡ the tf_keras twin pruned with the same arguments.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from core_helpers import DATA_FREE_CRITERIA, check_equivalent, randomize
+from core_helpers import (
+    DATA_FREE_CRITERIA,
+    all_layers,
+    check_equivalent,
+    inputs_for,
+    max_rel_error,
+    outputs_of,
+    randomize,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import tfprune
+from tfprune import compat
 from tfprune.compat import keras
 
-L = keras.layers
+K3 = compat.keras3()
 
 BLOCKS = ("conv", "residual", "concat", "depthwise", "separable", "grouped", "shared", "nested")
 
 
-def _build(draw_blocks, n_inputs, n_outputs, flatten_head, widths_seed):
-    """Build a random model from a list of block kinds (deterministic for given arguments)."""
+def _build(k, draw_blocks, n_inputs, n_outputs, flatten_head, widths_seed):
+    """Build a random model from a list of block kinds (deterministic for given arguments).
+
+    ``k`` is the Keras module that builds it (tf_keras or Keras 3): the same arguments give the
+    same architecture, with the same layer names, in both.
+    """
+    L = k.layers
     rng = np.random.default_rng(widths_seed)
     counter = {"i": 0}
 
@@ -27,7 +47,7 @@ def _build(draw_blocks, n_inputs, n_outputs, flatten_head, widths_seed):
     def width():
         return int(rng.choice([4, 6, 8]))
 
-    inputs = [keras.Input((6, 6, 3), name=f"in{k}") for k in range(n_inputs)]
+    inputs = [k.Input((6, 6, 3), name=f"in{i}") for i in range(n_inputs)]
     xs = [L.Conv2D(width(), 3, padding="same", name=name("stem"))(i) for i in inputs]
     x = xs[0] if len(xs) == 1 else L.Concatenate(name=name("incat"))(xs)
     shared = {}
@@ -66,21 +86,21 @@ def _build(draw_blocks, n_inputs, n_outputs, flatten_head, widths_seed):
             b = shared[key](L.ReLU()(x))
             x = L.Add(name=name("sadd"))([a, b])
         elif kind == "nested":
-            ii = keras.Input(tuple(int(d) for d in x.shape[1:]))
+            ii = k.Input(tuple(int(d) for d in x.shape[1:]))
             y = L.Conv2D(width(), 3, padding="same", name=name("nconv"))(ii)
             y = L.BatchNormalization(name=name("nbn"))(y)
             y = L.Conv2D(c, 1, name=name("nconv"))(y)
-            inner = keras.Model(ii, L.Add()([ii, y]), name=name("nested"))
+            inner = k.Model(ii, L.Add()([ii, y]), name=name("nested"))
             x = inner(x)
     outputs = []
-    for k in range(n_outputs):
-        if flatten_head and k == 0:
+    for j in range(n_outputs):
+        if flatten_head and j == 0:
             h = L.Flatten()(L.MaxPooling2D(3)(x))
             h = L.Dense(width(), activation="relu", name=name("fc"))(h)
         else:
             h = L.GlobalAveragePooling2D()(x)
-        outputs.append(L.Dense(2 + k, name=f"out{k}")(h))
-    return keras.Model(inputs, outputs if n_outputs > 1 else outputs[0])
+        outputs.append(L.Dense(2 + j, name=f"out{j}")(h))
+    return k.Model(inputs, outputs if n_outputs > 1 else outputs[0])
 
 
 @st.composite
@@ -99,22 +119,41 @@ def _cases(draw, nested=True):
     }
 
 
+def _case_model(k, case):
+    return _build(
+        k, case["blocks"], case["n_inputs"], case["n_outputs"], case["flatten_head"], case["seed"]
+    )
+
+
+def _prune_args(case):
+    return dict(seed=case["seed"], global_ranking=case["global_ranking"])
+
+
 def _check(case):
     keras.backend.clear_session()
-    model = randomize(
-        _build(
-            case["blocks"], case["n_inputs"], case["n_outputs"], case["flatten_head"], case["seed"]
-        ),
-        seed=case["seed"],
+    model = randomize(_case_model(keras, case), seed=case["seed"])
+    check_equivalent(model, case["sparsity"], case["importance"], tol=1e-4, **_prune_args(case))
+
+
+def _check_keras3_twin(case):
+    """The Keras 3 twin: masked ≡ stripped, and stripped ≡ the stripped tf_keras twin."""
+    keras.backend.clear_session()
+    twin = randomize(_case_model(keras, case), seed=case["seed"])
+    model = _case_model(K3, case)
+    by_name = {layer.name: layer for layer in all_layers(model)}
+    for layer in all_layers(twin):
+        if layer.weights and not isinstance(layer, keras.Model):
+            by_name[layer.name].set_weights(layer.get_weights())
+    _, small = check_equivalent(
+        model, case["sparsity"], case["importance"], tol=1e-4, **_prune_args(case)
     )
-    check_equivalent(
-        model,
-        case["sparsity"],
-        case["importance"],
-        seed=case["seed"],
-        global_ranking=case["global_ranking"],
-        tol=1e-4,
+    assert compat.flavour_of(small) == compat.KERAS3
+    small_tk = tfprune.strip_filters(
+        tfprune.prune_filters(twin, case["sparsity"], case["importance"], **_prune_args(case))
     )
+    xs = inputs_for(twin, seed=case["seed"] + 1)
+    assert small.count_params() == small_tk.count_params()
+    assert max_rel_error(outputs_of(small, xs), outputs_of(small_tk, xs)) < 1e-4
 
 
 _SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
@@ -132,6 +171,12 @@ def test_random_architectures_with_nested_models_strip_equals_masked(case):
     _check(case)
 
 
+@settings(max_examples=10, **_SETTINGS)
+@given(_cases(nested=True))
+def test_random_keras3_architectures_strip_equals_masked_and_the_tf_keras_twin(case):
+    _check_keras3_twin(case)
+
+
 # Not derandomized: every run draws 40 new architectures (~0.5 s each) on top of the 22 fixed
 # ones above, so coverage grows from run to run while one run stays ~20 s.
 @pytest.mark.slow
@@ -139,3 +184,11 @@ def test_random_architectures_with_nested_models_strip_equals_masked(case):
 @given(_cases(nested=False))
 def test_random_architectures_strip_equals_masked_many(case):
     _check(case)
+
+
+# As above for the Keras 3 twins: 20 new architectures per run (~1 s each).
+@pytest.mark.slow
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_cases(nested=True))
+def test_random_keras3_architectures_equal_their_tf_keras_twins_many(case):
+    _check_keras3_twin(case)
