@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tfprune import layers as tfprune_layers
-from tfprune.compat import KERAS3, producing_layer, tf
+from tfprune.compat import KERAS3, flavour_of, producing_layer, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError, did_you_mean
 from tfprune.graph.groups import Analysis, ChannelGroup, analyze
 from tfprune.graph.keras3 import check_keras3_graph, is_keras3
@@ -616,6 +616,7 @@ def _masked_copy(
         if masked_twin_class(m.layer) is not None
         and m.role in rule_for(m.layer).self_mask_roles(m.layer)
     }
+    _check_self_masks(analysis, target_groups)
     twins: list[tuple[Any, Any]] = []  # (original layer, its masked twin)
     channel_masks: list[tuple[Any, Any]] = []  # (original tensor, the ChannelMask on it)
 
@@ -671,6 +672,29 @@ def _masked_copy(
         m = analysis.tensor_member(old)
         slots.append((analysis.group_of_key[m.key], m.unit_of_channel, mask_layer.mask))
     return masked, slots
+
+
+def _check_self_masks(analysis: Analysis, target_groups: set[int]) -> None:
+    """Refuse a group whose member must mask its own channels but has no masked twin.
+
+    Its rule says the layer mixes those channels inside (a norm's statistics, a recurrent
+    state): a mask in front of or behind it would not make the masked model compute what the
+    stripped one does.
+    """
+    for g in analysis.groups:
+        if g.id not in target_groups:
+            continue
+        for m in g.layers:
+            roles = rule_for(m.layer).self_mask_roles(m.layer)
+            if m.role in roles and masked_twin_class(m.layer) is None:
+                producers = sorted({p.path for p in g.producers}) or [m.path]
+                raise UnsupportedModelError(
+                    f"Layer {m.path!r} ({type(m.layer).__name__}, {flavour_of(m.layer)}) of "
+                    f"model {analysis.model.name!r} mixes its {m.role!r} channels in its own "
+                    "computation and tfprune has no masked twin of it for this Keras flavour, "
+                    "so a masked model would not compute what the stripped one does. Leave "
+                    f"these channels unpruned: skip={producers!r}."
+                )
 
 
 def _dtype_of(tensor: Any) -> Any:

@@ -12,7 +12,7 @@ import pytest
 
 import tfprune
 from tfprune.compat import keras, tf
-from tfprune.errors import InvalidArgumentError
+from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.graph import ChannelContext, LayerRule, register_rule, unregister_rule
 from tfprune.graph.rules import rule_for
 from tfprune.importance import channel_rows
@@ -165,3 +165,38 @@ def test_builtin_rules_answer_layout_cost_and_mask_questions():
     assert [r.shape for r in rows] == [(3, 2 * 4), (3, 3 * 4), (3, 4)]  # 4 gates per unit
     with pytest.raises(InvalidArgumentError, match="LayerRule"):
         register_rule(object())
+
+
+class UserRMSNorm(L.Layer):
+    """Divides by the root mean square over the channels: mixes them all."""
+
+    def call(self, x):
+        return x * tf.math.rsqrt(tf.reduce_mean(tf.square(x), axis=-1, keepdims=True) + 1e-6)
+
+
+class UserRMSNormRule(LayerRule):
+    """Per channel, but its statistics mix the channels: it must mask them itself."""
+
+    layer_types = (UserRMSNorm,)
+
+    def connect(self, ctx: ChannelContext, call) -> None:
+        ctx.per_channel(call.layer, call.inputs[0], call.outputs[0])
+
+    def macs(self, layer, ins, outs):
+        return 0
+
+    def self_mask_role(self, layer):
+        return "ch"
+
+
+def test_a_layer_that_must_mask_itself_without_a_masked_twin_is_refused():
+    rule = register_rule(UserRMSNormRule())
+    try:
+        x = keras.Input((6,))
+        h = L.Dense(8, name="up")(x)
+        h = UserRMSNorm(name="rms")(h)
+        model = keras.Model(x, L.Dense(3, name="head")(h))
+        with pytest.raises(UnsupportedModelError, match=r"'rms'.*no masked twin.*skip=\['up'\]"):
+            tfprune.prune_filters(model, 0.5)
+    finally:
+        unregister_rule(rule)

@@ -7,7 +7,7 @@ the two models differ only in the Keras that built them.
 from __future__ import annotations
 
 import pytest
-from keras3_twins import encoder
+from keras3_twins import bidirectional, encoder
 
 import tfprune
 from tfprune import compat
@@ -65,7 +65,15 @@ def group_norms(k):
     return k.Model(x, L.Dense(2, name="head")(h), name="group_norms")
 
 
-BUILDERS = [conv_1d_3d, transposed, encoder, text_rnn, group_norms]
+BUILDERS = [
+    conv_1d_3d,
+    transposed,
+    encoder,
+    text_rnn,
+    group_norms,
+    bidirectional("concat"),
+    bidirectional("ave"),
+]
 
 
 @pytest.mark.parametrize("builder", BUILDERS)

@@ -1,4 +1,4 @@
-"""Keras 3 RNNs and attention: masked ≡ stripped ≡ the tf_keras twin pruned the same way.
+"""Keras 3 RNNs, Bidirectional, attention: masked ≡ stripped ≡ the tf_keras twin pruned alike.
 
 Each model is built once per flavour by the same builder (``keras3_twins``), with the same
 weights, and pruned at 50 % by a planted importance (a fixed permutation per group), so the
@@ -13,6 +13,7 @@ from core_helpers import all_layers, max_rel_error
 from keras3_twins import (
     K3,
     attention,
+    bidirectional,
     encoder,
     planted,
     planted_scores,
@@ -32,6 +33,8 @@ CASES = {
     "gru_reset_after": (recurrent("GRU", reset_after=True), [("rnn", "out", 8)]),
     "gru_reset_before": (recurrent("GRU", reset_after=False), [("rnn", "out", 8)]),
     "lstm": (recurrent("LSTM"), [("rnn", "out", 8)]),
+    "bidirectional_concat": (bidirectional("concat"), [("rnn", "out", 8), ("rnn", "in", 8)]),
+    "bidirectional_sum": (bidirectional("sum"), [("rnn", "out", 8)]),
     "attention": (attention(), [("mha", "head", 4), ("mha", "key", 3), ("mha", "value", 3)]),
     "attention_value_dim": (attention(value_dim=5), [("mha", "head", 4), ("mha", "value", 5)]),
     "attention_mask": (attention(value_dim=5, with_mask=True), [("mha", "head", 4)]),
@@ -110,6 +113,7 @@ def test_masked_rnn_and_attention_train_save_and_strip(tmp_path):
         L = k.layers
         x = k.Input((5, 6), name="seq")
         h = L.LSTM(8, return_sequences=True, name="rnn")(L.Dense(8, name="pre")(x))
+        h = L.Bidirectional(L.GRU(4, return_sequences=True), name="bi")(h)
         a = L.MultiHeadAttention(2, 4, name="mha")(h, h)
         h = L.GlobalAveragePooling1D(name="gap")(L.Add(name="add")([h, a]))
         return k.Model(x, L.Dense(3, name="head")(h), name="rnn_attention")
@@ -121,7 +125,7 @@ def test_masked_rnn_and_attention_train_save_and_strip(tmp_path):
         for la in masked.layers
         if is_mask_layer(la)
     }
-    assert {"rnn", "mha"} <= set(masks)
+    assert {"rnn", "bi", "mha"} <= set(masks)
     xs = _inputs(k3)
     y = np.random.default_rng(3).normal(size=(3, 3)).astype("float32")
     masked.compile(optimizer=K3.optimizers.SGD(0.05), loss="mse")
@@ -135,9 +139,15 @@ def test_masked_rnn_and_attention_train_save_and_strip(tmp_path):
     masked.save(path)
     loaded = K3.saving.load_model(path, custom_objects=tfprune.custom_objects("keras3"))
     assert type(loaded.get_layer("rnn")).__name__ == "MaskedLSTM"
+    bi = loaded.get_layer("bi")
+    assert type(bi).__name__ == "MaskedBidirectional"
+    assert type(bi.backward_layer).__name__ == "MaskedGRU"
+    np.testing.assert_array_equal(bi.mask.numpy(), masked.get_layer("bi").mask.numpy())
     assert max_rel_error(_run(loaded, xs), _run(masked, xs)) < 1e-6
     small = tfprune.strip_filters(loaded)
     assert small.get_layer("rnn").units == 4 and small.get_layer("mha").num_heads == 1
+    assert type(small.get_layer("bi").forward_layer) is K3.layers.GRU
+    assert small.get_layer("bi").forward_layer.units == 2
     assert max_rel_error(_run(masked, xs), _run(small, xs)) < 1e-5
 
 

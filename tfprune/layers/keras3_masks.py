@@ -5,7 +5,8 @@ the channel axis by a 0/1 mask; ``MaskedConv1D/2D/3D`` and ``MaskedDense`` multi
 kernel's input rows by one (``conv(x, W * m) == conv(x * m, W)``, as fast as plain ``fit``);
 ``MaskedLayerNormalization`` takes its statistics over the unmasked channels only;
 ``MaskedSimpleRNN``/``MaskedGRU``/``MaskedLSTM`` stop a pruned unit's state feeding back into the
-gates; ``MaskedMultiHeadAttention`` zeroes pruned heads and key/value dimensions.
+gates (``MaskedBidirectional`` in both directions); ``MaskedMultiHeadAttention`` zeroes pruned
+heads and key/value dimensions.
 
 The classes are made the first time a Keras 3 model is masked (so Keras 3 is imported only
 then) and registered as Keras 3 serializables of package ``tfprune``: a masked model saved as
@@ -213,6 +214,72 @@ def keras3_mask_classes() -> types.SimpleNamespace:
     class MaskedLSTM(MaskedRecurrent, k3.layers.LSTM):
         """LSTM whose pruned units stop feeding their state back (Keras 3)."""
 
+    recurrent_twins = {
+        k3.layers.SimpleRNN: MaskedSimpleRNN,
+        k3.layers.GRU: MaskedGRU,
+        k3.layers.LSTM: MaskedLSTM,
+    }
+
+    def masked_recurrent_copy(layer: Any) -> Any:
+        """A masked copy of a stock SimpleRNN/GRU/LSTM (others are returned as they are)."""
+        twin = recurrent_twins.get(type(layer))
+        return layer if twin is None else twin.from_config(layer.get_config())
+
+    class TiedMasks:
+        """The per-unit masks of both directions of a bidirectional RNN, read and written as one."""
+
+        def __init__(self, variables: list) -> None:
+            self.variables = variables
+
+        @property
+        def dtype(self) -> Any:
+            """The masks' dtype."""
+            return self.variables[0].dtype
+
+        def numpy(self) -> Any:
+            """The mask (both directions hold the same values)."""
+            return self.variables[0].numpy()
+
+        def assign(self, value: Any) -> None:
+            """Write ``value`` into both directions' masks."""
+            for v in self.variables:
+                v.assign(value)
+
+    @register
+    class MaskedBidirectional(PolicyMixin, k3.layers.Bidirectional):
+        """Bidirectional RNN whose pruned units stop feeding their state back, both ways (Keras 3).
+
+        Both directions are tfprune's masked recurrent layers, written with the same units mask.
+        Its config names the stock recurrent layers, so a strip rebuilds stock layers.
+        """
+
+        mask_role = "out"
+        mask_weight_names = ("forward/mask", "backward/mask")
+
+        def __init__(self, layer: Any, *args: Any, **kwargs: Any) -> None:
+            backward = kwargs.get("backward_layer")
+            if backward is not None:
+                kwargs["backward_layer"] = masked_recurrent_copy(backward)
+            super().__init__(masked_recurrent_copy(layer), *args, **kwargs)
+
+        @property
+        def mask(self) -> TiedMasks:
+            """The per-unit 0/1 mask of both directions."""
+            return TiedMasks([self.forward_layer.mask, self.backward_layer.mask])
+
+        def get_config(self) -> dict:
+            config = super().get_config()
+            stock = {masked: plain for plain, masked in recurrent_twins.items()}
+            for key, inner in (
+                ("layer", self.forward_layer),
+                ("backward_layer", self.backward_layer),
+            ):
+                plain = stock.get(type(inner))
+                if key in config and plain is not None:
+                    inner_config = {k: v for k, v in inner.get_config().items() if k != "policy"}
+                    config[key] = k3.saving.serialize_keras_object(plain.from_config(inner_config))
+            return config
+
     @register
     class MaskedMultiHeadAttention(PolicyMixin, keras3_attention_with_head_hook()):
         """MultiHeadAttention whose pruned heads output zeros (Keras 3).
@@ -260,12 +327,14 @@ def keras3_mask_classes() -> types.SimpleNamespace:
         MaskedGRU=MaskedGRU,
         MaskedLSTM=MaskedLSTM,
         MaskedMultiHeadAttention=MaskedMultiHeadAttention,
+        MaskedBidirectional=MaskedBidirectional,
         mask_bases=(
             ChannelMask,
             InputMasked,
             MaskedLayerNormalization,
             MaskedRecurrent,
             MaskedMultiHeadAttention,
+            MaskedBidirectional,
         ),
         consumers={
             L.Conv1D: MaskedConv1D,
@@ -279,6 +348,7 @@ def keras3_mask_classes() -> types.SimpleNamespace:
             L.GRU: MaskedGRU,
             L.LSTM: MaskedLSTM,
             L.MultiHeadAttention: MaskedMultiHeadAttention,
+            L.Bidirectional: MaskedBidirectional,
         },
     )
 

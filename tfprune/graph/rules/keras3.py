@@ -33,7 +33,7 @@ from tfprune.graph.rules.base import (
     spatial,
 )
 from tfprune.graph.rules.keras_hub import ReversibleEmbeddingRule
-from tfprune.graph.rules.recurrent import RecurrentRule
+from tfprune.graph.rules.recurrent import BidirectionalRule, RecurrentRule
 from tfprune.graph.rules.shapes import (
     ConcatenateRule,
     FlattenRule,
@@ -58,6 +58,7 @@ from tfprune.graph.rules.weighted import (
 __all__ = [
     "Keras3ActivationRule",
     "Keras3BatchNormRule",
+    "Keras3BidirectionalRule",
     "Keras3ConcatenateRule",
     "Keras3ConvRule",
     "Keras3ConvTransposeRule",
@@ -171,6 +172,22 @@ class Keras3RecurrentRule(_Keras3Classes, RecurrentRule):
     @staticmethod
     def gates(layer: Any) -> int:
         return {"LSTM": 4, "GRU": 3}.get(keras3_stock_class(layer).__name__, 1)
+
+
+class Keras3BidirectionalRule(_Keras3Classes, BidirectionalRule):
+    """Keras 3 ``Bidirectional`` around a SimpleRNN/GRU/LSTM: as tf_keras's."""
+
+    keras3_layers = ("Bidirectional",)
+    inner_rules = (Keras3RecurrentRule,)
+
+    def new_config(self, layer, config, kept):
+        # Keras 3 builds a wrapped layer from the input shape its config records: drop it, so
+        # the directions are built on the (narrower) input they are called on.
+        config = dict(super().new_config(layer, config, kept))
+        for key in ("layer", "backward_layer"):
+            if isinstance(config.get(key), dict) and "build_config" in config[key]:
+                config[key] = {k: v for k, v in config[key].items() if k != "build_config"}
+        return config
 
 
 class Keras3GroupNormRule(_Keras3Classes, GroupNormRule):
@@ -453,6 +470,7 @@ KERAS3_RULES: tuple[LayerRule, ...] = (
     Keras3MultiHeadAttentionRule(),
     Keras3EinsumDenseRule(),
     Keras3RecurrentRule(),
+    Keras3BidirectionalRule(),
     Keras3BatchNormRule(),
     Keras3LayerNormRule(),
     Keras3GroupNormRule(),

@@ -195,6 +195,8 @@ class BidirectionalRule(LayerRule):
 
     layer_types = (L.Bidirectional,)
     _DIRECTIONS = ("forward", "backward")
+    #: The rule types of the wrapped layers it vouches for (exactly these).
+    inner_rules: tuple[type, ...] = (RecurrentRule,)
 
     def applies(self, layer: Any) -> bool:
         stock = getattr(layer, "_tfprune_stock", None)
@@ -207,7 +209,7 @@ class BidirectionalRule(LayerRule):
         layer = call.layer
         inner = self._inner(layer)
         problem = None
-        if any(type(rule_for(i)) is not RecurrentRule for i in inner):
+        if any(type(rule_for(i)) not in self.inner_rules for i in inner):
             problem = f"wraps {type(layer.forward_layer).__name__}, which has no unit rule"
         elif any(getattr(i, "stateful", False) or getattr(i, "return_state", False) for i in inner):
             problem = "is stateful or returns its states"
