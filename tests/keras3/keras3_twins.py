@@ -85,7 +85,7 @@ def prunes_and_strips(model, x):
 # Sequence models: RNNs, Bidirectional, attention (each ``build(k)`` takes the Keras module)
 
 
-def _sequence_model(k, make, name, inputs=()):
+def sequence_model(k, make, name, inputs=()):
     """``Dense -> make(h) -> Dense -> pool -> head`` on a (5, 6) sequence; ``inputs``: extra."""
     L = k.layers
     x = k.Input((5, 6), name="seq")
@@ -105,7 +105,7 @@ def recurrent(kind, **kwargs):
         def make(L, h):
             return getattr(L, kind)(8, return_sequences=True, name="rnn", **kwargs)(h)
 
-        return _sequence_model(k, make, kind.lower())
+        return sequence_model(k, make, kind.lower())
 
     return build
 
@@ -118,7 +118,7 @@ def bidirectional(merge_mode):
             inner = L.LSTM(8, return_sequences=True)
             return L.Bidirectional(inner, merge_mode=merge_mode, name="rnn")(h)
 
-        return _sequence_model(k, make, f"bi_{merge_mode}")
+        return sequence_model(k, make, f"bi_{merge_mode}")
 
     return build
 
@@ -136,7 +136,7 @@ def attention(value_dim=None, with_mask=False):
             return L.Add(name="add")([h, a])
 
         extra = [("mask", (5, 5), "bool")] if with_mask else []
-        return _sequence_model(k, make, "attention", extra)
+        return sequence_model(k, make, "attention", extra)
 
     return build
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from core_helpers import all_layers, max_rel_error
+from core_helpers import all_layers, max_rel_error, randomize
 from keras3_twins import (
     K3,
     attention,
@@ -18,6 +18,7 @@ from keras3_twins import (
     planted,
     planted_scores,
     recurrent,
+    sequence_model,
     top_units,
     twin_pair,
 )
@@ -161,3 +162,33 @@ def test_stripped_model_exports_and_reloads_with_the_same_outputs(name, tmp_path
     fn = served.signatures["serving_default"]
     (got,) = fn(**{k3.inputs[0].name: compat.tf.constant(xs[0])}).values()
     assert max_rel_error([got.numpy()], _run(masked, xs)) < 1e-5
+
+
+def _gated(use_gate):
+    def build(k):
+        def make(L, h):
+            a = L.MultiHeadAttention(4, 3, value_dim=5, use_gate=use_gate, name="mha")(h, h)
+            return L.Add(name="add")([h, a])
+
+        return sequence_model(k, make, "gated")
+
+    return build
+
+
+def test_gated_attention_prunes_heads_and_value_dimensions_of_its_gate():
+    # Keras 3's use_gate=True (no tf_keras twin): sigmoid(query input @ gate) times each head.
+    model = randomize(_gated(True)(K3))
+    masked = tfprune.prune_filters(model, 0.5, planted)
+    small, plan = tfprune.strip_filters(masked, return_plan=True)
+    xs = _inputs(model)
+    assert max_rel_error(_run(model, xs), _run(masked, xs)) > 1e-3
+    assert max_rel_error(_run(masked, xs), _run(small, xs)) < 1e-5
+    heads, values = plan.layers["mha"]["head"]["kept"], plan.layers["mha"]["value"]["kept"]
+    assert heads == top_units(planted_scores("mha", 4), 2)
+    gate = np.asarray(model.get_layer("mha")._gate_dense.kernel)  # noqa: SLF001
+    new_gate = np.asarray(small.get_layer("mha")._gate_dense.kernel)  # noqa: SLF001
+    kept_in = plan.layers["mha"]["in"]["kept"]
+    np.testing.assert_array_equal(new_gate, gate[kept_in][:, heads][:, :, values])
+    # The gate projection is counted: 5 query positions times its (8, 4, 5) kernel.
+    flops = tfprune.count_flops(model).per_layer["mha"]
+    assert flops - tfprune.count_flops(_gated(False)(K3)).per_layer["mha"] == 5 * 8 * 4 * 5

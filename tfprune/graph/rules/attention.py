@@ -38,6 +38,10 @@ __all__ = [
 L = keras.layers
 
 _MHA_PROJECTIONS = ("query", "key", "value", "attention_output")
+#: The projections a MultiHeadAttention may have besides: Keras 3's ``use_gate=True`` gate
+#: (``sigmoid(query-input @ gate/kernel)``, per head and value dimension, times the attention
+#: output before the output projection).
+_MHA_OPTIONAL_PROJECTIONS = ("gate",)
 
 
 _MHA_ARGUMENTS = ("query", "value", "key", "attention_mask", "return_attention_scores")
@@ -88,7 +92,9 @@ class MultiHeadAttentionRule(LayerRule):
     of the three projections) and ``"out"`` (the output projection's units). While pruning
     trains, the layer's masked twin zeroes pruned heads' attention outputs and pruned key and
     value dimensions, which is exactly what the layer without them computes. Weights are named
-    by projection (``query/kernel``, ``attention_output/bias``...).
+    by projection (``query/kernel``, ``attention_output/bias``...). Keras 3's gate
+    (``use_gate=True``) reads the query input and has a slice per head and value dimension, as
+    the value projection has.
     """
 
     layer_types = (L.MultiHeadAttention,)
@@ -139,7 +145,7 @@ class MultiHeadAttentionRule(LayerRule):
         names = []
         for v in layer.weights:
             parts = _variable_path(v).split("/")
-            sub = len(parts) >= 2 and parts[-2] in _MHA_PROJECTIONS
+            sub = len(parts) >= 2 and parts[-2] in _MHA_PROJECTIONS + _MHA_OPTIONAL_PROJECTIONS
             names.append("/".join(parts[-2:]) if sub else parts[-1])
         return names
 
@@ -153,13 +159,17 @@ class MultiHeadAttentionRule(LayerRule):
             "value/bias": {"head": 0, "value": 1},
             "attention_output/kernel": {"head": 0, "value": 1, "out": -1},
             "attention_output/bias": {"out": 0},
+            "gate/kernel": {"in": 0, "head": 1, "value": 2},
+            "gate/bias": {"head": 0, "value": 1},
             "mask": {"head": 0},
             "key_mask": {"key": 0},
             "value_mask": {"value": 0},
         }
 
     def kernel_names(self, layer: Any) -> tuple[str, ...]:
-        return tuple(f"{p}/kernel" for p in _MHA_PROJECTIONS)
+        kernels = _mha_kernels(layer)
+        optional = tuple(p for p in _MHA_OPTIONAL_PROJECTIONS if p in kernels)
+        return tuple(f"{p}/kernel" for p in _MHA_PROJECTIONS + optional)
 
     def new_config(self, layer: Any, config: dict, kept: dict[Role, np.ndarray]) -> dict:
         config = dict(config)
@@ -237,6 +247,7 @@ class MultiHeadAttentionRule(LayerRule):
             + k_pos * _size(kernels["key"])
             + v_pos * _size(kernels["value"])
             + q_pos * _size(kernels["attention_output"])
+            + (q_pos * _size(kernels["gate"]) if "gate" in kernels else 0)
         )
         attention = q_pos * v_attn * heads * (key_dim + value_dim)  # QK^T and AV
         return projections + attention
