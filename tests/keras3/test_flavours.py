@@ -109,3 +109,61 @@ def test_rebuild_helpers_read_structures_and_copy_raw_ops():
     copy = compat.keras3_copy_op(reshape)
     assert type(copy) is type(reshape) and copy is not reshape
     assert tuple(copy.newshape) == (-1, 3, 1)
+
+
+def _dense_pair():
+    x = K3.Input((3,), name="x")
+    h = K3.layers.Dense(4, kernel_regularizer=K3.regularizers.L2(0.1), name="first")(x)
+    return K3.Model(x, K3.layers.Dense(2, name="second")(h), name="dense_pair")
+
+
+def test_keras3_penalty_joins_the_loss_through_a_regularizer_and_leaves_it_as_it_was():
+    model = _dense_pair()
+    first = model.get_layer("first").kernel
+    own = first.regularizer
+    coef = compat.tf.Variable(3.0)
+
+    def penalty():
+        return coef * compat.tf.reduce_sum(compat.tf.square(model.get_layer("second").kernel))
+
+    l2 = 0.1 * float(np.sum(np.square(first.numpy())))
+    sq = float(np.sum(np.square(model.get_layer("second").kernel.numpy())))
+    compat.keras3_attach_penalty(model, penalty)
+    assert isinstance(first.regularizer, compat.Keras3Penalties)
+    assert first.regularizer.original is own
+    np.testing.assert_allclose(float(sum(model.losses)), l2 + 3.0 * sq, rtol=1e-5)
+    coef.assign(5.0)  # read at every evaluation
+    np.testing.assert_allclose(float(sum(model.losses)), l2 + 5.0 * sq, rtol=1e-5)
+    assert compat.keras3_detach_penalty(model, penalty)
+    assert first.regularizer is own
+    np.testing.assert_allclose(float(sum(model.losses)), l2, rtol=1e-5)
+    assert not compat.keras3_detach_penalty(model, penalty)
+
+
+def test_keras3_penalty_is_trained_and_reported_by_fit_and_evaluate():
+    from tfprune.regularization.state import attach_loss, detach_loss
+
+    model = _dense_pair()
+    model.compile(K3.optimizers.SGD(0.1), "mse", jit_compile=False)
+    x, y = np.ones((4, 3), "float32"), np.zeros((4, 2), "float32")
+    plain = model.evaluate(x, y, verbose=0)  # traces test_function without the penalty
+    second = model.get_layer("second").kernel
+
+    def penalty():
+        return 2.5 * compat.tf.reduce_sum(compat.tf.square(second))
+
+    attach_loss(model, penalty)
+    with_penalty = model.evaluate(x, y, verbose=0)
+    np.testing.assert_allclose(with_penalty - plain, float(penalty()), rtol=1e-5)
+    before = second.numpy()
+    history = model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    np.testing.assert_allclose(history.history["loss"][0], with_penalty, rtol=1e-5)
+    # the penalty's gradient 5 w took part in the step (lr 0.1): the weights about halved
+    assert np.abs(second.numpy()).sum() < 0.6 * np.abs(before).sum()
+    assert detach_loss(model, penalty)
+    np.testing.assert_allclose(
+        model.evaluate(x, y, verbose=0),
+        K3.losses.mean_squared_error(y, model(x)).numpy().mean() + float(sum(model.losses)),
+        rtol=1e-5,
+    )
+    assert len(model.losses) == 1  # the first layer's own L2 only
