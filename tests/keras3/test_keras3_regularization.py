@@ -18,6 +18,7 @@ from keras3_twins import K3, TK, X, twins
 import tfprune
 from tfprune.graph.keras3 import is_keras3
 from tfprune.regularization import SeparationWarning
+from tfprune.regularization.state import detach_loss
 from tfprune.regularization.terms import SLICE_KINDS, group_slices
 
 STEPS = 4  # batches per epoch
@@ -216,32 +217,6 @@ def test_train_end_methods_mask_the_planted_units_as_on_tf_keras(method):
     _assert_masked_equals_stripped(masked)
 
 
-def test_penalty_is_in_the_keras3_loss_and_equals_the_tf_keras_one():
-    """The reported loss of one step is the data loss plus the method's penalty."""
-
-    def lasso(cb):
-        return 0.5 * sum(float(cb.unit_norms(g)[cb.candidates[g.id]].sum()) for g in cb.groups)
-
-    for make, value in (
-        (lambda: tfprune.GroupLasso(0.5, strength=0.5, apply_masks=False), lasso),
-        (lambda: tfprune.KernelOrthogonality(0.5), lambda cb: 0.5 * float(cb.penalty())),
-    ):
-        losses = {}
-        for flavour, base in zip(("tf_keras", "keras3"), twins(), strict=True):
-            masked = _compiled(_masked(base))
-            plain = masked.evaluate(DATA_X[:8], DATA_Y[:8], verbose=0)
-            callback = make()
-            callback.set_model(masked)  # what fit does first: the penalty joins the loss
-            with_penalty = masked.evaluate(DATA_X[:8], DATA_Y[:8], verbose=0)
-            penalty = value(callback)
-            assert penalty > 0.1
-            np.testing.assert_allclose(with_penalty - plain, penalty, rtol=1e-4)
-            callback.on_train_end()  # removed again
-            np.testing.assert_allclose(masked.evaluate(DATA_X[:8], DATA_Y[:8], verbose=0), plain)
-            losses[flavour] = (plain, penalty)
-        np.testing.assert_allclose(losses["keras3"], losses["tf_keras"], rtol=1e-5)
-
-
 @pytest.mark.parametrize(
     "method",
     [
@@ -332,3 +307,26 @@ def test_recalibrate_batch_norm_on_keras3_gives_the_running_average_of_the_batch
     np.testing.assert_allclose(tk_bn.moving_mean.numpy(), bn.moving_mean.numpy(), atol=1e-5)
     n = 8 * 8 * 8
     np.testing.assert_allclose(tk_bn.moving_variance.numpy(), var * n / (n - 1), rtol=1e-4)
+
+
+def test_penalty_counts_once_under_a_mirrored_strategy(mirrored_strategy):
+    """Keras 3 scales added losses per replica: the reported penalty is the penalty, once."""
+    with mirrored_strategy.scope():
+        masked = _compiled(_masked(twins()[1]))
+    greg = tfprune.GrowingRegularization(0.5, delta=2.0, ceiling=100.0, update_every=1)
+    x, y = DATA_X[:16], DATA_Y[:16]
+    masked.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[greg])
+    coef = greg.penalties()
+    assert all(c.max() == pytest.approx(4.0) for c in coef.values())  # 2 steps, +2 each
+    # 0.5 * sum(coef * |filter|^2) over the producers' filters, from the weights now
+    penalty = 0.0
+    for g in greg.groups:
+        for s in greg.slices[g.id]:
+            rows = np.moveaxis(s.variable.numpy(), s.axis, 0).reshape(s.channels, -1)
+            penalty += 0.5 * float((coef[g.name][s.units] * (rows**2).sum(axis=1)).sum())
+    reported = masked.evaluate(x, y, batch_size=16, verbose=0)
+    assert detach_loss(masked, greg._loss_fn)  # the schedule is not done: remove it here
+    data_loss = masked.evaluate(x, y, batch_size=16, verbose=0)
+    assert penalty > 1.0
+    # once, not once per replica (x2) nor averaged away (x1/2)
+    np.testing.assert_allclose(reported - data_loss, penalty, rtol=1e-5)
