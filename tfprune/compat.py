@@ -551,28 +551,35 @@ def _keras3_penalty_carriers(model: object) -> list:
     ]
 
 
-def keras3_attach_penalty(model: object, fn: object) -> None:
+def keras3_attach_penalty(model: object, fn: object) -> bool:
     """Add the zero-argument loss ``fn`` to a Keras 3 model's training and evaluation loss.
 
-    ``fn`` is appended to the :class:`Keras3Penalties` regularizer of the model's first
-    trainable variable (the regularizer it had is kept and still counted). The value is part
-    of ``model.losses`` and of the reported ``loss``. The caller makes ``fit`` retrace
-    (``model.train_function = None``). Raises UnsupportedModelError for a model without
-    trainable variables (no step would compute a loss).
+    ``fn`` is appended to the :class:`Keras3Penalties` regularizer of one of the variables in
+    ``model.trainable_weights`` (the first; the regularizer it had is kept and still counted).
+    The value is part of ``model.losses`` and of the reported ``loss``. Calling it again is
+    safe: a penalty already on a trainable variable stays, one left on a variable that no
+    longer trains (its layer frozen since) moves to a trainable one. Returns whether the
+    losses changed, so that the caller makes ``fit`` retrace (``model.train_function = None``).
+    Raises UnsupportedModelError for a model without trainable variables (no step would
+    compute a loss).
     """
-    carriers = [v for v in _keras3_penalty_carriers(model) if v.trainable]
-    if carriers:
-        carrier = carriers[0]
-    else:
-        trainable = list(model.trainable_weights)
-        if not trainable:
-            raise UnsupportedModelError(
-                f"model {model.name!r} has no trainable variable, so fit computes no loss a "
-                "penalty could join; make some of its layers trainable."
-            )
-        carrier = trainable[0]
+    trainable = list(model.trainable_weights)
+    live = {id(v) for v in trainable}
+    for variable in _keras3_penalty_carriers(model):
+        if id(variable) in live and any(f is fn for f in variable.regularizer.penalties):
+            return False
+    keras3_detach_penalty(model, fn)  # from a variable that no longer trains, if any
+    if not trainable:
+        raise UnsupportedModelError(
+            f"model {model.name!r} has no trainable variable, so fit computes no loss a "
+            "penalty could join; make some of its layers trainable."
+        )
+    carriers = [v for v in _keras3_penalty_carriers(model) if id(v) in live]
+    carrier = carriers[0] if carriers else trainable[0]
+    if not carriers:
         carrier.regularizer = Keras3Penalties(carrier.regularizer)
     carrier.regularizer.penalties.append(fn)
+    return True
 
 
 def keras3_detach_penalty(model: object, fn: object) -> bool:

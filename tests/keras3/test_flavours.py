@@ -167,3 +167,24 @@ def test_keras3_penalty_is_trained_and_reported_by_fit_and_evaluate():
         rtol=1e-5,
     )
     assert len(model.losses) == 1  # the first layer's own L2 only
+
+
+def test_keras3_penalty_moves_off_a_variable_whose_layer_was_frozen():
+    import tfprune
+
+    model = _dense_pair()
+    first, second = model.get_layer("first"), model.get_layer("second")
+    own = first.kernel.regularizer
+    kernorth = tfprune.KernelOrthogonality(1.0)
+    kernorth.set_model(model)  # as fit does: the penalty rides on first/kernel
+    assert isinstance(first.kernel.regularizer, compat.Keras3Penalties)
+    want = float(kernorth.penalty())
+    first.trainable = False  # no longer in model.trainable_weights: its regularizer not read
+    assert model.losses == []
+    kernorth.set_model(model)  # the next fit: the penalty moves to a trainable variable
+    assert first.kernel.regularizer is own
+    assert isinstance(second.kernel.regularizer, compat.Keras3Penalties)
+    np.testing.assert_allclose(float(sum(model.losses)), want, rtol=1e-6)
+    assert not compat.keras3_attach_penalty(model, kernorth._loss_fn)  # already counted
+    kernorth.on_train_end()
+    assert model.losses == [] and second.kernel.regularizer is None

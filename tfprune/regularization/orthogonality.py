@@ -35,7 +35,7 @@ import numpy as np
 from tfprune.compat import keras, keras_of, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.regularization.penalty import check_number
-from tfprune.regularization.state import attach_loss, detach_loss
+from tfprune.regularization.state import attach_loss, detach_loss, keep_loss
 
 __all__ = [
     "ConvOrthogonality",
@@ -213,6 +213,8 @@ class OrthogonalityRegularizer(keras.callbacks.Callback):
         """Find the kernels and add the penalty to the model's losses (either flavour)."""
         super().set_model(model)
         if model is self._wired_model:
+            if self._loss_fn is not None:
+                keep_loss(model, self._loss_fn)
             return
         self._remove_loss()
         kernels, seen = [], set()

@@ -24,7 +24,12 @@ from tfprune.errors import InvalidArgumentError, NothingPrunedWarning, Unsupport
 from tfprune.graph.groups import Analysis, ChannelGroup
 from tfprune.nested import all_layers
 from tfprune.pruning import FilterPruner
-from tfprune.regularization.state import RegularizationState, attach_loss, detach_loss
+from tfprune.regularization.state import (
+    RegularizationState,
+    attach_loss,
+    detach_loss,
+    keep_loss,
+)
 from tfprune.regularization.terms import (
     MAGNITUDE_RATIO_CAP,
     group_slices,
@@ -173,6 +178,8 @@ class GroupRegularizer(keras.callbacks.Callback):
         """
         super().set_model(model)
         if model is self._wired_model:
+            if self._loss_fn is not None:
+                keep_loss(model, self._loss_fn)
             return
         if self._wired_model is not None and self._loss_fn is not None:
             detach_loss(self._wired_model, self._loss_fn)

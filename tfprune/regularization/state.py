@@ -32,7 +32,7 @@ from tfprune.compat import (
     tf,
 )
 
-__all__ = ["RegularizationState", "attach_loss", "detach_loss"]
+__all__ = ["RegularizationState", "attach_loss", "detach_loss", "keep_loss"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -100,6 +100,18 @@ def attach_loss(model: Any, fn: Callable[[], Any]) -> None:
         model.add_loss(fn)
     model.train_function = None
     model.test_function = None
+
+
+def keep_loss(model: Any, fn: Callable[[], Any]) -> None:
+    """Make sure a loss added by :func:`attach_loss` still counts; called as each ``fit`` starts.
+
+    tf_keras counts a callable loss whatever changed. Keras 3 counts the penalty's carrier
+    variable only while it trains: after its layer was frozen the penalty moves to another
+    trainable variable (and fit/evaluate retrace).
+    """
+    if flavour_of(model) == KERAS3 and keras3_attach_penalty(model, fn):
+        model.train_function = None
+        model.test_function = None
 
 
 def detach_loss(model: Any, fn: Callable[[], Any]) -> bool:
