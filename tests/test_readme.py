@@ -255,6 +255,15 @@ def _keras3_prune_check(ns: dict[str, Any]) -> None:
     assert pathlib.Path("serving/keras3/1/saved_model.pb").is_file()
 
 
+def _keras3_greg_check(ns: dict[str, Any]) -> None:
+    from tfprune import compat
+
+    small, masked, x = ns["small"], ns["masked"], ns["images"][:4]
+    assert compat.flavour_of(small) == compat.KERAS3 and ns["greg"].phase == "done"
+    assert small.get_layer("conv").filters == 4 and masked.losses == []
+    np.testing.assert_allclose(small(x), masked(x), rtol=1e-5, atol=1e-5)
+
+
 @dataclasses.dataclass(frozen=True)
 class Givens:
     """What one python block needs: the reader's names, the check after it, its cost."""
@@ -283,6 +292,7 @@ GIVENS = [
     Givens('model = get_model("small_cnn", seed=0)  # any', check=_first_prune_check),
     Givens("model = keras.applications.MobileNetV2(weights=None)", check=_keras3_check),
     Givens("tfprune.orthp(model)  # every kernel", check=_keras3_orthp_check),
+    Givens("greg = tfprune.GrowingRegularization(0.5, delta=1.0,", check=_keras3_greg_check),
     Givens(
         "masked = tfprune.prune_filters(net, 0.5)",
         _keras3_prune_givens,

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, require_tf_keras, tf
+from tfprune.compat import keras, keras_of, tf
 from tfprune.errors import InvalidArgumentError
 from tfprune.nested import all_layers
 
@@ -40,12 +40,11 @@ def recalibrate_batch_norm(model: keras.Model, data: Any, steps: int | None = No
     inputs) or an iterable of batches (a ``tf.data.Dataset`` of inputs or of ``(x, y)``
     pairs); ``steps`` caps how many batches are read. The statistics are the running average
     over the batches read, each batch weighted equally. Weights, momentum and everything else
-    in the model are left as they were.
+    in the model are left as they were. Works on tf_keras and Keras 3 models alike.
     """
-    require_tf_keras(model, "tfprune.recalibrate_batch_norm")
     if steps is not None and steps < 1:
         raise InvalidArgumentError(f"steps must be >= 1, got {steps}")
-    norms = [la for la in all_layers(model) if isinstance(la, keras.layers.BatchNormalization)]
+    norms = _batch_norms(model)
     if not norms:
         return 0
     batches = _batches(data)
@@ -66,6 +65,12 @@ def recalibrate_batch_norm(model: keras.Model, data: Any, steps: int | None = No
     if not seen:
         raise InvalidArgumentError("data holds no batch; pass at least one batch of inputs")
     return len(norms)
+
+
+def _batch_norms(model: Any) -> list[Any]:
+    """The BatchNormalization layers of ``model`` (nested models entered), of its flavour."""
+    norm_class = keras_of(model).layers.BatchNormalization
+    return [la for la in all_layers(model) if isinstance(la, norm_class)]
 
 
 def _batches(data: Any) -> Iterable[Any]:
@@ -156,7 +161,7 @@ def check_accuracy_gap(
       log: Where the warning goes when the gap is flagged.
       threshold: The gap (a fraction) from which it is flagged.
     """
-    norms = [la for la in all_layers(model) if isinstance(la, keras.layers.BatchNormalization)]
+    norms = _batch_norms(model)
     train_acc = list((history or {}).get("accuracy") or [])[-1:]
     check = AccuracyGap(
         train_acc=float(train_acc[0]) if train_acc else None,

@@ -79,6 +79,9 @@ __all__ = [
     "keras3_is_layer",
     "keras3_copy_op",
     "keras3_attention_with_head_hook",
+    "Keras3Penalties",
+    "keras3_attach_penalty",
+    "keras3_detach_penalty",
 ]
 
 from tf_keras.src.engine.functional import Functional as functional_class  # noqa: E402
@@ -304,6 +307,13 @@ KERAS3_SUPPORTED = (
     "JSVMeter",
     "JacobianSingularValues",
     "orthp",
+    "GrowingRegularization",
+    "TrainabilityPreserving",
+    "NetworkSlimming",
+    "GroupLasso",
+    "KernelOrthogonality",
+    "ConvOrthogonality",
+    "recalibrate_batch_norm",
     "export_saved_model",
     "export_for_serving",
     "optimize_for_inference",
@@ -538,3 +548,85 @@ def keras3_attention_with_head_hook() -> type:
             return self.transform_heads(output), scores
 
     return Keras3AttentionWithHeadHook
+
+
+# ---------------------------------------------------------------------------------------------
+# Keras 3 penalty losses
+
+
+class Keras3Penalties:
+    """The weight regularizer that carries tfprune's penalties into a Keras 3 model's loss.
+
+    Keras 3 has no zero-argument model loss (``add_loss`` takes a tensor computed in
+    ``call``), but every ``fit``/``evaluate`` step adds ``variable.regularizer(variable)`` of
+    each trainable variable to the loss (``Layer.losses``, read by ``Trainer.compute_loss``
+    inside the gradient tape). :func:`keras3_attach_penalty` sets this callable as the
+    regularizer of one trainable variable of the model: it returns the value of the
+    regularizer the variable had before (if any) plus each penalty ``fn()``.
+    """
+
+    def __init__(self, original: object) -> None:
+        self.original = original
+        self.penalties: list = []
+
+    def __call__(self, variable: object) -> object:
+        total = tf.constant(0.0, tf.float32)
+        if self.original is not None:
+            total += tf.cast(self.original(variable), tf.float32)
+        for fn in self.penalties:
+            total += tf.cast(fn(), tf.float32)
+        return total
+
+
+def _keras3_penalty_carriers(model: object) -> list:
+    """The variables of a Keras 3 model whose regularizer is a :class:`Keras3Penalties`."""
+    return [
+        v for v in model.weights if isinstance(getattr(v, "regularizer", None), Keras3Penalties)
+    ]
+
+
+def keras3_attach_penalty(model: object, fn: object) -> bool:
+    """Add the zero-argument loss ``fn`` to a Keras 3 model's training and evaluation loss.
+
+    ``fn`` is appended to the :class:`Keras3Penalties` regularizer of one of the variables in
+    ``model.trainable_weights`` (the first; the regularizer it had is kept and still counted).
+    The value is part of ``model.losses`` and of the reported ``loss``. Calling it again is
+    safe: a penalty already on a trainable variable stays, one left on a variable that no
+    longer trains (its layer frozen since) moves to a trainable one. Returns whether the
+    losses changed, so that the caller makes ``fit`` retrace (``model.train_function = None``).
+    Raises UnsupportedModelError for a model without trainable variables (no step would
+    compute a loss).
+    """
+    trainable = list(model.trainable_weights)
+    live = {id(v) for v in trainable}
+    for variable in _keras3_penalty_carriers(model):
+        if id(variable) in live and any(f is fn for f in variable.regularizer.penalties):
+            return False
+    keras3_detach_penalty(model, fn)  # from a variable that no longer trains, if any
+    if not trainable:
+        raise UnsupportedModelError(
+            f"model {model.name!r} has no trainable variable, so fit computes no loss a "
+            "penalty could join; make some of its layers trainable."
+        )
+    carriers = [v for v in _keras3_penalty_carriers(model) if id(v) in live]
+    carrier = carriers[0] if carriers else trainable[0]
+    if not carriers:
+        carrier.regularizer = Keras3Penalties(carrier.regularizer)
+    carrier.regularizer.penalties.append(fn)
+    return True
+
+
+def keras3_detach_penalty(model: object, fn: object) -> bool:
+    """Remove a loss added by :func:`keras3_attach_penalty`; returns whether it was there.
+
+    A variable left without penalties gets its own regularizer back.
+    """
+    removed = False
+    for variable in _keras3_penalty_carriers(model):
+        holder = variable.regularizer
+        keep = [f for f in holder.penalties if f is not fn]
+        removed = removed or len(keep) != len(holder.penalties)
+        holder.penalties[:] = keep
+        if not keep:
+            variable.regularizer = holder.original
+    return removed

@@ -7,7 +7,7 @@ import pytest
 
 import tfprune
 from tfprune import compat
-from tfprune.errors import UnsupportedModelError
+from tfprune.errors import NothingPrunedWarning, UnsupportedModelError
 
 K3 = compat.keras3()
 
@@ -22,27 +22,49 @@ def _model():
 
 X = np.zeros((2, 6, 6, 3), "float32")
 
-REFUSING = {
-    "recalibrate_batch_norm": lambda m, d: tfprune.recalibrate_batch_norm(m, X),
-    "GrowingRegularization": lambda m, d: _callback(tfprune.GrowingRegularization(0.5), m),
-    "KernelOrthogonality": lambda m, d: _callback(tfprune.KernelOrthogonality(), m),
-}
-
 
 def _callback(callback, model):
     callback.set_model(model)
     callback.on_train_begin()
+    return callback
 
 
-@pytest.mark.parametrize("name", sorted(REFUSING))
-def test_tf_keras_only_entry_points_name_the_flavour(name, tmp_path):
+def test_the_regularizers_and_recalibration_are_listed_as_supported_on_keras3():
     with pytest.raises(UnsupportedModelError) as err:
-        REFUSING[name](_model(), tmp_path)
-    message = str(err.value)
-    assert "Keras 3 model" in message and "'k3_model'" in message
-    assert "explain, channel_groups, count_flops" in message and "apply_plan" in message
-    assert "import tf_keras as keras" in message
-    assert not list(tmp_path.iterdir())  # nothing half-written
+        compat.require_tf_keras(_model(), "something else")
+    for name in (
+        "recalibrate_batch_norm",
+        "GrowingRegularization",
+        "TrainabilityPreserving",
+        "NetworkSlimming",
+        "GroupLasso",
+        "KernelOrthogonality",
+        "ConvOrthogonality",
+    ):
+        assert name in compat.KERAS3_SUPPORTED and name in str(err.value)
+
+
+def test_regularizers_and_batch_norm_recalibration_answer_on_keras3():
+    assert tfprune.recalibrate_batch_norm(_model(), X) == 1
+    for make in (
+        tfprune.GrowingRegularization,
+        tfprune.TrainabilityPreserving,
+        tfprune.NetworkSlimming,
+        tfprune.GroupLasso,
+        tfprune.KernelOrthogonality,
+        tfprune.ConvOrthogonality,
+    ):
+        masked = tfprune.prune_filters(_model(), 0.0)
+        masked.compile(K3.optimizers.SGD(0.01), "mse")
+        callback = _callback(make(), masked)
+        assert len(masked.losses) == 1, make  # its penalty
+        if make in (tfprune.GrowingRegularization, tfprune.TrainabilityPreserving):
+            with pytest.warns(NothingPrunedWarning):  # schedule not done: penalty kept
+                callback.on_train_end()
+            assert len(masked.losses) == 1
+        else:
+            callback.on_train_end()
+            assert masked.losses == []
 
 
 def test_supported_entry_points_answer():

@@ -138,3 +138,82 @@ def test_keras3_attention_head_hook_sees_each_heads_output_before_the_projection
     weights[index] = weights[index] * np.array([0.0, 1.0])[:, None, None]
     stock.set_weights(weights)
     np.testing.assert_allclose(np.asarray(hooked(x, x)), np.asarray(stock(x, x)), atol=1e-6)
+
+
+def _dense_pair():
+    x = K3.Input((3,), name="x")
+    h = K3.layers.Dense(4, kernel_regularizer=K3.regularizers.L2(0.1), name="first")(x)
+    return K3.Model(x, K3.layers.Dense(2, name="second")(h), name="dense_pair")
+
+
+def test_keras3_penalty_joins_the_loss_through_a_regularizer_and_leaves_it_as_it_was():
+    model = _dense_pair()
+    first = model.get_layer("first").kernel
+    own = first.regularizer
+    coef = compat.tf.Variable(3.0)
+
+    def penalty():
+        return coef * compat.tf.reduce_sum(compat.tf.square(model.get_layer("second").kernel))
+
+    l2 = 0.1 * float(np.sum(np.square(first.numpy())))
+    sq = float(np.sum(np.square(model.get_layer("second").kernel.numpy())))
+    compat.keras3_attach_penalty(model, penalty)
+    assert isinstance(first.regularizer, compat.Keras3Penalties)
+    assert first.regularizer.original is own
+    np.testing.assert_allclose(float(sum(model.losses)), l2 + 3.0 * sq, rtol=1e-5)
+    coef.assign(5.0)  # read at every evaluation
+    np.testing.assert_allclose(float(sum(model.losses)), l2 + 5.0 * sq, rtol=1e-5)
+    assert compat.keras3_detach_penalty(model, penalty)
+    assert first.regularizer is own
+    np.testing.assert_allclose(float(sum(model.losses)), l2, rtol=1e-5)
+    assert not compat.keras3_detach_penalty(model, penalty)
+
+
+def test_keras3_penalty_is_trained_and_reported_by_fit_and_evaluate():
+    from tfprune.regularization.state import attach_loss, detach_loss
+
+    model = _dense_pair()
+    model.compile(K3.optimizers.SGD(0.1), "mse", jit_compile=False)
+    x, y = np.ones((4, 3), "float32"), np.zeros((4, 2), "float32")
+    plain = model.evaluate(x, y, verbose=0)  # traces test_function without the penalty
+    second = model.get_layer("second").kernel
+
+    def penalty():
+        return 2.5 * compat.tf.reduce_sum(compat.tf.square(second))
+
+    attach_loss(model, penalty)
+    with_penalty = model.evaluate(x, y, verbose=0)
+    np.testing.assert_allclose(with_penalty - plain, float(penalty()), rtol=1e-5)
+    before = second.numpy()
+    history = model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
+    np.testing.assert_allclose(history.history["loss"][0], with_penalty, rtol=1e-5)
+    # the penalty's gradient 5 w took part in the step (lr 0.1): the weights about halved
+    assert np.abs(second.numpy()).sum() < 0.6 * np.abs(before).sum()
+    assert detach_loss(model, penalty)
+    np.testing.assert_allclose(
+        model.evaluate(x, y, verbose=0),
+        K3.losses.mean_squared_error(y, model(x)).numpy().mean() + float(sum(model.losses)),
+        rtol=1e-5,
+    )
+    assert len(model.losses) == 1  # the first layer's own L2 only
+
+
+def test_keras3_penalty_moves_off_a_variable_whose_layer_was_frozen():
+    import tfprune
+
+    model = _dense_pair()
+    first, second = model.get_layer("first"), model.get_layer("second")
+    own = first.kernel.regularizer
+    kernorth = tfprune.KernelOrthogonality(1.0)
+    kernorth.set_model(model)  # as fit does: the penalty rides on first/kernel
+    assert isinstance(first.kernel.regularizer, compat.Keras3Penalties)
+    want = float(kernorth.penalty())
+    first.trainable = False  # no longer in model.trainable_weights: its regularizer not read
+    assert model.losses == []
+    kernorth.set_model(model)  # the next fit: the penalty moves to a trainable variable
+    assert first.kernel.regularizer is own
+    assert isinstance(second.kernel.regularizer, compat.Keras3Penalties)
+    np.testing.assert_allclose(float(sum(model.losses)), want, rtol=1e-6)
+    assert not compat.keras3_attach_penalty(model, kernorth._loss_fn)  # already counted
+    kernorth.on_train_end()
+    assert model.losses == [] and second.kernel.regularizer is None

@@ -85,7 +85,9 @@ class GrowingRegularization(GrowingPenaltyRegularizer):
     ``tf.Variable`` s attached to the model (``model._tfprune_greg``): a checkpoint of the model
     (``tf.train.Checkpoint(model=model)``, ``model.save_weights`` in TF format,
     ``keras.callbacks.BackupAndRestore``) carries it, and a new callback on the restored model
-    resumes mid-regularization with the same penalties. A second ``fit`` continues too.
+    resumes mid-regularization with the same penalties. A second ``fit`` continues too. On a
+    Keras 3 model ``tf.train.Checkpoint(model=model)`` carries it (Keras 3's ``.weights.h5``
+    holds Keras variables only).
 
     Logged at every epoch end (list this callback *before* ``TensorBoard`` / ``CSVLogger``):
     ``{log_prefix}/{group}/penalty`` (the pruned units' penalty; during GReg-2's picking, the

@@ -24,16 +24,18 @@ Terms, with ``W`` a layer's kernel as an ``(out, fan_in)`` matrix in PyTorch lay
 
 from __future__ import annotations
 
+import functools
 import re
+import types
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, require_tf_keras, tf
+from tfprune.compat import keras, keras_of, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.regularization.penalty import check_number
-from tfprune.regularization.state import attach_loss, detach_loss
+from tfprune.regularization.state import attach_loss, detach_loss, keep_loss
 
 __all__ = [
     "ConvOrthogonality",
@@ -44,11 +46,20 @@ __all__ = [
     "kernel_matrix",
 ]
 
-_L = keras.layers
-_DEPTHWISE = tuple(c for c in (_L.DepthwiseConv2D, getattr(_L, "DepthwiseConv1D", None)) if c)
-_SEPARABLE = tuple(c for c in (_L.SeparableConv1D, _L.SeparableConv2D) if c)
-_TRANSPOSE = (_L.Conv1DTranspose, _L.Conv2DTranspose, _L.Conv3DTranspose)
-_CONV = (_L.Conv1D, _L.Conv2D, _L.Conv3D)
+
+@functools.cache
+def _classes(k: Any) -> types.SimpleNamespace:
+    """The conv/dense layer classes of Keras module ``k`` (tf_keras or Keras 3)."""
+    layers = k.layers
+    return types.SimpleNamespace(
+        dense=layers.Dense,
+        depthwise=tuple(
+            getattr(layers, n) for n in ("DepthwiseConv1D", "DepthwiseConv2D") if hasattr(layers, n)
+        ),
+        separable=(layers.SeparableConv1D, layers.SeparableConv2D),
+        transpose=(layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose),
+        conv=(layers.Conv1D, layers.Conv2D, layers.Conv3D),
+    )
 
 
 def kernel_matrix(kernel: Any, kind: str) -> Any:
@@ -107,17 +118,34 @@ def conv_orthogonality_penalty(kernel: Any, stride: int = 2, padding: int = 1) -
     return tf.sqrt(tf.reduce_sum(tf.square(out - target)) + 1e-12)
 
 
-def _kernels(layer: Any) -> list[tuple[Any, str]]:
-    """(kernel variable, layout kind) of a conv/dense layer (none for other layers)."""
-    if isinstance(layer, _L.Dense):
+def _kernels(layer: Any, what: str) -> list[tuple[Any, str]]:
+    """(kernel variable, layout kind) of a conv/dense layer (none for other layers).
+
+    Layers of either flavour. A Keras 3 layer whose kernel is quantized or LoRA-adapted (no
+    longer one variable) is refused, naming ``what`` (the regularizer) and the layer.
+    """
+    c = _classes(keras_of(layer))
+    if not isinstance(layer, (c.dense, *c.separable, *c.depthwise, *c.transpose, *c.conv)):
+        return []
+    mode = getattr(layer, "quantization_mode", None)
+    if mode or getattr(layer, "lora_enabled", False):
+        state = f"quantized ({mode})" if mode else "LoRA-adapted"
+        raise UnsupportedModelError(
+            f"{what} cannot regularize layer {layer.name!r}: its kernel is {state}, not one "
+            f"variable; regularize before quantizing or enabling LoRA, or pass "
+            f"skip=[{layer.name!r}]."
+        )
+    if isinstance(layer, c.dense):
         return [(layer.kernel, "dense")]
-    if isinstance(layer, _SEPARABLE):
+    if isinstance(layer, c.separable):
         return [(layer.depthwise_kernel, "depthwise"), (layer.pointwise_kernel, "conv")]
-    if isinstance(layer, _DEPTHWISE):
-        return [(layer.depthwise_kernel, "depthwise")]
-    if isinstance(layer, _TRANSPOSE):
+    if isinstance(layer, c.depthwise):
+        # tf_keras names the depthwise kernel "depthwise_kernel", Keras 3 "kernel"
+        kernel = getattr(layer, "depthwise_kernel", None)
+        return [(layer.kernel if kernel is None else kernel, "depthwise")]
+    if isinstance(layer, c.transpose):
         return [(layer.kernel, "conv_transpose")]
-    if isinstance(layer, _CONV) and getattr(layer, "kernel", None) is not None:
+    if getattr(layer, "kernel", None) is not None:
         return [(layer.kernel, "conv")]
     return []
 
@@ -182,17 +210,18 @@ class OrthogonalityRegularizer(keras.callbacks.Callback):
         return any(re.fullmatch(p, path) or re.fullmatch(p, short) for p in self.layers)
 
     def set_model(self, model: Any) -> None:
-        """Find the kernels and add the penalty to the model's losses."""
-        require_tf_keras(model, f"tfprune.{type(self).__name__}")
+        """Find the kernels and add the penalty to the model's losses (either flavour)."""
         super().set_model(model)
         if model is self._wired_model:
+            if self._loss_fn is not None:
+                keep_loss(model, self._loss_fn)
             return
         self._remove_loss()
         kernels, seen = [], set()
         for path, layer in _layer_paths(model):
             if not self._selected(path):
                 continue
-            for variable, kind in _kernels(layer):
+            for variable, kind in _kernels(layer, type(self).__name__):
                 if id(variable) not in seen:
                     seen.add(id(variable))
                     kernels.append((path, variable, kind))
@@ -248,9 +277,10 @@ class OrthogonalityRegularizer(keras.callbacks.Callback):
 
 def _layer_paths(model: Any, prefix: str = "") -> list[tuple[str, Any]]:
     out = []
+    model_class = keras_of(model).Model
     for layer in model.layers:
         path = prefix + layer.name
-        if isinstance(layer, keras.Model):
+        if isinstance(layer, model_class):
             out.extend(_layer_paths(layer, path + "/"))
         else:
             out.append((path, layer))

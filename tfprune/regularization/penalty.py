@@ -19,12 +19,17 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, require_tf_keras, tf
+from tfprune.compat import keras, keras_of, tf
 from tfprune.errors import InvalidArgumentError, NothingPrunedWarning, UnsupportedModelError
 from tfprune.graph.groups import Analysis, ChannelGroup
 from tfprune.nested import all_layers
 from tfprune.pruning import FilterPruner
-from tfprune.regularization.state import RegularizationState, attach_loss, detach_loss
+from tfprune.regularization.state import (
+    RegularizationState,
+    attach_loss,
+    detach_loss,
+    keep_loss,
+)
 from tfprune.regularization.terms import (
     MAGNITUDE_RATIO_CAP,
     group_slices,
@@ -113,7 +118,8 @@ def sparsity_config(sparsity: Any) -> Any:
 
 def leaf_layers(model: Any) -> list[Any]:
     """Every layer of ``model`` in model order, nested models entered (not listed)."""
-    return [layer for layer in all_layers(model) if not isinstance(layer, keras.Model)]
+    model_class = keras_of(model).Model
+    return [layer for layer in all_layers(model) if not isinstance(layer, model_class)]
 
 
 def safe_name(name: str) -> str:
@@ -166,10 +172,14 @@ class GroupRegularizer(keras.callbacks.Callback):
         """Hook after groups, slices and state exist."""
 
     def set_model(self, model: Any) -> None:
-        """Find the groups to regularize, create/restore the state, add the penalty loss."""
-        require_tf_keras(model, f"tfprune.{type(self).__name__}")
+        """Find the groups to regularize, create/restore the state, add the penalty loss.
+
+        Works on masked models of both flavours (tf_keras and Keras 3).
+        """
         super().set_model(model)
         if model is self._wired_model:
+            if self._loss_fn is not None:
+                keep_loss(model, self._loss_fn)
             return
         if self._wired_model is not None and self._loss_fn is not None:
             detach_loss(self._wired_model, self._loss_fn)

@@ -4,8 +4,15 @@
 ``tf.Variable`` s attached to the model as a checkpoint dependency: ``model.save_weights`` (TF
 format), ``tf.train.Checkpoint(model=model)`` and ``keras.callbacks.BackupAndRestore`` save and
 restore it, also when the checkpoint is restored before the callback creates the variables.
-The variables are not model weights (``model.weights`` is unchanged). :func:`attach_loss` /
-:func:`detach_loss` add and remove the penalty as a zero-argument model loss.
+The variables are not model weights (``model.weights`` is unchanged). On a Keras 3 model,
+``tf.train.Checkpoint(model=model)`` saves and restores them; ``model.save_weights``
+(``.weights.h5``) holds Keras variables only, so it does not.
+
+:func:`attach_loss` / :func:`detach_loss` add and remove the penalty as a zero-argument model
+loss: ``model.add_loss(fn)`` on tf_keras; on Keras 3, which has no such loss, a weight
+regularizer that adds ``fn()`` (:func:`tfprune.compat.keras3_attach_penalty`). Either way
+the penalty is part of ``model.losses`` and of the ``loss`` that ``fit`` and ``evaluate``
+report.
 """
 
 from __future__ import annotations
@@ -15,9 +22,17 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import AutoTrackable, remove_callable_losses, tf
+from tfprune.compat import (
+    KERAS3,
+    AutoTrackable,
+    flavour_of,
+    keras3_attach_penalty,
+    keras3_detach_penalty,
+    remove_callable_losses,
+    tf,
+)
 
-__all__ = ["RegularizationState", "attach_loss", "detach_loss"]
+__all__ = ["RegularizationState", "attach_loss", "detach_loss", "keep_loss"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -79,14 +94,32 @@ class RegularizationState(AutoTrackable):
 
 def attach_loss(model: Any, fn: Callable[[], Any]) -> None:
     """Add the zero-argument loss ``fn`` to ``model.losses`` and force fit/evaluate to retrace."""
-    model.add_loss(fn)
+    if flavour_of(model) == KERAS3:
+        keras3_attach_penalty(model, fn)
+    else:
+        model.add_loss(fn)
     model.train_function = None
     model.test_function = None
 
 
+def keep_loss(model: Any, fn: Callable[[], Any]) -> None:
+    """Make sure a loss added by :func:`attach_loss` still counts; called as each ``fit`` starts.
+
+    tf_keras counts a callable loss whatever changed. Keras 3 counts the penalty's carrier
+    variable only while it trains: after its layer was frozen the penalty moves to another
+    trainable variable (and fit/evaluate retrace).
+    """
+    if flavour_of(model) == KERAS3 and keras3_attach_penalty(model, fn):
+        model.train_function = None
+        model.test_function = None
+
+
 def detach_loss(model: Any, fn: Callable[[], Any]) -> bool:
     """Remove a loss added by :func:`attach_loss` (True if it was there)."""
-    removed = remove_callable_losses(model, fn)
+    if flavour_of(model) == KERAS3:
+        removed = keras3_detach_penalty(model, fn)
+    else:
+        removed = remove_callable_losses(model, fn)
     if removed:
         model.train_function = None
         model.test_function = None

@@ -274,7 +274,8 @@ class TrainabilityPreserving(GrowingPenaltyRegularizer):
                 if rows.any():
                     shape = [1] * len(s.variable.shape)
                     shape[s.axis] = rows.size
-                    mult = (~rows).astype(s.variable.dtype.as_numpy_dtype).reshape(shape)
+                    dtype = tf.as_dtype(s.variable.dtype).as_numpy_dtype  # Keras 3: a name
+                    mult = (~rows).astype(dtype).reshape(shape)
                     keep.append((s.variable, tf.constant(mult)))
             self._zero_keep[g.id] = keep
 

@@ -1,0 +1,99 @@
+"""Done-when for GReg on Keras 3: the digits CNN separates, strips, and matches tf_keras."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from reg_helpers import digits, trained_cnn, trained_cnn_weights
+
+import tfprune
+from tfprune import compat
+from tfprune.compat import keras
+from tfprune.models.small_cnn import small_cnn
+
+K3 = compat.keras3()
+
+
+def _small_cnn_keras3(width: int = 32):
+    """``tfprune.models.small_cnn`` built with Keras 3 (same layers, names and settings)."""
+    L = K3.layers
+
+    def conv(x, filters, name):
+        x = L.Conv2D(filters, 3, padding="same", use_bias=False, name=name)(x)
+        bn = name.replace("conv", "bn")
+        return L.BatchNormalization(momentum=0.9, epsilon=1e-5, name=bn)(x)
+
+    inputs = K3.Input((8, 8, 1), name="image")
+    x = L.ReLU(name="relu0")(conv(inputs, width, "conv0"))
+    y = L.ReLU(name="block_relu1")(conv(x, width, "block_conv1"))
+    y = conv(y, width, "block_conv2")
+    x = L.ReLU(name="block_out")(L.Add(name="block_add")([x, y]))
+    x = L.ReLU(name="relu3")(conv(x, 2 * width, "conv3"))
+    x = L.GlobalAveragePooling2D(name="gap")(x)
+    return K3.Model(inputs, L.Dense(10, name="fc")(x), name="small_cnn")
+
+
+def _trained_keras3_cnn():
+    """The trained digits CNN of ``reg_helpers`` as a Keras 3 model (the same weights)."""
+    reference = small_cnn(width=32, seed=0)
+    reference.set_weights(trained_cnn_weights(32))
+    model = _small_cnn_keras3(32)
+    for layer in reference.layers:
+        if layer.weights:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
+    x = next(iter(digits().test))[0][:16]
+    np.testing.assert_allclose(model(x), reference(x), atol=1e-4)
+    return model
+
+
+def _accuracy(model) -> float:
+    k = compat.keras_of(model)
+    model.compile(
+        loss=k.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
+    )
+    return float(model.evaluate(digits().test, verbose=0)[1])
+
+
+def _greg1(base):
+    """GReg-1 with the settings of the tf_keras done-when test; (masked, greg, stripped)."""
+    k = compat.keras_of(base)
+    k.utils.set_random_seed(0)
+    masked = tfprune.prune_filters(base, sparsity=0.0)
+    masked.compile(
+        k.optimizers.SGD(1e-2, momentum=0.9),
+        k.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    greg = tfprune.GrowingRegularization(
+        0.5,
+        variant="greg1",
+        delta=0.5,
+        ceiling=200.0,
+        update_every=1,
+        stabilize_steps=300,
+        mag_ratio_limit=100.0,
+        include_inputs=True,
+    )
+    masked.fit(digits().train, epochs=60, callbacks=[greg], verbose=0)
+    return masked, greg, tfprune.strip_filters(masked)
+
+
+@pytest.mark.slow
+def test_greg1_on_a_keras3_digits_cnn_reaches_the_ratio_limit_and_matches_tf_keras():
+    """Done-when: every group past the ratio limit; stripped accuracy within 1 pt of tf_keras."""
+    masked, greg, small = _greg1(_trained_keras3_cnn())
+    assert greg.phase == "done"
+    assert min(greg.magnitude_ratios().values()) >= 100.0, greg.magnitude_ratios()
+    assert max(c.max() for c in greg.penalties().values()) < 200.0  # stopped by the ratio
+    assert masked.losses == []
+    assert small.count_params() < 0.5 * masked.count_params()
+    acc_keras3 = _accuracy(small)
+    tk_masked, tk_greg, tk_small = _greg1(trained_cnn())
+    acc_tf_keras = _accuracy(tk_small)
+    print(f"stripped accuracy: keras3 {acc_keras3:.4f}, tf_keras {acc_tf_keras:.4f}")
+    assert abs(acc_keras3 - acc_tf_keras) <= 0.01, (acc_keras3, acc_tf_keras)
+    assert acc_keras3 > 0.9
+    # the same filters were chosen: GReg-1 selects by L1 on the same trained weights
+    for name, units in tk_greg.pruned_units().items():
+        np.testing.assert_array_equal(greg.pruned_units()[name], units, err_msg=name)
+    assert isinstance(tk_small, keras.Model) and small.count_params() == tk_small.count_params()
