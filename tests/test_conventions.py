@@ -118,3 +118,18 @@ def test_every_public_error_type_is_defined_in_tfprune_errors():
             ):
                 elsewhere.append(f"{path.relative_to(package)}:{node.name}")
     assert elsewhere == []
+
+
+def test_no_module_imports_another_modules_private_name():
+    # A helper two modules share is a public building block of the module that defines it.
+    package = Path(tfprune.__file__).parent
+    private = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tfprune"):
+                private += [
+                    f"{path.relative_to(package)}: {node.module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    assert private == []
