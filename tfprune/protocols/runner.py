@@ -36,7 +36,6 @@ from tfprune.protocols.store import GRID_FILE, RunStore, environment_info, histo
 from tfprune.runtime import Runtime
 
 __all__ = [
-    "GRID_FILE",
     "apply_runtime",
     "check_output_config",
     "check_shard",
@@ -253,7 +252,7 @@ def run_protocol(
       output_dir: Results folder (``config.yaml``, ``grid.json``, ``runs/<id>/``, ``report/``).
       shard_index: This process's shard, in ``[0, num_shards)``.
       num_shards: Number of shards the grid is split into (cluster job arrays).
-      strategy: ``tf.distribute`` strategy name (see :data:`tfprune.distribute.STRATEGIES`) or
+      strategy: ``tf.distribute`` strategy name (see :data:`tfprune.choices.STRATEGIES`) or
         object, passed to every run.
       log: Progress lines go here.
       results: The results table (verdicts and the compact table) goes here (default: ``log``).
