@@ -101,6 +101,12 @@ def test_compare_tunes_each_methods_lr_before_the_grid(tmp_path, capsys):
         ("random", "steps:0.001:1e-4"),
         ("random", "steps:0.01:1e-4"),
     ]
+    assert sorted({s["cell"] for s in specs}) == [
+        "L1 / 1ep / lr=0.001",
+        "L1 / 1ep / lr=0.01",
+        "Random / 1ep / lr=0.001",
+        "Random / 1ep / lr=0.01",
+    ]
     assert all((p.parent / "environment.json").is_file() for p in records)
     assert not (out / "runs").exists() and (out / "config.yaml").is_file()
     assert len(os.listdir(out / "base_models")) == 1  # the base the grid will use

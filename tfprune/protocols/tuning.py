@@ -333,8 +333,10 @@ def tune_grid_methods(
     firsts: dict[str, RunSpec] = {}
     for spec in sorted(expand_config(config), key=lambda s: s.seed):
         method = get_method(spec.method)
-        if spec.method != "dense" and method.needs_base:
-            firsts.setdefault(spec.method, spec)
+        if spec.method != "dense" and method.needs_base and spec.method not in firsts:
+            # Named by method and budget only: the grid's cell may name a grid LR.
+            cell = f"{method.label or spec.method} / {spec.retrain.epochs}ep"
+            firsts[spec.method] = dataclasses.replace(spec, cell=cell)
     if not firsts:
         raise ConfigError(
             f"tuning: the {config.protocol} grid has no pruning method to tune (dense and "
