@@ -190,6 +190,7 @@ class RetrainLRTuner(keras_tuner.Tuner):
         }
         if self.metric not in out:
             raise ConfigError(f"tuning: metric {self.metric!r} is not in the run's metrics")
+        self.log(f"[tuning {spec.method} lr={lr:g}] {self.metric}={out[self.metric]:.4f}")
         return out
 
     def save_model(self, trial_id: str, model: Any, step: int = 0) -> None:
