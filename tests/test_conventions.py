@@ -118,3 +118,50 @@ def test_every_public_error_type_is_defined_in_tfprune_errors():
             ):
                 elsewhere.append(f"{path.relative_to(package)}:{node.name}")
     assert elsewhere == []
+
+
+def test_no_module_imports_another_modules_private_name():
+    # A helper two modules share is a public building block of the module that defines it.
+    package = Path(tfprune.__file__).parent
+    private = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("tfprune"):
+                private += [
+                    f"{path.relative_to(package)}: {node.module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    assert private == []
+
+
+def _all_names(tree: ast.Module) -> set[str]:
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets
+        ):
+            return set(ast.literal_eval(node.value))
+    return set()
+
+
+def test_each_public_name_has_one_home():
+    # A module's __all__ lists what it defines; a package's lists what its own modules define.
+    package = Path(tfprune.__file__).parent
+    second_homes = []
+    for path in sorted(package.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        public = _all_names(tree)
+        parts = path.relative_to(package.parent).with_suffix("").parts
+        own = ".".join(parts[:-1]) + "." if path.name == "__init__.py" else None
+        for node in tree.body:
+            module = node.module if isinstance(node, ast.ImportFrom) else None
+            if not (module or "").startswith("tfprune"):
+                continue
+            if own is not None and module.startswith(own):
+                continue  # a package gathers the names of its own modules
+            second_homes += [
+                f"{path.relative_to(package)}: {alias.asname or alias.name} from {module}"
+                for alias in node.names
+                if (alias.asname or alias.name) in public
+            ]
+    assert second_homes == []

@@ -41,7 +41,6 @@ from .layers import ChannelMask
 from .plan import PruningPlan
 from .pruning import (
     FilterPruner,
-    PruningPolicy,
     custom_objects,
     find_sparsity_for_target,
     prune_filters,
@@ -56,6 +55,7 @@ from .regularization import (
     NetworkSlimming,
     TrainabilityPreserving,
 )
+from .selection import PruningPolicy
 from .surgery import apply_plan, strip_filters
 from .targets import TargetResult
 from .trainability import JSVStats, mean_jsv, orthp, trainability_accuracy

@@ -9,7 +9,7 @@ from tfprune.choices import STRATEGIES
 from tfprune.compat import tf
 from tfprune.errors import InvalidArgumentError
 
-__all__ = ["STRATEGIES", "get_strategy", "is_chief", "is_multi_worker"]
+__all__ = ["get_strategy", "is_chief", "is_multi_worker"]
 
 
 def get_strategy(name: str = "default", *, tpu_address: str = "", devices: Any = None) -> Any:

@@ -60,7 +60,6 @@ __all__ = [
     "prune_filters",
     "find_sparsity_for_target",
     "FilterPruner",
-    "PruningPolicy",
     "custom_objects",
     "pruning_policy",
     "shrink",

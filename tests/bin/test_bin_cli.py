@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -18,9 +19,10 @@ from absl import flags
 from absl.testing import flagsaver
 
 from tfprune.bin import compare, export, prune, report, train
-from tfprune.bin.common import progress
+from tfprune.bin.common import Binary, progress
 from tfprune.choices import IMPORTANCE_NAMES, STRATEGIES
 from tfprune.distribute import get_strategy
+from tfprune.errors import InvalidArgumentError, RunFailedError
 from tfprune.importance import criteria, get_importance
 
 REPO = Path(__file__).resolve().parents[2]
@@ -184,3 +186,44 @@ def test_progress_lines_follow_verbosity(capsys):
     before = (verbosity.value, verbosity.using_default_value)
     assert report.BINARY(["--verbosity=-1", "--output_dir=/nonexistent"]) == 2
     assert (verbosity.value, verbosity.using_default_value) == before
+
+
+def _failing_tool(monkeypatch, error: BaseException) -> Binary:
+    """A tool (the tools' own Binary) whose job raises ``error``."""
+    job = types.ModuleType("tfprune_test_failing_job")
+
+    def main(args: flags.FlagValues) -> None:
+        raise error
+
+    job.main = main
+    monkeypatch.setitem(sys.modules, job.__name__, job)
+    return Binary("tfprune-failing", "Fails.", flags.FlagValues(), job=job.__name__)
+
+
+@pytest.mark.parametrize(
+    "error,line",
+    [
+        (
+            InvalidArgumentError("ratio must be below 1, got 2; pass a ratio in [0, 1)"),
+            "tfprune-failing: error: ratio must be below 1, got 2; pass a ratio in [0, 1)",
+        ),
+        (
+            RunFailedError({"abc123": "TypeError: bad\nkwarg"}, "out", total=2),
+            "tfprune-failing: error: 1 of 2 run(s) failed: abc123: TypeError: bad kwarg (logs: "
+            "out/runs/<run id>/error.json; rerunning the same command retries only the "
+            "unfinished runs)",
+        ),
+    ],
+    ids=["library_error", "run_failed"],
+)
+def test_a_library_error_is_one_line_without_the_flags_hint(monkeypatch, capsys, error, line):
+    assert _failing_tool(monkeypatch, error)([]) == 2
+    assert capsys.readouterr().err == line + "\n"
+
+
+def test_any_other_error_keeps_its_traceback(monkeypatch, capsys):
+    # A ValueError from TensorFlow, numpy or a bug is not a usage error: it propagates.
+    tool = _failing_tool(monkeypatch, ValueError("shapes (2,3) and (4,) not aligned"))
+    with pytest.raises(ValueError, match="not aligned"):
+        tool([])
+    assert "error:" not in capsys.readouterr().err

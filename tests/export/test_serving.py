@@ -11,7 +11,8 @@ import pytest
 import tfprune
 from tfprune.compat import keras, tf
 from tfprune.deploy import example_inputs
-from tfprune.deploy.serving import WARMUP_FILE, read_warmup_requests, signature_text
+from tfprune.deploy.serving import WARMUP_FILE, read_warmup_requests
+from tfprune.deploy.verify_script import signature_text
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError, VersionExistsError
 from tfprune.export import ExportResult, export_for_serving, export_saved_model
 

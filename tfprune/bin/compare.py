@@ -9,6 +9,8 @@ With no flags it runs the default protocol (``finetune_lr``) on the embedded dig
     # know the cost first: the runs, their epochs, MACs and training FLOPs, and (with
     # --calibrate, a few seconds per distinct model) the estimated wall time on this machine:
     python -m tfprune.bin.compare --dry_run --calibrate
+    # first tune each method's retraining LR (the fair comparison: each at its best LR):
+    python -m tfprune.bin.compare --output_dir=/tmp/d --tune_lr=0.1,0.01,0.001
     # a cluster job array, task i of N (together they do exactly the runs of one process):
     python -m tfprune.bin.compare --config=... --output_dir=/shared/out \
         --shard_index=$i --num_shards=$N
@@ -78,6 +80,21 @@ flags.DEFINE_bool(
     False,
     "With --dry_run: time each distinct model on this machine (a few seconds each) and print "
     "the estimated wall time of every run, of this shard and of the grid.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_list(
+    "tune_lr",
+    [],
+    "Instead of the grid, tune each pruning method's retraining LR over these LRs first "
+    "(keras-tuner; each method's first run of the grid, its budget, --tune_schedule): trials "
+    "are stored like runs under <output_dir>/tuning/, the best LRs printed and saved to "
+    "<output_dir>/tuning/best_lr.json. Then set each method's LR in the config and run the grid.",
+    flag_values=FLAGS,
+)
+flags.DEFINE_string(
+    "tune_schedule",
+    "steps:{lr}:1e-4",
+    "With --tune_lr: the retraining schedule of a trial, {lr} standing for the LR tried.",
     flag_values=FLAGS,
 )
 flags.DEFINE_bool("list_protocols", False, "Print the protocols and exit.", flag_values=FLAGS)

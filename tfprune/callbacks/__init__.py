@@ -1,16 +1,13 @@
-"""Keras callbacks: filter masks on a schedule, regularization-based pruning, JSV logging."""
+"""Keras callbacks: filter masks on a schedule and JSV logging.
+
+The regularization-based pruning callbacks (GReg, TPP, slimming, group lasso) live in
+:mod:`tfprune.regularization`.
+"""
 
 from tfprune.callbacks.jsv import JacobianSingularValues
 from tfprune.callbacks.masks import UpdateFilterMasks
-from tfprune.regularization import GroupLasso, NetworkSlimming
-from tfprune.regularization.greg import GrowingRegularization
-from tfprune.regularization.tpp import TrainabilityPreserving
 
 __all__ = [
-    "GroupLasso",
-    "GrowingRegularization",
     "JacobianSingularValues",
-    "NetworkSlimming",
-    "TrainabilityPreserving",
     "UpdateFilterMasks",
 ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,7 +13,8 @@ from tfprune.trainability.jsv import (
     InputsLike,
     JSVMeter,
     JSVStats,
-    _iter_input_batches,
+    check_positive_int,
+    iter_input_batches,
 )
 
 __all__ = ["JacobianSingularValues"]
@@ -84,17 +84,9 @@ class JacobianSingularValues(keras.callbacks.Callback):
         meter: JSVMeter | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("every_n_epochs", every_n_epochs), ("batch_size", batch_size)):
-            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise InvalidArgumentError(f"{name} must be a positive integer; got {value!r}.")
-        if num_samples is not None and (
-            isinstance(num_samples, bool)
-            or not isinstance(num_samples, numbers.Integral)
-            or num_samples < 1
-        ):
-            raise InvalidArgumentError(
-                f"num_samples must be a positive integer or None; got {num_samples!r}."
-            )
+        check_positive_int("every_n_epochs", every_n_epochs)
+        check_positive_int("batch_size", batch_size)
+        check_positive_int("num_samples", num_samples, allow_none=True)
         if not isinstance(log_prefix, str) or not log_prefix:
             raise InvalidArgumentError(
                 f"log_prefix must be a non-empty string; got {log_prefix!r}."
@@ -166,7 +158,7 @@ class JacobianSingularValues(keras.callbacks.Callback):
             self._sample = np.concatenate(
                 [
                     np.asarray(batch)
-                    for batch in _iter_input_batches(
+                    for batch in iter_input_batches(
                         self._inputs, self.batch_size, self.num_samples, expected
                     )
                 ],
@@ -175,7 +167,7 @@ class JacobianSingularValues(keras.callbacks.Callback):
             self._inputs = None
         parts = [
             spectrum(batch)
-            for batch in _iter_input_batches(self._sample, self.batch_size, None, expected)
+            for batch in iter_input_batches(self._sample, self.batch_size, None, expected)
         ]
         return JSVStats.from_singular_values(np.concatenate(parts, axis=0))
 

@@ -14,9 +14,9 @@ import dataclasses
 from typing import Any
 
 from tfprune import defaults
+from tfprune.choices import STRATEGIES
 from tfprune.configs import checks
 from tfprune.configs.base import config_from_dict, config_to_dict
-from tfprune.distribute import STRATEGIES
 from tfprune.errors import ConfigError, InvalidArgumentError
 from tfprune.runtime import Runtime
 

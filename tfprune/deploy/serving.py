@@ -22,7 +22,6 @@ import numpy as np
 from tfprune.compat import tf
 from tfprune.deploy import verify_script
 from tfprune.deploy.runtimes import DEPLOY_EXTRA
-from tfprune.deploy.verify_script import signature_text
 from tfprune.errors import InvalidArgumentError, TfpruneError, VersionExistsError
 from tfprune.files import MARKER, describe_entries, foreign_entries
 
@@ -31,7 +30,6 @@ __all__ = [
     "next_version",
     "read_warmup_requests",
     "require_serving_apis",
-    "signature_text",
     "verify_in_fresh_process",
     "version_dir",
     "write_warmup_requests",

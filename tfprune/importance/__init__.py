@@ -2,7 +2,6 @@
 
 from tfprune.importance.criteria import (
     FPGM,
-    IMPORTANCE_NAMES,
     L1,
     L2,
     BNScale,
@@ -15,7 +14,6 @@ from tfprune.importance.criteria import (
 
 __all__ = [
     "FPGM",
-    "IMPORTANCE_NAMES",
     "L1",
     "L2",
     "BNScale",

@@ -31,7 +31,6 @@ __all__ = [
     "FPGM",
     "channel_rows",
     "get_importance",
-    "IMPORTANCE_NAMES",
 ]
 
 

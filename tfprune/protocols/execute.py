@@ -54,7 +54,7 @@ from tfprune.errors import ConfigError
 from tfprune.files import atomic_write_json, staging_dir
 from tfprune.flops import count_flops, count_params
 from tfprune.models import get_model, model_builder
-from tfprune.protocols.methods import METHODS, get_method, prune_one_shot
+from tfprune.protocols.methods import get_method, prune_one_shot
 from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
 from tfprune.pruning import find_sparsity_for_target
 from tfprune.runtime import Runtime, use_runtime
@@ -68,7 +68,6 @@ from tfprune.training.schedules import (
 )
 
 __all__ = [
-    "METHODS",
     "BaseModel",
     "build_model",
     "execute",

@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 
 from tfprune import regularization as reg
+from tfprune.choices import IMPORTANCE_NAMES
 from tfprune.compat import keras
 from tfprune.errors import ConfigError, did_you_mean
 from tfprune.flops import count_params
-from tfprune.importance import IMPORTANCE_NAMES
 from tfprune.protocols.spec import RunSpec
 from tfprune.pruning import prune_filters
 from tfprune.runtime import float32_twin, model_precision

@@ -36,12 +36,12 @@ from tfprune.protocols.store import GRID_FILE, RunStore, environment_info, histo
 from tfprune.runtime import Runtime
 
 __all__ = [
-    "GRID_FILE",
     "apply_runtime",
     "check_output_config",
     "check_shard",
     "expand_config",
     "plan_shard",
+    "run_one",
     "run_protocol",
     "train_base_model",
 ]
@@ -196,10 +196,10 @@ def _metric_text(record: RunRecord) -> str:
     return " ".join(parts)
 
 
-def _run_one(
+def run_one(
     spec: RunSpec,
     store: RunStore,
-    output_dir: Path,
+    output_dir: str | Path,
     execute_fn: ExecuteFn,
     strategy: Any,
     log: Callable[[str], None],
@@ -208,7 +208,9 @@ def _run_one(
 ) -> RunRecord:
     """Execute one run and store it: spec and environment first, ``record.json`` last.
 
-    A failing run leaves its ``error.json`` and re-raises.
+    ``output_dir`` is the results folder ``execute_fn`` works in (its base-model cache);
+    ``store`` keeps the run's files; ``bar`` starts the progress line. A failing run leaves its
+    ``error.json`` and re-raises.
     """
     run_id = spec.run_id()
     log(f"{bar} run {run_id} ({spec.cell}, seed {spec.seed}) starting")
@@ -253,7 +255,7 @@ def run_protocol(
       output_dir: Results folder (``config.yaml``, ``grid.json``, ``runs/<id>/``, ``report/``).
       shard_index: This process's shard, in ``[0, num_shards)``.
       num_shards: Number of shards the grid is split into (cluster job arrays).
-      strategy: ``tf.distribute`` strategy name (see :data:`tfprune.distribute.STRATEGIES`) or
+      strategy: ``tf.distribute`` strategy name (see :data:`tfprune.choices.STRATEGIES`) or
         object, passed to every run.
       log: Progress lines go here.
       results: The results table (verdicts and the compact table) goes here (default: ``log``).
@@ -331,7 +333,7 @@ def run_protocol(
                 bar = _bar(k + 1, len(todo), started)
                 log(f"{bar} run {run_id} was finished by another process")
                 continue
-            record = _run_one(
+            record = run_one(
                 spec,
                 store,
                 output_dir,

@@ -23,11 +23,8 @@ always run with ``training=False``.
 
 from tfprune.trainability.accuracy import trainability_accuracy
 from tfprune.trainability.jsv import (
-    InputsLike,
     JSVMeter,
     JSVStats,
-    _iter_input_batches,
-    _JacobianSpectrum,
     jacobian_singular_values,
     mean_jsv,
 )

@@ -8,7 +8,7 @@ import numpy as np
 
 from tfprune.compat import keras
 from tfprune.errors import InvalidArgumentError
-from tfprune.trainability.jsv import _check_positive_int
+from tfprune.trainability.jsv import check_positive_int
 
 __all__ = ["trainability_accuracy"]
 
@@ -57,7 +57,7 @@ def trainability_accuracy(
         raise InvalidArgumentError(
             f"metric {metric!r} is not in the history; recorded metrics are {sorted(logs)}."
         )
-    _check_positive_int("first_stage_epochs", first_stage_epochs)
+    check_positive_int("first_stage_epochs", first_stage_epochs)
     values = np.asarray(list(logs[metric]), dtype=np.float64)
     if first_stage_epochs > values.size:
         raise InvalidArgumentError(

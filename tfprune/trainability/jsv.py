@@ -18,7 +18,14 @@ from tfprune.compat import KERAS3, flavour_of, keras, keras3_producer, keras_of,
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.runtime import float32_twin, model_precision
 
-__all__ = ["JSVMeter", "JSVStats", "jacobian_singular_values", "mean_jsv"]
+__all__ = [
+    "JSVMeter",
+    "JSVStats",
+    "check_positive_int",
+    "iter_input_batches",
+    "jacobian_singular_values",
+    "mean_jsv",
+]
 
 InputsLike = np.ndarray | tf.Tensor | tf.data.Dataset
 """What :func:`mean_jsv` accepts as ``inputs``: an array/tensor ``(N, *input_shape)`` or a
@@ -80,7 +87,11 @@ class JSVStats:
         return dataclasses.asdict(self)
 
 
-def _check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
+def check_positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
+    """Raises InvalidArgumentError naming ``name`` unless ``value`` is an integer >= 1.
+
+    ``allow_none`` also accepts None (e.g. "all samples"). Booleans are refused.
+    """
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
@@ -368,7 +379,7 @@ def _features(element: Any) -> Any:
     return element
 
 
-def _iter_input_batches(
+def iter_input_batches(
     inputs: InputsLike,
     batch_size: int,
     num_samples: int | None,
@@ -451,8 +462,8 @@ def jacobian_singular_values(
         A float64 array of shape ``(num_samples, min(C, D))``, each row sorted in descending
         order, where ``C`` is the number of logits and ``D`` the flattened input size.
     """
-    _check_positive_int("batch_size", batch_size)
-    _check_positive_int("num_samples", num_samples, allow_none=True)
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("num_samples", num_samples, allow_none=True)
     if isinstance(model, keras_of(model).Model) and model_precision(model) != "float32":
         # Singular values of the float32 network the mixed-precision one approximates.
         model = float32_twin(model)
@@ -474,7 +485,7 @@ def _singular_values_with(
 ) -> np.ndarray:
     parts = [
         spectrum(batch)
-        for batch in _iter_input_batches(inputs, batch_size, num_samples, spectrum.expected_shape)
+        for batch in iter_input_batches(inputs, batch_size, num_samples, spectrum.expected_shape)
     ]
     return np.concatenate(parts, axis=0)
 
@@ -505,7 +516,7 @@ class JSVMeter:
         logits_layer: str | keras.layers.Layer | None = None,
         strip_softmax: bool = True,
     ) -> None:
-        _check_positive_int("batch_size", batch_size)
+        check_positive_int("batch_size", batch_size)
         self.model = model
         self.batch_size = int(batch_size)
         self._options = {
@@ -535,7 +546,7 @@ class JSVMeter:
 
     def singular_values(self, inputs: InputsLike, num_samples: int | None = None) -> np.ndarray:
         """Per-sample singular values ``(N, min(C, D))`` of the model's current weights."""
-        _check_positive_int("num_samples", num_samples, allow_none=True)
+        check_positive_int("num_samples", num_samples, allow_none=True)
         return _singular_values_with(self.spectrum(), inputs, self.batch_size, num_samples)
 
     def __call__(self, inputs: InputsLike, num_samples: int | None = None) -> JSVStats:

@@ -25,6 +25,7 @@ from tfprune.protocols.runner import (
 )
 from tfprune.protocols.spec import RunSpec
 from tfprune.protocols.store import RunStore
+from tfprune.protocols.tuning import TUNING_DIR, tune_grid_methods
 from tfprune.runtime import resolve_precision
 
 
@@ -115,12 +116,19 @@ def main(args: flags.FlagValues) -> None:
             print(f"{name}: {proto.description}")
         return
     check_shard(args.shard_index, args.num_shards)
+    if args.tune_lr and (args.dry_run or args.num_shards > 1):
+        raise app.UsageError(
+            "--tune_lr tunes in one process before the grid; drop --dry_run and --num_shards"
+        )
     overrides = list(args.params_override)
     if args.dry_run:
         _dry_run(args, overrides)
         return
     config = _apply_runtime_flags(resolve_config(args.protocol, args.config, overrides), args)
     output_dir = args.output_dir or os.path.join("results", config.protocol)
+    if args.tune_lr:
+        _tune(config, output_dir, args)
+        return
     with new_output_dir(output_dir):  # a run that fails before any result leaves no folder
         run_protocol(
             config,
@@ -171,3 +179,33 @@ def _dry_run(args: flags.FlagValues, overrides: list) -> None:
         mark = "  (finished)" if spec.run_id() in finished else ""
         print(f"#   {spec.run_id()}  {spec.cell}  seed={spec.seed}{mark}")
     _print_cost(specs, todo, args, skipped=len(mine) - len(todo))
+
+
+def _lrs(values: list[str]) -> list[float]:
+    """The --tune_lr values as LRs > 0."""
+    try:
+        lrs = [float(v) for v in values]
+    except ValueError:
+        lrs = []
+    if not lrs or any(not lr > 0 for lr in lrs):
+        raise app.UsageError(f"--tune_lr must be LRs > 0 like 0.1,0.01, got {','.join(values)}")
+    return lrs
+
+
+def _tune(config: ProtocolConfig, output_dir: str, args: flags.FlagValues) -> None:
+    """--tune_lr: each method's LR search, then one line per method with its best LR."""
+    lrs = _lrs(args.tune_lr)
+    with new_output_dir(output_dir):
+        results = tune_grid_methods(
+            config,
+            output_dir,
+            lrs,
+            schedule_template=args.tune_schedule,
+            strategy=args.strategy,
+            log=progress,
+            replace_config=args.replace_config,
+        )
+    for method, res in results.items():
+        tried = ", ".join(f"{lr:g}: {res.values[lr]:.4f}" for lr in lrs if lr in res.values)
+        print(f"{method}: best LR {res.best_lr:g} ({tried})")
+    print(f"trials and best_lr.json: {os.path.join(output_dir, TUNING_DIR)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from absl import app, flags
 
 from tfprune.compat import keras
-from tfprune.deploy.serving import signature_text
+from tfprune.deploy.verify_script import signature_text
 from tfprune.export import export_for_serving
 from tfprune.models import get_model, load_model
 from tfprune.pruning import custom_objects, shrink

@@ -21,10 +21,10 @@ from tfprune.graph.rules.base import (
     LayerRule,
     Role,
     Shape,
-    _channels,
-    _size,
-    _what,
+    describe_layer,
+    last_axis_size,
     numel,
+    variable_size,
 )
 
 __all__ = [
@@ -133,9 +133,9 @@ class MultiHeadAttentionRule(LayerRule):
         if self.is_tensor(mask):
             ctx.block(ctx.tensor_dim(mask), "an attention mask (its last axis is key positions)")
         for t, role in ((q, "in"), (v, "in_value"), (k, "in_key")):
-            ctx.identity(ctx.tensor_dim(t), ctx.layer_dim(layer, role, _channels(t)))
+            ctx.identity(ctx.tensor_dim(t), ctx.layer_dim(layer, role, last_axis_size(t)))
         y = call.outputs[0]
-        ctx.identity(ctx.tensor_dim(y), ctx.layer_dim(layer, "out", _channels(y)))
+        ctx.identity(ctx.tensor_dim(y), ctx.layer_dim(layer, "out", last_axis_size(y)))
         config = layer.get_config()
         ctx.layer_dim(layer, "head", int(config["num_heads"]))
         ctx.layer_dim(layer, "key", int(config["key_dim"]))
@@ -219,7 +219,7 @@ class MultiHeadAttentionRule(LayerRule):
         return ("head", "key", "value")
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
-        what = _what(layer)
+        what = describe_layer(layer)
         kernels = _mha_kernels(layer)
         if not {"query", "key", "value", "attention_output"} <= set(kernels):
             return None
@@ -243,11 +243,11 @@ class MultiHeadAttentionRule(LayerRule):
         key_dim = int(layer.get_config()["key_dim"])
         value_dim = int(layer.get_config().get("value_dim") or key_dim)
         projections = (
-            q_pos * _size(kernels["query"])
-            + k_pos * _size(kernels["key"])
-            + v_pos * _size(kernels["value"])
-            + q_pos * _size(kernels["attention_output"])
-            + (q_pos * _size(kernels["gate"]) if "gate" in kernels else 0)
+            q_pos * variable_size(kernels["query"])
+            + k_pos * variable_size(kernels["key"])
+            + v_pos * variable_size(kernels["value"])
+            + q_pos * variable_size(kernels["attention_output"])
+            + (q_pos * variable_size(kernels["gate"]) if "gate" in kernels else 0)
         )
         attention = q_pos * v_attn * heads * (key_dim + value_dim)  # QK^T and AV
         return projections + attention
@@ -352,8 +352,8 @@ class EinsumDenseRule(LayerRule):
             )
             return
         x, y = call.inputs[0], call.outputs[0]
-        ctx.identity(ctx.tensor_dim(x), ctx.layer_dim(layer, "in", _channels(x)))
-        ctx.identity(ctx.tensor_dim(y), ctx.layer_dim(layer, "out", _channels(y)))
+        ctx.identity(ctx.tensor_dim(x), ctx.layer_dim(layer, "in", last_axis_size(x)))
+        ctx.identity(ctx.tensor_dim(y), ctx.layer_dim(layer, "out", last_axis_size(y)))
 
     def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
         if not self._dense_like(layer):
@@ -379,7 +379,7 @@ class EinsumDenseRule(LayerRule):
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
         kernel = tuple(layer.kernel.shape.as_list())
-        return einsum_macs(layer.equation, [ins[0], kernel], _what(layer))
+        return einsum_macs(layer.equation, [ins[0], kernel], describe_layer(layer))
 
     def input_mask(self, layer: Any) -> str | None:
         return "tensor" if self._dense_like(layer) else None
@@ -399,7 +399,7 @@ class DotAttentionRule(LayerRule):
         q, v = ins[0], ins[1]
         if None in (q[1], q[2], v[1], v[2]):
             raise UnsupportedModelError(
-                f"cannot count FLOPs of {_what(layer)}: its sequence lengths are unknown. "
+                f"cannot count FLOPs of {describe_layer(layer)}: its sequence lengths are unknown. "
                 "Build the model with fixed lengths or pass input_shapes= to count_flops."
             )
         # Scores (one dot product or one scaled tanh sum per pair), then the weighted values.

@@ -18,21 +18,31 @@ from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 __all__ = [
     "ChannelContext",
     "DimKey",
+    "FreeRule",
     "KERNEL_NAMES",
     "LayerRule",
     "PRODUCER_ROLES",
     "Role",
     "Shape",
+    "block_channels_first",
+    "describe_layer",
+    "is_channels_last",
+    "is_keras_tensor",
+    "is_scalar",
+    "last_axis_size",
     "mixing_activation",
     "named_weights",
     "numel",
+    "only_channel_axis",
     "overrides_stock",
     "register_rule",
     "rule_for",
     "spatial",
     "unregister_rule",
+    "variable_size",
     "weight_names",
     "weight_short_name",
+    "with_kept_count",
 ]
 
 Role = str  # "in" | "out" | "ch" (or a rule's own role such as "head")
@@ -48,24 +58,27 @@ KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings", 
 L = keras.layers
 
 
-def _channels(t: Any) -> int | None:
+def last_axis_size(t: Any) -> int | None:
+    """The size of tensor ``t``'s last (channel) axis; None for a scalar or an unknown rank."""
     shape = t.shape
     if shape.rank is None or shape.rank == 0:
         return None
     return shape[-1]
 
 
-def _only_channel_axis(axis: Any, rank: int) -> bool:
+def only_channel_axis(axis: Any, rank: int) -> bool:
     """Whether a layer's ``axis`` argument (int or list) is exactly the last (channel) axis."""
     axes = axis if isinstance(axis, (list, tuple)) else [axis]
     return [a % rank for a in axes] == [rank - 1]
 
 
-def _is_kt(x: Any) -> bool:
+def is_keras_tensor(x: Any) -> bool:
+    """Whether ``x`` is a symbolic Keras tensor (a functional model's node output)."""
     return isinstance(x, KerasTensor)
 
 
-def _is_scalar(x: Any) -> bool:
+def is_scalar(x: Any) -> bool:
+    """Whether an op argument is one number (a Python or numpy scalar, a 1-element constant)."""
     if isinstance(x, (bool, int, float, np.number, str, type(None))):
         return True
     if isinstance(x, np.ndarray):
@@ -93,15 +106,17 @@ def spatial(layer: Any, shape: Shape, what: str) -> int:
     return int(math.prod(dims))
 
 
-def _size(variable: Any) -> int:
+def variable_size(variable: Any) -> int:
+    """The number of elements of a weight variable."""
     return int(math.prod(variable.shape.as_list()))
 
 
-def _what(layer: Any) -> str:
+def describe_layer(layer: Any) -> str:
+    """``layer 'name' (Class)``: how messages name a layer."""
     return f"layer {layer.name!r} ({type(layer).__name__})"
 
 
-def _with_count(config: dict, key: str, kept: dict, role: Role) -> dict:
+def with_kept_count(config: dict, key: str, kept: dict, role: Role) -> dict:
     """``config`` with ``key`` set to the number of kept ``role`` channels, if any were cut."""
     return dict(config, **{key: len(kept[role])}) if role in kept else config
 
@@ -427,8 +442,8 @@ def weight_names(layer: Any) -> list[str]:
     names = rule_for(layer).weight_names(layer)
     if len(set(names)) != len(names):
         raise UnsupportedModelError(
-            f"{_what(layer)} has several weights named alike ({names}); its rule must give them "
-            "distinct names (LayerRule.weight_names)."
+            f"{describe_layer(layer)} has several weights named alike ({names}); its rule must "
+            "give them distinct names (LayerRule.weight_names)."
         )
     return names
 
@@ -438,20 +453,21 @@ def named_weights(layer: Any) -> dict[str, Any]:
     return dict(zip(weight_names(layer), layer.weights, strict=True))
 
 
-def _channels_last(layer: Any) -> bool:
+def is_channels_last(layer: Any) -> bool:
+    """Whether ``layer`` keeps channels on the last axis (no ``data_format`` counts as yes)."""
     fmt = getattr(layer, "data_format", "channels_last")
     return fmt in (None, "channels_last")
 
 
-def _blocked_channels_first(ctx: ChannelContext, call: Any, what: str = "layer") -> bool:
+def block_channels_first(ctx: ChannelContext, call: Any, what: str = "layer") -> bool:
     """Block a call of a ``channels_first`` layer (rules assume channels last); True if so."""
-    if _channels_last(call.layer):
+    if is_channels_last(call.layer):
         return False
     ctx.block_call(call, f"{what} {call.path!r} uses channels_first")
     return True
 
 
-class _FreeRule(LayerRule):
+class FreeRule(LayerRule):
     """Base of rules for layers without multiply-accumulates (per-channel, shape-only ops)."""
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:

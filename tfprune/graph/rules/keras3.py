@@ -21,16 +21,16 @@ from tfprune.compat import KERAS3, flavour_of, keras3, keras3_op_class, keras3_s
 from tfprune.graph.keras3 import Keras3Tensor
 from tfprune.graph.rules.attention import EinsumDenseRule, MultiHeadAttentionRule
 from tfprune.graph.rules.base import (
+    FreeRule,
     LayerRule,
     Role,
     Shape,
-    _channels,
-    _FreeRule,
-    _is_scalar,
-    _only_channel_axis,
-    _size,
-    _what,
+    describe_layer,
+    is_scalar,
+    last_axis_size,
+    only_channel_axis,
     spatial,
+    variable_size,
 )
 from tfprune.graph.rules.keras_hub import ReversibleEmbeddingRule
 from tfprune.graph.rules.recurrent import BidirectionalRule, RecurrentRule
@@ -214,7 +214,7 @@ class Keras3DepthwiseRule(_Keras3Classes, DepthwiseRule):
         return [("kernel", "depthwise")]
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
-        return spatial(layer, outs[0], _what(layer)) * _size(layer.kernel)
+        return spatial(layer, outs[0], describe_layer(layer)) * variable_size(layer.kernel)
 
 
 class Keras3SeparableRule(_Keras3Classes, SeparableRule):
@@ -230,7 +230,7 @@ class Keras3BatchNormRule(_Keras3Classes, PerChannelParamRule):
 
     def connect(self, ctx: Any, call: Any) -> None:
         x, y = call.inputs[0], call.outputs[0]
-        if not _only_channel_axis(call.layer.axis, x.shape.rank):
+        if not only_channel_axis(call.layer.axis, x.shape.rank):
             ctx.block_call(call, f"batch norm {call.path!r} is not over the last axis")
             return
         ctx.per_channel(call.layer, x, y)
@@ -328,7 +328,7 @@ class Keras3InputRule(_Keras3Classes, InputRule):
     keras3_layers = ("InputLayer",)
 
 
-class Keras3ElementwiseOpRule(_Keras3Classes, _FreeRule):
+class Keras3ElementwiseOpRule(_Keras3Classes, FreeRule):
     """Keras 3's elementwise ops (``x + y``, ``keras.ops.relu``...): channels line up.
 
     A tensor whose channel axis has size 1 broadcasts and is not coupled; a constant argument
@@ -370,20 +370,20 @@ class Keras3ElementwiseOpRule(_Keras3Classes, _FreeRule):
         constants = [
             a for a in list(call.args) + list(call.kwargs.values()) if id(a) not in tensors
         ]
-        if not all(_is_scalar(a) for a in constants):
+        if not all(is_scalar(a) for a in constants):
             ctx.block_call(call, f"op {call.path!r} has a constant that is not one number")
             return
         MergeRule.connect(self, ctx, call)
 
 
-class Keras3ReshapeOpRule(_Keras3Classes, _FreeRule):
+class Keras3ReshapeOpRule(_Keras3Classes, FreeRule):
     """``keras.ops.reshape``: keeping the channel axis passes channels, flattening spreads them."""
 
     keras3_ops = ("Reshape",)
 
     def connect(self, ctx: Any, call: Any) -> None:
         x, y = call.inputs[0], call.outputs[0]
-        cx, cy = _channels(x), _channels(y)
+        cx, cy = last_axis_size(x), last_axis_size(y)
         dims = x.shape.as_list()[1:] if x.shape.rank else [None]
         if cx is not None and cx == cy and x.shape.rank >= 2:
             ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
@@ -406,7 +406,7 @@ class Keras3ReshapeOpRule(_Keras3Classes, _FreeRule):
         return keras3().ops.reshape(x, (*shape[:-1], int(size)))
 
 
-class Keras3ReduceOpRule(_Keras3Classes, _FreeRule):
+class Keras3ReduceOpRule(_Keras3Classes, FreeRule):
     """``keras.ops.mean``/``max``/``sum``... over axes other than the channels: channels pass."""
 
     keras3_ops = ("Mean", "Max", "Amax", "Min", "Amin", "Sum")
@@ -421,7 +421,7 @@ class Keras3ReduceOpRule(_Keras3Classes, _FreeRule):
         ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
 
 
-class Keras3ExpandDimsRule(_Keras3Classes, _FreeRule):
+class Keras3ExpandDimsRule(_Keras3Classes, FreeRule):
     """``keras.ops.expand_dims`` adding an axis before the channels: channels pass."""
 
     keras3_ops = ("ExpandDims",)
@@ -436,7 +436,7 @@ class Keras3ExpandDimsRule(_Keras3Classes, _FreeRule):
         ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
 
 
-class Keras3GetItemRule(_Keras3Classes, _FreeRule):
+class Keras3GetItemRule(_Keras3Classes, FreeRule):
     """``x[...]`` on a symbolic tensor: channels pass when the last axis is not indexed."""
 
     keras3_ops = ("GetItem",)
@@ -452,7 +452,7 @@ class Keras3GetItemRule(_Keras3Classes, _FreeRule):
             keeps_last = not after or after[-1] == full
         else:
             keeps_last = len(key) < (x.shape.rank or 0) or key[-1] == full
-        if not (simple and keeps_last and y.shape.rank and _channels(x) == _channels(y)):
+        if not (simple and keeps_last and y.shape.rank and last_axis_size(x) == last_axis_size(y)):
             ctx.block_call(call, f"slice {call.path!r} indexes the channel axis")
             return
         ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.graph.rules.base import ChannelContext, Role, Shape, _size
-from tfprune.graph.rules.model_garden import _ExactClassRule, _PerChannelTableRule
+from tfprune.graph.rules.base import ChannelContext, Role, Shape, variable_size
+from tfprune.graph.rules.model_garden import ExactClassRule, PerChannelTableRule
 from tfprune.graph.rules.weighted import DenseRule, EmbeddingRule
 
 __all__ = [
@@ -28,7 +28,7 @@ __all__ = [
 _LAYERS = "keras_hub.src.layers.modeling."
 
 
-class ReversibleEmbeddingRule(_ExactClassRule, EmbeddingRule):
+class ReversibleEmbeddingRule(ExactClassRule, EmbeddingRule):
     """keras-hub's ``ReversibleEmbedding`` called forward (token ids -> vectors).
 
     Forward it is ``keras.layers.Embedding``; its untied ``reverse_embeddings`` (hidden x
@@ -48,7 +48,7 @@ class ReversibleEmbeddingRule(_ExactClassRule, EmbeddingRule):
         return {"embeddings": {"out": 1}, "reverse_embeddings": {"out": 0}}
 
 
-class PositionEmbeddingRule(_PerChannelTableRule):
+class PositionEmbeddingRule(PerChannelTableRule):
     """keras-hub's ``PositionEmbedding``: the first rows of its table, shaped like its input.
 
     Its output has the input's channels, and channel ``c`` is column ``c`` of the table.
@@ -58,7 +58,7 @@ class PositionEmbeddingRule(_PerChannelTableRule):
     table = "embeddings"  # the weight's name (its attribute is position_embeddings)
 
 
-class ViTPatchingAndEmbeddingRule(_ExactClassRule):
+class ViTPatchingAndEmbeddingRule(ExactClassRule):
     """keras-hub's ViT stem: a patch convolution, the class token and position embeddings.
 
     Its ``hidden_dim`` channels are the conv's filters, the class token's and the position
@@ -95,4 +95,4 @@ class ViTPatchingAndEmbeddingRule(_ExactClassRule):
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
         patches = math.prod(s // p for s, p in zip(ins[0][1:3], layer.patch_embedding.strides))
-        return int(patches) * _size(layer.patch_embedding.kernel)
+        return int(patches) * variable_size(layer.patch_embedding.kernel)

@@ -26,14 +26,16 @@ from tfprune.graph.rules.weighted import EmbeddingRule
 
 __all__ = [
     "AddPositionEmbsRule",
-    "VisionAttentionRule",
     "ClassTokenRule",
+    "ExactClassRule",
     "OnDeviceEmbeddingRule",
+    "PerChannelTableRule",
     "PositionEmbeddingRule",
+    "VisionAttentionRule",
 ]
 
 
-class _ExactClassRule(LayerRule):
+class ExactClassRule(LayerRule):
     """A rule for one class, matched by ``module.ClassName`` (never its subclasses)."""
 
     qualified_name = ""
@@ -44,7 +46,7 @@ class _ExactClassRule(LayerRule):
         return f"{cls.__module__}.{cls.__qualname__}" == self.qualified_name
 
 
-class OnDeviceEmbeddingRule(_ExactClassRule, EmbeddingRule):
+class OnDeviceEmbeddingRule(ExactClassRule, EmbeddingRule):
     """``OnDeviceEmbedding`` (BERT's word and type embeddings): ``embedding_width`` units.
 
     Like ``keras.layers.Embedding``: its integer input is not a channel axis; its table's
@@ -70,7 +72,7 @@ class OnDeviceEmbeddingRule(_ExactClassRule, EmbeddingRule):
         return int(layer.get_config()["embedding_width"])
 
 
-class _PerChannelTableRule(_ExactClassRule):
+class PerChannelTableRule(ExactClassRule):
     """A layer that adds or attaches a learned table with one column per input channel."""
 
     table = ""
@@ -89,7 +91,7 @@ class _PerChannelTableRule(_ExactClassRule):
         return 0  # additions and copies only
 
 
-class PositionEmbeddingRule(_PerChannelTableRule):
+class PositionEmbeddingRule(PerChannelTableRule):
     """BERT's ``PositionEmbedding``: row ``t`` of its table, broadcast to the input's shape.
 
     Its output has the input's channels, and channel ``c`` is column ``c`` of the table.
@@ -108,21 +110,21 @@ class PositionEmbeddingRule(_PerChannelTableRule):
         super().connect(ctx, call)
 
 
-class AddPositionEmbsRule(_PerChannelTableRule):
+class AddPositionEmbsRule(PerChannelTableRule):
     """The ViT's ``AddPositionEmbs``: adds a ``(1, positions, channels)`` table."""
 
     qualified_name = "official.vision.modeling.backbones.vit.AddPositionEmbs"
     table = "pos_embedding"
 
 
-class ClassTokenRule(_PerChannelTableRule):
+class ClassTokenRule(PerChannelTableRule):
     """The ViT's ``TokenLayer``: puts a learned ``(1, 1, channels)`` class token first."""
 
     qualified_name = "official.vision.modeling.backbones.vit.TokenLayer"
     table = "cls"
 
 
-class VisionAttentionRule(_ExactClassRule, MultiHeadAttentionRule):
+class VisionAttentionRule(ExactClassRule, MultiHeadAttentionRule):
     """Model Garden's vision ``MultiHeadAttention`` (ViT), when it is the stock computation.
 
     The class only adds spatial partitioning (``partition_dims``) and batch-limited inference

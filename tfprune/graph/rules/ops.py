@@ -16,10 +16,10 @@ from tfprune.graph.rules.base import (
     ChannelContext,
     LayerRule,
     Shape,
-    _channels,
-    _is_kt,
-    _is_scalar,
-    _what,
+    describe_layer,
+    is_keras_tensor,
+    is_scalar,
+    last_axis_size,
     numel,
 )
 
@@ -132,11 +132,11 @@ def _rewritable_reshape(args: tuple, kwargs: dict) -> bool:
 def _pinned_channels(call: Any) -> int | None:
     """The channel count a ``tf.reshape`` call's constant target shape spells out, if any."""
     shape = call.kwargs.get("shape", call.args[1] if len(call.args) > 1 else None)
-    if shape is None or _is_kt(shape):
+    if shape is None or is_keras_tensor(shape):
         return None
     entries = tf.nest.flatten(shape)
     last = entries[-1] if entries else None
-    if _is_kt(last):
+    if is_keras_tensor(last):
         return None
     try:
         last = int(np.asarray(last).reshape(-1)[-1])
@@ -177,7 +177,7 @@ class TFOpRule(LayerRule):
             axis = call.kwargs.get("axis", call.args[1] if len(call.args) > 1 else 0)
             values = call.args[0] if call.args else call.kwargs.get("values")
             rank = y.shape.rank
-            tensors = [t for t in tf.nest.flatten(values) if _is_kt(t)]
+            tensors = [t for t in tf.nest.flatten(values) if is_keras_tensor(t)]
             if axis % rank == rank - 1:
                 ctx.concat([ctx.tensor_dim(t) for t in tensors], ctx.tensor_dim(y))
             else:
@@ -198,7 +198,7 @@ class TFOpRule(LayerRule):
         elif op == "reshape" and _pinned_channels(call) is not None:
             x = call.inputs[0]
             if _rewritable_reshape(call.args, call.kwargs) and (
-                _pinned_channels(call) == _channels(x) == _channels(y)
+                _pinned_channels(call) == last_axis_size(x) == last_axis_size(y)
             ):
                 # Channel c stays channel c (the last axis keeps its size, row-major order);
                 # the stripped model gets the new count written in (rewrite_call).
@@ -209,11 +209,12 @@ class TFOpRule(LayerRule):
             ctx.block_call(
                 call,
                 f"reshape {call.path!r} writes a last axis ({_pinned_channels(call)}) into its "
-                f"target shape that is not its input's channel axis ({_channels(x)}) kept as is",
+                "target shape that is not its input's channel axis "
+                f"({last_axis_size(x)}) kept as is",
             )
         elif op in _RESIZE_OPS or op == "reshape":
             x = call.inputs[0]
-            if _channels(x) == _channels(y) and _channels(x) is not None:
+            if last_axis_size(x) == last_axis_size(y) and last_axis_size(x) is not None:
                 ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
             else:
                 ctx.block_call(call, f"op {call.path!r} ({op}) changes the channel axis")
@@ -281,7 +282,7 @@ class TFOpRule(LayerRule):
             if None in (a[-2:] + b[-2:]) or out is None or None in out[-2:]:
                 return None
             k = math.isqrt(int(math.prod(a[-2:]) * math.prod(b[-2:]) // math.prod(out[-2:])))
-            return numel(out, _what(layer)) * k
+            return numel(out, describe_layer(layer)) * k
         return None
 
     def _split(self, ctx: ChannelContext, call: Any) -> None:
@@ -325,7 +326,7 @@ class TFOpRule(LayerRule):
             last = int(np.asarray(multiples).reshape(-1)[-1])
         except Exception:  # noqa: BLE001 - symbolic multiples: cannot tell where channels go
             last = None
-        if last == 1 and _channels(x) == _channels(y):
+        if last == 1 and last_axis_size(x) == last_axis_size(y):
             ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
         elif last is None:
             ctx.block_call(call, f"tile {call.path!r} has multiples known only at run time")
@@ -333,16 +334,16 @@ class TFOpRule(LayerRule):
             ctx.block_call(call, f"tile {call.path!r} repeats the channel axis {last} times")
 
     def _elementwise(self, ctx, call, op, y) -> None:
-        cy = _channels(y)
+        cy = last_axis_size(y)
         for arg in tf.nest.flatten((call.args, call.kwargs)):
-            if _is_kt(arg):
-                c = _channels(arg)
+            if is_keras_tensor(arg):
+                c = last_axis_size(arg)
                 if c == cy:
                     ctx.identity(ctx.tensor_dim(arg), ctx.tensor_dim(y))
                 elif c != 1:
                     ctx.block_call(call, f"op {call.path!r} ({op}) broadcasts channels")
                     return
-            elif _is_scalar(arg) or isinstance(arg, tf.DType):  # cast(x, tf.float32)
+            elif is_scalar(arg) or isinstance(arg, tf.DType):  # cast(x, tf.float32)
                 continue
             elif not _per_channel_constant(arg, cy, y.shape.rank):
                 ctx.block_call(
@@ -370,7 +371,7 @@ class TFOpRule(LayerRule):
             )
         else:
             ok = _full_slice(spec[rank - 1]) if len(spec) == rank else False
-        if ok and _channels(x) == _channels(y) and y.shape.rank >= 2:
+        if ok and last_axis_size(x) == last_axis_size(y) and y.shape.rank >= 2:
             ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
         else:
             ctx.block_call(call, f"slice {call.path!r} touches the channel axis")
@@ -382,7 +383,7 @@ class TFOpRule(LayerRule):
         axes = [] if axis is None else list(np.atleast_1d(axis))
         if axis is None or any(int(a) % rank == rank - 1 for a in axes):
             ctx.block_call(call, f"reduction {call.path!r} runs over the channel axis")
-        elif _channels(y) == _channels(x):
+        elif last_axis_size(y) == last_axis_size(x):
             ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
         else:
             ctx.block_call(call, f"reduction {call.path!r} changes the channel axis")

@@ -17,12 +17,12 @@ from tfprune.graph.rules.base import (
     LayerRule,
     Role,
     Shape,
-    _blocked_channels_first,
-    _channels,
-    _what,
-    _with_count,
+    block_channels_first,
+    describe_layer,
+    last_axis_size,
     rule_for,
     weight_short_name,
+    with_kept_count,
 )
 
 __all__ = [
@@ -71,7 +71,7 @@ class RecurrentRule(LayerRule):
 
     def connect(self, ctx: ChannelContext, call: Any) -> None:
         layer = call.layer
-        if _blocked_channels_first(ctx, call, "recurrent layer"):
+        if block_channels_first(ctx, call, "recurrent layer"):
             return
         if getattr(layer, "stateful", False):
             ctx.block_call(call, f"recurrent layer {call.path!r} is stateful")
@@ -80,7 +80,7 @@ class RecurrentRule(LayerRule):
             ctx.block_call(call, f"recurrent layer {call.path!r} is called with states or masks")
             return
         x = call.inputs[0]
-        ctx.identity(ctx.tensor_dim(x), ctx.layer_dim(layer, "in", _channels(x)))
+        ctx.identity(ctx.tensor_dim(x), ctx.layer_dim(layer, "in", last_axis_size(x)))
         dout = ctx.layer_dim(layer, "out", self.units(layer))
         for y in call.outputs:  # the output and, with return_state, the final states
             ctx.identity(ctx.tensor_dim(y), dout)
@@ -109,7 +109,7 @@ class RecurrentRule(LayerRule):
         return rows
 
     def new_config(self, layer, config, kept):
-        return _with_count(config, "units", kept, "out")
+        return with_kept_count(config, "units", kept, "out")
 
     def slice_weights(self, layer, weights, kept):
         out = dict(weights)
@@ -132,8 +132,8 @@ class RecurrentRule(LayerRule):
         steps = None if x is None or len(x) < 3 else x[0 if time_major else 1]
         if steps is None:
             raise UnsupportedModelError(
-                f"cannot count FLOPs of {_what(layer)}: its sequence length is unknown ({x}). "
-                "Build the model with a fixed length or pass input_shapes= to count_flops."
+                f"cannot count FLOPs of {describe_layer(layer)}: its sequence length is unknown "
+                f"({x}). Build the model with a fixed length or pass input_shapes= to count_flops."
             )
         fan_in = int(layer.cell.kernel.shape[0]) + int(layer.units)
         return int(steps) * fan_in * self.gates(layer) * int(layer.units)
@@ -165,14 +165,14 @@ class ConvRecurrentRule(RecurrentRule):
         return {"kernel": {"in": -2}, "recurrent_kernel": {"out": -2}, "mask": {"out": 0}}
 
     def new_config(self, layer, config, kept):
-        return _with_count(config, "filters", kept, "out")
+        return with_kept_count(config, "filters", kept, "out")
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
         x, y = ins[0], outs[0] if outs else None
         if x is None or y is None or any(d is None for d in (*x[1:], *y[1:])):
             raise UnsupportedModelError(
-                f"cannot count FLOPs of {_what(layer)}: its input {x} or output {y} has unknown "
-                "dimensions. Build the model with fixed shapes or pass input_shapes= to "
+                f"cannot count FLOPs of {describe_layer(layer)}: its input {x} or output {y} has "
+                "unknown dimensions. Build the model with fixed shapes or pass input_shapes= to "
                 "count_flops."
             )
         steps = int(x[1])
@@ -221,7 +221,7 @@ class BidirectionalRule(LayerRule):
             ctx.block_call(call, f"Bidirectional {call.path!r} {problem}")
             return
         x = call.inputs[0]
-        ctx.identity(ctx.tensor_dim(x), ctx.layer_dim(layer, "in", _channels(x)))
+        ctx.identity(ctx.tensor_dim(x), ctx.layer_dim(layer, "in", last_axis_size(x)))
         units = ctx.layer_dim(layer, "out", int(inner[0].units))
         merge = layer.merge_mode
         for y in call.outputs:

@@ -10,13 +10,13 @@ from tfprune.compat import (
     keras,
 )
 from tfprune.graph.rules.base import (
+    FreeRule,
     Role,
-    _blocked_channels_first,
-    _channels,
-    _FreeRule,
-    _is_scalar,
-    _only_channel_axis,
-    _with_count,
+    block_channels_first,
+    is_scalar,
+    last_axis_size,
+    only_channel_axis,
+    with_kept_count,
 )
 
 __all__ = [
@@ -38,7 +38,7 @@ __all__ = [
 L = keras.layers
 
 
-class PassThroughRule(_FreeRule):
+class PassThroughRule(FreeRule):
     """Layers that act on each channel separately and keep the channel axis last."""
 
     layer_types = (
@@ -79,13 +79,13 @@ class PassThroughRule(_FreeRule):
     ) + tuple(getattr(L, n) for n in ("Identity",) if hasattr(L, n))
 
     def connect(self, ctx: Any, call: Any) -> None:
-        if _blocked_channels_first(ctx, call):
+        if block_channels_first(ctx, call):
             return
         x, y = call.inputs[0], call.outputs[0]
         ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
 
 
-class SoftmaxRule(_FreeRule):
+class SoftmaxRule(FreeRule):
     """Softmax mixes channels when it normalises over the channel axis."""
 
     layer_types = (L.Softmax,)
@@ -101,7 +101,7 @@ class SoftmaxRule(_FreeRule):
             ctx.identity(ctx.tensor_dim(x), ctx.tensor_dim(y))
 
 
-class PerChannelParamRule(_FreeRule):
+class PerChannelParamRule(FreeRule):
     """Per-channel layers with parameters along the channel axis (BN, PReLU)."""
 
     layer_types = (L.BatchNormalization, L.PReLU)
@@ -111,7 +111,7 @@ class PerChannelParamRule(_FreeRule):
         x, y = call.inputs[0], call.outputs[0]
         rank = x.shape.rank
         if isinstance(layer, L.BatchNormalization):
-            if not _only_channel_axis(layer.axis, rank):
+            if not only_channel_axis(layer.axis, rank):
                 ctx.block_call(call, f"batch norm {call.path!r} is not over the last axis")
                 return
         ctx.per_channel(layer, x, y)
@@ -122,7 +122,7 @@ class PerChannelParamRule(_FreeRule):
         return {n: {"ch": 0} for n in ("gamma", "beta", "moving_mean", "moving_variance")}
 
 
-class MergeRule(_FreeRule):
+class MergeRule(FreeRule):
     """Add/Subtract/Multiply/Average/Maximum/Minimum: all inputs share the output's channels.
 
     An input whose channel axis has size 1 broadcasts (a scalar gate) and is not coupled.
@@ -134,15 +134,15 @@ class MergeRule(_FreeRule):
         y = call.outputs[0]
         dy = ctx.tensor_dim(y)
         for t in call.inputs:
-            c = _channels(t)
-            if c == _channels(y):
+            c = last_axis_size(t)
+            if c == last_axis_size(y):
                 ctx.identity(ctx.tensor_dim(t), dy)
             elif c != 1:
                 ctx.block_call(call, f"merge {call.path!r} broadcasts channels {c}")
                 return
 
 
-class ConcatenateRule(_FreeRule):
+class ConcatenateRule(FreeRule):
     """Concatenate: along the channel axis inputs take consecutive offsets of the output."""
 
     layer_types = (L.Concatenate,)
@@ -157,13 +157,13 @@ class ConcatenateRule(_FreeRule):
                 ctx.identity(ctx.tensor_dim(t), ctx.tensor_dim(y))
 
 
-class FlattenRule(_FreeRule):
+class FlattenRule(FreeRule):
     """Flatten: input channel c becomes features c, C+c, 2C+c, ... of the output."""
 
     layer_types = (L.Flatten,)
 
     def connect(self, ctx: Any, call: Any) -> None:
-        if _blocked_channels_first(ctx, call, "flatten"):
+        if block_channels_first(ctx, call, "flatten"):
             return
         x, y = call.inputs[0], call.outputs[0]
         if x.shape.rank <= 2:
@@ -172,14 +172,14 @@ class FlattenRule(_FreeRule):
             ctx.flatten(ctx.tensor_dim(x), ctx.tensor_dim(y))
 
 
-class ReshapeRule(_FreeRule):
+class ReshapeRule(FreeRule):
     """Reshape that keeps the last axis (e.g. (C,) -> (1, 1, C)) passes channels through."""
 
     layer_types = (L.Reshape,)
 
     def connect(self, ctx: Any, call: Any) -> None:
         x, y = call.inputs[0], call.outputs[0]
-        cx, cy = _channels(x), _channels(y)
+        cx, cy = last_axis_size(x), last_axis_size(y)
         if cx is not None and cx == cy:
             ctx.per_channel(call.layer, x, y)
         else:
@@ -193,7 +193,7 @@ class ReshapeRule(_FreeRule):
         return config
 
 
-class RescalingRule(_FreeRule):
+class RescalingRule(FreeRule):
     """Rescaling with scalar scale/offset is elementwise."""
 
     layer_types = (L.Rescaling,)
@@ -206,7 +206,7 @@ class RescalingRule(_FreeRule):
             ctx.block_call(call, f"rescaling {call.path!r} has per-channel constants")
 
 
-class LayerNormRule(_FreeRule):
+class LayerNormRule(FreeRule):
     """LayerNormalization over the channel axis only (statistics over the kept channels)."""
 
     layer_types = (L.LayerNormalization,)
@@ -215,7 +215,7 @@ class LayerNormRule(_FreeRule):
         layer = call.layer
         x, y = call.inputs[0], call.outputs[0]
         rank = x.shape.rank
-        if not _only_channel_axis(layer.axis, rank):
+        if not only_channel_axis(layer.axis, rank):
             ctx.block_call(call, f"layer norm {call.path!r} normalises over non-channel axes")
             return
         ctx.per_channel(layer, x, y)
@@ -228,7 +228,7 @@ class LayerNormRule(_FreeRule):
         return "ch"  # mean and variance must be those of the kept channels
 
 
-class GroupNormRule(_FreeRule):
+class GroupNormRule(FreeRule):
     """GroupNormalization with one channel per group (``groups=-1``): per-channel statistics.
 
     With fewer groups a channel's statistics are shared with the others of its group, so
@@ -240,8 +240,8 @@ class GroupNormRule(_FreeRule):
     def connect(self, ctx: Any, call: Any) -> None:
         layer = call.layer
         x, y = call.inputs[0], call.outputs[0]
-        channels = _channels(x)
-        if not _only_channel_axis(layer.axis, x.shape.rank):
+        channels = last_axis_size(x)
+        if not only_channel_axis(layer.axis, x.shape.rank):
             ctx.block_call(call, f"group norm {call.path!r} is not over the last axis")
         elif layer.groups not in (-1, channels):
             ctx.block_call(
@@ -261,7 +261,7 @@ class GroupNormRule(_FreeRule):
         return config
 
 
-class LayerScaleRule(_FreeRule):
+class LayerScaleRule(FreeRule):
     """ConvNeXt's ``LayerScale`` (tf_keras.applications): a per-channel learned scale."""
 
     def applies(self, layer: Any) -> bool:
@@ -275,14 +275,14 @@ class LayerScaleRule(_FreeRule):
         return {"gamma": {"ch": 0}}
 
     def new_config(self, layer, config, kept):
-        return _with_count(config, "projection_dim", kept, "ch")
+        return with_kept_count(config, "projection_dim", kept, "ch")
 
 
-class ScaledSumRule(_FreeRule):
+class ScaledSumRule(FreeRule):
     """InceptionResNetV2's ``CustomScaleLayer``: ``inputs[0] + inputs[1] * scale`` (scalar)."""
 
     def applies(self, layer: Any) -> bool:
-        return type(layer).__name__ == "CustomScaleLayer" and _is_scalar(
+        return type(layer).__name__ == "CustomScaleLayer" and is_scalar(
             getattr(layer, "scale", None)
         )
 
@@ -294,7 +294,7 @@ class ScaledSumRule(_FreeRule):
 # TF-op layers (``x * 2``, ``tf.nn.relu6(x)``, ``x[:, ::2]`` ...) as tf_keras records them
 
 
-class InputRule(_FreeRule):
+class InputRule(FreeRule):
     """Model inputs: their channels can never be removed."""
 
     layer_types = (L.InputLayer,)

@@ -17,14 +17,14 @@ from tfprune.graph.rules.base import (
     LayerRule,
     Role,
     Shape,
-    _blocked_channels_first,
-    _channels,
-    _channels_last,
-    _size,
-    _what,
-    _with_count,
+    block_channels_first,
+    describe_layer,
+    is_channels_last,
+    last_axis_size,
     numel,
     spatial,
+    variable_size,
+    with_kept_count,
 )
 
 __all__ = [
@@ -62,18 +62,18 @@ class ConvRule(LayerRule):
 
     def connect(self, ctx: Any, call: Any) -> None:
         layer = call.layer
-        if _blocked_channels_first(ctx, call):
+        if block_channels_first(ctx, call):
             return
         x, y = call.inputs[0], call.outputs[0]
         groups = getattr(layer, "groups", 1) or 1
-        din = ctx.layer_dim(layer, "in", _channels(x))
-        dout = ctx.layer_dim(layer, "out", _channels(y))
+        din = ctx.layer_dim(layer, "in", last_axis_size(x))
+        dout = ctx.layer_dim(layer, "out", last_axis_size(y))
         ctx.identity(ctx.tensor_dim(x), din)
         ctx.identity(ctx.tensor_dim(y), dout)
-        if groups > 1 and _channels(x) == groups:
+        if groups > 1 and last_axis_size(x) == groups:
             # One input channel per group (a depthwise conv written as Conv2D(groups=C)):
             # input channel c passes through to its group of outputs; whole groups go.
-            ctx.expand(din, dout, (_channels(y) or 0) // groups)
+            ctx.expand(din, dout, (last_axis_size(y) or 0) // groups)
         elif groups > 1:
             # Keep every group the same size: position i of all groups is removed together.
             ctx.tie_blocks(din, groups)
@@ -84,7 +84,7 @@ class ConvRule(LayerRule):
         return {"kernel": {"in": -2, "out": -1}, "bias": {"out": 0}, "mask": {"in": 0}}
 
     def new_config(self, layer: Any, config: dict, kept: dict[Role, np.ndarray]) -> dict:
-        config = _with_count(config, "filters", kept, "out")
+        config = with_kept_count(config, "filters", kept, "out")
         groups = config.get("groups", 1) or 1
         if groups > 1 and "in" in kept and layer.kernel.shape[-2] == 1:
             config = dict(config, groups=len(kept["in"]))  # depthwise-style: groups go
@@ -105,10 +105,10 @@ class ConvRule(LayerRule):
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
         # kernel = (k..., in_channels / groups, filters): one MAC per weight per output position.
-        return spatial(layer, outs[0], _what(layer)) * _size(layer.kernel)
+        return spatial(layer, outs[0], describe_layer(layer)) * variable_size(layer.kernel)
 
     def input_mask(self, layer: Any) -> str | None:
-        plain = (getattr(layer, "groups", 1) or 1) == 1 and _channels_last(layer)
+        plain = (getattr(layer, "groups", 1) or 1) == 1 and is_channels_last(layer)
         return "kernel" if plain and getattr(layer, "padding", "") != "causal" else "tensor"
 
 
@@ -128,7 +128,7 @@ class ConvTransposeRule(ConvRule):
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
         # Every input position scatters one full (k..., filters) slice per input channel.
-        return spatial(layer, ins[0], _what(layer)) * _size(layer.kernel)
+        return spatial(layer, ins[0], describe_layer(layer)) * variable_size(layer.kernel)
 
     def input_mask(self, layer: Any) -> str | None:
         return "tensor"
@@ -143,14 +143,14 @@ class DenseRule(LayerRule):
     def connect(self, ctx: Any, call: Any) -> None:
         layer = call.layer
         x, y = call.inputs[0], call.outputs[0]
-        ctx.identity(ctx.tensor_dim(x), ctx.layer_dim(layer, "in", _channels(x)))
-        ctx.identity(ctx.tensor_dim(y), ctx.layer_dim(layer, "out", _channels(y)))
+        ctx.identity(ctx.tensor_dim(x), ctx.layer_dim(layer, "in", last_axis_size(x)))
+        ctx.identity(ctx.tensor_dim(y), ctx.layer_dim(layer, "out", last_axis_size(y)))
 
     def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
         return {"kernel": {"in": 0, "out": 1}, "bias": {"out": 0}, "mask": {"in": 0}}
 
     def new_config(self, layer: Any, config: dict, kept: dict[Role, np.ndarray]) -> dict:
-        return _with_count(config, "units", kept, "out")
+        return with_kept_count(config, "units", kept, "out")
 
     def kernel_layouts(self, layer: Any) -> list[tuple[str, str]]:
         return [("kernel", "dense")]
@@ -159,7 +159,7 @@ class DenseRule(LayerRule):
         return int(layer.units)
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
-        return int(layer.kernel.shape[0]) * numel(outs[0], _what(layer))
+        return int(layer.kernel.shape[0]) * numel(outs[0], describe_layer(layer))
 
     def input_mask(self, layer: Any) -> str | None:
         return "kernel"
@@ -174,10 +174,10 @@ class DepthwiseRule(LayerRule):
 
     def connect(self, ctx: Any, call: Any) -> None:
         layer = call.layer
-        if _blocked_channels_first(ctx, call):
+        if block_channels_first(ctx, call):
             return
         x, y = call.inputs[0], call.outputs[0]
-        din = ctx.layer_dim(layer, "in", _channels(x))
+        din = ctx.layer_dim(layer, "in", last_axis_size(x))
         ctx.identity(ctx.tensor_dim(x), din)
         ctx.expand(din, ctx.tensor_dim(y), layer.depth_multiplier)
 
@@ -195,7 +195,9 @@ class DepthwiseRule(LayerRule):
         return [("depthwise_kernel", "depthwise")]
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
-        return spatial(layer, outs[0], _what(layer)) * _size(layer.depthwise_kernel)
+        return spatial(layer, outs[0], describe_layer(layer)) * variable_size(
+            layer.depthwise_kernel
+        )
 
 
 class SeparableRule(LayerRule):
@@ -205,11 +207,11 @@ class SeparableRule(LayerRule):
 
     def connect(self, ctx: Any, call: Any) -> None:
         layer = call.layer
-        if _blocked_channels_first(ctx, call):
+        if block_channels_first(ctx, call):
             return
         x, y = call.inputs[0], call.outputs[0]
-        ctx.identity(ctx.tensor_dim(x), ctx.layer_dim(layer, "in", _channels(x)))
-        ctx.identity(ctx.tensor_dim(y), ctx.layer_dim(layer, "out", _channels(y)))
+        ctx.identity(ctx.tensor_dim(x), ctx.layer_dim(layer, "in", last_axis_size(x)))
+        ctx.identity(ctx.tensor_dim(y), ctx.layer_dim(layer, "out", last_axis_size(y)))
 
     def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
         return {
@@ -219,7 +221,7 @@ class SeparableRule(LayerRule):
         }
 
     def new_config(self, layer: Any, config: dict, kept: dict[Role, np.ndarray]) -> dict:
-        return _with_count(config, "filters", kept, "out")
+        return with_kept_count(config, "filters", kept, "out")
 
     def slice_weights(self, layer, weights, kept):
         out = super().slice_weights(layer, weights, kept)
@@ -236,8 +238,8 @@ class SeparableRule(LayerRule):
         return int(layer.filters)
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
-        n = spatial(layer, outs[0], _what(layer))
-        return n * (_size(layer.depthwise_kernel) + _size(layer.pointwise_kernel))
+        n = spatial(layer, outs[0], describe_layer(layer))
+        return n * (variable_size(layer.depthwise_kernel) + variable_size(layer.pointwise_kernel))
 
     def input_mask(self, layer: Any) -> str | None:
         return "tensor"
@@ -250,7 +252,7 @@ class EmbeddingRule(LayerRule):
 
     def connect(self, ctx: Any, call: Any) -> None:
         y = call.outputs[0]
-        ctx.identity(ctx.tensor_dim(y), ctx.layer_dim(call.layer, "out", _channels(y)))
+        ctx.identity(ctx.tensor_dim(y), ctx.layer_dim(call.layer, "out", last_axis_size(y)))
         for t in call.inputs:
             ctx.block(ctx.tensor_dim(t), f"integer input of embedding {call.path!r}")
 
@@ -258,7 +260,7 @@ class EmbeddingRule(LayerRule):
         return {"embeddings": {"out": 1}}
 
     def new_config(self, layer, config, kept):
-        return _with_count(config, "output_dim", kept, "out")
+        return with_kept_count(config, "output_dim", kept, "out")
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
         return 0  # a table lookup: no multiply-accumulates (its parameters are counted)
@@ -277,15 +279,15 @@ class LocallyConnectedRule(LayerRule):
 
     def connect(self, ctx: ChannelContext, call: Any) -> None:
         layer = call.layer
-        if not _channels_last(layer) or getattr(layer, "implementation", 1) != 1:
+        if not is_channels_last(layer) or getattr(layer, "implementation", 1) != 1:
             ctx.block_call(
                 call,
                 f"locally connected layer {call.path!r} is not channels_last with implementation=1",
             )
             return
         x, y = call.inputs[0], call.outputs[0]
-        ctx.identity(ctx.tensor_dim(x), ctx.layer_dim(layer, "in", _channels(x)))
-        ctx.identity(ctx.tensor_dim(y), ctx.layer_dim(layer, "out", _channels(y)))
+        ctx.identity(ctx.tensor_dim(x), ctx.layer_dim(layer, "in", last_axis_size(x)))
+        ctx.identity(ctx.tensor_dim(y), ctx.layer_dim(layer, "out", last_axis_size(y)))
 
     def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
         # kernel: (positions, window * in_channels, filters), the input channel varying fastest.
@@ -307,7 +309,7 @@ class LocallyConnectedRule(LayerRule):
         return rows
 
     def new_config(self, layer, config, kept):
-        return _with_count(config, "filters", kept, "out")
+        return with_kept_count(config, "filters", kept, "out")
 
     def slice_weights(self, layer, weights, kept):
         out = super().slice_weights(layer, weights, dict(kept))
@@ -322,7 +324,7 @@ class LocallyConnectedRule(LayerRule):
         return "tensor"
 
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
-        what = _what(layer)
+        what = describe_layer(layer)
         positions = spatial(layer, outs[0], what)
         x = ins[0]
         cin = x[1] if getattr(layer, "data_format", "channels_last") == "channels_first" else x[-1]

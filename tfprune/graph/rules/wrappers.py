@@ -17,7 +17,7 @@ from tfprune.graph.rules.base import (
     LayerRule,
     Role,
     Shape,
-    _what,
+    describe_layer,
     rule_for,
     weight_short_name,
 )
@@ -146,7 +146,9 @@ class TimeDistributedRule(WrapperRule):
     def macs(self, layer: Any, ins: list[Shape], outs: list[Shape]) -> int | None:
         x = ins[0]
         if x is None or len(x) < 2 or x[1] is None:
-            raise UnsupportedModelError(f"cannot count FLOPs of {_what(layer)}: unknown time steps")
+            raise UnsupportedModelError(
+                f"cannot count FLOPs of {describe_layer(layer)}: unknown time steps"
+            )
         fold = [None if t is None else (t[0], *t[2:]) for t in ins]
         fold_out = [None if t is None else (t[0], *t[2:]) for t in outs]
         inner = super().macs(layer, fold, fold_out)
