@@ -362,6 +362,14 @@ RUN_ELSEWHERE = {
 # Commands that finish in seconds (no training); every other command trains and is slow.
 QUICK = ("--dry_run", "--help")
 
+# Commands that take minutes as written (the main job, 30 epochs of training): marked
+# ``acceptance``, which the suite leaves out; CI runs them in their own step
+# (``pytest -m acceptance``). The release step of CI also runs the main job, made small.
+FULL_LENGTH = (
+    "-m tfprune.bin.compare --output_dir=results",
+    "-m tfprune.bin.train --output_dir=base",
+)
+
 
 def _tool_cases() -> list[Any]:
     cases = []
@@ -373,6 +381,8 @@ def _tool_cases() -> list[Any]:
             if any(q in command for q in QUICK) and "--calibrate" not in command
             else [pytest.mark.slow]
         )
+        if any(key in command for key in FULL_LENGTH):
+            marks.append(pytest.mark.acceptance)
         where = f"{document}:{line}"
         cases.append(pytest.param(where, command, id=f"{where}: {command}", marks=marks))
     return cases

@@ -147,6 +147,7 @@ def sxb_records(out: Path) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.acceptance  # minutes as written: CI runs it in its own step
 def test_the_readme_scratch_vs_prune_command_runs_end_to_end(tmp_path):
     args = readme_command("scratch_vs_prune")
     out = tmp_path / "out"

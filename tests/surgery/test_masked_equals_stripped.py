@@ -79,36 +79,6 @@ def test_mobilenet_v2_small_input():
     assert small.output_shape == (None, 10)
 
 
-@pytest.mark.slow
-def test_resnet50_64px():
-    model = keras.applications.ResNet50(input_shape=(64, 64, 3), weights=None, classes=10)
-    randomize(model)
-    _, small = check_equivalent(model, 0.5, tol=1e-4)
-    assert small.count_params() < 0.6 * model.count_params()
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "builder",
-    [
-        lambda: keras.applications.DenseNet121(input_shape=(32, 32, 3), weights=None, classes=5),
-        lambda: keras.applications.EfficientNetB0(input_shape=(32, 32, 3), weights=None, classes=5),
-        lambda: keras.applications.MobileNet(
-            input_shape=(32, 32, 3), alpha=0.25, weights=None, classes=5
-        ),
-        lambda: (
-            keras.applications.VGG11(input_shape=(32, 32, 3), weights=None, classes=5)
-            if hasattr(keras.applications, "VGG11")
-            else keras.applications.VGG16(input_shape=(32, 32, 3), weights=None, classes=5)
-        ),
-    ],
-    ids=["densenet121", "efficientnetb0", "mobilenet", "vgg"],
-)
-def test_more_keras_applications(builder):
-    model = randomize(builder())
-    check_equivalent(model, 0.5, tol=1e-4)
-
-
 def test_resnet56_conv1_scheme_equivalence():
     from tfprune.models.resnet_cifar import resnet56, stage_ratio_patterns
 
