@@ -379,3 +379,21 @@ def test_activation_gain_reads_keras3_layers_and_ops_as_their_tf_keras_namesakes
     assert tfprune.trainability.activation_gain(TK.layers.LeakyReLU(alpha=0.1)) == pytest.approx(
         math.sqrt(2 / 1.01), rel=1e-7
     )
+
+
+def test_trainability_accuracy_reads_the_history_of_a_keras3_fit():
+    from tfprune.trainability import trainability_accuracy
+
+    inputs = K3.Input((4,))
+    model = K3.Model(inputs, K3.layers.Dense(2)(inputs))
+    model.compile(
+        optimizer=K3.optimizers.SGD(0.1),
+        loss=K3.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[K3.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    y = (np.arange(8) % 2).astype("int32")
+    history = model.fit(x, y, epochs=2, verbose=0)
+    assert isinstance(history, K3.callbacks.History)
+    expected = float(np.mean(history.history["accuracy"]))
+    assert trainability_accuracy(history, 2, metric="accuracy") == pytest.approx(expected)

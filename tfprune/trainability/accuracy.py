@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from tfprune.compat import keras
+from tfprune.compat import keras, keras_of
 from tfprune.errors import InvalidArgumentError
 from tfprune.trainability.jsv import check_positive_int
 
@@ -42,7 +42,7 @@ def trainability_accuracy(
         InvalidArgumentError: ``history`` is not a History/mapping, ``metric`` is missing, or
             ``first_stage_epochs`` is not in ``[1, recorded epochs]``.
     """
-    if isinstance(history, keras.callbacks.History):
+    if isinstance(history, keras_of(history).callbacks.History):  # either Keras flavour
         logs = history.history
     elif isinstance(history, Mapping):
         logs = history
