@@ -29,7 +29,7 @@ def test_resnet56_conv1_scheme_speedup(resnet56_model, ratio, expected):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("ratio", "expected"), [(0.3, 1.45), (0.7, 3.59), (0.95, 19.85)])
+@pytest.mark.parametrize(("ratio", "expected"), [(0.3, 1.45), (0.95, 19.85)])
 def test_resnet56_conv1_scheme_speedup_more_ratios(resnet56_model, ratio, expected):
     speedup, _ = _speedup(resnet56_model, stage_ratio_patterns([0, ratio, ratio, ratio, 0]))
     assert speedup == pytest.approx(expected, abs=0.01)
@@ -62,6 +62,18 @@ def _resnet50_v15():
     return keras.Model(inputs, L.Dense(1000, name="predictions")(x))
 
 
+@pytest.fixture(scope="module")
+def resnet50_v15_model():
+    """Built once: shrink() copies it and never changes it."""
+    return _resnet50_v15()
+
+
+@pytest.fixture(scope="module")
+def keras_resnet50_model():
+    """keras.applications.ResNet50, built once: shrink() copies it and never changes it."""
+    return keras.applications.ResNet50(weights=None)
+
+
 def _check_only_bottleneck_convs_1_2_lost_filters(model, small):
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
@@ -74,9 +86,9 @@ def _check_only_bottleneck_convs_1_2_lost_filters(model, small):
     ("ratios", "expected"),
     [((0, 0.6, 0.6, 0.6, 0.21, 0), 2.31), ((0, 0.3, 0.3, 0.3, 0.14, 0), 1.49)],
 )
-def test_resnet50_v15_stage_scheme_speedup_matches_spec(ratios, expected):
+def test_resnet50_v15_stage_scheme_speedup_matches_spec(resnet50_v15_model, ratios, expected):
     # The spec's numbers are for torchvision's ResNet-50 (v1.5).
-    model = _resnet50_v15()
+    model = resnet50_v15_model
     speedup, small = _speedup(model, resnet50_stage_scheme(ratios))
     assert speedup == pytest.approx(expected, abs=0.005)
     _check_only_bottleneck_convs_1_2_lost_filters(model, small)
@@ -87,10 +99,10 @@ def test_resnet50_v15_stage_scheme_speedup_matches_spec(ratios, expected):
     ("ratios", "expected"),
     [((0, 0.6, 0.6, 0.6, 0.21, 0), 2.34), ((0, 0.3, 0.3, 0.3, 0.14, 0), 1.50)],
 )
-def test_keras_applications_resnet50_stage_scheme_speedup(ratios, expected):
+def test_keras_applications_resnet50_stage_scheme_speedup(keras_resnet50_model, ratios, expected):
     # keras.applications.ResNet50 is v1 (stride in the first 1x1 conv of a downsampling block),
     # so the same scheme saves slightly more than the spec's v1.5 numbers (2.31x / 1.49x).
-    model = keras.applications.ResNet50(weights=None)
+    model = keras_resnet50_model
     speedup, small = _speedup(model, resnet50_stage_scheme(ratios))
     assert speedup == pytest.approx(expected, abs=0.005)
     _check_only_bottleneck_convs_1_2_lost_filters(model, small)

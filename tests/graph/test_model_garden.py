@@ -66,9 +66,18 @@ def test_resnet10_with_se_and_stochastic_depth():
 
 
 @pytest.mark.slow
-def test_resnet50_bottlenecks_with_se_and_stochastic_depth():
+def test_resnet_bottlenecks_with_se_and_stochastic_depth(monkeypatch):
+    from official.vision.modeling.backbones import resnet
+
+    # ResNet-50's blocks, fewer of them: a projection and an identity bottleneck in the first
+    # group, one projection bottleneck in each other (ResNet-50 repeats the same two kinds).
+    spec = [("bottleneck", 64, 2), ("bottleneck", 128, 1), ("bottleneck", 256, 1)]
+    monkeypatch.setitem(resnet.RESNET_SPECS, 14, [*spec, ("bottleneck", 512, 1)])
     x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
-    _check(_classifier(_resnet_se(50), 32), x)
+    model = _classifier(_resnet_se(14), 32)
+    blocks = [la for la in all_layers(model) if type(la).__name__ == "BottleneckBlock"]
+    assert len(blocks) == 5
+    _check(model, x)
 
 
 @pytest.mark.slow
@@ -83,7 +92,7 @@ def test_stripped_resnet_exports_and_runs_without_tfprune(tmp_path):
     from tfprune.export import export_saved_model
 
     x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
-    model = _classifier(_resnet_se(18), 32)
+    model = _classifier(_resnet_se(10), 32)
     small = tfprune.strip_filters(tfprune.prune_filters(model, 0.5))
     path = export_saved_model(small, tmp_path / "serving")
     np.save(tmp_path / "x.npy", x)
@@ -200,17 +209,28 @@ def test_stripped_bert_classifier_exports_and_runs_in_a_fresh_process(tmp_path):
     assert result.max_relative_difference <= result.tolerance
 
 
+# Blocks of MobileNetV4HybridMedium kept in the short hybrid below (35 in all): the stem, every
+# stage's first and output blocks, a UIB without depthwise convs, and one attention block of
+# each kind (key/value strides 2 at 24 px, 1 at 12 px) with the block after it.
+_HYBRID_BLOCKS = (0, 1, 2, 3, 4, 5, 8, 9, 15, 16, 24, 25, 31, 32, 33, 34)
+
+
 @pytest.mark.slow
-def test_mobilenet_v4_hybrid_strips_around_its_blocked_attention_reshapes():
+def test_mobilenet_v4_hybrid_strips_around_its_blocked_attention_reshapes(monkeypatch):
     # Its attention reshapes split filters into heads (blocked); stripping the groups around
     # them must replay those reshapes as recorded.
+    from official.vision.modeling.backbones import mobilenet
+
+    medium = mobilenet.SUPPORTED_SPECS_MAP["MobileNetV4HybridMedium"]
+    short = {**medium, "block_specs": [medium["block_specs"][i] for i in _HYBRID_BLOCKS]}
+    monkeypatch.setitem(mobilenet.SUPPORTED_SPECS_MAP, "MobileNetV4HybridShort", short)
+    kinds = [spec[0] for spec in short["block_specs"]]
+    assert kinds.count("mhsa") == 2 and kinds.count("uib") == 9
     x = np.random.default_rng(0).standard_normal((2, 64, 64, 3)).astype(np.float32)
 
     def backbone(spec):
-        from official.vision.modeling.backbones import mobilenet
-
         return mobilenet.MobileNet(
-            model_id="MobileNetV4HybridMedium", input_specs=spec, filter_size_scale=0.25
+            model_id="MobileNetV4HybridShort", input_specs=spec, filter_size_scale=0.25
         )
 
     model = _classifier(backbone, 64)

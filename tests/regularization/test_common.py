@@ -99,21 +99,22 @@ def test_resume_from_mid_regularization_checkpoint_gives_same_penalties(cls, tmp
         kwargs["variant"] = "greg2"
         kwargs.update(pick_delta=0.01, pick_ceiling=0.04)
 
+    batches = fixed_batches()  # each fit reads it from its first batch
     # uninterrupted: 20 steps
     full = masked_cnn()
     cb_full = cls(0.5, **kwargs)
-    full.fit(fixed_batches(), epochs=1, steps_per_epoch=20, callbacks=[cb_full], verbose=0)
+    full.fit(batches, epochs=1, steps_per_epoch=20, callbacks=[cb_full], verbose=0)
 
     # interrupted after 9 steps (mid-update-interval), checkpoint, new model + callback
     first = masked_cnn()
     cb1 = cls(0.5, **kwargs)
-    first.fit(fixed_batches(), epochs=1, steps_per_epoch=9, callbacks=[cb1], verbose=0)
+    first.fit(batches, epochs=1, steps_per_epoch=9, callbacks=[cb1], verbose=0)
     path = tf.train.Checkpoint(model=first).save(str(tmp_path / "ckpt"))
 
     resumed = masked_cnn(seed=1)  # different init: everything must come from the checkpoint
     tf.train.Checkpoint(model=resumed).restore(path)
     cb2 = cls(0.5, **kwargs)
-    data = fixed_batches().skip(9)
+    data = batches.skip(9)
     resumed.fit(data, epochs=1, steps_per_epoch=11, callbacks=[cb2], verbose=0)
 
     assert cb2.phase == cb_full.phase
