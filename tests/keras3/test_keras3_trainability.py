@@ -193,6 +193,18 @@ def test_jsv_callback_logs_reach_later_callbacks_and_history_in_keras3_fit():
     assert seen[-1] != callback.initial_stats.mean
 
 
+def test_jsv_callback_runs_in_a_keras3_fit_under_mirrored_strategy(mirrored_strategy):
+    with mirrored_strategy.scope():
+        model = _compiled(_mlp(K3, "logits"))
+    y = np.random.default_rng(3).integers(0, 5, 16)
+    callback = tfprune.JacobianSingularValues(XS, batch_size=8, log_on_train_begin=False)
+    history = model.fit(XS, y, batch_size=8, epochs=2, callbacks=[callback], verbose=0)
+    assert len(history.history["jsv_mean"]) == 2
+    # The values of the final weights, computed as the callback batches them.
+    expected = tfprune.mean_jsv(model, XS, batch_size=8).mean
+    assert history.history["jsv_mean"][-1] == pytest.approx(expected, rel=1e-5)
+
+
 def _assert_same_kernels(tk, k3):
     for layer in k3.layers:
         for a, b in zip(layer.weights, tk.get_layer(layer.name).weights, strict=True):
