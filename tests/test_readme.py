@@ -292,7 +292,7 @@ GIVENS = [
     Givens('model = get_model("small_cnn", seed=0)  # any', check=_first_prune_check),
     Givens("model = keras.applications.MobileNetV2(weights=None)", check=_keras3_check),
     Givens("tfprune.orthp(model)  # every kernel", check=_keras3_orthp_check),
-    Givens("greg = tfprune.GrowingRegularization(0.5, delta=1.0,", check=_keras3_greg_check),
+    Givens("0.5, delta=1.0, ceiling=9.0, update_every=1", check=_keras3_greg_check),
     Givens(
         "masked = tfprune.prune_filters(net, 0.5)",
         _keras3_prune_givens,
