@@ -28,6 +28,7 @@ from tfprune.compat import (
     flavour_of,
     keras3_attach_penalty,
     keras3_detach_penalty,
+    keras3_saveable,
     remove_callable_losses,
     tf,
 )
@@ -82,8 +83,9 @@ class RegularizationState(AutoTrackable):
         existing = getattr(model, attr, None)
         if isinstance(existing, cls) and existing.matches(specs):
             return existing
+        kind = keras3_saveable(cls) if flavour_of(model) == KERAS3 else cls
         with model.distribute_strategy.scope():
-            state = cls(specs)
+            state = kind(specs)
         setattr(model, attr, state)  # tracked: restored now if a checkpoint awaits it
         return state
 
