@@ -252,3 +252,26 @@ def test_keras3_saveable_refuses_state_of_other_names_or_shapes():
     with pytest.raises(UnsupportedModelError, match=r"\['coef', 'other'\]"):
         loaded.load_own_variables({"coef": np.zeros(3, "float32"), "other": np.int64(1)})
     assert int(loaded.variables["step"].numpy()) == 0  # nothing assigned
+
+
+def test_keras3_weights_files_carry_a_saveable_attribute_of_the_model(tmp_path):
+    held = compat.keras3_saveable(_Held)
+    saved = _dense_pair()
+    saved._tfprune_held = held(2.0)
+    saved.save_weights(str(tmp_path / "w.weights.h5"))
+    loaded = _dense_pair()
+    loaded._tfprune_held = held(0.0)
+    loaded.load_weights(str(tmp_path / "w.weights.h5"))
+    np.testing.assert_array_equal(loaded._tfprune_held.variables["coef"].numpy(), [2.0] * 3)
+    np.testing.assert_array_equal(loaded.get_layer("first").kernel, saved.get_layer("first").kernel)
+    _dense_pair().load_weights(str(tmp_path / "w.weights.h5"))  # a model without it: ignored
+
+    class Wider(_Held):
+        def __init__(self, fill: float) -> None:
+            super().__init__(fill)
+            self.variables["coef"] = compat.tf.Variable(np.zeros(5, "float32"))
+
+    other = _dense_pair()
+    other._tfprune_held = compat.keras3_saveable(Wider)(0.0)
+    with pytest.raises(ValueError, match="'coef' in the weights file has shape"):
+        other.load_weights(str(tmp_path / "w.weights.h5"))
