@@ -7,6 +7,7 @@ changes what it reads fails in one place.
 from __future__ import annotations
 
 import configparser
+import copy
 import pathlib
 
 import numpy as np
@@ -243,6 +244,8 @@ def test_keras3_saveable_writes_and_reads_its_variables_by_name():
     assert int(loaded.variables["step"].numpy()) == 2
     loaded.load_own_variables({})  # a file saved before the state existed: unchanged
     assert int(loaded.variables["step"].numpy()) == 2
+    copied = copy.deepcopy(loaded)  # copies as ``cls`` does (not as a Keras model pickles)
+    assert type(copied) is held and int(copied.variables["step"].numpy()) == 2
 
 
 def test_keras3_saveable_refuses_state_of_other_names_or_shapes():
