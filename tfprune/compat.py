@@ -19,6 +19,7 @@ import importlib
 import os
 import sys
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -79,6 +80,7 @@ __all__ = [
     "keras3_is_layer",
     "keras3_copy_op",
     "keras3_attention_with_head_hook",
+    "keras3_saveable",
     "Keras3Penalties",
     "keras3_attach_penalty",
     "keras3_detach_penalty",
@@ -548,6 +550,65 @@ def keras3_attention_with_head_hook() -> type:
             return self.transform_heads(output), scores
 
     return Keras3AttentionWithHeadHook
+
+
+@functools.cache
+def keras3_saveable(cls: type) -> type:
+    """A subclass of ``cls`` that Keras 3 weights files save and load.
+
+    ``cls`` keeps its ``tf.Variable`` s in a dict attribute ``variables`` (name to variable).
+    Keras 3 saving (``model.save_weights`` to ``.weights.h5``, ``model.save`` to ``.keras``,
+    Keras 3's ``BackupAndRestore``) walks the attributes of a model and saves every object of
+    its private base class ``KerasSaveable`` by ``save_own_variables(store)``, and loads it by
+    ``load_own_variables(store)``. The subclass made here is such an object: it writes each
+    variable under its name and reads it back. A file without the entries (saved before the
+    object existed) leaves the variables as they are; entries whose names or shapes differ
+    raise :class:`~tfprune.errors.UnsupportedModelError`. Made on first use, so Keras 3 is
+    imported only then.
+    """
+    saveable_base = importlib.import_module(
+        keras3().__name__ + ".src.saving.keras_saveable"
+    ).KerasSaveable
+
+    class Keras3Saveable(cls, saveable_base):
+        __doc__ = cls.__doc__
+        # KerasSaveable pickles a whole model; keep the default copy/pickle of ``cls``.
+        __reduce__ = object.__reduce__
+
+        def _obj_type(self) -> str:
+            # Keras accepts a fixed list of kinds; "Operation" only names the attributes not
+            # to walk into (those of a bare Keras op). None of ours holds a Keras saveable.
+            return "Operation"
+
+        def save_own_variables(self, store: object) -> None:
+            """Write each variable to the Keras 3 weights ``store`` under its name."""
+            for name, variable in self.variables.items():
+                store[name] = np.asarray(variable.numpy())
+
+        def load_own_variables(self, store: object) -> None:
+            """Assign each variable its value in the Keras 3 weights ``store``."""
+            if len(store) == 0:
+                return  # saved before this state existed
+            saved = set(store.keys())
+            if saved != set(self.variables):
+                raise UnsupportedModelError(
+                    f"the weights file holds tfprune state {sorted(saved)} but the model's "
+                    f"{cls.__name__} has {sorted(self.variables)}; load it into a model "
+                    "regularized with the same callback settings (same groups)."
+                )
+            values = {name: store[name] for name in self.variables}
+            for name, variable in self.variables.items():
+                if tuple(values[name].shape) != tuple(variable.shape):
+                    raise UnsupportedModelError(
+                        f"tfprune state {name!r} in the weights file has shape "
+                        f"{tuple(values[name].shape)}, the model's has {tuple(variable.shape)}; "
+                        "load it into a model regularized with the same callback settings."
+                    )
+            for name, variable in self.variables.items():
+                variable.assign(values[name])
+
+    Keras3Saveable.__name__ = Keras3Saveable.__qualname__ = f"Keras3{cls.__name__}"
+    return Keras3Saveable
 
 
 # ---------------------------------------------------------------------------------------------

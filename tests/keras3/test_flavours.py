@@ -7,6 +7,7 @@ changes what it reads fails in one place.
 from __future__ import annotations
 
 import configparser
+import copy
 import pathlib
 
 import numpy as np
@@ -217,3 +218,63 @@ def test_keras3_penalty_moves_off_a_variable_whose_layer_was_frozen():
     assert not compat.keras3_attach_penalty(model, kernorth._loss_fn)  # already counted
     kernorth.on_train_end()
     assert model.losses == [] and second.kernel.regularizer is None
+
+
+class _Held(compat.AutoTrackable):
+    """Two variables by name, as tfprune's regularization state keeps them."""
+
+    def __init__(self, fill: float) -> None:
+        self.variables = {
+            "coef": compat.tf.Variable(np.full(3, fill, "float32")),
+            "step": compat.tf.Variable(np.int64(fill)),
+        }
+
+
+def test_keras3_saveable_writes_and_reads_its_variables_by_name():
+    held = compat.keras3_saveable(_Held)
+    assert compat.keras3_saveable(_Held) is held  # made once
+    saved = held(2.0)
+    assert isinstance(saved, _Held) and isinstance(saved, compat.AutoTrackable)
+    store: dict = {}  # a Keras 3 weights store reads and writes like a dict
+    saved.save_own_variables(store)
+    assert sorted(store) == ["coef", "step"]
+    loaded = held(0.0)
+    loaded.load_own_variables(store)
+    np.testing.assert_array_equal(loaded.variables["coef"].numpy(), [2.0, 2.0, 2.0])
+    assert int(loaded.variables["step"].numpy()) == 2
+    loaded.load_own_variables({})  # a file saved before the state existed: unchanged
+    assert int(loaded.variables["step"].numpy()) == 2
+    copied = copy.deepcopy(loaded)  # copies as ``cls`` does (not as a Keras model pickles)
+    assert type(copied) is held and int(copied.variables["step"].numpy()) == 2
+
+
+def test_keras3_saveable_refuses_state_of_other_names_or_shapes():
+    loaded = compat.keras3_saveable(_Held)(0.0)
+    with pytest.raises(UnsupportedModelError, match="'coef'.*same callback settings"):
+        loaded.load_own_variables({"coef": np.zeros(4, "float32"), "step": np.int64(1)})
+    with pytest.raises(UnsupportedModelError, match=r"\['coef', 'other'\]"):
+        loaded.load_own_variables({"coef": np.zeros(3, "float32"), "other": np.int64(1)})
+    assert int(loaded.variables["step"].numpy()) == 0  # nothing assigned
+
+
+def test_keras3_weights_files_carry_a_saveable_attribute_of_the_model(tmp_path):
+    held = compat.keras3_saveable(_Held)
+    saved = _dense_pair()
+    saved._tfprune_held = held(2.0)
+    saved.save_weights(str(tmp_path / "w.weights.h5"))
+    loaded = _dense_pair()
+    loaded._tfprune_held = held(0.0)
+    loaded.load_weights(str(tmp_path / "w.weights.h5"))
+    np.testing.assert_array_equal(loaded._tfprune_held.variables["coef"].numpy(), [2.0] * 3)
+    np.testing.assert_array_equal(loaded.get_layer("first").kernel, saved.get_layer("first").kernel)
+    _dense_pair().load_weights(str(tmp_path / "w.weights.h5"))  # a model without it: ignored
+
+    class Wider(_Held):
+        def __init__(self, fill: float) -> None:
+            super().__init__(fill)
+            self.variables["coef"] = compat.tf.Variable(np.zeros(5, "float32"))
+
+    other = _dense_pair()
+    other._tfprune_held = compat.keras3_saveable(Wider)(0.0)
+    with pytest.raises(ValueError, match="'coef' in the weights file has shape"):
+        other.load_weights(str(tmp_path / "w.weights.h5"))

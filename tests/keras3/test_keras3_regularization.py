@@ -330,3 +330,103 @@ def test_penalty_counts_once_under_a_mirrored_strategy(mirrored_strategy):
     assert penalty > 1.0
     # once, not once per replica (x2) nor averaged away (x1/2)
     np.testing.assert_allclose(reported - data_loss, penalty, rtol=1e-5)
+
+
+def _greg() -> tfprune.GrowingRegularization:
+    return tfprune.GrowingRegularization(0.5, delta=0.1, update_every=2, stabilize_steps=100)
+
+
+def _fit_quietly(model, **kwargs) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the short schedule warns that no mask is set
+        model.fit(DATA_X, DATA_Y, batch_size=8, shuffle=False, verbose=0, **kwargs)
+
+
+def _assert_same_state(got, want) -> None:
+    got, want = got.numpy(), want.numpy()
+    assert set(got) == set(want)
+    for key in want:
+        np.testing.assert_array_equal(got[key], want[key], err_msg=key)
+
+
+def test_greg_state_travels_with_a_keras3_weights_file(tmp_path):
+    """model.save_weights (.weights.h5) holds the state; load_weights after set_model reads it."""
+    masked = _compiled(_masked(twins()[1]))
+    greg = _greg()
+    _fit_quietly(masked, callbacks=[greg])
+    path = str(tmp_path / "m.weights.h5")
+    masked.save_weights(path)
+    restored = _compiled(_masked(twins()[1], plant=False))
+    again = _greg()
+    again.set_model(restored)  # creates the state, then the file fills it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the optimizer of `restored` is not built yet
+        restored.load_weights(path)
+    _assert_same_state(again.state, greg.state)
+    assert again.phase == greg.phase == "grow"
+    for name, units in greg.pruned_units().items():
+        np.testing.assert_array_equal(again.pruned_units()[name], units, err_msg=name)
+
+
+class _StopAtEpoch(K3.callbacks.Callback):
+    """Interrupts fit as epoch ``epoch`` begins, like a preempted job."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch == self.epoch:
+            raise RuntimeError("interrupted")
+
+
+def test_keras3_backup_and_restore_resumes_greg_with_the_same_penalties(tmp_path):
+    """Interrupted after 1 of 2 epochs and resumed by BackupAndRestore = uninterrupted."""
+    full = _compiled(_masked(twins()[1]))
+    greg_full = _greg()
+    _fit_quietly(full, epochs=2, callbacks=[greg_full])
+
+    first = _compiled(_masked(twins()[1]))
+    backup = str(tmp_path / "backup")
+    with pytest.raises(RuntimeError, match="interrupted"):
+        _fit_quietly(
+            first, epochs=2, callbacks=[_greg(), K3.callbacks.BackupAndRestore(backup),
+                                        _StopAtEpoch(1)],
+        )  # fmt: skip
+    resumed = _compiled(_masked(twins()[1], plant=False))  # everything comes from the backup
+    greg = _greg()
+    _fit_quietly(resumed, epochs=2, callbacks=[greg, K3.callbacks.BackupAndRestore(backup)])
+
+    assert int(greg.state["updates"].numpy()) == int(greg_full.state["updates"].numpy()) > 2
+    full_state, res_state = greg_full.state.numpy(), greg.state.numpy()
+    assert set(full_state) == set(res_state)
+    for key in full_state:  # penalties, selection, phase, step: exact; smoothed ratios: close
+        rtol = 1e-2 if key.endswith("_hist") else 1e-6
+        np.testing.assert_allclose(res_state[key], full_state[key], rtol=rtol, atol=1e-7)
+    for a, b in zip(resumed.weights, full.weights, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6, err_msg=a.path)
+
+
+def test_keras3_files_with_and_without_tfprune_state_save_and_load(tmp_path):
+    """No state: weights files as before. With state: .keras saves and loads the model."""
+    plain = twins()[1]
+    plain.save_weights(str(tmp_path / "plain.weights.h5"))
+    other = twins()[1]
+    for v in other.weights:
+        v.assign(np.zeros(v.shape, v.dtype))
+    other.load_weights(str(tmp_path / "plain.weights.h5"))
+    np.testing.assert_array_equal(np.asarray(other(X)), np.asarray(plain(X)))
+
+    masked = _compiled(_masked(twins()[1]))
+    greg = _greg()
+    _fit_quietly(masked, callbacks=[greg])
+    before = greg.state.numpy()
+    masked.save(str(tmp_path / "m.keras"))
+    loaded = K3.models.load_model(str(tmp_path / "m.keras"), compile=False)
+    np.testing.assert_allclose(np.asarray(loaded(X)), np.asarray(masked(X)), rtol=1e-6)
+    _masked(twins()[1]).save_weights(str(tmp_path / "stateless.weights.h5"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the file has no optimizer variables
+        masked.load_weights(str(tmp_path / "stateless.weights.h5"))
+    for key, value in before.items():  # a file without tfprune state leaves it as it was
+        np.testing.assert_array_equal(greg.state.numpy()[key], value, err_msg=key)

@@ -86,8 +86,10 @@ class GrowingRegularization(GrowingPenaltyRegularizer):
     (``tf.train.Checkpoint(model=model)``, ``model.save_weights`` in TF format,
     ``keras.callbacks.BackupAndRestore``) carries it, and a new callback on the restored model
     resumes mid-regularization with the same penalties. A second ``fit`` continues too. On a
-    Keras 3 model ``tf.train.Checkpoint(model=model)`` carries it (Keras 3's ``.weights.h5``
-    holds Keras variables only).
+    Keras 3 model ``tf.train.Checkpoint(model=model)`` and Keras 3's weights files
+    (``model.save_weights`` to ``.weights.h5``, ``.keras``, Keras 3's ``BackupAndRestore``)
+    carry it; Keras 3 loads the file into the state only when the callback's ``set_model`` ran
+    before ``load_weights`` (``fit`` runs it before ``BackupAndRestore`` loads its backup).
 
     Logged at every epoch end (list this callback *before* ``TensorBoard`` / ``CSVLogger``):
     ``{log_prefix}/{group}/penalty`` (the pruned units' penalty; during GReg-2's picking, the

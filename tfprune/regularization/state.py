@@ -4,9 +4,11 @@
 ``tf.Variable`` s attached to the model as a checkpoint dependency: ``model.save_weights`` (TF
 format), ``tf.train.Checkpoint(model=model)`` and ``keras.callbacks.BackupAndRestore`` save and
 restore it, also when the checkpoint is restored before the callback creates the variables.
-The variables are not model weights (``model.weights`` is unchanged). On a Keras 3 model,
-``tf.train.Checkpoint(model=model)`` saves and restores them; ``model.save_weights``
-(``.weights.h5``) holds Keras variables only, so it does not.
+The variables are not model weights (``model.weights`` is unchanged). On a Keras 3 model
+the state is also a Keras 3 saveable (:func:`tfprune.compat.keras3_saveable`):
+``tf.train.Checkpoint(model=model)``, ``model.save_weights`` (``.weights.h5``), ``.keras``
+files and Keras 3's ``BackupAndRestore`` save it; ``load_weights`` restores it when the state
+exists at that time (the callback's ``set_model`` creates it).
 
 :func:`attach_loss` / :func:`detach_loss` add and remove the penalty as a zero-argument model
 loss: ``model.add_loss(fn)`` on tf_keras; on Keras 3, which has no such loss, a weight
@@ -28,6 +30,7 @@ from tfprune.compat import (
     flavour_of,
     keras3_attach_penalty,
     keras3_detach_penalty,
+    keras3_saveable,
     remove_callable_losses,
     tf,
 )
@@ -82,8 +85,9 @@ class RegularizationState(AutoTrackable):
         existing = getattr(model, attr, None)
         if isinstance(existing, cls) and existing.matches(specs):
             return existing
+        kind = keras3_saveable(cls) if flavour_of(model) == KERAS3 else cls
         with model.distribute_strategy.scope():
-            state = cls(specs)
+            state = kind(specs)
         setattr(model, attr, state)  # tracked: restored now if a checkpoint awaits it
         return state
 
