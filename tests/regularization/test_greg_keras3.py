@@ -70,7 +70,7 @@ def _greg1(base):
         delta=0.5,
         ceiling=200.0,
         update_every=1,
-        stabilize_steps=300,
+        stabilize_steps=100,  # as tests/regularization/test_greg.py
         mag_ratio_limit=100.0,
         include_inputs=True,
     )
