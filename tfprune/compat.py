@@ -80,6 +80,7 @@ __all__ = [
     "keras3_is_layer",
     "keras3_copy_op",
     "keras3_attention_with_head_hook",
+    "kernel_not_one_variable",
     "keras3_saveable",
     "Keras3Penalties",
     "keras3_attach_penalty",
@@ -251,14 +252,14 @@ def remove_callable_losses(model: object, fn: object) -> bool:
     return removed
 
 
-class AttentionWithHeadHook(keras.layers.MultiHeadAttention):
-    """``MultiHeadAttention`` with public hooks around the attention of the projected heads.
+class _HeadHooks:
+    """The hooks around the attention of the projected heads, for either flavour's attention.
 
-    tf_keras computes attention in the overridable (but underscored) ``_compute_attention``,
-    from the projected query, key and value, shape ``(batch, positions..., heads, dim)``. This
-    class passes them through :meth:`transform_projections` first, and the attention output
-    (same layout, ``value_dim`` last) through :meth:`transform_heads` before the output
-    projection. Subclasses override the hooks.
+    Both Keras flavours compute attention in the overridable (but underscored)
+    ``_compute_attention``, from the projected query, key and value, shape
+    ``(batch, positions..., heads, dim)``; mixed in before ``MultiHeadAttention``, this passes
+    them through ``transform_projections`` first, and the attention output (same layout,
+    ``value_dim`` last) through ``transform_heads`` before the output projection.
     """
 
     def transform_projections(self, query: object, key: object, value: object) -> tuple:
@@ -275,6 +276,17 @@ class AttentionWithHeadHook(keras.layers.MultiHeadAttention):
         query, key, value = self.transform_projections(query, key, value)
         attention_output, scores = super()._compute_attention(query, key, value, *args, **kwargs)
         return self.transform_heads(attention_output), scores
+
+
+class AttentionWithHeadHook(_HeadHooks, keras.layers.MultiHeadAttention):
+    """``MultiHeadAttention`` with public hooks around the attention of the projected heads.
+
+    tf_keras computes attention in the overridable (but underscored) ``_compute_attention``,
+    from the projected query, key and value, shape ``(batch, positions..., heads, dim)``. This
+    class passes them through ``transform_projections`` first, and the attention output (same
+    layout, ``value_dim`` last) through ``transform_heads`` before the output projection.
+    Subclasses override the hooks.
+    """
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,6 +532,19 @@ def keras3_copy_op(op: object) -> object:
         return op
 
 
+def kernel_not_one_variable(layer: object) -> str | None:
+    """Why ``layer``'s kernel is not one plain variable, or None when it is.
+
+    ``"quantized (<mode>)"`` for a Keras 3 layer quantized in place (``quantization_mode``),
+    ``"LoRA-adapted"`` for one with LoRA enabled (``lora_enabled``); tf_keras layers have
+    neither.
+    """
+    mode = getattr(layer, "quantization_mode", None)
+    if mode:
+        return f"quantized ({mode})"
+    return "LoRA-adapted" if getattr(layer, "lora_enabled", False) else None
+
+
 @functools.cache
 def keras3_attention_with_head_hook() -> type:
     """Keras 3's ``MultiHeadAttention`` with the hooks of :class:`AttentionWithHeadHook`.
@@ -531,23 +556,8 @@ def keras3_attention_with_head_hook() -> type:
     projection. Made on first use, so Keras 3 is imported only then.
     """
 
-    class Keras3AttentionWithHeadHook(keras3().layers.MultiHeadAttention):
+    class Keras3AttentionWithHeadHook(_HeadHooks, keras3().layers.MultiHeadAttention):
         """Keras 3 ``MultiHeadAttention`` with hooks around the attention of the heads."""
-
-        def transform_projections(self, query: object, key: object, value: object) -> tuple:
-            """Change the projected query, key and value before attention (default: none)."""
-            return query, key, value
-
-        def transform_heads(self, attention_output: object) -> object:
-            """Change the per-head attention outputs before the output projection (default none)."""
-            return attention_output
-
-        def _compute_attention(
-            self, query: object, key: object, value: object, *args: object, **kwargs: object
-        ) -> tuple:
-            query, key, value = self.transform_projections(query, key, value)
-            output, scores = super()._compute_attention(query, key, value, *args, **kwargs)
-            return self.transform_heads(output), scores
 
     return Keras3AttentionWithHeadHook
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from tfprune.compat import KERAS3, flavour_of, keras3, keras3_attention_with_head_hook
 from tfprune.layers.policy_config import config_with_policy, policy_argument
+from tfprune.layers.tied_masks import TiedMasks
 
 __all__ = [
     "keras3_mask_classes",
@@ -224,26 +225,6 @@ def keras3_mask_classes() -> types.SimpleNamespace:
         """A masked copy of a stock SimpleRNN/GRU/LSTM (others are returned as they are)."""
         twin = recurrent_twins.get(type(layer))
         return layer if twin is None else twin.from_config(layer.get_config())
-
-    class TiedMasks:
-        """The per-unit masks of both directions of a bidirectional RNN, read and written as one."""
-
-        def __init__(self, variables: list) -> None:
-            self.variables = variables
-
-        @property
-        def dtype(self) -> Any:
-            """The masks' dtype."""
-            return self.variables[0].dtype
-
-        def numpy(self) -> Any:
-            """The mask (both directions hold the same values)."""
-            return self.variables[0].numpy()
-
-        def assign(self, value: Any) -> None:
-            """Write ``value`` into both directions' masks."""
-            for v in self.variables:
-                v.assign(value)
 
     @register
     class MaskedBidirectional(PolicyMixin, k3.layers.Bidirectional):

@@ -15,6 +15,7 @@ from tfprune.layers.keras3_masks import (
 )
 from tfprune.layers.policy_config import config_with_policy as _with_policy
 from tfprune.layers.policy_config import policy_argument as _policy
+from tfprune.layers.tied_masks import TiedMasks
 from tfprune.selection import PruningPolicy
 
 __all__ = [
@@ -350,27 +351,6 @@ class MaskedMultiHeadAttention(_PolicyMixin, AttentionWithHeadHook):
         return attention_output * tf.reshape(m, [-1, 1])
 
 
-class _TiedMasks:
-    """The per-unit masks of both directions of a bidirectional RNN, read and written as one."""
-
-    def __init__(self, variables: list) -> None:
-        self.variables = variables
-
-    @property
-    def dtype(self) -> Any:
-        """The masks' dtype."""
-        return self.variables[0].dtype
-
-    def numpy(self) -> Any:
-        """The mask (both directions hold the same values)."""
-        return self.variables[0].numpy()
-
-    def assign(self, value: Any) -> None:
-        """Write ``value`` into both directions' masks."""
-        for v in self.variables:
-            v.assign(value)
-
-
 @keras.utils.register_keras_serializable(package="tfprune")
 class MaskedBidirectional(_PolicyMixin, keras.layers.Bidirectional):
     """Bidirectional RNN whose pruned units stop feeding their state back, in both directions.
@@ -390,9 +370,9 @@ class MaskedBidirectional(_PolicyMixin, keras.layers.Bidirectional):
         super().__init__(_masked_recurrent_copy(layer), *args, **kwargs)
 
     @property
-    def mask(self) -> _TiedMasks:
+    def mask(self) -> TiedMasks:
         """The per-unit 0/1 mask of both directions."""
-        return _TiedMasks([self.forward_layer.cell.mask, self.backward_layer.cell.mask])
+        return TiedMasks([self.forward_layer.cell.mask, self.backward_layer.cell.mask])
 
     def get_config(self) -> dict:
         config = super().get_config()

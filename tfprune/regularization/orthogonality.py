@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from tfprune.compat import keras, keras_of, tf
+from tfprune.compat import keras, keras_of, kernel_not_one_variable, tf
 from tfprune.errors import InvalidArgumentError, UnsupportedModelError
 from tfprune.regularization.penalty import check_number
 from tfprune.regularization.state import attach_loss, detach_loss, keep_loss
@@ -127,9 +127,8 @@ def _kernels(layer: Any, what: str) -> list[tuple[Any, str]]:
     c = _classes(keras_of(layer))
     if not isinstance(layer, (c.dense, *c.separable, *c.depthwise, *c.transpose, *c.conv)):
         return []
-    mode = getattr(layer, "quantization_mode", None)
-    if mode or getattr(layer, "lora_enabled", False):
-        state = f"quantized ({mode})" if mode else "LoRA-adapted"
+    state = kernel_not_one_variable(layer)
+    if state:
         raise UnsupportedModelError(
             f"{what} cannot regularize layer {layer.name!r}: its kernel is {state}, not one "
             f"variable; regularize before quantizing or enabling LoRA, or pass "

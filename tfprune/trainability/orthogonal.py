@@ -26,6 +26,7 @@ from tfprune.compat import (
     keras3_op_class,
     keras3_producer,
     keras_of,
+    kernel_not_one_variable,
     outbound_nodes,
     tf,
 )
@@ -319,9 +320,8 @@ def _kernels_of(layer: Any) -> list[tuple[Any, str]]:
     classes = _classes_of(layer)
     if not isinstance(layer, (classes.dense, *classes.conv, *classes.conv_transpose)):
         return []
-    mode = getattr(layer, "quantization_mode", None)
-    if mode or getattr(layer, "lora_enabled", False):
-        state = f"quantized ({mode})" if mode else "LoRA-adapted"
+    state = kernel_not_one_variable(layer)
+    if state:
         raise UnsupportedModelError(
             f"orthp cannot re-initialise layer {layer.name!r}: its kernel is {state}; call "
             "orthp before quantizing or enabling LoRA."
