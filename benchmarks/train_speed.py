@@ -49,9 +49,9 @@ from absl import app, flags  # noqa: E402
 import tfprune  # noqa: E402
 from tfprune.compat import keras, tf  # noqa: E402
 from tfprune.models import get_model  # noqa: E402
-from tfprune.protocols.spec import RetrainRecipe  # noqa: E402
 from tfprune.runtime import Runtime, model_precision, use_runtime  # noqa: E402
 from tfprune.training.pipeline import compile_model  # noqa: E402
+from tfprune.training.recipe import TrainingRecipe  # noqa: E402
 
 CONFIGS = ("plain", "masked", "GReg")
 RUNTIMES: dict[str, Callable[[], Runtime]] = {
@@ -59,7 +59,7 @@ RUNTIMES: dict[str, Callable[[], Runtime]] = {
     "mixed": lambda: Runtime("auto"),
     "xla": lambda: Runtime("float32", jit_compile=True),
 }
-RECIPE = RetrainRecipe(schedule="0:0.01", epochs=1)
+RECIPE = TrainingRecipe(schedule="0:0.01", epochs=1, batch_size=100)
 
 
 def build_model(name: str, image_size: int) -> Any:

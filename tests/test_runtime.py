@@ -10,7 +10,6 @@ from tfprune.compat import keras, tf
 from tfprune.errors import InvalidArgumentError
 from tfprune.models.mlp import mlp7_linear
 from tfprune.models.small_cnn import small_cnn
-from tfprune.protocols.spec import RetrainRecipe
 from tfprune.regularization import GrowingRegularization
 from tfprune.runtime import (
     Runtime,
@@ -21,6 +20,7 @@ from tfprune.runtime import (
     use_runtime,
 )
 from tfprune.training import pipeline
+from tfprune.training.recipe import TrainingRecipe
 
 BF16 = Runtime("mixed_bfloat16")
 
@@ -76,7 +76,7 @@ def test_use_runtime_sets_and_restores_the_policy_also_after_an_error():
 
 
 def test_compile_model_takes_xla_from_the_runtime_and_the_loss_is_float32():
-    recipe = RetrainRecipe(schedule="0:0.01", epochs=1)
+    recipe = TrainingRecipe(schedule="0:0.01", epochs=1, batch_size=100)
     with use_runtime(Runtime("mixed_float16", jit_compile=True)):
         model = small_cnn(width=4, seed=0)
         pipeline.compile_model(model, recipe, 0.01)

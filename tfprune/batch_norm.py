@@ -16,6 +16,7 @@ __all__ = [
     "RECALIBRATION_BATCHES",
     "STALE_GAP",
     "AccuracyGap",
+    "batch_norm_layers",
     "check_accuracy_gap",
     "recalibrate_batch_norm",
 ]
@@ -44,7 +45,7 @@ def recalibrate_batch_norm(model: keras.Model, data: Any, steps: int | None = No
     """
     if steps is not None and steps < 1:
         raise InvalidArgumentError(f"steps must be >= 1, got {steps}")
-    norms = _batch_norms(model)
+    norms = batch_norm_layers(model)
     if not norms:
         return 0
     batches = _batches(data)
@@ -67,7 +68,7 @@ def recalibrate_batch_norm(model: keras.Model, data: Any, steps: int | None = No
     return len(norms)
 
 
-def _batch_norms(model: Any) -> list[Any]:
+def batch_norm_layers(model: Any) -> list[Any]:
     """The BatchNormalization layers of ``model`` (nested models entered), of its flavour."""
     norm_class = keras_of(model).layers.BatchNormalization
     return [la for la in all_layers(model) if isinstance(la, norm_class)]
@@ -161,7 +162,7 @@ def check_accuracy_gap(
       log: Where the warning goes when the gap is flagged.
       threshold: The gap (a fraction) from which it is flagged.
     """
-    norms = _batch_norms(model)
+    norms = batch_norm_layers(model)
     train_acc = list((history or {}).get("accuracy") or [])[-1:]
     check = AccuracyGap(
         train_acc=float(train_acc[0]) if train_acc else None,

@@ -85,7 +85,7 @@ def test_prune_warns_of_stale_statistics_that_recalibration_removes(tmp_path, ca
     assert prune.BINARY([*args, "--norecalibrate_batch_norm"]) == 0
     out = capsys.readouterr().out
     (warning,) = [line for line in out.splitlines() if line.startswith("warning:")]
-    assert "the retrained model" in warning and "momentum 0.99" in warning
+    assert "of l1 30% seed 0" in warning and "momentum 0.99" in warning  # the retrained model
     assert "tfprune.recalibrate_batch_norm" in warning and "more steps" in warning
     test_acc, train_acc = _table(out)["masked, retrained"]
     assert train_acc - test_acc >= 0.2

@@ -97,7 +97,11 @@ def test_flag_choices_are_what_the_library_implements():
         ("compare", ["extra_arg"], "Unexpected arguments: extra_arg"),
         ("prune", ["--sparsity=abc"], "flag --sparsity=abc: could not convert string to float"),
         ("train", ["--output_dir=/tmp/x", "--model=resnet57"], "did you mean 'resnet56'"),
-        ("train", ["--output_dir=/tmp/x", "--epochs=-3"], "recipe.epochs=-3 is negative"),
+        (
+            "train",
+            ["--output_dir=/tmp/x", "--epochs=-3"],
+            "recipe.epochs must be an integer >= 0, got -3",
+        ),
         (
             "train",
             ["--output_dir=/tmp/x", "--dataset=mnist", "--data_dir=/nonexistent"],

@@ -20,7 +20,7 @@ from core_helpers import tool_error_line
 from tfprune.bin import compare, prune, train
 from tfprune.configs import TrainConfig
 from tfprune.protocols.execute import get_base_model
-from tfprune.protocols.spec import RetrainRecipe, RunSpec
+from tfprune.protocols.spec import BaseSpec
 
 REPO = Path(__file__).resolve().parents[2]
 SMALL_GRID = "methods=[l1],lrs=[0.01],budgets=[1],seeds=[0],baselines=false"
@@ -59,14 +59,9 @@ def test_train_prints_each_epoch_and_records_the_held_out_accuracy(tmp_path, cap
 
 
 def test_protocol_base_training_stays_quiet_and_trains_the_same_weights():
-    spec = RunSpec(
-        protocol="train",
-        cell="base",
+    spec = BaseSpec(
         dataset="digits",
         model="small_cnn",
-        method="dense",
-        ratio=0.0,
-        retrain=RetrainRecipe(schedule="0:0.05", epochs=0),
         seed=0,
         base={"schedule": "0:0.05", "epochs": 2, "batch_size": 64},
     )

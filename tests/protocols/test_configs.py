@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 import yaml
 
+from tfprune import defaults
 from tfprune.configs import (
-    ExperimentConfig,
     ProtocolConfig,
-    RecipeConfig,
+    TrainConfig,
     check_dataset_files,
     checks,
     parse_params_override,
@@ -18,7 +18,9 @@ from tfprune.configs import (
     save_config,
 )
 from tfprune.errors import ConfigError, DatasetNotFoundError
+from tfprune.protocols import PROTOCOLS
 from tfprune.protocols.params import defaults_of
+from tfprune.training import TrainingRecipe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,14 +199,30 @@ def test_bad_yaml_file(tmp_path):
         resolve_protocol_config(None, path, registry=REGISTRY)
 
 
-def test_typed_experiment_config():
-    exp = ExperimentConfig.from_dict(
-        {"dataset": "digits", "model": "lenet5", "ratio": 0.3, "retrain": {"epochs": 5}}
+def test_train_config_holds_one_training_recipe():
+    config = TrainConfig(
+        model="lenet5", recipe=TrainingRecipe("0:0.01", 5, defaults.batch_size("digits"))
     ).validate()
-    assert isinstance(exp.retrain, RecipeConfig) and exp.retrain.epochs == 5
-    with pytest.raises(ConfigError, match=r"'retrain.epocs' \(did you mean 'epochs'\?\)"):
-        ExperimentConfig.from_dict({"retrain": {"epocs": 5}})
-    with pytest.raises(ConfigError, match=r"ratio must be in \[0, 1\) .*got 1.5"):
-        ExperimentConfig(ratio=1.5).validate()
-    with pytest.raises(ConfigError, match=r"retrain.optimizer must be one of sgd, adam"):
-        ExperimentConfig(retrain=RecipeConfig(optimizer="rmsprop")).validate()
+    assert config.to_dict()["recipe"] == config.recipe.to_dict()
+    assert TrainConfig().recipe.batch_size == defaults.batch_size(TrainConfig().dataset)
+    with pytest.raises(ConfigError, match=r"recipe.optimizer must be 'sgd' or 'adam'"):
+        TrainingRecipe("0:0.01", 5, 32, optimizer="rmsprop")
+    with pytest.raises(ConfigError, match=r"recipe.schedule"):
+        TrainConfig(recipe=TrainingRecipe("0:0.01,30:", 5, 32)).validate()
+
+
+def test_a_null_batch_size_is_the_datasets_default():
+    digits = resolve_protocol_config("finetune_lr", registry=PROTOCOLS, check_files=False)
+    assert digits.params.batch_size == defaults.batch_size("digits") == 32
+    mnist = resolve_protocol_config(
+        "finetune_lr", overrides=["dataset=mnist"], registry=PROTOCOLS, check_files=False
+    )
+    assert mnist.params.batch_size == defaults.batch_size("mnist") == 100
+    given = resolve_protocol_config(
+        "finetune_lr",
+        overrides=["dataset=mnist,batch_size=50"],
+        registry=PROTOCOLS,
+        check_files=False,
+    )
+    assert given.params.batch_size == 50
+    assert "batch_size: 100" in mnist.to_yaml()  # the saved config states the size it ran

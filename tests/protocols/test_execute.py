@@ -11,7 +11,8 @@ import pytest
 from tfprune.errors import ConfigError
 from tfprune.protocols.execute import execute
 from tfprune.protocols.setups import setup_check
-from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
+from tfprune.protocols.spec import RunRecord, RunSpec
+from tfprune.training.recipe import TrainingRecipe
 
 BASE = {"schedule": "0:0.05", "epochs": 4, "batch_size": 64}
 QUIET = {"log": lambda _: None}
@@ -25,7 +26,7 @@ def _spec(method: str, **over) -> RunSpec:
         model="mlp7_linear",
         method=method,
         ratio=0.5,
-        retrain=RetrainRecipe("0:0.01,1:0.001", 2, batch_size=64),
+        retrain=TrainingRecipe("0:0.01,1:0.001", 2, batch_size=64),
         seed=0,
         base=BASE,
         options={"jsv_samples": 32},
@@ -100,7 +101,7 @@ def test_random_and_other_criteria_prune_the_same_shape(l1_record, workdir):
 
 def test_dense_is_the_base_model(workdir):
     rec = execute(
-        _spec("dense", retrain=RetrainRecipe("0:0.01", 0, batch_size=64)), workdir, **QUIET
+        _spec("dense", retrain=TrainingRecipe("0:0.01", 0, batch_size=64)), workdir, **QUIET
     )
     m = rec.metrics
     assert m["params"] == m["base_params"] and m["speedup"] == 1.0
@@ -117,7 +118,7 @@ def test_scratch_budgets(l1_record, workdir):
     assert e.setup["scratch"] is True and e.setup["base_id"] is None
     assert e.setup["total_epochs"] == l1_record.setup["total_epochs"]
     assert setup_check(l1_record, e).label == "SX-A"
-    retrain = RetrainRecipe("0:0.01", 2, batch_size=64)
+    retrain = TrainingRecipe("0:0.01", 2, batch_size=64)
     base = {"schedule": "0:0.05", "epochs": 1, "batch_size": 64}
     b = execute(
         _spec(
@@ -155,7 +156,7 @@ def test_greg1_regularized_pruning_stage(workdir):
 
 def test_mirrored_strategy_run(mirrored_strategy, workdir):
     rec = execute(
-        _spec("l1", retrain=RetrainRecipe("0:0.01", 1, batch_size=64), options={"jsv_samples": 0}),
+        _spec("l1", retrain=TrainingRecipe("0:0.01", 1, batch_size=64), options={"jsv_samples": 0}),
         workdir,
         strategy=mirrored_strategy,
         **QUIET,
@@ -168,7 +169,7 @@ def test_sx_b_pretraining_is_squeezed_in_steps_to_scratch_e_flops(workdir):
     base = {"schedule": "0:0.05", "epochs": 2, "batch_size": 64, "schedule_epochs": 4}
     spec = _spec(
         "l1",
-        retrain=RetrainRecipe("0:0.01", 2, batch_size=64),
+        retrain=TrainingRecipe("0:0.01", 2, batch_size=64),
         base=base,
         options={"jsv_samples": 0, "eval_every_epoch": False, "squeeze_base_by_speedup": True},
     )
@@ -189,7 +190,7 @@ def test_sx_b_pretraining_is_squeezed_in_steps_to_scratch_e_flops(workdir):
 def test_target_operating_point_is_met_and_recorded(workdir):
     spec = _spec(
         "random",
-        retrain=RetrainRecipe("0:0.01", 1, batch_size=64),
+        retrain=TrainingRecipe("0:0.01", 1, batch_size=64),
         options={"jsv_samples": 0, "eval_every_epoch": False, "target": {"flops_reduction": 2.0}},
     )
     m = execute(spec, workdir, **QUIET).metrics
@@ -202,7 +203,7 @@ def test_target_operating_point_is_met_and_recorded(workdir):
 def test_group_lasso_stage_runs_its_max_epochs(workdir):
     spec = _spec(
         "group_lasso",
-        retrain=RetrainRecipe("0:0.01", 1, batch_size=64),
+        retrain=TrainingRecipe("0:0.01", 1, batch_size=64),
         options={
             "jsv_samples": 0,
             "eval_every_epoch": False,

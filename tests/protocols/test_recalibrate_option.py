@@ -6,7 +6,8 @@ import pytest
 
 from tfprune.protocols import execute, resolve_config, setup_check
 from tfprune.protocols.runner import expand_config
-from tfprune.protocols.spec import RetrainRecipe, RunSpec
+from tfprune.protocols.spec import RunSpec
+from tfprune.training.recipe import TrainingRecipe
 
 QUIET = {"log": lambda _: None}
 
@@ -33,7 +34,7 @@ def _spec(**options) -> RunSpec:
         model="small_cnn",
         method="l1",
         ratio=0.5,
-        retrain=RetrainRecipe("0:0.01", 1, batch_size=64),
+        retrain=TrainingRecipe("0:0.01", 1, batch_size=64),
         seed=0,
         base={"schedule": "0:0.05", "epochs": 2, "batch_size": 64},
         options={"jsv_samples": 0, **options},

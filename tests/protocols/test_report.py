@@ -27,8 +27,9 @@ from tfprune.protocols.report import (
     summary_csv,
     write_report,
 )
-from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
+from tfprune.protocols.spec import RunRecord, RunSpec
 from tfprune.protocols.store import RunStore
+from tfprune.training.recipe import TrainingRecipe
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -76,7 +77,7 @@ def fill(store: RunStore, with_jsv: bool = True) -> None:
                 model="mlp7_linear",
                 method="l1",
                 ratio=0.5,
-                retrain=RetrainRecipe(schedule=f"0:{lr}", epochs=3),
+                retrain=TrainingRecipe(schedule=f"0:{lr}", epochs=3, batch_size=100),
                 seed=seed,
                 base={"schedule": "0:0.01", "epochs": 1},
             )
@@ -212,7 +213,7 @@ def test_compact_table_fits_100_columns_and_reads_in_percent():
 
 
 def _spec_dict(cell: str, seed: int) -> dict:
-    recipe = RetrainRecipe(schedule="0:0.01", epochs=3)
+    recipe = TrainingRecipe(schedule="0:0.01", epochs=3, batch_size=100)
     base = {"schedule": "0:0.01", "epochs": 1}
     return RunSpec("cells", cell, "digits", "mlp7_linear", "l1", 0.5, recipe, seed, base).to_dict()
 
@@ -280,7 +281,7 @@ def _pair_records(seeds, scratch_acc=0.8, pruned_acc=0.1):
                 "mlp7_linear",
                 method,
                 0.5,
-                RetrainRecipe("0:0.01", 3),
+                TrainingRecipe("0:0.01", 3, 100),
                 seed,
                 {"schedule": "0:0.01", "epochs": 1},
             )

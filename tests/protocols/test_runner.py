@@ -22,8 +22,9 @@ from tfprune.errors import ConfigError, InvalidArgumentError, RunFailedError, Tf
 from tfprune.files import mark_as_tfprune
 from tfprune.protocols.base import Protocol, Summary
 from tfprune.protocols.runner import plan_shard, run_protocol
-from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
+from tfprune.protocols.spec import RunRecord, RunSpec
 from tfprune.protocols.store import RunStore
+from tfprune.training.recipe import TrainingRecipe
 
 
 class ToyProtocol(Protocol):
@@ -46,7 +47,7 @@ class ToyProtocol(Protocol):
                             model="mlp7_linear",
                             method="l1",
                             ratio=ratio,
-                            retrain=RetrainRecipe(schedule=f"0:{lr}", epochs=3),
+                            retrain=TrainingRecipe(schedule=f"0:{lr}", epochs=3, batch_size=100),
                             seed=seed,
                             base={"schedule": "0:0.01", "epochs": 1},
                             # The toy executor fails on a marked model (options are typed).

@@ -8,12 +8,13 @@ import pytest
 import yaml
 
 from tfprune.compat import keras
-from tfprune.configs import RecipeConfig, TrainConfig
+from tfprune.configs import TrainConfig
 from tfprune.errors import ConfigError
 from tfprune.protocols import resolve_config
 from tfprune.protocols.grids import PROTOCOLS
 from tfprune.protocols.runner import expand_config, run_protocol, train_base_model
 from tfprune.protocols.setups import setup_check
+from tfprune.training import TrainingRecipe
 
 TINY = (
     "base.epochs=2,base.schedule='0:0.02',budgets=[1],seeds=[0],methods=[l1],"
@@ -84,7 +85,7 @@ def test_mixed_xla_run_records_its_runtime_and_strips_exactly(tmp_path):
 def test_train_binary_config_trains_in_mixed_precision(tmp_path):
     config = TrainConfig(
         model="mlp7_linear",
-        recipe=RecipeConfig(schedule="0:0.02", epochs=1, batch_size=64),
+        recipe=TrainingRecipe(schedule="0:0.02", epochs=1, batch_size=64),
         output_dir=str(tmp_path),
         mixed_precision="mixed_bfloat16",
         jit_compile=True,

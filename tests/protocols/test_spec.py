@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
+from tfprune import defaults
 from tfprune.errors import ConfigError, InvalidArgumentError
-from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
+from tfprune.protocols.spec import RunRecord, RunSpec
 from tfprune.protocols.store import RunStore
+from tfprune.training.recipe import TrainingRecipe
 
 
 def _spec(**over):
@@ -19,7 +22,7 @@ def _spec(**over):
         model="mlp7_linear",
         method="l1",
         ratio=0.8,
-        retrain=RetrainRecipe("0:0.01,7:0.001", 20),
+        retrain=TrainingRecipe("0:0.01,7:0.001", 20, 100),
         seed=0,
         base={"schedule": "0:0.02", "epochs": 20, "batch_size": 32},
         options={"jsv_samples": 64, "data_options": {"test_fraction": 0.2}},
@@ -97,14 +100,38 @@ def test_spec_validation_names_the_field(over, needle):
 
 
 def test_recipe_validation():
-    with pytest.raises(ConfigError, match="retrain.schedule"):
-        RetrainRecipe("", 10)
-    with pytest.raises(ConfigError, match="retrain.epochs"):
-        RetrainRecipe("0:0.1", -1)
+    with pytest.raises(ConfigError, match="recipe.schedule"):
+        TrainingRecipe("", 10, 100)
+    with pytest.raises(ConfigError, match="recipe.epochs"):
+        TrainingRecipe("0:0.1", -1, 100)
+    with pytest.raises(ConfigError, match="recipe.batch_size"):
+        TrainingRecipe("0:0.1", 1, 0)
     with pytest.raises(ConfigError, match="optimizer"):
-        RetrainRecipe("0:0.1", 1, optimizer="rmsprop")
-    with pytest.raises(ConfigError, match="unknown"):
-        RetrainRecipe.from_dict({"schedule": "0:0.1", "epochs": 1, "lr": 0.1})
+        TrainingRecipe("0:0.1", 1, 100, optimizer="rmsprop")
+    with pytest.raises(ConfigError, match="'lr'"):
+        TrainingRecipe.from_dict({"schedule": "0:0.1", "epochs": 1, "batch_size": 8, "lr": 0.1})
+    # read from a section, errors name it
+    with pytest.raises(ConfigError, match=r"retrain\.epochs must be an integer >= 0"):
+        TrainingRecipe.from_dict({"schedule": "0:0.1", "epochs": -1, "batch_size": 8}, "retrain")
+    with pytest.raises(ConfigError, match="base: needs batch_size"):
+        TrainingRecipe.from_dict({"schedule": "0:0.1", "epochs": 1}, "base")
+
+
+def test_a_recipe_without_batch_size_takes_the_dataset_default():
+    spec = _spec()
+    assert spec.base_recipe().batch_size == spec.base["batch_size"]
+    bare = dataclasses.replace(spec, base={"schedule": "0:0.1", "epochs": 1})
+    assert bare.base_recipe().batch_size == defaults.batch_size(spec.dataset)
+    # the default is part of the base id: a base trained at another size is another base
+    sized = dataclasses.replace(
+        spec,
+        base={"schedule": "0:0.1", "epochs": 1, "batch_size": defaults.batch_size(spec.dataset)},
+    )
+    assert bare.base_id() == sized.base_id()
+    other = dataclasses.replace(spec, base={"schedule": "0:0.1", "epochs": 1, "batch_size": 7})
+    assert other.base_id() != bare.base_id()
+    retrain = RunSpec.from_dict({**spec.to_dict(), "retrain": {"schedule": "0:0.1", "epochs": 1}})
+    assert retrain.retrain.batch_size == defaults.batch_size(spec.dataset)
 
 
 def test_record_sections_are_typed_and_a_damaged_record_is_named():

@@ -9,8 +9,9 @@ import pytest
 
 from tfprune.bin import compare as compare_bin
 from tfprune.errors import ConfigError
-from tfprune.protocols.spec import RetrainRecipe, RunSpec
+from tfprune.protocols.spec import RunSpec
 from tfprune.protocols.tuning import RetrainLRTuner, compare_at_best_lr, tune_retrain_lr
+from tfprune.training.recipe import TrainingRecipe
 
 BASE = {"schedule": "0:0.02", "epochs": 3, "batch_size": 64}
 
@@ -23,7 +24,7 @@ def _spec(method: str) -> RunSpec:
         model="mlp7_linear",
         method=method,
         ratio=0.5,
-        retrain=RetrainRecipe("steps:0.01", 2, batch_size=64),
+        retrain=TrainingRecipe("steps:0.01", 2, batch_size=64),
         seed=0,
         base=BASE,
         options={"jsv_samples": 0},

@@ -10,8 +10,8 @@ from tfprune.compat import keras
 from tfprune.errors import ConfigError
 from tfprune.protocols.execute import setup_descriptor
 from tfprune.protocols.grids import PROTOCOLS
-from tfprune.protocols.spec import RetrainRecipe
 from tfprune.training import CoupledSGD, make_optimizer
+from tfprune.training.recipe import TrainingRecipe
 
 
 def _hand(coupled: bool, lr=0.1, wd=1e-2, momentum=0.9, steps=100) -> float:
@@ -59,7 +59,7 @@ def test_serialization_and_errors():
     with pytest.raises(ConfigError, match="weight_decay_mode"):
         make_optimizer("sgd", 0.1, weight_decay_mode="torch")
     with pytest.raises(ConfigError, match="weight_decay_mode"):
-        RetrainRecipe("0:0.1", 1, weight_decay_mode="l2")
+        TrainingRecipe("0:0.1", 1, 100, weight_decay_mode="l2")
 
 
 def test_mode_is_in_every_spec_and_setup_descriptor():

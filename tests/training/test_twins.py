@@ -11,9 +11,10 @@ from tfprune.compat import keras, tf
 from tfprune.data import load_dataset
 from tfprune.models import get_model
 from tfprune.protocols.execute import execute
-from tfprune.protocols.spec import RetrainRecipe, RunSpec
+from tfprune.protocols.spec import RunSpec
 from tfprune.trainability import mean_jsv
 from tfprune.training import pipeline, twins
+from tfprune.training.recipe import TrainingRecipe
 from tfprune.training.schedules import parse_schedule
 
 RECIPE = types.SimpleNamespace(
@@ -141,7 +142,7 @@ def test_runs_of_a_grid_give_the_same_records_with_and_without_twins(tmp_path):
             model="mlp7_linear",
             method=method,
             ratio=0.5,
-            retrain=RetrainRecipe(f"0:{lr}", 2, batch_size=64),
+            retrain=TrainingRecipe(f"0:{lr}", 2, batch_size=64),
             seed=0,
             base=base,
             options={"jsv_samples": 32, "jsv_every_epoch": True},

@@ -90,7 +90,7 @@ def define_training_flags(flag_values: flags.FlagValues) -> None:
         flag_values=flag_values,
     )
     flags.DEFINE_integer(
-        "batch_size", defaults.BATCH_SIZE, defaults.BATCH_SIZE_HELP, flag_values=flag_values
+        "batch_size", None, defaults.BATCH_SIZE_HELP, lower_bound=1, flag_values=flag_values
     )
     flags.DEFINE_float(
         "weight_decay",

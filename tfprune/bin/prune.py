@@ -75,6 +75,14 @@ flags.DEFINE_bool(
     flag_values=FLAGS,
 )
 flags.DEFINE_string("plan_path", None, "Where to write the pruning plan (JSON).", flag_values=FLAGS)
+flags.DEFINE_string(
+    "output_dir",
+    None,
+    "Folder where the trained base model is cached (base_models/<base_id>/, the layout of "
+    "tfprune-compare --output_dir: a later run with the same data, model, recipe and seed "
+    "reuses it); without it the base model is trained in a temporary folder and not kept.",
+    flag_values=FLAGS,
+)
 define_strategy_flag(FLAGS)
 define_runtime_flags(FLAGS)
 
@@ -83,7 +91,7 @@ BINARY = Binary(
     __doc__,
     FLAGS,
     job="tfprune.bin.jobs.prune",
-    interrupted="rerun the same command (nothing was written)",
+    interrupted="rerun the same command (a base model finished in --output_dir is reused)",
 )
 
 

@@ -20,7 +20,6 @@ from tfprune.configs.checks import (
     check_schedule,
     check_seeds,
 )
-from tfprune.configs.experiment import ExperimentConfig, RecipeConfig, TrainConfig
 from tfprune.configs.protocol import (
     CONFIG_FILE,
     DEFAULT_PROTOCOL,
@@ -32,14 +31,13 @@ from tfprune.configs.protocol import (
     save_config,
     validate_params,
 )
+from tfprune.configs.train import TrainConfig
 
 __all__ = [
     "CONFIG_FILE",
     "DEFAULT_PROTOCOL",
-    "ExperimentConfig",
     "OutputConfig",
     "ProtocolConfig",
-    "RecipeConfig",
     "RunnerConfig",
     "RuntimeConfig",
     "TrainConfig",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import types
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -361,6 +362,10 @@ def check_fields(schema: type, values: Mapping[str, Any], prefix: str = "") -> N
     hints = typing.get_type_hints(schema, include_extras=True)
     for key, value in values.items():
         hint = hints.get(key)
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):  # X | None
+            hint = next(
+                (a for a in typing.get_args(hint) if typing.get_origin(a) is Annotated), None
+            )
         if value is None or typing.get_origin(hint) is not Annotated:
             continue
         for check in hint.__metadata__:

@@ -12,12 +12,11 @@ from tfprune.protocols.grids import PROTOCOLS, resolve_config
 from tfprune.protocols.methods import METHODS, get_method
 from tfprune.protocols.runner import run_protocol
 from tfprune.protocols.setups import setup_check
-from tfprune.protocols.spec import RetrainRecipe, RunOptions, RunRecord, RunSpec
+from tfprune.protocols.spec import RunOptions, RunRecord, RunSpec
 
 __all__ = [
     "METHODS",
     "PROTOCOLS",
-    "RetrainRecipe",
     "RunOptions",
     "RunRecord",
     "RunSpec",

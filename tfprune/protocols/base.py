@@ -32,8 +32,9 @@ from tfprune.errors import ConfigError
 from tfprune.protocols.methods import METHODS, REGULARIZED, get_method
 from tfprune.protocols.params import CommonParams, check_params, defaults_of
 from tfprune.protocols.setups import setup_check, strictest_shared_named
-from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec, base_recipe
+from tfprune.protocols.spec import RunRecord, RunSpec, base_recipe
 from tfprune.protocols.stats import mean_std, paired_test
+from tfprune.training.recipe import TrainingRecipe
 from tfprune.training.schedules import parse_schedule
 
 __all__ = [
@@ -193,10 +194,10 @@ def lr_text(lr: float) -> str:
     return f"{lr:g}"
 
 
-def retrain_recipe(cfg: Any, schedule: str, epochs: int) -> RetrainRecipe:
+def retrain_recipe(cfg: Any, schedule: str, epochs: int) -> TrainingRecipe:
     """The retraining recipe of ``schedule`` over ``epochs`` with the config's hyper-parameters."""
     parse_schedule(schedule, epochs, field="schedule")  # validate early, naming the field
-    return RetrainRecipe(
+    return TrainingRecipe(
         schedule=schedule,
         epochs=int(epochs),
         batch_size=int(cfg.batch_size),
@@ -220,12 +221,12 @@ def base_dict(cfg: Any, base: Mapping[str, Any] | None = None) -> dict[str, Any]
     return out
 
 
-def scratch_baseline_recipe(cfg: Any) -> RetrainRecipe:
+def scratch_baseline_recipe(cfg: Any) -> TrainingRecipe:
     """Scratch baselines train with the dense model's recipe (as in Liu et al. 2019).
 
     The run stretches its piecewise schedule to the scratch budget (Scratch-E/B).
     """
-    return base_recipe(base_dict(cfg))
+    return base_recipe(base_dict(cfg), cfg.dataset)
 
 
 def regularization_block(cfg: Any, name: str) -> tuple[str | None, dict[str, Any]]:
@@ -291,7 +292,7 @@ def make_spec(
     cfg: Any,
     cell: str,
     method: str,
-    recipe: RetrainRecipe,
+    recipe: TrainingRecipe,
     seed: int,
     *,
     ratio: Any = None,

@@ -54,11 +54,12 @@ from tfprune.errors import ConfigError
 from tfprune.files import atomic_write_json, staging_dir
 from tfprune.flops import count_flops, count_params
 from tfprune.models import get_model, model_builder
-from tfprune.protocols.methods import get_method, prune_one_shot
-from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec
+from tfprune.protocols.methods import METHODS, get_method, prune_one_shot
+from tfprune.protocols.spec import BaseSpec, RunRecord, RunSpec
 from tfprune.pruning import find_sparsity_for_target
 from tfprune.runtime import Runtime, use_runtime
 from tfprune.training import pipeline
+from tfprune.training.recipe import TrainingRecipe
 from tfprune.training.schedules import (
     LRSchedule,
     format_piecewise,
@@ -69,11 +70,12 @@ from tfprune.training.schedules import (
 
 __all__ = [
     "BaseModel",
+    "RunResult",
     "build_model",
     "execute",
-    "execute_spec",
     "get_base_model",
     "retrain_plan",
+    "run",
     "run_runtime",
     "setup_descriptor",
 ]
@@ -85,11 +87,6 @@ _scope = pipeline.scope
 
 def _replicas(strategy: Any) -> int:
     return int(getattr(strategy, "num_replicas_in_sync", 1) or 1)
-
-
-def base_recipe(spec: RunSpec) -> RetrainRecipe:
-    """The base-model recipe of ``spec`` as a :class:`RetrainRecipe` (defaults filled in)."""
-    return spec.base_recipe()
 
 
 def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed: int, **kw: Any):
@@ -111,8 +108,8 @@ def build_model(name: str, input_shape: tuple[int, ...], num_classes: int, seed:
     return get_model(name, **kwargs)
 
 
-def _load_data(spec: RunSpec, batch_size: int, strategy: Any) -> Any:
-    opts = dict(spec.opts.data_options)
+def _load_data(spec: BaseSpec, batch_size: int, strategy: Any) -> Any:
+    opts = dict(spec.data_options)
     if spec.model.startswith("mlp"):
         opts.setdefault("flatten", True)
     per_replica = max(1, batch_size // _replicas(strategy))
@@ -130,16 +127,17 @@ def _evaluate(model: Any, data: Any) -> float:
     return pipeline.evaluate(model, data)
 
 
-def run_runtime(spec: RunSpec) -> Runtime:
+def run_runtime(spec: RunSpec | BaseSpec) -> Runtime:
     """The precision and XLA setting ``spec`` runs under (its ``precision``/``jit_compile``)."""
-    opts = spec.opts
-    return Runtime(opts.precision, opts.jit_compile)
+    if isinstance(spec, RunSpec):
+        spec = spec.base_spec()
+    return Runtime(spec.precision, spec.jit_compile)
 
 
-def _fresh_model(spec: RunSpec, data: Any, strategy: Any) -> Any:
+def _fresh_model(spec: BaseSpec, data: Any, strategy: Any) -> Any:
     with _scope(strategy):
         return build_model(
-            spec.model, data.input_shape, data.num_classes, spec.seed, **spec.opts.model_kwargs
+            spec.model, data.input_shape, data.num_classes, spec.seed, **spec.model_kwargs
         )
 
 
@@ -156,20 +154,23 @@ class BaseModel:
         self.meta = meta
 
 
-def _base_schedule(spec: RunSpec, recipe: RetrainRecipe) -> LRSchedule:
+def _base_schedule(spec: RunSpec | BaseSpec, recipe: TrainingRecipe) -> LRSchedule:
     length = int(spec.base.get("schedule_epochs", recipe.epochs))
     return parse_schedule(recipe.schedule, max(length, recipe.epochs), field="base.schedule")
 
 
 def get_base_model(
-    spec: RunSpec,
+    spec: BaseSpec,
     workdir: str,
     *,
     strategy: Any = None,
     log: Callable[[str], None] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BaseModel:
-    """Load the cached base model of ``spec`` or train and cache it (atomically).
+    """Load the cached base model ``spec`` or train and cache it (atomically).
+
+    The cache is ``workdir/base_models/<spec.base_id()>/``; a run's base is
+    ``get_base_model(run_spec.base_spec(), ...)``.
 
     It is built and trained in the spec's precision, with its XLA setting. With ``progress``,
     training also tests the model on the held-out split after every epoch (``val_*`` in the
@@ -182,14 +183,14 @@ def get_base_model(
 
 
 def _get_base_model(
-    spec: RunSpec,
+    spec: BaseSpec,
     workdir: str,
     *,
     strategy: Any,
     log: Callable[[str], None],
     progress: Callable[[str], None] | None,
 ) -> BaseModel:
-    recipe = spec.base_recipe()
+    recipe = spec.recipe()
     base_id = spec.base_id()
     root = os.path.join(workdir, "base_models")
     final = os.path.join(root, base_id)
@@ -308,7 +309,7 @@ def _overall(parts: list[tuple[LRSchedule, int]]) -> str:
 
 
 def _hyper(
-    recipe: RetrainRecipe, precision: str = "float32", recalibrate: bool = False
+    recipe: TrainingRecipe, precision: str = "float32", recalibrate: bool = False
 ) -> dict[str, Any]:
     hyper = {
         "batch_size": recipe.batch_size,
@@ -447,9 +448,9 @@ def _squeezed(spec: RunSpec, strategy: Any) -> RunSpec:
     ``k`` is the measured speed-up of the pruned shape, so that the pipeline's training FLOPs
     (``P/k * F1 + F * F2 = (P + F) * F2``) equal Scratch-E's, up to one step.
     """
-    data = _load_data(spec, spec.base_recipe().batch_size, strategy)
+    data = _load_data(spec.base_spec(), spec.base_recipe().batch_size, strategy)
     keras.utils.set_random_seed(spec.seed)
-    dense = _fresh_model(spec, data, strategy)
+    dense = _fresh_model(spec.base_spec(), data, strategy)
     with _scope(strategy):
         _, small = prune_one_shot(dense, spec.ratio, "l1", data, seed=spec.seed)
     k = count_flops(dense).total / max(count_flops(small).total, 1)
@@ -466,41 +467,75 @@ def _squeezed(spec: RunSpec, strategy: Any) -> RunSpec:
     return dataclasses.replace(spec, base=base, options=options)
 
 
-def execute_spec(
+@dataclasses.dataclass
+class RunResult:
+    """A finished run: its record, and the models and data it ran on.
+
+    Attributes:
+      record: The :class:`RunRecord` (what the runner stores).
+      model: The retrained model (for ``options.retrain_masked``: the masked model, still to
+        be stripped).
+      base: The base model the run started from (``None`` for a scratch run).
+      data: The dataset the run trained and tested on.
+    """
+
+    record: RunRecord
+    model: Any
+    base: BaseModel | None
+    data: Any
+
+
+def run(
     spec: RunSpec,
     workdir: str,
     *,
+    base: BaseModel | None = None,
     strategy: Any = None,
     log: Callable[[str], None] | None = None,
-) -> RunRecord:
-    """Run ``spec`` (see the module doc) and return its :class:`RunRecord`.
+    progress: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run ``spec`` (see the module doc) and return its record with the models it made.
 
     Every model of the run is built and trained under the spec's precision and XLA setting
-    (:func:`run_runtime`).
+    (:func:`run_runtime`). ``base`` starts the run from that model (e.g. one loaded from a
+    file) instead of the cached base of ``spec.base_spec()``; ``progress`` gets a line per
+    epoch while the base model trains (:func:`get_base_model`) and while the run retrains.
     """
     log = log or logger.info
     runtime = run_runtime(spec)
     with use_runtime(runtime):
-        record = _execute_spec(spec, workdir, strategy=strategy, log=log)
-    record.metrics["precision"] = runtime.precision
-    record.metrics["jit_compile"] = runtime.jit_compile
-    return record
+        result = _run(spec, workdir, base=base, strategy=strategy, log=log, progress=progress)
+    result.record.metrics["precision"] = runtime.precision
+    result.record.metrics["jit_compile"] = runtime.jit_compile
+    return result
 
 
-def _execute_spec(
-    spec: RunSpec, workdir: str, *, strategy: Any, log: Callable[[str], None]
-) -> RunRecord:
+def _run(
+    spec: RunSpec,
+    workdir: str,
+    *,
+    base: BaseModel | None,
+    strategy: Any,
+    log: Callable[[str], None],
+    progress: Callable[[str], None] | None,
+) -> RunResult:
     t_start = time.time()
     given = spec  # the record keeps the spec it was given: its id names the run's folder
     method = get_method(spec.method)
     method.check(spec)
+    if spec.opts.retrain_masked and not method.retrains_masked:
+        can = [m.name for m in METHODS.values() if m.retrains_masked]
+        raise ConfigError(
+            f"method {method.name!r} cannot retrain masked (options.retrain_masked); the "
+            f"methods that can: {', '.join(can)}"
+        )
     if spec.opts.squeeze_base_by_speedup and method.needs_base:
         spec = _squeezed(spec, strategy)
     opts = spec.opts
     recipe = spec.retrain
     spec.base_recipe()  # validated before anything trains
     keras.utils.set_random_seed(spec.seed)  # the pipelines' shuffles depend on the global seed
-    data = _load_data(spec, recipe.batch_size, strategy)
+    data = _load_data(spec.base_spec(), recipe.batch_size, strategy)
     jsv_x = _jsv_inputs(data, opts.jsv_samples)
 
     base_meta: dict[str, Any] = {}
@@ -508,9 +543,13 @@ def _execute_spec(
     scratch = not method.needs_base
     if scratch:
         keras.utils.set_random_seed(spec.seed)
-        base_model = _fresh_model(spec, data, strategy)
+        base_model = _fresh_model(spec.base_spec(), data, strategy)
+        base = None
     else:
-        base = get_base_model(spec, workdir, strategy=strategy, log=log)
+        if base is None:
+            base = get_base_model(
+                spec.base_spec(), workdir, strategy=strategy, log=log, progress=progress
+            )
         base_model, base_meta = base.model, base.meta
         # measured as its twin when it has one; the methods get the base model itself
         measured = pipeline.compiled(base_model, recipe, 0.01, strategy=strategy)
@@ -538,12 +577,14 @@ def _execute_spec(
     result = method.apply(base_model, run_spec, data, strategy, log)
     model = result.model
     prune_epochs = result.prune_epochs
-    params = count_params(model).total
-    flops = count_flops(model).total
+    counted = model if result.shape is None else result.shape
+    params = count_params(counted).total
+    flops = count_flops(counted).total
 
     epochs, schedule = retrain_plan(spec, base_flops, flops)
 
     # compiled once: the evaluation here and the retraining share it (a twin: once per shape)
+    pruned = model
     model = pipeline.compiled(
         model, recipe, schedule.lr_at(0), pipeline.steps_per_execution(schedule), strategy=strategy
     )
@@ -573,6 +614,7 @@ def _execute_spec(
         jsv_inputs=jsv_x if opts.jsv_every_epoch else None,
         eval_every_epoch=opts.eval_every_epoch,
         compile=False,
+        progress=progress,
     )
     train_seconds = time.time() - t0
     if opts.recalibrate_batch_norm and epochs:
@@ -641,7 +683,10 @@ def _execute_spec(
         metrics["base_train_steps"] = int(spec.base["train_steps"])
     if result.prune_history:
         history = {**history, **{f"prune_{k}": v for k, v in result.prune_history.items()}}
-    return RunRecord(spec=given.to_dict(), metrics=metrics, history=history, setup=setup)
+    record = RunRecord(spec=given.to_dict(), metrics=metrics, history=history, setup=setup)
+    if model is not pruned:  # trained as its twin: the weights come back to the pruned model
+        pruned.set_weights(model.get_weights())
+    return RunResult(record, pruned, base, data)
 
 
 def execute(
@@ -657,5 +702,4 @@ def execute(
     ``workdir/base_models/<base_id>/`` and shared by every spec with the same base; nothing else is
     written outside ``workdir``.
     """
-    log = log or logger.info
-    return execute_spec(spec, workdir, strategy=strategy, log=log)
+    return run(spec, workdir, strategy=strategy, log=log).record

@@ -65,6 +65,8 @@ class MethodResult:
       prune_history: Per-epoch history of that stage.
       metrics: Extra scalars for the record (e.g. the kept/pruned magnitude ratio at which a
         growing regularization set its masks, and the groups below its limit).
+      shape: When ``model`` carries masks (``options.retrain_masked``): the stripped model whose
+        params and FLOPs are recorded.
     """
 
     model: Any
@@ -72,6 +74,7 @@ class MethodResult:
     prune_schedule: str = ""
     prune_history: dict = dataclasses.field(default_factory=dict)
     metrics: dict = dataclasses.field(default_factory=dict)
+    shape: Any = None
 
 
 class Method:
@@ -81,11 +84,14 @@ class Method:
       name: Registry key (``RunSpec.method``).
       label: Display name in reports.
       needs_base: Whether :meth:`apply` takes a trained base model (scratch: an untrained one).
+      retrains_masked: Whether it can hand over the masked model (``options.retrain_masked``):
+        only the one-shot criteria without OrthP (OrthP rewrites the stripped weights).
     """
 
     name: str = ""
     label: str = ""
     needs_base: bool = True
+    retrains_masked: bool = False
 
     def apply(
         self, base: Any, spec: RunSpec, data: Any, strategy: Any, log: Callable[[str], None]
@@ -181,6 +187,7 @@ class OneShot(Method):
     def __init__(self, criterion: str, orthp: bool = False) -> None:
         self.criterion = criterion
         self.orthp = orthp
+        self.retrains_masked = not orthp
         self.name = criterion + ("_orthp" if orthp else "")
         base_label = {"l1": "L1", "l2": "L2", "random": "Random"}.get(criterion, criterion)
         self.label = base_label + ("+OrthP" if orthp else "")
@@ -191,6 +198,8 @@ class OneShot(Method):
                 base, spec.ratio, self.criterion, data, seed=spec.seed, skip=spec.opts.skip
             )
             check = strip_check(masked, model, data)
+            if spec.opts.retrain_masked:
+                return MethodResult(masked, metrics=check, shape=model)
             if self.orthp:
                 orthp(model)
         return MethodResult(model, metrics=check)

@@ -8,12 +8,14 @@ types and names the setting, the type it needs and the value it got.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
 from collections.abc import Mapping
 from typing import Any
 
+from tfprune import defaults
 from tfprune.configs.checks import (
     BatchSize,
     Dataset,
@@ -48,7 +50,8 @@ class CommonParams:
         base: The dense model's recipe (``schedule``, ``epochs``, ``batch_size``, ...).
         seeds: A count n (seeds 0..n-1) or a list of seeds.
         ratio: Pruning ratio, or ``{layer-name regex: ratio}``.
-        batch_size: Retraining batch size.
+        batch_size: Retraining batch size (null: the dataset's default,
+            :data:`tfprune.defaults.BATCH_SIZES`).
         momentum: SGD momentum.
         weight_decay: Weight decay coefficient.
         optimizer: ``sgd`` or ``adam``.
@@ -70,11 +73,15 @@ class CommonParams:
     model_kwargs: dict = dataclasses.field(default_factory=dict)
     data_options: dict = dataclasses.field(default_factory=dict)
     base: Recipe = dataclasses.field(
-        default_factory=lambda: {"schedule": "0:0.02,15:0.002", "epochs": 20, "batch_size": 32}
+        default_factory=lambda: {
+            "schedule": "0:0.02,15:0.002",
+            "epochs": 20,
+            "batch_size": defaults.batch_size("digits"),
+        }
     )
     seeds: Seeds = 3
     ratio: Ratio = 0.8
-    batch_size: BatchSize = 32
+    batch_size: BatchSize | None = None
     momentum: float = 0.9
     weight_decay: float = 1e-4
     optimizer: str = "sgd"
@@ -86,10 +93,18 @@ class CommonParams:
     metric: str = "final_acc"
     recalibrate_batch_norm: bool = False
 
+    def __post_init__(self) -> None:
+        # null batch size: the dataset's (an unknown dataset is named by its own check)
+        if self.batch_size is None and self.dataset in defaults.BATCH_SIZES:
+            object.__setattr__(self, "batch_size", defaults.batch_size(self.dataset))
+
 
 def defaults_of(params: type) -> dict[str, Any]:
     """Every setting of the dataclass ``params`` with its default (a fresh copy each call)."""
-    return {f.name: getattr(params(), f.name) for f in dataclasses.fields(params)}
+    return {
+        f.name: f.default_factory() if f.default is dataclasses.MISSING else copy.copy(f.default)
+        for f in dataclasses.fields(params)
+    }
 
 
 def check_params(params: type, config: Mapping[str, Any], name: str) -> None:

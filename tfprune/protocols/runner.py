@@ -31,7 +31,7 @@ from tfprune.flops import count_flops, count_params
 from tfprune.protocols.execute import execute, get_base_model
 from tfprune.protocols.grids import PROTOCOLS
 from tfprune.protocols.report import check_report_dir, write_report
-from tfprune.protocols.spec import RetrainRecipe, RunRecord, RunSpec, canonical_json
+from tfprune.protocols.spec import BaseSpec, RunRecord, RunSpec, canonical_json
 from tfprune.protocols.store import GRID_FILE, RunStore, environment_info, history_to_csv
 from tfprune.runtime import Runtime
 
@@ -436,21 +436,16 @@ def train_base_model(
     log = log or logger.info
     config.validate()
     out = ensure_output_dir(config.output_dir)
-    recipe = config.recipe
-    spec = RunSpec(
-        protocol="train",
-        cell="base",
+    runtime = config.runtime()
+    spec = BaseSpec(
         dataset=config.dataset,
         model=config.model,
-        method="dense",
-        ratio=0.0,
-        retrain=RetrainRecipe(schedule=recipe.schedule, epochs=0),
+        base=config.recipe.to_dict(),
         seed=config.seed,
-        base=recipe.to_dict(),
         data_dir=config.data_dir,
+        precision=runtime.precision,
+        jit_compile=runtime.jit_compile,
     )
-    runtime = config.runtime()
-    spec = apply_runtime([spec], runtime)[0]
     if strategy is None:
         strategy = get_strategy(config.strategy)
     environment = environment_info(

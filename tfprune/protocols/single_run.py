@@ -1,8 +1,11 @@
 """One prune run end to end: train (or load) → prune → retrain → strip → export → compare.
 
-Training goes through the same pipeline as the protocols (:func:`tfprune.training.fit`, SGD
-momentum 0.9 with coupled weight decay unless ``weight_decay_mode="decoupled"``), and pruning
-through the protocols' one-shot method (``importance="taylor"`` gets training examples).
+The run is one protocol run (:func:`tfprune.protocols.execute.run`): the base model is trained
+by the protocols' base-model code and cached under ``<output_dir>/base_models/<base_id>/`` like
+a grid's (a ``tfprune-compare`` run in the same folder shares it), pruned by the one-shot
+method of the criterion, and retrained masked with the same pipeline (SGD momentum 0.9 with
+coupled weight decay unless ``weight_decay_mode="decoupled"``). Then the retrained masked model
+is stripped, tested, timed beside the base and exported.
 
 This is what ``tfprune-prune`` runs. It returns a :class:`PruneRunResult` whose table puts the
 base, the masked-and-retrained and the stripped model side by side (params, FLOPs, accuracy,
@@ -16,41 +19,42 @@ recalibrated, and marks every recalibrated figure.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import inspect
 import json
 import logging
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tfprune.batch_norm import RECALIBRATION_BATCHES, check_accuracy_gap, recalibrate_batch_norm
+from tfprune import defaults
+from tfprune.batch_norm import batch_norm_layers, check_accuracy_gap
 from tfprune.compat import keras
-from tfprune.data import load_dataset
 from tfprune.distribute import get_strategy
-from tfprune.errors import InvalidArgumentError
+from tfprune.errors import ConfigError, InvalidArgumentError
 from tfprune.export import check_export_dir, export_saved_model
 from tfprune.files import atomic_write_json, ensure_output_dir
 from tfprune.flops import count_flops, count_params
-from tfprune.models import load_model, model_builder
+from tfprune.models import load_model
 from tfprune.profiling import interleaved_latency, speedup_stats
-from tfprune.protocols.execute import build_model
-from tfprune.protocols.methods import one_shot_masks
-from tfprune.protocols.spec import RetrainRecipe
+from tfprune.protocols.execute import BaseModel, run
+from tfprune.protocols.spec import RunSpec
 from tfprune.runtime import Runtime, use_runtime
 from tfprune.selection import check_ratio
 from tfprune.surgery import strip_filters
-from tfprune.training import WEIGHT_DECAY_MODES, pipeline
-from tfprune.training.schedules import parse_schedule
+from tfprune.training import pipeline
+from tfprune.training.recipe import TrainingRecipe
 
 __all__ = [
     "DEFAULT_SEED",
     "SPLIT_FILE",
     "PruneRunConfig",
     "PruneRunResult",
+    "prune_run_spec",
     "read_split",
     "run_prune",
     "write_split",
@@ -112,7 +116,8 @@ class PruneRunConfig:
     importance: str = "l1"
     train_epochs: int = 15
     retrain_epochs: int = 10
-    batch_size: int = 64
+    #: None: the dataset's default (:data:`tfprune.defaults.BATCH_SIZES`).
+    batch_size: int | None = None
     learning_rate: float = 0.05
     retrain_learning_rate: float = 0.01
     weight_decay: float = 0.0
@@ -128,27 +133,22 @@ class PruneRunConfig:
     latency_batch: int = 32
     mixed_precision: Any = False
     jit_compile: bool = False
+    #: Where the base model is cached (``base_models/<base_id>/``, shared with
+    #: ``tfprune-compare --output_dir`` runs); None: a temporary folder, removed afterwards.
+    output_dir: str | None = None
 
     def validate(self) -> None:
         """Reject bad values before any work starts (messages name the field)."""
         check_ratio(self.sparsity, "sparsity")
-        for name in ("train_epochs", "retrain_epochs"):
-            if getattr(self, name) < 0:
-                raise InvalidArgumentError(f"{name} must be >= 0, got {getattr(self, name)}.")
-        for name in ("batch_size", "latency_batch"):
-            if getattr(self, name) < 1:
-                raise InvalidArgumentError(f"{name} must be >= 1, got {getattr(self, name)}.")
+        if self.latency_batch < 1:
+            raise InvalidArgumentError(f"latency_batch must be >= 1, got {self.latency_batch}.")
         for name in ("learning_rate", "retrain_learning_rate"):
             if not getattr(self, name) > 0:
                 raise InvalidArgumentError(f"{name} must be > 0, got {getattr(self, name)}.")
-        if not self.weight_decay >= 0:
-            raise InvalidArgumentError(f"weight_decay must be >= 0, got {self.weight_decay}.")
-        if self.weight_decay_mode not in WEIGHT_DECAY_MODES:
-            raise InvalidArgumentError(
-                f"weight_decay_mode must be one of {WEIGHT_DECAY_MODES}, got "
-                f"{self.weight_decay_mode!r}."
-            )
+        self.recipes()
         self.runtime()
+        if self.output_dir:
+            ensure_output_dir(self.output_dir, "output_dir", create=False)
         if self.export_dir:  # fails now, not after both training phases
             ensure_output_dir(self.export_dir, "export_dir", create=False)
             check_export_dir(self.export_dir, self.overwrite)
@@ -188,6 +188,38 @@ class PruneRunConfig:
     def runtime(self) -> Runtime:
         """The precision and XLA setting of the run (``mixed_precision``, ``jit_compile``)."""
         return Runtime(self.mixed_precision, self.jit_compile)
+
+    def recipes(self) -> tuple[TrainingRecipe, TrainingRecipe]:
+        """The base model's and the retraining's recipes (constant LR, SGD momentum 0.9).
+
+        Raises:
+          InvalidArgumentError: a bad epoch count, batch size or weight decay, named as its flag.
+        """
+        names = {"epochs": "train_epochs / retrain_epochs"}
+
+        def recipe(lr: float, epochs: int) -> TrainingRecipe:
+            try:
+                return TrainingRecipe(
+                    schedule=f"0:{lr:g}",
+                    epochs=epochs,
+                    batch_size=(
+                        defaults.batch_size(self.dataset)
+                        if self.batch_size is None
+                        else self.batch_size
+                    ),
+                    momentum=0.9,
+                    weight_decay=self.weight_decay,
+                    weight_decay_mode=self.weight_decay_mode,
+                )
+            except ConfigError as err:
+                field = str(err).split(" ", 1)[0].removeprefix("recipe.")
+                text = str(err).replace(f"recipe.{field}", names.get(field, field), 1)
+                raise InvalidArgumentError(text) from None
+
+        return (
+            recipe(self.learning_rate, self.train_epochs),
+            recipe(self.retrain_learning_rate, self.retrain_epochs),
+        )
 
 
 @dataclasses.dataclass
@@ -239,17 +271,6 @@ class PruneRunResult:
         return "\n".join(lines)
 
 
-def _recipe(config: PruneRunConfig, lr: float, epochs: int) -> RetrainRecipe:
-    return RetrainRecipe(
-        schedule=f"0:{lr:g}",
-        epochs=epochs,
-        batch_size=config.batch_size,
-        momentum=0.9,
-        weight_decay=config.weight_decay,
-        weight_decay_mode=config.weight_decay_mode,
-    )
-
-
 def run_prune(config: PruneRunConfig, log: Callable[[str], None] | None = None) -> PruneRunResult:
     """Run one prune pipeline as configured and return the side-by-side result.
 
@@ -265,114 +286,98 @@ def run_prune(config: PruneRunConfig, log: Callable[[str], None] | None = None) 
         return _run_prune(config, log)
 
 
-def _builder_takes_input_dim(name: str) -> bool:
-    """True for zoo models built for flat vectors (``input_dim``): the MLPs."""
-    builder = model_builder(name)
-    return builder is not None and "input_dim" in inspect.signature(builder).parameters
+def prune_run_spec(config: PruneRunConfig, seed: int, loaded: Any = None) -> RunSpec:
+    """The protocol run of ``config``: its base recipe, its criterion, masked retraining.
+
+    ``loaded``: the model of ``config.load_model`` (its input rank says whether the images are
+    flattened); the run then starts from it instead of a trained base.
+    """
+    train, retrain = config.recipes()
+    runtime = config.runtime()
+    options: dict[str, Any] = {
+        "retrain_masked": True,
+        "jsv_samples": 0,
+        "eval_every_epoch": False,
+        "recalibrate_batch_norm": bool(config.recalibrate_batch_norm),
+    }
+    if runtime.precision != "float32":
+        options["precision"] = runtime.precision
+    if runtime.jit_compile:
+        options["jit_compile"] = True
+    model = config.model
+    if loaded is not None:  # its input rank says whether the images are flattened
+        model = f"loaded:{config.load_model}"
+        options["data_options"] = {"flatten": len(loaded.inputs[0].shape) == 2}
+    return RunSpec(
+        protocol="prune",
+        cell=f"{config.importance} {config.sparsity:.0%}",
+        dataset=config.dataset,
+        model=model,
+        method=config.importance,
+        ratio=config.sparsity,
+        retrain=retrain,
+        seed=seed,
+        base=train.to_dict(),
+        data_dir=config.data_dir,
+        options=options,
+    )
 
 
 def _run_prune(config: PruneRunConfig, log: Any) -> PruneRunResult:
     seed = config.resolved_seed()
     keras.utils.set_random_seed(seed)
     strategy = get_strategy(config.strategy)
-    base = None
+    loaded = None
     if config.load_model:
         with strategy.scope():
-            base = load_model(config.load_model, "load_model")
-        flat = len(base.inputs[0].shape) == 2
-    else:
-        flat = _builder_takes_input_dim(config.model)
-    data = load_dataset(
-        config.dataset,
-        config.data_dir,
-        # --batch_size is global: each replica takes its share of every step.
-        batch_size=max(1, config.batch_size // strategy.num_replicas_in_sync),
-        seed=seed,
-        strategy=strategy,
-        flatten=flat,
-    )
-    log(f"data: {data.description}; held-out test split of seed {seed}")
-    train = _recipe(config, config.learning_rate, config.train_epochs)
-    retrain = _recipe(config, config.retrain_learning_rate, config.retrain_epochs)
-    with strategy.scope():
-        if base is None:
-            base = build_model(config.model, data.input_shape, data.num_classes, seed)
-        pipeline.compile_model(base, train, config.learning_rate)
-    base_history: dict[str, list[float]] = {}
-    if not config.load_model and config.train_epochs:
-        log(f"training {base.name} for {config.train_epochs} epochs")
-        schedule = parse_schedule(train.schedule, train.epochs)
-        base_history = pipeline.fit(
-            base,
-            data,
-            train,
-            schedule,
-            strategy=strategy,
-            epochs=train.epochs,
-            eval_every_epoch=False,
-            progress=log,
-        )
-    base_acc = pipeline.evaluate(base, data)
-    check_accuracy_gap(base, base_history, base_acc, what="the base model", log=log)
+            loaded = load_model(config.load_model, "load_model")
+    spec = prune_run_spec(config, seed, loaded)
+    log(f"data: {spec.dataset}; held-out test split of seed {seed}")
+    with contextlib.ExitStack() as stack:
+        if config.output_dir:
+            workdir = str(ensure_output_dir(config.output_dir))
+        else:
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="tfprune-prune-"))
+        base = BaseModel(loaded, {"base_id": config.load_model}) if loaded is not None else None
+        done = run(spec, workdir, base=base, strategy=strategy, log=log, progress=log)
+    record, masked, data = done.record, done.model, done.data
+    base_model, metrics = done.base.model, record.metrics
+    base_history = done.base.meta.get("history") or {}
+    if loaded is not None:
+        check_accuracy_gap(loaded, {}, metrics["base_acc"], what="the base model", log=log)
+    retrain_history = record.history
 
-    with strategy.scope():
-        masked = one_shot_masks(base, config.sparsity, config.importance, data, seed=seed)
-        pipeline.compile_model(masked, retrain, config.retrain_learning_rate)
-    pruned_acc = pipeline.evaluate(masked, data)
-    recalibrated_acc = None
-    if config.recalibrate_batch_norm and recalibrate_batch_norm(
-        masked, data.train, steps=RECALIBRATION_BATCHES
-    ):
-        recalibrated_acc = pipeline.evaluate(masked, data)
-    retrain_history: dict[str, list[float]] = {}
-    if config.retrain_epochs:
-        log(f"retraining the masked model for {config.retrain_epochs} epochs")
-        schedule = parse_schedule(retrain.schedule, retrain.epochs)
-        retrain_history = pipeline.fit(
-            masked,
-            data,
-            retrain,
-            schedule,
-            strategy=strategy,
-            epochs=retrain.epochs,
-            eval_every_epoch=False,
-            compile=False,
-            progress=log,
-        )
-    recalibrated = recalibrated_acc is not None
-    if recalibrated and config.retrain_epochs:
-        recalibrate_batch_norm(masked, data.train, steps=RECALIBRATION_BATCHES)
-    retrained_acc = pipeline.evaluate(masked, data)
-    gap = check_accuracy_gap(
-        masked, retrain_history, retrained_acc, what="the retrained model", log=log
-    )
     small, plan = strip_filters(masked, return_plan=True)
-    pipeline.compile_model(small, retrain, config.retrain_learning_rate)
+    pipeline.compile_model(small, spec.retrain, config.retrain_learning_rate)
     small_acc = pipeline.evaluate(small, data)
 
     x = np.stack([x for x, _ in data.test.unbatch().take(config.latency_batch)])
     # The three distinct models take turns in every round (load changes hit them alike).
-    times = interleaved_latency({"base": base, "masked": masked, "small": small}, x)
+    times = interleaved_latency({"base": base_model, "masked": masked, "small": small}, x)
     speedup = speedup_stats(times["base"], times["small"])
+    recalibrated = bool(config.recalibrate_batch_norm and batch_norm_layers(masked))
     mark = ", BN recalibrated" if recalibrated else ""
     if config.export_dir:
         stripped_name = f"stripped (exported{mark})"
     else:
         stripped_name = "stripped (BN recalibrated)" if recalibrated else "stripped"
     before = f"masked {config.sparsity:.0%} (before retraining"
+    raw = metrics.get("acc_after_prune_raw", metrics["acc_after_prune"])
     # (name, latency key, model, test accuracy, training history, recalibrated)
     entries = [
-        ("base", "base", base, base_acc, base_history, False),
-        (before + ")", "masked", masked, pruned_acc, {}, False),
+        ("base", "base", base_model, metrics["base_acc"], base_history, False),
+        (before + ")", "masked", masked, raw, {}, False),
     ]
     if recalibrated:
-        entries.append((before + mark + ")", "masked", masked, recalibrated_acc, {}, True))
+        entries.append(
+            (before + mark + ")", "masked", masked, metrics["acc_after_prune"], {}, True)
+        )
     entries += [
         (
             f"masked, retrained{mark}",
             "masked",
             masked,
-            retrained_acc,
+            metrics["final_acc"],
             retrain_history,
             recalibrated,
         ),
@@ -398,11 +403,12 @@ def _run_prune(config: PruneRunConfig, log: Any) -> PruneRunResult:
             small, config.export_dir, check_inputs=x[:4], overwrite=config.overwrite
         )
         log(f"exported SavedModel to {export_path}")
+    gap = {k: metrics[k] for k in ("train_acc", "acc_gap", "batch_norm_gap") if k in metrics}
     return PruneRunResult(
         rows=rows,
         model=small,
         plan=plan,
         export_path=export_path,
         speedup=speedup,
-        gap=gap.metrics(),
+        gap=gap,
     )

@@ -17,14 +17,16 @@ import json
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
+from tfprune import defaults
 from tfprune.configs.checks import check_ratio
 from tfprune.errors import ConfigError, InvalidArgumentError, did_you_mean
 from tfprune.protocols.params import type_problem
 from tfprune.runtime import PRECISIONS
+from tfprune.training.recipe import TrainingRecipe
 
 __all__ = [
     "BASE_DEFAULTS",
-    "RetrainRecipe",
+    "BaseSpec",
     "RunMetrics",
     "RunOptions",
     "RunRecord",
@@ -55,78 +57,13 @@ def canonical_json(value: Any) -> str:
     return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), allow_nan=True)
 
 
-@dataclasses.dataclass(frozen=True)
-class RetrainRecipe:
-    """How the pruned (or scratch) model is trained.
-
-    Attributes:
-        schedule: LR schedule spec, parsed by :func:`tfprune.training.schedules.parse_schedule`:
-            ``"0:0.01,30:0.001"`` (epoch:lr, piecewise constant), ``"cosine:0.01:1e-4"``,
-            ``"halving:0.01:1e-5"``, ``"ft:0.001"``, ``"lrw:..."``, ``"slr:..."``, ``"clr:..."``.
-        epochs: Number of training epochs (>= 0).
-        batch_size: Global batch size.
-        momentum: SGD momentum.
-        weight_decay: Weight-decay coefficient for every trainable variable.
-        optimizer: ``"sgd"`` or ``"adam"``.
-        weight_decay_mode: ``"coupled"`` (default: ``weight_decay * w`` is added to the
-            gradient before momentum, as PyTorch's SGD does in every recipe of the pruning
-            papers) or ``"decoupled"`` (Keras' ``weight_decay``: ``w -= lr * wd * w``, about
-            ``1 - momentum`` times as strong).
-    """
-
-    schedule: str
-    epochs: int
-    batch_size: int = 100
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    optimizer: str = "sgd"
-    weight_decay_mode: str = "coupled"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.schedule, str) or not self.schedule.strip():
-            raise ConfigError(f"retrain.schedule must be a non-empty string, got {self.schedule!r}")
-        if int(self.epochs) != self.epochs or self.epochs < 0:
-            raise ConfigError(f"retrain.epochs must be an integer >= 0, got {self.epochs!r}")
-        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
-            raise ConfigError(f"retrain.batch_size must be >= 1, got {self.batch_size!r}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise ConfigError(f"retrain.momentum must be in [0, 1), got {self.momentum!r}")
-        if self.weight_decay < 0:
-            raise ConfigError(f"retrain.weight_decay must be >= 0, got {self.weight_decay!r}")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ConfigError(f"retrain.optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if self.weight_decay_mode not in ("coupled", "decoupled"):
-            raise ConfigError(
-                "retrain.weight_decay_mode must be 'coupled' (PyTorch SGD) or 'decoupled', got "
-                f"{self.weight_decay_mode!r}"
-            )
-        object.__setattr__(self, "epochs", int(self.epochs))
-        object.__setattr__(self, "batch_size", int(self.batch_size))
-        object.__setattr__(self, "momentum", float(self.momentum))
-        object.__setattr__(self, "weight_decay", float(self.weight_decay))
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-JSON dict of the recipe."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RetrainRecipe:
-        """Inverse of :meth:`to_dict`; unknown keys raise :class:`ConfigError`."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"retrain: unknown field(s) {unknown}; allowed: {sorted(names)}")
-        return cls(**dict(data))
-
-
 BASE_DEFAULTS: dict[str, Any] = {
-    "batch_size": 100,
     "momentum": 0.9,
     "weight_decay": 1e-4,
     "optimizer": "sgd",
     "weight_decay_mode": "coupled",
 }
-"""Base-recipe fields a ``base`` dict may leave out."""
+"""Base-recipe fields a ``base`` dict may leave out (``batch_size``: the dataset's default)."""
 
 BASE_EXTRA_FIELDS = ("schedule_epochs", "train_steps")
 """Base-dict fields besides the recipe: the length the schedule is laid out over (a base
@@ -134,14 +71,17 @@ stopped early, the pruning epoch of Wang et al. 2023) and an exact number of opt
 (SX-B's squeezed pretraining)."""
 
 
-def base_recipe(base: Mapping[str, Any]) -> RetrainRecipe:
+def base_recipe(base: Mapping[str, Any], dataset: str) -> TrainingRecipe:
     """A base-model recipe dict (``schedule``, ``epochs``, optional hyper-parameters) as a recipe.
+
+    A dict without ``batch_size`` trains at ``dataset``'s default
+    (:func:`tfprune.defaults.batch_size`).
 
     Raises:
         ConfigError: unknown fields, or ``schedule`` / ``epochs`` missing.
     """
     base = dict(base)
-    known = {f.name for f in dataclasses.fields(RetrainRecipe)}
+    known = {f.name for f in dataclasses.fields(TrainingRecipe)}
     extra = set(base) - known - set(BASE_EXTRA_FIELDS)
     if extra:
         allowed = sorted(known | set(BASE_EXTRA_FIELDS))
@@ -149,10 +89,65 @@ def base_recipe(base: Mapping[str, Any]) -> RetrainRecipe:
     if "schedule" not in base or "epochs" not in base:
         raise ConfigError("base: needs 'schedule' and 'epochs' (the base-model training recipe)")
     kw = {**BASE_DEFAULTS, **{k: base[k] for k in known if k in base}}
-    try:
-        return RetrainRecipe(**kw)
-    except ConfigError as err:
-        raise ConfigError(str(err).replace("retrain.", "base.")) from None
+    kw.setdefault("batch_size", defaults.batch_size(dataset))
+    return TrainingRecipe.from_dict(kw, where="base")
+
+
+@dataclasses.dataclass(frozen=True)
+class BaseSpec:
+    """The dense model runs start from: trained once, cached and shared by every run naming it.
+
+    Attributes:
+        dataset: :func:`tfprune.data.load_dataset` name.
+        model: :func:`tfprune.models.get_model` name.
+        base: The training recipe as a dict (``schedule``, ``epochs``, optional
+            ``batch_size``, ``momentum``, ``weight_decay``, ``optimizer``, ``weight_decay_mode``,
+            and ``schedule_epochs`` / ``train_steps`` to stop early or after an exact number of
+            steps).
+        seed: Seed of the weights, the data order and the held-out test split.
+        data_dir: Dataset directory (``None``: the dataset's default).
+        model_kwargs: Extra model-builder arguments.
+        data_options: Extra :func:`tfprune.data.load_dataset` options.
+        precision: Keras dtype policy it is built and trained in.
+        jit_compile: Train it with XLA.
+    """
+
+    dataset: str
+    model: str
+    base: dict
+    seed: int
+    data_dir: str | None = None
+    model_kwargs: dict = dataclasses.field(default_factory=dict)
+    data_options: dict = dataclasses.field(default_factory=dict)
+    precision: str = "float32"
+    jit_compile: bool = False
+
+    def recipe(self) -> TrainingRecipe:
+        """The training recipe (:attr:`base`), defaults filled in."""
+        return base_recipe(self.base, self.dataset)
+
+    def base_id(self) -> str:
+        """Id of the base model: (dataset, data_dir, model, recipe, seed, model/data options)."""
+        base = dict(self.base)
+        if "batch_size" not in base:  # the dataset's default is part of what is trained
+            base["batch_size"] = defaults.batch_size(self.dataset)
+        key = {
+            "dataset": self.dataset,
+            "data_dir": self.data_dir,
+            "model": self.model,
+            "base": base,
+            "seed": self.seed,
+            "model_kwargs": self.model_kwargs,
+            "data_options": self.data_options,
+            "weight_decay_mode": self.base.get("weight_decay_mode", "coupled"),
+        }
+        # A base trained in another precision, or compiled by XLA, is another base model; the
+        # keys appear only when set, so float32 ids stay what they were.
+        if self.precision != "float32":
+            key["precision"] = self.precision
+        if self.jit_compile:
+            key["jit_compile"] = self.jit_compile
+        return hashlib.sha1(canonical_json(key).encode("utf-8")).hexdigest()[:12]
 
 
 _SCRATCH_BUDGETS = (None, "E", "B")
@@ -201,6 +196,10 @@ class RunOptions:
             each evaluation; the accuracy after pruning without it is kept as
             ``acc_after_prune_raw``. Off by default: the papers' recipes evaluate the model as
             trained. Part of the comparison setup (``hyper``) and of the run id when set.
+        retrain_masked: One-shot criteria only: retrain the masked model (the pruned filters
+            held at zero by masks) instead of the stripped one; the record's params and FLOPs
+            are the stripped model's. What ``tfprune-prune`` runs, so that it can show the
+            masked and the stripped model side by side.
     """
 
     jsv_samples: int = 1000
@@ -222,6 +221,7 @@ class RunOptions:
     precision: str = "float32"
     jit_compile: bool = False
     recalibrate_batch_norm: bool = False
+    retrain_masked: bool = False
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RunOptions:
@@ -246,6 +246,7 @@ class RunOptions:
             "squeeze_base_by_speedup",
             "jit_compile",
             "recalibrate_batch_norm",
+            "retrain_masked",
         )
         for key in flags:
             if key in kw and not isinstance(kw[key], bool):
@@ -331,7 +332,7 @@ class RunSpec:
     model: str
     method: str
     ratio: float | dict
-    retrain: RetrainRecipe
+    retrain: TrainingRecipe
     seed: int
     base: dict
     data_dir: str | None = None
@@ -342,9 +343,13 @@ class RunSpec:
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 raise ConfigError(f"{name} must be a non-empty string, got {getattr(self, name)!r}")
         if isinstance(self.retrain, Mapping):
-            object.__setattr__(self, "retrain", RetrainRecipe.from_dict(self.retrain))
-        if not isinstance(self.retrain, RetrainRecipe):
-            raise ConfigError(f"retrain must be a RetrainRecipe, got {type(self.retrain).__name__}")
+            retrain = dict(self.retrain)
+            retrain.setdefault("batch_size", defaults.batch_size(self.dataset))
+            object.__setattr__(self, "retrain", TrainingRecipe.from_dict(retrain, "retrain"))
+        if not isinstance(self.retrain, TrainingRecipe):
+            raise ConfigError(
+                f"retrain must be a TrainingRecipe, got {type(self.retrain).__name__}"
+            )
         object.__setattr__(self, "ratio", _normalize_ratio(self.ratio))
         if isinstance(self.seed, bool) or int(self.seed) != self.seed:
             raise ConfigError(f"seed must be an integer, got {self.seed!r}")
@@ -387,10 +392,7 @@ class RunSpec:
         missing = [name for name in required if name not in data]
         if missing:
             raise ConfigError(f"run spec: missing field(s) {missing}; the record is damaged")
-        kw = dict(data)
-        if isinstance(kw.get("retrain"), Mapping):
-            kw["retrain"] = RetrainRecipe.from_dict(kw["retrain"])
-        return cls(**kw)
+        return cls(**dict(data))
 
     def run_id(self) -> str:
         """Stable content id: the first 12 hex digits of the SHA-1 of the canonical JSON."""
@@ -401,28 +403,28 @@ class RunSpec:
         """:attr:`options` as validated, typed :class:`RunOptions` (defaults filled in)."""
         return self._opts
 
-    def base_recipe(self) -> RetrainRecipe:
-        """The base-model recipe (:attr:`base`) as a :class:`RetrainRecipe`, defaults filled in."""
-        return base_recipe(self.base)
+    def base_spec(self) -> BaseSpec:
+        """The base model this run starts from (scratch runs train none)."""
+        opts = self.opts
+        return BaseSpec(
+            dataset=self.dataset,
+            model=self.model,
+            base=self.base,
+            seed=self.seed,
+            data_dir=self.data_dir,
+            model_kwargs=dict(opts.model_kwargs),
+            data_options=dict(opts.data_options),
+            precision=opts.precision,
+            jit_compile=opts.jit_compile,
+        )
+
+    def base_recipe(self) -> TrainingRecipe:
+        """The base-model recipe (:attr:`base`) as a :class:`TrainingRecipe`, defaults filled in."""
+        return base_recipe(self.base, self.dataset)
 
     def base_id(self) -> str:
-        """Id of the shared base model: (dataset, data_dir, model, base recipe, seed)."""
-        key = {
-            "dataset": self.dataset,
-            "data_dir": self.data_dir,
-            "model": self.model,
-            "base": self.base,
-            "seed": self.seed,
-            "model_kwargs": self.options.get("model_kwargs", {}),
-            "data_options": self.options.get("data_options", {}),
-            "weight_decay_mode": self.base.get("weight_decay_mode", "coupled"),
-        }
-        # A base trained in another precision, or compiled by XLA, is another base model; the
-        # keys appear only when set, so float32 ids stay what they were.
-        for name, default in (("precision", "float32"), ("jit_compile", False)):
-            if self.options.get(name, default) != default:
-                key[name] = self.options[name]
-        return hashlib.sha1(canonical_json(key).encode("utf-8")).hexdigest()[:12]
+        """Id of the shared base model (:meth:`BaseSpec.base_id`)."""
+        return self.base_spec().base_id()
 
 
 class RunMetrics(TypedDict, total=False):

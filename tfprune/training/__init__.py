@@ -1,7 +1,8 @@
 """tfprune.training: the one training pipeline (recipe -> optimizer and LR schedule -> fit).
 
-:func:`fit` trains with a recipe and an :class:`LRSchedule`; :func:`make_optimizer` builds the
-recipe's optimizer with PyTorch's coupled weight decay by default (:class:`CoupledSGD`).
+:func:`fit` trains with a :class:`TrainingRecipe` and an :class:`LRSchedule`;
+:func:`make_optimizer` builds the recipe's optimizer with PyTorch's coupled weight decay by
+default (:class:`CoupledSGD`).
 """
 
 from tfprune.training.optimizers import (
@@ -11,6 +12,7 @@ from tfprune.training.optimizers import (
     make_optimizer,
 )
 from tfprune.training.pipeline import compile_model, evaluate, fit, scope, steps_per_execution
+from tfprune.training.recipe import TrainingRecipe
 from tfprune.training.schedules import LRSchedule, parse_schedule
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "CoupledAdam",
     "CoupledSGD",
     "LRSchedule",
+    "TrainingRecipe",
     "compile_model",
     "evaluate",
     "fit",

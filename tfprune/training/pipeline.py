@@ -2,7 +2,7 @@
 
 Every binary and protocol trains through :func:`fit`: base models, retraining, scratch
 baselines, regularized pruning stages and ``tfprune-prune``. A *recipe* is any object with the
-fields of :class:`tfprune.protocols.RetrainRecipe` (``optimizer``, ``momentum``,
+fields of :class:`tfprune.training.TrainingRecipe` (``optimizer``, ``momentum``,
 ``weight_decay``, ``weight_decay_mode``); the schedule is an
 :class:`~tfprune.training.schedules.LRSchedule`.
 """

@@ -32,6 +32,7 @@ def main(args: flags.FlagValues) -> None:
         strategy=args.strategy,
         export_dir=args.export_dir,
         overwrite=args.overwrite,
+        output_dir=args.output_dir,
         **runtime_overrides(args),
     )
     result = run_prune(config, log=progress)

@@ -6,11 +6,13 @@ import json
 
 from absl import flags
 
+from tfprune import defaults
 from tfprune.bin.common import progress, runtime_overrides
-from tfprune.configs import RecipeConfig, TrainConfig
+from tfprune.configs import TrainConfig
 from tfprune.files import new_output_dir
 from tfprune.protocols.runner import train_base_model
 from tfprune.protocols.single_run import write_split
+from tfprune.training import TrainingRecipe
 
 
 def main(args: flags.FlagValues) -> None:
@@ -19,10 +21,10 @@ def main(args: flags.FlagValues) -> None:
         dataset=args.dataset,
         data_dir=args.data_dir,
         model=args.model,
-        recipe=RecipeConfig(
+        recipe=TrainingRecipe(
             schedule=args.schedule,
             epochs=args.epochs,
-            batch_size=args.batch_size,
+            batch_size=args.batch_size or defaults.batch_size(args.dataset),
             momentum=args.momentum,
             weight_decay=args.weight_decay,
             optimizer=args.optimizer,

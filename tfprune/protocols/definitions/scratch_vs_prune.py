@@ -193,7 +193,7 @@ class ScratchVsPrune(Protocol):
             r = ratio_text(ratio)
             # The dense model's recipe: the scratch schedule with the base hyper-parameters.
             base_full = {**base_extra, "schedule": cfg.scratch_schedule, "epochs": total}
-            scratch_recipe = base_recipe(base_dict(cfg, base_full))
+            scratch_recipe = base_recipe(base_dict(cfg, base_full), cfg.dataset)
             for seed in seeds:
                 specs.append(
                     make_spec(
