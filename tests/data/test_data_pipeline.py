@@ -53,6 +53,36 @@ def test_make_dataset_reshuffles_each_epoch_but_reproducibly():
     np.testing.assert_array_equal(a2, b2)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"flatten": True},
+        {"mean": (0.4, 0.5, 0.6), "std": (0.2, 0.25, 0.3)},
+        {"resize": (5, 5), "mean": 0.5, "std": 0.5, "flatten": True},
+        {"drop_remainder": True},
+    ],
+)
+@pytest.mark.parametrize("training", [True, False])
+def test_batches_are_the_examples_transformed_one_by_one(options, training):
+    # Without augmentation whole batches are transformed at once: every value and the order
+    # (the shuffle of the indices, reshuffled each epoch) are those of transforming each
+    # example by itself.
+    x, y = _images(n=37)
+    y = np.arange(len(y))  # unique labels name each example
+    preprocess = make_preprocess_fn(
+        **{k: v for k, v in options.items() if k in ("resize", "mean", "std", "flatten")}
+    )
+    ds = make_dataset(x, y, 8, training, seed=5, **options)
+    for _ in range(2):
+        batches = [(xb.numpy(), yb.numpy()) for xb, yb in ds]
+        assert all(len(yb) == 8 for _, yb in batches) or not options.get("drop_remainder")
+        order = np.concatenate([yb for _, yb in batches])
+        assert training or order.tolist() == list(range(len(order)))
+        for xb, yb in batches:
+            one_by_one = np.stack([preprocess(x[i]).numpy() for i in yb])
+            np.testing.assert_array_equal(xb, one_by_one)
+
+
 def test_eval_pipeline_keeps_order_and_matches_preprocess():
     x, y = _images()
     ds = make_dataset(x, y, 16, False, augment="cifar", resize=(4, 4), mean=0.5, std=0.5)

@@ -207,6 +207,10 @@ def finalize_dataset(
 ) -> tf.data.Dataset:
     """Batch with the global batch size, prefetch with ``AUTOTUNE`` and set determinism options."""
     ds = ds.batch(global_batch_size(batch_size, strategy), drop_remainder=drop_remainder)
+    return _prefetched(ds, deterministic)
+
+
+def _prefetched(ds: tf.data.Dataset, deterministic: bool) -> tf.data.Dataset:
     ds = ds.prefetch(AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = bool(deterministic)
@@ -288,6 +292,23 @@ def make_dataset(
         if augment_fn is not None and seed_pair is not None:
             image = augment_fn(image, seed_pair)
         return preprocess.finish(image)
+
+    if augment_fn is None:
+        # Without augmentation the transform is per example but needs no example-level state:
+        # batches of indices are gathered and transformed at once (the same values and order
+        # as example by example, without a map call per example).
+        ds = ds.batch(global_batch_size(batch_size, strategy), drop_remainder=drop_remainder)
+
+        def load_batch(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            images = preprocess.resize(preprocess.scale(tf.gather(x_t, index)))
+            if preprocess.mean is not None:
+                images = (images - preprocess.mean) / preprocess.std
+            if preprocess.flatten:
+                images = tf.reshape(images, [tf.shape(images)[0], -1])
+            return images, tf.gather(y_t, index)
+
+        ds = ds.map(load_batch, num_parallel_calls=AUTOTUNE, deterministic=True)
+        return _prefetched(ds, deterministic)
 
     if augment_fn is not None:
         aug_seed = None if seed is None else int(seed) + 1
