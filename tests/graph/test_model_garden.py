@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -87,41 +86,6 @@ def test_mobilenets(model_id):
     _check(_classifier(_mobilenet(model_id), 32), x)
 
 
-@pytest.mark.slow  # a fresh Python process imports TensorFlow
-def test_stripped_resnet_exports_and_runs_without_tfprune(tmp_path):
-    from tfprune.export import export_saved_model
-
-    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
-    model = _classifier(_resnet_se(10), 32)
-    small = tfprune.strip_filters(tfprune.prune_filters(model, 0.5))
-    path = export_saved_model(small, tmp_path / "serving")
-    np.save(tmp_path / "x.npy", x)
-    np.save(tmp_path / "y.npy", small(x, training=False).numpy())
-    script = textwrap.dedent(
-        f"""
-        import sys
-        import numpy as np
-        import tensorflow as tf
-        serve = tf.saved_model.load({str(path)!r}).signatures["serving_default"]
-        (out,) = serve(**{{serve.structured_input_signature[1].popitem()[0]:
-                          tf.constant(np.load("x.npy"))}}).values()
-        np.testing.assert_allclose(out.numpy(), np.load("y.npy"), rtol=1e-4, atol=1e-5)
-        assert not any(k.startswith(("tfprune", "official")) for k in sys.modules)
-        print("OK")
-        """
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"},
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == "OK"
-
-
 def _bert_classifier():
     from official.nlp.modeling import models, networks
 
@@ -194,19 +158,62 @@ def test_vit_prunes_its_hidden_width_heads_and_mlp_and_copies_layers_without_get
     assert any(type(la).__name__ == "AddPositionEmbs" for la in all_layers(small))
 
 
-def test_stripped_bert_classifier_exports_and_runs_in_a_fresh_process(tmp_path):
-    from tfprune.export import export_for_serving
+# Runs in a fresh Python process that imports TensorFlow only (never tfprune or the Model Garden):
+# each export in argv serves its saved inputs and must give the saved outputs (``<path>.npz``),
+# within the tolerance of the export's own check when the file gives one.
+RELOAD = """
+import sys
+import numpy as np
+import tensorflow as tf
+for path in sys.argv[1:]:
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    arrays = np.load(path + ".npz")
+    inputs = {k[3:]: tf.constant(arrays[k]) for k in arrays.files if k.startswith("in/")}
+    (y,) = serve(**inputs).values()
+    want = arrays["out"]
+    np.testing.assert_allclose(y.numpy(), want, rtol=1e-4, atol=1e-5, err_msg=path)
+    if "tolerance" in arrays.files:  # export_for_serving's own check (its verify=True)
+        assert np.abs(y.numpy() - want).max() <= 1e-5 + arrays["tolerance"] * np.abs(want).max()
+    print("OK", path, flush=True)
+assert not any(k.startswith(("tfprune", "official")) for k in sys.modules)
+print("done")
+"""
 
-    small = tfprune.shrink(_bert_classifier(), 0.5)
-    x = _token_inputs()
+
+def test_stripped_resnet_and_bert_classifier_export_and_run_in_a_fresh_process(tmp_path):
+    """Both exports compute what the stripped models do, in one process without tfprune.
+
+    One process for both: a Python process importing TensorFlow costs about as much as an export.
+    """
+    from tfprune.deploy.inputs import input_names
+    from tfprune.export import export_for_serving, export_saved_model
+
+    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
+    resnet = tfprune.strip_filters(tfprune.prune_filters(_classifier(_resnet_se(10), 32), 0.5))
+    resnet_path = export_saved_model(resnet, tmp_path / "serving")
+    (name,) = input_names(resnet)
+    np.savez(f"{resnet_path}.npz", **{f"in/{name}": x}, out=resnet(x, training=False).numpy())
+
+    bert = tfprune.shrink(_bert_classifier(), 0.5)
+    tokens = _token_inputs()
     result = export_for_serving(
-        small,
-        tmp_path / "bert",
-        check_inputs=[x[t.name.split(":")[0]] for t in small.inputs],
-        verify=True,
+        bert, tmp_path / "bert", check_inputs=[tokens[name] for name in input_names(bert)]
     )
-    assert result.verify["ok"] and not result.verify["tfprune_imported"]
     assert result.max_relative_difference <= result.tolerance
+    inputs = {f"in/{name}": tokens[name] for name in input_names(bert)}
+    want = bert(tokens, training=False).numpy()
+    np.savez(f"{result.path}.npz", **inputs, out=want, tolerance=result.tolerance)
+
+    done = subprocess.run(
+        [sys.executable, "-c", RELOAD, str(resnet_path), result.path],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert done.stdout.splitlines() == [f"OK {resnet_path}", f"OK {result.path}", "done"]
 
 
 # Blocks of MobileNetV4HybridMedium kept in the short hybrid below (35 in all): the stem, every
