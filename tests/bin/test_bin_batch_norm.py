@@ -42,7 +42,9 @@ def test_train_small_cnn_for_three_epochs_tests_near_its_training_accuracy(tmp_p
 
 @pytest.mark.slow
 def test_prune_reports_raw_and_recalibrated_accuracy_close_to_training(capsys):
-    assert prune.BINARY(["--sparsity=0.3", "--retrain_epochs=2"]) == 0
+    # A 5-epoch base (not the default 15): 99.6% training accuracy, and the figures below keep
+    # wide margins (98.8% retrained, 0.1 pt test-train gap, 60% recalibrated vs 18% raw).
+    assert prune.BINARY(["--sparsity=0.3", "--train_epochs=5", "--retrain_epochs=2"]) == 0
     out = capsys.readouterr().out
     rows = _table(out)
     raw, _ = rows["masked 30% (before retraining)"]
