@@ -170,15 +170,18 @@ class Preprocessor:
             return x
         return tf.image.resize(x, self.resize_to, method="bilinear", antialias=True)
 
-    def finish(self, x: tf.Tensor) -> tf.Tensor:
-        """Normalise with ``(x - mean) / std`` and flatten, as configured."""
+    def finish(self, x: tf.Tensor, batched: bool | None = None) -> tf.Tensor:
+        """Normalise with ``(x - mean) / std`` and flatten, as configured.
+
+        ``batched``: whether ``x`` is a batch (flattened per example); ``None`` reads it from
+        the rank (4: a batch of images, else one example).
+        """
         if self.mean is not None:
             x = (x - self.mean) / self.std
         if self.flatten:
-            if x.shape.rank == 4:
-                x = tf.reshape(x, [tf.shape(x)[0], -1])
-            else:
-                x = tf.reshape(x, [-1])
+            if batched is None:
+                batched = x.shape.rank == 4
+            x = tf.reshape(x, [tf.shape(x)[0], -1] if batched else [-1])
         return x
 
     def __call__(self, x: Any) -> tf.Tensor:
@@ -301,11 +304,7 @@ def make_dataset(
 
         def load_batch(index: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             images = preprocess.resize(preprocess.scale(tf.gather(x_t, index)))
-            if preprocess.mean is not None:
-                images = (images - preprocess.mean) / preprocess.std
-            if preprocess.flatten:
-                images = tf.reshape(images, [tf.shape(images)[0], -1])
-            return images, tf.gather(y_t, index)
+            return preprocess.finish(images, batched=True), tf.gather(y_t, index)
 
         ds = ds.map(load_batch, num_parallel_calls=AUTOTUNE, deterministic=True)
         return _prefetched(ds, deterministic)

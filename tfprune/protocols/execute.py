@@ -535,7 +535,8 @@ def _run(
     recipe = spec.retrain
     spec.base_recipe()  # validated before anything trains
     keras.utils.set_random_seed(spec.seed)  # the pipelines' shuffles depend on the global seed
-    data = _load_data(spec.base_spec(), recipe.batch_size, strategy)
+    base_spec = spec.base_spec()
+    data = _load_data(base_spec, recipe.batch_size, strategy)
     jsv_x = _jsv_inputs(data, opts.jsv_samples)
 
     base_meta: dict[str, Any] = {}
@@ -543,13 +544,11 @@ def _run(
     scratch = not method.needs_base
     if scratch:
         keras.utils.set_random_seed(spec.seed)
-        base_model = _fresh_model(spec.base_spec(), data, strategy)
+        base_model = _fresh_model(base_spec, data, strategy)
         base = None
     else:
         if base is None:
-            base = get_base_model(
-                spec.base_spec(), workdir, strategy=strategy, log=log, progress=progress
-            )
+            base = get_base_model(base_spec, workdir, strategy=strategy, log=log, progress=progress)
         base_model, base_meta = base.model, base.meta
         # measured as its twin when it has one; the methods get the base model itself
         measured = pipeline.compiled(base_model, recipe, 0.01, strategy=strategy)
