@@ -17,10 +17,11 @@ import numpy as np
 
 from tfprune.callbacks.jsv import JacobianSingularValues
 from tfprune.compat import keras, tf
+from tfprune.nested import all_layers
 from tfprune.runtime import current_runtime
 from tfprune.trainability import JSVMeter
 from tfprune.training import twins
-from tfprune.training.optimizers import make_optimizer
+from tfprune.training.optimizers import CoupledAdam, CoupledSGD, make_optimizer
 from tfprune.training.schedules import EpochLRScheduler, LRSchedule, lr_scheduler
 
 __all__ = [
@@ -81,6 +82,38 @@ def compile_model(
         steps_per_execution=steps_per_execution,
         jit_compile=bool(jit_compile),
     )
+    _create_step_variables(model)
+
+
+def _create_step_variables(model: Any) -> None:
+    """Create the optimizer's slots and the loss and metric trackers of a compiled model now.
+
+    Keras creates them in the first training (or evaluation) step; a ``tf.function`` that
+    creates variables when first called is traced twice, so building them here saves one
+    trace of every new train and test function. The variables and their (zero) values are the
+    ones the first step would create: the labels are sparse class ids, as the loss reads them.
+    """
+    if not isinstance(model, keras.Model) or len(getattr(model, "outputs", None) or ()) != 1:
+        return
+    optimizer = model.optimizer
+    if type(optimizer) not in (
+        CoupledSGD,
+        CoupledAdam,
+        keras.optimizers.SGD,
+        keras.optimizers.Adam,
+    ):
+        return  # e.g. a LossScaleOptimizer (mixed_float16) builds its own way
+    if not model.trainable or any(not la.trainable for la in all_layers(model) if la.weights):
+        return  # a frozen layer may be unfrozen before fit: the first step sees what trains
+    y_pred = model.outputs[0]
+    y_true = tf.zeros([1] * (len(y_pred.shape) - 1), tf.int64)
+    # Under the model's strategy, as its train step creates them; named as apply_gradients
+    # names the slots.
+    with model.distribute_strategy.scope():
+        with tf.name_scope(optimizer.name):
+            optimizer.build(model.trainable_variables)
+        model.compiled_loss.build(y_pred)
+        model.compiled_metrics.build(y_pred, y_true)
 
 
 def compiled(
