@@ -55,10 +55,18 @@ def _check(model, x):
     return small
 
 
-def test_resnet10_with_se_and_stochastic_depth():
+@pytest.fixture(scope="module")
+def resnet10_se():
+    """``(x, small)``: ResNet-10 with SE and stochastic depth, checked by :func:`_check`.
+
+    Built, pruned and stripped once for the module (its test and the export test).
+    """
     x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
-    model = _classifier(_resnet_se(10), 32)
-    small = _check(model, x)
+    return x, _check(_classifier(_resnet_se(10), 32), x)
+
+
+def test_resnet10_with_se_and_stochastic_depth(resnet10_se):
+    _, small = resnet10_se
     # Stochastic depth stays a (weightless) layer and still drops paths in training.
     names = {type(layer).__name__ for layer in all_layers(small)}
     assert "StochasticDepth" in names and "ResidualBlock" not in names
@@ -180,7 +188,9 @@ print("done")
 """
 
 
-def test_stripped_resnet_and_bert_classifier_export_and_run_in_a_fresh_process(tmp_path):
+def test_stripped_resnet_and_bert_classifier_export_and_run_in_a_fresh_process(
+    resnet10_se, tmp_path
+):
     """Both exports compute what the stripped models do, in one process without tfprune.
 
     One process for both: a Python process importing TensorFlow costs about as much as an export.
@@ -188,8 +198,7 @@ def test_stripped_resnet_and_bert_classifier_export_and_run_in_a_fresh_process(t
     from tfprune.deploy.inputs import input_names
     from tfprune.export import export_for_serving, export_saved_model
 
-    x = np.random.default_rng(0).standard_normal((2, 32, 32, 3)).astype(np.float32)
-    resnet = tfprune.strip_filters(tfprune.prune_filters(_classifier(_resnet_se(10), 32), 0.5))
+    x, resnet = resnet10_se
     resnet_path = export_saved_model(resnet, tmp_path / "serving")
     (name,) = input_names(resnet)
     np.savez(f"{resnet_path}.npz", **{f"in/{name}": x}, out=resnet(x, training=False).numpy())
