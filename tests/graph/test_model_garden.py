@@ -118,13 +118,22 @@ def _token_inputs(n=2, seq=8):
     }
 
 
-def test_bert_classifier_prunes_heads_feed_forward_units_and_hidden_width():
+@pytest.fixture(scope="module")
+def bert():
+    """``(model, masked, small)``: the BERT classifier masked at 50% and stripped.
+
+    Built, pruned and stripped once for the module (its test and the export test).
+    """
     model = _bert_classifier()
+    masked = tfprune.prune_filters(model, 0.5)
+    return model, masked, tfprune.strip_filters(masked)
+
+
+def test_bert_classifier_prunes_heads_feed_forward_units_and_hidden_width(bert):
+    model, masked, small = bert
     report = tfprune.explain(model)
     assert report.prunable_fraction >= 0.8, str(report)
     x = _token_inputs()
-    masked = tfprune.prune_filters(model, 0.5)
-    small = tfprune.strip_filters(masked)
     a, b = masked(x, training=False).numpy(), small(x, training=False).numpy()
     assert np.abs(a - b).max() <= 1e-5 * max(np.abs(a).max(), 1e-12)
     attention = [la for la in all_layers(small) if type(la).__name__ == "MultiHeadAttention"]
@@ -189,7 +198,7 @@ print("done")
 
 
 def test_stripped_resnet_and_bert_classifier_export_and_run_in_a_fresh_process(
-    resnet10_se, tmp_path
+    resnet10_se, bert, tmp_path
 ):
     """Both exports compute what the stripped models do, in one process without tfprune.
 
@@ -203,14 +212,14 @@ def test_stripped_resnet_and_bert_classifier_export_and_run_in_a_fresh_process(
     (name,) = input_names(resnet)
     np.savez(f"{resnet_path}.npz", **{f"in/{name}": x}, out=resnet(x, training=False).numpy())
 
-    bert = tfprune.shrink(_bert_classifier(), 0.5)
+    _, _, small = bert  # the BERT classifier shrunk at 50%
     tokens = _token_inputs()
     result = export_for_serving(
-        bert, tmp_path / "bert", check_inputs=[tokens[name] for name in input_names(bert)]
+        small, tmp_path / "bert", check_inputs=[tokens[name] for name in input_names(small)]
     )
     assert result.max_relative_difference <= result.tolerance
-    inputs = {f"in/{name}": tokens[name] for name in input_names(bert)}
-    want = bert(tokens, training=False).numpy()
+    inputs = {f"in/{name}": tokens[name] for name in input_names(small)}
+    want = small(tokens, training=False).numpy()
     np.savez(f"{result.path}.npz", **inputs, out=want, tolerance=result.tolerance)
 
     done = subprocess.run(
