@@ -65,6 +65,21 @@ def test_remove_callable_losses_drops_only_the_matching_loss():
     assert not compat.remove_callable_losses(model, drop)
 
 
+def test_compiled_loss_and_metrics_are_built_before_the_first_step():
+    model = keras.Sequential([keras.Input((4,)), L.Dense(3)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True), ["accuracy"])
+    assert model.metrics == []  # tf_keras builds the trackers in the first step
+    y_true = tf.zeros([1], tf.int64)
+    compat.build_compiled_loss_and_metrics(model, model.outputs[0], y_true)
+    assert [m.name for m in model.metrics] == ["loss", "accuracy"]
+    # the sparse labels were seen: accuracy resolved to the sparse-categorical kind
+    x, y = np.ones((4, 4), np.float32), np.array([0, 1, 2, 0])
+    model.fit(x, y, verbose=0)
+    assert [m.name for m in model.metrics] == ["loss", "accuracy"]
+    acc = model.evaluate(x, y, verbose=0)[1]
+    assert acc == np.mean(np.argmax(model.predict(x, verbose=0), axis=1) == y)
+
+
 def test_auto_trackable_attributes_travel_with_checkpoints(tmp_path):
     state = compat.AutoTrackable()
     state.v = tf.Variable(3.0)

@@ -20,6 +20,7 @@ from tfprune.runtime import (
     use_runtime,
 )
 from tfprune.training import pipeline
+from tfprune.training.optimizers import make_optimizer
 from tfprune.training.recipe import TrainingRecipe
 
 BF16 = Runtime("mixed_bfloat16")
@@ -184,3 +185,33 @@ def test_orthp_under_mixed_precision_restores_isometry_exactly():
     x = np.random.default_rng(0).random((16, 64), dtype=np.float32)
     # A linear network re-initialised orthogonally: every singular value is 1 (in float32).
     assert tfprune.mean_jsv(small, x).mean == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_compile_model_traces_the_train_step_once_and_trains_as_a_plain_compile(optimizer):
+    recipe = TrainingRecipe("0:0.05", 2, 8, optimizer=optimizer)
+    x = np.random.default_rng(0).random((32, 8, 8, 1), np.float32)
+    y = np.arange(32) % 10
+    runs = []
+    for early in (True, False):
+        keras.utils.set_random_seed(0)
+        model = small_cnn(width=8, seed=0)
+        if early:
+            pipeline.compile_model(model, recipe, 0.05)
+        else:  # what Keras does by itself: the slots and trackers appear in the first step
+            model.compile(
+                optimizer=make_optimizer(optimizer, 0.05, momentum=0.9, weight_decay=1e-4),
+                loss=pipeline.sparse_crossentropy_float32,
+                metrics=["accuracy"],
+            )
+        history = model.fit(x, y, epochs=2, batch_size=8, verbose=0, shuffle=False).history
+        runs.append((model, history))
+    (early, h_early), (plain, h_plain) = runs
+    assert early.train_function.experimental_get_tracing_count() == 1
+    assert h_early == h_plain
+    for a, b in zip(early.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    slots = [(v.name, v.numpy()) for v in early.optimizer.variables]
+    assert [n for n, _ in slots] == [v.name for v in plain.optimizer.variables]
+    for (_, a), b in zip(slots, plain.optimizer.variables):
+        np.testing.assert_array_equal(a, b.numpy())

@@ -56,6 +56,7 @@ __all__ = [
     "AutoTrackable",
     "conv_base_class",
     "remove_callable_losses",
+    "build_compiled_loss_and_metrics",
     "AttentionWithHeadHook",
     "TF_KERAS",
     "KERAS3",
@@ -250,6 +251,17 @@ def remove_callable_losses(model: object, fn: object) -> bool:
     removed = len(keep) != len(losses)
     losses[:] = keep
     return removed
+
+
+def build_compiled_loss_and_metrics(model: object, y_pred: object, y_true: object) -> None:
+    """Create the loss and metric trackers of a compiled tf_keras model now.
+
+    tf_keras creates them inside the first train or test step; building them beforehand (with
+    a symbolic prediction and labels shaped as the data's) lets that step be traced once. Reads
+    tf_keras' undocumented ``compiled_loss`` and ``compiled_metrics`` containers.
+    """
+    model.compiled_loss.build(y_pred)
+    model.compiled_metrics.build(y_pred, y_true)
 
 
 class _HeadHooks:

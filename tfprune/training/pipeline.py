@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from tfprune.callbacks.jsv import JacobianSingularValues
-from tfprune.compat import keras, tf
+from tfprune.compat import build_compiled_loss_and_metrics, keras, tf
 from tfprune.nested import all_layers
 from tfprune.runtime import current_runtime
 from tfprune.trainability import JSVMeter
@@ -112,8 +112,7 @@ def _create_step_variables(model: Any) -> None:
     with model.distribute_strategy.scope():
         with tf.name_scope(optimizer.name):
             optimizer.build(model.trainable_variables)
-        model.compiled_loss.build(y_pred)
-        model.compiled_metrics.build(y_pred, y_true)
+        build_compiled_loss_and_metrics(model, y_pred, y_true)
 
 
 def compiled(
