@@ -134,8 +134,10 @@ def test_greg2_picks_after_uniform_penalty_and_reports_overlap_with_l1():
         np.testing.assert_allclose(coef[kept], -1e-4, rtol=1e-5)
 
 
+# GReg-1 with these settings is trained, on tf_keras and Keras 3, and checked the same way by
+# test_greg_keras3.py (its done-when compares the two flavours).
 @pytest.mark.slow
-@pytest.mark.parametrize("variant", ["greg1", "greg2"])
+@pytest.mark.parametrize("variant", ["greg2"])
 def test_greg_on_trained_cnn_reaches_ratio_limit_and_strip_keeps_accuracy(variant):
     """Done-when: magnitude ratio past the limit in every group; strip changes acc < 0.5 pt."""
     keras.utils.set_random_seed(0)

@@ -4,12 +4,15 @@ The full sweep over every application is ``benchmarks/coverage.py`` (pruning) an
 ``benchmarks/export_verify.py`` (exports); these tests keep one member of each family in CI and
 export the families in :data:`FRESH_PROCESS`, whose exports are then loaded together in one
 process that never imports tfprune (a Python process importing TensorFlow costs ~5-10 s).
-InceptionResNetV2 stands for InceptionV3 (its Inception blocks, plus scaled residuals) and
-RegNetY002 for RegNetX002 (the same blocks plus squeeze-and-excitation).
+InceptionV3 stands for InceptionResNetV2 (the same Inception blocks; its scaled residual, the
+one layer kind InceptionV3 lacks, is pruned in a small model here, and the whole
+InceptionResNetV2 is analysed and counted in both flavours by tests/keras3/test_keras3_graph.py)
+and RegNetY002 for RegNetX002 (the same blocks plus squeeze-and-excitation).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -20,7 +23,7 @@ import pytest
 
 import tfprune
 from tfprune.batch_norm import recalibrate_batch_norm
-from tfprune.compat import keras
+from tfprune.compat import keras, tf
 from tfprune.flops import count_flops, count_params
 
 # family representative -> input size (the smallest each builder accepts comfortably)
@@ -29,7 +32,7 @@ FAMILIES = {
     "DenseNet121": 32,
     "EfficientNetB0": 32,
     "EfficientNetV2B0": 32,
-    "InceptionResNetV2": 75,
+    "InceptionV3": 75,
     "MobileNet": 32,
     "MobileNetV2": 32,
     "MobileNetV3Small": 32,
@@ -125,3 +128,41 @@ def test_applications_prune_at_half_and_their_exports_run_in_one_process_without
         prune_and_export(name, tmp_path)
         assert (tmp_path / name / "saved_model.pb").is_file()
     run_without_tfprune(FRESH_PROCESS, tmp_path)
+
+
+def _scaled_residual_model(scale_layer):
+    """A conv block with InceptionResNetV2's residual: ``x + up * scale`` in ``scale_layer``."""
+    L = keras.layers
+    inputs = keras.Input((8, 8, 3))
+    x = L.ReLU()(L.BatchNormalization()(L.Conv2D(8, 3, padding="same", name="stem")(inputs)))
+    up = L.Conv2D(8, 1, name="up")(L.Conv2D(6, 1, activation="relu", name="branch")(x))
+    x = L.ReLU()(scale_layer(0.17)([x, up]))
+    return keras.Model(inputs, L.Dense(4)(L.GlobalAveragePooling2D()(x)))
+
+
+def test_inception_resnet_scaled_residual_prunes_and_strips():
+    stock = vars(importlib.import_module(keras.applications.InceptionResNetV2.__module__))
+    model = _scaled_residual_model(stock["CustomScaleLayer"])
+    masked = tfprune.prune_filters(model, 0.5)
+    small = tfprune.strip_filters(masked)
+    assert small.get_layer("stem").filters == small.get_layer("up").filters == 4  # one group
+    assert small.get_layer("branch").filters == 3
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    a, b = masked(x, training=False).numpy(), small(x, training=False).numpy()
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_lookalike_of_the_scaled_residual_is_not_taken_for_it():
+    class CustomScaleLayer(keras.layers.Layer):  # same name and argument, another computation
+        def __init__(self, scale, **kwargs):
+            super().__init__(**kwargs)
+            self.scale = scale
+
+        def call(self, inputs):
+            return tf.concat([inputs[0], inputs[1] * self.scale], axis=-1)[..., :8]
+
+    # traced, not trusted: the slice it really computes blocks the residual's channels
+    report = tfprune.explain(_scaled_residual_model(CustomScaleLayer))
+    (row,) = [r for r in report.rows if set(r["producers"]) == {"stem", "up"}]
+    assert row["prunable_units"] == 0
+    assert any("custom_scale_layer" in why and "channel axis" in why for why in row["reasons"])

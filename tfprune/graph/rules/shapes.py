@@ -278,12 +278,23 @@ class LayerScaleRule(FreeRule):
         return with_kept_count(config, "projection_dim", kept, "ch")
 
 
+_SCALED_SUM_MODULES = (
+    "tf_keras.src.applications.inception_resnet_v2",
+    "keras.src.applications.inception_resnet_v2",
+)
+
+
 class ScaledSumRule(FreeRule):
     """InceptionResNetV2's ``CustomScaleLayer``: ``inputs[0] + inputs[1] * scale`` (scalar)."""
 
     def applies(self, layer: Any) -> bool:
-        return type(layer).__name__ == "CustomScaleLayer" and is_scalar(
-            getattr(layer, "scale", None)
+        # The applications' own class only (tf_keras' or Keras 3's): another class of that name
+        # may compute something else.
+        cls = type(layer)
+        return (
+            cls.__name__ == "CustomScaleLayer"
+            and cls.__module__ in _SCALED_SUM_MODULES
+            and is_scalar(getattr(layer, "scale", None))
         )
 
     def connect(self, ctx: Any, call: Any) -> None:
