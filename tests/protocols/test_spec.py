@@ -11,7 +11,7 @@ from tfprune import defaults
 from tfprune.errors import ConfigError, InvalidArgumentError
 from tfprune.protocols.spec import RunRecord, RunSpec
 from tfprune.protocols.store import RunStore
-from tfprune.training.recipe import TrainingRecipe
+from tfprune.training.recipe import RecipeValueError, TrainingRecipe
 
 
 def _spec(**over):
@@ -115,6 +115,18 @@ def test_recipe_validation():
         TrainingRecipe.from_dict({"schedule": "0:0.1", "epochs": -1, "batch_size": 8}, "retrain")
     with pytest.raises(ConfigError, match="base: needs batch_size"):
         TrainingRecipe.from_dict({"schedule": "0:0.1", "epochs": 1}, "base")
+
+
+def test_a_recipe_value_error_names_the_field_where_it_was_read():
+    with pytest.raises(RecipeValueError) as caught:
+        TrainingRecipe("0:0.1", 1, 100, momentum=1.5)
+    err = caught.value
+    assert (err.field, err.requirement, err.value) == ("momentum", "in [0, 1)", 1.5)
+    assert str(err) == "recipe.momentum must be in [0, 1), got 1.5"
+    assert str(err.renamed("--momentum")) == "--momentum must be in [0, 1), got 1.5"
+    data = {"schedule": "0:0.1", "epochs": 1, "batch_size": "8"}
+    with pytest.raises(RecipeValueError, match=r"^base\.batch_size must be an integer, got '8'$"):
+        TrainingRecipe.from_dict(data, where="base")
 
 
 def test_a_recipe_without_batch_size_takes_the_dataset_default():

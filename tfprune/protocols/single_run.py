@@ -35,7 +35,7 @@ from tfprune import defaults
 from tfprune.batch_norm import batch_norm_layers, check_accuracy_gap
 from tfprune.compat import keras
 from tfprune.distribute import get_strategy
-from tfprune.errors import ConfigError, InvalidArgumentError
+from tfprune.errors import InvalidArgumentError
 from tfprune.export import check_export_dir, export_saved_model
 from tfprune.files import atomic_write_json, ensure_output_dir
 from tfprune.flops import count_flops, count_params
@@ -47,7 +47,7 @@ from tfprune.runtime import Runtime, use_runtime
 from tfprune.selection import check_ratio
 from tfprune.surgery import strip_filters
 from tfprune.training import pipeline
-from tfprune.training.recipe import TrainingRecipe
+from tfprune.training.recipe import RecipeValueError, TrainingRecipe
 
 __all__ = [
     "DEFAULT_SEED",
@@ -211,10 +211,9 @@ class PruneRunConfig:
                     weight_decay=self.weight_decay,
                     weight_decay_mode=self.weight_decay_mode,
                 )
-            except ConfigError as err:
-                field = str(err).split(" ", 1)[0].removeprefix("recipe.")
-                text = str(err).replace(f"recipe.{field}", names.get(field, field), 1)
-                raise InvalidArgumentError(text) from None
+            except RecipeValueError as err:
+                flag = names.get(err.field, err.field)
+                raise InvalidArgumentError(str(err.renamed(flag))) from None
 
         return (
             recipe(self.learning_rate, self.train_epochs),

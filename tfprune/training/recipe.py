@@ -14,10 +14,27 @@ from typing import Any
 
 from tfprune.errors import ConfigError, did_you_mean
 
-__all__ = ["OPTIMIZERS", "TrainingRecipe"]
+__all__ = ["OPTIMIZERS", "RecipeValueError", "TrainingRecipe"]
 
 #: The optimizers a recipe can name.
 OPTIMIZERS = ("sgd", "adam")
+
+
+class RecipeValueError(ConfigError):
+    """A recipe field has a bad value: ``field``, ``requirement`` and ``value`` say which and why.
+
+    The message calls the field ``name`` (``recipe.<field>`` unless the recipe was read from
+    somewhere else: a config section or a tool's flag).
+    """
+
+    def __init__(self, field: str, requirement: str, value: Any, name: str = "") -> None:
+        self.field, self.requirement, self.value = field, requirement, value
+        self.name = name or f"recipe.{field}"
+        super().__init__(f"{self.name} must be {requirement}, got {value!r}")
+
+    def renamed(self, name: str) -> RecipeValueError:
+        """The same error, its field called ``name``."""
+        return RecipeValueError(self.field, self.requirement, self.value, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,8 +55,9 @@ class TrainingRecipe:
             papers) or ``"decoupled"`` (Keras' ``weight_decay``: ``w -= lr * wd * w``, about
             ``1 - momentum`` times as strong).
 
-    A bad value raises :class:`~tfprune.errors.ConfigError` naming the field as
-    ``recipe.<field>``; :meth:`from_dict` names it after the section it was read from.
+    A bad value raises :class:`RecipeValueError` (a :class:`~tfprune.errors.ConfigError`) naming
+    the field as ``recipe.<field>``; :meth:`from_dict` names it after the section it was read
+    from.
     """
 
     schedule: str
@@ -51,8 +69,7 @@ class TrainingRecipe:
     weight_decay_mode: str = "coupled"
 
     def __post_init__(self) -> None:
-        def bad(field: str, what: str, value: Any) -> ConfigError:
-            return ConfigError(f"recipe.{field} must be {what}, got {value!r}")
+        bad = RecipeValueError
 
         if not isinstance(self.schedule, str) or not self.schedule.strip():
             raise bad("schedule", "a non-empty string", self.schedule)
@@ -104,5 +121,5 @@ class TrainingRecipe:
             raise ConfigError(f"{where}: needs {', '.join(missing)} (the training recipe)")
         try:
             return cls(**dict(data))
-        except ConfigError as err:
-            raise ConfigError(str(err).replace("recipe.", f"{where}.", 1)) from None
+        except RecipeValueError as err:
+            raise err.renamed(f"{where}.{err.field}") from None
