@@ -474,7 +474,7 @@ class RunResult:
     Attributes:
       record: The :class:`RunRecord` (what the runner stores).
       model: The retrained model (for ``options.retrain_masked``: the masked model, still to
-        be stripped).
+        be stripped); ``None`` when :func:`run` was told not to keep it.
       base: The base model the run started from (``None`` for a scratch run).
       data: The dataset the run trained and tested on.
     """
@@ -493,6 +493,7 @@ def run(
     strategy: Any = None,
     log: Callable[[str], None] | None = None,
     progress: Callable[[str], None] | None = None,
+    keep_model: bool = True,
 ) -> RunResult:
     """Run ``spec`` (see the module doc) and return its record with the models it made.
 
@@ -500,11 +501,22 @@ def run(
     (:func:`run_runtime`). ``base`` starts the run from that model (e.g. one loaded from a
     file) instead of the cached base of ``spec.base_spec()``; ``progress`` gets a line per
     epoch while the base model trains (:func:`get_base_model`) and while the run retrains.
+    ``keep_model=False`` leaves the retrained model out of the result: a model retrained as
+    its twin (a compiled model of the same shape that the runs of a grid share) then does not
+    get the twin's weights copied back.
     """
     log = log or logger.info
     runtime = run_runtime(spec)
     with use_runtime(runtime):
-        result = _run(spec, workdir, base=base, strategy=strategy, log=log, progress=progress)
+        result = _run(
+            spec,
+            workdir,
+            base=base,
+            strategy=strategy,
+            log=log,
+            progress=progress,
+            keep_model=keep_model,
+        )
     result.record.metrics["precision"] = runtime.precision
     result.record.metrics["jit_compile"] = runtime.jit_compile
     return result
@@ -518,6 +530,7 @@ def _run(
     strategy: Any,
     log: Callable[[str], None],
     progress: Callable[[str], None] | None,
+    keep_model: bool,
 ) -> RunResult:
     t_start = time.time()
     given = spec  # the record keeps the spec it was given: its id names the run's folder
@@ -683,6 +696,8 @@ def _run(
     if result.prune_history:
         history = {**history, **{f"prune_{k}": v for k, v in result.prune_history.items()}}
     record = RunRecord(spec=given.to_dict(), metrics=metrics, history=history, setup=setup)
+    if not keep_model:
+        return RunResult(record, None, base, data)
     if model is not pruned:  # trained as its twin: the weights come back to the pruned model
         pruned.set_weights(model.get_weights())
     return RunResult(record, pruned, base, data)
@@ -701,4 +716,4 @@ def execute(
     ``workdir/base_models/<base_id>/`` and shared by every spec with the same base; nothing else is
     written outside ``workdir``.
     """
-    return run(spec, workdir, strategy=strategy, log=log).record
+    return run(spec, workdir, strategy=strategy, log=log, keep_model=False).record
