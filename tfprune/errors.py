@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 
 def did_you_mean(key: str, known: Iterable[str], n: int = 1) -> str:
@@ -47,6 +48,26 @@ class DatasetNotFoundError(TfpruneError, FileNotFoundError):
 
 class ConfigError(TfpruneError):
     """A configuration file or override is invalid; the message names the field."""
+
+
+class RecipeValueError(ConfigError):
+    """A recipe field has a bad value: ``field``, ``requirement`` and ``value`` say which and why.
+
+    The message calls the field ``name`` (``recipe.<field>`` unless the recipe was read from
+    somewhere else: a config section or a tool's flag).
+    """
+
+    def __init__(self, field: str, requirement: str, value: Any, name: str = "") -> None:
+        self.field, self.requirement, self.value = field, requirement, value
+        self.name = name or f"recipe.{field}"
+        super().__init__(f"{self.name} must be {requirement}, got {value!r}")
+
+    def __reduce__(self) -> tuple:
+        return RecipeValueError, (self.field, self.requirement, self.value, self.name)
+
+    def renamed(self, name: str) -> RecipeValueError:
+        """The same error, its field called ``name``."""
+        return RecipeValueError(self.field, self.requirement, self.value, name)
 
 
 class NoFinishedRunsError(TfpruneError, FileNotFoundError):

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 
 import pytest
 
 from tfprune import defaults
-from tfprune.errors import ConfigError, InvalidArgumentError
+from tfprune.errors import ConfigError, InvalidArgumentError, RecipeValueError
 from tfprune.protocols.spec import RunRecord, RunSpec
 from tfprune.protocols.store import RunStore
-from tfprune.training.recipe import RecipeValueError, TrainingRecipe
+from tfprune.training.recipe import TrainingRecipe
 
 
 def _spec(**over):
@@ -124,6 +125,7 @@ def test_a_recipe_value_error_names_the_field_where_it_was_read():
     assert (err.field, err.requirement, err.value) == ("momentum", "in [0, 1)", 1.5)
     assert str(err) == "recipe.momentum must be in [0, 1), got 1.5"
     assert str(err.renamed("--momentum")) == "--momentum must be in [0, 1), got 1.5"
+    assert str(pickle.loads(pickle.dumps(err))) == str(err)  # crosses process boundaries
     data = {"schedule": "0:0.1", "epochs": 1, "batch_size": "8"}
     with pytest.raises(RecipeValueError, match=r"^base\.batch_size must be an integer, got '8'$"):
         TrainingRecipe.from_dict(data, where="base")

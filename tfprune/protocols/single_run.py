@@ -35,7 +35,7 @@ from tfprune import defaults
 from tfprune.batch_norm import batch_norm_layers, check_accuracy_gap
 from tfprune.compat import keras
 from tfprune.distribute import get_strategy
-from tfprune.errors import InvalidArgumentError
+from tfprune.errors import InvalidArgumentError, RecipeValueError
 from tfprune.export import check_export_dir, export_saved_model
 from tfprune.files import atomic_write_json, ensure_output_dir
 from tfprune.flops import count_flops, count_params
@@ -47,7 +47,7 @@ from tfprune.runtime import Runtime, use_runtime
 from tfprune.selection import check_ratio
 from tfprune.surgery import strip_filters
 from tfprune.training import pipeline
-from tfprune.training.recipe import RecipeValueError, TrainingRecipe
+from tfprune.training.recipe import TrainingRecipe
 
 __all__ = [
     "DEFAULT_SEED",

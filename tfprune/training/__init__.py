@@ -12,7 +12,7 @@ from tfprune.training.optimizers import (
     make_optimizer,
 )
 from tfprune.training.pipeline import compile_model, evaluate, fit, scope, steps_per_execution
-from tfprune.training.recipe import RecipeValueError, TrainingRecipe
+from tfprune.training.recipe import TrainingRecipe
 from tfprune.training.schedules import LRSchedule, parse_schedule
 
 __all__ = [
@@ -20,7 +20,6 @@ __all__ = [
     "CoupledAdam",
     "CoupledSGD",
     "LRSchedule",
-    "RecipeValueError",
     "TrainingRecipe",
     "compile_model",
     "evaluate",

@@ -12,29 +12,12 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from tfprune.errors import ConfigError, did_you_mean
+from tfprune.errors import ConfigError, RecipeValueError, did_you_mean
 
-__all__ = ["OPTIMIZERS", "RecipeValueError", "TrainingRecipe"]
+__all__ = ["OPTIMIZERS", "TrainingRecipe"]
 
 #: The optimizers a recipe can name.
 OPTIMIZERS = ("sgd", "adam")
-
-
-class RecipeValueError(ConfigError):
-    """A recipe field has a bad value: ``field``, ``requirement`` and ``value`` say which and why.
-
-    The message calls the field ``name`` (``recipe.<field>`` unless the recipe was read from
-    somewhere else: a config section or a tool's flag).
-    """
-
-    def __init__(self, field: str, requirement: str, value: Any, name: str = "") -> None:
-        self.field, self.requirement, self.value = field, requirement, value
-        self.name = name or f"recipe.{field}"
-        super().__init__(f"{self.name} must be {requirement}, got {value!r}")
-
-    def renamed(self, name: str) -> RecipeValueError:
-        """The same error, its field called ``name``."""
-        return RecipeValueError(self.field, self.requirement, self.value, name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +38,7 @@ class TrainingRecipe:
             papers) or ``"decoupled"`` (Keras' ``weight_decay``: ``w -= lr * wd * w``, about
             ``1 - momentum`` times as strong).
 
-    A bad value raises :class:`RecipeValueError` (a :class:`~tfprune.errors.ConfigError`) naming
+    A bad value raises :class:`~tfprune.errors.RecipeValueError` (a ``ConfigError``) naming
     the field as ``recipe.<field>``; :meth:`from_dict` names it after the section it was read
     from.
     """
