@@ -166,3 +166,34 @@ def test_a_lookalike_of_the_scaled_residual_is_not_taken_for_it():
     (row,) = [r for r in report.rows if set(r["producers"]) == {"stem", "up"}]
     assert row["prunable_units"] == 0
     assert any("custom_scale_layer" in why and "channel axis" in why for why in row["reasons"])
+
+
+def _layer_scale_model(layer_scale):
+    """Two convs around ConvNeXt's per-channel scale, ``layer_scale(1e-6, 8)``."""
+    L = keras.layers
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = layer_scale(1e-6, 8)(x)
+    return keras.Model(inputs, L.Dense(4)(L.GlobalAveragePooling2D()(L.Conv2D(5, 1)(x))))
+
+
+def test_convnext_layer_scale_prunes_with_its_conv_and_a_lookalike_is_traced():
+    stock = vars(importlib.import_module(keras.applications.ConvNeXtTiny.__module__))
+    masked = tfprune.prune_filters(_layer_scale_model(stock["LayerScale"]), 0.5)
+    small = tfprune.strip_filters(masked)
+    assert small.get_layer("conv").filters == 4
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(masked(x).numpy(), small(x).numpy(), rtol=1e-5, atol=1e-6)
+
+    class LayerScale(keras.layers.Layer):  # same name and attribute, mixes the channels
+        def __init__(self, init_values, projection_dim, **kwargs):
+            super().__init__(**kwargs)
+            self.init_values, self.projection_dim = init_values, projection_dim
+
+        def call(self, x):
+            return tf.concat([x[..., 1:], x[..., :1]], axis=-1)
+
+    report = tfprune.explain(_layer_scale_model(LayerScale))
+    (row,) = [r for r in report.rows if r["producers"] == ["conv"]]
+    assert row["prunable_units"] == 0
+    assert any("layer_scale" in why for why in row["reasons"]), row["reasons"]

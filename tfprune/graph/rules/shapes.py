@@ -261,11 +261,26 @@ class GroupNormRule(FreeRule):
         return config
 
 
+def _application_class(layer: Any, name: str, module: str) -> bool:
+    """Whether ``layer`` is of the class ``name`` that Keras applications define in ``module``.
+
+    tf_keras' or Keras 3's own class only: another class of that name may compute something
+    else, and is traced like any custom layer instead.
+    """
+    cls = type(layer)
+    return cls.__name__ == name and cls.__module__ in (
+        f"tf_keras.src.applications.{module}",
+        f"keras.src.applications.{module}",
+    )
+
+
 class LayerScaleRule(FreeRule):
-    """ConvNeXt's ``LayerScale`` (tf_keras.applications): a per-channel learned scale."""
+    """ConvNeXt's ``LayerScale`` (Keras applications): a per-channel learned scale."""
 
     def applies(self, layer: Any) -> bool:
-        return type(layer).__name__ == "LayerScale" and hasattr(layer, "projection_dim")
+        return _application_class(layer, "LayerScale", "convnext") and hasattr(
+            layer, "projection_dim"
+        )
 
     def connect(self, ctx: Any, call: Any) -> None:
         x, y = call.inputs[0], call.outputs[0]
@@ -278,23 +293,12 @@ class LayerScaleRule(FreeRule):
         return with_kept_count(config, "projection_dim", kept, "ch")
 
 
-_SCALED_SUM_MODULES = (
-    "tf_keras.src.applications.inception_resnet_v2",
-    "keras.src.applications.inception_resnet_v2",
-)
-
-
 class ScaledSumRule(FreeRule):
     """InceptionResNetV2's ``CustomScaleLayer``: ``inputs[0] + inputs[1] * scale`` (scalar)."""
 
     def applies(self, layer: Any) -> bool:
-        # The applications' own class only (tf_keras' or Keras 3's): another class of that name
-        # may compute something else.
-        cls = type(layer)
-        return (
-            cls.__name__ == "CustomScaleLayer"
-            and cls.__module__ in _SCALED_SUM_MODULES
-            and is_scalar(getattr(layer, "scale", None))
+        return _application_class(layer, "CustomScaleLayer", "inception_resnet_v2") and is_scalar(
+            getattr(layer, "scale", None)
         )
 
     def connect(self, ctx: Any, call: Any) -> None:
