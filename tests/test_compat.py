@@ -173,3 +173,16 @@ def test_attention_head_hook_sees_each_heads_output_before_the_projection():
     weights[6] = weights[6] * np.array([0.0, 1.0])[:, None, None]
     stock.set_weights(weights)
     np.testing.assert_allclose(hooked(x, x).numpy(), stock(x, x).numpy(), atol=1e-6)
+
+
+def test_is_tf_op_layer_knows_only_tf_keras_own_op_layers():
+    x = keras.Input((4, 3))
+    plus, sliced = x + 1.0, x[..., :2]
+    assert compat.is_tf_op_layer(compat.producing_layer(plus))
+    assert compat.is_tf_op_layer(compat.producing_layer(sliced))
+    assert not compat.is_tf_op_layer(L.ReLU())
+
+    class TFOpLambda(L.Layer):
+        symbol = "math.add"
+
+    assert not compat.is_tf_op_layer(TFOpLambda())

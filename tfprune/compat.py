@@ -38,6 +38,7 @@ __all__ = [
     "KerasTensor",
     "functional_class",
     "is_functional",
+    "is_tf_op_layer",
     "saved_input_spec",
     "own_weights",
     "expects_training_arg",
@@ -90,6 +91,10 @@ __all__ = [
 
 from tf_keras.src.engine.functional import Functional as functional_class  # noqa: E402
 from tf_keras.src.engine.keras_tensor import KerasTensor  # noqa: E402
+from tf_keras.src.layers.core.tf_op_layer import (  # noqa: E402
+    SlicingOpLambda as _SlicingOpLambda,
+)
+from tf_keras.src.layers.core.tf_op_layer import TFOpLambda as _TFOpLambda  # noqa: E402
 
 #: Base class of objects whose ``tf.Variable`` attributes checkpoints track (TF's internal
 #: ``AutoTrackable``, the base of ``tf.Module`` without its name scope).
@@ -166,6 +171,16 @@ def tfmot_pruning_schedule_class() -> type | None:
 def is_functional(model: object) -> bool:
     """True for a graph-network model (functional or built Sequential)."""
     return isinstance(model, functional_class) and getattr(model, "_is_graph_network", False)
+
+
+def is_tf_op_layer(layer: object) -> bool:
+    """Whether ``layer`` is tf_keras' own layer for a raw TF op in a functional model.
+
+    tf_keras records ``tf.*`` calls and operators on symbolic tensors (``x + y``, ``x[..., :4]``)
+    as its private ``TFOpLambda``/``SlicingOpLambda`` layers. Exactly those classes: a user class
+    of the same name, or a subclass, computes something else.
+    """
+    return type(layer) in (_TFOpLambda, _SlicingOpLambda)
 
 
 def saved_input_spec(model: object) -> object:

@@ -377,3 +377,18 @@ def test_analysis_of_a_stock_model_does_not_rebuild_it():
     inp = keras.Input((4,))
     model = keras.Model(inp, L.Dense(2)(L.Dense(4)(inp)))
     assert analyze(model).model is model
+
+
+def test_a_layer_named_like_tf_keras_op_layers_is_not_read_as_a_tf_op():
+    """Only tf_keras' own op layers are read as TF ops; a namesake is what its class computes."""
+
+    class TFOpLambda(L.Permute):  # tf_keras' name and a relu symbol; moves the channel axis
+        symbol = "nn.relu"
+
+    inputs = keras.Input((8, 8, 3))
+    x = L.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = L.Conv2D(4, 1, name="mix")(TFOpLambda((1, 3, 2), name="op")(x))
+    model = keras.Model(inputs, L.GlobalAveragePooling2D()(x))
+    (row,) = [r for r in tfprune.explain(model).rows if r["producers"] == ["conv"]]
+    assert row["prunable_units"] == 0
+    assert any("'op/" in why for why in row["reasons"]), row["reasons"]  # traced inside 'op'

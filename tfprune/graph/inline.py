@@ -33,6 +33,7 @@ from tfprune.compat import (
     KerasTensor,
     expects_training_arg,
     is_functional,
+    is_tf_op_layer,
     keras,
     own_weights,
     saved_input_spec,
@@ -49,7 +50,6 @@ __all__ = ["Opaque", "Inlined", "inline_model", "wants_tracing"]
 TOLERANCE = 1e-5
 
 _STOCK_MODULES = ("tf_keras.", "keras.", "tensorflow_model_optimization.", "tfprune.")
-_OP_LAYERS = ("TFOpLambda", "SlicingOpLambda")
 
 
 @dataclasses.dataclass
@@ -195,7 +195,7 @@ def _signature(fragment: Any) -> list[tuple]:
     sig = []
     for node in iter_graph_nodes(fragment):
         layer = node.layer
-        if type(layer).__name__ in _OP_LAYERS:
+        if is_tf_op_layer(layer):
             sig.append(("op", str(getattr(layer, "symbol", ""))))
         else:
             # Class, not name: a weightless layer made inside call() gets a new name each time.
@@ -206,7 +206,7 @@ def _signature(fragment: Any) -> list[tuple]:
 def _captured(fragment: Any) -> str | None:
     """The first traced op that computes with a tensor that is not an input (a weight read)."""
     for node in iter_graph_nodes(fragment):
-        if type(node.layer).__name__ not in _OP_LAYERS:
+        if not is_tf_op_layer(node.layer):
             continue
         for arg in tf.nest.flatten((node.call_args, node.call_kwargs)):
             if isinstance(arg, KerasTensor) or not (

@@ -9,6 +9,7 @@ import numpy as np
 
 from tfprune.compat import (
     KerasTensor,
+    is_tf_op_layer,
     keras,
     tf,
 )
@@ -149,7 +150,7 @@ class TFOpRule(LayerRule):
     """Known elementwise TF ops, channel-preserving slicing, reductions, concat and pad."""
 
     def applies(self, layer: Any) -> bool:
-        return type(layer).__name__ in ("TFOpLambda", "SlicingOpLambda")
+        return is_tf_op_layer(layer)
 
     def connect(self, ctx: Any, call: Any) -> None:
         op = _op_name(call.layer)
