@@ -352,10 +352,24 @@ def test_readme_python_block_runs_as_written(where, block, given, tmp_path, monk
 # ---------------------------------------------------------------------------------------------
 # Tool commands
 
-# Commands a test elsewhere runs as written, with closer checks of what they print and write.
+# Commands a test elsewhere runs as written, with closer checks of what they print and write
+# (in its own process where a fresh one is not the point): a part of the command -> that test.
+# The test holds the command's arguments as written (a /tmp path may go into its own folder), or
+# reads them from the README (test_the_tests_that_run_commands_elsewhere_exist checks which).
 RUN_ELSEWHERE = {
     "--config=configs/scratch_vs_prune.yaml": (
         "tests/bin/test_compare_resume.py::test_the_readme_scratch_vs_prune_command_runs_end_to_end"
+    ),
+    "--config=configs/finetune_lr.yaml --dry_run": (
+        "tests/protocols/test_configs_files.py::"
+        "test_the_readme_dry_run_of_finetune_lr_yaml_prints_the_default_grid"
+    ),
+    "-m tfprune.bin.compare --dry_run --calibrate": (
+        "tests/protocols/test_cost.py::test_dry_run_with_calibrate_prints_the_costs"
+    ),
+    "-m tfprune.bin.export --model=resnet20 --sparsity=0.5 --base_dir=/tmp/serving": (
+        "tests/export/test_export_bin.py::"
+        "test_the_serving_guides_command_verifies_in_a_process_without_tfprune"
     ),
 }
 
@@ -427,6 +441,45 @@ def test_readme_tool_command_runs_as_written(where, command, tmp_path):
         assert done.returncode == 0, (
             f"{where}: `{step}` exited {done.returncode}:\n{done.stderr[-3000:]}"
         )
+
+
+def _function_and_module(test: str) -> tuple[str, ast.Module]:
+    """The source of the test function ``path::name``, and its module's tree."""
+    path, name = test.split("::")
+    text = (REPO_ROOT / path).read_text()
+    module = ast.parse(text)
+    found = [n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == name]
+    assert len(found) == 1, f"{test} does not exist"
+    return ast.get_source_segment(text, found[0]) or "", module
+
+
+def test_the_tests_that_run_commands_elsewhere_exist_and_run_them_as_written():
+    """Each RUN_ELSEWHERE command's test exists and runs it.
+
+    It runs the command's arguments as written (a string constant of its module that the test
+    uses) or reads them from the README.
+    """
+    commands = [c for _, _, c in all_commands()]
+    for key, test in RUN_ELSEWHERE.items():
+        (command,) = [c for c in commands if key in c]  # one command, still in the docs
+        arguments = shlex.split(command)[3:]
+        function, module = _function_and_module(test)
+        constants = {
+            n.targets[0].id: n.value.value
+            for n in module.body
+            if isinstance(n, ast.Assign)
+            and isinstance(n.targets[0], ast.Name)
+            and isinstance(n.value, ast.Constant)
+            and isinstance(n.value.value, str)
+        }
+        as_written = [
+            name
+            for name, value in constants.items()
+            if shlex.split(value) == arguments and re.search(rf"\b{name}\b", function)
+        ]
+        config = re.search(r"--config=configs/(\w+)\.yaml", key)
+        from_the_readme = config is not None and f'readme_command("{config[1]}")' in function
+        assert as_written or from_the_readme, f"{test} does not run `{command}`"
 
 
 def test_the_harness_finds_every_kind_of_example():

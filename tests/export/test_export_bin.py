@@ -1,4 +1,8 @@
-"""tfprune-export run in this process from a command line, plus two fresh-process runs."""
+"""tfprune-export run in this process from a command line, plus two fresh-process runs.
+
+The serving guide's command runs here (--verify reloads its export in a fresh process); another
+test runs the whole program in a fresh process.
+"""
 
 from __future__ import annotations
 
@@ -32,14 +36,27 @@ def test_export_zoo_model_into_next_versions_and_refuse_existing(tmp_path, capsy
     assert sorted(os.listdir(base)) == ["1"]
 
 
-@pytest.mark.slow  # starts a fresh Python process that imports TensorFlow (~10 s)
-def test_verify_reloads_in_a_process_without_tfprune(tmp_path, capsys):
-    base = str(tmp_path / "serving")
-    args = ["--model=lenet5", "--sparsity=0.5", f"--base_dir={base}", "--verify"]
-    assert export_bin.BINARY([*args, f"--preprocess_scale={1 / 255.0}"]) == 0
+# The serving guide's command (docs/guides/serving.md, "From the command line"), as written but for
+# /tmp, which goes into the test's folder; tests/test_readme.py leaves it to this test.
+SERVING_GUIDE = (
+    "--model=resnet20 --sparsity=0.5 --base_dir=/tmp/serving "
+    "--tflite --onnx --verify --preprocess_scale=0.00392 --raw_dtype=uint8"
+)
+
+
+@pytest.mark.slow  # --verify starts a fresh Python process that imports TensorFlow (~10 s)
+def test_the_serving_guides_command_verifies_in_a_process_without_tfprune(tmp_path, capsys):
+    for module in ("tf2onnx", "onnxruntime"):
+        pytest.importorskip(module, reason=f"the deploy extra ({module}) is not installed")
+    args = [w.replace("=/tmp/", f"={tmp_path}/") for w in SERVING_GUIDE.split()]
+    assert export_bin.BINARY(args) == 0
     out = capsys.readouterr().out
-    assert "fresh process (no tfprune)" in out
+    assert "fresh process (no tfprune)" in out and "-> ok" in out
     assert "signature_def['serving_preprocess']" in out and "dtype: DT_UINT8" in out
+    assert "tflite vs SavedModel" in out and "onnx vs SavedModel" in out
+    version = tmp_path / "serving" / "1"
+    assert (version / "model.tflite").is_file() and (version / "model.onnx").is_file()
+    assert os.path.isfile(version / WARMUP_FILE)
 
 
 @pytest.mark.slow  # starts a fresh Python process that imports TensorFlow (~10 s)

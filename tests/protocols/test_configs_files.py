@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import pytest
 
+from tfprune.bin import compare as compare_bin
 from tfprune.errors import ConfigError
 from tfprune.protocols import resolve_config
 from tfprune.protocols.grids import PROTOCOLS
 from tfprune.training.schedules import parse_schedule
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = sorted((REPO / "configs").glob("*.yaml"))
 
 
 def test_there_is_an_example_per_protocol():
@@ -32,6 +35,22 @@ def test_example_config_validates_and_expands(path):
 def test_finetune_lr_yaml_is_the_default():
     path = next(p for p in CONFIGS if p.name == "finetune_lr.yaml")
     assert resolve_config(None, path) == resolve_config(None)
+
+
+# The README's dry run of the example config, as written (tests/test_readme.py leaves it here).
+README_DRY_RUN = "--config=configs/finetune_lr.yaml --dry_run"
+
+
+def test_the_readme_dry_run_of_finetune_lr_yaml_prints_the_default_grid(
+    tmp_path, monkeypatch, capsys
+):
+    (tmp_path / "configs").symlink_to(REPO / "configs")  # a fresh clone's working folder
+    monkeypatch.chdir(tmp_path)
+    assert compare_bin.BINARY(shlex.split(README_DRY_RUN)) == 0
+    out = capsys.readouterr().out
+    assert "protocol: finetune_lr" in out and "# 18 runs in the grid" in out
+    assert "training FLOPs: 42.3G" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["configs"]  # a dry run writes nothing
 
 
 def test_override_on_top_of_a_file():

@@ -12,6 +12,7 @@ import dataclasses
 import gzip
 import json
 import math
+import shlex
 
 import pytest
 from absl import flags
@@ -177,7 +178,18 @@ def test_calibrated_estimate_adds_up_and_grows_with_the_work():
     assert max(len(line) for line in text.splitlines()) <= 100
 
 
-def test_dry_run_with_calibrate_prints_the_costs(capsys):
+# The README's calibrated dry run, as written (tests/test_readme.py leaves it to this test).
+README_CALIBRATE = "--dry_run --calibrate"
+
+
+def test_dry_run_with_calibrate_prints_the_costs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # a fresh clone's working folder: no results/ yet
+    assert compare_bin.BINARY(shlex.split(README_CALIBRATE)) == 0  # the default grid
+    out = capsys.readouterr().out
+    assert "# 18 runs in the grid" in out and "# cost of the grid (one process" in out
+    assert "timed mlp7_linear dense (57.4K MACs)" in out
+    assert out.count("estimated wall time:") == 1 and "# every shard" not in out
+    assert list(tmp_path.iterdir()) == []  # a dry run writes nothing
     args = ["--dry_run", "--calibrate", f"--params_override={json.dumps(TINY)}", "--num_shards=2"]
     assert compare_bin.BINARY(args) == 0
     out = capsys.readouterr().out
