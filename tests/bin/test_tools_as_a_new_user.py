@@ -96,20 +96,6 @@ def test_the_current_folder_and_a_git_checkout_are_refused(tool, tmp_path, monke
     assert sorted(p.name for p in checkout.iterdir()) == [".git", "README.md"]
 
 
-def test_prune_replaces_its_own_export_only_with_overwrite(tmp_path, capsys):
-    out = tmp_path / "small"
-    assert prune.BINARY([*QUICK_PRUNE, f"--export_dir={out}"]) == 0
-    printed = capsys.readouterr().out
-    assert "| stripped (exported, BN recalibrated) |" in printed
-    assert f"stripped model exported to {out}" in printed
-    assert (out / "saved_model.pb").is_file()
-    assert prune.BINARY([*QUICK_PRUNE, f"--export_dir={out}"]) == 2
-    one_line_error(capsys, "prune", "--export_dir", "pass overwrite=True (--overwrite)")
-    assert prune.BINARY([*QUICK_PRUNE, f"--export_dir={out}", "--overwrite"]) == 0
-    assert (out / "saved_model.pb").is_file()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["small"]  # no staging left
-
-
 def test_a_failed_train_leaves_no_folder(tmp_path, capsys):
     for args in (
         ["--dataset=mnist", f"--data_dir={tmp_path / 'nowhere'}"],  # refused before any folder
@@ -139,6 +125,7 @@ def test_export_without_the_deploy_extra_says_how_to_install_and_leaves_no_folde
 
 
 def test_prune_tests_a_trained_model_on_the_split_it_was_trained_beside(tmp_path, capsys):
+    """... and replaces its own export only with --overwrite (the same two prunings export)."""
     out = tmp_path / "base"
     assert train.BINARY(["--epochs=1", "--schedule=0:0.05", f"--output_dir={out}"]) == 0
     captured = capsys.readouterr().out
@@ -150,11 +137,24 @@ def test_prune_tests_a_trained_model_on_the_split_it_was_trained_beside(tmp_path
     assert train.BINARY(["--epochs=1", "--seed=3", f"--output_dir={tmp_path / 'b3'}"]) == 0
     metrics3 = json.loads((tmp_path / "b3" / "metrics.json").read_text())
     capsys.readouterr()
-    for folder, acc in ((out, metrics["acc"]), (tmp_path / "b3", metrics3["acc"])):
-        assert prune.BINARY([*QUICK_PRUNE, f"--load_model={folder / 'model.keras'}"]) == 0
+    small = tmp_path / "small"
+    # The first pruning exports to small/; the second is refused there, then replaces it.
+    for folder, acc, overwrite in (
+        (out, metrics["acc"], []),
+        (tmp_path / "b3", metrics3["acc"], ["--overwrite"]),
+    ):
+        args = [*QUICK_PRUNE, f"--load_model={folder / 'model.keras'}", f"--export_dir={small}"]
+        if overwrite:
+            assert prune.BINARY(args) == 2
+            one_line_error(capsys, "prune", "--export_dir", "pass overwrite=True (--overwrite)")
+        assert prune.BINARY([*args, *overwrite]) == 0
         table = capsys.readouterr().out
         base_row = next(line for line in table.splitlines() if line.startswith("| base |"))
         assert base_row.split("|")[4].strip() == f"{acc:.2%}"
+        assert "| stripped (exported, BN recalibrated) |" in table
+        assert f"stripped model exported to {small}" in table
+        assert (small / "saved_model.pb").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b3", "base", "small"]  # no staging
     model = str(tmp_path / "b3" / "model.keras")
     assert prune.BINARY([*QUICK_PRUNE, f"--load_model={model}", "--seed=0"]) == 2
     one_line_error(capsys, "prune", "seed 3", "--seed=0", "--seed=3")
@@ -194,9 +194,16 @@ def test_every_zoo_family_has_a_model_run_through_the_tools():
     assert {family(m) for m in OTHER_MODELS} <= {family(m) for m in TOOL_MODELS}
 
 
+# test_prune_builds_the_mlp_and_refuses_vgg_on_digits_in_one_line prunes these two as written.
+PRUNED_ABOVE = {"mlp7_relu", "vgg16_bn"}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("model", TOOL_MODELS)
-@pytest.mark.parametrize("tool", ["train", "prune"])
+@pytest.mark.parametrize(
+    "tool, model",
+    [("train", m) for m in TOOL_MODELS]
+    + [("prune", m) for m in TOOL_MODELS if m not in PRUNED_ABOVE],
+)
 def test_a_zoo_model_of_each_family_runs_on_digits_or_says_why_not(tool, model, tmp_path, capsys):
     if tool == "train":
         args = ["--epochs=1", f"--model={model}", f"--output_dir={tmp_path / 'out'}"]
@@ -272,7 +279,7 @@ def test_ctrl_c_and_sigterm_end_in_one_line(sig, status, word, tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
+        env=_env_as_a_user_has_it(),
     )
     lines = iter(proc.stdout.readline, "")
     assert any(" starting" in line for line in lines)  # the run has started
@@ -283,6 +290,7 @@ def test_ctrl_c_and_sigterm_end_in_one_line(sig, status, word, tmp_path):
     assert err.strip().splitlines()[-1] == (
         f"tfprune-compare: {word}: rerun the same command to resume"
     )
+    _no_start_up_lines(err)
 
 
 # -- 9, 11, 12: honest output, plain help, quiet start-up ------------------------------------------
@@ -308,16 +316,18 @@ def test_list_models_prints_the_zoo(capsys):
         assert out[-1].startswith("keras:<Application>, one of: ") and "MobileNetV2" in out[-1]
 
 
-def test_start_up_lines_are_hidden_at_the_default_verbosity():
+def _env_as_a_user_has_it() -> dict[str, str]:
+    """This environment without TF_CPP_MIN_LOG_LEVEL (which the test session sets)."""
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     env["PYTHONPATH"] = str(REPO)
-    proc = subprocess.run(
-        [sys.executable, "-m", "tfprune.bin.train", "--list_models"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert proc.returncode == 0 and "small_cnn" in proc.stdout
-    assert "cudart_stub" not in proc.stderr and "cuInit" not in proc.stderr, proc.stderr
-    assert "absl::InitializeLog" not in proc.stderr
+    return env
+
+
+def _no_start_up_lines(stderr: str) -> None:
+    """TensorFlow's start-up lines (the CUDA probe) are hidden at the default verbosity.
+
+    Checked on the fresh processes of test_ctrl_c_and_sigterm_end_in_one_line, which load
+    TensorFlow and train at the default verbosity as a user's run does.
+    """
+    assert "cudart_stub" not in stderr and "cuInit" not in stderr, stderr
+    assert "absl::InitializeLog" not in stderr
