@@ -36,7 +36,7 @@ def _spec(**options) -> RunSpec:
         ratio=0.5,
         retrain=TrainingRecipe("0:0.01", 1, batch_size=64),
         seed=0,
-        base={"schedule": "0:0.05", "epochs": 2, "batch_size": 64},
+        base={"schedule": "0:0.05", "epochs": 1, "batch_size": 64},
         options={"jsv_samples": 0, **options},
     )
 

@@ -17,7 +17,7 @@ from tfprune.protocols.setups import setup_check
 from tfprune.training import TrainingRecipe
 
 TINY = (
-    "base.epochs=2,base.schedule='0:0.02',budgets=[1],seeds=[0],methods=[l1],"
+    "base.epochs=1,base.schedule='0:0.02',budgets=[1],seeds=[0],methods=[l1],"
     "lrs=[0.01],baselines=false,jsv_every_epoch=false,jsv_samples=50"
 )
 QUIET = {"log": lambda s: None}
