@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from reg_helpers import accuracy, digits, fixed_batches, masked_cnn, trained_cnn
+from reg_helpers import accuracy, digits, fixed_batches, masked_cnn, trained_cnn_weights
 
 import tfprune
 from tfprune.compat import keras
 from tfprune.importance import L1
+from tfprune.models.small_cnn import small_cnn
 from tfprune.regularization import GrowingRegularization, SeparationWarning
 from tfprune.regularization.greg import PHASES
 
@@ -135,13 +136,16 @@ def test_greg2_picks_after_uniform_penalty_and_reports_overlap_with_l1():
 
 
 # GReg-1 with these settings is trained, on tf_keras and Keras 3, and checked the same way by
-# test_greg_keras3.py (its done-when compares the two flavours).
+# test_greg_keras3.py (its done-when compares the two flavours, on the 10-epoch base).
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", ["greg2"])
 def test_greg_on_trained_cnn_reaches_ratio_limit_and_strip_keeps_accuracy(variant):
     """Done-when: magnitude ratio past the limit in every group; strip changes acc < 0.5 pt."""
     keras.utils.set_random_seed(0)
-    base = trained_cnn()
+    # A 4-epoch base (~98% held-out; the 10-epoch one of reg_helpers ~99%): GReg-2 still ends
+    # at 0.986-0.997 over three base seeds, stripping changing nothing (as on the 10-epoch one).
+    base = small_cnn(width=32, seed=0)
+    base.set_weights(trained_cnn_weights(32, epochs=4))
     masked = tfprune.prune_filters(base, sparsity=0.0)
     masked.compile(
         keras.optimizers.SGD(1e-2, momentum=0.9),
