@@ -67,3 +67,27 @@ def mnist_dir() -> pathlib.Path:
     if missing:
         pytest.skip(f"MNIST data not found in {path} (missing {', '.join(missing)})")
     return path
+
+
+@pytest.fixture(scope="session")
+def resnet56_model():
+    """``tfprune.models.resnet56()`` (CIFAR, 32x32), built once per session.
+
+    Shared by the FLOPs, speed-up and target tests: they only count it or prune it, and
+    ``prune_filters`` / ``shrink`` return new models, so no test changes it.
+    """
+    from tfprune.models.resnet_cifar import resnet56
+
+    return resnet56()
+
+
+@pytest.fixture(scope="session")
+def keras_resnet50_224():
+    """``keras.applications.ResNet50(weights=None)`` (224x224), built once per session.
+
+    Shared by the FLOPs and speed-up tests: they only count it or ``shrink`` it (a new model), so
+    no test changes it.
+    """
+    from tfprune.compat import keras
+
+    return keras.applications.ResNet50(weights=None)

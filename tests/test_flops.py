@@ -287,8 +287,8 @@ def test_result_object_to_dict_and_str():
 # The spec's reference numbers
 
 
-def test_resnet56_cifar_params_and_flops_match_spec():
-    model = resnet56()
+def test_resnet56_cifar_params_and_flops_match_spec(resnet56_model):
+    model = resnet56_model  # resnet56(), built once per session (conftest)
     # Spec: 0.85 M params, 0.25 GFLOPs. The FLOPs are 2 x MACs (125.5 M MACs).
     assert count_flops(model).total == 125_485_696
     assert count_flops(model, unit="flops").total == 250_971_392
@@ -309,15 +309,11 @@ RESNET56_CONV1_ONLY = [
 ]
 
 
-@pytest.fixture(scope="module")
-def dense_resnet56():
-    return resnet56()
-
-
 @pytest.mark.parametrize("ratio, sparsity, expected_speedup", RESNET56_CONV1_ONLY)
 def test_resnet56_conv1_only_sparsity_and_speedup_reproduce_spec(
-    dense_resnet56, ratio, sparsity, expected_speedup
+    resnet56_model, ratio, sparsity, expected_speedup
 ):
+    dense_resnet56 = resnet56_model
     widths = conv1_widths_from_ratios(56, [0, ratio, ratio, ratio, 0])
     pruned = resnet56(conv1_widths=widths)
     assert round(speedup(dense_resnet56, pruned), 2) == expected_speedup
@@ -374,7 +370,7 @@ def dense_resnet50():
     return _bottleneck_resnet50()
 
 
-def test_resnet50_imagenet_macs_and_params(dense_resnet50):
+def test_resnet50_imagenet_macs_and_params(dense_resnet50, keras_resnet50_224):
     # The spec's 4.09 G MACs / 25.6 M params are torchvision's ResNet-50 (v1.5: the stride of a
     # downsampling block sits in its 3x3 conv).
     v15 = dense_resnet50
@@ -383,7 +379,7 @@ def test_resnet50_imagenet_macs_and_params(dense_resnet50):
     # keras.applications.ResNet50 is v1 (stride in the first 1x1 conv), so its three downsampling
     # 3x3 convs run at a quarter of the positions: 3.86 G MACs. Its convs have biases, so it has
     # 25.64 M params (moving stats included). 6 % below 4.09 G is the architecture, not the counter.
-    apps = keras.applications.ResNet50(weights=None)
+    apps = keras_resnet50_224  # keras.applications.ResNet50(weights=None), once per session
     assert count_params(apps).total == 25_636_712
     assert count_params(apps).total == apps.count_params()
     assert round(count_params(apps).total / 1e6, 1) == 25.6

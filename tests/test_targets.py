@@ -14,7 +14,7 @@ import pytest
 import tfprune
 from tfprune.compat import keras
 from tfprune.errors import InvalidArgumentError
-from tfprune.models.resnet_cifar import resnet56, stage_ratio_patterns
+from tfprune.models.resnet_cifar import stage_ratio_patterns
 from tfprune.models.small_cnn import small_cnn
 
 
@@ -33,9 +33,9 @@ def _check_flops_target(model: keras.Model, target: float, **kwargs) -> tfprune.
     return found
 
 
-def test_resnet56_scheme_scaled_to_2x_flops():
+def test_resnet56_scheme_scaled_to_2x_flops(resnet56_model):
     # The spec's ResNet-56 scheme [0, pr, pr, pr, 0] (conv1 of each block); its scale is searched.
-    model = resnet56()
+    model = resnet56_model  # resnet56(), built once per session (conftest); pruning copies it
     scheme = stage_ratio_patterns([0, 0.5, 0.5, 0.5, 0])
     found = _check_flops_target(model, 2.0, sparsity=scheme)
     assert isinstance(found.sparsity, dict) and set(found.sparsity) == set(scheme)

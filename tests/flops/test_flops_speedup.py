@@ -8,17 +8,12 @@ import tfprune
 from tfprune.compat import keras
 from tfprune.flops import count_flops, count_params
 from tfprune.models import resnet50_stage_scheme
-from tfprune.models.resnet_cifar import resnet56, stage_ratio_patterns
+from tfprune.models.resnet_cifar import stage_ratio_patterns
 
 
 def _speedup(model, scheme):
     small = tfprune.shrink(model, scheme)
     return count_flops(model).total / count_flops(small).total, small
-
-
-@pytest.fixture(scope="module")
-def resnet56_model():
-    return resnet56()
 
 
 @pytest.mark.parametrize(("ratio", "expected"), [(0.5, 1.99), (0.9, 11.58)])
@@ -68,12 +63,6 @@ def resnet50_v15_model():
     return _resnet50_v15()
 
 
-@pytest.fixture(scope="module")
-def keras_resnet50_model():
-    """keras.applications.ResNet50, built once: shrink() copies it and never changes it."""
-    return keras.applications.ResNet50(weights=None)
-
-
 def _check_only_bottleneck_convs_1_2_lost_filters(model, small):
     for layer in model.layers:
         if isinstance(layer, keras.layers.Conv2D):
@@ -99,10 +88,10 @@ def test_resnet50_v15_stage_scheme_speedup_matches_spec(resnet50_v15_model, rati
     ("ratios", "expected"),
     [((0, 0.6, 0.6, 0.6, 0.21, 0), 2.34), ((0, 0.3, 0.3, 0.3, 0.14, 0), 1.50)],
 )
-def test_keras_applications_resnet50_stage_scheme_speedup(keras_resnet50_model, ratios, expected):
+def test_keras_applications_resnet50_stage_scheme_speedup(keras_resnet50_224, ratios, expected):
     # keras.applications.ResNet50 is v1 (stride in the first 1x1 conv of a downsampling block),
     # so the same scheme saves slightly more than the spec's v1.5 numbers (2.31x / 1.49x).
-    model = keras_resnet50_model
+    model = keras_resnet50_224  # built once per session (conftest); shrink() copies it
     speedup, small = _speedup(model, resnet50_stage_scheme(ratios))
     assert speedup == pytest.approx(expected, abs=0.005)
     _check_only_bottleneck_convs_1_2_lost_filters(model, small)

@@ -6,7 +6,17 @@ import warnings
 
 import numpy as np
 import pytest
-from core_helpers import ARCHITECTURES, DATA_FREE_CRITERIA, check_equivalent, group_of, randomize
+from core_helpers import (
+    ARCHITECTURES,
+    DATA_FREE_CRITERIA,
+    check_equivalent,
+    group_of,
+    has_mask,
+    inputs_for,
+    max_rel_error,
+    outputs_of,
+    randomize,
+)
 
 import tfprune
 from tfprune.compat import keras
@@ -94,13 +104,21 @@ def test_l1_scores_are_mean_abs_per_filter():
     assert np.argsort(scores).tolist() == np.argsort(expected).tolist()
 
 
-def test_resnet56_stage_scheme_prunes_only_conv1_of_each_block():
+def test_resnet56_stage_scheme_prunes_only_conv1s_and_strips_to_masked():
+    # Also the masked == stripped check of this scheme (check_equivalent's assertions, same
+    # tolerance), so ResNet-56 is pruned and stripped once for both.
     from tfprune.models.resnet_cifar import resnet56, stage_ratio_patterns
 
     model = randomize(resnet56(input_shape=(8, 8, 3)))
     scheme = stage_ratio_patterns([0, 0.5, 0.5, 0.5, 0])
     masked = tfprune.prune_filters(model, scheme)
     small, plan = tfprune.strip_filters(masked, return_plan=True)
+    xs = inputs_for(model, seed=1)
+    out_small = outputs_of(small, xs)
+    assert [o.shape for o in out_small] == [o.shape for o in outputs_of(model, xs)]
+    assert max_rel_error(outputs_of(masked, xs), out_small) < 1e-5
+    assert not has_mask(small)
+    assert small.count_params() < model.count_params()
     before, after = _filters(model), _filters(small)
     changed = sorted(n for n in before if before[n] != after[n])
     expected = sorted(n for n in before if n.endswith("_conv1"))
