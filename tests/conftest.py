@@ -73,12 +73,24 @@ def mnist_dir() -> pathlib.Path:
 def resnet56_model():
     """``tfprune.models.resnet56()`` (CIFAR, 32x32), built once per session.
 
-    Shared by the FLOPs, speed-up and target tests: they only count it or prune it, and
+    Shared by the FLOPs, speed-up, target and zoo tests: they only count it or prune it, and
     ``prune_filters`` / ``shrink`` return new models, so no test changes it.
     """
     from tfprune.models.resnet_cifar import resnet56
 
     return resnet56()
+
+
+@pytest.fixture(scope="session")
+def resnet34_224():
+    """``tfprune.models.resnet34(seed=0)`` (224x224, 1000 classes), built once per session.
+
+    Shared by the ResNet-34 and zoo tests: they only count it, match patterns on it or
+    ``shrink`` it (a new model), so no test changes it.
+    """
+    from tfprune.models.resnet_imagenet import resnet34
+
+    return resnet34(seed=0)
 
 
 @pytest.fixture(scope="session")

@@ -37,8 +37,9 @@ FIRST_CONV = re.compile(r"layer(\d)_(\d+)_conv1")
 
 
 @pytest.fixture(scope="module")
-def r34():
-    return resnet34(seed=0)
+def r34(resnet34_224):
+    """resnet34(seed=0) at 224x224, built once per session (conftest); no test changes it."""
+    return resnet34_224
 
 
 def _convs(model):

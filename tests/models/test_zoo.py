@@ -291,9 +291,16 @@ def test_parse_index_ratios_groups_equal_ratios():
 _BN_EXCEPTIONS: dict[str, tuple[float, float]] = {}
 
 
+#: Zoo models that other test modules build with the same builder: taken from the session
+#: fixtures (conftest) instead of a second build. A builder sets its BatchNormalization
+#: momentum and epsilon whatever its seed, so the check is the same.
+_SESSION_MODELS = {"resnet34": "resnet34_224", "resnet56": "resnet56_model"}
+
+
 @pytest.mark.parametrize("name", list_models(include_applications=False))
-def test_every_zoo_batch_norm_uses_pytorch_momentum_and_epsilon(name):
-    model = get_model(name)
+def test_every_zoo_batch_norm_uses_pytorch_momentum_and_epsilon(name, request):
+    fixture = _SESSION_MODELS.get(name)
+    model = request.getfixturevalue(fixture) if fixture else get_model(name)
     norms = [la for la in model.layers if isinstance(la, keras.layers.BatchNormalization)]
     momentum, epsilon = _BN_EXCEPTIONS.get(name, (0.9, 1e-5))  # PyTorch's momentum 0.1, eps 1e-5
     for layer in norms:
