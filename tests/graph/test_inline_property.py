@@ -161,7 +161,7 @@ def _randomize(model, seed):
 
 
 @settings(
-    max_examples=10,
+    max_examples=6,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
     derandomize=True,
