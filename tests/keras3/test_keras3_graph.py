@@ -1,7 +1,8 @@
 """Keras 3 models give the groups and counts of their tf_keras twins; unknown things block.
 
 Each architecture is built once per flavour by the same builder (``build(keras_module)``), so
-the two models differ only in the Keras that built them.
+the two models differ only in the Keras that built them. Most keras.applications twins are also
+pruned here (tf_keras flavour), for tests/surgery/test_keras_applications.py.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pytest
 
 import tfprune
 from tfprune import compat
+from tfprune.batch_norm import recalibrate_batch_norm
 from tfprune.compat import keras
 from tfprune.flops import summarize
 
@@ -222,28 +224,63 @@ def _unnamed(report):
 
 
 # One application per family: InceptionResNetV2 holds every layer kind of InceptionV3 (and its
-# scaled residual), EfficientNetB0 every kind of EfficientNetV2B0.
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    "name",
-    [
-        "VGG16",
-        "ResNet50",
-        "ResNet50V2",
-        "MobileNet",
-        "DenseNet121",
-        "InceptionResNetV2",
-        "Xception",
-        "MobileNetV3Small",
-        "EfficientNetB0",
-        "ConvNeXtTiny",
-        "NASNetMobile",
-    ],
+# scaled residual), EfficientNetB0 every kind of EfficientNetV2B0. Each is built at the smallest
+# input its builder accepts comfortably, the sizes of tests/surgery/test_keras_applications.py
+# (InceptionResNetV2 at InceptionV3's 75); the groups, FLOPs and params of both flavours agree
+# there as they do at 96.
+TWIN_SIZES = {
+    "VGG16": 32,
+    "ResNet50": 32,
+    "ResNet50V2": 32,
+    "MobileNet": 32,
+    "DenseNet121": 32,
+    "InceptionResNetV2": 75,
+    "Xception": 71,
+    "MobileNetV3Small": 32,
+    "EfficientNetB0": 32,
+    "ConvNeXtTiny": 32,
+    "NASNetMobile": 32,
+}
+
+# Twins whose tf_keras model is also pruned at 50% here (masked = stripped, fewer params and
+# FLOPs), as tests/surgery/test_keras_applications.py does for the other families: one build
+# of the model for both checks. DenseNet121 and MobileNetV3Small are pruned and exported there.
+PRUNED_HERE = (
+    "VGG16",
+    "ResNet50",
+    "ResNet50V2",
+    "MobileNet",
+    "Xception",
+    "EfficientNetB0",
+    "ConvNeXtTiny",
+    "NASNetMobile",
 )
+
+
+def _prunes_at_half(model, size):
+    """The checks of tests/surgery/test_keras_applications.py's ``prune_and_export``."""
+    rng = np.random.default_rng(0)
+    # Calibrate on 16 samples: with very few, some channels get near-zero variance and the
+    # network amplifies float rounding (eager vs tf.function of one model then differ).
+    recalibrate_batch_norm(model, rng.normal(size=(16, size, size, 3)).astype(np.float32))
+    x = rng.normal(size=(2, size, size, 3)).astype(np.float32)
+    masked = tfprune.prune_filters(model, 0.5)
+    small = tfprune.strip_filters(masked)
+    a = masked(x, training=False).numpy()
+    b = small(x, training=False).numpy()
+    assert small.output_shape == model.output_shape
+    assert np.abs(a - b).max() / max(np.abs(a).max(), 1e-6) < 1e-5
+    assert tfprune.count_params(small).total < tfprune.count_params(model).total
+    assert tfprune.count_flops(small).total < 0.6 * tfprune.count_flops(model).total
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(TWIN_SIZES))
 def test_keras_applications_equal_their_tf_keras_twin(name):
-    # NASNetMobile at its smallest input (the groups, FLOPs and params agree at 32, 96 and 224).
-    shape = (32, 32, 3) if name == "NASNetMobile" else (96, 96, 3)
-    options = {"weights": None, "input_shape": shape, "classifier_activation": None}
+    size = TWIN_SIZES[name]
+    options = {"weights": None, "input_shape": (size, size, 3), "classifier_activation": None}
+    if name in PRUNED_HERE:
+        options["classes"] = 10  # as tests/surgery/test_keras_applications.py builds it
     # Auto-named layers (EfficientNet's "normalization") are named the same in both flavours
     # only when neither has built one before in this process.
     K3.utils.clear_session()
@@ -258,3 +295,5 @@ def test_keras_applications_equal_their_tf_keras_twin(name):
     flops, want_flops = tfprune.count_flops(model), tfprune.count_flops(twin)
     assert flops.total == want_flops.total and not flops.uncounted
     assert tfprune.count_params(model).total == tfprune.count_params(twin).total
+    if name in PRUNED_HERE:
+        _prunes_at_half(twin, size)

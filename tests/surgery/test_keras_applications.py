@@ -1,8 +1,10 @@
 """One architecture per tf_keras.applications family pruned at 50%; two also exported.
 
 The full sweep over every application is ``benchmarks/coverage.py`` (pruning) and
-``benchmarks/export_verify.py`` (exports); these tests keep one member of each family in CI and
-export the families in :data:`FRESH_PROCESS`, whose exports are then loaded together in one
+``benchmarks/export_verify.py`` (exports); these tests keep one member of each family in CI (those
+in :data:`PRUNED_BY_THE_TWIN_TEST` are pruned, with the same checks, by the Keras 3 twin test of
+tests/keras3/test_keras3_graph.py, which builds them anyway) and export the families in
+:data:`FRESH_PROCESS`, whose exports are then loaded together in one
 process that never imports tfprune (a Python process importing TensorFlow costs ~5-10 s).
 InceptionV3 stands for InceptionResNetV2 (the same Inception blocks; its scaled residual, the
 one layer kind InceptionV3 lacks, is pruned in a small model here, and the whole
@@ -113,8 +115,25 @@ def run_without_tfprune(names, export_root) -> None:
     assert result.stdout.splitlines() == [*(f"{name} ok" for name in names), "done"]
 
 
+# Families whose tf_keras model tests/keras3/test_keras3_graph.py prunes at 50% with these checks
+# (same input size, same calibration), right after comparing it with its Keras 3 twin: the
+# application is built once for both tests.
+PRUNED_BY_THE_TWIN_TEST = (
+    "ConvNeXtTiny",
+    "EfficientNetB0",
+    "MobileNet",
+    "NASNetMobile",
+    "ResNet50",
+    "ResNet50V2",
+    "VGG16",
+    "Xception",
+)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(set(FAMILIES) - set(FRESH_PROCESS)))
+@pytest.mark.parametrize(
+    "name", sorted(set(FAMILIES) - set(FRESH_PROCESS) - set(PRUNED_BY_THE_TWIN_TEST))
+)
 def test_application_prunes_at_half(name, tmp_path):
     prune_and_export(name, tmp_path, export=False)
     assert not (tmp_path / name).exists()
