@@ -16,6 +16,7 @@ from tfprune.graph.rules.base import (
     is_scalar,
     last_axis_size,
     only_channel_axis,
+    weight_short_name,
     with_kept_count,
 )
 
@@ -285,6 +286,13 @@ class LayerScaleRule(FreeRule):
     def connect(self, ctx: Any, call: Any) -> None:
         x, y = call.inputs[0], call.outputs[0]
         ctx.per_channel(call.layer, x, y)
+
+    def weight_names(self, layer: Any) -> list[str]:
+        # Keras 3's LayerScale makes its one weight, ``gamma``, without a name ("variable_36").
+        return [
+            "gamma" if v is getattr(layer, "gamma", None) else weight_short_name(v)
+            for v in layer.weights
+        ]
 
     def weight_axes(self, layer: Any) -> dict[str, dict[Role, int]]:
         return {"gamma": {"ch": 0}}
