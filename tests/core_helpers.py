@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 import tfprune
+from tfprune.batch_norm import recalibrate_batch_norm
 from tfprune.choices import IMPORTANCE_NAMES
 from tfprune.compat import keras, keras_of, tf
 from tfprune.layers import is_mask_layer
@@ -476,3 +477,25 @@ def run_checkout_python(
         timeout=timeout,
         check=False,
     )
+
+
+def application_prunes_at_half(model, size: int) -> tuple[object, np.ndarray, np.ndarray]:
+    """Prune a Keras application (``size`` x ``size`` RGB input) at 50% and strip it.
+
+    Checks masked = stripped (relative 1e-5), the output shape, fewer params and under 0.6x
+    the MACs; returns the stripped model, the inputs it was checked on and its outputs.
+    """
+    rng = np.random.default_rng(0)
+    # Calibrate on 16 samples: with very few, some channels get near-zero variance and the
+    # network amplifies float rounding (eager vs tf.function of one model then differ).
+    recalibrate_batch_norm(model, rng.normal(size=(16, size, size, 3)).astype(np.float32))
+    x = rng.normal(size=(2, size, size, 3)).astype(np.float32)
+    masked = tfprune.prune_filters(model, 0.5)
+    small = tfprune.strip_filters(masked)
+    a = masked(x, training=False).numpy()
+    b = small(x, training=False).numpy()
+    assert small.output_shape == model.output_shape
+    assert np.abs(a - b).max() / max(np.abs(a).max(), 1e-6) < 1e-5
+    assert tfprune.count_params(small).total < tfprune.count_params(model).total
+    assert tfprune.count_flops(small).total < 0.6 * tfprune.count_flops(model).total
+    return small, x, b
