@@ -13,12 +13,29 @@ from tfprune.models.small_cnn import small_cnn
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-@functools.cache
 def digits(batch_size: int = 64):
-    """The digits dataset bundle (8x8x1 images, 1437 train / 360 test)."""
+    """A fresh digits dataset bundle (8x8x1 images, 1437 train / 360 test).
+
+    Fresh on every call: a seeded ``tf.data`` shuffle gives a new order each time the same dataset
+    is iterated, so a shared bundle would hand each test the epochs the tests before it left over
+    (in random test order, a different base and data order per run). A fresh bundle starts at the
+    seed's first epoch.
+    """
     from tfprune.data import load_dataset
 
     return load_dataset("digits", batch_size=batch_size, seed=0, deterministic=True)
+
+
+def digits_train(order_seed: int, batch_size: int = 64) -> tf.data.Dataset:
+    """The training split of :func:`digits` (the same images), shuffled by ``order_seed``.
+
+    ``order_seed=0`` gives the batches of ``digits().train``. (Another ``seed`` for
+    ``load_dataset`` would also draw another train/test split.)
+    """
+    from tfprune.data.pipeline import make_dataset
+
+    x, y = digits(batch_size).train_arrays
+    return make_dataset(x, y, batch_size, True, seed=order_seed, deterministic=True)
 
 
 def fixed_batches(n: int = 4, batch_size: int = 32) -> tf.data.Dataset:

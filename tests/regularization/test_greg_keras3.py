@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from reg_helpers import digits, trained_cnn, trained_cnn_weights
+from reg_helpers import digits, digits_train, trained_cnn, trained_cnn_weights
 
 import tfprune
 from tfprune import compat
@@ -47,17 +47,25 @@ def _trained_keras3_cnn():
 
 
 def _accuracy(model) -> float:
-    k = compat.keras_of(model)
-    model.compile(
-        loss=k.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"]
-    )
-    return float(model.evaluate(digits().test, verbose=0)[1])
+    """Held-out digits accuracy from the model's predictions (inference mode)."""
+    hits = total = 0
+    for x, y in digits().test:
+        predicted = np.argmax(np.asarray(model(x, training=False)), axis=-1)
+        hits += int(np.sum(predicted == y.numpy()))
+        total += len(predicted)
+    return hits / total
 
 
-def _greg1(base):
-    """GReg-1 with the settings of the tf_keras done-when test; (masked, greg, stripped)."""
+def _greg1(base, order_seed: int = 0):
+    """GReg-1 on ``base`` with the data in the order of ``order_seed``; (masked, greg, stripped).
+
+    The settings of the tf_keras done-when test (tests/regularization/test_greg.py) but for
+    stabilize_steps, 30 instead of 100: the masks are set after ~120 steps instead of ~190, and
+    the fewer steps the flavours take from the same start, the less float rounding makes them
+    drift apart. Training stops when the masks are set (about epoch 6; 12 is a bound).
+    """
     k = compat.keras_of(base)
-    k.utils.set_random_seed(0)
+    k.utils.set_random_seed(order_seed)
     masked = tfprune.prune_filters(base, sparsity=0.0)
     masked.compile(
         k.optimizers.SGD(1e-2, momentum=0.9),
@@ -70,11 +78,11 @@ def _greg1(base):
         delta=0.5,
         ceiling=200.0,
         update_every=1,
-        stabilize_steps=100,  # as tests/regularization/test_greg.py
+        stabilize_steps=30,
         mag_ratio_limit=100.0,
         include_inputs=True,
     )
-    masked.fit(digits().train, epochs=60, callbacks=[greg], verbose=0)
+    masked.fit(digits_train(order_seed), epochs=12, callbacks=[greg], verbose=0)
     return masked, greg, tfprune.strip_filters(masked)
 
 
@@ -100,16 +108,32 @@ def test_greg1_on_a_keras3_digits_cnn_reaches_the_ratio_limit_and_matches_tf_ker
     """Done-when, both flavours: ratio limit reached, stripped accuracy within 1 pt of tf_keras.
 
     In each flavour every group passes the ratio limit and stripping changes the accuracy by
-    less than 0.5 pt.
+    less than 0.5 pt. The flavours run paired: the same trained base, seed, data order and
+    settings, over two data orders; the mean paired gap is within 1 point.
+
+    Why a mean over two orders: one step of both flavours gives the same weights to 1e-8,
+    but training amplifies float rounding, so one run's gap is noise of a few of the 360 test
+    images (stabilize_steps=100, order 0, one machine: -0.3 to -0.8 pt with 1 to 4 threads).
+    With stabilize_steps=30 the gaps were 0 to 0.3 pt (orders 0 to 2, 2 and 1 threads). The
+    mean of two paired gaps is within 1 point unless the flavours really differ; no single
+    order may differ by more than 2 points.
     """
-    masked, greg, small = _greg1(_trained_keras3_cnn())
-    acc_keras3 = _check_done(masked, greg, small)
-    tk_masked, tk_greg, tk_small = _greg1(trained_cnn())
-    acc_tf_keras = _check_done(tk_masked, tk_greg, tk_small)
-    print(f"stripped accuracy: keras3 {acc_keras3:.4f}, tf_keras {acc_tf_keras:.4f}")
-    assert abs(acc_keras3 - acc_tf_keras) <= 0.01, (acc_keras3, acc_tf_keras)
-    assert acc_keras3 > 0.9 and acc_tf_keras > 0.9
-    # the same filters were chosen: GReg-1 selects by L1 on the same trained weights
-    for name, units in tk_greg.pruned_units().items():
-        np.testing.assert_array_equal(greg.pruned_units()[name], units, err_msg=name)
-    assert isinstance(tk_small, keras.Model) and small.count_params() == tk_small.count_params()
+    gaps = []
+    for order_seed in (0, 1):
+        masked, greg, small = _greg1(_trained_keras3_cnn(), order_seed)
+        acc_keras3 = _check_done(masked, greg, small)
+        tk_masked, tk_greg, tk_small = _greg1(trained_cnn(), order_seed)
+        acc_tf_keras = _check_done(tk_masked, tk_greg, tk_small)
+        print(
+            f"order {order_seed}: stripped accuracy keras3 {acc_keras3:.4f}, "
+            f"tf_keras {acc_tf_keras:.4f}"
+        )
+        assert acc_keras3 > 0.9 and acc_tf_keras > 0.9
+        assert abs(acc_keras3 - acc_tf_keras) <= 0.02, (order_seed, acc_keras3, acc_tf_keras)
+        gaps.append(acc_keras3 - acc_tf_keras)
+        # the same filters were chosen: GReg-1 selects by L1 on the same trained weights
+        for name, units in tk_greg.pruned_units().items():
+            np.testing.assert_array_equal(greg.pruned_units()[name], units, err_msg=name)
+        assert isinstance(tk_small, keras.Model)
+        assert small.count_params() == tk_small.count_params()
+    assert abs(np.mean(gaps)) <= 0.01, gaps
