@@ -660,7 +660,9 @@ class Keras3Penalties:
     each trainable variable to the loss (``Layer.losses``, read by ``Trainer.compute_loss``
     inside the gradient tape). :func:`keras3_attach_penalty` sets this callable as the
     regularizer of one trainable variable of the model: it returns the value of the
-    regularizer the variable had before (if any) plus each penalty ``fn()``.
+    regularizer the variable had before (if any) plus each penalty ``fn()``, in Keras' float
+    type (``keras.config.floatx()``, the type of the compiled loss it is added to; the
+    penalties compute in float32, and a float64 model needs its loss in float64).
     """
 
     def __init__(self, original: object) -> None:
@@ -668,11 +670,12 @@ class Keras3Penalties:
         self.penalties: list = []
 
     def __call__(self, variable: object) -> object:
-        total = tf.constant(0.0, tf.float32)
+        dtype = keras3().config.floatx()
+        total = tf.constant(0.0, dtype)
         if self.original is not None:
-            total += tf.cast(self.original(variable), tf.float32)
+            total += tf.cast(self.original(variable), dtype)
         for fn in self.penalties:
-            total += tf.cast(fn(), tf.float32)
+            total += tf.cast(fn(), dtype)
         return total
 
 

@@ -332,6 +332,36 @@ def test_penalty_counts_once_under_a_mirrored_strategy(mirrored_strategy):
     np.testing.assert_allclose(reported - data_loss, penalty, rtol=1e-5)
 
 
+def test_penalty_joins_the_loss_of_a_float64_keras3_model():
+    """A float64 model's loss is float64: the penalty joins it (it raised a TypeError)."""
+    previous = K3.config.floatx(), K3.config.dtype_policy()
+    K3.config.set_floatx("float64")
+    K3.config.set_dtype_policy("float64")  # an earlier test may have set a float32 policy
+    try:
+        masked = _compiled(_masked(twins()[1]))
+        assert masked.get_layer("conv_a").kernel.dtype == "float64"
+        greg = tfprune.GrowingRegularization(0.5, delta=2.0, ceiling=100.0, update_every=1)
+        x, y = DATA_X[:16], DATA_Y[:16]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # two steps set no mask
+            masked.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[greg])
+        assert [loss.dtype.name for loss in masked.losses] == ["float64"]
+        coef = greg.penalties()
+        penalty = 0.0
+        for g in greg.groups:
+            for s in greg.slices[g.id]:
+                rows = np.moveaxis(s.variable.numpy(), s.axis, 0).reshape(s.channels, -1)
+                penalty += 0.5 * float((coef[g.name][s.units] * (rows**2).sum(axis=1)).sum())
+        reported = masked.evaluate(x, y, batch_size=16, verbose=0)
+        assert detach_loss(masked, greg._loss_fn)
+        data_loss = masked.evaluate(x, y, batch_size=16, verbose=0)
+        assert penalty > 1.0
+        np.testing.assert_allclose(reported - data_loss, penalty, rtol=1e-5)
+    finally:
+        K3.config.set_floatx(previous[0])
+        K3.config.set_dtype_policy(previous[1])
+
+
 def _greg() -> tfprune.GrowingRegularization:
     return tfprune.GrowingRegularization(0.5, delta=0.1, update_every=2, stabilize_steps=100)
 
