@@ -355,7 +355,8 @@ def test_readme_python_block_runs_as_written(where, block, given, tmp_path, monk
 # Commands a test elsewhere runs as written, with closer checks of what they print and write
 # (in its own process where a fresh one is not the point): a part of the command -> that test.
 # The test holds the command's arguments as written (a /tmp path may go into its own folder), or
-# reads them from the README (test_the_tests_that_run_commands_elsewhere_exist checks which).
+# reads them from the README (which one:
+# test_the_tests_that_run_commands_elsewhere_exist_and_run_them_as_written).
 RUN_ELSEWHERE = {
     "--config=configs/scratch_vs_prune.yaml": (
         "tests/bin/test_compare_resume.py::test_the_readme_scratch_vs_prune_command_runs_end_to_end"
