@@ -309,6 +309,26 @@ def test_recalibrate_batch_norm_on_keras3_gives_the_running_average_of_the_batch
     np.testing.assert_allclose(tk_bn.moving_variance.numpy(), var * n / (n - 1), rtol=1e-4)
 
 
+def _assert_reported_loss_adds_the_penalty_once(masked, greg, x, y) -> None:
+    """The loss ``evaluate`` reports on ``x, y`` is the data loss plus GReg's penalty, once.
+
+    The penalty, 0.5 * sum(coef * |filter|^2) over the producers' filters, is recomputed from
+    the weights now. The schedule is not done, so the penalty is removed here to read the data
+    loss alone.
+    """
+    coef = greg.penalties()
+    penalty = 0.0
+    for g in greg.groups:
+        for s in greg.slices[g.id]:
+            rows = np.moveaxis(s.variable.numpy(), s.axis, 0).reshape(s.channels, -1)
+            penalty += 0.5 * float((coef[g.name][s.units] * (rows**2).sum(axis=1)).sum())
+    reported = masked.evaluate(x, y, batch_size=16, verbose=0)
+    assert detach_loss(masked, greg._loss_fn)
+    data_loss = masked.evaluate(x, y, batch_size=16, verbose=0)
+    assert penalty > 1.0
+    np.testing.assert_allclose(reported - data_loss, penalty, rtol=1e-5)
+
+
 def test_penalty_counts_once_under_a_mirrored_strategy(mirrored_strategy):
     """Keras 3 scales added losses per replica: the reported penalty is the penalty, once."""
     with mirrored_strategy.scope():
@@ -318,18 +338,8 @@ def test_penalty_counts_once_under_a_mirrored_strategy(mirrored_strategy):
     masked.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[greg])
     coef = greg.penalties()
     assert all(c.max() == pytest.approx(4.0) for c in coef.values())  # 2 steps, +2 each
-    # 0.5 * sum(coef * |filter|^2) over the producers' filters, from the weights now
-    penalty = 0.0
-    for g in greg.groups:
-        for s in greg.slices[g.id]:
-            rows = np.moveaxis(s.variable.numpy(), s.axis, 0).reshape(s.channels, -1)
-            penalty += 0.5 * float((coef[g.name][s.units] * (rows**2).sum(axis=1)).sum())
-    reported = masked.evaluate(x, y, batch_size=16, verbose=0)
-    assert detach_loss(masked, greg._loss_fn)  # the schedule is not done: remove it here
-    data_loss = masked.evaluate(x, y, batch_size=16, verbose=0)
-    assert penalty > 1.0
     # once, not once per replica (x2) nor averaged away (x1/2)
-    np.testing.assert_allclose(reported - data_loss, penalty, rtol=1e-5)
+    _assert_reported_loss_adds_the_penalty_once(masked, greg, x, y)
 
 
 def test_penalty_joins_the_loss_of_a_float64_keras3_model():
@@ -346,17 +356,7 @@ def test_penalty_joins_the_loss_of_a_float64_keras3_model():
             warnings.simplefilter("ignore")  # two steps set no mask
             masked.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[greg])
         assert [loss.dtype.name for loss in masked.losses] == ["float64"]
-        coef = greg.penalties()
-        penalty = 0.0
-        for g in greg.groups:
-            for s in greg.slices[g.id]:
-                rows = np.moveaxis(s.variable.numpy(), s.axis, 0).reshape(s.channels, -1)
-                penalty += 0.5 * float((coef[g.name][s.units] * (rows**2).sum(axis=1)).sum())
-        reported = masked.evaluate(x, y, batch_size=16, verbose=0)
-        assert detach_loss(masked, greg._loss_fn)
-        data_loss = masked.evaluate(x, y, batch_size=16, verbose=0)
-        assert penalty > 1.0
-        np.testing.assert_allclose(reported - data_loss, penalty, rtol=1e-5)
+        _assert_reported_loss_adds_the_penalty_once(masked, greg, x, y)
     finally:
         K3.config.set_floatx(previous[0])
         K3.config.set_dtype_policy(previous[1])
