@@ -499,3 +499,18 @@ def application_prunes_at_half(model, size: int) -> tuple[object, np.ndarray, np
     assert tfprune.count_params(small).total < tfprune.count_params(model).total
     assert tfprune.count_flops(small).total < 0.6 * tfprune.count_flops(model).total
     return small, x, b
+
+
+# Keras applications whose tf_keras model the Keras 3 twin test (tests/keras3/test_keras3_graph.py)
+# prunes at 50% with application_prunes_at_half, right after comparing it with its Keras 3 twin:
+# tests/surgery/test_keras_applications.py leaves them out, so each is built once for both checks.
+PRUNED_BY_THE_TWIN_TEST = (
+    "VGG16",
+    "ResNet50",
+    "ResNet50V2",
+    "MobileNet",
+    "Xception",
+    "EfficientNetB0",
+    "ConvNeXtTiny",
+    "NASNetMobile",
+)

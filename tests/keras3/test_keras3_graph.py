@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from core_helpers import application_prunes_at_half
+from core_helpers import PRUNED_BY_THE_TWIN_TEST, application_prunes_at_half
 
 import tfprune
 from tfprune import compat
@@ -242,26 +242,12 @@ TWIN_SIZES = {
     "NASNetMobile": 32,
 }
 
-# Twins whose tf_keras model is also pruned at 50% here (masked = stripped, fewer params and
-# FLOPs), as tests/surgery/test_keras_applications.py does for the other families: one build
-# of the model for both checks. DenseNet121 and MobileNetV3Small are pruned and exported there.
-PRUNED_HERE = (
-    "VGG16",
-    "ResNet50",
-    "ResNet50V2",
-    "MobileNet",
-    "Xception",
-    "EfficientNetB0",
-    "ConvNeXtTiny",
-    "NASNetMobile",
-)
-
 # Families whose Keras 3 model is pruned too (plain, residual, pre-activation residual,
 # separable, depthwise, squeeze-and-excitation with rescaling, LayerScale with
 # LayerNormalization): the same checks, and the two stripped models count the same MACs (every
 # group keeps as many channels in both flavours). NASNetMobile's Keras 3 model is pruned by
 # benchmarks/coverage.py --flavour keras3 only (its twin check alone takes ~30 s).
-KERAS3_PRUNED_TOO = tuple(name for name in PRUNED_HERE if name != "NASNetMobile")
+KERAS3_PRUNED_TOO = tuple(name for name in PRUNED_BY_THE_TWIN_TEST if name != "NASNetMobile")
 
 
 @pytest.mark.slow
@@ -269,7 +255,7 @@ KERAS3_PRUNED_TOO = tuple(name for name in PRUNED_HERE if name != "NASNetMobile"
 def test_keras_applications_equal_their_tf_keras_twin(name):
     size = TWIN_SIZES[name]
     options = {"weights": None, "input_shape": (size, size, 3), "classifier_activation": None}
-    if name in PRUNED_HERE:
+    if name in PRUNED_BY_THE_TWIN_TEST:
         options["classes"] = 10  # as tests/surgery/test_keras_applications.py builds it
     # Auto-named layers (EfficientNet's "normalization") are named the same in both flavours
     # only when neither has built one before in this process.
@@ -285,7 +271,7 @@ def test_keras_applications_equal_their_tf_keras_twin(name):
     flops, want_flops = tfprune.count_flops(model), tfprune.count_flops(twin)
     assert flops.total == want_flops.total and not flops.uncounted
     assert tfprune.count_params(model).total == tfprune.count_params(twin).total
-    if name in PRUNED_HERE:
+    if name in PRUNED_BY_THE_TWIN_TEST:
         small, _, _ = application_prunes_at_half(twin, size)
         if name in KERAS3_PRUNED_TOO:
             small_k3, _, _ = application_prunes_at_half(model, size)

@@ -22,7 +22,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from core_helpers import application_prunes_at_half
+from core_helpers import PRUNED_BY_THE_TWIN_TEST, application_prunes_at_half
 
 import tfprune
 from tfprune.compat import keras, tf
@@ -98,21 +98,6 @@ def run_without_tfprune(names, export_root) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert result.stdout.splitlines() == [*(f"{name} ok" for name in names), "done"]
-
-
-# Families whose tf_keras model tests/keras3/test_keras3_graph.py prunes at 50% with these checks
-# (same input size, same calibration), right after comparing it with its Keras 3 twin: the
-# application is built once for both tests.
-PRUNED_BY_THE_TWIN_TEST = (
-    "ConvNeXtTiny",
-    "EfficientNetB0",
-    "MobileNet",
-    "NASNetMobile",
-    "ResNet50",
-    "ResNet50V2",
-    "VGG16",
-    "Xception",
-)
 
 
 @pytest.mark.slow
